@@ -1,0 +1,43 @@
+# Cairn's build. `make help` lists the targets. Every target that needs Debian packages or Go
+# modules installs them first (tools/deps/install.sh is idempotent).
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/cairn-os/cairn/runtime/cli.Version=$(VERSION)
+CMDS      := $(sort $(dir $(wildcard */cmd/*/main.go)))
+# The whole suite must stay well under CI's budget on 2 cores.
+TEST_TIMEOUT ?= 25m
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build test unit demo bench image lint clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install Debian packages and Go modules the build and tests need (idempotent)
+	@tools/deps/install.sh
+
+build: deps ## build every binary into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(CMDS))
+
+test: build ## run all tests: unit, root tier (as root), VM tier (when qemu is there)
+	$(GO) vet ./...
+	CAIRN_BIN=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+unit: ## run only the unit tests (no root needed, no prerequisites)
+	$(GO) test -count=1 -short ./...
+
+demo: build ## build, make a busybox image, fetch it into a scratch store and list it
+	@tools/demo.sh
+
+bench: build ## run the benchmarks against their peers and print the ratios
+	@tools/bench.sh
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+clean: ## remove build output
+	rm -rf $(BIN) _output

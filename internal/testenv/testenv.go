@@ -1,0 +1,49 @@
+// Package testenv gates the privileged test tiers. A root or VM test that lacks a
+// prerequisite skips with the reason on a developer's machine, and fails when CI=true,
+// so that CI can never go green by skipping the tests that matter.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI (CI=true), where a missing prerequisite is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Require skips the test with the reason unless ok; under CI it fails instead.
+func Require(t testing.TB, ok bool, format string, args ...any) {
+	t.Helper()
+	if ok {
+		return
+	}
+	why := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("prerequisite missing under CI=true: %s", why)
+	}
+	t.Skipf("skipping: %s", why)
+}
+
+// RequireRoot gates the root tier: namespaces, mounts, loop devices, netlink.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	Require(t, os.Geteuid() == 0, "needs root (namespaces, mounts, netlink)")
+}
+
+// RequireCommand gates on a program in PATH and returns its path.
+func RequireCommand(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	Require(t, err == nil, "needs %s in PATH (make deps installs it)", name)
+	return p
+}
+
+// RequireFile gates on a file (a kernel, firmware, a device node) and returns its path.
+func RequireFile(t testing.TB, path string) string {
+	t.Helper()
+	_, err := os.Stat(path)
+	Require(t, err == nil, "needs %s: %v", path, err)
+	return path
+}

@@ -1,0 +1,112 @@
+// Package cli is the rkt command line: flag parsing and output only. Each subcommand lives
+// in its own file (cmd_*.go) and registers itself; the work is done by the runtime packages.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Globals are rkt's global flags, shared by every subcommand.
+type Globals struct {
+	Dir                string // --dir: the data directory (image store, pods)
+	LocalConfig        string // --local-config: the administrator's config (/etc/rkt)
+	SystemConfig       string // --system-config: the vendor's config (/usr/lib/rkt)
+	UserConfig         string // --user-config: a user's config, highest precedence
+	InsecureOptions    string // --insecure-options: comma-separated checks to skip
+	TrustKeysFromHTTPS bool   // --trust-keys-from-https: trust keys found by discovery over HTTPS
+	Debug              bool   // --debug: log debug output to stderr
+}
+
+// Env is what a subcommand gets: streams, the global flags and a logger.
+type Env struct {
+	Ctx    context.Context
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	G      Globals
+	Log    *slog.Logger
+}
+
+// ExitError carries a process exit status out of a subcommand (rkt run returns the app's).
+// An ExitError with a nil Err prints nothing.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+var commands []func(*Env) *cobra.Command
+
+// register adds a subcommand; called from the init of each cmd_*.go file.
+func register(f func(*Env) *cobra.Command) { commands = append(commands, f) }
+
+// Run executes rkt with args (without the program name) and returns its exit status.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	env := &Env{Ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	root := &cobra.Command{
+		Use:           "rkt",
+		Short:         "rkt, the pod-native container engine of Cairn",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			level := slog.LevelInfo
+			if env.G.Debug {
+				level = slog.LevelDebug
+			}
+			env.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+		},
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&env.G.Dir, "dir", envOr("RKT_DIR", "/var/lib/rkt"), "rkt data directory")
+	pf.StringVar(&env.G.LocalConfig, "local-config", "/etc/rkt", "local configuration directory")
+	pf.StringVar(&env.G.SystemConfig, "system-config", "/usr/lib/rkt", "system configuration directory")
+	pf.StringVar(&env.G.UserConfig, "user-config", "", "user configuration directory")
+	pf.StringVar(&env.G.InsecureOptions, "insecure-options", "none",
+		"comma-separated list of security features to disable: none,image,tls,ondisk,http,pubkey,capabilities,paths,seccomp,all-fetch,all-run,all")
+	pf.BoolVar(&env.G.TrustKeysFromHTTPS, "trust-keys-from-https", false, "automatically trust gpg keys fetched from https")
+	pf.BoolVar(&env.G.Debug, "debug", false, "print out more debug information to stderr")
+	for _, f := range commands {
+		root.AddCommand(f(env))
+	}
+	env.Log = slog.New(slog.NewTextHandler(stderr, nil))
+
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Err != nil {
+			fmt.Fprintf(stderr, "rkt: %v\n", ee.Err)
+		}
+		return ee.Code
+	}
+	fmt.Fprintf(stderr, "rkt: %v\n", err)
+	return 254 // rkt's status for its own failures, distinct from an app's
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
