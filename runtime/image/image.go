@@ -1,0 +1,42 @@
+// Package image is the one view of a stored image that the rest of the runtime uses, whatever
+// its format: an appc ACI keeps its image manifest, an OCI image its config, and both present
+// their filesystem as an ordered list of read-only trees ready to be overlayfs lower dirs.
+package image
+
+import (
+	"time"
+
+	"github.com/appc/spec/schema"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Format says which specification an image follows.
+type Format string
+
+const (
+	ACI Format = "appc" // an appc ACI, identified by the sha512 of its uncompressed tar
+	OCI Format = "oci"  // an OCI image, identified by the sha256 digest of its manifest
+)
+
+// Image is a stored image, ready to be rendered as a pod's root filesystem.
+type Image struct {
+	// ID is "sha512-<hex>" for an ACI (the appc image ID) and "sha256:<hex>" (the manifest
+	// digest) for an OCI image.
+	ID     string
+	Format Format
+	// Name is the appc name (example.com/app) or the OCI reference it was fetched as
+	// (docker.io/library/busybox:latest).
+	Name string
+	// Labels are the appc labels (version, os, arch); an OCI image gets version from its tag.
+	Labels     map[string]string
+	ImportTime time.Time
+	// Size is the image's size in the store: blobs plus extracted trees.
+	Size int64
+	// Layers are absolute paths of read-only trees, lowest first. Each is the root filesystem
+	// contribution of one OCI layer, or of one ACI (its rootfs/ directory) with the ACI's
+	// dependencies before it. Stacked as overlayfs lower dirs they make the app's root.
+	Layers []string
+
+	ACIManifest *schema.ImageManifest // set when Format is ACI
+	OCIConfig   *v1.ConfigFile        // set when Format is OCI
+}
