@@ -1,0 +1,88 @@
+package payload
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// NewDecoder returns a streaming zstd decoder sized for payload parts: single-threaded and
+// with a bounded window, so that applying a 1 GiB part stays within a few MiB of memory.
+func NewDecoder(r io.Reader) (*zstd.Decoder, error) {
+	return zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20), zstd.WithDecoderLowmem(true))
+}
+
+// CheckCompressed hashes a part's compressed bytes from r (positioned at the part's offset)
+// and compares them with the manifest.
+func CheckCompressed(r io.Reader, p Part) error {
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(r, p.CompressedSize))
+	if err != nil {
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
+	if n != p.CompressedSize {
+		return fmt.Errorf("part %s: %d of %d bytes: %w", p.Name, n, p.CompressedSize, ErrTruncated)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != p.CompressedSHA256 {
+		return fmt.Errorf("part %s: compressed sha256 %s, manifest says %s: %w", p.Name, got, p.CompressedSHA256, ErrHashMismatch)
+	}
+	return nil
+}
+
+// Extract decompresses part p from r (positioned at the part's offset) into w, hashing what
+// it writes, and fails unless exactly p.Size bytes with p.SHA256 came out.
+func Extract(w io.Writer, r io.Reader, p Part) error {
+	dec, err := NewDecoder(io.LimitReader(r, p.CompressedSize))
+	if err != nil {
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
+	defer dec.Close()
+	h := sha256.New()
+	// Read one byte more than announced so that an overlong part is caught.
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(dec, p.Size+1))
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = ErrTruncated
+		}
+		return fmt.Errorf("part %s: decompress: %w", p.Name, err)
+	}
+	if n != p.Size {
+		return fmt.Errorf("part %s: %d bytes decompressed, manifest says %d: %w", p.Name, n, p.Size, ErrHashMismatch)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != p.SHA256 {
+		return fmt.Errorf("part %s: sha256 %s, manifest says %s: %w", p.Name, got, p.SHA256, ErrHashMismatch)
+	}
+	return nil
+}
+
+// VerifyAll checks a whole payload read from r: the header's signature, then every part's
+// compressed and uncompressed hash. It returns the verified header.
+func VerifyAll(r io.ReaderAt, size int64, keys []ed25519.PublicKey) (*Header, error) {
+	h, err := ReadHeader(io.NewSectionReader(r, 0, size))
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Verify(keys); err != nil {
+		return nil, err
+	}
+	if size < h.Size() {
+		return nil, fmt.Errorf("payload is %d bytes, manifest describes %d: %w", size, h.Size(), ErrTruncated)
+	}
+	if size > h.Size() {
+		return nil, fmtErr("%d bytes after the last part", size-h.Size())
+	}
+	for _, p := range h.Manifest.Parts {
+		if err := CheckCompressed(io.NewSectionReader(r, p.Offset, p.CompressedSize), p); err != nil {
+			return nil, err
+		}
+		if err := Extract(io.Discard, io.NewSectionReader(r, p.Offset, p.CompressedSize), p); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
