@@ -30,6 +30,8 @@ type Image struct {
 	// Labels are the appc labels (version, os, arch); an OCI image gets version from its tag.
 	Labels     map[string]string
 	ImportTime time.Time
+	// LastUsed is when a pod last used the image (ImportTime until then).
+	LastUsed time.Time
 	// Size is the image's size in the store: blobs plus extracted trees.
 	Size int64
 	// Layers are absolute paths of read-only trees, lowest first. Each is the root filesystem
@@ -39,4 +41,32 @@ type Image struct {
 
 	ACIManifest *schema.ImageManifest // set when Format is ACI
 	OCIConfig   *v1.ConfigFile        // set when Format is OCI
+
+	// Source is the URL or path the image was imported from.
+	Source string
+	// Trusted reports that the image's signature was verified when it was imported; only then
+	// do its trees keep device nodes and setuid/setgid bits.
+	Trusted bool
+	// Signer names the key that signed the image (its fingerprint), when Trusted.
+	Signer string
+}
+
+// ShortID is the ID as rkt prints it: "sha512-" and 32 hex digits, or "sha256:" and 12.
+func (i *Image) ShortID() string {
+	switch {
+	case len(i.ID) > 7+32 && i.ID[:7] == "sha512-":
+		return i.ID[:7+32]
+	case len(i.ID) > 7+12 && i.ID[:7] == "sha256:":
+		return i.ID[:7+12]
+	}
+	return i.ID
+}
+
+// NameVersion is the name with the version label appended, as "name:version" (appc) or the
+// name itself when it already carries a tag (OCI).
+func (i *Image) NameVersion() string {
+	if v := i.Labels["version"]; v != "" && i.Format == ACI {
+		return i.Name + ":" + v
+	}
+	return i.Name
 }

@@ -1,0 +1,530 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/appc/spec/schema"
+	"github.com/cairn-os/cairn/runtime/aci"
+	"github.com/cairn-os/cairn/runtime/image"
+	"github.com/cairn-os/cairn/runtime/oci"
+	"github.com/cairn-os/cairn/runtime/tarx"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+)
+
+// ImportACI adds the ACI read from r (plain tar, or gzip, bzip2 or xz compressed) to the
+// store. Importing an image that is already there changes nothing and returns it.
+func (s *Store) ImportACI(ctx context.Context, r io.Reader, opts ImportOptions) (*image.Image, error) {
+	what := "ACI"
+	if opts.Source != "" {
+		what = "ACI " + opts.Source
+	}
+	id, err := s.importACI(ctx, r, opts)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", what, err)
+	}
+	return s.Get(ctx, id)
+}
+
+func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) (string, error) {
+	l, err := s.lock(ctx, unix.LOCK_SH)
+	if err != nil {
+		return "", err
+	}
+	defer l.Unlock()
+	tmp, err := os.MkdirTemp(s.path("tmp"), "aci-")
+	if err != nil {
+		return "", err
+	}
+	defer removeAll(tmp)
+
+	zr, _, err := aci.Decompress(r)
+	if err != nil {
+		return "", err
+	}
+	defer zr.Close()
+	blob, err := os.Create(filepath.Join(tmp, "blob"))
+	if err != nil {
+		return "", err
+	}
+	defer blob.Close()
+	h := sha512.New()
+	bw := bufio.NewWriterSize(blob, 1<<20)
+	cw := &countWriter{}
+	tee := io.TeeReader(zr, io.MultiWriter(bw, h, cw))
+	tree := filepath.Join(tmp, "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		return "", err
+	}
+	res, err := tarx.Extract(ctx, tee, tree, tarx.Options{Trusted: opts.Trusted, Owners: s.owners})
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil { // tar padding after the end marker
+		return "", fmt.Errorf("%w: %v", tarx.ErrTruncated, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return "", err
+	}
+	if err := blob.Close(); err != nil {
+		return "", err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	id := "sha512-" + sum
+
+	m, err := readTreeManifest(tree)
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.readRecord(id); err == nil {
+		return id, nil // already imported: nothing to do
+	}
+	s.logDropped(id, res.Dropped)
+
+	if err := os.Rename(blob.Name(), s.BlobPath("sha512:"+sum)); err != nil {
+		return "", err
+	}
+	if err := renameTree(tree, s.TreePath(id)); err != nil {
+		return "", err
+	}
+	now := s.Now().UTC()
+	labels := map[string]string{}
+	for _, lb := range m.Labels {
+		labels[lb.Name.String()] = lb.Value
+	}
+	rec := &record{
+		ID: id, Format: image.ACI, Name: m.Name.String(), Labels: labels,
+		ImportTime: now, LastUsed: now, Source: opts.Source, Trusted: opts.Trusted, Signer: opts.Signer,
+		Size:  cw.n + res.Bytes,
+		Blobs: []string{"sha512:" + sum},
+		Trees: []string{id},
+	}
+	if err := s.writeRecord(rec); err != nil {
+		return "", err
+	}
+	s.Log.Debug("imported ACI", "id", id, "name", rec.Name, "files", res.Files)
+	return id, nil
+}
+
+// readTreeManifest reads an extracted ACI's manifest and checks that rootfs is a real
+// directory: both were written by the archive, so neither may be a symlink.
+func readTreeManifest(tree string) (m *schema.ImageManifest, err error) {
+	f, err := os.OpenFile(filepath.Join(tree, aci.ManifestName), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, aci.ErrNoManifest
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", aci.ErrInvalidManifest, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: manifest is not a regular file", aci.ErrInvalidManifest)
+	}
+	m, err = aci.ReadManifest(f)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Lstat(filepath.Join(tree, aci.RootfsDir))
+	if err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("ACI has no rootfs directory")
+	}
+	return m, nil
+}
+
+// renameTree moves a finished tree into place. Another process may have made the same tree
+// meanwhile; then ours is redundant and is left for the caller to discard.
+func renameTree(from, to string) error {
+	err := os.Rename(from, to)
+	if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
+}
+
+func (s *Store) logDropped(id string, dropped []string) {
+	for _, d := range dropped {
+		s.Log.Warn("untrusted image: entry dropped or stripped", "image", id, "entry", d)
+	}
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(b []byte) (int, error) { c.n += int64(len(b)); return len(b), nil }
+
+var hexDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func checkHash(h v1.Hash) error {
+	if h.Algorithm != "sha256" || !hexDigest.MatchString(h.Hex) {
+		return fmt.Errorf("%w: unsupported digest %q", ErrDigest, h.String())
+	}
+	return nil
+}
+
+// ImportOCI adds an OCI image (from a layout, an archive, a registry) to the store, each
+// layer extracted once into a tree named by its diffID. Importing an image that is already
+// there reads nothing but its digest and returns it.
+func (s *Store) ImportOCI(ctx context.Context, img v1.Image, opts ImportOptions) (*image.Image, error) {
+	what := "OCI image"
+	if opts.Name != "" {
+		what += " " + opts.Name
+	} else if opts.Source != "" {
+		what += " " + opts.Source
+	}
+	id, err := s.importOCI(ctx, img, opts)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", what, err)
+	}
+	return s.Get(ctx, id)
+}
+
+func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions) (string, error) {
+	digest, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	if err := checkHash(digest); err != nil {
+		return "", err
+	}
+	id := digest.String()
+	l, err := s.lock(ctx, unix.LOCK_SH)
+	if err != nil {
+		return "", err
+	}
+	defer l.Unlock()
+	if _, err := s.readRecord(id); err == nil {
+		return id, nil // already imported: a second fetch is a no-op
+	}
+
+	rawManifest, err := img.RawManifest()
+	if err != nil {
+		return "", fmt.Errorf("manifest: %w", err)
+	}
+	if got := sha256Hex(rawManifest); got != digest.Hex {
+		return "", fmt.Errorf("%w: manifest is sha256:%s, expected %s", ErrDigest, got, digest)
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(rawManifest))
+	if err != nil {
+		return "", fmt.Errorf("manifest: %w", err)
+	}
+	rawConfig, err := img.RawConfigFile()
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	if err := checkHash(m.Config.Digest); err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	if got := sha256Hex(rawConfig); got != m.Config.Digest.Hex {
+		return "", fmt.Errorf("%w: config is sha256:%s, manifest says %s", ErrDigest, got, m.Config.Digest)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return "", fmt.Errorf("layers: %w", err)
+	}
+	if len(layers) != len(m.Layers) || len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return "", fmt.Errorf("%w: manifest has %d layers, config %d diffIDs", ErrCorrupt, len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	for i := range m.Layers {
+		if err := checkHash(m.Layers[i].Digest); err != nil {
+			return "", fmt.Errorf("layer %d: %w", i, err)
+		}
+		if err := checkHash(cfg.RootFS.DiffIDs[i]); err != nil {
+			return "", fmt.Errorf("layer %d diffID: %w", i, err)
+		}
+	}
+
+	// Layers are independent trees: extract two at a time (decompression and hashing are CPU-bound).
+	sizes := make([]int64, len(layers))
+	errs := make([]error, len(layers))
+	sem := make(chan struct{}, min(2, runtime.GOMAXPROCS(0)))
+	var wg sync.WaitGroup
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i := range layers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if lctx.Err() != nil {
+				errs[i] = lctx.Err()
+				return
+			}
+			sizes[i], errs[i] = s.importLayer(lctx, layers[i], m.Layers[i].Digest, cfg.RootFS.DiffIDs[i], opts.Trusted)
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("layer %s: %w", m.Layers[i].Digest, errs[i])
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return "", err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return "", err
+		}
+	}
+	if err := s.putBlob(digest, rawManifest); err != nil {
+		return "", err
+	}
+	if err := s.putBlob(m.Config.Digest, rawConfig); err != nil {
+		return "", err
+	}
+
+	now := s.Now().UTC()
+	rec := &record{
+		ID: id, Format: image.OCI, Name: opts.Name, Labels: ociLabels(opts.Name, cfg),
+		ImportTime: now, LastUsed: now, Source: opts.Source, Trusted: opts.Trusted, Signer: opts.Signer,
+		Size:   int64(len(rawManifest) + len(rawConfig)),
+		Blobs:  []string{digest.String(), m.Config.Digest.String()},
+		Config: m.Config.Digest.String(),
+	}
+	if rec.Name == "" {
+		rec.Name = opts.Source
+	}
+	for i := range m.Layers {
+		rec.Blobs = append(rec.Blobs, m.Layers[i].Digest.String())
+		rec.Trees = append(rec.Trees, treeKey(cfg.RootFS.DiffIDs[i]))
+		rec.Size += sizes[i]
+	}
+	if err := s.writeRecord(rec); err != nil {
+		return "", err
+	}
+	s.Log.Debug("imported OCI image", "id", id, "name", rec.Name, "layers", len(m.Layers))
+	return id, nil
+}
+
+func treeKey(diffID v1.Hash) string { return "sha256-" + diffID.Hex }
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// ociLabels gives an OCI image appc-style labels: version from the tag, os and arch.
+func ociLabels(ref string, cfg *v1.ConfigFile) map[string]string {
+	ls := map[string]string{}
+	if t, err := name.NewTag(ref); err == nil && ref != "" {
+		ls["version"] = t.TagStr()
+	}
+	if cfg.OS != "" {
+		ls["os"] = cfg.OS
+	}
+	if cfg.Architecture != "" {
+		ls["arch"] = cfg.Architecture
+	}
+	return ls
+}
+
+// putBlob stores small content (manifest, config) under its digest.
+func (s *Store) putBlob(d v1.Hash, b []byte) error {
+	p := s.BlobPath(d.String())
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	f, err := os.CreateTemp(s.path("tmp"), "blob-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
+}
+
+// importLayer stores a layer's compressed blob and extracts it into its tree, unless both
+// are there already. It returns the layer's size in the store (blob plus tree).
+func (s *Store) importLayer(ctx context.Context, layer v1.Layer, digest, diffID v1.Hash, trusted bool) (int64, error) {
+	key := treeKey(diffID)
+	tl, err := lockFile(ctx, s.path("treelock", key+".lock"), unix.LOCK_EX)
+	if err != nil {
+		return 0, err
+	}
+	defer tl.Unlock()
+	treePath, blobPath := s.TreePath(key), s.BlobPath(digest.String())
+	treeSize, treeErr := dirSize(treePath)
+	blobSt, blobErr := os.Stat(blobPath)
+	if treeErr == nil && blobErr == nil {
+		return treeSize + blobSt.Size(), nil
+	}
+
+	tmp, err := os.MkdirTemp(s.path("tmp"), "layer-")
+	if err != nil {
+		return 0, err
+	}
+	defer removeAll(tmp)
+	rc, err := layer.Compressed()
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	blob, err := os.Create(filepath.Join(tmp, "blob"))
+	if err != nil {
+		return 0, err
+	}
+	defer blob.Close()
+	ch := sha256.New()
+	cw := &countWriter{}
+	bw := bufio.NewWriterSize(blob, 1<<20)
+	tee := io.TeeReader(rc, io.MultiWriter(bw, ch, cw))
+
+	var extracted int64
+	if treeErr != nil {
+		tree := filepath.Join(tmp, "tree")
+		if err := os.Mkdir(tree, 0o755); err != nil {
+			return 0, err
+		}
+		ur, err := decompress(tee)
+		if err != nil {
+			return 0, err
+		}
+		dh := sha256.New()
+		uTee := io.TeeReader(ur, dh)
+		res, err := tarx.Extract(ctx, uTee, tree, tarx.Options{Trusted: trusted, Whiteouts: true, Owners: s.owners})
+		if err != nil {
+			return 0, err
+		}
+		if _, err := io.Copy(io.Discard, uTee); err != nil {
+			return 0, fmt.Errorf("%w: %v", tarx.ErrTruncated, err)
+		}
+		ur.Close()
+		if got := hex.EncodeToString(dh.Sum(nil)); got != diffID.Hex {
+			return 0, fmt.Errorf("%w: uncompressed layer is sha256:%s, config says %s", ErrDigest, got, diffID)
+		}
+		s.logDropped(digest.String(), res.Dropped)
+		extracted = res.Bytes
+	} else {
+		extracted = treeSize
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return 0, err
+	}
+	if got := hex.EncodeToString(ch.Sum(nil)); got != digest.Hex {
+		return 0, fmt.Errorf("%w: blob is sha256:%s", ErrDigest, got)
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	if err := blob.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(blob.Name(), blobPath); err != nil {
+		return 0, err
+	}
+	if treeErr != nil {
+		if err := renameTree(filepath.Join(tmp, "tree"), treePath); err != nil {
+			return 0, err
+		}
+	}
+	return extracted + cw.n, nil
+}
+
+// decompress undoes a layer's compression, recognised by its magic bytes.
+func decompress(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	head, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, nil
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr.IOReadCloser(), nil
+	}
+	return io.NopCloser(br), nil
+}
+
+// dirSize sums the sizes of the regular files under dir (an error when dir does not exist).
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ImportFile imports a local image file, recognising its kind: an ACI (.aci, any appc
+// compression), an OCI image layout directory, an OCI archive or a docker-archive tarball.
+// opts.Name picks one image from a file that holds several.
+func (s *Store) ImportFile(ctx context.Context, path string, opts ImportOptions) (*image.Image, error) {
+	if opts.Source == "" {
+		if abs, err := filepath.Abs(path); err == nil {
+			opts.Source = abs
+		}
+	}
+	kind, err := oci.Sniff(path)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	// Held across the import so that no other process clears tmp/ under an unpacked archive.
+	l, err := s.lock(ctx, unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	if kind == oci.ACI {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", path, err)
+		}
+		defer f.Close()
+		return s.ImportACI(ctx, f, opts)
+	}
+	o, err := oci.Open(ctx, path, opts.Name, s.path("tmp"))
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	defer o.Close()
+	if opts.Name == "" || !strings.ContainsAny(opts.Name, "/:") {
+		if o.Name != "" && strings.ContainsAny(o.Name, "/:") {
+			opts.Name = o.Name
+		} else if opts.Name == "" {
+			opts.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		}
+	}
+	return s.ImportOCI(ctx, o.Image, opts)
+}

@@ -1,0 +1,40 @@
+package tarx
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// CleanName turns an archive entry name into a clean relative path ("a/b"), or "." for the root
+// itself. It refuses absolute names, ".." components and NUL bytes, rather than rewriting them:
+// an archive that contains them was not made by an honest tool.
+func CleanName(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("%w: empty name", ErrUnsafe)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%w: name contains a NUL byte", ErrUnsafe)
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("%w: absolute path", ErrUnsafe)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("%w: path contains \"..\"", ErrUnsafe)
+		}
+	}
+	return path.Clean(name), nil
+}
+
+// whiteout classifies an OCI whiteout name: opaque for ".wh..wh..opq", or the hidden name.
+func whiteout(base string) (hidden string, opaque, ok bool) {
+	const prefix = ".wh."
+	if !strings.HasPrefix(base, prefix) {
+		return "", false, false
+	}
+	if base == ".wh..wh..opq" {
+		return "", true, true
+	}
+	return base[len(prefix):], false, true
+}
