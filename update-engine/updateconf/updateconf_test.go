@@ -1,0 +1,76 @@
+package updateconf
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestLayering(t *testing.T) {
+	dir := t.TempDir()
+	usr, coreos, cairn := filepath.Join(dir, "usr"), filepath.Join(dir, "coreos"), filepath.Join(dir, "cairn")
+	os.WriteFile(usr, []byte("GROUP=stable\nSERVER=https://img.example/v1/update/\n"), 0o644)
+	os.WriteFile(coreos, []byte("# from a Container Linux machine\nGROUP=beta\nREBOOT_STRATEGY=etcd-lock\n"+
+		"LOCKSMITHD_REBOOT_WINDOW_START=\"Thu 04:00\"\nLOCKSMITHD_REBOOT_WINDOW_LENGTH=1h\nLOCKSMITHD_ENDPOINT=http://a:2379,http://b:2379\nDOWNLOAD_USER=ignored\n"), 0o644)
+	os.WriteFile(cairn, []byte("export SERVER='http://127.0.0.1:8000/v1/update/'\n"), 0o644)
+	c, err := Load([]string{usr, coreos, cairn, filepath.Join(dir, "missing")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Group != "beta" || c.Server != "http://127.0.0.1:8000/v1/update/" || c.RebootStrategy != StrategyEtcdLock ||
+		c.WindowStart != "Thu 04:00" || c.WindowLength != "1h" || len(c.EtcdEndpoints) != 2 || c.Raw["DOWNLOAD_USER"] != "ignored" {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestBestEffortAndErrors(t *testing.T) {
+	c, err := FromMap(map[string]string{"SERVER": "x", "REBOOT_STRATEGY": "best-effort"})
+	if err != nil || c.RebootStrategy != StrategyReboot {
+		t.Fatalf("%v %v", c, err)
+	}
+	c, _ = FromMap(map[string]string{"SERVER": "x", "LOCKSMITHD_ENDPOINT": "http://e:2379"})
+	if c.RebootStrategy != StrategyEtcdLock {
+		t.Fatalf("best-effort with etcd: %s", c.RebootStrategy)
+	}
+	for _, bad := range []map[string]string{
+		{"SERVER": "x", "REBOOT_STRATEGY": "sometimes"},
+		{"SERVER": "x", "LOCKSMITHD_REBOOT_WINDOW_START": "04:00"},
+		{"SERVER": "x", "LOCKSMITHD_REBOOT_WINDOW_START": "04:00", "LOCKSMITHD_REBOOT_WINDOW_LENGTH": "-1h"},
+		{"SERVER": ""},
+	} {
+		if _, err := FromMap(bad); err == nil {
+			t.Errorf("accepted %v", bad)
+		}
+	}
+	for _, bad := range []string{"NOEQUALS\n", "=v\n", "9KEY=v\n", "KEY WITH SPACE=v\n"} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse accepted %q", bad)
+		}
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	s := DefaultSchedule
+	cases := []struct {
+		first    bool
+		failures int
+		r        float64
+		want     time.Duration
+	}{
+		{true, 0, 0.5, 7 * time.Minute},
+		{false, 0, 0.5, 45 * time.Minute},
+		{false, 0, 0, 40 * time.Minute},
+		{false, 0, 0.999999, 50 * time.Minute},
+		{false, 1, 0.5, 90 * time.Minute},
+		{false, 2, 0.5, 180 * time.Minute},
+		{false, 3, 0.5, 4 * time.Hour},
+		{false, 60, 0.5, 4 * time.Hour},
+	}
+	for _, c := range cases {
+		got := s.Delay(c.first, c.failures, c.r).Round(time.Second)
+		if got != c.want {
+			t.Errorf("Delay(%v, %d, %v) = %v, want %v", c.first, c.failures, c.r, got, c.want)
+		}
+	}
+}
