@@ -88,6 +88,12 @@ func checkPrefix(prefix string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("prefix %q is not a valid appc image name: %w", prefix, err)
 	}
+	// appc's check is about characters only; ".." between slashes passes it.
+	for _, e := range strings.Split(prefix, "/") {
+		if e == "." || e == ".." || e == "" {
+			return "", fmt.Errorf("prefix %q is not a valid appc image name: path element %q", prefix, e)
+		}
+	}
 	return id.String(), nil
 }
 

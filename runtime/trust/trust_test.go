@@ -157,8 +157,10 @@ func TestKeyringBadFiles(t *testing.T) {
 	if _, err := s.Keyring("../../etc"); err == nil {
 		t.Fatal("accepted a path-escaping prefix")
 	}
-	if _, err := s.AddPrefixKey("Example.com/../x", mustParse(t, a.Public)); err == nil {
-		t.Fatal("accepted an invalid prefix")
+	for _, bad := range []string{"Example.com/x", "example.com/../x", "example.com/./x", "../x"} {
+		if _, err := s.AddPrefixKey(bad, mustParse(t, a.Public)); err == nil {
+			t.Fatalf("accepted the invalid prefix %q", bad)
+		}
 	}
 }
 
