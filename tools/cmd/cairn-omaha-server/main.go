@@ -1,0 +1,18 @@
+// Command cairn-omaha-server is a development Omaha update server: it serves Cairn payloads
+// from a directory by group and records the events machines report.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cairn-os/cairn/tools/omahaserver"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(omahaserver.Run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}

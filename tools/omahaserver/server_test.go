@@ -1,0 +1,142 @@
+package omahaserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cairn-os/cairn/update-engine/omaha"
+	"github.com/cairn-os/cairn/update-engine/payload"
+)
+
+const appID = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
+
+func writePayload(t *testing.T, dir, group, version string) []byte {
+	t.Helper()
+	privPEM, _, _ := payload.GenerateKey()
+	priv, _ := payload.ParsePrivateKey(privPEM)
+	src := func(name string, b []byte) payload.Source {
+		return payload.Source{Name: name, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
+	}
+	var buf bytes.Buffer
+	if _, err := payload.Build(&buf, payload.BuildOptions{Version: version, Board: "amd64-usr",
+		USR: src("usr", bytes.Repeat([]byte{7}, 4096)), UKI: src("uki", []byte("uki")), TempDir: t.TempDir()}, priv); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, group), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, group, version+".cairn"), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func check(t *testing.T, c *omaha.Client, id, version, track string, events ...*omaha.EventRequest) *omaha.AppResponse {
+	t.Helper()
+	app := &omaha.AppRequest{ID: id, Version: version, Track: track, MachineID: "m1"}
+	if len(events) == 0 {
+		app.UpdateCheck = &omaha.UpdateCheck{}
+	}
+	app.Events = events
+	resp, err := c.Do(context.Background(), &omaha.Request{Protocol: omaha.Protocol, Apps: []*omaha.AppRequest{app}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Apps[0]
+}
+
+func TestServer(t *testing.T) {
+	dir := t.TempDir()
+	writePayload(t, dir, "stable", "1.0.0")
+	newest := writePayload(t, dir, "stable", "1.10.0")
+	writePayload(t, dir, "stable", "1.9.0")
+	writePayload(t, dir, "beta", "2.0.0")
+	srv := &Server{Dir: dir, AppID: appID, EventLog: filepath.Join(dir, "events.json")}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	c := &omaha.Client{URL: hs.URL + UpdatePath, HTTP: hs.Client()}
+
+	u, err := check(t, c, appID, "1.0.0", "stable").FindUpdate()
+	if err != nil || u == nil || u.Version != "1.10.0" {
+		t.Fatalf("update check from 1.0.0: %+v %v", u, err)
+	}
+	sum := sha256.Sum256(newest)
+	if u.SHA256 != hex.EncodeToString(sum[:]) || u.Size != int64(len(newest)) {
+		t.Fatalf("package %+v", u)
+	}
+	if u, err := check(t, c, appID, "1.10.0", "stable").FindUpdate(); u != nil || err != nil {
+		t.Fatalf("up-to-date machine offered %+v %v", u, err)
+	}
+	if u, _ := check(t, c, appID, "1.10.0", "no-such-group").FindUpdate(); u != nil {
+		t.Fatal("unknown group offered an update")
+	}
+	if a := check(t, c, "{other}", "1", "stable"); a.Status != omaha.StatusUnknownApplication {
+		t.Fatalf("unknown app: %s", a.Status)
+	}
+
+	// Download it, and the second half again with Range.
+	res, err := hs.Client().Get(u.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !bytes.Equal(body, newest) {
+		t.Fatal("downloaded payload differs")
+	}
+	req, _ := http.NewRequest("GET", u.URL, nil)
+	req.Header.Set("Range", "bytes=100-")
+	res, err = hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusPartialContent || !bytes.Equal(body, newest[100:]) {
+		t.Fatalf("range: %d, %d bytes", res.StatusCode, len(body))
+	}
+	for _, bad := range []string{"/payloads/../../etc/passwd", "/payloads/stable/../beta/2.0.0.cairn.x", "/payloads/stable/events.json"} {
+		res, err := hs.Client().Get(hs.URL + bad)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				t.Errorf("%s served", bad)
+			}
+		}
+	}
+
+	// Events are acknowledged, kept, and logged.
+	a := check(t, c, appID, "1.0.0", "stable", &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadStarted, Result: omaha.EventResultSuccess},
+		&omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultError, ErrorCode: omaha.ErrorCodeRollback, PreviousVersion: "1.10.0"})
+	if len(a.Events) != 2 || a.Events[0].Status != "ok" {
+		t.Fatalf("events not acknowledged: %+v", a.Events)
+	}
+	evs := srv.Events()
+	if len(evs) != 2 || evs[1].ErrorCode != omaha.ErrorCodeRollback || evs[1].PreviousVersion != "1.10.0" || evs[0].MachineID != "m1" {
+		t.Fatalf("events %+v", evs)
+	}
+	logged, _ := os.ReadFile(srv.EventLog)
+	if n := bytes.Count(logged, []byte("\n")); n != 2 {
+		t.Fatalf("event log has %d lines", n)
+	}
+	res, _ = hs.Client().Get(hs.URL + EventsPath)
+	var got []Event
+	json.NewDecoder(res.Body).Decode(&got)
+	res.Body.Close()
+	if len(got) != 2 {
+		t.Fatalf("GET /events: %+v", got)
+	}
+	// A broken request is a 400, not a crash.
+	res, _ = hs.Client().Post(hs.URL+UpdatePath, "text/xml", bytes.NewReader([]byte("<request")))
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("garbage request: %d", res.StatusCode)
+	}
+}
