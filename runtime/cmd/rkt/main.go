@@ -5,10 +5,27 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
+
+	"github.com/opencontainers/runc/libcontainer"
+	// nsenter's C constructor joins a container's namespaces when rkt is re-executed as a
+	// container's init (libcontainer), before the Go runtime starts.
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 
 	"github.com/cairn-os/cairn/runtime/cli"
 )
+
+func init() {
+	// The main goroutine keeps the main thread (the one /proc/self shows): libcontainer
+	// lets threads it moved into a container's namespaces exit locked, and Go cannot end the
+	// main thread, so it would stay in that container's namespaces for good.
+	runtime.LockOSThread()
+	// libcontainer re-executes this binary as "rkt init" to set up each app's container.
+	if len(os.Args) > 1 && os.Args[1] == "init" && os.Getenv("_LIBCONTAINER_SYNCPIPE") != "" {
+		libcontainer.Init() // does not return
+	}
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

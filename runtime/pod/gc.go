@@ -1,0 +1,136 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Cleaner undoes what a stage1 left behind outside the pod directory (mounts, cgroups,
+// namespaces, processes). It is called with the pod locked exclusively and must be idempotent:
+// a pod whose rkt run was killed may have any subset of it left.
+type Cleaner func(ctx context.Context, p *Pod) error
+
+// GCResult says what one gc pass did, pod by pod.
+type GCResult struct {
+	Marked  []string // moved run -> exited-garbage, or prepare -> garbage
+	Removed []string
+	Errors  []error
+}
+
+// GC runs rkt's two-pass garbage collection. Mark: exited pods in run/ move to exited-garbage/,
+// aborted prepares in prepare/ move to garbage/. Sweep: pods in exited-garbage/ whose grace
+// period (since they were marked) is over, and every pod in garbage/, are locked exclusively,
+// cleaned and deleted. Pods locked by someone else are skipped and left for the next pass.
+func (s *Store) GC(ctx context.Context, grace time.Duration, clean Cleaner) (GCResult, error) {
+	var res GCResult
+	pods, err := s.List()
+	if err != nil {
+		return res, err
+	}
+	now := time.Now()
+	for _, p := range pods {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		switch p.Phase {
+		case PhaseRun, PhasePrepare:
+			to := PhaseExitedGarbage
+			if p.Phase == PhasePrepare {
+				to = PhaseGarbage
+			}
+			if err := p.Lock(true, false); err != nil {
+				continue // running or preparing
+			}
+			err := p.move(to)
+			p.Close()
+			if err == nil {
+				res.Marked = append(res.Marked, p.UUID)
+			} else if !errors.Is(err, ErrNotFound) {
+				res.Errors = append(res.Errors, err)
+			}
+		case PhaseEmbryo:
+			// An embryo is never locked; one older than the grace period was abandoned
+			// between mkdir and lock.
+			if ct, err := p.ChangeTime(); err == nil && now.Sub(ct) > grace {
+				if err := os.Remove(p.Path()); err == nil {
+					res.Removed = append(res.Removed, p.UUID)
+				}
+			}
+		}
+	}
+	pods, err = s.List()
+	if err != nil {
+		return res, err
+	}
+	for _, p := range pods {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		if p.Phase != PhaseExitedGarbage && p.Phase != PhaseGarbage {
+			continue
+		}
+		if p.Phase == PhaseExitedGarbage {
+			ct, err := p.ChangeTime()
+			if err != nil || now.Sub(ct) < grace {
+				continue
+			}
+		}
+		if err := p.Lock(true, false); err != nil {
+			continue
+		}
+		err := p.destroy(ctx, clean)
+		p.Close()
+		if err != nil {
+			res.Errors = append(res.Errors, err)
+			continue
+		}
+		res.Removed = append(res.Removed, p.UUID)
+	}
+	return res, nil
+}
+
+// Remove deletes a pod that is not running (rkt rm): exited pods go through exited-garbage,
+// prepared and aborted ones through garbage, and are cleaned and deleted at once.
+func (s *Store) Remove(ctx context.Context, uuid string, clean Cleaner) error {
+	p, err := s.Get(uuid)
+	if err != nil {
+		return err
+	}
+	if p.Phase == PhaseEmbryo {
+		return fmt.Errorf("pod %s: %w: it is an embryo", p.UUID, ErrState)
+	}
+	if err := p.Lock(true, false); err != nil {
+		if errors.Is(err, ErrLocked) {
+			return fmt.Errorf("pod %s: %w: it is %s; stop it first (rkt stop %s)", p.UUID, ErrState, p.State(), p.UUID)
+		}
+		return err
+	}
+	defer p.Close()
+	switch p.Phase {
+	case PhaseRun:
+		err = p.move(PhaseExitedGarbage)
+	case PhasePrepare, PhasePrepared:
+		err = p.move(PhaseGarbage)
+	}
+	if err != nil {
+		return err
+	}
+	return p.destroy(ctx, clean)
+}
+
+// destroy cleans a locked garbage pod and removes its directory. The cleaner runs first so that
+// nothing mounted under the directory is deleted through.
+func (p *Pod) destroy(ctx context.Context, clean Cleaner) error {
+	if clean != nil {
+		if err := clean(ctx, p); err != nil {
+			return fmt.Errorf("pod %s: clean: %w", p.UUID, err)
+		}
+	}
+	if err := os.RemoveAll(p.Path()); err != nil {
+		return fmt.Errorf("pod %s: remove: %w", p.UUID, err)
+	}
+	return nil
+}

@@ -1,0 +1,335 @@
+package stage1
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	cgmanager "github.com/opencontainers/cgroups/manager"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/internal/atomicfile"
+)
+
+// apply makes one mount.
+func (m Mount) apply() error {
+	if err := os.MkdirAll(m.Target, 0o755); err != nil && m.Flags&unix.MS_BIND == 0 {
+		return err
+	}
+	if err := unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data); err != nil {
+		return fmt.Errorf("mount %s on %s (%s): %w", m.Source, m.Target, m.FSType, err)
+	}
+	return nil
+}
+
+// mountpoints lists the host's mount points, in mount order. It reads the calling thread's
+// mountinfo: libcontainer leaves some threads in a container's mount namespace (its mount
+// source thread exits locked), and /proc/self is the main thread, which may be one of them.
+func mountpoints() ([]string, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f, err := os.Open("/proc/thread-self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		out = append(out, unescapeMountinfo(fields[4]))
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space) of mountinfo paths.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// unmountUnder detaches every mount inside dir, deepest first. Running it twice is harmless.
+func unmountUnder(dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for attempt := 0; attempt < 3; attempt++ {
+		mps, err := mountpoints()
+		if err != nil {
+			return err
+		}
+		under := UnderDir(mps, real)
+		if len(under) == 0 {
+			return nil
+		}
+		errs = errs[:0]
+		for _, mp := range under {
+			if err := unix.Unmount(mp, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// nsKinds are the namespaces a pod's apps share, with their clone flags.
+var nsKinds = []struct {
+	name string
+	flag int
+}{{"net", unix.CLONE_NEWNET}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}}
+
+// createSandbox makes the pod's shared namespaces and pins each one with a bind mount of its
+// nsfs file under <pod>/ns, so that apps can join them and they outlive any one app. It runs
+// on a locked thread that is never unlocked: the thread, now in other namespaces, exits with
+// its goroutine instead of going back to the Go scheduler.
+func createSandbox(podDir, hostname string, privateNet bool) (map[string]string, error) {
+	dir := filepath.Join(podDir, nsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	paths := map[string]string{}
+	flags := 0
+	for _, k := range nsKinds {
+		if k.name == "net" && !privateNet {
+			continue
+		}
+		flags |= k.flag
+		p := filepath.Join(dir, k.name)
+		if err := os.WriteFile(p, nil, 0o400); err != nil {
+			return nil, err
+		}
+		paths[k.name] = p
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(flags); err != nil {
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		if hostname != "" {
+			if err := unix.Sethostname([]byte(hostname)); err != nil {
+				errc <- fmt.Errorf("sethostname: %w", err)
+				return
+			}
+		}
+		if privateNet {
+			lo, err := netlink.LinkByName("lo")
+			if err == nil {
+				err = netlink.LinkSetUp(lo)
+			}
+			if err != nil {
+				errc <- fmt.Errorf("loopback up: %w", err)
+				return
+			}
+		}
+		for name, p := range paths {
+			m := Mount{Source: "/proc/thread-self/ns/" + name, Target: p, Flags: unix.MS_BIND}
+			if err := m.apply(); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		return nil, fmt.Errorf("pod sandbox: %w", err)
+	}
+	return paths, nil
+}
+
+// cgroupRecord is the pod cgroup's path in each hierarchy, saved before any app starts so that
+// gc can find and empty it even if rkt run was killed.
+type cgroupRecord map[string]string
+
+func recordCgroups(podDir, uuid string) (cgroupRecord, error) {
+	m, err := cgmanager.New(&cgroups.Cgroup{Path: CgroupParent(uuid), Resources: &cgroups.Resources{}})
+	if err != nil {
+		return nil, fmt.Errorf("pod cgroup: %w", err)
+	}
+	rec := cgroupRecord(m.GetPaths())
+	b, _ := json.Marshal(rec)
+	if err := atomicfile.WriteFile(filepath.Join(podDir, CgroupsFile), b, 0o644); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+func readCgroupRecord(podDir string) (cgroupRecord, error) {
+	b, err := os.ReadFile(filepath.Join(podDir, CgroupsFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var rec cgroupRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("%s: %w", CgroupsFile, err)
+	}
+	for k, p := range rec {
+		if !strings.HasPrefix(filepath.Clean(p), "/sys/fs/cgroup/") || !strings.Contains(filepath.Base(p), "rkt-") {
+			return nil, fmt.Errorf("%s: %s path %q is not a pod cgroup", CgroupsFile, k, p)
+		}
+	}
+	return rec, nil
+}
+
+// cgroupDirs lists a cgroup and its descendants, deepest first.
+func cgroupDirs(root string) []string {
+	var dirs []string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	return dirs
+}
+
+func cgroupPIDs(dir string) []int {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
+// PodProcesses lists the processes in the pod's cgroups.
+func PodProcesses(podDir string) ([]int, error) {
+	rec, err := readCgroupRecord(podDir)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int]bool{}
+	var out []int
+	for _, p := range rec {
+		for _, d := range cgroupDirs(p) {
+			for _, pid := range cgroupPIDs(d) {
+				if !seen[pid] {
+					seen[pid] = true
+					out = append(out, pid)
+				}
+			}
+		}
+	}
+	sort.Ints(out)
+	return out, nil
+}
+
+// KillPod sends sig to every process in the pod's cgroups.
+func KillPod(podDir string, sig unix.Signal) error {
+	pids, err := PodProcesses(podDir)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		unix.Kill(pid, sig)
+	}
+	return nil
+}
+
+// emptyCgroups kills what is left in the pod's cgroups and removes them, deepest first.
+func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := 0
+		for _, p := range rec {
+			for _, d := range cgroupDirs(p) {
+				for _, pid := range cgroupPIDs(d) {
+					left++
+					unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("pod cgroups: %d processes would not die", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var errs []error
+	for _, p := range rec {
+		for _, d := range cgroupDirs(p) {
+			var err error
+			for i := 0; i < 50; i++ { // rmdir is EBUSY for a moment after the last exit
+				if err = unix.Rmdir(d); err == nil || errors.Is(err, unix.ENOENT) || !errors.Is(err, unix.EBUSY) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("rmdir %s: %w", d, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Clean undoes everything a pod's stage1 did outside its directory: it kills any process left
+// in the pod's cgroups, unmounts the app roots and sandbox namespaces, and removes the cgroups.
+// It is the gc entry point and also the end of every rkt run; it is safe to run any number of
+// times, on a pod in any state of teardown.
+func Clean(ctx context.Context, podDir string) error {
+	rec, err := readCgroupRecord(podDir)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if rec != nil {
+		// Kill first: processes pin the namespaces and mounts.
+		_ = KillPod(podDir, unix.SIGKILL)
+	}
+	if err := unmountUnder(podDir); err != nil {
+		errs = append(errs, err)
+	}
+	if rec != nil {
+		if err := emptyCgroups(ctx, rec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

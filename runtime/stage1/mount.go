@@ -1,0 +1,59 @@
+package stage1
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Mount is one mount(2) the stage1 makes on the host, as data: Source, Target, FSType, Flags and
+// Data are mount(2)'s arguments.
+type Mount struct {
+	Source string
+	Target string
+	FSType string
+	Flags  uintptr
+	Data   string
+}
+
+// Pod directory layout used by the stage1.
+const (
+	appsDir         = "apps"         // apps/<name>/{rootfs,upper,work}
+	nsDir           = "ns"           // ns/{net,ipc,uts}: the sandbox's namespaces, bind-mounted
+	volumesDir      = "volumes"      // volumes/<name>: kind=empty volumes
+	etcDir          = "etc"          // etc/{hosts,resolv.conf}
+	libcontainerDir = "libcontainer" // libcontainer's state root, one dir per app
+	CgroupsFile     = "cgroups.json" // the pod cgroup's path in every hierarchy
+)
+
+// AppRootfs is the host path of an app's root.
+func AppRootfs(podDir, app string) string { return filepath.Join(podDir, appsDir, app, "rootfs") }
+
+// OverlayMount is the overlayfs that makes an app's root: the image's read-only trees as lower
+// dirs (overlayfs lists the top one first) under a per-pod upper dir, so nothing is copied.
+func OverlayMount(layers []string, podDir, app string) Mount {
+	lower := slices.Clone(layers)
+	slices.Reverse(lower)
+	base := filepath.Join(podDir, appsDir, app)
+	return Mount{
+		Source: "overlay",
+		Target: filepath.Join(base, "rootfs"),
+		FSType: "overlay",
+		Data: "lowerdir=" + strings.Join(lower, ":") +
+			",upperdir=" + filepath.Join(base, "upper") +
+			",workdir=" + filepath.Join(base, "work"),
+	}
+}
+
+// UnderDir returns the mount points in mountinfo order that lie strictly inside dir, deepest
+// (last mounted) first: the order to unmount them in.
+func UnderDir(mountpoints []string, dir string) []string {
+	dir = filepath.Clean(dir) + "/"
+	var out []string
+	for i := len(mountpoints) - 1; i >= 0; i-- {
+		if strings.HasPrefix(mountpoints[i], dir) {
+			out = append(out, mountpoints[i])
+		}
+	}
+	return out
+}
