@@ -1,0 +1,472 @@
+package initramfs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/image/bootparams"
+	"github.com/cairn-os/cairn/internal/gpt"
+)
+
+// ErrVerity is returned when the /usr partition does not hold the /usr the command line names.
+var ErrVerity = errors.New("/usr does not match its verity root hash")
+
+// Mount is one mount(2) call, as data.
+type Mount struct {
+	Source, Target, FSType string
+	Flags                  uintptr
+	Data                   string
+}
+
+func (m Mount) apply() error {
+	if err := os.MkdirAll(m.Target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data); err != nil {
+		return fmt.Errorf("mount %s on %s (%s): %w", m.Source, m.Target, m.FSType, err)
+	}
+	return nil
+}
+
+// EarlyMounts are the API filesystems early boot needs, moved into the new root at the end.
+var EarlyMounts = []Mount{
+	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+}
+
+// Init is early boot. Its fields are the paths it works on, so tests can point it elsewhere.
+type Init struct {
+	Log     io.Writer
+	Sysroot string        // where the new root is assembled: /sysroot
+	Wait    time.Duration // how long to wait for the /usr disk to appear
+
+	params  bootparams.Params
+	disk    *gpt.Table
+	diskDev string // /dev/<disk> holding the slot
+	usrDev  string // the slot's partition or loop device
+	usrNode string // the verity device node
+}
+
+func (i *Init) logf(format string, args ...any) {
+	fmt.Fprintf(i.Log, "cairn-init: "+format+"\n", args...)
+}
+
+// Step is one named step of early boot.
+type Step struct {
+	Name string
+	Run  func(context.Context) error
+}
+
+// Steps is early boot, in order.
+func (i *Init) Steps() []Step {
+	return []Step{
+		{"mount API filesystems", i.mountEarly},
+		{"load modules", i.loadModules},
+		{"read boot parameters", i.readParams},
+		{"find /usr", i.findUSR},
+		{"check /usr root hash", i.checkRootHash},
+		{"open dm-verity", i.openVerity},
+		{"mount ROOT", i.mountRoot},
+		{"mount /usr", i.mountUSR},
+		{"first-boot hook", i.firstBoot},
+		{"switch root", i.switchRoot},
+	}
+}
+
+// Run runs the steps; it returns only on failure (switch root execs systemd).
+func (i *Init) Run(ctx context.Context) error {
+	for _, s := range i.Steps() {
+		start := time.Now()
+		if err := s.Run(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		i.logf("%s: ok (%v)", s.Name, time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (i *Init) mountEarly(context.Context) error {
+	for _, m := range EarlyMounts {
+		if err := m.apply(); err != nil && !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (i *Init) loadModules(context.Context) error {
+	list, err := os.ReadFile(ModuleList)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	for _, p := range strings.Fields(string(list)) {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		err = unix.FinitModule(int(f.Fd()), "", 0)
+		f.Close()
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			// A driver for hardware that is not there may refuse; say so and go on.
+			i.logf("module %s: %v", filepath.Base(p), err)
+		}
+	}
+	return nil
+}
+
+func (i *Init) readParams(context.Context) error {
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	extra, _ := os.ReadFile(ExtraCmdline)
+	i.params, err = bootparams.Parse(string(extra) + " " + string(cmdline))
+	if err != nil {
+		return err
+	}
+	slot := i.params.Slot
+	if slot == "" {
+		slot = "-"
+	}
+	i.logf("slot %s, usrhash %s", slot, i.params.RootHash)
+	return nil
+}
+
+func (i *Init) findUSR(ctx context.Context) error {
+	if f := i.params.USRFile; f != "" {
+		dev, err := attachLoop(f)
+		if err != nil {
+			return fmt.Errorf("loop device for %s: %w", f, err)
+		}
+		i.usrDev = dev
+		return nil
+	}
+	want, err := gpt.ParseGUID(i.params.USRPartUUID)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(i.Wait)
+	for {
+		dev, disk, tab, err := findPartition(want)
+		if err == nil {
+			i.usrDev, i.diskDev, i.disk = dev, disk, tab
+			i.logf("/usr is %s (partition %s)", dev, i.params.USRPartUUID)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no disk has partition %s after %v: %w", i.params.USRPartUUID, i.Wait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// findPartition scans the whole disks the kernel knows for a GPT entry with unique GUID g.
+func findPartition(g gpt.GUID) (dev, disk string, tab *gpt.Table, err error) {
+	ents, err := os.ReadDir("/sys/class/block")
+	if err != nil {
+		return "", "", nil, err
+	}
+	err = errors.New("no disk yet")
+	for _, e := range ents {
+		name := e.Name()
+		if _, perr := os.Stat(filepath.Join("/sys/class/block", name, "partition")); perr == nil {
+			continue
+		}
+		if strings.HasPrefix(name, "loop") || strings.HasPrefix(name, "ram") || strings.HasPrefix(name, "dm-") {
+			continue
+		}
+		t, rerr := readTable("/dev/" + name)
+		if rerr != nil {
+			continue
+		}
+		p, ok := t.Find(g)
+		if !ok {
+			continue
+		}
+		part, perr := partitionName(name, p.Number)
+		if perr != nil {
+			return "", "", nil, perr
+		}
+		return "/dev/" + part, "/dev/" + name, t, nil
+	}
+	return "", "", nil, err
+}
+
+func readTable(dev string) (*gpt.Table, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
+	if err != nil {
+		return nil, err
+	}
+	return gpt.Read(f, int64(size), ss)
+}
+
+// partitionName finds the kernel's name of partition n of disk (vda3, nvme0n1p3) in sysfs.
+func partitionName(disk string, n int) (string, error) {
+	ents, err := os.ReadDir(filepath.Join("/sys/class/block", disk))
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/sys/class/block", disk, e.Name(), "partition"))
+		if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(n) {
+			if _, err := os.Stat("/dev/" + e.Name()); err == nil {
+				return e.Name(), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("partition %d of %s has no device node yet", n, disk)
+}
+
+// checkRootHash compares the hash of the tree's top block with usrhash before anything is
+// mounted, so that a slot holding other bytes fails here with a clear message.
+func (i *Init) checkRootHash(context.Context) error {
+	f, err := os.Open(i.usrDev)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	top := make([]byte, bootparams.BlockSize)
+	if _, err := f.ReadAt(top, i.params.HashOffset()); err != nil {
+		return fmt.Errorf("read hash tree of %s: %w", i.usrDev, err)
+	}
+	if got := TopHash(i.params.Salt, top); got != i.params.RootHash {
+		return fmt.Errorf("%s: top hash block gives %s, command line says %s: %w", i.usrDev, got, i.params.RootHash, ErrVerity)
+	}
+	return nil
+}
+
+// TopHash is the dm-verity (format 1) root hash of a tree whose top block is top: sha256 over
+// the salt followed by the block.
+func TopHash(saltHex string, top []byte) string {
+	salt, _ := hex.DecodeString(saltHex)
+	h := sha256.New()
+	h.Write(salt)
+	h.Write(top)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// VerityTarget is the dm-verity table line for p on device dev ("major:minor"). A corrupted
+// block read later restarts the machine, so that boot counting can pick the other slot.
+func VerityTarget(p bootparams.Params, dev string) Target {
+	salt := p.Salt
+	if salt == "" {
+		salt = "-"
+	}
+	return Target{Start: 0, Length: uint64(p.DataBlocks) * (bootparams.BlockSize / 512), Type: "verity",
+		Params: fmt.Sprintf("1 %s %s %d %d %d %d sha256 %s %s 1 restart_on_corruption",
+			dev, dev, bootparams.BlockSize, bootparams.BlockSize, p.DataBlocks, p.DataBlocks, p.RootHash, salt)}
+}
+
+func (i *Init) openVerity(context.Context) error {
+	var st unix.Stat_t
+	if err := unix.Stat(i.usrDev, &st); err != nil {
+		return err
+	}
+	dev := fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	major, minor, err := CreateDevice("usr", []Target{VerityTarget(i.params, dev)})
+	if err != nil {
+		return err
+	}
+	i.usrNode = "/dev/cairn-usr"
+	return blockNode(i.usrNode, major, minor)
+}
+
+func (i *Init) mountRoot(context.Context) error {
+	if i.disk == nil { // PXE: the root is a tmpfs seeded from the initramfs
+		if err := (Mount{"tmpfs", i.Sysroot, "tmpfs", 0, "mode=0755"}).apply(); err != nil {
+			return err
+		}
+		return copyTree(RootSkeleton, i.Sysroot)
+	}
+	p, ok := i.disk.FindName("ROOT")
+	if !ok {
+		return fmt.Errorf("disk %s has no partition labelled ROOT", i.diskDev)
+	}
+	dev, err := partitionName(filepath.Base(i.diskDev), p.Number)
+	if err != nil {
+		return err
+	}
+	return (Mount{"/dev/" + dev, i.Sysroot, "ext4", 0, ""}).apply()
+}
+
+func (i *Init) mountUSR(context.Context) error {
+	err := (Mount{i.usrNode, filepath.Join(i.Sysroot, "usr"), "erofs", unix.MS_RDONLY | unix.MS_NODEV, ""}).apply()
+	if err != nil {
+		return fmt.Errorf("%w (a verity error here means the slot's /usr is damaged)", err)
+	}
+	return nil
+}
+
+func (i *Init) firstBoot(ctx context.Context) error {
+	hook := filepath.Join(i.Sysroot, FirstBootHook)
+	if _, err := os.Stat(hook); err != nil {
+		return nil
+	}
+	if i.disk != nil {
+		if p, ok := i.disk.FindName("OEM"); ok {
+			if dev, err := partitionName(filepath.Base(i.diskDev), p.Number); err == nil {
+				if err := (Mount{"/dev/" + dev, OEMMount, "ext4", unix.MS_RDONLY, ""}).apply(); err != nil {
+					i.logf("OEM partition: %v", err)
+				} else {
+					defer unix.Unmount(OEMMount, 0)
+				}
+			}
+		}
+	}
+	cmd := exec.CommandContext(ctx, hook, "--root="+i.Sysroot)
+	cmd.Stdout, cmd.Stderr = i.Log, i.Log
+	cmd.Env = []string{"PATH=/usr/bin:/usr/sbin", "CAIRN_ROOT=" + i.Sysroot}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w", FirstBootHook, err)
+	}
+	return nil
+}
+
+func (i *Init) switchRoot(context.Context) error {
+	for _, m := range EarlyMounts {
+		target := filepath.Join(i.Sysroot, m.Target)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.Target, target, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move %s into the new root: %w", m.Target, err)
+		}
+	}
+	if err := unix.Chdir(i.Sysroot); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to /: %w", i.Sysroot, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	i.logf("switching root to systemd")
+	return syscall.Exec("/sbin/init", []string{"/sbin/init"}, os.Environ())
+}
+
+// attachLoop backs a read-only loop device with file.
+func attachLoop(file string) (string, error) {
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return "", err
+	}
+	defer ctl.Close()
+	n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+	if err != nil {
+		return "", fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
+	}
+	dev := fmt.Sprintf("/dev/loop%d", n)
+	var lf *os.File
+	for try := 0; ; try++ {
+		if lf, err = os.OpenFile(dev, os.O_RDWR, 0); err == nil || try > 50 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return "", err
+	}
+	defer lf.Close()
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	cfg := unix.LoopConfig{Fd: uint32(f.Fd())}
+	cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY
+	if err := unix.IoctlLoopConfigure(int(lf.Fd()), &cfg); err != nil {
+		return "", fmt.Errorf("LOOP_CONFIGURE %s: %w", dev, err)
+	}
+	return dev, nil
+}
+
+// copyTree copies a directory tree (files, dirs, symlinks, modes, owners).
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case fi.IsDir():
+			if err := os.MkdirAll(target, fi.Mode().Perm()); err != nil {
+				return err
+			}
+			os.Chmod(target, fi.Mode()&(fs.ModePerm|fs.ModeSticky|fs.ModeSetgid))
+		case fi.Mode()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(l, target); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(target, b, fi.Mode().Perm()); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+		if st != nil {
+			os.Lchown(target, int(st.Uid), int(st.Gid))
+		}
+		return nil
+	})
+}
+
+// Fail reports a failed boot and restarts the machine after a pause, so that boot counting
+// (systemd-boot's tries) moves on to the other slot.
+func (i *Init) Fail(err error) {
+	i.logf("BOOT FAILED: %v", err)
+	i.logf("this slot does not boot; restarting in 5 seconds")
+	time.Sleep(5 * time.Second)
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	select {}
+}

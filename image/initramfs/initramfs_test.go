@@ -1,0 +1,97 @@
+package initramfs
+
+import (
+	"bytes"
+	"io/fs"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const dep = `kernel/drivers/md/dm-verity.ko: kernel/drivers/md/dm-bufio.ko kernel/drivers/md/dm-mod.ko kernel/lib/reed_solomon/reed_solomon.ko
+kernel/drivers/md/dm-bufio.ko:
+kernel/drivers/md/dm-mod.ko:
+kernel/lib/reed_solomon/reed_solomon.ko:
+kernel/fs/erofs/erofs.ko: kernel/lib/lz4/lz4_decompress.ko
+kernel/lib/lz4/lz4_decompress.ko:
+`
+
+func TestLoadOrder(t *testing.T) {
+	ix, err := ParseModulesDep(strings.NewReader(dep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ix.LoadOrder([]string{"dm_mod", "dm-verity", "erofs", "virtio_blk"})
+	want := []string{
+		"kernel/drivers/md/dm-mod.ko",
+		"kernel/drivers/md/dm-bufio.ko",
+		"kernel/lib/reed_solomon/reed_solomon.ko",
+		"kernel/drivers/md/dm-verity.ko",
+		"kernel/lib/lz4/lz4_decompress.ko",
+		"kernel/fs/erofs/erofs.ko",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("order\n got %q\nwant %q", got, want)
+	}
+	for _, bad := range []string{"no colon here\n", "/abs.ko:\n", "../up.ko:\n"} {
+		if _, err := ParseModulesDep(strings.NewReader(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func FuzzParseModulesDep(f *testing.F) {
+	f.Add(dep)
+	f.Add("a.ko: b.ko\nb.ko: a.ko\n") // a cycle must not hang LoadOrder
+	f.Fuzz(func(t *testing.T, s string) {
+		ix, err := ParseModulesDep(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		names := make([]string, 0, len(ix.path))
+		for n := range ix.path {
+			names = append(names, n)
+		}
+		order := ix.LoadOrder(names)
+		if len(order) != len(ix.path) {
+			t.Fatalf("%d modules, order has %d", len(ix.path), len(order))
+		}
+	})
+}
+
+func TestCpioIsReadByCpioAndReproducible(t *testing.T) {
+	build := func() []byte {
+		a := &Archive{MTime: 1700000000}
+		a.Add(Entry{Path: "init", Mode: 0o755, Data: []byte("#!/bin/sh\n")})
+		a.Add(Entry{Path: "lib/modules/x/a.ko", Mode: 0o644, Data: []byte("abc")})
+		a.Add(Entry{Path: "dev/console", Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Major: 5, Minor: 1})
+		a.Add(Entry{Path: "sbin", Mode: fs.ModeSymlink | 0o777, Link: "bin"})
+		var b bytes.Buffer
+		if err := a.Write(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	one, two := build(), build()
+	if !bytes.Equal(one, two) {
+		t.Fatal("same entries, different bytes")
+	}
+	cpio, err := exec.LookPath("cpio")
+	if err != nil {
+		t.Skip("cpio not installed; the format is checked by the kernel in the VM tier")
+	}
+	cmd := exec.Command(cpio, "-t", "-v")
+	cmd.Stdin = bytes.NewReader(one)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("cpio -t: %v\n%s", err, out)
+	}
+	for _, want := range []string{"lib/modules/x/a.ko", "dev/console", "sbin -> bin", "init"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("cpio listing lacks %q:\n%s", want, out)
+		}
+	}
+	_ = filepath.Join
+}

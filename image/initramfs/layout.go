@@ -1,0 +1,17 @@
+package initramfs
+
+// Paths inside the initramfs, shared by the builder (which packs them) and the init.
+const (
+	// ModuleList lists the modules to load, one absolute path a line, dependencies first.
+	ModuleList = "/lib/modules/cairn-early.list"
+	// ExtraCmdline is appended to /proc/cmdline: a PXE initramfs carries its /usr parameters
+	// here, since -append / iPXE command lines are typed by people.
+	ExtraCmdline = "/etc/cairn/cmdline"
+	// RootSkeleton is what a PXE boot copies into its tmpfs root (etc, var, the /usr symlinks).
+	RootSkeleton = "/cairn/root"
+	// FirstBootHook, inside the new root's /usr, runs once before switching root when
+	// present, with --root=<new root>. The installer ships it. A failure stops the boot.
+	FirstBootHook = "/usr/lib/cairn/first-boot"
+	// OEMMount is where early boot mounts the OEM partition (read-only) for the hook.
+	OEMMount = "/usr/share/oem"
+)
