@@ -15,6 +15,7 @@ import (
 
 	"github.com/appc/spec/schema"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -25,8 +26,11 @@ import (
 	"github.com/cairn-os/cairn/runtime/pod"
 )
 
-// ErrExecNotFound says an app's command does not exist in its image.
-var ErrExecNotFound = errors.New("app command not found in the image")
+// Sentinel errors.
+var (
+	ErrExecNotFound = errors.New("app command not found in the image")
+	ErrNoSeccomp    = errors.New("this rkt was built without seccomp support (build with -tags seccomp and libseccomp-dev), so it cannot apply the default seccomp filter; --insecure-options=seccomp runs apps without one")
+)
 
 // Runner runs a pod in the foreground: it is the pod's supervisor for its whole life.
 type Runner struct {
@@ -286,6 +290,8 @@ func (r *Runner) startApp(ctx context.Context, plan *PodPlan, ra schema.RuntimeA
 	}
 	if opts.InsecureSeccomp {
 		spec.Linux.Seccomp = nil
+	} else if !seccomp.Enabled {
+		return ErrNoSeccomp
 	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: a.name, Spec: spec})
 	if err != nil {

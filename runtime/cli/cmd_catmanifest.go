@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-os/cairn/runtime/pod"
+)
+
+func init() {
+	register(func(env *Env) *cobra.Command {
+		var pretty bool
+		c := &cobra.Command{
+			Use:   "cat-manifest UUID",
+			Short: "Print a pod's appc pod manifest",
+			Args:  cobra.ExactArgs(1),
+			RunE: func(_ *cobra.Command, args []string) error {
+				p, err := pod.NewStore(env.G.Dir).Get(args[0])
+				if err != nil {
+					return err
+				}
+				b, err := p.ReadManifestBytes()
+				if err != nil {
+					return err
+				}
+				if pretty {
+					var out bytes.Buffer
+					if err := json.Indent(&out, b, "", "\t"); err != nil {
+						return err
+					}
+					b = out.Bytes()
+				}
+				b = append(b, '\n')
+				_, err = env.Stdout.Write(b)
+				return err
+			},
+		}
+		c.Flags().BoolVar(&pretty, "pretty-print", true, "indent the manifest")
+		return c
+	})
+}

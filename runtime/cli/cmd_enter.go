@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/appc/spec/schema/types"
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-os/cairn/runtime/pod"
+	"github.com/cairn-os/cairn/runtime/stage1"
+)
+
+func init() {
+	register(func(env *Env) *cobra.Command {
+		var appName string
+		c := &cobra.Command{
+			Use:   "enter [--app=NAME] UUID [CMD [ARGS...]]",
+			Short: "Run a command in a running app of a pod (default /bin/sh)",
+			Args:  cobra.MinimumNArgs(1),
+			RunE: func(_ *cobra.Command, args []string) error {
+				p, err := pod.NewStore(env.G.Dir).Get(args[0])
+				if err != nil {
+					return err
+				}
+				if st := p.State(); st != pod.Running {
+					return fmt.Errorf("pod %s is %s, not running", p.UUID, st)
+				}
+				m, err := p.Manifest()
+				if err != nil {
+					return err
+				}
+				if appName == "" {
+					if len(m.Apps) != 1 {
+						return fmt.Errorf("pod %s has %d apps: choose one with --app", p.UUID, len(m.Apps))
+					}
+					appName = string(m.Apps[0].Name)
+				} else if m.Apps.Get(types.ACName(appName)) == nil {
+					return fmt.Errorf("pod %s has no app %q", p.UUID, appName)
+				}
+				cmd := args[1:]
+				if len(cmd) == 0 {
+					cmd = []string{"/bin/sh"}
+				}
+				code, err := stage1.Enter(p.Path(), appName, cmd, env.Stdin, env.Stdout, env.Stderr)
+				if err != nil {
+					return &ExitError{Code: 254, Err: err}
+				}
+				if code != 0 {
+					return &ExitError{Code: code}
+				}
+				return nil
+			},
+		}
+		c.Flags().SetInterspersed(false)
+		c.Flags().StringVar(&appName, "app", "", "name of the app to enter")
+		return c
+	})
+}
