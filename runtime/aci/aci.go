@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/appc/spec/schema"
 	"github.com/klauspost/compress/gzip"
@@ -46,6 +47,10 @@ func ParseManifest(b []byte) (*schema.ImageManifest, error) {
 	// UnmarshalJSON runs the spec's checks: acKind, acVersion, name, labels, app, dependencies.
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+	}
+	// The spec requires an absolute exec path; the schema package leaves that to runtimes.
+	if m.App != nil && len(m.App.Exec) > 0 && !strings.HasPrefix(m.App.Exec[0], "/") {
+		return nil, fmt.Errorf("%w: app exec %q is not an absolute path", ErrInvalidManifest, m.App.Exec[0])
 	}
 	return &m, nil
 }
