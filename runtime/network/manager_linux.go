@@ -1,0 +1,296 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/containernetworking/cni/libcni"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/internal/atomicfile"
+)
+
+// Manager sets up and tears down pods' networks.
+type Manager struct {
+	ConfDirs   []string // network configs, highest precedence first: /etc/rkt/net.d, /usr/lib/rkt/net.d
+	PluginDirs []string // where CNI plugins are looked up (CNI_PATH)
+	NetnsDir   string   // where pod network namespaces are bind-mounted (/run/netns, as `ip netns`)
+	CacheDir   string   // libcni's result cache ("" for its default, /var/lib/cni)
+	Log        *slog.Logger
+}
+
+// DefaultPluginDirs are searched for CNI plugins: Cairn's own, then the distribution's.
+var DefaultPluginDirs = []string{"/usr/lib/rkt/plugins/net", "/usr/lib/cni", "/opt/cni/bin"}
+
+// PortMapping forwards a host port to a pod port.
+type PortMapping struct {
+	Name          string `json:"name"`
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// Attachment is a pod's membership of one network.
+type Attachment struct {
+	Name    string        `json:"name"`
+	IfName  string        `json:"ifName"`
+	Conf    string        `json:"conf"` // the config list as applied (with portmap if chained)
+	Args    [][2]string   `json:"args,omitempty"`
+	IPs     []string      `json:"ips"`
+	Gateway string        `json:"gateway,omitempty"`
+	DNS     *cnitypes.DNS `json:"dns,omitempty"`
+}
+
+// State is what teardown needs, kept in the pod's directory.
+type State struct {
+	PodID string        `json:"podID"`
+	NetNS string        `json:"netns"`
+	Nets  []Attachment  `json:"nets"`
+	Ports []PortMapping `json:"ports,omitempty"`
+}
+
+// Save writes the state atomically.
+func (s *State) Save(path string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, b, 0o644)
+}
+
+// LoadState reads a state saved by Save.
+func LoadState(path string) (*State, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("network state %s: %w", path, err)
+	}
+	return &s, nil
+}
+
+func (m *Manager) cni() *libcni.CNIConfig {
+	dirs := m.PluginDirs
+	if len(dirs) == 0 {
+		dirs = DefaultPluginDirs
+	}
+	return libcni.NewCNIConfigWithCacheDir(dirs, m.CacheDir, nil)
+}
+
+func (m *Manager) log() *slog.Logger {
+	if m.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return m.Log
+}
+
+// NetnsPath is where the network namespace of pod id is bind-mounted.
+func (m *Manager) NetnsPath(podID string) string {
+	dir := m.NetnsDir
+	if dir == "" {
+		dir = "/run/netns"
+	}
+	return filepath.Join(dir, "rkt-"+podID)
+}
+
+// loopback brings up lo in the pod's namespace with the loopback plugin, as rkt did.
+var loopbackConf = `{"cniVersion":"0.4.0","name":"lo","plugins":[{"type":"loopback"}]}`
+
+// Setup creates the pod's network namespace and joins it to the selected networks, in
+// file-name order, with interfaces eth0, eth1, ... . Ports are forwarded through the first
+// masquerading network, else the last one (rkt's rule). On any failure everything done so far
+// is undone and the error names the network.
+func (m *Manager) Setup(ctx context.Context, podID string, sel Selection, ports []PortMapping) (st *State, err error) {
+	if sel.Mode == Host {
+		return &State{PodID: podID}, nil
+	}
+	all, err := LoadAll(m.ConfDirs)
+	if err != nil {
+		return nil, err
+	}
+	nets, err := Resolve(all, sel)
+	if err != nil {
+		return nil, err
+	}
+	if len(ports) > 0 && len(nets) == 0 {
+		return nil, errors.New("port forwards need a network (not --net=none)")
+	}
+	st = &State{PodID: podID, NetNS: m.NetnsPath(podID), Ports: ports}
+	if err := createNetns(st.NetNS); err != nil {
+		return nil, fmt.Errorf("pod %s: create network namespace: %w", podID, err)
+	}
+	defer func() {
+		if err != nil {
+			if terr := m.Teardown(context.WithoutCancel(ctx), st); terr != nil {
+				m.log().Warn("undoing a failed network setup", "pod", podID, "err", terr)
+			}
+		}
+	}()
+	lo, _ := libcni.NetworkConfFromBytes([]byte(loopbackConf))
+	if _, err := m.cni().AddNetworkList(ctx, lo, &libcni.RuntimeConf{ContainerID: podID, NetNS: st.NetNS, IfName: "lo"}); err != nil {
+		return st, fmt.Errorf("pod %s: loopback: %w", podID, err)
+	}
+	fwd := -1
+	if len(ports) > 0 {
+		fwd = len(nets) - 1
+		for i, n := range nets {
+			if n.Masq() {
+				fwd = i
+				break
+			}
+		}
+	}
+	args := map[string][][2]string{}
+	for _, r := range sel.Nets {
+		args[r.Name] = r.Args
+	}
+	for i, n := range nets {
+		list := n.List
+		rt := &libcni.RuntimeConf{ContainerID: podID, NetNS: st.NetNS, IfName: fmt.Sprintf("eth%d", i), Args: args[n.Name]}
+		if len(rt.Args) > 0 {
+			rt.Args = append([][2]string{{"IgnoreUnknown", "1"}}, rt.Args...)
+		}
+		if i == fwd {
+			if list, err = withPortmap(list); err != nil {
+				return st, fmt.Errorf("pod %s: network %s: %w", podID, n.Name, err)
+			}
+			pm := make([]map[string]any, 0, len(ports))
+			for _, p := range ports {
+				e := map[string]any{"hostPort": p.HostPort, "containerPort": p.ContainerPort, "protocol": p.Protocol}
+				if p.HostIP != "" {
+					e["hostIP"] = p.HostIP
+				}
+				pm = append(pm, e)
+			}
+			rt.CapabilityArgs = map[string]any{"portMappings": pm}
+		}
+		// Recorded before ADD, so that a failed ADD is still deleted (CNI DEL is idempotent).
+		st.Nets = append(st.Nets, Attachment{Name: n.Name, IfName: rt.IfName, Conf: string(list.Bytes), Args: rt.Args})
+		res, err := m.cni().AddNetworkList(ctx, list, rt)
+		if err != nil {
+			return st, fmt.Errorf("pod %s: network %s (%s): %w", podID, n.Name, n.Path, err)
+		}
+		a := &st.Nets[len(st.Nets)-1]
+		if r, err := current.NewResultFromResult(res); err == nil {
+			for _, ip := range r.IPs {
+				a.IPs = append(a.IPs, ip.Address.String())
+				if ip.Gateway != nil && a.Gateway == "" {
+					a.Gateway = ip.Gateway.String()
+				}
+			}
+			if len(r.DNS.Nameservers) > 0 {
+				a.DNS = &r.DNS
+			}
+		}
+		m.log().Debug("joined network", "pod", podID, "net", n.Name, "if", rt.IfName, "ips", a.IPs)
+	}
+	return st, nil
+}
+
+// withPortmap chains the portmap plugin after a network's plugins.
+func withPortmap(list *libcni.NetworkConfigList) (*libcni.NetworkConfigList, error) {
+	var raw map[string]any
+	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
+		return nil, err
+	}
+	if v, _ := raw["cniVersion"].(string); v == "" || v == "0.1.0" || v == "0.2.0" || v == "0.3.0" {
+		raw["cniVersion"] = "0.4.0" // chaining needs prevResult
+	}
+	plugins, _ := raw["plugins"].([]any)
+	raw["plugins"] = append(plugins, map[string]any{"type": "portmap", "snat": true, "capabilities": map[string]any{"portMappings": true}})
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NetworkConfFromBytes(b)
+}
+
+// Teardown leaves every network in reverse order (CNI DEL releases addresses, interfaces,
+// masquerade and port-forward rules), then removes the namespace. It is idempotent and goes on
+// past failures, returning them all, so that gc can retry a half torn-down pod.
+func (m *Manager) Teardown(ctx context.Context, st *State) error {
+	if st == nil || st.NetNS == "" {
+		return nil
+	}
+	var errs []error
+	netns := st.NetNS
+	if _, err := os.Stat(netns); err != nil {
+		netns = "" // plugins must still release what lives outside the pod (addresses, rules)
+	}
+	for i := len(st.Nets) - 1; i >= 0; i-- {
+		a := st.Nets[i]
+		list, err := libcni.NetworkConfFromBytes([]byte(a.Conf))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
+			continue
+		}
+		rt := &libcni.RuntimeConf{ContainerID: st.PodID, NetNS: netns, IfName: a.IfName, Args: a.Args}
+		if strings.Contains(a.Conf, `"portmap"`) {
+			pm := make([]map[string]any, 0, len(st.Ports))
+			for _, p := range st.Ports {
+				pm = append(pm, map[string]any{"hostPort": p.HostPort, "containerPort": p.ContainerPort, "protocol": p.Protocol})
+			}
+			rt.CapabilityArgs = map[string]any{"portMappings": pm}
+		}
+		if err := m.cni().DelNetworkList(ctx, list, rt); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
+		}
+	}
+	if err := removeNetns(st.NetNS); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("pod %s: network teardown: %w", st.PodID, errors.Join(errs...))
+	}
+	return nil
+}
+
+// createNetns makes a new network namespace and bind-mounts it at path. The namespace is made
+// on a thread that is thrown away afterwards, so no goroutine ever runs in it by accident.
+func createNetns(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		errc <- unix.Mount(self, path, "none", unix.MS_BIND, "")
+	}()
+	if err := <-errc; err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+func removeNetns(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/internal/testenv"
+)
+
+// The root tests run in a network and mount namespace of their own, which stands for the
+// host: every veth, address, route and iptables rule the plugins make lives there and dies
+// with it, and /run/netns and /var/lib/cni are private tmpfs mounts.
+const innerEnv = "CAIRN_NETWORK_TEST_HOST"
+
+func TestNetworkingInPrivateHost(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "unshare")
+	testenv.RequireCommand(t, "ip")
+	testenv.RequireCommand(t, "iptables")
+	testenv.RequireFile(t, "/usr/lib/cni/ptp")
+	testenv.RequireFile(t, "/usr/lib/cni/portmap")
+	testenv.RequireFile(t, "/bin/busybox")
+	for _, name := range []string{"TwoPodsAndHost", "PortForward", "NoLeaksOver20Pods", "FailuresLeakNothing"} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--fork",
+				os.Args[0], "-test.run", "^TestInHost$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), innerEnv+"="+name)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "--- PASS: TestInHost") {
+				t.Fatalf("%s in a private host namespace: %v\n%s", name, err, out)
+			}
+			t.Logf("%s", out)
+		})
+	}
+}
+
+// TestInHost is the inner half: it runs only when re-executed by the test above.
+func TestInHost(t *testing.T) {
+	scenario := os.Getenv(innerEnv)
+	if scenario == "" {
+		t.Skip("runs only inside TestNetworkingInPrivateHost's namespaces")
+	}
+	for _, d := range []string{"/run/netns", "/var/lib/cni"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("tmpfs", d, "tmpfs", 0, "mode=755"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh(t, "ip", "link", "set", "lo", "up")
+	os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	m := &Manager{ConfDirs: []string{t.TempDir()}}
+	switch scenario {
+	case "TwoPodsAndHost":
+		twoPodsAndHost(t, m)
+	case "PortForward":
+		portForward(t, m)
+	case "NoLeaksOver20Pods":
+		noLeaks(t, m)
+	case "FailuresLeakNothing":
+		failures(t, m)
+	default:
+		t.Fatalf("unknown scenario %q", scenario)
+	}
+}
+
+func sh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func inPod(st *State, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", filepath.Base(st.NetNS)}, args...)...)
+}
+
+func setup(t *testing.T, m *Manager, id string, nets []string, ports []PortMapping) *State {
+	t.Helper()
+	sel, err := ParseSelection(nets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Setup(context.Background(), id, sel, ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Teardown(context.Background(), st) })
+	return st
+}
+
+func ip(st *State) string { return strings.Split(st.Nets[0].IPs[0], "/")[0] }
+
+func twoPodsAndHost(t *testing.T, m *Manager) {
+	a := setup(t, m, "pod-a", nil, nil)
+	b := setup(t, m, "pod-b", nil, nil)
+	for _, st := range []*State{a, b} {
+		if len(st.Nets) != 1 || st.Nets[0].Name != "default" || st.Nets[0].IfName != "eth0" || !strings.HasPrefix(st.Nets[0].IPs[0], "172.16.28.") {
+			t.Fatalf("default network state %+v", st)
+		}
+	}
+	if out, err := inPod(a, "/bin/busybox", "ping", "-c", "1", "-W", "2", ip(b)).CombinedOutput(); err != nil {
+		t.Fatalf("pod a cannot reach pod b at %s: %v\n%s", ip(b), err, out)
+	}
+	if out, err := exec.Command("/bin/busybox", "ping", "-c", "1", "-W", "2", ip(a)).CombinedOutput(); err != nil {
+		t.Fatalf("host cannot reach pod a: %v\n%s", err, out)
+	}
+	if out, err := inPod(a, "/bin/busybox", "ping", "-c", "1", "-W", "2", a.Nets[0].Gateway).CombinedOutput(); err != nil {
+		t.Fatalf("pod a cannot reach the host at %s: %v\n%s", a.Nets[0].Gateway, err, out)
+	}
+	if out := sh(t, "iptables", "-t", "nat", "-S", "POSTROUTING"); !strings.Contains(out, "CNI-") {
+		t.Fatalf("default network does not masquerade:\n%s", out)
+	}
+}
+
+func portForward(t *testing.T, m *Manager) {
+	srv := setup(t, m, "web", nil, []PortMapping{{Name: "http", HostPort: 8888, ContainerPort: 80, Protocol: "tcp"}})
+	cli := setup(t, m, "client", nil, nil)
+	www := t.TempDir()
+	os.WriteFile(filepath.Join(www, "index.html"), []byte("hello from the pod\n"), 0o644)
+	httpd := inPod(srv, "/bin/busybox", "httpd", "-f", "-p", "80", "-h", www)
+	if err := httpd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { httpd.Process.Kill(); httpd.Wait() }()
+
+	get := func(url string) (string, error) {
+		var last error
+		for i := 0; i < 50; i++ {
+			c := &http.Client{Timeout: time.Second}
+			resp, err := c.Get(url)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return string(b), nil
+			}
+			last = err
+			time.Sleep(100 * time.Millisecond)
+		}
+		return "", last
+	}
+	// From the host itself, by localhost (rkt#2283) and by the host's address on the pod network.
+	for _, u := range []string{"http://127.0.0.1:8888/", "http://" + srv.Nets[0].Gateway + ":8888/"} {
+		if body, err := get(u); err != nil || body != "hello from the pod\n" {
+			t.Fatalf("GET %s from the host: %q, %v", u, body, err)
+		}
+	}
+	// From another network namespace (another pod), through the host's port.
+	out, err := inPod(cli, "timeout", "5", "/bin/busybox", "wget", "-q", "-O", "-", fmt.Sprintf("http://%s:8888/", cli.Nets[0].Gateway)).CombinedOutput()
+	if err != nil || string(out) != "hello from the pod\n" {
+		t.Fatalf("GET from another pod: %q, %v", out, err)
+	}
+}
+
+// counts is what a pod leaves on the host: interfaces, address leases, nat rules, namespaces.
+func counts(t *testing.T) string {
+	links := strings.Count(sh(t, "ip", "-o", "link", "show"), "\n")
+	leases := 0
+	filepath.Walk("/var/lib/cni/networks", func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && !strings.HasPrefix(fi.Name(), "last_reserved_ip") && fi.Name() != "lock" {
+			leases++
+		}
+		return nil
+	})
+	rules := strings.Count(sh(t, "iptables", "-t", "nat", "-S"), "\n")
+	ents, _ := os.ReadDir("/run/netns")
+	return fmt.Sprintf("links=%d leases=%d nat-rules=%d netns=%d", links, leases, rules, len(ents))
+}
+
+func noLeaks(t *testing.T, m *Manager) {
+	// One pod first, so that chains that plugins create once and keep (CNI-HOSTPORT-*) exist.
+	st := setup(t, m, "warm", nil, []PortMapping{{HostPort: 9000, ContainerPort: 80, Protocol: "tcp"}})
+	if err := m.Teardown(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	before := counts(t)
+	for i := 0; i < 20; i++ {
+		sel, _ := ParseSelection(nil)
+		st, err := m.Setup(context.Background(), fmt.Sprintf("p%02d", i), sel, []PortMapping{{HostPort: 9000 + i, ContainerPort: 80, Protocol: "tcp"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Teardown(context.Background(), st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := counts(t); after != before {
+		t.Fatalf("20 pods leaked: before %s, after %s", before, after)
+	}
+	t.Logf("after 20 pods: %s", before)
+}
+
+func failures(t *testing.T, m *Manager) {
+	dir := m.ConfDirs[0]
+	os.WriteFile(filepath.Join(dir, "10-noplugin.conf"), []byte(`{"cniVersion":"0.4.0","name":"noplugin","type":"no-such-plugin"}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "20-fixed.conf"), []byte(`{"cniVersion":"0.4.0","name":"fixed","type":"ptp",
+		"ipam":{"type":"host-local","subnet":"10.9.0.0/24"}}`), 0o644)
+	first := setup(t, m, "holder", []string{"fixed:IP=10.9.0.7"}, nil)
+	if ip(first) != "10.9.0.7" {
+		t.Fatalf("per-network IP argument ignored: %v", first.Nets[0].IPs)
+	}
+	before := counts(t)
+	for _, c := range []struct {
+		nets []string
+		want string
+	}{
+		{[]string{"default,noplugin"}, "no-such-plugin"},
+		{[]string{"nosuch"}, "network not found"},
+		{[]string{"default,fixed:IP=10.9.0.7"}, "10.9.0.7"},
+	} {
+		sel, err := ParseSelection(c.nets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = m.Setup(context.Background(), "bad", sel, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("--net=%s: %v, want an error naming %q", c.nets, err, c.want)
+		}
+		if after := counts(t); after != before {
+			t.Fatalf("--net=%s failed but leaked: before %s, after %s", c.nets, before, after)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "30-broken.conf"), []byte(`{"name": "broken", "type": `), 0o644)
+	if _, err := m.Setup(context.Background(), "bad2", Selection{Nets: []Request{{Name: "default"}}}, nil); err == nil || !strings.Contains(err.Error(), "30-broken.conf") {
+		t.Fatalf("malformed config: %v", err)
+	}
+	if _, err := os.Stat(m.NetnsPath("bad2")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("netns left after a config error: %v", err)
+	}
+}
