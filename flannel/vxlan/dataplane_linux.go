@@ -77,7 +77,7 @@ func (d *Dataplane) Ensure(ctx context.Context) (Links, error) {
 		if err := netlink.LinkAdd(vx); err != nil {
 			return links, fmt.Errorf("device %s: create: %w", name, err)
 		}
-		d.Log.Info("created vxlan device", "device", name, "vni", want.VNI, "mac", want.MAC, "mtu", want.MTU)
+		d.Log.Info("created vxlan device", "device", name, "vni", want.VNI, "mac", want.MAC.String(), "mtu", want.MTU)
 		if l, err = netlink.LinkByName(name); err != nil {
 			return links, fmt.Errorf("device %s: %w", name, err)
 		}
