@@ -45,7 +45,12 @@ func ParseManifest(b []byte) (*schema.ImageManifest, error) {
 	}
 	var m schema.ImageManifest
 	// UnmarshalJSON runs the spec's checks: acKind, acVersion, name, labels, app, dependencies.
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+	}
+	// Decoding skips some checks that encoding runs (an unnamed label passes one, not the
+	// other): a manifest must survive both.
+	if err := remarshal(&m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
 	}
 	// The spec requires an absolute exec path; the schema package leaves that to runtimes.
@@ -53,6 +58,32 @@ func ParseManifest(b []byte) (*schema.ImageManifest, error) {
 		return nil, fmt.Errorf("%w: app exec %q is not an absolute path", ErrInvalidManifest, m.App.Exec[0])
 	}
 	return &m, nil
+}
+
+// unmarshal decodes with the appc schema, turning its panics (an isolator without a value
+// dereferences nil) into errors: the bytes are an attacker's.
+func unmarshal(b []byte, m *schema.ImageManifest) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed manifest (%v)", r)
+		}
+	}()
+	return json.Unmarshal(b, m)
+}
+
+func remarshal(m *schema.ImageManifest) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed manifest (%v)", r)
+		}
+	}()
+	if _, err := json.Marshal(m); err != nil {
+		if u := errors.Unwrap(err); u != nil {
+			return u
+		}
+		return err
+	}
+	return nil
 }
 
 // ReadManifest reads a manifest from r, refusing more than MaxManifestSize bytes.
