@@ -242,6 +242,10 @@ func (s *Slots) SetNext(ctx context.Context, version string, slot disklayout.Slo
 		return nil
 	}
 	if err := s.pinOneShot(EntryName(version, slot, -1)); err != nil {
+		// Not the next boot and no way to make it so: leave it unbootable again.
+		if rerr := s.ESP.Rename(ctx, EntryDir+"/"+to, EntryDir+"/"+StageName(version, slot)); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return fmt.Errorf("slot %s: the loader prefers slot %s and a one-shot boot cannot be set: %w", slot, st.Next, err)
 	}
 	return nil
@@ -296,4 +300,12 @@ func (s *Slots) CountBootAttempt(ctx context.Context, slot disklayout.Slot) erro
 		}
 	}
 	return nil
+}
+
+// PartitionOf returns the block device of slot's USR partition.
+func (s *Slots) PartitionOf(slot disklayout.Slot) (string, error) {
+	if s.PartitionPath != nil {
+		return s.PartitionPath(slot)
+	}
+	return ByPartUUID(slot), nil
 }

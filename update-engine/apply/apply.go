@@ -1,0 +1,197 @@
+// Package apply installs a payload into the inactive slot as a list of named, restartable
+// steps: download (resumable) → verify → invalidate the inactive slot → write /usr → verify
+// the written bytes → write the UKI → record → make it the next boot with limited tries →
+// clean up.
+//
+// Safety argument: nothing is written to a slot before the payload's signature, board,
+// version and hashes check out; the inactive slot's boot entry is removed before its
+// partition is touched; the only step that makes the new slot bootable is the last rename
+// (set-next). A process killed anywhere leaves the active slot as it was and the inactive slot
+// without a boot entry; the next run starts again from the top, resuming only the download.
+package apply
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/internal/disklayout"
+	"github.com/cairn-os/cairn/update-engine/omaha"
+	"github.com/cairn-os/cairn/update-engine/payload"
+	"github.com/cairn-os/cairn/update-engine/slots"
+)
+
+// Sentinel errors for the refusals.
+var (
+	ErrWrongBoard = errors.New("payload is for another board")
+	ErrNotNewer   = errors.New("payload version is not newer than the running version")
+	ErrTooOld     = errors.New("running version is older than the payload's minimum source version")
+	ErrMismatch   = errors.New("payload does not match what the update server announced")
+	ErrBusy       = errors.New("another update is being applied")
+)
+
+// Request is what to install: where the payload is and what the server said about it.
+type Request struct {
+	URL     string
+	Size    int64
+	SHA256  string // hex, of the whole payload file
+	Version string
+}
+
+// RequestFromOmaha converts an update check's answer.
+func RequestFromOmaha(u *omaha.Update) Request {
+	return Request{URL: u.URL, Size: u.Size, SHA256: u.SHA256, Version: u.Version}
+}
+
+// Progress is reported as steps run; Done/Total are bytes within the step.
+type Progress struct {
+	Step        string
+	Done, Total int64
+}
+
+// Applier holds everything the steps need. All dependencies are fields.
+type Applier struct {
+	Slots          *slots.Slots
+	HTTP           *http.Client // nil: http.DefaultClient
+	StateDir       string       // download and records, e.g. /var/lib/cairn/update
+	Keys           []ed25519.PublicKey
+	Board          string
+	CurrentVersion string
+	Force          bool // allow a version that is not newer (operator only)
+	Tries          int  // boot attempts for the new slot, default 3
+	Log            *slog.Logger
+	OnProgress     func(Progress)
+	Now            func() time.Time
+}
+
+// StepError is a failed step, with the Omaha error code to report.
+type StepError struct {
+	Step string
+	Code omaha.ErrorCode
+	Err  error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("update step %s: %v", e.Step, e.Err) }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Step is one named step of the flow.
+type Step struct {
+	Name string
+	Code omaha.ErrorCode // reported when the step fails
+	Run  func(r *run, ctx context.Context) error // a method expression on run
+}
+
+// run is the state one Apply carries from step to step.
+type run struct {
+	a        *Applier
+	req      Request
+	target   disklayout.Slot
+	file     string // the downloaded payload
+	header   *payload.Header
+	manifest *payload.Manifest
+}
+
+// Result is a successful apply.
+type Result struct {
+	Slot            disklayout.Slot
+	Version         string
+	PreviousVersion string
+}
+
+// Steps is the flow, in order.
+func Steps() []Step {
+	return []Step{
+		{"download", omaha.ErrorCodeDownloadTransferError, (*run).download},
+		{"verify-payload", omaha.ErrorCodePayloadPubKeyVerify, (*run).verifyPayload},
+		{"invalidate-inactive", omaha.ErrorCodeSetBootError, (*run).invalidate},
+		{"write-usr", omaha.ErrorCodeDownloadWriteError, (*run).writeUSR},
+		{"verify-usr", omaha.ErrorCodeNewRootfsVerification, (*run).verifyUSR},
+		{"write-uki", omaha.ErrorCodeNewKernelVerification, (*run).writeUKI},
+		{"record", omaha.ErrorCodeError, (*run).record},
+		{"set-next-boot", omaha.ErrorCodeSetBootError, (*run).setNext},
+		{"cleanup", omaha.ErrorCodeError, (*run).cleanup},
+	}
+}
+
+func (a *Applier) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return a.Log
+}
+
+func (a *Applier) progress(p Progress) {
+	if a.OnProgress != nil {
+		a.OnProgress(p)
+	}
+}
+
+// Apply runs every step. It holds a lock in StateDir so that only one apply runs at a time.
+func (a *Applier) Apply(ctx context.Context, req Request) (*Result, error) {
+	if err := os.MkdirAll(a.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("update state %s: %w", a.StateDir, err)
+	}
+	unlock, err := lockDir(a.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := atomicfile.RemoveStale(a.StateDir); err != nil {
+		return nil, err
+	}
+	active, err := a.Slots.ActiveSlot()
+	if err != nil {
+		return nil, &StepError{Step: "find-slots", Code: omaha.ErrorCodeInstallDeviceOpenError, Err: err}
+	}
+	r := &run{a: a, req: req, target: active.Other()}
+	for _, st := range Steps() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		a.log().Info("update step", "step", st.Name, "slot", r.target, "version", req.Version)
+		a.progress(Progress{Step: st.Name})
+		start := time.Now()
+		if err := st.Run(r, ctx); err != nil {
+			code := st.Code
+			var ce *codedError
+			if errors.As(err, &ce) {
+				code = ce.code
+			}
+			return nil, &StepError{Step: st.Name, Code: code, Err: err}
+		}
+		a.log().Debug("update step done", "step", st.Name, "took", time.Since(start))
+	}
+	return &Result{Slot: r.target, Version: r.manifest.Version, PreviousVersion: a.CurrentVersion}, nil
+}
+
+// codedError overrides a step's default error code for one failure.
+type codedError struct {
+	code omaha.ErrorCode
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+func coded(code omaha.ErrorCode, err error) error { return &codedError{code: code, err: err} }
+
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("update lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, ErrBusy
+	}
+	return func() { f.Close() }, nil
+}
