@@ -65,7 +65,7 @@ func (s *Store) Verify(name string, signed io.Reader, signature []byte) (*Signer
 	case errors.Is(err, pgperrors.ErrSignatureExpired):
 		return nil, fmt.Errorf("image %q: signature by %s has %w", name, issuer, ErrExpired)
 	}
-	return nil, fmt.Errorf("image %q: %w (signed by %s): %v", name, ErrBadSignature, issuer, err)
+	return nil, fmt.Errorf("image %q: %w (signed by key %s): %v", name, ErrBadSignature, issuer, err)
 }
 
 // signatureBody strips the ASCII armor when there is one.
@@ -101,7 +101,7 @@ func signatureIssuer(body []byte) (string, error) {
 	}
 	switch {
 	case len(sig.IssuerFingerprint) > 0:
-		return "key " + hex.EncodeToString(sig.IssuerFingerprint), nil
+		return hex.EncodeToString(sig.IssuerFingerprint), nil
 	case sig.IssuerKeyId != nil:
 		return fmt.Sprintf("key ID %016x", *sig.IssuerKeyId), nil
 	}

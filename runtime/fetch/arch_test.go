@@ -1,0 +1,5 @@
+package fetch
+
+import "runtime"
+
+func runtimeArch() string { return runtime.GOARCH }
