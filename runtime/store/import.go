@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -254,14 +256,59 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 		}
 	}
 
-	// Layers are independent trees: extract two at a time (decompression and hashing are CPU-bound).
-	sizes := make([]int64, len(layers))
-	errs := make([]error, len(layers))
+	// Lock every tree the image needs, in a fixed order so that two imports cannot deadlock,
+	// for the whole import: the trees are staged under tmp/ and renamed into place together
+	// once every layer is verified, so a failed import leaves nothing behind.
+	keys := map[string]bool{}
+	for _, d := range cfg.RootFS.DiffIDs {
+		keys[treeKey(d)] = true
+	}
+	var sorted []string
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		tl, err := lockFile(ctx, s.path("treelock", k+".lock"), unix.LOCK_EX)
+		if err != nil {
+			return "", err
+		}
+		defer tl.Unlock()
+	}
+	stage, err := os.MkdirTemp(s.path("tmp"), "oci-")
+	if err != nil {
+		return "", err
+	}
+	defer removeAll(stage)
+
+	// One job per distinct blob; a tree is extracted by the first job that needs it.
+	var jobs []*layerJob
+	seenBlob, seenTree := map[string]bool{}, map[string]bool{}
+	for i := range m.Layers {
+		j := &layerJob{layer: layers[i], digest: m.Layers[i].Digest, diffID: cfg.RootFS.DiffIDs[i], dir: filepath.Join(stage, strconv.Itoa(i))}
+		key := treeKey(j.diffID)
+		if seenBlob[j.digest.String()] {
+			continue
+		}
+		seenBlob[j.digest.String()] = true
+		if _, err := os.Stat(s.TreePath(key)); err != nil && !seenTree[key] {
+			j.extract = true
+		}
+		seenTree[key] = true
+		if _, err := os.Stat(s.BlobPath(j.digest.String())); err != nil {
+			j.fetch = true
+		}
+		if j.extract || j.fetch {
+			jobs = append(jobs, j)
+		}
+	}
+	// Layers are independent: stage two at a time (decompression and hashing are CPU-bound).
+	errs := make([]error, len(jobs))
 	sem := make(chan struct{}, min(2, runtime.GOMAXPROCS(0)))
 	var wg sync.WaitGroup
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for i := range layers {
+	for i, j := range jobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -271,15 +318,14 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 				errs[i] = lctx.Err()
 				return
 			}
-			sizes[i], errs[i] = s.importLayer(lctx, layers[i], m.Layers[i].Digest, cfg.RootFS.DiffIDs[i], opts.Trusted)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("layer %s: %w", m.Layers[i].Digest, errs[i])
+			if errs[i] = s.stageLayer(lctx, j, opts.Trusted); errs[i] != nil {
+				errs[i] = fmt.Errorf("layer %s: %w", j.digest, errs[i])
 				cancel()
 			}
 		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
+	for _, err := range errs { // the first real failure, not the cancellations it caused
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return "", err
 		}
@@ -287,6 +333,29 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 	for _, err := range errs {
 		if err != nil {
 			return "", err
+		}
+	}
+	for _, j := range jobs {
+		if j.fetch {
+			if err := os.Rename(filepath.Join(j.dir, "blob"), s.BlobPath(j.digest.String())); err != nil {
+				return "", err
+			}
+		}
+		if j.extract {
+			if err := renameTree(filepath.Join(j.dir, "tree"), s.TreePath(treeKey(j.diffID))); err != nil {
+				return "", err
+			}
+		}
+	}
+	sizes := make([]int64, len(m.Layers))
+	for i := range m.Layers {
+		ts, err := dirSize(s.TreePath(treeKey(cfg.RootFS.DiffIDs[i])))
+		if err != nil {
+			return "", fmt.Errorf("%w: layer %s: %v", ErrCorrupt, m.Layers[i].Digest, err)
+		}
+		sizes[i] = ts
+		if st, err := os.Stat(s.BlobPath(m.Layers[i].Digest.String())); err == nil {
+			sizes[i] += st.Size()
 		}
 	}
 	if err := s.putBlob(digest, rawManifest); err != nil {
@@ -362,91 +431,69 @@ func (s *Store) putBlob(d v1.Hash, b []byte) error {
 	return os.Rename(f.Name(), p)
 }
 
-// importLayer stores a layer's compressed blob and extracts it into its tree, unless both
-// are there already. It returns the layer's size in the store (blob plus tree).
-func (s *Store) importLayer(ctx context.Context, layer v1.Layer, digest, diffID v1.Hash, trusted bool) (int64, error) {
-	key := treeKey(diffID)
-	tl, err := lockFile(ctx, s.path("treelock", key+".lock"), unix.LOCK_EX)
-	if err != nil {
-		return 0, err
-	}
-	defer tl.Unlock()
-	treePath, blobPath := s.TreePath(key), s.BlobPath(digest.String())
-	treeSize, treeErr := dirSize(treePath)
-	blobSt, blobErr := os.Stat(blobPath)
-	if treeErr == nil && blobErr == nil {
-		return treeSize + blobSt.Size(), nil
-	}
+// layerJob is one layer blob to fetch into dir/blob and, when extract is set, to unpack into
+// dir/tree.
+type layerJob struct {
+	layer          v1.Layer
+	digest, diffID v1.Hash
+	dir            string
+	fetch, extract bool
+}
 
-	tmp, err := os.MkdirTemp(s.path("tmp"), "layer-")
-	if err != nil {
-		return 0, err
+// stageLayer reads a layer's compressed blob once, storing it, hashing it and (when the tree
+// is missing) extracting it, and checks both digests before anything is committed.
+func (s *Store) stageLayer(ctx context.Context, j *layerJob, trusted bool) error {
+	if err := os.Mkdir(j.dir, 0o700); err != nil {
+		return err
 	}
-	defer removeAll(tmp)
-	rc, err := layer.Compressed()
+	rc, err := j.layer.Compressed()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer rc.Close()
-	blob, err := os.Create(filepath.Join(tmp, "blob"))
+	blob, err := os.Create(filepath.Join(j.dir, "blob"))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer blob.Close()
 	ch := sha256.New()
-	cw := &countWriter{}
 	bw := bufio.NewWriterSize(blob, 1<<20)
-	tee := io.TeeReader(rc, io.MultiWriter(bw, ch, cw))
+	tee := io.TeeReader(rc, io.MultiWriter(bw, ch))
 
-	var extracted int64
-	if treeErr != nil {
-		tree := filepath.Join(tmp, "tree")
+	if j.extract {
+		tree := filepath.Join(j.dir, "tree")
 		if err := os.Mkdir(tree, 0o755); err != nil {
-			return 0, err
+			return err
 		}
 		ur, err := decompress(tee)
 		if err != nil {
-			return 0, err
+			return err
 		}
+		defer ur.Close()
 		dh := sha256.New()
 		uTee := io.TeeReader(ur, dh)
 		res, err := tarx.Extract(ctx, uTee, tree, tarx.Options{Trusted: trusted, Whiteouts: true, Owners: s.owners})
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if _, err := io.Copy(io.Discard, uTee); err != nil {
-			return 0, fmt.Errorf("%w: %v", tarx.ErrTruncated, err)
+			return fmt.Errorf("%w: %v", tarx.ErrTruncated, err)
 		}
-		ur.Close()
-		if got := hex.EncodeToString(dh.Sum(nil)); got != diffID.Hex {
-			return 0, fmt.Errorf("%w: uncompressed layer is sha256:%s, config says %s", ErrDigest, got, diffID)
+		if got := hex.EncodeToString(dh.Sum(nil)); got != j.diffID.Hex {
+			return fmt.Errorf("%w: uncompressed layer is sha256:%s, config says %s", ErrDigest, got, j.diffID)
 		}
-		s.logDropped(digest.String(), res.Dropped)
-		extracted = res.Bytes
-	} else {
-		extracted = treeSize
+		s.logDropped(j.digest.String(), res.Dropped)
 	}
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return 0, err
+		return err
 	}
-	if got := hex.EncodeToString(ch.Sum(nil)); got != digest.Hex {
-		return 0, fmt.Errorf("%w: blob is sha256:%s", ErrDigest, got)
+	if got := hex.EncodeToString(ch.Sum(nil)); got != j.digest.Hex {
+		return fmt.Errorf("%w: blob is sha256:%s", ErrDigest, got)
 	}
 	if err := bw.Flush(); err != nil {
-		return 0, err
+		return err
 	}
-	if err := blob.Close(); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(blob.Name(), blobPath); err != nil {
-		return 0, err
-	}
-	if treeErr != nil {
-		if err := renameTree(filepath.Join(tmp, "tree"), treePath); err != nil {
-			return 0, err
-		}
-	}
-	return extracted + cw.n, nil
+	return blob.Close()
 }
 
 // decompress undoes a layer's compression, recognised by its magic bytes.
