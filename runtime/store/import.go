@@ -335,7 +335,9 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 			return "", err
 		}
 	}
+	s.crashPoint("staged")
 	for _, j := range jobs {
+		s.crashPoint("commit-layer")
 		if j.fetch {
 			if err := os.Rename(filepath.Join(j.dir, "blob"), s.BlobPath(j.digest.String())); err != nil {
 				return "", err
@@ -381,9 +383,11 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 		rec.Trees = append(rec.Trees, treeKey(cfg.RootFS.DiffIDs[i]))
 		rec.Size += sizes[i]
 	}
+	s.crashPoint("record")
 	if err := s.writeRecord(rec); err != nil {
 		return "", err
 	}
+	s.crashPoint("done")
 	s.Log.Debug("imported OCI image", "id", id, "name", rec.Name, "layers", len(m.Layers))
 	return id, nil
 }

@@ -54,6 +54,14 @@ type Store struct {
 	Now func() time.Time
 	// owners: apply tar owners (only root can).
 	owners bool
+	// hook, when set (by tests), runs at named points of an import, e.g. to kill the process there.
+	hook func(point string)
+}
+
+func (s *Store) crashPoint(point string) {
+	if s.hook != nil {
+		s.hook(point)
+	}
 }
 
 // Open opens (creating it if needed) the store under dataDir (rkt's --dir) and removes what
