@@ -3,12 +3,17 @@
 // formats it, the initramfs parses it from /proc/cmdline (untrusted text as far as parsing
 // goes: the firmware or a PXE server hands it over).
 //
-//	mount.usr=PARTUUID=<guid>  the slot's USR partition (systemd's name for it), or
-//	mount.usr=file:<path>      a /usr image inside the initramfs (PXE)
-//	usrhash=<hex>              dm-verity root hash of /usr (systemd's name)
+//	cairn.usr=PARTUUID=<guid>         the slot's USR partition, or
+//	cairn.usr=auto                    the USR-type partition whose hash tree gives usrhash
+//	                                  (a slot-neutral UKI, as update payloads carry)
+//	cairn.usr=file:<path>             a /usr image inside the initramfs (PXE)
+//	cairn.usrhash=<hex>               dm-verity root hash of /usr
 //	cairn.verity=<blocks>,<salt hex>  4 KiB data blocks before the hash tree (which follows
-//	                           them in the same partition, no superblock), and the salt
-//	cairn.slot=A|B             the slot, for logs and the update engine
+//	                                  them in the same partition, no superblock), and the salt
+//	cairn.slot=A|B                    the slot, for logs and the update engine
+//
+// The names are Cairn's own, not systemd's mount.usr= and usrhash=: systemd's generators act
+// on those in the booted system too, and Cairn's early boot is not systemd.
 package bootparams
 
 import (
@@ -29,6 +34,7 @@ const BlockSize = 4096
 type Params struct {
 	USRPartUUID string // upper-case GUID, or ""
 	USRFile     string // path inside the initramfs, or ""
+	USRAuto     bool   // whichever USR partition matches RootHash
 	RootHash    string // lower-case hex, sha256: 64 characters
 	DataBlocks  int64
 	Salt        string // lower-case hex, may be empty
@@ -41,12 +47,15 @@ func (p Params) HashOffset() int64 { return p.DataBlocks * BlockSize }
 // Cmdline formats p as kernel command line words.
 func (p Params) Cmdline() string {
 	var w []string
-	if p.USRFile != "" {
-		w = append(w, "mount.usr=file:"+p.USRFile)
-	} else {
-		w = append(w, "mount.usr=PARTUUID="+p.USRPartUUID)
+	switch {
+	case p.USRAuto:
+		w = append(w, "cairn.usr=auto")
+	case p.USRFile != "":
+		w = append(w, "cairn.usr=file:"+p.USRFile)
+	default:
+		w = append(w, "cairn.usr=PARTUUID="+p.USRPartUUID)
 	}
-	w = append(w, "usrhash="+p.RootHash, fmt.Sprintf("cairn.verity=%d,%s", p.DataBlocks, p.Salt))
+	w = append(w, "cairn.usrhash="+p.RootHash, fmt.Sprintf("cairn.verity=%d,%s", p.DataBlocks, p.Salt))
 	if p.Slot != "" {
 		w = append(w, "cairn.slot="+p.Slot)
 	}
@@ -61,24 +70,26 @@ func Parse(cmdline string) (Params, error) {
 	for _, word := range strings.Fields(cmdline) {
 		k, v, _ := strings.Cut(word, "=")
 		switch k {
-		case "mount.usr":
-			p.USRPartUUID, p.USRFile = "", ""
+		case "cairn.usr":
+			p.USRPartUUID, p.USRFile, p.USRAuto = "", "", false
 			switch {
+			case v == "auto":
+				p.USRAuto = true
 			case strings.HasPrefix(v, "PARTUUID="):
 				g := strings.ToUpper(strings.TrimPrefix(v, "PARTUUID="))
 				if !isGUID(g) {
-					return Params{}, fmt.Errorf("mount.usr=%s: not a partition GUID", v)
+					return Params{}, fmt.Errorf("cairn.usr=%s: not a partition GUID", v)
 				}
 				p.USRPartUUID = g
 			case strings.HasPrefix(v, "file:/") && !strings.Contains(v, ".."):
 				p.USRFile = strings.TrimPrefix(v, "file:")
 			default:
-				return Params{}, fmt.Errorf("mount.usr=%s: want PARTUUID=<guid> or file:/<path>", v)
+				return Params{}, fmt.Errorf("cairn.usr=%s: want PARTUUID=<guid>, auto or file:/<path>", v)
 			}
-		case "usrhash":
+		case "cairn.usrhash":
 			h := strings.ToLower(v)
 			if len(h) != 64 || !isHex(h) {
-				return Params{}, fmt.Errorf("usrhash=%s: want 64 hex digits (sha256)", v)
+				return Params{}, fmt.Errorf("cairn.usrhash=%s: want 64 hex digits (sha256)", v)
 			}
 			p.RootHash = h
 		case "cairn.verity":
@@ -96,7 +107,7 @@ func Parse(cmdline string) (Params, error) {
 			p.Slot = v
 		}
 	}
-	if (p.USRPartUUID == "" && p.USRFile == "") || p.RootHash == "" || !haveVerity {
+	if (p.USRPartUUID == "" && p.USRFile == "" && !p.USRAuto) || p.RootHash == "" || !haveVerity {
 		return p, ErrMissing
 	}
 	return p, nil

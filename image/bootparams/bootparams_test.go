@@ -28,6 +28,11 @@ func TestRoundTrip(t *testing.T) {
 	if p, err := Parse(f.Cmdline()); err != nil || p != f {
 		t.Fatalf("file form: %+v %v", p, err)
 	}
+	a := good
+	a.USRPartUUID, a.USRAuto = "", true
+	if p, err := Parse(a.Cmdline()); err != nil || p != a {
+		t.Fatalf("auto form: %+v %v", p, err)
+	}
 }
 
 func TestRefuses(t *testing.T) {
@@ -35,18 +40,18 @@ func TestRefuses(t *testing.T) {
 	for _, line := range []string{
 		"",
 		"console=ttyS0",
-		"mount.usr=PARTUUID=7130C94A-213A-4E5A-8E26-6CCE9662F132 usrhash=" + h,        // no cairn.verity
-		"mount.usr=/dev/vda3 usrhash=" + h + " cairn.verity=1,",                       // not a GUID
-		"mount.usr=PARTUUID=nope usrhash=" + h + " cairn.verity=1,",                   // bad GUID
-		"mount.usr=file:../x usrhash=" + h + " cairn.verity=1,",                       // relative
-		"mount.usr=file:/x usrhash=abc cairn.verity=1,",                               // short hash
-		"mount.usr=file:/x usrhash=" + h + " cairn.verity=0,",                         // no blocks
-		"mount.usr=file:/x usrhash=" + h + " cairn.verity=-5,00",                      // negative
-		"mount.usr=file:/x usrhash=" + h + " cairn.verity=5,0",                        // odd salt
-		"mount.usr=file:/x usrhash=" + h + " cairn.verity=5,zz",                       // not hex
-		"mount.usr=file:/x usrhash=" + h + " cairn.verity=5",                          // no salt field
-		"mount.usr=file:/x usrhash=" + h + " cairn.verity=5,00 cairn.slot=C",          // bad slot
-		"mount.usr=file:/x usrhash=" + strings.Repeat("g", 64) + " cairn.verity=5,00", // not hex
+		"cairn.usr=PARTUUID=7130C94A-213A-4E5A-8E26-6CCE9662F132 cairn.usrhash=" + h,        // no cairn.verity
+		"cairn.usr=/dev/vda3 cairn.usrhash=" + h + " cairn.verity=1,",                       // not a GUID
+		"cairn.usr=PARTUUID=nope cairn.usrhash=" + h + " cairn.verity=1,",                   // bad GUID
+		"cairn.usr=file:../x cairn.usrhash=" + h + " cairn.verity=1,",                       // relative
+		"cairn.usr=file:/x cairn.usrhash=abc cairn.verity=1,",                               // short hash
+		"cairn.usr=file:/x cairn.usrhash=" + h + " cairn.verity=0,",                         // no blocks
+		"cairn.usr=file:/x cairn.usrhash=" + h + " cairn.verity=-5,00",                      // negative
+		"cairn.usr=file:/x cairn.usrhash=" + h + " cairn.verity=5,0",                        // odd salt
+		"cairn.usr=file:/x cairn.usrhash=" + h + " cairn.verity=5,zz",                       // not hex
+		"cairn.usr=file:/x cairn.usrhash=" + h + " cairn.verity=5",                          // no salt field
+		"cairn.usr=file:/x cairn.usrhash=" + h + " cairn.verity=5,00 cairn.slot=C",          // bad slot
+		"cairn.usr=file:/x cairn.usrhash=" + strings.Repeat("g", 64) + " cairn.verity=5,00", // not hex
 	} {
 		if _, err := Parse(line); err == nil {
 			t.Errorf("accepted %q", line)
@@ -59,8 +64,8 @@ func TestRefuses(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add(good.Cmdline())
-	f.Add("mount.usr=file:/usr.img usrhash=" + strings.Repeat("0", 64) + " cairn.verity=1,")
-	f.Add("cairn.verity=,, mount.usr=PARTUUID=")
+	f.Add("cairn.usr=file:/usr.img cairn.usrhash=" + strings.Repeat("0", 64) + " cairn.verity=1,")
+	f.Add("cairn.verity=,, cairn.usr=PARTUUID=")
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := Parse(s)
 		if err != nil {

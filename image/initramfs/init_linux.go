@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/image/bootparams"
+	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/internal/gpt"
 )
 
@@ -159,20 +160,25 @@ func (i *Init) findUSR(ctx context.Context) error {
 		i.usrDev = dev
 		return nil
 	}
-	want, err := gpt.ParseGUID(i.params.USRPartUUID)
-	if err != nil {
-		return err
+	match := func(p gpt.Partition, dev string) bool { return p.GUID.String() == i.params.USRPartUUID }
+	what := "partition " + i.params.USRPartUUID
+	if i.params.USRAuto {
+		usrType := gpt.MustParseGUID(disklayout.TypeUSR)
+		match = func(p gpt.Partition, dev string) bool {
+			return p.Type == usrType && i.topHashOf(dev) == i.params.RootHash
+		}
+		what = "a USR partition with root hash " + i.params.RootHash
 	}
 	deadline := time.Now().Add(i.Wait)
 	for {
-		dev, disk, tab, err := findPartition(want)
+		dev, disk, tab, err := findPartition(match)
 		if err == nil {
 			i.usrDev, i.diskDev, i.disk = dev, disk, tab
-			i.logf("/usr is %s (partition %s)", dev, i.params.USRPartUUID)
+			i.logf("/usr is %s", dev)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no disk has partition %s after %v: %w", i.params.USRPartUUID, i.Wait, err)
+			return fmt.Errorf("no disk has %s after %v: %w", what, i.Wait, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -182,8 +188,8 @@ func (i *Init) findUSR(ctx context.Context) error {
 	}
 }
 
-// findPartition scans the whole disks the kernel knows for a GPT entry with unique GUID g.
-func findPartition(g gpt.GUID) (dev, disk string, tab *gpt.Table, err error) {
+// findPartition scans the whole disks the kernel knows for a GPT entry that matches.
+func findPartition(match func(p gpt.Partition, dev string) bool) (dev, disk string, tab *gpt.Table, err error) {
 	ents, err := os.ReadDir("/sys/class/block")
 	if err != nil {
 		return "", "", nil, err
@@ -201,15 +207,16 @@ func findPartition(g gpt.GUID) (dev, disk string, tab *gpt.Table, err error) {
 		if rerr != nil {
 			continue
 		}
-		p, ok := t.Find(g)
-		if !ok {
-			continue
+		for _, p := range t.Partitions {
+			part, perr := partitionName(name, p.Number)
+			if perr != nil {
+				err = perr
+				continue
+			}
+			if match(p, "/dev/"+part) {
+				return "/dev/" + part, "/dev/" + name, t, nil
+			}
 		}
-		part, perr := partitionName(name, p.Number)
-		if perr != nil {
-			return "", "", nil, perr
-		}
-		return "/dev/" + part, "/dev/" + name, t, nil
 	}
 	return "", "", nil, err
 }
@@ -251,19 +258,25 @@ func partitionName(disk string, n int) (string, error) {
 // checkRootHash compares the hash of the tree's top block with usrhash before anything is
 // mounted, so that a slot holding other bytes fails here with a clear message.
 func (i *Init) checkRootHash(context.Context) error {
-	f, err := os.Open(i.usrDev)
+	if got := i.topHashOf(i.usrDev); got != i.params.RootHash {
+		return fmt.Errorf("%s: top hash block gives %s, command line says %s: %w", i.usrDev, got, i.params.RootHash, ErrVerity)
+	}
+	return nil
+}
+
+// topHashOf reads the top block of the hash tree on dev and returns the root hash it gives
+// ("" when it cannot be read).
+func (i *Init) topHashOf(dev string) string {
+	f, err := os.Open(dev)
 	if err != nil {
-		return err
+		return ""
 	}
 	defer f.Close()
 	top := make([]byte, bootparams.BlockSize)
 	if _, err := f.ReadAt(top, i.params.HashOffset()); err != nil {
-		return fmt.Errorf("read hash tree of %s: %w", i.usrDev, err)
+		return ""
 	}
-	if got := TopHash(i.params.Salt, top); got != i.params.RootHash {
-		return fmt.Errorf("%s: top hash block gives %s, command line says %s: %w", i.usrDev, got, i.params.RootHash, ErrVerity)
-	}
-	return nil
+	return TopHash(i.params.Salt, top)
 }
 
 // TopHash is the dm-verity (format 1) root hash of a tree whose top block is top: sha256 over

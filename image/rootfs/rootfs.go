@@ -77,7 +77,8 @@ func (s Spec) Plan(dir string) []string {
 		)
 	}
 	// Host-specific files would make the tree differ between build machines.
-	args = append(args, `--customize-hook=rm -f "$1/etc/hostname" "$1/etc/resolv.conf"`)
+	// (resolv.conf stays when it is systemd-resolved's symlink rather than the host's copy.)
+	args = append(args, `--customize-hook=rm -f "$1/etc/hostname"; [ -L "$1/etc/resolv.conf" ] || rm -f "$1/etc/resolv.conf"`)
 	return append(args, s.Suite, dir, s.Sources)
 }
 

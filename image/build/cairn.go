@@ -1,0 +1,275 @@
+package build
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"embed"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cairn-os/cairn/update-engine/payload"
+)
+
+//go:embed files
+var files embed.FS
+
+// Binary is one of Cairn's programs and where it goes in /usr, with the units that come with it.
+type Binary struct {
+	Name  string // in BinDir
+	Dest  string // in the image
+	Units []string
+}
+
+// Binaries are the Cairn programs an image carries when `make build` made them.
+var Binaries = []Binary{
+	{"rkt", "/usr/bin/rkt", []string{"rkt-gc.service", "rkt-gc.timer"}},
+	{"flanneld", "/usr/bin/flanneld", []string{"flanneld.service"}},
+	{"flannel", "/usr/lib/cni/flannel", nil},
+	{"update_engine", "/usr/sbin/update_engine", []string{"update-engine.service"}},
+	{"update_engine_client", "/usr/bin/update_engine_client", nil},
+	{"locksmithd", "/usr/lib/locksmith/locksmithd", []string{"locksmithd.service"}},
+	{"locksmithctl", "/usr/bin/locksmithctl", nil},
+	{"cairn-install", "/usr/bin/cairn-install", nil},
+	{"cairn-firstboot", "/usr/lib/cairn/first-boot", nil},
+}
+
+// FileOp is one change to the tree, as data: write a file (Data or Source), make a symlink
+// (Link), or remove a path (Remove). Paths are absolute in the image.
+type FileOp struct {
+	Path   string
+	Mode   fs.FileMode
+	Data   []byte
+	Source string
+	Link   string
+	Remove bool
+}
+
+// PayloadKeyPath is where the image carries the public key its update payloads are signed with.
+const PayloadKeyPath = "/usr/share/cairn/update-payload-key.pem"
+
+// CairnFiles is what Cairn adds to (and removes from) the Debian tree. present says which
+// binaries exist in BinDir.
+func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
+	c := b.Config
+	ops := []FileOp{
+		{Path: "/usr/lib/os-release", Mode: 0o644, Data: []byte(OSRelease(c.Version))},
+		{Path: "/etc/os-release", Link: "../usr/lib/os-release"},
+		{Path: "/usr/share/cairn/update.conf", Mode: 0o644, Data: []byte(UpdateConf(c))},
+		{Path: PayloadKeyPath, Mode: 0o644, Data: b.publicKeyPEM()},
+		{Path: "/usr/share/oem", Mode: fs.ModeDir | 0o755},
+		// Host keys are made on first boot (cairn-ssh-keygen.service): no two machines share one.
+		{Path: "/etc/ssh/ssh_host_*", Remove: true},
+		// An empty machine-id makes systemd treat the first boot as one.
+		{Path: "/etc/machine-id", Mode: 0o444, Data: nil},
+		{Path: "/var/lib/dbus/machine-id", Remove: true},
+	}
+	units := []string{"cairn-booted.service", "cairn-ssh-keygen.service"}
+	ops = append(ops,
+		file("/usr/lib/cairn/booted", "booted", 0o755),
+		file("/usr/lib/systemd/network/50-cairn-dhcp.network", "50-cairn-dhcp.network", 0o644),
+	)
+	for _, bin := range Binaries {
+		if !present[bin.Name] {
+			continue
+		}
+		ops = append(ops, FileOp{Path: bin.Dest, Mode: 0o755, Source: filepath.Join(c.BinDir, bin.Name)})
+		units = append(units, bin.Units...)
+	}
+	for _, u := range units {
+		ops = append(ops, file("/usr/lib/systemd/system/"+u, u, 0o644))
+		data, err := files.ReadFile("files/" + u)
+		if err != nil {
+			return nil, err
+		}
+		// Enabled in /usr (vendor presets): they come and go with the /usr they belong to.
+		for _, target := range wantedBy(string(data)) {
+			ops = append(ops, FileOp{Path: "/usr/lib/systemd/system/" + target + ".wants/" + u, Link: "../" + u})
+		}
+	}
+	for _, u := range []string{"systemd-networkd.service", "systemd-resolved.service"} {
+		ops = append(ops, FileOp{Path: "/usr/lib/systemd/system/multi-user.target.wants/" + u, Link: "../" + u})
+	}
+	return ops, nil
+}
+
+func file(dest, name string, mode fs.FileMode) FileOp {
+	data, err := files.ReadFile("files/" + name)
+	if err != nil {
+		panic(err) // embedded: caught by the tests
+	}
+	return FileOp{Path: dest, Mode: mode, Data: data}
+}
+
+func wantedBy(unit string) []string {
+	var out []string
+	for _, line := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "WantedBy="); ok {
+			out = append(out, strings.Fields(v)...)
+		}
+	}
+	return out
+}
+
+// OSRelease is /usr/lib/os-release.
+func OSRelease(version string) string {
+	return fmt.Sprintf(`NAME="Cairn"
+ID=cairn
+ID_LIKE=debian
+VERSION=%[1]s
+VERSION_ID=%[1]s
+PRETTY_NAME="Cairn %[1]s"
+ANSI_COLOR="38;5;75"
+HOME_URL="https://github.com/cairn-os/cairn"
+`, version)
+}
+
+// UpdateConf is /usr/share/cairn/update.conf, in Container Linux's key=value format;
+// /etc/cairn/update.conf overrides it per machine.
+func UpdateConf(c Config) string {
+	s := "GROUP=" + c.UpdateGroup + "\n"
+	if c.UpdateServer != "" {
+		s += "SERVER=" + c.UpdateServer + "\n"
+	}
+	return s + "REBOOT_STRATEGY=reboot\n"
+}
+
+func (b *Builder) installCairn(context.Context) error {
+	present := map[string]bool{}
+	for _, bin := range Binaries {
+		if _, err := os.Stat(filepath.Join(b.Config.BinDir, bin.Name)); err == nil {
+			present[bin.Name] = true
+		}
+	}
+	var names []string
+	for n := range present {
+		names = append(names, n)
+	}
+	b.progress("        cairn binaries from %s: %s", b.Config.BinDir, strings.Join(names, " "))
+	ops, err := b.CairnFiles(present)
+	if err != nil {
+		return err
+	}
+	return Apply(b.tree, ops)
+}
+
+// Apply carries out ops under root.
+func Apply(root string, ops []FileOp) error {
+	for _, op := range ops {
+		p := filepath.Join(root, op.Path)
+		switch {
+		case op.Remove:
+			matches, err := filepath.Glob(p)
+			if err != nil {
+				return err
+			}
+			for _, m := range matches {
+				if err := os.RemoveAll(m); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		switch {
+		case op.Link != "":
+			os.Remove(p)
+			if err := os.Symlink(op.Link, p); err != nil {
+				return err
+			}
+		case op.Mode.IsDir():
+			if err := os.MkdirAll(p, op.Mode.Perm()); err != nil {
+				return err
+			}
+		case op.Source != "":
+			os.Remove(p)
+			if err := copyFile(op.Source, p, op.Mode); err != nil {
+				return fmt.Errorf("install %s: %w", op.Path, err)
+			}
+		default:
+			os.Remove(p)
+			if err := os.WriteFile(p, op.Data, op.Mode); err != nil {
+				return fmt.Errorf("install %s: %w", op.Path, err)
+			}
+		}
+		if op.Link == "" {
+			if err := os.Chmod(p, op.Mode.Perm()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (b *Builder) signingKey(context.Context) error {
+	path := b.Config.PayloadKey
+	if path == "" {
+		path = filepath.Join(b.Config.CacheDir, "dev-payload-key.pem")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			priv, _, err := payload.GenerateKey()
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(b.Config.CacheDir, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(path, priv, 0o600); err != nil {
+				return err
+			}
+			b.progress("        made a development signing key %s (set payload_key for releases)", path)
+		}
+	}
+	k, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("payload signing key: %w", err)
+	}
+	if _, err := payload.ParsePrivateKey(k); err != nil {
+		return fmt.Errorf("payload signing key %s: %w", path, err)
+	}
+	b.keyPEM = k
+	return nil
+}
+
+func (b *Builder) publicKeyPEM() []byte {
+	priv, err := payload.ParsePrivateKey(b.keyPEM)
+	if err != nil {
+		return nil
+	}
+	der, err := x509.MarshalPKIXPublicKey(priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// payload signs the /usr image and a slot-neutral UKI (cairn.usr=auto: the initramfs takes the
+// USR partition whose hash tree matches) into the update engine's format.
+func (b *Builder) payload(ctx context.Context) error {
+	priv, err := payload.ParsePrivateKey(b.keyPEM)
+	if err != nil {
+		return err
+	}
+	neutral := b.usr
+	neutral.USRAuto = true
+	b.payloadUKI = filepath.Join(b.work, "uki-any-slot.efi")
+	if err := b.buildUKI(ctx, neutral, b.payloadUKI); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(b.art, PayloadFile))
+	if err != nil {
+		return err
+	}
+	_, err = payload.Build(f, payload.BuildOptions{Version: b.Config.Version, Board: b.Config.Board,
+		USR: payload.FileSource("usr", b.usrImg), UKI: payload.FileSource("uki", b.payloadUKI), TempDir: b.work}, priv)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

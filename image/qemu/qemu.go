@@ -1,0 +1,201 @@
+// Package qemu boots a Cairn image in qemu and watches its serial console: the VM tier of
+// the image tests, and the harness later end-to-end tests reuse. A Machine is a plain value
+// (Args shows the exact qemu command); Start runs it. Guests get user-mode networking only.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Firmware paths of Debian's ovmf package.
+const (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// ErrExited is returned by Wait* when qemu exits before the pattern appears.
+var ErrExited = errors.New("qemu exited")
+
+// Machine is one VM.
+type Machine struct {
+	Disk     string // disk image (raw or qcow2), attached as virtio; booted through OVMF
+	Snapshot bool   // discard writes to Disk (qemu -snapshot)
+	Kernel   string // direct kernel boot (PXE pair) instead of firmware + disk
+	Initrd   string
+	Append   string
+	MemoryMB int    // default 1024
+	CPUs     int    // default 1
+	Accel    string // default "tcg" (this machine's KVM is unusable for stock guests)
+	// VarsDir holds the writable copy of the UEFI variable store (boot counting needs it).
+	VarsDir string
+	Extra   []string
+}
+
+// Args is the qemu command line.
+func (m Machine) Args() []string {
+	mem, cpus, accel := m.MemoryMB, m.CPUs, m.Accel
+	if mem == 0 {
+		mem = 1024
+	}
+	if cpus == 0 {
+		cpus = 1
+	}
+	if accel == "" {
+		accel = "tcg"
+	}
+	a := []string{"qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-m", strconv.Itoa(mem),
+		"-smp", strconv.Itoa(cpus), "-nographic", "-no-reboot", "-serial", "mon:stdio",
+		"-nic", "user,model=virtio-net-pci"}
+	if m.Kernel != "" {
+		a = append(a, "-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Append)
+	} else {
+		a = append(a,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+filepath.Join(m.VarsDir, "OVMF_VARS.fd"))
+	}
+	if m.Disk != "" {
+		format := "raw"
+		if strings.HasSuffix(m.Disk, ".qcow2") {
+			format = "qcow2"
+		}
+		a = append(a, "-drive", "if=virtio,format="+format+",file="+m.Disk)
+		if m.Snapshot {
+			a = append(a, "-snapshot")
+		}
+	}
+	return append(a, m.Extra...)
+}
+
+// VM is a running machine.
+type VM struct {
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	console bytes.Buffer
+	changed chan struct{}
+	done    chan struct{}
+	err     error
+	started time.Time
+}
+
+// Start boots m. Console output is kept (Console) and copied to log when not nil.
+func Start(ctx context.Context, m Machine, log io.Writer) (*VM, error) {
+	if m.Kernel == "" {
+		if m.VarsDir == "" {
+			return nil, errors.New("qemu: firmware boot needs VarsDir for the UEFI variables")
+		}
+		if err := copyIfMissing(OVMFVars, filepath.Join(m.VarsDir, "OVMF_VARS.fd")); err != nil {
+			return nil, err
+		}
+	}
+	argv := m.Args()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin = nil
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	vm := &VM{cmd: cmd, changed: make(chan struct{}, 1), done: make(chan struct{}), started: time.Now()}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	go func() {
+		r := bufio.NewReader(pr)
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				vm.mu.Lock()
+				vm.console.Write(buf[:n])
+				vm.mu.Unlock()
+				if log != nil {
+					log.Write(buf[:n])
+				}
+				select {
+				case vm.changed <- struct{}{}:
+				default:
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		vm.err = cmd.Wait()
+		pw.Close()
+		close(vm.done)
+	}()
+	return vm, nil
+}
+
+// Console returns everything the guest printed so far.
+func (vm *VM) Console() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.console.String()
+}
+
+// WaitFor waits until the console shows one of the patterns and returns which one and when
+// (since Start). It fails when qemu exits first or ctx ends.
+func (vm *VM) WaitFor(ctx context.Context, patterns ...string) (string, time.Duration, error) {
+	for {
+		c := vm.Console()
+		for _, p := range patterns {
+			if strings.Contains(c, p) {
+				return p, time.Since(vm.started), nil
+			}
+		}
+		select {
+		case <-vm.changed:
+		case <-vm.done:
+			c := vm.Console()
+			for _, p := range patterns {
+				if strings.Contains(c, p) {
+					return p, time.Since(vm.started), nil
+				}
+			}
+			return "", time.Since(vm.started), fmt.Errorf("%w (%v) before showing %q", ErrExited, vm.err, patterns)
+		case <-ctx.Done():
+			return "", time.Since(vm.started), fmt.Errorf("waiting for %q: %w", patterns, ctx.Err())
+		}
+	}
+}
+
+// Exited reports whether qemu has exited (the guest powered off or rebooted: -no-reboot).
+func (vm *VM) Exited() bool {
+	select {
+	case <-vm.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop kills qemu and waits for it.
+func (vm *VM) Stop() {
+	if vm.cmd.Process != nil {
+		vm.cmd.Process.Kill()
+	}
+	<-vm.done
+}
+
+func copyIfMissing(src, dst string) error {
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("UEFI variable template: %w", err)
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
