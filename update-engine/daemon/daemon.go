@@ -1,0 +1,229 @@
+// Package daemon is the update_engine command: it reads the configuration, finds the slots,
+// reports how the last update's reboot went, then checks for updates on Container Linux's
+// schedule, serving update_engine_client on a unix socket and com.coreos.update1 on the
+// system D-Bus when there is one.
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/cairn-os/cairn/update-engine/apply"
+	"github.com/cairn-os/cairn/update-engine/engine"
+	"github.com/cairn-os/cairn/update-engine/omaha"
+	"github.com/cairn-os/cairn/update-engine/payload"
+	"github.com/cairn-os/cairn/update-engine/slots"
+	"github.com/cairn-os/cairn/update-engine/updateconf"
+)
+
+// Options are the daemon's paths and knobs; flags fill them.
+type Options struct {
+	ConfigPaths  []string
+	StateDir     string
+	Socket       string
+	ESPDir       string // a mounted ESP
+	ESPImage     string // or an unmounted one, reached with mtools
+	Disk         string // whole disk whose partitions are numbered as in disklayout; "" = by-partuuid
+	Cmdline      string
+	OSRelease    string
+	MachineIDF   string
+	BootIDF      string
+	OEMRelease   string
+	EFIVars      string
+	Tries        int
+	Once         bool
+	Force        bool
+	DBus         string // auto, on, off
+	InitialCheck time.Duration
+	Interval     time.Duration
+	LogLevel     string
+}
+
+// Run is update_engine's main.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var o Options
+	var configs string
+	fs := flag.NewFlagSet("update_engine", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&configs, "config", strings.Join(updateconf.DefaultPaths, ","), "update.conf files, later ones override earlier ones")
+	fs.StringVar(&o.StateDir, "state-dir", "/var/lib/cairn/update", "download and update records")
+	fs.StringVar(&o.Socket, "socket", engine.DefaultSocket, "unix socket for update_engine_client")
+	fs.StringVar(&o.ESPDir, "esp", "/boot", "mounted EFI system partition")
+	fs.StringVar(&o.ESPImage, "esp-image", "", "unmounted EFI system partition (device or image), reached with mtools; overrides -esp")
+	fs.StringVar(&o.Disk, "disk", "", "whole disk holding the slots (default: find them by PARTUUID)")
+	fs.StringVar(&o.Cmdline, "cmdline", "/proc/cmdline", "kernel command line naming the running slot")
+	fs.StringVar(&o.OSRelease, "os-release", "/usr/lib/os-release", "os-release of the running version")
+	fs.StringVar(&o.MachineIDF, "machine-id", "/etc/machine-id", "machine id file")
+	fs.StringVar(&o.BootIDF, "boot-id", "/proc/sys/kernel/random/boot_id", "boot id file")
+	fs.StringVar(&o.OEMRelease, "oem-release", "/usr/share/oem/oem-release", "OEM release file (ID=)")
+	fs.StringVar(&o.EFIVars, "efivars", "/sys/firmware/efi/efivars", "efivarfs directory")
+	fs.IntVar(&o.Tries, "tries", 3, "boot attempts for a new version before it is rolled back")
+	fs.BoolVar(&o.Once, "once", false, "report the last boot, check and apply once, then exit (0 updated or up to date, 1 failed)")
+	fs.BoolVar(&o.Force, "force", false, "with -once: install even a version that is not newer (operator only)")
+	fs.StringVar(&o.DBus, "dbus", "auto", "serve com.coreos.update1 on the system bus: auto, on, off")
+	fs.DurationVar(&o.InitialCheck, "initial-check", updateconf.DefaultSchedule.Initial, "delay of the first check")
+	fs.DurationVar(&o.Interval, "interval", updateconf.DefaultSchedule.Interval, "delay between checks")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o.ConfigPaths = strings.Split(configs, ",")
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		fmt.Fprintf(stderr, "update_engine: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	e, err := New(o, log)
+	if err != nil {
+		log.Error("update_engine cannot start", "err", err)
+		return 1
+	}
+	if o.Once {
+		if err := e.ReportBoot(ctx); err != nil {
+			log.Warn("reporting the boot result", "err", err)
+		}
+		res, err := e.Update(ctx, "ondemandupdate", o.Force)
+		if err != nil {
+			log.Error("update failed", "err", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, [...]string{"no update", "updated: reboot to use it", "updated earlier: reboot to use it"}[res])
+		return 0
+	}
+	if err := serve(ctx, o, e, log); err != nil {
+		log.Error("update_engine", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// New wires an engine from options and configuration.
+func New(o Options, log *slog.Logger) (*engine.Engine, error) {
+	cfg, err := updateconf.Load(o.ConfigPaths)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := payload.LoadPublicKeys(cfg.PublicKeys)
+	if err != nil {
+		return nil, err
+	}
+	version, err := osVersion(o.OSRelease)
+	if err != nil {
+		return nil, err
+	}
+	var esp slots.ESP = slots.DirESP{Root: o.ESPDir}
+	if o.ESPImage != "" {
+		esp = slots.MtoolsESP{Image: o.ESPImage, TmpDir: o.StateDir}
+	}
+	sl := &slots.Slots{ESP: esp, Cmdline: o.Cmdline, EFIVars: o.EFIVars}
+	if o.Disk != "" {
+		sl.PartitionPath = slots.DiskPartitions(o.Disk)
+	}
+	sched := updateconf.DefaultSchedule
+	sched.Initial, sched.Interval = o.InitialCheck, o.Interval
+	if sched.Fuzz > sched.Interval/2 {
+		sched.Fuzz = sched.Interval / 2
+	}
+	return &engine.Engine{
+		Omaha: &omaha.Client{URL: cfg.Server},
+		Applier: &apply.Applier{Slots: sl, StateDir: o.StateDir, Keys: keys, Board: cfg.Board, CurrentVersion: version,
+			Tries: o.Tries, Log: log},
+		Slots: sl, AppID: cfg.AppID, Group: cfg.Group, Board: cfg.Board,
+		MachineID: readTrim(o.MachineIDF), BootID: braced(readTrim(o.BootIDF)), OEM: keyOf(o.OEMRelease, "ID"),
+		Version: version, Schedule: sched, Log: log,
+	}, nil
+}
+
+func serve(ctx context.Context, o Options, e *engine.Engine, log *slog.Logger) error {
+	trigger := make(chan struct{}, 1)
+	if err := os.MkdirAll(filepath.Dir(o.Socket), 0o755); err != nil {
+		return err
+	}
+	os.Remove(o.Socket) // a stale socket of a previous run
+	ln, err := net.Listen("unix", o.Socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(o.Socket)
+	if o.DBus != "off" {
+		if err := serveDBus(ctx, e, trigger); err != nil {
+			if o.DBus == "on" {
+				return err
+			}
+			log.Info("no system D-Bus; serving the unix socket only", "socket", o.Socket, "reason", err)
+		} else {
+			log.Info("serving D-Bus", "name", engine.DBusName)
+		}
+	}
+	srv := &engine.Server{Engine: e, Trigger: trigger, UpdateCtx: ctx}
+	go e.Run(ctx, trigger)
+	log.Info("update_engine running", "version", e.Version, "group", e.Group, "server", e.Omaha.URL, "socket", o.Socket)
+	return srv.Serve(ctx, ln)
+}
+
+func serveDBus(ctx context.Context, e *engine.Engine, trigger chan<- struct{}) error {
+	if os.Getenv("DBUS_SYSTEM_BUS_ADDRESS") == "" {
+		if _, err := os.Stat("/run/dbus/system_bus_socket"); err != nil {
+			return errors.New("no /run/dbus/system_bus_socket")
+		}
+	}
+	conn, err := dbus.ConnectSystemBus()
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	return engine.ServeDBus(ctx, conn, e, trigger)
+}
+
+func readTrim(path string) string {
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
+
+func braced(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "{" + s + "}"
+}
+
+// keyOf reads KEY=value from an os-release style file.
+func keyOf(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok && k == key {
+			return strings.Trim(v, `"'`)
+		}
+	}
+	return ""
+}
+
+func osVersion(path string) (string, error) {
+	for _, k := range []string{"VERSION_ID", "VERSION", "IMAGE_VERSION"} {
+		if v := keyOf(path, k); v != "" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("os-release %s: no VERSION_ID", path)
+}

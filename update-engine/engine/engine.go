@@ -1,0 +1,365 @@
+// Package engine is the update engine's policy: when to ask the Omaha server, what to tell it
+// (events after each stage, the result of the reboot into a new version, rollbacks), the
+// status that update_engine_client and D-Bus watchers see, and the periodic check loop. The
+// work itself is apply's; the boot state is slots'.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cairn-os/cairn/update-engine/apply"
+	"github.com/cairn-os/cairn/update-engine/omaha"
+	"github.com/cairn-os/cairn/update-engine/slots"
+	"github.com/cairn-os/cairn/update-engine/updateconf"
+)
+
+// Operations, named as CoreOS update_engine's CURRENT_OP values.
+const (
+	OpIdle             = "UPDATE_STATUS_IDLE"
+	OpChecking         = "UPDATE_STATUS_CHECKING_FOR_UPDATE"
+	OpUpdateAvailable  = "UPDATE_STATUS_UPDATE_AVAILABLE"
+	OpDownloading      = "UPDATE_STATUS_DOWNLOADING"
+	OpVerifying        = "UPDATE_STATUS_VERIFYING"
+	OpFinalizing       = "UPDATE_STATUS_FINALIZING"
+	OpNeedReboot       = "UPDATE_STATUS_UPDATED_NEED_REBOOT"
+	OpReportingError   = "UPDATE_STATUS_REPORTING_ERROR_EVENT"
+	updaterVersionName = "CairnUpdateEngine"
+)
+
+// Status is what GetStatus returns and StatusUpdate signals.
+type Status struct {
+	LastCheckedTime  int64   `json:"last_checked_time"`
+	Progress         float64 `json:"progress"`
+	CurrentOperation string  `json:"current_operation"`
+	NewVersion       string  `json:"new_version"`
+	NewSize          int64   `json:"new_size"`
+	Step             string  `json:"step,omitempty"`
+	LastError        string  `json:"last_error,omitempty"`
+}
+
+// ErrBusy: an update is already running.
+var ErrBusy = errors.New("an update check or update is already running")
+
+// Engine is one machine's update engine.
+type Engine struct {
+	Omaha   *omaha.Client
+	Applier *apply.Applier
+	Slots   *slots.Slots
+
+	AppID, Group, Board string
+	MachineID, BootID   string
+	OEM                 string
+	Version             string // running OS version
+
+	Schedule updateconf.Schedule
+	Now      func() time.Time
+	Rand     func() float64
+	Log      *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+	subs   map[chan Status]struct{}
+	busy   bool
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return e.Log
+}
+
+// Status returns the current status.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.status.CurrentOperation == "" {
+		e.status.CurrentOperation = OpIdle
+	}
+	return e.status
+}
+
+// Subscribe returns a channel of status changes; call the returned func to stop.
+func (e *Engine) Subscribe() (<-chan Status, func()) {
+	ch := make(chan Status, 64)
+	e.mu.Lock()
+	if e.subs == nil {
+		e.subs = map[chan Status]struct{}{}
+	}
+	e.subs[ch] = struct{}{}
+	e.mu.Unlock()
+	return ch, func() {
+		e.mu.Lock()
+		delete(e.subs, ch)
+		e.mu.Unlock()
+	}
+}
+
+func (e *Engine) setStatus(f func(*Status)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.status
+	f(&e.status)
+	if e.status == old {
+		return
+	}
+	for ch := range e.subs {
+		select {
+		case ch <- e.status:
+		default: // a slow watcher misses intermediate progress, never the engine's time
+		}
+	}
+}
+
+func (e *Engine) begin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.busy {
+		return ErrBusy
+	}
+	if e.status.CurrentOperation == OpNeedReboot {
+		return nil
+	}
+	e.busy = true
+	return nil
+}
+
+func (e *Engine) end() {
+	e.mu.Lock()
+	e.busy = false
+	e.mu.Unlock()
+}
+
+func (e *Engine) request(installSource string, check bool, events ...*omaha.EventRequest) *omaha.Request {
+	app := &omaha.AppRequest{ID: e.AppID, Version: e.Version, Track: e.Group, BootID: e.BootID, MachineID: e.MachineID,
+		OEM: e.OEM, Board: e.Board, Lang: "en-US", Events: events}
+	if check {
+		app.Ping = &omaha.PingRequest{Active: 1}
+		app.UpdateCheck = &omaha.UpdateCheck{}
+	}
+	return &omaha.Request{Protocol: omaha.Protocol, Version: updaterVersionName + "-" + e.Version,
+		UpdaterVersion: updaterVersionName + "-" + e.Version, InstallSource: installSource, IsMachine: 1,
+		OS: &omaha.OS{Platform: "Cairn", Version: e.Version, ServicePack: e.Version + "_" + e.Board}, Apps: []*omaha.AppRequest{app}}
+}
+
+// event sends one event; failures are logged, as update_engine did: events are best effort.
+func (e *Engine) event(ctx context.Context, ev *omaha.EventRequest) error {
+	_, err := e.Omaha.Do(ctx, e.request("", false, ev))
+	if err != nil {
+		e.log().Warn("sending event", "type", ev.Type.String(), "result", ev.Result, "err", err)
+	}
+	return err
+}
+
+// Check asks the server for an update without applying it.
+func (e *Engine) Check(ctx context.Context, installSource string) (*omaha.Update, error) {
+	e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpChecking, "" })
+	resp, err := e.Omaha.Do(ctx, e.request(installSource, true))
+	now := e.now().Unix()
+	if err != nil {
+		e.setStatus(func(s *Status) { s.CurrentOperation, s.LastCheckedTime, s.LastError = OpIdle, now, err.Error() })
+		return nil, err
+	}
+	var u *omaha.Update
+	app, err := resp.App(e.AppID)
+	if err == nil {
+		u, err = app.FindUpdate()
+	}
+	if err != nil {
+		e.setStatus(func(s *Status) { s.CurrentOperation, s.LastCheckedTime, s.LastError = OpIdle, now, err.Error() })
+		return nil, err
+	}
+	e.setStatus(func(s *Status) {
+		s.LastCheckedTime = now
+		s.CurrentOperation = OpIdle
+		if u != nil {
+			s.CurrentOperation, s.NewVersion, s.NewSize = OpUpdateAvailable, u.Version, u.Size
+		}
+	})
+	return u, nil
+}
+
+// Result of Update.
+type Result int
+
+const (
+	ResultNoUpdate Result = iota
+	ResultUpdated         // applied: a reboot is needed
+	ResultAlreadyUpdated  // an update was applied earlier and awaits a reboot
+)
+
+// Update checks for an update and applies it, reporting events to the server as
+// update_engine does: download started (13), download finished (14), then update complete
+// (3) with "success, reboot" or an error code.
+func (e *Engine) Update(ctx context.Context, installSource string, force bool) (Result, error) {
+	if err := e.begin(); err != nil {
+		return ResultNoUpdate, err
+	}
+	if e.Status().CurrentOperation == OpNeedReboot {
+		return ResultAlreadyUpdated, nil
+	}
+	defer e.end()
+	u, err := e.Check(ctx, installSource)
+	if err != nil || u == nil {
+		return ResultNoUpdate, err
+	}
+	e.log().Info("update available", "version", u.Version, "size", u.Size, "url", u.URL)
+	e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadStarted, Result: omaha.EventResultSuccess})
+	a := *e.Applier
+	a.Force = a.Force || force
+	downloaded := false
+	a.OnProgress = func(p apply.Progress) {
+		if p.Step != "download" && !downloaded {
+			downloaded = true
+			e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadFinished, Result: omaha.EventResultSuccess})
+		}
+		e.setStatus(func(s *Status) {
+			s.Step = p.Step
+			switch p.Step {
+			case "download":
+				s.CurrentOperation = OpDownloading
+			case "verify-payload":
+				s.CurrentOperation = OpVerifying
+			default:
+				s.CurrentOperation = OpFinalizing
+			}
+			if p.Total > 0 {
+				s.Progress = float64(p.Done) / float64(p.Total)
+			} else {
+				s.Progress = 0
+			}
+		})
+	}
+	if _, err := a.Apply(ctx, apply.RequestFromOmaha(u)); err != nil {
+		code := omaha.ErrorCodeError
+		var se *apply.StepError
+		if errors.As(err, &se) {
+			code = se.Code
+		}
+		e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpReportingError, err.Error() })
+		if ctx.Err() == nil {
+			e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultError, ErrorCode: code})
+		}
+		e.setStatus(func(s *Status) { s.CurrentOperation, s.Progress, s.Step = OpIdle, 0, "" })
+		return ResultNoUpdate, err
+	}
+	e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultSuccessReboot})
+	e.setStatus(func(s *Status) { s.CurrentOperation, s.Progress, s.Step = OpNeedReboot, 1, "" })
+	e.log().Info("update applied; reboot to use it", "version", u.Version)
+	return ResultUpdated, nil
+}
+
+// ReportBoot resolves the record of an applied update after a (re)start: booted into the new
+// slot → "update complete" with the previous version; back on the old slot with the new one
+// out of tries → a rollback error event; not rebooted yet → status "need reboot". The record
+// is kept until the server has acknowledged the event.
+func (e *Engine) ReportBoot(ctx context.Context) error {
+	p, err := apply.ReadPending(e.Applier.StateDir)
+	if err != nil || p == nil {
+		return err
+	}
+	st, err := e.Slots.Status(ctx)
+	if err != nil {
+		return err
+	}
+	var ev *omaha.EventRequest
+	switch {
+	case st.Active == p.NewSlot && e.Version == p.NewVersion:
+		ev = &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultSuccess, PreviousVersion: p.PreviousVersion}
+		e.log().Info("running the updated version", "version", e.Version, "previous", p.PreviousVersion)
+	case st.Active == p.PreviousSlot && st.Slot(p.NewSlot).Version == p.NewVersion && st.Slot(p.NewSlot).State == slots.StateBad:
+		ev = &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultError,
+			ErrorCode: omaha.ErrorCodeRollback, PreviousVersion: p.NewVersion}
+		e.log().Warn("rolled back: the new version never booted to good", "new", p.NewVersion, "running", e.Version)
+	case st.Active == p.PreviousSlot && st.Next == p.NewSlot:
+		e.setStatus(func(s *Status) { s.CurrentOperation, s.NewVersion, s.NewSize, s.Progress = OpNeedReboot, p.NewVersion, p.NewSize, 1 })
+		return nil
+	default:
+		e.log().Info("dropping a stale update record", "record", p)
+		return os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile))
+	}
+	if err := e.event(ctx, ev); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile))
+}
+
+// ResetStatus returns to idle. After an applied update that has not been booted yet, it
+// undoes it (the new slot is made unbootable again), as update_engine's ResetStatus did.
+func (e *Engine) ResetStatus(ctx context.Context) error {
+	e.mu.Lock()
+	busy := e.busy
+	e.mu.Unlock()
+	if busy {
+		return ErrBusy
+	}
+	p, err := apply.ReadPending(e.Applier.StateDir)
+	if err != nil {
+		return err
+	}
+	if p != nil {
+		if active, err := e.Slots.ActiveSlot(); err == nil && active == p.PreviousSlot {
+			if err := e.Slots.Invalidate(ctx, p.NewSlot); err != nil {
+				return fmt.Errorf("reset: %w", err)
+			}
+			if err := os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile)); err != nil {
+				return err
+			}
+		}
+	}
+	e.setStatus(func(s *Status) { *s = Status{LastCheckedTime: s.LastCheckedTime, CurrentOperation: OpIdle} })
+	return nil
+}
+
+// Run checks on the schedule until ctx ends; a value on trigger starts a check at once.
+func (e *Engine) Run(ctx context.Context, trigger <-chan struct{}) {
+	rnd := e.Rand
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	if err := e.ReportBoot(ctx); err != nil {
+		e.log().Warn("reporting the boot result", "err", err)
+	}
+	first, failures := true, 0
+	for {
+		d := e.Schedule.Delay(first, failures, rnd())
+		e.log().Debug("next update check", "in", d)
+		t := time.NewTimer(d)
+		source := "scheduler"
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-trigger:
+			t.Stop()
+			source = "ondemandupdate"
+		}
+		first = false
+		if err := e.ReportBoot(ctx); err != nil {
+			e.log().Warn("reporting the boot result", "err", err)
+		}
+		if _, err := e.Update(ctx, source, false); err != nil && !errors.Is(err, ErrBusy) {
+			failures++
+			e.log().Warn("update check failed", "err", err, "consecutive", failures)
+		} else {
+			failures = 0
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-os/cairn/internal/disklayout"
+	"github.com/cairn-os/cairn/tools/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/apply"
+	"github.com/cairn-os/cairn/update-engine/omaha"
+	"github.com/cairn-os/cairn/update-engine/payload"
+	"github.com/cairn-os/cairn/update-engine/slots"
+	"github.com/cairn-os/cairn/update-engine/updateconf"
+)
+
+const appID = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
+
+type machine struct {
+	t       *testing.T
+	dir     string
+	cmdline string
+	srv     *omahaserver.Server
+	url     string
+	keys    []ed25519.PublicKey
+	priv    ed25519.PrivateKey
+	slots   *slots.Slots
+}
+
+func newMachine(t *testing.T) *machine {
+	m := &machine{t: t, dir: t.TempDir()}
+	privPEM, pubPEM, _ := payload.GenerateKey()
+	m.priv, _ = payload.ParsePrivateKey(privPEM)
+	m.keys, _ = payload.ParsePublicKeys(pubPEM)
+	for _, s := range []string{"A", "B"} {
+		os.WriteFile(filepath.Join(m.dir, "usr-"+s), make([]byte, 1<<20), 0o644)
+	}
+	m.cmdline = filepath.Join(m.dir, "cmdline")
+	m.boot(disklayout.SlotA)
+	esp := slots.DirESP{Root: filepath.Join(m.dir, "esp")}
+	esp.Create(context.Background(), "EFI/Linux/cairn-1.0.0-A.efi", strings.NewReader("A"))
+	m.slots = &slots.Slots{ESP: esp, Cmdline: m.cmdline, EFIVars: filepath.Join(m.dir, "none"),
+		PartitionPath: func(s disklayout.Slot) (string, error) { return filepath.Join(m.dir, "usr-"+string(s)), nil }}
+	m.srv = &omahaserver.Server{Dir: filepath.Join(m.dir, "payloads"), AppID: appID}
+	hs := httptest.NewServer(m.srv.Handler())
+	t.Cleanup(hs.Close)
+	m.url = hs.URL + omahaserver.UpdatePath
+	return m
+}
+
+func (m *machine) boot(s disklayout.Slot) {
+	os.WriteFile(m.cmdline, []byte("mount.usr=PARTUUID="+s.Partition().GUID), 0o644)
+}
+
+func (m *machine) publish(version string, key ed25519.PrivateKey) {
+	dir := filepath.Join(m.srv.Dir, "stable")
+	os.MkdirAll(dir, 0o755)
+	f, _ := os.Create(filepath.Join(dir, version+".cairn"))
+	defer f.Close()
+	src := func(name string, b []byte) payload.Source {
+		return payload.Source{Name: name, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
+	}
+	if _, err := payload.Build(f, payload.BuildOptions{Version: version, Board: "amd64-usr",
+		USR: src("usr", bytes.Repeat([]byte(version), 50000)), UKI: src("uki", []byte("uki "+version)), TempDir: m.t.TempDir()}, key); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *machine) engine(version string) *Engine {
+	return &Engine{
+		Omaha:   &omaha.Client{URL: m.url},
+		Applier: &apply.Applier{Slots: m.slots, StateDir: filepath.Join(m.dir, "state"), Keys: m.keys, Board: "amd64-usr", CurrentVersion: version},
+		Slots:   m.slots, AppID: appID, Group: "stable", Board: "amd64-usr", MachineID: "machine-1", Version: version,
+		Schedule: updateconf.Schedule{Initial: time.Hour, Interval: time.Hour},
+	}
+}
+
+func (m *machine) events() string {
+	var s []string
+	for _, e := range m.srv.Events() {
+		x := e.Type.String()
+		switch {
+		case e.Result == omaha.EventResultSuccessReboot:
+			x += "/reboot"
+		case e.Result == omaha.EventResultError:
+			x += "/error"
+		}
+		if e.ErrorCode != 0 {
+			x += "/" + itoa(int(e.ErrorCode))
+		}
+		if e.PreviousVersion != "" {
+			x += "/from " + e.PreviousVersion
+		}
+		s = append(s, x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func itoa(n int) string {
+	b := []byte{}
+	for n > 0 || len(b) == 0 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+	}
+	return string(b)
+}
+
+func TestUpdateRebootReport(t *testing.T) {
+	m := newMachine(t)
+	ctx := context.Background()
+	e := m.engine("1.0.0")
+	if res, err := e.Update(ctx, "scheduler", false); err != nil || res != ResultNoUpdate {
+		t.Fatalf("nothing published: %v %v", res, err)
+	}
+	m.publish("2.0.0", m.priv)
+	res, err := e.Update(ctx, "scheduler", false)
+	if err != nil || res != ResultUpdated {
+		t.Fatalf("update: %v %v", res, err)
+	}
+	if st := e.Status(); st.CurrentOperation != OpNeedReboot || st.NewVersion != "2.0.0" || st.Progress != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if got, want := m.events(), "download started, download finished, update complete/reboot"; got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	// update_engine restarts before the reboot: still "need reboot".
+	e2 := m.engine("1.0.0")
+	if err := e2.ReportBoot(ctx); err != nil || e2.Status().CurrentOperation != OpNeedReboot {
+		t.Fatalf("after restart: %v %+v", err, e2.Status())
+	}
+	// The reboot: the loader takes B (one try used), the new version runs and reports.
+	m.slots.CountBootAttempt(ctx, disklayout.SlotB)
+	m.boot(disklayout.SlotB)
+	e3 := m.engine("2.0.0")
+	if err := e3.ReportBoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.events(); !strings.HasSuffix(got, "update complete/from 1.0.0") {
+		t.Fatalf("events after reboot: %s", got)
+	}
+	if p, _ := apply.ReadPending(e3.Applier.StateDir); p != nil {
+		t.Fatal("pending record kept after the report")
+	}
+}
+
+func TestRollbackReported(t *testing.T) {
+	m := newMachine(t)
+	ctx := context.Background()
+	m.publish("2.0.0", m.priv)
+	if _, err := m.engine("1.0.0").Update(ctx, "scheduler", false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // three failed boots of B, then the loader falls back to A
+		m.slots.CountBootAttempt(ctx, disklayout.SlotB)
+	}
+	e := m.engine("1.0.0")
+	if err := e.ReportBoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.events(); !strings.HasSuffix(got, "update complete/error/1000/from 2.0.0") {
+		t.Fatalf("events: %s", got)
+	}
+}
+
+func TestFailedUpdateReportsError(t *testing.T) {
+	m := newMachine(t)
+	other, _, _ := payload.GenerateKey()
+	otherKey, _ := payload.ParsePrivateKey(other)
+	m.publish("2.0.0", otherKey)
+	e := m.engine("1.0.0")
+	if _, err := e.Update(context.Background(), "scheduler", false); err == nil {
+		t.Fatal("payload signed by an unknown key applied")
+	}
+	if got, want := m.events(), "download started, download finished, update complete/error/18"; got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if st := e.Status(); st.CurrentOperation != OpIdle || !strings.Contains(st.LastError, "signature") {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestResetStatusUndoesUnbootedUpdate(t *testing.T) {
+	m := newMachine(t)
+	ctx := context.Background()
+	m.publish("2.0.0", m.priv)
+	e := m.engine("1.0.0")
+	if _, err := e.Update(ctx, "scheduler", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ResetStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := m.slots.Status(ctx)
+	if st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateEmpty || e.Status().CurrentOperation != OpIdle {
+		t.Fatalf("after reset: %+v %+v", st, e.Status())
+	}
+}
+
+func TestSocket(t *testing.T) {
+	m := newMachine(t)
+	m.publish("2.0.0", m.priv)
+	e := m.engine("1.0.0")
+	sock := filepath.Join(t.TempDir(), "ue.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go (&Server{Engine: e, Trigger: make(chan struct{}, 1)}).Serve(ctx, ln)
+	var last Reply
+	var ops []string
+	if err := Dial(ctx, sock, Call{Method: MethodUpdate}, func(r Reply) bool {
+		last = r
+		if r.Status != nil {
+			ops = append(ops, r.Status.CurrentOperation)
+		}
+		return !r.Done
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !last.Done || last.Result != "updated" || last.Error != "" {
+		t.Fatalf("final reply %+v", last)
+	}
+	if s := strings.Join(ops, " "); !strings.Contains(s, OpDownloading) || !strings.Contains(s, OpFinalizing) {
+		t.Fatalf("operations seen: %s", s)
+	}
+	var slotsReply Reply
+	Dial(ctx, sock, Call{Method: MethodSlots}, func(r Reply) bool { slotsReply = r; return false })
+	if slotsReply.Slots == nil || slotsReply.Slots.Next != disklayout.SlotB {
+		t.Fatalf("slots %+v", slotsReply)
+	}
+	if err := Dial(ctx, sock, Call{Method: "Nope"}, func(Reply) bool { return false }); err == nil {
+		t.Fatal("unknown method accepted")
+	}
+}
