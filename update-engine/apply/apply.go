@@ -86,7 +86,7 @@ func (e *StepError) Unwrap() error { return e.Err }
 // Step is one named step of the flow.
 type Step struct {
 	Name string
-	Code omaha.ErrorCode // reported when the step fails
+	Code omaha.ErrorCode                         // reported when the step fails
 	Run  func(r *run, ctx context.Context) error // a method expression on run
 }
 

@@ -199,9 +199,9 @@ func (e *Engine) Check(ctx context.Context, installSource string) (*omaha.Update
 type Result int
 
 const (
-	ResultNoUpdate Result = iota
-	ResultUpdated         // applied: a reboot is needed
-	ResultAlreadyUpdated  // an update was applied earlier and awaits a reboot
+	ResultNoUpdate       Result = iota
+	ResultUpdated               // applied: a reboot is needed
+	ResultAlreadyUpdated        // an update was applied earlier and awaits a reboot
 )
 
 // Update checks for an update and applies it, reporting events to the server as
@@ -288,7 +288,9 @@ func (e *Engine) ReportBoot(ctx context.Context) error {
 			ErrorCode: omaha.ErrorCodeRollback, PreviousVersion: p.NewVersion}
 		e.log().Warn("rolled back: the new version never booted to good", "new", p.NewVersion, "running", e.Version)
 	case st.Active == p.PreviousSlot && st.Next == p.NewSlot:
-		e.setStatus(func(s *Status) { s.CurrentOperation, s.NewVersion, s.NewSize, s.Progress = OpNeedReboot, p.NewVersion, p.NewSize, 1 })
+		e.setStatus(func(s *Status) {
+			s.CurrentOperation, s.NewVersion, s.NewSize, s.Progress = OpNeedReboot, p.NewVersion, p.NewSize, 1
+		})
 		return nil
 	default:
 		e.log().Info("dropping a stale update record", "record", p)

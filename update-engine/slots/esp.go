@@ -64,7 +64,9 @@ func (d DirESP) Create(_ context.Context, name string, r io.Reader) error {
 	})
 }
 
-func (d DirESP) Open(_ context.Context, name string) (io.ReadCloser, error) { return os.Open(d.p(name)) }
+func (d DirESP) Open(_ context.Context, name string) (io.ReadCloser, error) {
+	return os.Open(d.p(name))
+}
 
 func (d DirESP) Rename(_ context.Context, from, to string) error {
 	if err := os.Rename(d.p(from), d.p(to)); err != nil {

@@ -49,8 +49,8 @@ func TestParseEntry(t *testing.T) {
 
 func TestActiveFromCmdline(t *testing.T) {
 	for cmdline, want := range map[string]disklayout.Slot{
-		"console=ttyS0 mount.usr=PARTUUID=7130c94a-213a-4e5a-8e26-6cce9662f132 ro":                    disklayout.SlotA,
-		"usr=PARTUUID=E03DD35C-7C2D-4A47-B3FE-27F15780A57C":                                             disklayout.SlotB,
+		"console=ttyS0 mount.usr=PARTUUID=7130c94a-213a-4e5a-8e26-6cce9662f132 ro":                     disklayout.SlotA,
+		"usr=PARTUUID=E03DD35C-7C2D-4A47-B3FE-27F15780A57C":                                            disklayout.SlotB,
 		"mount.usr=/dev/disk/by-partuuid/e03dd35c-7c2d-4a47-b3fe-27f15780a57c mount.usrflags=ro quiet": disklayout.SlotB,
 	} {
 		got, err := ActiveFromCmdline(cmdline)
