@@ -36,6 +36,11 @@ Each key's fingerprint is shown and must be confirmed unless --skip-fingerprint-
 				case root && len(args) == 0:
 					return errors.New("--root needs at least one key file or URL")
 				}
+				if !root {
+					if err := trust.CheckPrefix(prefix); err != nil {
+						return err
+					}
+				}
 				f, err := newFetcher(env, nil, fetch.PullUpdate)
 				if err != nil {
 					return err
@@ -91,10 +96,10 @@ Each key's fingerprint is shown and must be confirmed unless --skip-fingerprint-
 func reviewKey(env *Env, in *bufio.Reader, k *fetch.AnnouncedKey, prefix string, root, skip bool) error {
 	now := time.Now()
 	if k.Key.Revoked(now) {
-		return fmt.Errorf("key %s from %s is revoked: %w", k.Key.Fingerprint, k.Location, trust.ErrRevoked)
+		return fmt.Errorf("key %s from %s is %w", k.Key.Fingerprint, k.Location, trust.ErrRevoked)
 	}
 	if k.Key.Expired(now) {
-		return fmt.Errorf("key %s from %s has expired: %w", k.Key.Fingerprint, k.Location, trust.ErrExpired)
+		return fmt.Errorf("key %s from %s has %w", k.Key.Fingerprint, k.Location, trust.ErrExpired)
 	}
 	if root {
 		fmt.Fprintln(env.Stderr, "Root key (trusted for every image)")

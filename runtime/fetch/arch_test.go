@@ -1,5 +1,11 @@
 package fetch
 
-import "runtime"
+import (
+	"io"
+	"log"
+	"runtime"
+)
 
 func runtimeArch() string { return runtime.GOARCH }
+
+func quietLogger() *log.Logger { return log.New(io.Discard, "", 0) }

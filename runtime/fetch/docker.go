@@ -93,5 +93,11 @@ func isDigestError(err error) bool {
 		return true
 	}
 	s := err.Error()
-	return strings.Contains(s, "checksum") || strings.Contains(s, "digest mismatch") || strings.Contains(s, "does not match")
+	// A damaged compressed layer fails to decompress before its digest can be compared.
+	for _, m := range []string{"checksum", "digest mismatch", "does not match", "flate: corrupt", "gzip: invalid", "zstd: "} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
 }

@@ -81,6 +81,12 @@ func (s *Store) PrefixDir(prefix string) (string, error) {
 // RootDir is where root keys are stored in the local config.
 func (s *Store) RootDir() string { return filepath.Join(s.LocalDir, "root.d") }
 
+// CheckPrefix reports whether prefix can name images in the trust store.
+func CheckPrefix(prefix string) error {
+	_, err := checkPrefix(prefix)
+	return err
+}
+
 // checkPrefix accepts an appc identifier (which cannot contain "..", empty elements or a
 // leading slash), so that it is safe to use as a relative path.
 func checkPrefix(prefix string) (string, error) {

@@ -1,0 +1,329 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
+	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/store"
+	"github.com/cairn-os/cairn/runtime/trust/trusttest"
+)
+
+// rktEnv runs rkt in-process against a scratch data dir and config dirs.
+type rktEnv struct {
+	dir, local, system string
+}
+
+func newRktEnv(t *testing.T) *rktEnv {
+	t.Helper()
+	d := t.TempDir()
+	return &rktEnv{dir: filepath.Join(d, "var/lib/rkt"), local: filepath.Join(d, "etc/rkt"), system: filepath.Join(d, "usr/lib/rkt")}
+}
+
+func (e *rktEnv) rkt(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	all := append([]string{"--dir=" + e.dir, "--local-config=" + e.local, "--system-config=" + e.system}, args...)
+	code := Run(context.Background(), all, strings.NewReader(stdin), &out, &errb)
+	t.Logf("rkt %s -> %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
+	return out.String(), errb.String(), code
+}
+
+func (e *rktEnv) images(t *testing.T) int {
+	t.Helper()
+	st, err := store.Open(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := st.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(imgs)
+}
+
+// useServer sends the CLI's HTTP traffic for the test domains to srv.
+func useServer(t *testing.T, srv *fetchtest.Server) {
+	old := newTransport
+	newTransport = func() *http.Transport { return srv.Transport(false) }
+	t.Cleanup(func() { newTransport = old })
+}
+
+// The issue's acceptance: a signed ACI fetches once its key is trusted, and fails clearly
+// while the key is absent.
+func TestFetchSignedACI(t *testing.T) {
+	im := fixture.BuildT(t)
+	e := newRktEnv(t)
+
+	out, errOut, code := e.rkt(t, "", "fetch", im.ACI)
+	if code != 254 || out != "" || !strings.Contains(errOut, "no trusted keys") ||
+		!strings.Contains(errOut, "rkt trust --prefix="+fixture.ACIName) {
+		t.Fatalf("fetch without the key: code %d, stderr %q", code, errOut)
+	}
+	if n := e.images(t); n != 0 {
+		t.Fatalf("%d images in the store after a refused fetch", n)
+	}
+
+	out, errOut, code = e.rkt(t, "yes\n", "trust", "--prefix="+fixture.ACIName, im.PublicKeyPath)
+	if code != 0 || !strings.Contains(errOut, "GPG key fingerprint is: ") || !strings.Contains(out, "Added key for prefix") {
+		t.Fatalf("trust: code %d", code)
+	}
+	want := filepath.Join(e.local, "trustedkeys/prefix.d", fixture.ACIName, strings.ToLower(im.Fingerprint))
+	if _, err := os.Stat(want); err != nil {
+		t.Fatalf("key file: %v", err)
+	}
+
+	out, _, code = e.rkt(t, "", "fetch", im.ACI)
+	if code != 0 || strings.TrimSpace(out) != im.ACIID[:len("sha512-")+32] {
+		t.Fatalf("fetch: code %d, stdout %q, want short ID of %s", code, out, im.ACIID)
+	}
+	out, _, code = e.rkt(t, "", "fetch", "--full", "--pull-policy=new", im.ACI)
+	if code != 0 || strings.TrimSpace(out) != im.ACIID {
+		t.Fatalf("fetch --full: code %d, stdout %q", code, out)
+	}
+}
+
+func TestFetchUnsignedFormats(t *testing.T) {
+	im := fixture.BuildT(t)
+	e := newRktEnv(t)
+	for _, p := range []string{im.OCILayout, im.OCIArchive, im.DockerArchive} {
+		_, errOut, code := e.rkt(t, "", "fetch", p)
+		if code != 254 || !strings.Contains(errOut, "--insecure-options=image") {
+			t.Fatalf("fetch %s without --insecure-options=image: code %d, stderr %q", p, code, errOut)
+		}
+		out, _, code := e.rkt(t, "", "--insecure-options=image", "fetch", p)
+		if code != 0 || !strings.HasPrefix(out, "sha256:") {
+			t.Fatalf("fetch %s: code %d, stdout %q", p, code, out)
+		}
+	}
+	if n := e.images(t); n != 2 { // layout and archive hold the same image
+		t.Fatalf("%d images, want 2", n)
+	}
+}
+
+func TestFetchDockerRegistry(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	img, err := fixture.BusyboxOCIImage()
+	if err != nil {
+		t.Skipf("no busybox fixture: %v", err)
+	}
+	ref, _ := name.ParseReference(strings.TrimPrefix(srv.URL, "http://") + "/library/busybox:1.36")
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	e := newRktEnv(t)
+	_, errOut, code := e.rkt(t, "", "fetch", "docker://"+ref.String())
+	if code != 254 || !strings.Contains(errOut, "--insecure-options=image") {
+		t.Fatalf("code %d stderr %q", code, errOut)
+	}
+	out, _, code := e.rkt(t, "", "--insecure-options=image", "fetch", "--full", "docker://"+ref.String())
+	d, _ := img.Digest()
+	if code != 0 || strings.TrimSpace(out) != d.String() {
+		t.Fatalf("code %d stdout %q want %s", code, out, d)
+	}
+	// The store has it: never does not go out.
+	srv.Close()
+	out, _, code = e.rkt(t, "", "--insecure-options=image", "fetch", "--pull-policy=never", "docker://"+ref.String())
+	if code != 0 || !strings.HasPrefix(d.String(), strings.TrimSpace(out)) {
+		t.Fatalf("never: code %d stdout %q", code, out)
+	}
+}
+
+func TestFetchDiscoveryAndURL(t *testing.T) {
+	im := fixture.BuildT(t)
+	srv := fetchtest.New(t)
+	useServer(t, srv)
+	aci, _ := os.ReadFile(im.ACI)
+	asc, _ := os.ReadFile(im.ASC)
+	srv.Handle("/busybox", []byte(`<meta name="ac-discovery" content="example.com https://example.com/dl/{name}-{version}.{ext}">
+<meta name="ac-discovery-pubkeys" content="example.com https://example.com/key.asc">`))
+	srv.Handle("/dl/example.com/busybox-1.36.aci", aci)
+	srv.Handle("/dl/example.com/busybox-1.36.aci.asc", asc)
+	srv.Handle("/key.asc", im.PublicKey)
+	e := newRktEnv(t)
+
+	// No key and no --trust-keys-from-https: refused.
+	_, errOut, code := e.rkt(t, "", "fetch", "example.com/busybox:1.36")
+	if code != 254 || !strings.Contains(errOut, "no trusted keys") {
+		t.Fatalf("code %d stderr %q", code, errOut)
+	}
+	out, _, code := e.rkt(t, "", "--trust-keys-from-https", "fetch", "--full", "example.com/busybox:1.36")
+	if code != 0 || strings.TrimSpace(out) != im.ACIID {
+		t.Fatalf("discovery fetch: code %d stdout %q", code, out)
+	}
+	// The same image by URL, the key now trusted.
+	out, _, code = e.rkt(t, "", "fetch", "--full", "https://example.com/dl/example.com/busybox-1.36.aci")
+	if code != 0 || strings.TrimSpace(out) != im.ACIID {
+		t.Fatalf("URL fetch: code %d stdout %q", code, out)
+	}
+	// Plain http needs --insecure-options=http.
+	_, errOut, code = e.rkt(t, "", "fetch", "http://example.com/dl/example.com/busybox-1.36.aci")
+	if code != 254 || !strings.Contains(errOut, "--insecure-options=http") {
+		t.Fatalf("http: code %d stderr %q", code, errOut)
+	}
+	if _, _, code = e.rkt(t, "", "--insecure-options=http", "fetch", "http://example.com/dl/example.com/busybox-1.36.aci"); code != 0 {
+		t.Fatalf("http allowed: code %d", code)
+	}
+}
+
+func TestFetchBadFlags(t *testing.T) {
+	e := newRktEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--insecure-options=image,bogus", "fetch", "x.aci"}, `unknown --insecure-options value "bogus"`},
+		{[]string{"fetch", "--pull-policy=sometimes", "x.aci"}, `unknown --pull-policy "sometimes"`},
+		{[]string{"fetch", "--store-only", "--no-store", "x.aci"}, "both --store-only and --no-store"},
+		{[]string{"fetch"}, "requires at least 1 arg"},
+		{[]string{"fetch", "ftp://example.com/x.aci"}, `scheme "ftp" not supported`},
+	} {
+		_, errOut, code := e.rkt(t, "", tc.args...)
+		if code != 254 || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+			t.Errorf("rkt %v: code %d stderr %q; want one line with %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+func TestFetchUsesAuthConfig(t *testing.T) {
+	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	var buf bytes.Buffer
+	if _, err := fixture.WriteACI(&buf, fixture.ACIOptions{Name: "example.com/private", NoBusybox: true, Exec: []string{"/x"}}); err != nil {
+		t.Fatal(err)
+	}
+	data, asc := buf.Bytes(), pub.Sign(t, buf.Bytes())
+	srv := fetchtest.New(t)
+	useServer(t, srv)
+	srv.Mux.HandleFunc("/private.aci", func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "s3cret" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		w.Write(data)
+	})
+	srv.Handle("/private.aci.asc", asc)
+	e := newRktEnv(t)
+	keyFile := filepath.Join(t.TempDir(), "pub.asc")
+	os.WriteFile(keyFile, pub.Public, 0o644)
+	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/private", keyFile); code != 0 {
+		t.Fatal("trust failed")
+	}
+	_, errOut, code := e.rkt(t, "", "fetch", "https://example.com/private.aci")
+	if code != 254 || !strings.Contains(errOut, "401") {
+		t.Fatalf("without credentials: code %d stderr %q", code, errOut)
+	}
+	os.MkdirAll(filepath.Join(e.local, "auth.d"), 0o755)
+	os.WriteFile(filepath.Join(e.local, "auth.d/example.json"), []byte(`{"rktKind":"auth","rktVersion":"v1",
+"domains":["example.com"],"type":"basic","credentials":{"user":"alice","password":"s3cret"}}`), 0o600)
+	if _, _, code := e.rkt(t, "", "fetch", "https://example.com/private.aci"); code != 0 {
+		t.Fatalf("with credentials: code %d", code)
+	}
+}
+
+func TestFetchUsesDockerAuth(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "bob" || p != "hunter2" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := fixture.OCIImage([]string{"/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(host + "/private/app:1")
+	if err := remote.Write(ref, img, remote.WithAuth(basicAuth("bob", "hunter2"))); err != nil {
+		t.Fatal(err)
+	}
+	e := newRktEnv(t)
+	_, errOut, code := e.rkt(t, "", "--insecure-options=image", "fetch", "docker://"+ref.String())
+	if code != 254 || !strings.Contains(errOut, "UNAUTHORIZED") && !strings.Contains(errOut, "401") {
+		t.Fatalf("without credentials: code %d stderr %q", code, errOut)
+	}
+	os.MkdirAll(filepath.Join(e.system, "auth.d"), 0o755)
+	os.WriteFile(filepath.Join(e.system, "auth.d/registry.json"), []byte(`{"rktKind":"dockerAuth","rktVersion":"v1",
+"registries":["`+host+`"],"credentials":{"user":"bob","password":"hunter2"}}`), 0o600)
+	if _, _, code := e.rkt(t, "", "--insecure-options=image", "fetch", "docker://"+ref.String()); code != 0 {
+		t.Fatalf("with credentials: code %d", code)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	e := newRktEnv(t)
+	write := func(dir, sub, file, body string) {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+		os.WriteFile(filepath.Join(dir, sub, file), []byte(body), 0o644)
+	}
+	write(e.system, "paths.d", "paths.json", `{"rktKind":"paths","rktVersion":"v1","data":"/srv/rkt","stage1-images":"/usr/lib/rkt/s1"}`)
+	write(e.local, "paths.d", "paths.json", `{"rktKind":"paths","rktVersion":"v1","data":"/var/lib/other"}`)
+	write(e.system, "stage1.d", "s1.json", `{"rktKind":"stage1","rktVersion":"v1","name":"example.com/stage1","version":"1.0","location":"/usr/lib/rkt/s1/stage1.aci"}`)
+	write(e.local, "auth.d", "a.json", `{"rktKind":"auth","rktVersion":"v1","domains":["example.com"],"type":"oauth","credentials":{"token":"t0k"}}`)
+	var out bytes.Buffer
+	code := Run(context.Background(), []string{"--local-config=" + e.local, "--system-config=" + e.system, "config"}, strings.NewReader(""), &out, &bytes.Buffer{})
+	if code != 0 {
+		t.Fatalf("config: code %d", code)
+	}
+	var got struct {
+		Stage0 []map[string]any `json:"stage0"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	kinds := map[string]map[string]any{}
+	for _, s := range got.Stage0 {
+		if s["rktVersion"] != "v1" {
+			t.Fatalf("entry without rktVersion v1: %v", s)
+		}
+		kinds[s["rktKind"].(string)] = s
+	}
+	if p := kinds["paths"]; p["data"] != "/var/lib/other" || p["stage1-images"] != "/usr/lib/rkt/s1" {
+		t.Errorf("paths %v: local must override system field by field", p)
+	}
+	if s := kinds["stage1"]; s["name"] != "example.com/stage1" || s["location"] != "/usr/lib/rkt/s1/stage1.aci" {
+		t.Errorf("stage1 %v", s)
+	}
+	if a := kinds["auth"]; a["type"] != "oauth" {
+		t.Errorf("auth %v", a)
+	}
+	// --dir wins over paths.d.
+	out.Reset()
+	Run(context.Background(), []string{"--dir=/tmp/x", "--local-config=" + e.local, "--system-config=" + e.system, "config"}, strings.NewReader(""), &out, &bytes.Buffer{})
+	if !strings.Contains(out.String(), `"data": "/tmp/x"`) {
+		t.Errorf("--dir not reflected: %s", out.String())
+	}
+	// A broken file is an error that names it.
+	write(e.local, "stage1.d", "broken.json", `{"rktKind":"stage1","rktVersion":"v2"}`)
+	_, errOut, code := e.rkt(t, "", "config")
+	if code != 254 || !strings.Contains(errOut, "broken.json") || !strings.Contains(errOut, "v2") {
+		t.Fatalf("broken config: code %d stderr %q", code, errOut)
+	}
+}
+
+type basicAuthenticator struct{ user, pass string }
+
+func basicAuth(u, p string) *basicAuthenticator { return &basicAuthenticator{u, p} }
+
+func (b *basicAuthenticator) Authorization() (*authn.AuthConfig, error) {
+	return &authn.AuthConfig{Username: b.user, Password: b.pass}, nil
+}

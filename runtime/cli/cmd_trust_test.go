@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
+	"github.com/cairn-os/cairn/runtime/trust/trusttest"
+)
+
+func TestTrust(t *testing.T) {
+	k := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	keyFile := filepath.Join(t.TempDir(), "key.asc")
+	os.WriteFile(keyFile, k.Public, 0o644)
+	e := newRktEnv(t)
+
+	_, errOut, code := e.rkt(t, "no\n", "trust", "--prefix=example.com/app", keyFile)
+	if code != 254 || !strings.Contains(errOut, "not confirmed") {
+		t.Fatalf("declined: code %d stderr %q", code, errOut)
+	}
+	prefixDir := filepath.Join(e.local, "trustedkeys/prefix.d/example.com/app")
+	if _, err := os.Stat(filepath.Join(prefixDir, k.Fingerprint)); err == nil {
+		t.Fatal("declined key was stored")
+	}
+	grouped := strings.ToUpper(k.Fingerprint[:4]) + " " + strings.ToUpper(k.Fingerprint[4:8])
+	out, errOut, code := e.rkt(t, "yes\n", "trust", "--prefix=example.com/app", keyFile)
+	if code != 0 || !strings.Contains(errOut, grouped) || !strings.Contains(errOut, "publisher@example.com") ||
+		!strings.Contains(out, filepath.Join(prefixDir, k.Fingerprint)) {
+		t.Fatalf("accepted: code %d", code)
+	}
+	out, _, code = e.rkt(t, "", "trust", "--root", "--skip-fingerprint-review", keyFile)
+	if code != 0 || !strings.Contains(out, filepath.Join(e.local, "trustedkeys/root.d", k.Fingerprint)) {
+		t.Fatalf("root: code %d stdout %q", code, out)
+	}
+}
+
+func TestTrustFromURLAndDiscovery(t *testing.T) {
+	k := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	srv := fetchtest.New(t)
+	useServer(t, srv)
+	srv.Handle("/key.asc", k.Public)
+	srv.Handle("/app", []byte(`<meta name="ac-discovery-pubkeys" content="example.com/app https://example.com/key.asc">`))
+	e := newRktEnv(t)
+
+	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app", "https://example.com/key.asc"); code != 0 {
+		t.Fatal("trust from https failed")
+	}
+	_, errOut, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app", "http://example.com/key.asc")
+	if code != 254 || !strings.Contains(errOut, "http") {
+		t.Fatalf("http without --insecure-allow-http: code %d stderr %q", code, errOut)
+	}
+	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--insecure-allow-http", "--prefix=example.com/app", "http://example.com/key.asc"); code != 0 {
+		t.Fatal("trust over allowed http failed")
+	}
+	e2 := newRktEnv(t)
+	out, _, code := e2.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app")
+	if code != 0 || !strings.Contains(out, k.Fingerprint) {
+		t.Fatalf("discovered key: code %d stdout %q", code, out)
+	}
+}
+
+func TestTrustRefuses(t *testing.T) {
+	k := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.asc")
+	os.WriteFile(keyFile, k.Public, 0o644)
+	revoked := trusttest.NewKey(t, "revoked", trusttest.Options{})
+	revokedFile := filepath.Join(dir, "revoked.asc")
+	os.WriteFile(revokedFile, revoked.Revoke(t), 0o644)
+	garbage := filepath.Join(dir, "garbage.asc")
+	os.WriteFile(garbage, []byte("not a key"), 0o644)
+	e := newRktEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"trust", keyFile}, "--prefix required"},
+		{[]string{"trust", "--root", "--prefix=example.com", keyFile}, "mutually exclusive"},
+		{[]string{"trust", "--prefix=Bad/Prefix", "--skip-fingerprint-review", keyFile}, "not a valid appc image name"},
+		{[]string{"trust", "--prefix=example.com/../x", "--skip-fingerprint-review", keyFile}, "not a valid appc image name"},
+		{[]string{"trust", "--prefix=example.com", "--skip-fingerprint-review", revokedFile}, "revoked"},
+		{[]string{"trust", "--prefix=example.com", "--skip-fingerprint-review", garbage}, "not an ASCII-armored OpenPGP key"},
+		{[]string{"trust", "--prefix=example.com", "--skip-fingerprint-review", filepath.Join(dir, "missing.asc")}, "no such file"},
+	} {
+		_, errOut, code := e.rkt(t, "", tc.args...)
+		if code != 254 || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+			t.Errorf("rkt %v: code %d stderr %q; want one line with %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
