@@ -43,7 +43,21 @@ func (s *Store) ImportACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", what, err)
 	}
-	return s.Get(ctx, id)
+	return s.getImported(ctx, id)
+}
+
+// getImported returns a just imported image. An ACI's dependencies may not be in the store
+// yet (the fetcher brings them next): then Layers holds only the image's own tree.
+func (s *Store) getImported(ctx context.Context, id string) (*image.Image, error) {
+	img, err := s.Get(ctx, id)
+	if errors.Is(err, ErrDependency) {
+		r, rerr := s.readRecord(id)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return s.image(ctx, nil, r, nil)
+	}
+	return img, err
 }
 
 func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) (string, error) {
