@@ -157,6 +157,9 @@ func (f *Fetcher) importACI(ctx context.Context, file *os.File, sig []byte, sour
 		f.log().Info("signature verified", "image", name, "key", signer.Fingerprint, "signer", strings.Join(signer.UserIDs, ", "))
 		opts.Trusted, opts.Signer = true, signer.Fingerprint
 	}
+	if err := f.fetchDependencies(ctx, m); err != nil {
+		return nil, err
+	}
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
@@ -213,7 +216,11 @@ func (f *Fetcher) fetchName(ctx context.Context, req Request) (*image.Image, err
 		return nil, err
 	}
 	if f.policy() != PullUpdate {
-		img, err := f.Store.Get(ctx, req.Image)
+		ref := app.Name
+		if v := app.Labels["version"]; v != "latest" {
+			ref += ":" + v
+		}
+		img, err := f.Store.Get(ctx, ref)
 		if err == nil {
 			return img, nil
 		}
