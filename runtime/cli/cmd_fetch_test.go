@@ -327,3 +327,26 @@ func basicAuth(u, p string) *basicAuthenticator { return &basicAuthenticator{u, 
 func (b *basicAuthenticator) Authorization() (*authn.AuthConfig, error) {
 	return &authn.AuthConfig{Username: b.user, Password: b.pass}, nil
 }
+
+func TestFetchTLSOption(t *testing.T) {
+	im := fixture.BuildT(t)
+	srv := fetchtest.New(t)
+	old := newTransport
+	newTransport = func() *http.Transport { return srv.UntrustingClient().Transport.(*http.Transport) }
+	t.Cleanup(func() { newTransport = old })
+	aci, _ := os.ReadFile(im.ACI)
+	srv.Handle("/busybox.aci", aci)
+	srv.Handle("/busybox.aci.asc", []byte("unused"))
+	e := newRktEnv(t)
+	_, errOut, code := e.rkt(t, "", "--insecure-options=image", "fetch", "https://example.com/busybox.aci")
+	if code != 254 || !strings.Contains(errOut, "--insecure-options=tls") {
+		t.Fatalf("untrusted certificate: code %d stderr %q", code, errOut)
+	}
+	if _, errOut, code = e.rkt(t, "", "--insecure-options=image,tls", "fetch", "https://example.com/busybox.aci"); code != 0 {
+		t.Fatalf("with tls check off: code %d stderr %q", code, errOut)
+	}
+	// stderr is no terminal here: no progress bar, only the warning about the disabled check.
+	if strings.Contains(errOut, "Downloading") {
+		t.Fatalf("progress bar on a non-terminal: %q", errOut)
+	}
+}
