@@ -154,8 +154,9 @@ func newFetcher(env *Env, st fetch.Store, policy fetch.PullPolicy) (*fetch.Fetch
 			}
 			return authn.Anonymous
 		},
-		TempDir: filepath.Join(env.G.Dir, "tmp"),
-		Log:     env.Log,
+		TempDir:  filepath.Join(env.G.Dir, "tmp"),
+		CacheDir: filepath.Join(env.G.Dir, "remote"),
+		Log:      env.Log,
 	}
 	if fetch.IsTerminal(env.Stderr) {
 		f.Progress = env.Stderr

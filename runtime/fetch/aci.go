@@ -93,7 +93,7 @@ func describe(kind string) string {
 func (f *Fetcher) readSignature(ctx context.Context, where string) ([]byte, error) {
 	if strings.HasPrefix(where, "https://") || strings.HasPrefix(where, "http://") {
 		var buf limitedBuffer
-		if _, err := f.download(ctx, where, "signature", &buf, trust.MaxSignatureSize, f.allowHTTP()); err != nil {
+		if _, err := f.download(ctx, where, "signature", &buf, trust.MaxSignatureSize, f.allowHTTP(), nil); err != nil {
 			if errors.Is(err, ErrHTTPStatus) {
 				return nil, fmt.Errorf("%w: %v; pass one with --signature or skip the check with --insecure-options=image", ErrNoSignature, err)
 			}
@@ -188,25 +188,51 @@ func (f *Fetcher) fetchURL(ctx context.Context, req Request) (*image.Image, erro
 }
 
 // fetchACI downloads an ACI (and its signature, unless the image check is off) into a
-// private file and imports it.
+// private file and imports it. When the URL gave an image before, the request is conditional
+// and a 304 answer returns the stored image.
 func (f *Fetcher) fetchACI(ctx context.Context, aciURL, sigURL, want string) (*image.Image, error) {
-	// Fetch the small signature first: no point downloading an image that cannot be checked.
+	entry, stored := f.cached(ctx, aciURL)
+	// Without a stored copy, fetch the small signature first: no point downloading an image
+	// that cannot be checked.
 	var sig []byte
-	if !f.Insecure.Has(insecure.Image) {
+	getSig := func() error {
+		if f.Insecure.Has(insecure.Image) || sig != nil {
+			return nil
+		}
 		var err error
 		if sig, err = f.readSignature(ctx, sigURL); err != nil {
-			return nil, fmt.Errorf("image %s: %w", aciURL, err)
+			return fmt.Errorf("image %s: %w", aciURL, err)
 		}
+		return nil
+	}
+	var cond *validators
+	if entry != nil {
+		cond = &entry.validators
+	} else if err := getSig(); err != nil {
+		return nil, err
 	}
 	tmp, err := f.tempFile()
 	if err != nil {
 		return nil, err
 	}
 	defer tmp.Close()
-	if _, err := f.download(ctx, aciURL, "Downloading ACI", tmp, 0, f.allowHTTP()); err != nil {
+	dl, err := f.download(ctx, aciURL, "Downloading ACI", tmp, 0, f.allowHTTP(), cond)
+	if err != nil {
 		return nil, err
 	}
-	return f.importACI(ctx, tmp, sig, aciURL, want)
+	if dl.notModified {
+		f.log().Info("image not modified since it was fetched", "url", aciURL, "id", stored.ID)
+		return stored, nil
+	}
+	if err := getSig(); err != nil {
+		return nil, err
+	}
+	img, err := f.importACI(ctx, tmp, sig, aciURL, want)
+	if err != nil {
+		return nil, err
+	}
+	f.remember(aciURL, img.ID, dl.validators)
+	return img, nil
 }
 
 // fetchName finds an appc name in the store or by discovery.

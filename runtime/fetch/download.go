@@ -17,22 +17,45 @@ import (
 // ErrHTTPStatus is a download answered with a status other than 200.
 var ErrHTTPStatus = errors.New("unexpected HTTP status")
 
+// validators are what a server said identifies the content it sent; sent back, they let it
+// answer 304 Not Modified.
+type validators struct {
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"lastModified,omitempty"`
+}
+
+// downloaded describes a finished download.
+type downloaded struct {
+	n           int64
+	validators  validators
+	notModified bool // the server answered 304 to the validators given: nothing was written
+}
+
 // download copies the body at rawURL to w, at most limit bytes (no limit when limit <= 0),
 // showing progress for what. It refuses plain http (also after a redirect) unless allowHTTP,
-// and reports a body shorter than its Content-Length as ErrTruncated.
-func (f *Fetcher) download(ctx context.Context, rawURL, what string, w io.Writer, limit int64, allowHTTP bool) (int64, error) {
+// and reports a body shorter than its Content-Length as ErrTruncated. With cond, the request
+// is conditional.
+func (f *Fetcher) download(ctx context.Context, rawURL, what string, w io.Writer, limit int64, allowHTTP bool, cond *validators) (*downloaded, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", what, rawURL, err)
+		return nil, fmt.Errorf("%s %s: %w", what, rawURL, err)
 	}
 	if err := checkScheme(u, allowHTTP); err != nil {
-		return 0, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", what, u.Redacted(), err)
+		return nil, fmt.Errorf("%s %s: %w", what, u.Redacted(), err)
 	}
 	f.addHeaders(req)
+	if cond != nil {
+		if cond.ETag != "" {
+			req.Header.Set("If-None-Match", cond.ETag)
+		}
+		if cond.LastModified != "" {
+			req.Header.Set("If-Modified-Since", cond.LastModified)
+		}
+	}
 	client := *f.HTTP
 	client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
 		if len(via) >= 10 {
@@ -48,16 +71,19 @@ func (f *Fetcher) download(ctx context.Context, rawURL, what string, w io.Writer
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", what, u.Redacted(), hintTLS(err))
+		return nil, fmt.Errorf("%s %s: %w", what, u.Redacted(), hintTLS(err))
 	}
 	defer resp.Body.Close()
+	if cond != nil && resp.StatusCode == http.StatusNotModified {
+		return &downloaded{notModified: true, validators: *cond}, nil
+	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s %s: %w %s", what, u.Redacted(), ErrHTTPStatus, resp.Status)
+		return nil, fmt.Errorf("%s %s: %w %s", what, u.Redacted(), ErrHTTPStatus, resp.Status)
 	}
 	var body io.Reader = resp.Body
 	if limit > 0 {
 		if resp.ContentLength > limit {
-			return 0, fmt.Errorf("%s %s: larger than %d bytes", what, u.Redacted(), limit)
+			return nil, fmt.Errorf("%s %s: larger than %d bytes", what, u.Redacted(), limit)
 		}
 		body = io.LimitReader(resp.Body, limit+1)
 	}
@@ -72,13 +98,13 @@ func (f *Fetcher) download(ctx context.Context, rawURL, what string, w io.Writer
 	}
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF) || (err == nil && resp.ContentLength >= 0 && n != resp.ContentLength):
-		return n, fmt.Errorf("%s %s: %w: got %d of %d bytes", what, u.Redacted(), ErrTruncated, n, resp.ContentLength)
+		return nil, fmt.Errorf("%s %s: %w: got %d of %d bytes", what, u.Redacted(), ErrTruncated, n, resp.ContentLength)
 	case err != nil:
-		return n, fmt.Errorf("%s %s: %w", what, u.Redacted(), hintTLS(err))
+		return nil, fmt.Errorf("%s %s: %w", what, u.Redacted(), hintTLS(err))
 	case limit > 0 && n > limit:
-		return n, fmt.Errorf("%s %s: larger than %d bytes", what, u.Redacted(), limit)
+		return nil, fmt.Errorf("%s %s: larger than %d bytes", what, u.Redacted(), limit)
 	}
-	return n, nil
+	return &downloaded{n: n, validators: validators{ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified")}}, nil
 }
 
 func (f *Fetcher) addHeaders(req *http.Request) {

@@ -88,7 +88,10 @@ type Fetcher struct {
 	// TempDir holds downloads in flight (unlinked at once, so a killed fetch leaves
 	// nothing); os.TempDir() when empty.
 	TempDir string
-	Log     *slog.Logger
+	// CacheDir remembers, per ACI URL, the validators (ETag, Last-Modified) of the last
+	// download, for conditional requests under --pull-policy=update; none when empty.
+	CacheDir string
+	Log      *slog.Logger
 }
 
 // Request is one image argument, with the detached signature given for it (--signature).

@@ -23,7 +23,7 @@ func (f *Fetcher) FetchKey(ctx context.Context, location string, allowHTTP bool)
 	var data []byte
 	if strings.HasPrefix(location, "https://") || strings.HasPrefix(location, "http://") {
 		var buf limitedBuffer
-		if _, err := f.download(ctx, location, "public key", &buf, trust.MaxKeySize, allowHTTP || f.Insecure.Has(insecure.PubKey)); err != nil {
+		if _, err := f.download(ctx, location, "public key", &buf, trust.MaxKeySize, allowHTTP || f.Insecure.Has(insecure.PubKey), nil); err != nil {
 			return nil, err
 		}
 		data = buf.b
