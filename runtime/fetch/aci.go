@@ -44,21 +44,6 @@ func (f *Fetcher) fetchPath(ctx context.Context, req Request) (*image.Image, err
 		f.log().Warn("image signature verification is disabled (--insecure-options=image)", "image", req.Image)
 		return f.Store.ImportFile(ctx, path, store.ImportOptions{Source: path})
 	}
-	src, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", req.Image, err)
-	}
-	defer src.Close()
-	// Verify and import one private copy, so that the bytes checked are the bytes imported
-	// even if someone rewrites the file meanwhile.
-	tmp, err := f.tempFile()
-	if err != nil {
-		return nil, err
-	}
-	defer tmp.Close()
-	if _, err := io.Copy(tmp, src); err != nil {
-		return nil, fmt.Errorf("image %s: %w", req.Image, err)
-	}
 	var sig []byte
 	if !f.Insecure.Has(insecure.Image) {
 		sigPath := req.Signature
@@ -68,6 +53,24 @@ func (f *Fetcher) fetchPath(ctx context.Context, req Request) (*image.Image, err
 		if sig, err = f.readSignature(ctx, sigPath); err != nil {
 			return nil, fmt.Errorf("image %s: %w", req.Image, err)
 		}
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", req.Image, err)
+	}
+	defer src.Close()
+	if f.Insecure.Has(insecure.Image) {
+		return f.importACI(ctx, src, nil, path, "")
+	}
+	// Verify and import one private copy, so that the bytes checked are the bytes imported
+	// even if someone rewrites the file meanwhile.
+	tmp, err := f.tempFile()
+	if err != nil {
+		return nil, err
+	}
+	defer tmp.Close()
+	if _, err := io.Copy(tmp, src); err != nil {
+		return nil, fmt.Errorf("image %s: %w", req.Image, err)
 	}
 	return f.importACI(ctx, tmp, sig, path, "")
 }

@@ -81,7 +81,7 @@ type Fetcher struct {
 	AllowOffDomain bool
 	// Header returns extra request headers (credentials) for an http(s) host.
 	Header func(host string) http.Header
-	// RegistryAuth returns credentials for a registry host ("" user when none).
+	// RegistryAuth returns credentials for a registry host (authn.Anonymous when none).
 	RegistryAuth func(registry string) authn.Authenticator
 	// Progress receives a progress bar for each download; nil keeps quiet.
 	Progress io.Writer
