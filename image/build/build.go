@@ -62,7 +62,7 @@ type Builder struct {
 
 	work, tree, rootDir, usrDir, art string
 	kernel, kver                     string
-	initrd                           string
+	initrd, initBin                  string
 	usrImg                           string
 	usr                              bootparams.Params
 	ukis                             map[disklayout.Slot]string
@@ -70,6 +70,8 @@ type Builder struct {
 	keyPEM                           []byte
 	rootfsCached                     bool
 	manifest                         Manifest
+	// usrLimit overrides the USR partition size as the /usr image's limit (tests).
+	usrLimit int64
 }
 
 // Steps is the pipeline in order.
@@ -173,9 +175,12 @@ func (b *Builder) rootfs(ctx context.Context) error {
 	}
 	spec := rootfs.Spec{Suite: b.Config.Suite, Sources: b.Config.AptSources, Packages: b.Config.Packages,
 		SourceDateEpoch: b.Config.SourceDateEpoch, DebCache: filepath.Join(b.Config.CacheDir, "debs")}
-	dir, cached, err := rootfs.Build(ctx, spec, b.Config.CacheDir, log)
-	if err != nil {
-		return err
+	dir, cached := b.Config.RootfsDir, true
+	if dir == "" {
+		var err error
+		if dir, cached, err = rootfs.Build(ctx, spec, b.Config.CacheDir, log); err != nil {
+			return err
+		}
 	}
 	b.rootfsCached = cached
 	if cached {
@@ -205,8 +210,11 @@ func (b *Builder) findKernel(context.Context) error {
 	return copyFile(ks[0], b.kernel, 0o644)
 }
 
+// split makes /usr the whole OS: everything outside /usr and /boot (etc, var, the merged-/usr
+// symlinks) moves to /usr/share/cairn/root, from which early boot fills an empty ROOT (or a
+// PXE boot's tmpfs). ROOT itself ships empty, so it is the same bytes on every build, and a
+// machine whose ROOT is wiped gets a fresh /etc and /var on its next boot.
 func (b *Builder) split(context.Context) error {
-	// ROOT gets everything but /usr and /boot; /usr becomes the verity image.
 	b.usrDir = filepath.Join(b.work, "usr")
 	if err := os.Rename(filepath.Join(b.tree, "usr"), b.usrDir); err != nil {
 		return err
@@ -216,8 +224,18 @@ func (b *Builder) split(context.Context) error {
 			return err
 		}
 	}
-	b.rootDir = b.tree
-	return os.Mkdir(filepath.Join(b.rootDir, "usr"), 0o755)
+	skel := filepath.Join(b.usrDir, strings.TrimPrefix(initramfs.RootSkeleton, "/usr/"))
+	if err := os.MkdirAll(filepath.Dir(skel), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(b.tree, skel); err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(skel, "usr"), 0o755); err != nil {
+		return err
+	}
+	b.rootDir = skel
+	return nil
 }
 
 func (b *Builder) initramfs(ctx context.Context) error {
@@ -265,10 +283,13 @@ func (b *Builder) earlyArchive(initBin string) (*initramfs.Archive, error) {
 // initBinary finds cairn-init: in BinDir when it is there (make build), else built from this
 // source tree. It must be static: nothing else is in the initramfs.
 func (b *Builder) initBinary(ctx context.Context) (string, error) {
+	if b.initBin != "" {
+		return b.initBin, nil
+	}
 	p := filepath.Join(b.Config.BinDir, "cairn-init")
 	if _, err := os.Stat(p); err != nil {
 		p = filepath.Join(b.work, "cairn-init")
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", p, "github.com/cairn-os/cairn/image/cmd/cairn-init")
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", p, "github.com/cairn-os/cairn/image/cmd/cairn-init")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("no %s/cairn-init and go build failed: %w\n%s", b.Config.BinDir, err, out)
@@ -284,19 +305,27 @@ func (b *Builder) initBinary(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("%s is dynamically linked; build it with CGO_ENABLED=0", p)
 		}
 	}
+	b.initBin = p
 	return p, nil
 }
 
 func (b *Builder) usrImage(ctx context.Context) error {
 	b.usrImg = filepath.Join(b.work, "usr.img")
 	p, size, err := usrfs.Make(ctx, usrfs.Spec{Dir: b.usrDir, Out: b.usrImg, SourceDateEpoch: b.Config.SourceDateEpoch,
-		Seed: b.Config.Version, Limit: disklayout.SlotA.Partition().Size})
+		Seed: b.Config.Version, Limit: b.usrLimitBytes()})
 	if err != nil {
 		return err
 	}
 	b.usr = p
 	b.progress("        /usr: %d MiB with hash tree, root hash %s", size>>20, p.RootHash)
 	return nil
+}
+
+func (b *Builder) usrLimitBytes() int64 {
+	if b.usrLimit > 0 {
+		return b.usrLimit
+	}
+	return disklayout.SlotA.Partition().Size
 }
 
 // SlotParams are the boot parameters of slot s for this build's /usr.
@@ -356,7 +385,7 @@ func (b *Builder) ext4Images(ctx context.Context) error {
 		return err
 	}
 	root, _ := tab.FindName("ROOT")
-	return disk.Ext4(ctx, filepath.Join(b.work, "root.img"), root.Size(512), "ROOT", b.rootDir, b.Config.SourceDateEpoch, b.Config.Version)
+	return disk.Ext4(ctx, filepath.Join(b.work, "root.img"), root.Size(512), "ROOT", "", b.Config.SourceDateEpoch, b.Config.Version)
 }
 
 func (b *Builder) diskImage(context.Context) error {
@@ -400,9 +429,6 @@ func (b *Builder) pxe(ctx context.Context) error {
 	p := b.usr
 	p.USRFile = "/usr.img"
 	a.Add(initramfs.Entry{Path: initramfs.ExtraCmdline, Mode: 0o644, Data: []byte(p.Cmdline() + "\n")})
-	if err := a.AddTree(b.rootDir, initramfs.RootSkeleton); err != nil {
-		return err
-	}
 	return writeGzip(filepath.Join(b.art, PXEInitrd), a)
 }
 

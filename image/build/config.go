@@ -30,6 +30,9 @@ type Config struct {
 	PayloadKey      string   `json:"payload_key"`       // ed25519 PEM private key; "": a dev key in the cache
 	UpdateServer    string   `json:"update_server"`     // SERVER= of /usr/share/cairn/update.conf
 	UpdateGroup     string   `json:"update_group"`      // GROUP=
+	// RootfsDir, when set, is used as the Debian tree instead of running mmdebstrap (a tree
+	// made elsewhere, or a small fake one in tests).
+	RootfsDir string `json:"rootfs_dir"`
 }
 
 // Defaults fills unset fields. SOURCE_DATE_EPOCH from the environment wins over the default.

@@ -85,6 +85,7 @@ func (i *Init) Steps() []Step {
 		{"open dm-verity", i.openVerity},
 		{"mount ROOT", i.mountRoot},
 		{"mount /usr", i.mountUSR},
+		{"populate ROOT", i.populateRoot},
 		{"first-boot hook", i.firstBoot},
 		{"switch root", i.switchRoot},
 	}
@@ -316,11 +317,8 @@ func (i *Init) openVerity(context.Context) error {
 }
 
 func (i *Init) mountRoot(context.Context) error {
-	if i.disk == nil { // PXE: the root is a tmpfs seeded from the initramfs
-		if err := (Mount{"tmpfs", i.Sysroot, "tmpfs", 0, "mode=0755"}).apply(); err != nil {
-			return err
-		}
-		return copyTree(RootSkeleton, i.Sysroot)
+	if i.disk == nil { // PXE: the root is a tmpfs, filled from /usr's skeleton
+		return (Mount{"tmpfs", i.Sysroot, "tmpfs", 0, "mode=0755"}).apply()
 	}
 	p, ok := i.disk.FindName("ROOT")
 	if !ok {
@@ -339,6 +337,15 @@ func (i *Init) mountUSR(context.Context) error {
 		return fmt.Errorf("%w (a verity error here means the slot's /usr is damaged)", err)
 	}
 	return nil
+}
+
+// populateRoot fills a ROOT that has no /etc yet (first boot, or a wiped ROOT) from /usr.
+func (i *Init) populateRoot(context.Context) error {
+	if _, err := os.Lstat(filepath.Join(i.Sysroot, "etc")); err == nil {
+		return nil
+	}
+	i.logf("ROOT has no /etc: filling it from %s", RootSkeleton)
+	return copyTree(filepath.Join(i.Sysroot, RootSkeleton), i.Sysroot)
 }
 
 func (i *Init) firstBoot(ctx context.Context) error {
@@ -435,6 +442,9 @@ func copyTree(src, dst string) error {
 			return err
 		}
 		rel, _ := filepath.Rel(src, p)
+		if rel == "usr" {
+			return fs.SkipDir // the mount point, already there
+		}
 		target := filepath.Join(dst, rel)
 		fi, err := os.Lstat(p)
 		if err != nil {
@@ -446,7 +456,6 @@ func copyTree(src, dst string) error {
 			if err := os.MkdirAll(target, fi.Mode().Perm()); err != nil {
 				return err
 			}
-			os.Chmod(target, fi.Mode()&(fs.ModePerm|fs.ModeSticky|fs.ModeSetgid))
 		case fi.Mode()&fs.ModeSymlink != 0:
 			l, err := os.Readlink(p)
 			if err != nil {
@@ -467,7 +476,12 @@ func copyTree(src, dst string) error {
 			return nil
 		}
 		if st != nil {
-			os.Lchown(target, int(st.Uid), int(st.Gid))
+			if err := os.Lchown(target, int(st.Uid), int(st.Gid)); err != nil {
+				return err
+			}
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 { // after chown, which clears set-id bits
+			return os.Chmod(target, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
 		}
 		return nil
 	})

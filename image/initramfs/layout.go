@@ -7,8 +7,9 @@ const (
 	// ExtraCmdline is appended to /proc/cmdline: a PXE initramfs carries its /usr parameters
 	// here, since -append / iPXE command lines are typed by people.
 	ExtraCmdline = "/etc/cairn/cmdline"
-	// RootSkeleton is what a PXE boot copies into its tmpfs root (etc, var, the /usr symlinks).
-	RootSkeleton = "/cairn/root"
+	// RootSkeleton, inside /usr, is the initial content of ROOT (etc, var, the merged-/usr
+	// symlinks): early boot copies it into an empty ROOT, or into a PXE boot's tmpfs root.
+	RootSkeleton = "/usr/share/cairn/root"
 	// FirstBootHook, inside the new root's /usr, runs once before switching root when
 	// present, with --root=<new root>. The installer ships it. A failure stops the boot.
 	FirstBootHook = "/usr/lib/cairn/first-boot"

@@ -7,6 +7,7 @@ package uki
 import (
 	"context"
 	"debug/pe"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -99,5 +100,45 @@ func Build(ctx context.Context, s Spec) error {
 	if out, err := exec.CommandContext(ctx, "objcopy", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("objcopy UKI %s: %w\n%s", s.Out, err, out)
 	}
-	return nil
+	return Normalize(s.Out)
+}
+
+// Normalize makes a PE file reproducible: objcopy stamps the current time into the COFF
+// header; Normalize sets it to 0, as systemd's stub ships, and recomputes the checksum.
+func Normalize(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if len(b) < 0x40 || string(b[:2]) != "MZ" {
+		return fmt.Errorf("%s: not a PE file", path)
+	}
+	pe := int(binary.LittleEndian.Uint32(b[0x3c:]))
+	if pe+24+68 > len(b) || string(b[pe:pe+4]) != "PE\x00\x00" {
+		return fmt.Errorf("%s: no PE header", path)
+	}
+	binary.LittleEndian.PutUint32(b[pe+8:], 0) // TimeDateStamp
+	sumAt := pe + 24 + 64                      // OptionalHeader.CheckSum (same offset in PE32 and PE32+)
+	binary.LittleEndian.PutUint32(b[sumAt:], 0)
+	binary.LittleEndian.PutUint32(b[sumAt:], peChecksum(b, sumAt))
+	return os.WriteFile(path, b, 0o644)
+}
+
+// peChecksum is the image checksum of the PE format (16-bit one's-complement style sum of
+// the file without the checksum field, plus the file length).
+func peChecksum(b []byte, skip int) uint32 {
+	var sum uint64
+	for i := 0; i+1 < len(b); i += 2 {
+		if i == skip || i == skip+2 {
+			continue
+		}
+		sum += uint64(binary.LittleEndian.Uint16(b[i:]))
+		sum = (sum & 0xffff) + (sum >> 16)
+	}
+	if len(b)%2 == 1 {
+		sum += uint64(b[len(b)-1])
+		sum = (sum & 0xffff) + (sum >> 16)
+	}
+	sum = (sum & 0xffff) + (sum >> 16)
+	return uint32(sum) + uint32(len(b))
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cairn-os/cairn/internal/testenv"
 )
@@ -48,8 +49,9 @@ func TestBuildPlacesSectionsAfterTheStub(t *testing.T) {
 		}
 		prevEnd = sec.VirtualAddress + sec.VirtualSize
 	}
-	// Reproducible: the same inputs give the same file.
+	// Reproducible: the same inputs give the same file, also a second later.
 	first, _ := os.ReadFile(s.Out)
+	time.Sleep(1100 * time.Millisecond)
 	if err := Build(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
