@@ -6,6 +6,9 @@ BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/cairn-os/cairn/runtime/cli.Version=$(VERSION)
 CMDS      := $(sort $(dir $(wildcard */cmd/*/main.go)))
+# seccomp: libcontainer applies seccomp filters through libseccomp (cgo).
+GOTAGS    ?= seccomp
+GOFLAGS_TAGS := -tags '$(GOTAGS)'
 # The whole suite must stay well under CI's budget on 2 cores.
 TEST_TIMEOUT ?= 25m
 
@@ -20,14 +23,14 @@ deps: ## install Debian packages and Go modules the build and tests need (idempo
 
 build: deps ## build every binary into bin/
 	@mkdir -p $(BIN)
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(CMDS))
+	$(GO) build $(GOFLAGS_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(CMDS))
 
 test: build ## run all tests: unit, root tier (as root), VM tier (when qemu is there)
-	$(GO) vet ./...
-	CAIRN_BIN=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) vet $(GOFLAGS_TAGS) ./...
+	CAIRN_BIN=$(BIN) $(GO) test $(GOFLAGS_TAGS) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 unit: ## run only the unit tests (no root needed, no prerequisites)
-	$(GO) test -count=1 -short ./...
+	$(GO) test $(GOFLAGS_TAGS) -count=1 -short ./...
 
 demo: build ## build, make a busybox image, fetch it into a scratch store and list it
 	@tools/demo.sh
@@ -37,7 +40,7 @@ bench: build ## run the benchmarks against their peers and print the ratios
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) vet ./...
+	$(GO) vet $(GOFLAGS_TAGS) ./...
 
 clean: ## remove build output
 	rm -rf $(BIN) _output
