@@ -127,8 +127,19 @@ func (c *Cluster) StartEtcd() {
 	c.mu.Lock()
 	c.etcd = cmd
 	c.mu.Unlock()
-	cli := c.Client()
+	// Wait for the port first: gRPC backs off for seconds after a refused connection.
 	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := DialInNS(ctx, c.UnderNS, EtcdIP+":2379")
+		cancel()
+		if err == nil {
+			conn.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cli := c.Client()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := cli.Get(ctx, "health")
@@ -315,6 +326,17 @@ func (h *Host) Wait(timeout time.Duration) (error, bool) {
 	case <-time.After(timeout):
 		return nil, false
 	}
+}
+
+// WaitLog waits until flanneld's log contains s at least n times.
+func (h *Host) WaitLog(s string, n int, timeout time.Duration) {
+	h.C.T.Helper()
+	Eventually(h.C.T, timeout, fmt.Sprintf("%s: %d× %q in the flanneld log", h.NS, n, s), func() error {
+		if got := strings.Count(h.Log(), s); got < n {
+			return fmt.Errorf("seen %d times", got)
+		}
+		return nil
+	})
 }
 
 // Log returns flanneld's output so far.

@@ -19,6 +19,9 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/cairn-os/cairn/flannel/config"
 	"github.com/cairn-os/cairn/flannel/etcdembed"
@@ -156,7 +159,12 @@ func (d *Daemon) connect(ctx context.Context) error {
 		}
 	}
 	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, TLS: tlsCfg,
-		Username: o.EtcdUsername, Password: o.EtcdPassword, Context: ctx, DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second})
+		Username: o.EtcdUsername, Password: o.EtcdPassword, Context: ctx, DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		Logger: zap.NewNop(),
+		// gRPC's default reconnect backoff grows to two minutes; an etcd that comes back
+		// should be found within seconds, before leases run out.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: 3 * time.Second})}})
 	if err != nil {
 		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}

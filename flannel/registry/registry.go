@@ -330,9 +330,14 @@ func (r *Registry) LeaseID() clientv3.LeaseID {
 
 // RenewInterval is how often the etcd lease is refreshed: when the renew margin is
 // reached, and at least every TTL/3 so that a missed renewal or two is harmless.
+// Failed renewals are retried every few seconds at most (retryCap), so that a lease
+// survives an etcd outage that ends before the TTL runs out.
 func (r *Registry) RenewInterval() time.Duration {
-	iv := min(r.TTL-r.RenewMargin, r.TTL/3)
-	return max(iv, time.Second)
+	iv := r.TTL - r.RenewMargin
+	if iv <= 0 || iv > r.TTL/3 {
+		iv = r.TTL / 3
+	}
+	return max(iv, 500*time.Millisecond)
 }
 
 // Keep keeps the host's lease: it renews the etcd lease, and acquires again (the same
@@ -351,7 +356,7 @@ func (r *Registry) Keep(ctx context.Context, cfg *config.Config, onChange func(l
 			if err := r.reacquire(ctx, cfg, onChange); err != nil {
 				r.Log.Error("re-acquire subnet lease", "err", err)
 				next = backoff
-				backoff = min(backoff*2, time.Minute)
+				backoff = min(backoff*2, r.retryCap())
 				r.signalLost()
 				continue
 			}
@@ -370,9 +375,13 @@ func (r *Registry) Keep(ctx context.Context, cfg *config.Config, onChange func(l
 		default:
 			r.Log.Warn("renew subnet lease; will retry", "err", err, "retry_in", backoff)
 			next = backoff
-			backoff = min(backoff*2, time.Minute)
+			backoff = min(backoff*2, r.retryCap())
 		}
 	}
+}
+
+func (r *Registry) retryCap() time.Duration {
+	return min(5*time.Second, max(r.TTL/6, 500*time.Millisecond))
 }
 
 func (r *Registry) renew(ctx context.Context) error {
