@@ -324,11 +324,33 @@ func (i *Init) mountRoot(context.Context) error {
 	if !ok {
 		return fmt.Errorf("disk %s has no partition labelled ROOT", i.diskDev)
 	}
+	var grown int64
+	if f, err := os.Open(i.diskDev); err == nil {
+		size, serr := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
+		f.Close()
+		if g, ok := PlanGrow(i.disk, int64(size)); serr == nil && ok {
+			// A failure to grow is reported, not fatal: the machine still boots, smaller.
+			if grown, err = growRoot(i.diskDev, i.disk, g); err != nil {
+				i.logf("grow ROOT: %v", err)
+				grown = 0
+			}
+		}
+	}
 	dev, err := partitionName(filepath.Base(i.diskDev), p.Number)
 	if err != nil {
 		return err
 	}
-	return (Mount{"/dev/" + dev, i.Sysroot, "ext4", 0, ""}).apply()
+	if err := (Mount{"/dev/" + dev, i.Sysroot, "ext4", 0, ""}).apply(); err != nil {
+		return err
+	}
+	if grown > 0 {
+		if err := growExt4(i.Sysroot, grown); err != nil {
+			i.logf("grow ROOT filesystem: %v", err)
+		} else {
+			i.logf("grew ROOT to %d MiB", grown>>20)
+		}
+	}
+	return nil
 }
 
 func (i *Init) mountUSR(context.Context) error {

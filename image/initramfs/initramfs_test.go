@@ -2,6 +2,7 @@ package initramfs
 
 import (
 	"bytes"
+	"github.com/cairn-os/cairn/internal/gpt"
 	"io/fs"
 	"os/exec"
 	"path/filepath"
@@ -94,4 +95,25 @@ func TestCpioIsReadByCpioAndReproducible(t *testing.T) {
 		}
 	}
 	_ = filepath.Join
+}
+
+func TestPlanGrow(t *testing.T) {
+	const mib = 1 << 20
+	tab := &gpt.Table{Partitions: []gpt.Partition{
+		{Number: 3, Type: gpt.MustParseGUID("5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6"), FirstLBA: 2048, LastLBA: 4095, Name: "USR-A"},
+		{Number: 9, Type: gpt.MustParseGUID("3884DD41-8582-4404-B9A8-E9B84F2DF50E"), FirstLBA: 4096, LastLBA: 8191, Name: "ROOT"},
+	}}
+	// The disk the table was written for: nothing to gain.
+	if _, ok := PlanGrow(tab, 5*mib); ok {
+		t.Error("grows on a disk of the size it was made for")
+	}
+	g, ok := PlanGrow(tab, 100*mib)
+	if !ok || g.Number != 9 || g.OldLast != 8191 || (g.NewLast+1)%2048 != 0 || g.NewLast >= 100*mib/512-33 {
+		t.Fatalf("plan %+v %v", g, ok)
+	}
+	// ROOT that is not last is left alone.
+	tab.Partitions[0].FirstLBA, tab.Partitions[0].LastLBA = 10000, 12000
+	if _, ok := PlanGrow(tab, 100*mib); ok {
+		t.Error("grew a ROOT that is not the last partition")
+	}
 }

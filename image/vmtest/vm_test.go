@@ -1,0 +1,246 @@
+package vmtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/image/build"
+	"github.com/cairn-os/cairn/image/qemu"
+	"github.com/cairn-os/cairn/internal/disklayout"
+	"github.com/cairn-os/cairn/internal/gpt"
+	"github.com/cairn-os/cairn/internal/testenv"
+)
+
+const (
+	cacheRoot = "/var/cache/cairn-image"
+	marker    = "CAIRN-BOOTED"
+	bootLimit = 8 * time.Minute // TCG on a loaded 2-core machine; a normal boot takes far less
+)
+
+// repoRoot is the module root, two levels up from this package.
+func repoRoot(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "../.."))
+}
+
+// inputsKey hashes everything the test image is made from: the image builder's sources and
+// package list, the shared layout and payload code. Same key, same image: it is built once.
+func inputsKey(t *testing.T) string {
+	root := repoRoot(t)
+	h := sha256.New()
+	var paths []string
+	for _, dir := range []string{"image", "internal/gpt", "internal/disklayout", "update-engine/payload", "go.sum"} {
+		filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && !strings.HasSuffix(p, "_test.go") && !strings.Contains(p, "/testdata/") {
+				paths = append(paths, p)
+			}
+			return nil
+		})
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(h, "%s %d\n", strings.TrimPrefix(p, root), len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// heavyLock serializes image builds and qemu boots with the other heavy jobs of the machine.
+func heavyLock(t *testing.T) {
+	if os.Getenv("CAIRN_HEAVY_LOCK_HELD") != "" {
+		return
+	}
+	f, err := os.OpenFile("/tmp/cairn-heavy.lock", os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Logf("waited %v for /tmp/cairn-heavy.lock", d.Round(time.Second))
+	}
+	t.Cleanup(func() { f.Close() })
+}
+
+var img struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func requireVM(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("VM tier: not with -short")
+	}
+	testenv.RequireRoot(t)
+	for _, c := range []string{"qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.erofs", "veritysetup", "objcopy", "mkfs.vfat", "mcopy", "go"} {
+		testenv.RequireCommand(t, c)
+	}
+	testenv.RequireFile(t, qemu.OVMFCode)
+}
+
+// image returns the directory of a built test image, building it when the cache lacks it.
+func image(t *testing.T) string {
+	requireVM(t)
+	img.once.Do(func() {
+		dir := filepath.Join(cacheRoot, "test", inputsKey(t))
+		if _, err := os.Stat(filepath.Join(dir, build.ManifestFile)); err == nil {
+			t.Logf("using the cached test image %s", dir)
+			img.dir = dir
+			return
+		}
+		heavyLock(t)
+		os.RemoveAll(dir)
+		var progress bytes.Buffer
+		start := time.Now()
+		b := &build.Builder{Out: dir, Progress: &progress, Config: build.Config{
+			Version: "0.0.1-test", BinDir: filepath.Join(t.TempDir(), "no-bin"), CacheDir: cacheRoot}}
+		img.err = b.Run(context.Background())
+		t.Logf("built the test image in %v:\n%s", time.Since(start).Round(time.Second), progress.String())
+		img.dir = dir
+	})
+	if img.err != nil {
+		t.Fatalf("image build: %v", img.err)
+	}
+	return img.dir
+}
+
+// overlay makes a qcow2 on top of the built raw disk, so a test can write (or damage) its
+// disk without touching the cached image.
+func overlay(t *testing.T, dir string) string {
+	p := filepath.Join(t.TempDir(), "disk.qcow2")
+	out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+		filepath.Join(dir, build.DiskImage), p).CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu-img create: %v\n%s", err, out)
+	}
+	return p
+}
+
+func boot(t *testing.T, m qemu.Machine) *qemu.VM {
+	heavyLock(t)
+	var log io.Writer
+	if testing.Verbose() {
+		log = os.Stderr
+	}
+	vm, err := qemu.Start(context.Background(), m, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		vm.Stop()
+		if t.Failed() {
+			c := vm.Console()
+			if len(c) > 6000 {
+				c = c[len(c)-6000:]
+			}
+			t.Logf("console (last 6000 bytes):\n%s", c)
+		}
+	})
+	return vm
+}
+
+func TestDiskBootsToMultiUser(t *testing.T) {
+	dir := image(t)
+	disk := overlay(t, dir)
+	// A disk larger than the image, as a cloud disk is: ROOT must grow into it.
+	if out, err := exec.Command("qemu-img", "resize", "-q", disk, "+512M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img resize: %v\n%s", err, out)
+	}
+	vm := boot(t, qemu.Machine{Disk: disk, VarsDir: t.TempDir(), MemoryMB: 1024})
+	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
+	defer cancel()
+	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1-test slot=A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("disk image: marker after %v (OVMF + systemd-boot + UKI + systemd, TCG)", took.Round(100*time.Millisecond))
+	for _, want := range []string{"cairn-init: open dm-verity: ok", "cairn-init: ROOT has no /etc", "cairn-init: grew ROOT to"} {
+		if !strings.Contains(vm.Console(), want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+}
+
+func TestPXEBoots(t *testing.T) {
+	dir := image(t)
+	vm := boot(t, qemu.Machine{Kernel: filepath.Join(dir, build.PXEKernel), Initrd: filepath.Join(dir, build.PXEInitrd),
+		Append: "console=ttyS0,115200n8", MemoryMB: 2048})
+	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
+	defer cancel()
+	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1-test slot=pxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PXE pair: marker after %v", took.Round(100*time.Millisecond))
+}
+
+// TestCorruptUSRDoesNotBoot flips bits in one block of USR-A's filesystem: dm-verity must
+// refuse it, and the slot must not come up.
+func TestCorruptUSRDoesNotBoot(t *testing.T) {
+	dir := image(t)
+	disk := overlay(t, dir)
+	raw := filepath.Join(dir, build.DiskImage)
+	f, err := os.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	tab, err := gpt.Read(f, fi.Size(), 512)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	usrA, ok := tab.Find(gpt.MustParseGUID(disklayout.GUIDUSRA))
+	if !ok {
+		t.Fatal("no USR-A")
+	}
+	// Block 0 holds the erofs superblock (at 1024): mounting reads it through dm-verity.
+	off := usrA.Offset(512) + 1024
+	out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -P 0x5a %d 512", off), disk).CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu-io: %v\n%s", err, out)
+	}
+	vm := boot(t, qemu.Machine{Disk: disk, VarsDir: t.TempDir(), MemoryMB: 1024})
+	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
+	defer cancel()
+	got, took, err := vm.WaitFor(ctx, marker, "cairn-init: BOOT FAILED", "verity: data block 0 is corrupted", "is corrupted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == marker {
+		t.Fatal("a slot with a damaged /usr booted")
+	}
+	t.Logf("damaged USR-A refused after %v: %q", took.Round(100*time.Millisecond), got)
+	// And it stays down: no marker while qemu winds down.
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	if got, _, _ := vm.WaitFor(wctx, marker); got == marker {
+		t.Fatal("marker appeared after the verity failure")
+	}
+}
