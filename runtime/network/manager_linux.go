@@ -53,10 +53,13 @@ type Attachment struct {
 
 // State is what teardown needs, kept in the pod's directory.
 type State struct {
-	PodID string        `json:"podID"`
-	NetNS string        `json:"netns"`
-	Nets  []Attachment  `json:"nets"`
-	Ports []PortMapping `json:"ports,omitempty"`
+	PodID string `json:"podID"`
+	NetNS string `json:"netns"`
+	// OwnNetNS says that Setup made the namespace, so Teardown removes it; a namespace that
+	// the caller made (Attach) is the caller's to remove.
+	OwnNetNS bool          `json:"ownNetns,omitempty"`
+	Nets     []Attachment  `json:"nets"`
+	Ports    []PortMapping `json:"ports,omitempty"`
 }
 
 // Save writes the state atomically.
@@ -112,10 +115,45 @@ var loopbackConf = `{"cniVersion":"0.4.0","name":"lo","plugins":[{"type":"loopba
 // file-name order, with interfaces eth0, eth1, ... . Ports are forwarded through the first
 // masquerading network, else the last one (rkt's rule). On any failure everything done so far
 // is undone and the error names the network.
-func (m *Manager) Setup(ctx context.Context, podID string, sel Selection, ports []PortMapping) (st *State, err error) {
+func (m *Manager) Setup(ctx context.Context, podID string, sel Selection, ports []PortMapping) (*State, error) {
 	if sel.Mode == Host {
 		return &State{PodID: podID}, nil
 	}
+	nets, err := m.resolve(sel, ports) // before anything is made
+	if err != nil {
+		return nil, err
+	}
+	path := m.NetnsPath(podID)
+	if err := createNetns(path); err != nil {
+		return nil, fmt.Errorf("pod %s: create network namespace: %w", podID, err)
+	}
+	st, err := m.attach(ctx, podID, path, nets, sel, ports)
+	if st != nil {
+		st.OwnNetNS = true
+	}
+	if err != nil {
+		if rerr := removeNetns(path); rerr != nil {
+			m.log().Warn("removing the network namespace of a failed setup", "pod", podID, "err", rerr)
+		}
+		return nil, err
+	}
+	return st, nil
+}
+
+// Attach joins an existing network namespace (the pod sandbox's, bind-mounted at netns) to the
+// selected networks, as Setup does. Teardown leaves that namespace in place.
+func (m *Manager) Attach(ctx context.Context, podID, netns string, sel Selection, ports []PortMapping) (*State, error) {
+	if sel.Mode == Host {
+		return &State{PodID: podID}, nil
+	}
+	nets, err := m.resolve(sel, ports)
+	if err != nil {
+		return nil, err
+	}
+	return m.attach(ctx, podID, netns, nets, sel, ports)
+}
+
+func (m *Manager) resolve(sel Selection, ports []PortMapping) ([]*Net, error) {
 	all, err := LoadAll(m.ConfDirs)
 	if err != nil {
 		return nil, err
@@ -127,10 +165,11 @@ func (m *Manager) Setup(ctx context.Context, podID string, sel Selection, ports 
 	if len(ports) > 0 && len(nets) == 0 {
 		return nil, errors.New("port forwards need a network (not --net=none)")
 	}
-	st = &State{PodID: podID, NetNS: m.NetnsPath(podID), Ports: ports}
-	if err := createNetns(st.NetNS); err != nil {
-		return nil, fmt.Errorf("pod %s: create network namespace: %w", podID, err)
-	}
+	return nets, nil
+}
+
+func (m *Manager) attach(ctx context.Context, podID, netns string, nets []*Net, sel Selection, ports []PortMapping) (st *State, err error) {
+	st = &State{PodID: podID, NetNS: netns, Ports: ports}
 	defer func() {
 		if err != nil {
 			if terr := m.Teardown(context.WithoutCancel(ctx), st); terr != nil {
@@ -248,8 +287,10 @@ func (m *Manager) Teardown(ctx context.Context, st *State) error {
 			errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
 		}
 	}
-	if err := removeNetns(st.NetNS); err != nil {
-		errs = append(errs, err)
+	if st.OwnNetNS {
+		if err := removeNetns(st.NetNS); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("pod %s: network teardown: %w", st.PodID, errors.Join(errs...))

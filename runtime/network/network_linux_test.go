@@ -125,6 +125,26 @@ func twoPodsAndHost(t *testing.T, m *Manager) {
 	if out := sh(t, "iptables", "-t", "nat", "-S", "POSTROUTING"); !strings.Contains(out, "CNI-") {
 		t.Fatalf("default network does not masquerade:\n%s", out)
 	}
+
+	// A sandbox that made its own namespace attaches it; teardown leaves the namespace.
+	own := "/run/netns/sandbox"
+	if err := createNetns(own); err != nil {
+		t.Fatal(err)
+	}
+	defer removeNetns(own)
+	st, err := m.Attach(context.Background(), "pod-c", own, Selection{Nets: []Request{{Name: "default"}}}, nil)
+	if err != nil || st.OwnNetNS || len(st.Nets) != 1 {
+		t.Fatalf("attach: %+v, %v", st, err)
+	}
+	if err := m.Teardown(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(own); err != nil {
+		t.Fatalf("teardown removed the caller's namespace: %v", err)
+	}
+	if out := sh(t, "ip", "netns", "exec", "sandbox", "ip", "-o", "addr"); strings.Contains(out, "eth0") {
+		t.Fatalf("eth0 left in the sandbox after teardown:\n%s", out)
+	}
 }
 
 func portForward(t *testing.T, m *Manager) {
