@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -134,7 +135,13 @@ var hostTools = [][2]string{
 	{"mkfs.ext4", "e2fsprogs"}, {"qemu-img", "qemu-utils"},
 }
 
+// versionRE is what both the payload format and the ESP entry names accept.
+var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._~]{0,63}$`)
+
 func (b *Builder) checkTools(context.Context) error {
+	if !versionRE.MatchString(b.Config.Version) {
+		return fmt.Errorf("version %q: want letters, digits, '.', '_' or '~' (it is part of the ESP entry name cairn-<version>-<slot>.efi)", b.Config.Version)
+	}
 	var missing []string
 	for _, t := range hostTools {
 		if _, err := exec.LookPath(t[0]); err != nil {
@@ -335,8 +342,11 @@ func (b *Builder) SlotParams(s disklayout.Slot) bootparams.Params {
 	return p
 }
 
-// UKIName is the file name of slot s's UKI under EFI/Linux on the ESP.
-func UKIName(s disklayout.Slot) string { return "cairn-" + string(s) + ".efi" }
+// UKIName is the file name of slot s's UKI under EFI/Linux on the ESP, as the update engine
+// names them (update-engine/slots): cairn-<version>-<slot>.efi, no boot counter (known good).
+func UKIName(version string, s disklayout.Slot) string {
+	return "cairn-" + version + "-" + string(s) + ".efi"
+}
 
 func (b *Builder) ukiImages(ctx context.Context) error {
 	for _, s := range []disklayout.Slot{disklayout.SlotA, disklayout.SlotB} {
@@ -371,7 +381,7 @@ func (b *Builder) espImage(ctx context.Context) error {
 			{Path: "EFI/systemd/systemd-bootx64.efi", Source: efi},
 			{Path: "loader/loader.conf", Source: conf},
 			// Only slot A is installed: slot B's partition is empty until the first update.
-			{Path: "EFI/Linux/" + UKIName(disklayout.SlotA), Source: b.ukis[disklayout.SlotA]},
+			{Path: "EFI/Linux/" + UKIName(b.Config.Version, disklayout.SlotA), Source: b.ukis[disklayout.SlotA]},
 		}})
 }
 

@@ -32,9 +32,10 @@ type Spec struct {
 }
 
 // LoaderConf is systemd-boot's loader/loader.conf for Cairn: no menu unless a key is held,
-// the newest Cairn UKI by default, and boot counting on.
+// no editor. No "default": the loader's own order (newest version first, entries out of tries
+// last) decides, which is the order the update engine reasons with (update-engine/slots).
 func LoaderConf() string {
-	return "timeout 0\ndefault cairn-*\nconsole-mode keep\neditor no\n"
+	return "timeout 0\nconsole-mode keep\neditor no\n"
 }
 
 // Commands is the plan: the mkfs.vfat call, then one mmd per directory and one mcopy per file.

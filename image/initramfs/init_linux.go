@@ -262,7 +262,21 @@ func (i *Init) checkRootHash(context.Context) error {
 	if got := i.topHashOf(i.usrDev); got != i.params.RootHash {
 		return fmt.Errorf("%s: top hash block gives %s, command line says %s: %w", i.usrDev, got, i.params.RootHash, ErrVerity)
 	}
-	return nil
+	info := "CAIRN_USR_ROOTHASH=" + i.params.RootHash + "\n"
+	if i.disk != nil {
+		for _, p := range i.disk.Partitions {
+			if name, err := partitionName(filepath.Base(i.diskDev), p.Number); err == nil && "/dev/"+name == i.usrDev {
+				info += "CAIRN_USR_PARTUUID=" + p.GUID.String() + "\n"
+				if s, err := disklayout.SlotOfGUID(p.GUID.String()); err == nil {
+					info += "CAIRN_SLOT=" + string(s) + "\n"
+				}
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(BootInfo), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(BootInfo, []byte(info), 0o644)
 }
 
 // topHashOf reads the top block of the hash tree on dev and returns the root hash it gives

@@ -119,7 +119,7 @@ func image(t *testing.T) string {
 		var progress bytes.Buffer
 		start := time.Now()
 		b := &build.Builder{Out: dir, Progress: &progress, Config: build.Config{
-			Version: "0.0.1-test", BinDir: filepath.Join(t.TempDir(), "no-bin"), CacheDir: cacheRoot}}
+			Version: "0.0.1", BinDir: filepath.Join(t.TempDir(), "no-bin"), CacheDir: cacheRoot}}
 		img.err = b.Run(context.Background())
 		t.Logf("built the test image in %v:\n%s", time.Since(start).Round(time.Second), progress.String())
 		img.dir = dir
@@ -175,7 +175,7 @@ func TestDiskBootsToMultiUser(t *testing.T) {
 	vm := boot(t, qemu.Machine{Disk: disk, VarsDir: t.TempDir(), MemoryMB: 1024})
 	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
 	defer cancel()
-	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1-test slot=A")
+	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1 slot=A")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestPXEBoots(t *testing.T) {
 		Append: "console=ttyS0,115200n8", MemoryMB: 2048})
 	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
 	defer cancel()
-	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1-test slot=pxe")
+	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1 slot=pxe")
 	if err != nil {
 		t.Fatal(err)
 	}
