@@ -82,7 +82,20 @@ func (s Spec) Plan(dir string) []string {
 	return append(args, s.Suite, dir, s.Sources)
 }
 
-var unknownRE = regexp.MustCompile(`(?:Unable to locate package|Package '?)([a-z0-9][a-z0-9+.-]+)'? (?:has no installation candidate|$)`)
+// apt's ways of saying a package does not exist (apt-get(8) messages, via mmdebstrap).
+var unknownRE = regexp.MustCompile(`(?m)(?:Unable to locate package ([^\s']+)|Package '?([^\s']+?)'? has no installation candidate)`)
+
+// UnknownPackage finds the package apt could not find in mmdebstrap's output.
+func UnknownPackage(log string) (string, bool) {
+	m := unknownRE.FindStringSubmatch(log)
+	if m == nil {
+		return "", false
+	}
+	if m[1] != "" {
+		return m[1], true
+	}
+	return m[2], true
+}
 
 // Build makes the tree for s, or returns the cached one, in cacheDir/rootfs/<key>. progress
 // receives mmdebstrap's log lines.
@@ -133,8 +146,8 @@ func Build(ctx context.Context, s Spec, cacheDir string, progress io.Writer) (di
 	<-done
 	if runErr != nil {
 		os.RemoveAll(tmp)
-		if m := unknownRE.FindStringSubmatch(tail.String()); m != nil {
-			return "", false, fmt.Errorf("package %q: %w in %s (check image/packages.txt or -config)", m[1], ErrUnknownPackage, s.Suite)
+		if name, ok := UnknownPackage(tail.String()); ok {
+			return "", false, fmt.Errorf("package %q: %w in %s (check image/packages.txt or -config)", name, ErrUnknownPackage, s.Suite)
 		}
 		return "", false, fmt.Errorf("mmdebstrap %s: %w\n%s", s.Suite, runErr, lastLines(tail.String(), 15))
 	}
