@@ -197,31 +197,50 @@ func (c *Cluster) Client() *clientv3.Client {
 }
 
 // DialInNS opens a TCP connection from inside the named network namespace. The socket
-// keeps its namespace for life; the thread that made it is discarded afterwards.
+// keeps its namespace for life.
 func DialInNS(ctx context.Context, ns, addr string) (net.Conn, error) {
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
+	var conn net.Conn
+	err := InNS(ns, func() error {
+		var d net.Dialer
+		var err error
+		conn, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return conn, err
+}
+
+// InNS runs f on an OS thread switched into the named network namespace; sockets it opens
+// and processes it starts live there. The thread is switched back afterwards. It must not
+// simply exit: children started with Pdeathsig are killed when the thread that forked
+// them ends, and Go may have forked any of them on this thread.
+func InNS(ns string, f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			ch <- err
+			return // the thread stays locked and is discarded
+		}
+		defer orig.Close()
 		h, err := netns.GetFromName(ns)
 		if err != nil {
-			ch <- res{nil, err}
+			runtime.UnlockOSThread()
+			ch <- err
 			return
 		}
 		defer h.Close()
 		if err := netns.Set(h); err != nil {
-			ch <- res{nil, err}
+			ch <- err
 			return
 		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		ch <- res{conn, err}
+		ferr := f()
+		if err := netns.Set(orig); err == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- ferr
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }
 
 // SetConfig writes the network config.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -35,6 +36,8 @@ func (d Device) Name() string { return DeviceName(d.VNI) }
 type Dataplane struct {
 	Dev Device
 	Log *slog.Logger
+
+	index atomic.Int64 // the device's ifindex as of the last Ensure
 }
 
 // Links are the interface indexes a reconcile pass works with.
@@ -84,6 +87,7 @@ func (d *Dataplane) Ensure(ctx context.Context) (Links, error) {
 	}
 	attrs := l.Attrs()
 	links.VXLAN = attrs.Index
+	d.index.Store(int64(attrs.Index))
 	if vx := l.(*netlink.Vxlan); vx.Learning {
 		// The kernel cannot switch learning on an existing device through netlink's
 		// changelink on every version; re-create is the safe route.
@@ -309,7 +313,9 @@ func (d *Dataplane) Subscribe(ctx context.Context, notify func()) {
 			return err
 		}
 		for u := range ch {
-			if u.Type == unix.RTM_DELNEIGH && u.Neigh.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 {
+			// The kernel reports a deleted entry with its state already gone, so any
+			// deletion on our device counts.
+			if u.Type == unix.RTM_DELNEIGH && int64(u.Neigh.LinkIndex) == d.index.Load() {
 				notify()
 			}
 		}
