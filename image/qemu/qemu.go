@@ -189,6 +189,20 @@ func (vm *VM) Stop() {
 	<-vm.done
 }
 
+// Run boots m attached to this process's terminal until qemu exits (interactive use).
+func Run(ctx context.Context, m Machine, varsDir string) error {
+	if m.Kernel == "" {
+		m.VarsDir = varsDir
+		if err := copyIfMissing(OVMFVars, filepath.Join(varsDir, "OVMF_VARS.fd")); err != nil {
+			return err
+		}
+	}
+	argv := m.Args()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
 func copyIfMissing(src, dst string) error {
 	if _, err := os.Stat(dst); err == nil {
 		return nil
