@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -242,5 +243,41 @@ func TestCorruptUSRDoesNotBoot(t *testing.T) {
 	defer wcancel()
 	if got, _, _ := vm.WaitFor(wctx, marker); got == marker {
 		t.Fatal("marker appeared after the verity failure")
+	}
+}
+
+// TestRealBuildIsReproducible builds the test image a second time from the same (cached)
+// Debian tree and compares every output file by its hash. It costs a whole pipeline run, so it
+// runs only when CAIRN_IMAGE_REPRO=1 (the fake-tree pipeline test in image/build always runs).
+func TestRealBuildIsReproducible(t *testing.T) {
+	if os.Getenv("CAIRN_IMAGE_REPRO") != "1" {
+		t.Skip("set CAIRN_IMAGE_REPRO=1 to rebuild the real image and compare")
+	}
+	dir := image(t)
+	heavyLock(t)
+	out := filepath.Join(t.TempDir(), "again")
+	b := &build.Builder{Out: out, Config: build.Config{Version: "0.0.1", BinDir: filepath.Join(t.TempDir(), "no-bin"), CacheDir: cacheRoot}}
+	start := time.Now()
+	if err := b.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("second build in %v", time.Since(start).Round(time.Second))
+	var first, second build.Manifest
+	for p, m := range map[string]*build.Manifest{dir: &first, out: &second} {
+		raw, err := os.ReadFile(filepath.Join(p, build.ManifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(first.Files) != len(second.Files) {
+		t.Fatalf("%d files, then %d", len(first.Files), len(second.Files))
+	}
+	for i, f := range first.Files {
+		if f != second.Files[i] {
+			t.Errorf("%s differs: %s, then %s", f.Name, f.SHA256, second.Files[i].SHA256)
+		}
 	}
 }
