@@ -40,7 +40,12 @@ type Machine struct {
 	Accel    string // default "tcg" (this machine's KVM is unusable for stock guests)
 	// VarsDir holds the writable copy of the UEFI variable store (boot counting needs it).
 	VarsDir string
-	Extra   []string
+	// NetBoot boots from the network with the firmware's iPXE (SeaBIOS, no disk, no
+	// kernel): qemu's built-in DHCP/TFTP hands out TFTPDir/BootFile, typically an iPXE script.
+	NetBoot  bool
+	TFTPDir  string
+	BootFile string
+	Extra    []string
 }
 
 // Args is the qemu command line.
@@ -58,6 +63,10 @@ func (m Machine) Args() []string {
 	a := []string{"qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-m", strconv.Itoa(mem),
 		"-smp", strconv.Itoa(cpus), "-nographic", "-no-reboot", "-serial", "mon:stdio",
 		"-nic", "user,model=virtio-net-pci"}
+	if m.NetBoot {
+		a[len(a)-1] += ",tftp=" + m.TFTPDir + ",bootfile=" + m.BootFile
+		return append(append(a, "-boot", "n"), m.Extra...)
+	}
 	if m.Kernel != "" {
 		a = append(a, "-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Append)
 	} else {
@@ -91,7 +100,7 @@ type VM struct {
 
 // Start boots m. Console output is kept (Console) and copied to log when not nil.
 func Start(ctx context.Context, m Machine, log io.Writer) (*VM, error) {
-	if m.Kernel == "" {
+	if m.Kernel == "" && !m.NetBoot {
 		if m.VarsDir == "" {
 			return nil, errors.New("qemu: firmware boot needs VarsDir for the UEFI variables")
 		}

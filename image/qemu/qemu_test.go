@@ -17,4 +17,8 @@ func TestArgs(t *testing.T) {
 	if !strings.Contains(p, "-kernel /k -initrd /i -append console=ttyS0") || strings.Contains(p, "pflash") {
 		t.Errorf("PXE args: %s", p)
 	}
+	n := strings.Join(Machine{NetBoot: true, TFTPDir: "/t", BootFile: "boot.ipxe"}.Args(), " ")
+	if !strings.Contains(n, "-nic user,model=virtio-net-pci,tftp=/t,bootfile=boot.ipxe") || !strings.Contains(n, "-boot n") || strings.Contains(n, "pflash") {
+		t.Errorf("netboot args: %s", n)
+	}
 }

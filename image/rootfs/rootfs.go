@@ -65,8 +65,9 @@ func (s Spec) Plan(dir string) []string {
 		args = append(args, "--dpkgopt=path-exclude="+p)
 	}
 	args = append(args, "--dpkgopt=path-include=/usr/share/doc/*/copyright")
-	// The linux-image postinst would build a Debian initramfs nobody uses; Cairn has its own.
-	args = append(args, `--essential-hook=mkdir -p "$1/etc/initramfs-tools" && printf 'update_initramfs=no\n' > "$1/etc/initramfs-tools/update-initramfs.conf"`)
+	// (The kernel's postinst also builds a Debian initramfs that Cairn does not use; it lands in
+	// /boot, which the image drops. Pre-seeding initramfs-tools' config to skip it makes dpkg
+	// fail on the conffile, so the few seconds are paid.)
 	if s.DebCache != "" {
 		// Reuse and refill the package cache (mmdebstrap(1), "EXAMPLES").
 		args = append(args,

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -280,4 +283,29 @@ func TestRealBuildIsReproducible(t *testing.T) {
 			t.Errorf("%s differs: %s, then %s", f.Name, f.SHA256, second.Files[i].SHA256)
 		}
 	}
+}
+
+// TestIPXEBoots boots the PXE pair the way a data centre does: the firmware's iPXE gets an
+// iPXE script from qemu's built-in TFTP server, and the script fetches the pair over HTTP from
+// a server on the host's loopback (10.0.2.2 from inside the user-mode network).
+func TestIPXEBoots(t *testing.T) {
+	dir := image(t)
+	testenv.RequireFile(t, "/usr/lib/ipxe/qemu/efi-virtio.rom")
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	tftp := t.TempDir()
+	script := fmt.Sprintf("#!ipxe\nkernel http://10.0.2.2:%d/%s console=ttyS0,115200n8\ninitrd http://10.0.2.2:%d/%s\nboot\n",
+		port, build.PXEKernel, port, build.PXEInitrd)
+	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vm := boot(t, qemu.Machine{NetBoot: true, TFTPDir: tftp, BootFile: "boot.ipxe", MemoryMB: 2048})
+	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
+	defer cancel()
+	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1 slot=pxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("iPXE (TFTP script, HTTP pair): marker after %v", took.Round(100*time.Millisecond))
 }
