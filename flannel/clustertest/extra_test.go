@@ -1,0 +1,91 @@
+package clustertest
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"net/netip"
+
+	"github.com/cairn-os/cairn/internal/testenv"
+)
+
+// DirectRouting between hosts on one L2 routes via the peer's public IP on the underlay,
+// without encapsulation; -ip-masq installs flannel's POSTROUTING rules; /healthz and
+// /readyz answer.
+func TestDirectRoutingIPMasqHealth(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, `{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}`)
+	hs, envs, eps := startHosts(t, c, 2, "-ip-masq", "-healthz-port", "9102", "-healthz-ip", "127.0.0.1")
+	pingAll(t, hs, eps, 10*time.Second)
+	out := hs[0].MustExec("ip", "route", "show", envs[1].Subnet.String())
+	if !strings.Contains(out, "via "+hs[1].IP.String()+" dev eth0") {
+		t.Fatalf("DirectRouting route: %q", out)
+	}
+	if !envs[0].IPMasq {
+		t.Fatalf("subnet.env FLANNEL_IPMASQ=false with -ip-masq")
+	}
+	nat := hs[0].MustExec("iptables", "-t", "nat", "-S", "POSTROUTING")
+	for _, want := range []string{
+		"-A POSTROUTING -s 10.5.0.0/16 -d 10.5.0.0/16 -m comment --comment \"flanneld masq\" -j RETURN",
+		"-A POSTROUTING ! -s 10.5.0.0/16 -d " + envs[0].Subnet.String() + " -m comment --comment \"flanneld masq\" -j RETURN",
+		"MASQUERADE --random-fully",
+	} {
+		if !strings.Contains(nat, want) {
+			t.Errorf("nat POSTROUTING lacks %q:\n%s", want, nat)
+		}
+	}
+	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return DialInNS(ctx, hs[0].NS, addr)
+	}}}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := hc.Get("http://127.0.0.1:9102" + p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
+			t.Fatalf("%s: %d %q", p, resp.StatusCode, body)
+		}
+	}
+}
+
+// Interop with stock flannel: FLANNEL_PEER_BIN names a flanneld binary from
+// flannel-io/flannel; it joins the same etcd, and endpoints on both sides ping.
+func TestInteropStockFlannel(t *testing.T) {
+	t.Parallel()
+	peer := os.Getenv("FLANNEL_PEER_BIN")
+	if peer == "" {
+		// Not a missing prerequisite of the suite: the stock binary is optional, also under CI.
+		t.Skip("skipping: set FLANNEL_PEER_BIN to a stock flanneld binary to test interop")
+	}
+	testenv.RequireFile(t, peer)
+	c := newCluster(t, netDoc)
+	ours := c.AddHost()
+	stock := c.AddHost()
+	stock.Args = []string{"-etcd-endpoints", c.EtcdURL, "-iface", "eth0", "-subnet-file", stock.SubnetFile}
+	ours.Start()
+	// Start the stock binary by hand: same namespace layout, its own flags.
+	log, err := os.Create(stock.LogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", stock.NS, peer}, stock.Args...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	e1 := ours.WaitEnv(30 * time.Second)
+	e2 := stock.WaitEnv(60 * time.Second)
+	ep1, ep2 := ours.AddEndpoint(e1), stock.AddEndpoint(e2)
+	pingAll(t, []*Host{ours, stock}, []netip.Addr{ep1, ep2}, 20*time.Second)
+}
