@@ -4,12 +4,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/appc/spec/schema/types"
 
@@ -199,5 +202,171 @@ func TestRktRunACIAndOCI(t *testing.T) {
 	}
 	if left := e.podLeftovers(); len(left) > 0 {
 		t.Fatalf("leftovers after runs:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// start runs rkt in the background and returns the pod UUID once the pod is running.
+func (e *env) start(args ...string) (uuid string, wait func() result) {
+	e.t.Helper()
+	uf := filepath.Join(e.t.TempDir(), "uuid")
+	c := e.cmd(append([]string{"run", "--uuid-file-save=" + uf}, args...)...)
+	// Files, not pipes: apps of a killed rkt run keep its stdout open until gc.
+	outf, err := os.Create(filepath.Join(e.t.TempDir(), "stdout"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	errf, err := os.Create(filepath.Join(e.t.TempDir(), "stderr"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer outf.Close()
+	defer errf.Close()
+	c.Stdout, c.Stderr = outf, errf
+	if err := c.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	done := make(chan result, 1)
+	go func() {
+		err := c.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		o, _ := os.ReadFile(outf.Name())
+		eb, _ := os.ReadFile(errf.Name())
+		done <- result{string(o), string(eb), code}
+	}()
+	errb := struct{ String func() string }{func() string { b, _ := os.ReadFile(errf.Name()); return string(b) }}
+	var res *result
+	wait = func() result {
+		if res == nil {
+			r := <-done
+			res = &r
+		}
+		return *res
+	}
+	e.t.Cleanup(func() {
+		c.Process.Kill()
+		wait()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for uuid == "" {
+		b, _ := os.ReadFile(uf)
+		uuid = strings.TrimSpace(string(b))
+		if time.Now().After(deadline) {
+			e.t.Fatalf("pod did not start: %s", errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := e.run("status", "--wait-ready", uuid); r.code != 0 {
+		e.t.Fatalf("status --wait-ready: %d %s %s", r.code, r.err, errb.String())
+	}
+	return uuid, wait
+}
+
+func (e *env) status(uuid string) map[string]any {
+	e.t.Helper()
+	r := e.run("status", "--format=json", uuid)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.out), &m); err != nil {
+		e.t.Fatalf("status json %q: %v (%s)", r.out, err, r.err)
+	}
+	return m
+}
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	// prepare + run-prepared
+	r := e.run("prepare", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "exit 3")
+	uuid := strings.TrimSpace(r.out)
+	if r.code != 0 || len(uuid) != 36 {
+		t.Fatalf("prepare: %d %q %q", r.code, r.out, r.err)
+	}
+	if st := e.status(uuid)["state"]; st != "prepared" {
+		t.Fatalf("state after prepare %v", st)
+	}
+	if r := e.run("cat-manifest", uuid); r.code != 0 || !strings.Contains(r.out, `"acKind": "PodManifest"`) {
+		t.Fatalf("cat-manifest: %d %q", r.code, r.out)
+	}
+	if r := e.run("run-prepared", uuid); r.code != 3 {
+		t.Fatalf("run-prepared: code %d, want 3: %s", r.code, r.err)
+	}
+	if r := e.run("run-prepared", uuid); r.code == 0 {
+		t.Fatal("run-prepared ran a pod twice")
+	}
+	st := e.status(uuid)
+	if st["state"] != "exited" || st["exit_code"] != float64(3) {
+		t.Fatalf("status after exit: %v", st)
+	}
+	if r := e.run("status", uuid); !strings.Contains(r.out, "app-busybox=3") {
+		t.Fatalf("status text: %q", r.out)
+	}
+
+	// a running pod: list, enter, rm refused, stop
+	id, wait := e.start("--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "trap 'exit 0' TERM; echo started; while :; do sleep 0.1; done")
+	if st := e.status(id); st["state"] != "running" {
+		t.Fatalf("state %v", st)
+	}
+	r = e.run("list", "--no-legend", "--full")
+	if !strings.Contains(r.out, id) || !strings.Contains(r.out, "running") || !strings.Contains(r.out, "exited") {
+		t.Fatalf("list: %q", r.out)
+	}
+	r = e.run("enter", id, "/bin/sh", "-c", "echo $AC_APP_NAME; hostname")
+	if r.code != 0 || r.out != "busybox\nrkt-"+id+"\n" {
+		t.Fatalf("enter: %d %q %q", r.code, r.out, r.err)
+	}
+	if r := e.run("rm", id); r.code == 0 || !strings.Contains(r.err, "running") {
+		t.Fatalf("rm of a running pod: %d %q", r.code, r.err)
+	}
+	if r := e.run("stop", id); r.code != 0 {
+		t.Fatalf("stop: %d %s", r.code, r.err)
+	}
+	res := wait()
+	if res.code != 0 || !strings.Contains(res.out, "started") {
+		t.Fatalf("stopped pod: code %d out %q err %q", res.code, res.out, res.err)
+	}
+	if r := e.run("rm", id); r.code != 0 {
+		t.Fatalf("rm: %d %s", r.code, r.err)
+	}
+	if r := e.run("status", id); r.code == 0 {
+		t.Fatal("status of a removed pod succeeded")
+	}
+	// gc: mark then sweep
+	r = e.run("gc", "--grace-period=0s")
+	if r.code != 0 || !strings.Contains(r.out, uuid) {
+		t.Fatalf("gc: %d %q %q", r.code, r.out, r.err)
+	}
+	if r := e.run("status", uuid); r.code == 0 {
+		t.Fatal("pod survived gc with no grace period")
+	}
+	if left := e.podLeftovers(); len(left) > 0 {
+		t.Fatalf("leftovers:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// A rkt run killed with SIGKILL leaves mounts, namespaces, cgroups and app processes; gc
+// removes all of them.
+func TestGCAfterSIGKILL(t *testing.T) {
+	e := newEnv(t)
+	id, _ := e.start("--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "sleep 1000 & sleep 1000")
+	pid := int(e.status(id)["pid"].(float64))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.status(id)["state"] != "exited" {
+		if time.Now().After(deadline) {
+			t.Fatal("pod not exited after its rkt run was killed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if left := e.podLeftovers(); len(left) == 0 {
+		t.Fatal("a killed rkt run left nothing behind: the leftover check is blind")
+	}
+	if r := e.run("gc", "--grace-period=0s"); r.code != 0 {
+		t.Fatalf("gc: %d %s", r.code, r.err)
+	}
+	if left := e.podLeftovers(); len(left) > 0 {
+		t.Fatalf("leftovers after gc:\n%s", strings.Join(left, "\n"))
 	}
 }

@@ -1,6 +1,7 @@
 package stage1
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -75,15 +76,19 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 	if !path.IsAbs(cwd) {
 		return nil, fmt.Errorf("app %s: working directory %q is not absolute", ra.Name, cwd)
 	}
-	caps, err := Capabilities(a.Isolators)
+	isos, err := decodedIsolators(a.Isolators)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: isolators: %w", ra.Name, err)
+	}
+	caps, err := Capabilities(isos)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", ra.Name, err)
 	}
-	sc, err := SeccompSpec(a.Isolators)
+	sc, err := SeccompSpec(isos)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: seccomp: %w", ra.Name, err)
 	}
-	res, err := Resources(a.Isolators)
+	res, err := Resources(isos)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", ra.Name, err)
 	}
@@ -128,6 +133,20 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 		},
 	}
 	return s, nil
+}
+
+// decodedIsolators returns the isolators with their values decoded. appc's constructors
+// (AsIsolator) leave the decoded value empty; only JSON decoding fills it.
+func decodedIsolators(isos types.Isolators) (types.Isolators, error) {
+	b, err := json.Marshal(isos)
+	if err != nil {
+		return nil, err
+	}
+	var out types.Isolators
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func setEnv(env []string, k, v string) []string {

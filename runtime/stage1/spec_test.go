@@ -1,0 +1,262 @@
+package stage1
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/appc/spec/schema"
+	"github.com/appc/spec/schema/types"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cairn-os/cairn/runtime/image"
+)
+
+func testPod() *PodPlan {
+	return &PodPlan{
+		UUID: "0c5d4f4e-2b1a-4c8e-9a55-000000000001", Dir: "/var/lib/rkt/pods/run/x", Hostname: "h",
+		NetNS: "/p/ns/net", IPCNS: "/p/ns/ipc", UTSNS: "/p/ns/uts",
+		EtcHosts: "/p/etc/hosts",
+	}
+}
+
+func testApp(exec ...string) *AppPlan {
+	return &AppPlan{
+		App:    schema.RuntimeApp{Name: "web", App: &types.App{Exec: exec, User: "0", Group: "0"}},
+		Rootfs: "/p/apps/web/rootfs", UID: 1000, GID: 1000,
+	}
+}
+
+func TestSpecDefaults(t *testing.T) {
+	s, err := Spec(testPod(), testApp("/bin/httpd", "-f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Process.NoNewPrivileges {
+		t.Error("no-new-privileges is off")
+	}
+	if !reflect.DeepEqual(s.Process.Capabilities.Bounding, []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}) {
+		t.Errorf("default capabilities %v", s.Process.Capabilities.Bounding)
+	}
+	if !slices.Contains(s.Linux.MaskedPaths, "/proc/kcore") || !slices.Contains(s.Linux.ReadonlyPaths, "/proc/sys") {
+		t.Error("runc's masked/read-only paths missing")
+	}
+	wantNS := []specs.LinuxNamespace{{Type: "mount"}, {Type: "pid"}, {Type: "ipc", Path: "/p/ns/ipc"}, {Type: "uts", Path: "/p/ns/uts"}, {Type: "network", Path: "/p/ns/net"}}
+	if !reflect.DeepEqual(s.Linux.Namespaces, wantNS) {
+		t.Errorf("namespaces %+v", s.Linux.Namespaces)
+	}
+	if s.Linux.CgroupsPath != "rkt-0c5d4f4e-2b1a-4c8e-9a55-000000000001/web" {
+		t.Errorf("cgroups path %q: must be relative (nested under the caller's cgroup)", s.Linux.CgroupsPath)
+	}
+	if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActAllow ||
+		!slices.Contains(s.Linux.Seccomp.Syscalls[0].Names, "mount") || *s.Linux.Seccomp.Syscalls[0].ErrnoRet != 1 {
+		t.Errorf("default seccomp %+v", s.Linux.Seccomp)
+	}
+	if s.Process.User.UID != 1000 || s.Process.Cwd != "/" || !slices.Contains(s.Process.Env, "AC_APP_NAME=web") {
+		t.Errorf("process %+v", s.Process)
+	}
+	if s.Root.Path != "/p/apps/web/rootfs" {
+		t.Errorf("root %q", s.Root.Path)
+	}
+	var dests []string
+	for _, m := range s.Mounts {
+		dests = append(dests, m.Destination)
+	}
+	if !reflect.DeepEqual(dests, []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/etc/hosts"}) {
+		t.Errorf("mounts %v", dests)
+	}
+}
+
+func TestSpecHostNetwork(t *testing.T) {
+	p := testPod()
+	p.NetNS = ""
+	s, err := Spec(p, testApp("/bin/true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			t.Fatal("--net=host pod got a network namespace")
+		}
+	}
+}
+
+func TestSpecIsolators(t *testing.T) {
+	a := testApp("/bin/true")
+	o := Overrides{Memory: "64M", CPU: "500m", CapsRemove: "NET_BIND_SERVICE,kill", Seccomp: "mode=retain,errno=ENOSYS,read,write,exit_group"}
+	if _, err := o.Apply(a.App.App); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Spec(testPod(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *s.Linux.Resources.Memory.Limit != 64_000_000 {
+		t.Errorf("memory limit %d", *s.Linux.Resources.Memory.Limit)
+	}
+	if *s.Linux.Resources.CPU.Quota != 50000 || *s.Linux.Resources.CPU.Period != 100000 {
+		t.Errorf("cpu %+v", s.Linux.Resources.CPU)
+	}
+	if !reflect.DeepEqual(s.Process.Capabilities.Bounding, []string{"CAP_AUDIT_WRITE"}) {
+		t.Errorf("caps after remove %v", s.Process.Capabilities.Bounding)
+	}
+	sc := s.Linux.Seccomp
+	if sc.DefaultAction != specs.ActErrno || *sc.DefaultErrnoRet != 38 || !reflect.DeepEqual(sc.Syscalls[0].Names, []string{"execve", "exit_group", "read", "write"}) {
+		t.Errorf("retain seccomp %+v", sc)
+	}
+	o = Overrides{CapsRetain: "CAP_CHOWN,SYS_ADMIN"}
+	if _, err := o.Apply(a.App.App); err != nil {
+		t.Fatal(err)
+	}
+	isos, _ := decodedIsolators(a.App.App.Isolators)
+	caps, _ := Capabilities(isos)
+	if !reflect.DeepEqual(caps, []string{"CAP_CHOWN", "CAP_SYS_ADMIN"}) {
+		t.Errorf("retain caps %v", caps)
+	}
+}
+
+func TestSpecVolumes(t *testing.T) {
+	p := testPod()
+	ro := true
+	p.Volumes = []types.Volume{{Name: "data", Kind: "host", Source: "/srv/data", ReadOnly: &ro}, {Name: "scratch", Kind: "empty", Source: "/p/volumes/scratch"}}
+	a := testApp("/bin/true")
+	a.App.Mounts = []schema.Mount{{Volume: "scratch", Path: "/tmp/s"}}
+	a.App.App.MountPoints = []types.MountPoint{{Name: "data", Path: "/data"}, {Name: "unfilled", Path: "/x"}}
+	s, err := Spec(p, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Mounts[len(s.Mounts)-2:]
+	want := []specs.Mount{
+		{Destination: "/tmp/s", Type: "bind", Source: "/p/volumes/scratch", Options: []string{"rbind"}},
+		{Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind", "ro"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("volume mounts\n got %+v\nwant %+v", got, want)
+	}
+	a.App.Mounts = []schema.Mount{{Volume: "nope", Path: "/n"}}
+	if _, err := Spec(p, a); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("mount of a missing volume: %v", err)
+	}
+}
+
+func TestOverlayMount(t *testing.T) {
+	m := OverlayMount([]string{"/cas/tree/base", "/cas/tree/top"}, "/pods/run/u", "web")
+	want := Mount{Source: "overlay", Target: "/pods/run/u/apps/web/rootfs", FSType: "overlay",
+		Data: "lowerdir=/cas/tree/top:/cas/tree/base,upperdir=/pods/run/u/apps/web/upper,workdir=/pods/run/u/apps/web/work"}
+	if m != want {
+		t.Errorf("overlay\n got %+v\nwant %+v", m, want)
+	}
+}
+
+func TestUnderDir(t *testing.T) {
+	mps := []string{"/", "/var/lib/rkt/pods/run/a/apps/x/rootfs", "/var/lib/rkt/pods/run/ab", "/var/lib/rkt/pods/run/a/ns/net", "/var/lib/rkt/pods/run/a"}
+	got := UnderDir(mps, "/var/lib/rkt/pods/run/a")
+	want := []string{"/var/lib/rkt/pods/run/a/ns/net", "/var/lib/rkt/pods/run/a/apps/x/rootfs"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v want %v", got, want)
+	}
+}
+
+func TestAppFromOCIImage(t *testing.T) {
+	img := &image.Image{Format: image.OCI, Name: "docker.io/library/nginx:1.25", OCIConfig: &v1.ConfigFile{Config: v1.Config{
+		Entrypoint: []string{"/docker-entrypoint.sh"}, Cmd: []string{"nginx", "-g", "daemon off;"},
+		Env: []string{"PATH=/usr/sbin:/bin", "NGINX_VERSION=1.25"}, User: "101:102", WorkingDir: "/srv"}}}
+	a, err := AppFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual([]string(a.Exec), []string{"/docker-entrypoint.sh", "nginx", "-g", "daemon off;"}) ||
+		a.User != "101" || a.Group != "102" || a.WorkingDirectory != "/srv" {
+		t.Errorf("app %+v", a)
+	}
+	if v, _ := a.Environment.Get("NGINX_VERSION"); v != "1.25" {
+		t.Errorf("env %v", a.Environment)
+	}
+	n, _ := AppName(img.Name, map[string]bool{"nginx": true})
+	if n != "nginx-2" {
+		t.Errorf("app name %q", n)
+	}
+	o := Overrides{Args: []string{"-v"}}
+	if _, err := o.Apply(a); err != nil || !reflect.DeepEqual([]string(a.Exec), []string{"/docker-entrypoint.sh", "-v"}) {
+		t.Errorf("image args: %v %v", a.Exec, err)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	good := []string{"data,kind=host,source=/srv,readOnly=true", "s,kind=empty,mode=0700"}
+	for _, v := range good {
+		if _, err := ParseVolumeFlag(v); err != nil {
+			t.Errorf("--volume %q: %v", v, err)
+		}
+	}
+	bad := []string{"", "data", "data,kind=host", "data,kind=host,source=rel", "data,kind=nfs,source=/x", "Bad_Name,kind=empty", "d,kind=host,source=/x,readOnly=maybe"}
+	for _, v := range bad {
+		if _, err := ParseVolumeFlag(v); err == nil {
+			t.Errorf("--volume %q accepted", v)
+		}
+	}
+	if _, err := ParseMountFlag("volume=data,target=/data"); err != nil {
+		t.Error(err)
+	}
+	for _, m := range []string{"volume=data", "target=/x", "volume=data,target=rel", "volume=data,target=/x,extra=1", "volume=BAD,target=/x"} {
+		if _, err := ParseMountFlag(m); err == nil {
+			t.Errorf("--mount %q accepted", m)
+		}
+	}
+	for _, s := range []string{"mode=remove,@rkt/default-blacklist", "mode=retain,errno=ENOSYS,read,write"} {
+		if _, err := ParseSeccompFlag(s); err != nil {
+			t.Errorf("--seccomp %q: %v", s, err)
+		}
+	}
+	for _, s := range []string{"mode=remove", "read,write", "mode=keep,read", "mode=remove,errno=EWHAT,read", "mode=remove,@nope/set"} {
+		if _, err := ParseSeccompFlag(s); err == nil {
+			t.Errorf("--seccomp %q accepted", s)
+		}
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	ok := Options{Net: "none", DNS: []string{"10.0.0.1", "::1"}, Apps: []AppImage{{Name: "a", Layers: []string{"/t"}}}}
+	if err := ok.Validate(); err != nil {
+		t.Error(err)
+	}
+	for _, o := range []Options{
+		{Net: "bridge"},
+		{DNS: []string{"host", "1.1.1.1"}},
+		{DNS: []string{"not-an-ip"}},
+		{Hostname: "a b"},
+		{Apps: []AppImage{{Name: "a"}}},
+		{Apps: []AppImage{{Name: "a", Layers: []string{"/t:x"}}}},
+		{Apps: []AppImage{{Name: "a", Layers: []string{"rel"}}}},
+	} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+func FuzzParseFlags(f *testing.F) {
+	for _, s := range []string{"data,kind=host,source=/srv,readOnly=true", "volume=data,target=/data", "mode=retain,errno=ENOSYS,read", "mode=remove,@rkt/default-blacklist", ",,=,", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if v, err := ParseVolumeFlag(s); err == nil && v.Kind == "host" && !strings.HasPrefix(v.Source, "/") {
+			t.Fatalf("host volume with relative source accepted: %q", s)
+		}
+		if m, err := ParseMountFlag(s); err == nil && !strings.HasPrefix(m.Path, "/") {
+			t.Fatalf("relative mount target accepted: %q", s)
+		}
+		if iso, err := ParseSeccompFlag(s); err == nil {
+			isos, err := decodedIsolators(types.Isolators{*iso})
+			if err != nil {
+				t.Fatalf("accepted --seccomp %q does not encode: %v", s, err)
+			}
+			if _, err := SeccompSpec(isos); err != nil {
+				t.Fatalf("accepted --seccomp %q does not build a filter: %v", s, err)
+			}
+		}
+	})
+}
