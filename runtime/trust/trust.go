@@ -170,10 +170,16 @@ func readKeyDir(dir string, keys map[string]*Key, order *[]string) error {
 	}
 	for _, e := range ents {
 		// Sub-directories are longer prefixes; dot files are temporaries of an interrupted write.
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
+		if !e.Type().IsRegular() {
+			// A vendor may link a key file to a shared copy; anything but a file is skipped.
+			if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+				continue
+			}
+		}
 		if !fingerprintName.MatchString(e.Name()) {
 			return fmt.Errorf("trusted key %s: file name is not a lowercase hex key fingerprint", path)
 		}

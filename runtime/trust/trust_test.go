@@ -123,6 +123,17 @@ func TestKeyringPrefixes(t *testing.T) {
 		}
 	}
 
+	// A vendor's key may be a symlink to a shared copy.
+	shared := filepath.Join(t.TempDir(), "shared.asc")
+	os.WriteFile(shared, sys.Public, 0o644)
+	os.Remove(filepath.Join(sysDir, sys.Fingerprint))
+	if err := os.Symlink(shared, filepath.Join(sysDir, sys.Fingerprint)); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := s.Keyring("example.com/app"); len(keys) != 4 {
+		t.Fatalf("symlinked key not read: %d keys", len(keys))
+	}
+
 	// An empty local file masks the vendor's key.
 	mask := filepath.Join(s.LocalDir, "prefix.d/example.com/app", sys.Fingerprint)
 	os.WriteFile(mask, nil, 0o644)
