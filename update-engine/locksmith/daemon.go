@@ -1,0 +1,138 @@
+package locksmith
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/cairn-os/cairn/update-engine/updateconf"
+)
+
+// Locker is a reboot lock: the etcd semaphore or a FleetLock server.
+type Locker interface {
+	Lock(ctx context.Context) error
+	Unlock(ctx context.Context) error
+}
+
+// Daemon is locksmithd's loop: once the update engine needs a reboot, wait for the window,
+// take the lock (per strategy), reboot. At start it releases a lock held from before the
+// reboot that brought it up.
+type Daemon struct {
+	Strategy   string // updateconf.Strategy*
+	Window     *Window
+	Locker     Locker // for etcd-lock and fleetlock
+	NeedReboot func(ctx context.Context) (bool, error)
+	Reboot     func(ctx context.Context) error
+	Now        func() time.Time
+	Sleep      func(ctx context.Context, d time.Duration) error
+	// Poll is how often the engine's status is read and a taken lock asked for again.
+	Poll time.Duration
+	Log  *slog.Logger
+}
+
+func (d *Daemon) log() *slog.Logger {
+	if d.Log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return d.Log
+}
+
+func (d *Daemon) sleep(ctx context.Context, t time.Duration) error {
+	if d.Sleep != nil {
+		return d.Sleep(ctx, t)
+	}
+	tm := time.NewTimer(t)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}
+
+func (d *Daemon) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *Daemon) poll() time.Duration {
+	if d.Poll <= 0 {
+		return 30 * time.Second
+	}
+	return d.Poll
+}
+
+func (d *Daemon) locking() bool {
+	return d.Strategy == updateconf.StrategyEtcdLock || d.Strategy == updateconf.StrategyFleetLock
+}
+
+// ReleaseAfterBoot gives back a lock this machine took before it rebooted, retrying until it
+// succeeds or ctx ends.
+func (d *Daemon) ReleaseAfterBoot(ctx context.Context) error {
+	if !d.locking() || d.Locker == nil {
+		return nil
+	}
+	for {
+		err := d.Locker.Unlock(ctx)
+		if err == nil {
+			d.log().Info("reboot lock released (or not held)", "strategy", d.Strategy)
+			return nil
+		}
+		d.log().Warn("releasing the reboot lock", "err", err)
+		if err := d.sleep(ctx, d.poll()); err != nil {
+			return err
+		}
+	}
+}
+
+// Run returns after the reboot was requested, or when ctx ends.
+func (d *Daemon) Run(ctx context.Context) error {
+	if d.Strategy == updateconf.StrategyOff {
+		d.log().Info("reboot strategy off: not rebooting for updates")
+		<-ctx.Done()
+		return nil
+	}
+	if err := d.ReleaseAfterBoot(ctx); err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		need, err := d.NeedReboot(ctx)
+		if err != nil {
+			d.log().Warn("reading the update engine's status", "err", err)
+		}
+		if !need {
+			if err := d.sleep(ctx, d.poll()); err != nil {
+				return nil
+			}
+			continue
+		}
+		if wait := d.Window.Wait(d.now()); wait > 0 {
+			d.log().Info("reboot needed; waiting for the reboot window", "in", wait)
+			if err := d.sleep(ctx, min(wait, d.poll())); err != nil {
+				return nil
+			}
+			continue
+		}
+		if d.locking() {
+			err := d.Locker.Lock(ctx)
+			if err != nil && !errors.Is(err, ErrHeld) {
+				d.log().Info("reboot needed; lock not available", "err", err)
+				if err := d.sleep(ctx, d.poll()); err != nil {
+					return nil
+				}
+				continue
+			}
+			d.log().Info("reboot lock taken")
+		}
+		d.log().Info("rebooting to finish the update")
+		return d.Reboot(ctx)
+	}
+}
