@@ -218,7 +218,7 @@ func BenchmarkFetchOCI(b *testing.B) {
 		fmt.Printf("  tar -xf of the layers (already local):   %6.2fs  %6.0f MiB/s\n", tarT.Seconds(), mib/tarT.Seconds())
 		fmt.Printf("  second cairn fetch (no-op):              %6.3fs\n", again.Seconds())
 		fmt.Printf("  ratio cairn/tar throughput:              %6.2fx  (target >= 0.8x)\n", tarT.Seconds()/cairn.Seconds())
-		fmt.Printf("  ratio cairn/(skopeo+umoci) throughput:   %6.2fx\n", (skopeo + umoci).Seconds()/cairn.Seconds())
+		fmt.Printf("  ratio cairn/(skopeo+umoci) throughput:   %6.2fx\n", (skopeo+umoci).Seconds()/cairn.Seconds())
 		b.ReportMetric(tarT.Seconds()/cairn.Seconds(), "x-tar")
 		b.ReportMetric((skopeo+umoci).Seconds()/cairn.Seconds(), "x-skopeo+umoci")
 		b.ReportMetric(again.Seconds()*1000, "ms-second-fetch")
