@@ -1,0 +1,17 @@
+// Command locksmithctl inspects and changes the cluster's reboot semaphore.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cairn-os/cairn/update-engine/locksmithcli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(locksmithcli.RunCtl(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
