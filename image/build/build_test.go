@@ -38,7 +38,7 @@ func TestLoadConfigRefusesUnknownFields(t *testing.T) {
 
 func TestCairnFiles(t *testing.T) {
 	b := &Builder{Config: Config{Version: "9.8.7", BinDir: "/nonexistent"}.Defaults()}
-	ops, err := b.CairnFiles(map[string]bool{"rkt": true, "update_engine": true})
+	ops, err := b.CairnFiles(map[string]bool{"rkt": true, "update_engine": true, "flanneld": true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,10 +62,17 @@ func TestCairnFiles(t *testing.T) {
 			t.Errorf("no %s", want)
 		}
 	}
-	for _, absent := range []string{"/usr/bin/flanneld", "/usr/lib/systemd/system/flanneld.service"} {
+	for _, absent := range []string{"/usr/bin/locksmithctl", "/usr/lib/systemd/system/locksmithd.service"} {
 		if _, ok := byPath[absent]; ok {
 			t.Errorf("%s installed without its binary", absent)
 		}
+	}
+	// flanneld comes installed but off: the first-boot config enables it with its config.
+	if _, ok := byPath["/usr/lib/systemd/system/flanneld.service"]; !ok {
+		t.Error("flanneld.service not installed")
+	}
+	if _, ok := byPath["/usr/lib/systemd/system/multi-user.target.wants/flanneld.service"]; ok {
+		t.Error("flanneld enabled by default")
 	}
 	if !byPath["/etc/ssh/ssh_host_*"].Remove {
 		t.Error("host keys are not removed")

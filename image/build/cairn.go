@@ -24,19 +24,22 @@ type Binary struct {
 	Name  string // in BinDir
 	Dest  string // in the image
 	Units []string
+	// Off leaves the units installed but not enabled: the first-boot config turns them on
+	// (flanneld needs its etcd and network config first, as on Container Linux).
+	Off bool
 }
 
 // Binaries are the Cairn programs an image carries when `make build` made them.
 var Binaries = []Binary{
-	{"rkt", "/usr/bin/rkt", []string{"rkt-gc.service", "rkt-gc.timer"}},
-	{"flanneld", "/usr/bin/flanneld", []string{"flanneld.service"}},
-	{"flannel", "/usr/lib/cni/flannel", nil},
-	{"update_engine", "/usr/sbin/update_engine", []string{"update-engine.service"}},
-	{"update_engine_client", "/usr/bin/update_engine_client", nil},
-	{"locksmithd", "/usr/lib/locksmith/locksmithd", []string{"locksmithd.service"}},
-	{"locksmithctl", "/usr/bin/locksmithctl", nil},
-	{"cairn-install", "/usr/bin/cairn-install", nil},
-	{"cairn-firstboot", "/usr/lib/cairn/first-boot", nil},
+	{"rkt", "/usr/bin/rkt", []string{"rkt-gc.service", "rkt-gc.timer"}, false},
+	{"flanneld", "/usr/bin/flanneld", []string{"flanneld.service"}, true},
+	{"flannel", "/usr/lib/cni/flannel", nil, false},
+	{"update_engine", "/usr/sbin/update_engine", []string{"update-engine.service"}, false},
+	{"update_engine_client", "/usr/bin/update_engine_client", nil, false},
+	{"locksmithd", "/usr/lib/locksmith/locksmithd", []string{"locksmithd.service"}, false},
+	{"locksmithctl", "/usr/bin/locksmithctl", nil, false},
+	{"cairn-install", "/usr/bin/cairn-install", nil, false},
+	{"cairn-firstboot", "/usr/lib/cairn/first-boot", nil, false},
 }
 
 // FileOp is one change to the tree, as data: write a file (Data or Source), make a symlink
@@ -63,6 +66,8 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 		{Path: "/usr/share/cairn/update.conf", Mode: 0o644, Data: []byte(UpdateConf(c))},
 		{Path: PayloadKeyPath, Mode: 0o644, Data: b.publicKeyPEM()},
 		{Path: "/usr/share/oem", Mode: fs.ModeDir | 0o755},
+		{Path: "/etc/issue", Mode: 0o644, Data: []byte("Cairn " + c.Version + " \\n \\l\n\n")},
+		{Path: "/etc/issue.net", Mode: 0o644, Data: []byte("Cairn " + c.Version + "\n")},
 		// Host keys are made on first boot (cairn-ssh-keygen.service): no two machines share one.
 		{Path: "/etc/ssh/ssh_host_*", Remove: true},
 		// An empty machine-id makes systemd treat the first boot as one.
@@ -70,6 +75,7 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 		{Path: "/var/lib/dbus/machine-id", Remove: true},
 	}
 	units := []string{"cairn-booted.service", "cairn-ssh-keygen.service"}
+	off := map[string]bool{}
 	ops = append(ops,
 		file("/usr/lib/cairn/booted", "booted", 0o755),
 		file("/usr/lib/systemd/network/50-cairn-dhcp.network", "50-cairn-dhcp.network", 0o644),
@@ -80,12 +86,18 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 		}
 		ops = append(ops, FileOp{Path: bin.Dest, Mode: 0o755, Source: filepath.Join(c.BinDir, bin.Name)})
 		units = append(units, bin.Units...)
+		for _, u := range bin.Units {
+			off[u] = bin.Off
+		}
 	}
 	for _, u := range units {
 		ops = append(ops, file("/usr/lib/systemd/system/"+u, u, 0o644))
 		data, err := files.ReadFile("files/" + u)
 		if err != nil {
 			return nil, err
+		}
+		if off[u] {
+			continue
 		}
 		// Enabled in /usr (vendor presets): they come and go with the /usr they belong to.
 		for _, target := range wantedBy(string(data)) {
