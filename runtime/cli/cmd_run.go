@@ -31,6 +31,7 @@ type podFlags struct {
 	noOverlay    bool
 	setEnv       []string
 	stopTimeout  time.Duration
+	pullPolicy   string
 	// pod-wide defaults of the per-app isolator flags
 	memory, cpu, capsRetain, capsRemove, seccomp string
 }
@@ -44,6 +45,7 @@ func (f *podFlags) define(fs *pflag.FlagSet, withRun bool) {
 	fs.BoolVar(&f.noOverlay, "no-overlay", false, "copy image trees instead of using overlayfs")
 	fs.StringArrayVar(&f.setEnv, "set-env", nil, "environment variable for all apps: NAME=VALUE")
 	fs.StringVar(&f.uuidFileSave, "uuid-file-save", "", "write the pod UUID to this file")
+	fs.StringVar(&f.pullPolicy, "pull-policy", "new", "when to fetch images: never (store only) or new (fetch those not in the store)")
 	fs.StringVar(&f.memory, "memory", "", "memory limit of each app (e.g. 64M)")
 	fs.StringVar(&f.cpu, "cpu", "", "CPU limit of each app in cores or millicores (e.g. 500m)")
 	fs.StringVar(&f.capsRetain, "caps-retain", "", "capabilities to keep (replaces the default set)")
@@ -176,7 +178,7 @@ func preparePod(ctx context.Context, env *Env, f *podFlags, apps []appSpec) (*po
 	st.Log = env.Log
 	taken := map[string]bool{}
 	for _, a := range apps {
-		img, err := getImage(ctx, env, st, a.image)
+		img, err := getImage(ctx, env, st, a.image, f.pullPolicy)
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +264,10 @@ func hasVolume(vs []types.Volume, n types.ACName) bool {
 }
 
 // getImage finds an image in the store, fetching it first when a fetcher is wired in.
-func getImage(ctx context.Context, env *Env, st *store.Store, ref string) (*image.Image, error) {
+func getImage(ctx context.Context, env *Env, st *store.Store, ref, pull string) (*image.Image, error) {
+	if pull != "new" && pull != "never" {
+		return nil, fmt.Errorf("--pull-policy=%s: want never or new", pull)
+	}
 	img, err := st.Get(ctx, ref)
 	if err == nil {
 		return img, nil
@@ -270,7 +275,7 @@ func getImage(ctx context.Context, env *Env, st *store.Store, ref string) (*imag
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
-	if FetchImage != nil {
+	if FetchImage != nil && pull == "new" {
 		img, ferr := FetchImage(ctx, env, st, ref)
 		if ferr != nil {
 			return nil, fmt.Errorf("image %s: not in the store, and fetching it failed: %w", ref, ferr)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -368,5 +369,180 @@ func TestGCAfterSIGKILL(t *testing.T) {
 	}
 	if left := e.podLeftovers(); len(left) > 0 {
 		t.Fatalf("leftovers after gc:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+func TestFaults(t *testing.T) {
+	e := newEnv(t)
+	t.Run("missing image", func(t *testing.T) {
+		r := e.run("run", "--net=none", "--pull-policy=never", "example.com/no-such-image")
+		if r.code != 254 || !strings.Contains(r.err, "example.com/no-such-image") || !strings.Contains(r.err, "not found") {
+			t.Fatalf("code %d stderr %q", r.code, r.err)
+		}
+	})
+	t.Run("bad volume", func(t *testing.T) {
+		r := e.run("run", "--net=none", "--volume=data,kind=host", e.aci)
+		if r.code != 254 || !strings.Contains(r.err, "--volume") {
+			t.Fatalf("code %d stderr %q", r.code, r.err)
+		}
+		r = e.run("run", "--net=none", e.aci, "--mount=volume=nope,target=/x")
+		if r.code != 254 || !strings.Contains(r.err, "nope") {
+			t.Fatalf("mount of an undeclared volume: code %d stderr %q", r.code, r.err)
+		}
+	})
+	t.Run("exec not found", func(t *testing.T) {
+		r := e.run("run", "--net=none", e.aci, "--exec=/bin/no-such-program")
+		if r.code != 254 || !strings.Contains(r.err, "/bin/no-such-program") || !strings.Contains(r.err, "not found") {
+			t.Fatalf("code %d stderr %q", r.code, r.err)
+		}
+	})
+	t.Run("killed by signal", func(t *testing.T) {
+		id, wait := e.start("--net=none", e.aci, "--exec=/bin/sleep", "--", "1000")
+		if r := e.run("stop", "--force", id); r.code != 0 {
+			t.Fatalf("stop --force: %d %s", r.code, r.err)
+		}
+		if r := wait(); r.code != 137 {
+			t.Fatalf("rkt run of a SIGKILLed app: %d, want 137", r.code)
+		}
+		st := e.status(id)
+		apps := st["apps"].([]any)
+		if a := apps[0].(map[string]any); a["exit_code"] != float64(137) || a["signal"] != "SIGKILL" {
+			t.Fatalf("app status %v", a)
+		}
+	})
+	t.Run("oom under --memory", func(t *testing.T) {
+		hog := "x=$(head -c 64m /dev/zero | tr '\\0' a); echo survived ${#x}"
+		r := e.run("run", "--net=none", "--memory=16Mi", e.aci, "--exec=/bin/sh", "--", "-c",
+			"cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "+hog)
+		if r.code != 137 || !strings.HasPrefix(r.out, "16777216\n") || strings.Contains(r.out, "survived") {
+			t.Fatalf("with a 16Mi limit: code %d out %q err %q, want the limit shown and the app OOM-killed", r.code, r.out, r.err)
+		}
+		// The same app without the limit completes: the limit, not the app, killed it.
+		r = e.run("run", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c", hog)
+		if r.code != 0 || !strings.Contains(r.out, "survived 67108864") {
+			t.Fatalf("without a limit: code %d out %q", r.code, r.out)
+		}
+	})
+	t.Run("children outlive the app", func(t *testing.T) {
+		start := time.Now()
+		r := e.run("run", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "(sleep 1000 &); (setsid sleep 1000 &); echo forked")
+		if r.code != 0 || r.out != "forked\n" {
+			t.Fatalf("code %d out %q err %q", r.code, r.out, r.err)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Fatalf("pod with orphaned children took %v", d)
+		}
+	})
+	t.Run("seccomp and capabilities", func(t *testing.T) {
+		r := e.run("run", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "unshare -n true 2>&1; mknod /tmp/n c 1 3 2>&1; grep CapBnd /proc/self/status")
+		if !strings.Contains(r.out, "Operation not permitted") || !strings.Contains(r.out, "CapBnd:\t0000000020000420") {
+			t.Fatalf("default profile: out %q err %q", r.out, r.err)
+		}
+		r = e.run("run", "--net=none", "--insecure-options=seccomp", e.aci, "--caps-retain=CAP_SYS_ADMIN", "--exec=/bin/sh", "--", "-c", "unshare -n true && echo unshared")
+		if r.code != 0 || !strings.Contains(r.out, "unshared") {
+			t.Fatalf("without the filter and with CAP_SYS_ADMIN: code %d out %q err %q", r.code, r.out, r.err)
+		}
+	})
+	if left := e.podLeftovers(); len(left) > 0 {
+		t.Fatalf("leftovers:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+func TestMultiAppPodSharesLocalhost(t *testing.T) {
+	e := newEnv(t)
+	client := `for i in $(seq 50); do wget -q -O - http://127.0.0.1:8080/passwd && hostname && exit 0; sleep 0.1; done; exit 1`
+	r := e.run("run", "--net=none", "--hostname=podhost",
+		e.aci, "--name=client", "--exec=/bin/sh", "--", "-c", client, "---",
+		e.aci, "--name=server", "--exec=/bin/sh", "--", "-c", "httpd -p 127.0.0.1:8080 -h /etc && sleep 2")
+	if r.code != 0 || !strings.Contains(r.out, "root:x:0:0") || !strings.HasSuffix(r.out, "podhost\n") {
+		t.Fatalf("code %d out %q err %q", r.code, r.out, r.err)
+	}
+}
+
+func TestVolumesAndCopyFreeRoots(t *testing.T) {
+	e := newEnv(t)
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "in"), []byte("from host\n"), 0o644)
+	r := e.run("run", "--net=none", "--volume=data,kind=host,source="+host, "--volume=scratch,kind=empty",
+		"--volume=ro,kind=host,source="+host+",readOnly=true",
+		e.aci, "--mount=volume=scratch,target=/scratch", "--mount=volume=ro,target=/ro", "--exec=/bin/sh", "--", "-c",
+		"cat /data/in; echo out > /data/out; echo s > /scratch/s && cat /scratch/s; echo x > /ro/x || echo ro-refused")
+	if r.code != 0 || r.out != "from host\ns\nro-refused\n" {
+		t.Fatalf("code %d out %q err %q", r.code, r.out, r.err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "out")); string(b) != "out\n" {
+		t.Fatalf("host volume write: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(host, "x")); err == nil {
+		t.Fatal("write through a read-only volume")
+	}
+	// The pod's root is an overlay: its upper dir holds only what the pod changed.
+	r = e.run("run", "--net=none", "--uuid-file-save="+filepath.Join(host, "uuid"), e.aci, "--exec=/bin/true")
+	if r.code != 0 {
+		t.Fatal(r.err)
+	}
+	id, _ := os.ReadFile(filepath.Join(host, "uuid"))
+	var size int64
+	upper := filepath.Join(e.dir, "pods", "run", strings.TrimSpace(string(id)), "apps", "busybox", "upper")
+	n := 0
+	filepath.Walk(upper, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil {
+			size += fi.Size()
+			n++
+		}
+		return nil
+	})
+	if n == 0 || size > 64<<10 {
+		t.Fatalf("upper dir %s: %d entries, %d bytes; want a few small entries (the image is not copied)", upper, n, size)
+	}
+}
+
+// Pods run in parallel while gc loops: nothing leaks, and gc never touches a running pod.
+func TestParallelPodsWithGC(t *testing.T) {
+	e := newEnv(t)
+	const n = 20
+	stop := make(chan struct{})
+	gcDone := make(chan string)
+	go func() {
+		var errs []string
+		for {
+			select {
+			case <-stop:
+				gcDone <- strings.Join(errs, "\n")
+				return
+			default:
+			}
+			if r := e.run("gc", "--grace-period=0s"); r.code != 0 {
+				errs = append(errs, r.err)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	codes := make([]result, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = e.run("run", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "sleep 0.$((RANDOM % 5)); exit "+strconv.Itoa(i%3))
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if errs := <-gcDone; errs != "" {
+		t.Errorf("gc failed while pods ran:\n%s", errs)
+	}
+	for i, r := range codes {
+		if r.code != i%3 {
+			t.Errorf("pod %d: code %d, want %d: %s", i, r.code, i%3, r.err)
+		}
+	}
+	e.run("gc", "--grace-period=0s")
+	e.run("gc", "--grace-period=0s")
+	if left := e.podLeftovers(); len(left) > 0 {
+		t.Fatalf("leftovers:\n%s", strings.Join(left, "\n"))
+	}
+	ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", "run"))
+	if len(ents) != 0 {
+		t.Fatalf("%d pods left in run/ after gc", len(ents))
 	}
 }
