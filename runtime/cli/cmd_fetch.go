@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
@@ -20,7 +21,12 @@ import (
 
 // newTransport makes the HTTP transport for downloads, discovery and registries. Tests
 // replace it with one whose dialer sends made-up domains to servers on 127.0.0.1.
-var newTransport = func() *http.Transport { return http.DefaultTransport.(*http.Transport).Clone() }
+var newTransport = func() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// A server that accepts the connection and then says nothing must not hang rkt forever.
+	tr.ResponseHeaderTimeout = 2 * time.Minute
+	return tr
+}
 
 func init() {
 	register(newFetchCommand)
