@@ -63,6 +63,7 @@ type Host struct {
 	SubnetFile string
 	LogFile    string
 	Args       []string
+	Env        []string // extra environment for flanneld
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -286,6 +287,7 @@ func (h *Host) Start() {
 	}
 	defer log.Close()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS, h.C.Flanneld}, h.Args...)...)
+	cmd.Env = append(os.Environ(), h.Env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -89,3 +89,25 @@ func TestInteropStockFlannel(t *testing.T) {
 	ep1, ep2 := ours.AddEndpoint(e1), stock.AddEndpoint(e2)
 	pingAll(t, []*Host{ours, stock}, []netip.Addr{ep1, ep2}, 20*time.Second)
 }
+
+// Without -iface, flanneld uses the default route's interface; -iface-can-reach picks the
+// interface that routes to an address; FLANNELD_* variables work like the flags.
+func TestInterfaceSelection(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, netDoc)
+	h1, h2 := c.AddHost(), c.AddHost()
+	h1.MustExec("ip", "route", "add", "default", "via", EtcdIP)
+	h1.Args = []string{"-etcd-endpoints", c.EtcdURL, "-subnet-file", h1.SubnetFile}
+	h2.Args = []string{"-iface-can-reach", EtcdIP, "-subnet-file", h2.SubnetFile}
+	h1.Start()
+	h2.Env = []string{"FLANNELD_ETCD_ENDPOINTS=" + c.EtcdURL}
+	h2.Start()
+	e1, e2 := h1.WaitEnv(30*time.Second), h2.WaitEnv(30*time.Second)
+	ep1, ep2 := h1.AddEndpoint(e1), h2.AddEndpoint(e2)
+	pingAll(t, []*Host{h1, h2}, []netip.Addr{ep1, ep2}, 10*time.Second)
+	for _, h := range []*Host{h1, h2} {
+		if !strings.Contains(h.Log(), "iface=eth0 addr="+h.IP.String()) {
+			t.Errorf("%s did not pick eth0:\n%s", h.NS, h.Log())
+		}
+	}
+}

@@ -110,7 +110,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.Log.Debug("notified systemd: READY=1")
 	}
 	own := d.reg.Own()
-	d.Log.Info("flanneld running", "subnet", own.Subnet, "public_ip", d.under.PublicIP, "device", d.dp.Dev.Name(), "mtu", d.mtu)
+	d.Log.Info("flanneld running", "subnet", own.Subnet, "public_ip", d.under.PublicIP, "device", vxlan.DeviceName(d.cfg.Backend.VNI), "mtu", d.mtu)
 
 	var wg sync.WaitGroup
 	wg.Go(func() { d.reg.Watch(ctx) })
@@ -284,10 +284,8 @@ func (d *Daemon) writeSubnetFile(ctx context.Context) error {
 // away: the device address, masquerade rules and subnet.env follow the new lease.
 func (d *Daemon) onLeaseChange(l lease.Lease) {
 	d.Log.Error("subnet changed; containers on the old subnet must be restarted", "subnet", l.Subnet)
-	old := d.dp.Dev.Address
-	d.mu.Lock()
-	d.dp.Dev = d.device()
-	d.mu.Unlock()
+	old := d.dp.Wanted().Address
+	d.dp.SetDevice(d.device())
 	if d.Opts.IPMasq {
 		stale := ipmasq.Rules(d.cfg.Network, netip.PrefixFrom(old, d.cfg.SubnetLen))
 		if err := ipmasq.Apply(ipmasq.Rules(d.cfg.Network, l.Subnet), stale); err != nil {
@@ -302,9 +300,7 @@ func (d *Daemon) onLeaseChange(l lease.Lease) {
 
 // pass is one reconcile pass: device, then routes, neighbours and FDB from the lease set.
 func (d *Daemon) pass(ctx context.Context) error {
-	d.mu.Lock()
 	dp := d.dp
-	d.mu.Unlock()
 	links, err := dp.Ensure(ctx)
 	if err == nil {
 		leases, _ := d.reg.Leases()

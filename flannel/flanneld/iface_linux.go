@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Underlay is the interface encapsulated traffic leaves by, and the address peers reach us at.
@@ -54,12 +55,12 @@ func chooseUnderlay(o *Options) (Underlay, error) {
 			u.Addr = src
 		}
 	default:
-		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nil}, netlink.RT_FILTER_DST)
+		rs, err := netlink.RouteList(nil, netlink.FAMILY_V4)
 		if err != nil {
 			return u, fmt.Errorf("find the default route: %w", err)
 		}
 		for _, r := range rs {
-			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Table == unix.RT_TABLE_MAIN {
 				l, err := netlink.LinkByIndex(r.LinkIndex)
 				if err != nil {
 					continue

@@ -370,8 +370,13 @@ func (r *Registry) Keep(ctx context.Context, cfg *config.Config, onChange func(l
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			r.Log.Warn("etcd lease expired; acquiring the subnet again", "subnet", r.Own().Subnet)
 			r.dropLease(r.LeaseID())
-			r.signalLost()
-			next = 0
+			if err := r.reacquire(ctx, cfg, onChange); err != nil {
+				r.Log.Error("re-acquire subnet lease", "err", err, "retry_in", backoff)
+				next = backoff
+				backoff = min(backoff*2, r.retryCap())
+				continue
+			}
+			backoff, next = time.Second, r.RenewInterval()
 		default:
 			r.Log.Warn("renew subnet lease; will retry", "err", err, "retry_in", backoff)
 			next = backoff

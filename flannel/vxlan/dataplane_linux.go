@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
@@ -34,10 +35,25 @@ func (d Device) Name() string { return DeviceName(d.VNI) }
 
 // Dataplane owns one flannel.<VNI> device in the current network namespace.
 type Dataplane struct {
-	Dev Device
+	Dev Device // the wanted device; set before use, then change it with SetDevice
 	Log *slog.Logger
 
+	mu    sync.Mutex
 	index atomic.Int64 // the device's ifindex as of the last Ensure
+}
+
+// SetDevice changes the wanted device (a new lease moves its address).
+func (d *Dataplane) SetDevice(dev Device) {
+	d.mu.Lock()
+	d.Dev = dev
+	d.mu.Unlock()
+}
+
+// Wanted returns the wanted device.
+func (d *Dataplane) Wanted() Device {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.Dev
 }
 
 // Links are the interface indexes a reconcile pass works with.
@@ -48,7 +64,7 @@ type Links struct{ VXLAN, Underlay int }
 // and is re-created; everything else (MAC, MTU, learning, address, up) is fixed in place,
 // so a restart of flanneld leaves a correct device untouched and drops no traffic.
 func (d *Dataplane) Ensure(ctx context.Context) (Links, error) {
-	want := d.Dev
+	want := d.Wanted()
 	name := want.Name()
 	links := Links{Underlay: want.Underlay}
 	l, err := netlink.LinkByName(name)
@@ -106,7 +122,7 @@ func (d *Dataplane) Ensure(ctx context.Context) (Links, error) {
 			return links, fmt.Errorf("device %s: set MTU %d: %w", name, want.MTU, err)
 		}
 	}
-	if err := d.ensureAddress(l); err != nil {
+	if err := ensureAddress(l, want.Address); err != nil {
 		return links, err
 	}
 	if attrs.Flags&net.FlagUp == 0 {
@@ -117,11 +133,12 @@ func (d *Dataplane) Ensure(ctx context.Context) (Links, error) {
 	return links, nil
 }
 
-func (d *Dataplane) ensureAddress(l netlink.Link) error {
-	want := &net.IPNet{IP: d.Dev.Address.AsSlice(), Mask: net.CIDRMask(32, 32)}
+func ensureAddress(l netlink.Link, addr netip.Addr) error {
+	name := l.Attrs().Name
+	want := &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(32, 32)}
 	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
 	if err != nil {
-		return fmt.Errorf("device %s: list addresses: %w", d.Dev.Name(), err)
+		return fmt.Errorf("device %s: list addresses: %w", name, err)
 	}
 	have := false
 	for _, a := range addrs {
@@ -131,12 +148,12 @@ func (d *Dataplane) ensureAddress(l netlink.Link) error {
 		}
 		// A stale address from an earlier lease would attract its subnet's traffic.
 		if err := netlink.AddrDel(l, &a); err != nil {
-			return fmt.Errorf("device %s: remove stale address %s: %w", d.Dev.Name(), a.IPNet, err)
+			return fmt.Errorf("device %s: remove stale address %s: %w", name, a.IPNet, err)
 		}
 	}
 	if !have {
 		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: want}); err != nil {
-			return fmt.Errorf("device %s: add address %s: %w", d.Dev.Name(), want, err)
+			return fmt.Errorf("device %s: add address %s: %w", name, want, err)
 		}
 	}
 	return nil
@@ -148,13 +165,14 @@ func (d *Dataplane) SameL2(ip netip.Addr) bool {
 	if err != nil || len(rs) == 0 {
 		return false
 	}
-	return rs[0].Gw == nil && rs[0].LinkIndex == d.Dev.Underlay
+	return rs[0].Gw == nil && rs[0].LinkIndex == d.Wanted().Underlay
 }
 
 // Current reads the entries flanneld owns: routes into the network on the vxlan device
 // (and, with DirectRouting, on the underlay), permanent neighbours and FDB entries on the
 // vxlan device.
 func (d *Dataplane) Current(links Links) (reconcile.State, error) {
+	dev := d.Wanted()
 	var s reconcile.State
 	add := func(link int, gwRequired bool) error {
 		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: link, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
@@ -166,7 +184,7 @@ func (d *Dataplane) Current(links Links) (reconcile.State, error) {
 				continue
 			}
 			dst, ok := prefixOf(r.Dst)
-			if !ok || !d.Dev.Network.Contains(dst.Addr()) || dst.Bits() < d.Dev.Network.Bits() {
+			if !ok || !dev.Network.Contains(dst.Addr()) || dst.Bits() < dev.Network.Bits() {
 				continue
 			}
 			gw, _ := netip.AddrFromSlice(r.Gw.To4())
@@ -177,14 +195,14 @@ func (d *Dataplane) Current(links Links) (reconcile.State, error) {
 	if err := add(links.VXLAN, false); err != nil {
 		return s, err
 	}
-	if d.Dev.DirectRouting && links.Underlay != 0 {
+	if dev.DirectRouting && links.Underlay != 0 {
 		if err := add(links.Underlay, true); err != nil {
 			return s, err
 		}
 	}
 	ns, err := netlink.NeighList(links.VXLAN, netlink.FAMILY_V4)
 	if err != nil {
-		return s, fmt.Errorf("device %s: list neighbours: %w", d.Dev.Name(), err)
+		return s, fmt.Errorf("device %s: list neighbours: %w", dev.Name(), err)
 	}
 	for _, n := range ns {
 		if n.State&netlink.NUD_PERMANENT == 0 || n.IP.To4() == nil {
@@ -195,7 +213,7 @@ func (d *Dataplane) Current(links Links) (reconcile.State, error) {
 	}
 	fs, err := netlink.NeighList(links.VXLAN, unix.AF_BRIDGE)
 	if err != nil {
-		return s, fmt.Errorf("device %s: list FDB: %w", d.Dev.Name(), err)
+		return s, fmt.Errorf("device %s: list FDB: %w", dev.Name(), err)
 	}
 	for _, f := range fs {
 		if f.IP.To4() == nil || len(f.HardwareAddr) != 6 || f.LinkIndex != links.VXLAN {
@@ -289,7 +307,8 @@ func (d *Dataplane) Subscribe(ctx context.Context, notify func()) {
 			return err
 		}
 		for u := range ch {
-			if u.Header.Type == unix.RTM_DELLINK || u.Attrs().Name == d.Dev.Name() || u.Attrs().Index == d.Dev.Underlay {
+			dev := d.Wanted()
+			if u.Header.Type == unix.RTM_DELLINK || u.Attrs().Name == dev.Name() || u.Attrs().Index == dev.Underlay {
 				notify()
 			}
 		}
