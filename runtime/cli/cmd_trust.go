@@ -47,7 +47,7 @@ Each key's fingerprint is shown and must be confirmed unless --skip-fingerprint-
 				}
 				var keys []*fetch.AnnouncedKey
 				if len(args) == 0 {
-					if keys, err = f.DiscoverKeys(env.Ctx, prefix); err != nil {
+					if keys, err = f.DiscoverKeys(env.Ctx, prefix, allowHTTP); err != nil {
 						return err
 					}
 				}

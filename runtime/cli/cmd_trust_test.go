@@ -59,6 +59,16 @@ func TestTrustFromURLAndDiscovery(t *testing.T) {
 	if code != 0 || !strings.Contains(out, k.Fingerprint) {
 		t.Fatalf("discovered key: code %d stdout %q", code, out)
 	}
+
+	// Keys announced on plain http need --insecure-allow-http.
+	srv.Handle("/other", []byte(`<meta name="ac-discovery-pubkeys" content="example.com/other http://example.com/key.asc">`))
+	_, errOut, code = e2.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/other")
+	if code != 254 || !strings.Contains(errOut, "--insecure-options=http") {
+		t.Fatalf("http key without the flag: code %d stderr %q", code, errOut)
+	}
+	if _, _, code = e2.rkt(t, "", "trust", "--skip-fingerprint-review", "--insecure-allow-http", "--prefix=example.com/other"); code != 0 {
+		t.Fatalf("http key with --insecure-allow-http: code %d", code)
+	}
 }
 
 func TestTrustRefuses(t *testing.T) {

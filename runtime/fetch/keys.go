@@ -42,23 +42,26 @@ func (f *Fetcher) FetchKey(ctx context.Context, location string, allowHTTP bool)
 }
 
 // DiscoverKeys finds and downloads the keys that the publisher of prefix announces with
-// ac-discovery-pubkeys.
-func (f *Fetcher) DiscoverKeys(ctx context.Context, prefix string) ([]*AnnouncedKey, error) {
+// ac-discovery-pubkeys. allowHTTP (rkt trust --insecure-allow-http) permits plain http for
+// the discovery page and the keys.
+func (f *Fetcher) DiscoverKeys(ctx context.Context, prefix string, allowHTTP bool) ([]*AnnouncedKey, error) {
 	app, err := discovery.ParseApp(prefix)
 	if err != nil {
 		return nil, err
 	}
-	res, err := f.discoverer().DiscoverPublicKeys(ctx, app)
+	dc := f.discoverer()
+	dc.AllowHTTP = dc.AllowHTTP || allowHTTP
+	res, err := dc.DiscoverPublicKeys(ctx, app)
 	if err != nil {
 		return nil, err
 	}
-	return f.fetchKeys(ctx, res.PublicKeys)
+	return f.fetchKeys(ctx, res.PublicKeys, allowHTTP)
 }
 
-func (f *Fetcher) fetchKeys(ctx context.Context, urls []string) ([]*AnnouncedKey, error) {
+func (f *Fetcher) fetchKeys(ctx context.Context, urls []string, allowHTTP bool) ([]*AnnouncedKey, error) {
 	var out []*AnnouncedKey
 	for _, u := range urls {
-		k, err := f.FetchKey(ctx, u, false)
+		k, err := f.FetchKey(ctx, u, allowHTTP)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +89,7 @@ func (f *Fetcher) trustAnnouncedKeys(ctx context.Context, app *discovery.App, ur
 			return fmt.Errorf("--trust-keys-from-https: key %s is not on https (allow it with --insecure-options=pubkey)", u)
 		}
 	}
-	keys, err := f.fetchKeys(ctx, urls)
+	keys, err := f.fetchKeys(ctx, urls, false)
 	if err != nil {
 		return fmt.Errorf("--trust-keys-from-https: %w", err)
 	}
