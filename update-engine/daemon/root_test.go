@@ -21,12 +21,12 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/internal/disklayout"
-	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/tools/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/engine"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
+	"github.com/cairn-os/cairn/update-engine/testdisk"
 )
 
 const appID = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
@@ -45,65 +45,9 @@ func binary(t *testing.T, name string) string {
 	return out
 }
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+type disk = testdisk.Disk
 
-// disk is a sparse file with Cairn's GPT layout on a loop device with partition nodes.
-type disk struct {
-	loop string
-	esp  slots.MtoolsESP
-}
-
-func (d *disk) part(n int) string { return fmt.Sprintf("%sp%d", d.loop, n) }
-
-func newDisk(t *testing.T) *disk {
-	testenv.RequireRoot(t)
-	for _, c := range []string{"sgdisk", "losetup", "partx", "mkfs.vfat", "mcopy"} {
-		testenv.RequireCommand(t, c)
-	}
-	img := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(disklayout.MinDiskSize())
-	f.Close()
-	loop := run(t, "losetup", "-f", "--show", img)
-	d := &disk{loop: loop}
-	t.Cleanup(func() {
-		exec.Command("partx", "-d", loop).Run()
-		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v %s", loop, err, out)
-		}
-	})
-	args := []string{"-o"}
-	for _, p := range disklayout.Partitions {
-		size := "0"
-		if p.Size > 0 {
-			size = fmt.Sprintf("+%dK", p.Size/1024)
-		}
-		args = append(args, fmt.Sprintf("-n=%d:0:%s", p.Number, size), fmt.Sprintf("-t=%d:%s", p.Number, p.Type), fmt.Sprintf("-c=%d:%s", p.Number, p.Label))
-		if p.GUID != "" {
-			args = append(args, fmt.Sprintf("-u=%d:%s", p.Number, p.GUID))
-		}
-	}
-	run(t, "sgdisk", append(args, loop)...)
-	run(t, "partx", "-a", loop)
-	for _, p := range disklayout.Partitions {
-		if _, err := os.Stat(d.part(p.Number)); err != nil {
-			t.Fatalf("partition %s: %v", p.Label, err)
-		}
-	}
-	run(t, "mkfs.vfat", "-n", "EFI-SYSTEM", d.part(1))
-	d.esp = slots.MtoolsESP{Image: d.part(1), TmpDir: t.TempDir()}
-	return d
-}
+func newDisk(t *testing.T) *disk { return testdisk.New(t) }
 
 func writeAt(t *testing.T, dev string, b []byte) {
 	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
@@ -154,9 +98,9 @@ func newWorld(t *testing.T) *world {
 	os.WriteFile(filepath.Join(w.dir, "key.pem"), pubPEM, 0o644)
 	// Version 1.0.0 is installed in slot A and booted.
 	w.usrA = bytes.Repeat([]byte("cairn 1.0.0 /usr "), 1<<16)
-	writeAt(t, w.d.part(3), w.usrA)
-	w.hashA = hashDev(t, w.d.part(3), disklayout.SlotA.Partition().Size)
-	if err := w.d.esp.Create(context.Background(), "EFI/Linux/cairn-1.0.0-A.efi", strings.NewReader("UKI 1.0.0")); err != nil {
+	writeAt(t, w.d.Part(3), w.usrA)
+	w.hashA = hashDev(t, w.d.Part(3), disklayout.SlotA.Partition().Size)
+	if err := w.d.ESP.Create(context.Background(), "EFI/Linux/cairn-1.0.0-A.efi", strings.NewReader("UKI 1.0.0")); err != nil {
 		t.Fatal(err)
 	}
 	w.boot(disklayout.SlotA, "1.0.0")
@@ -206,7 +150,7 @@ func (w *world) boot(slot disklayout.Slot, version string) {
 }
 
 func (w *world) slots() *slots.Slots {
-	return &slots.Slots{ESP: w.d.esp, Cmdline: filepath.Join(w.dir, "cmdline"), PartitionPath: slots.DiskPartitions(w.d.loop),
+	return &slots.Slots{ESP: w.d.ESP, Cmdline: filepath.Join(w.dir, "cmdline"), PartitionPath: slots.DiskPartitions(w.d.Loop),
 		EFIVars: filepath.Join(w.dir, "no-efivars")}
 }
 
@@ -247,7 +191,7 @@ func (w *world) unpublish() {
 
 func (w *world) engineArgs(extra ...string) []string {
 	return append([]string{"-config", filepath.Join(w.dir, "update.conf"), "-state-dir", filepath.Join(w.dir, "state"),
-		"-socket", filepath.Join(w.dir, "ue.sock"), "-esp-image", w.d.part(1), "-disk", w.d.loop,
+		"-socket", filepath.Join(w.dir, "ue.sock"), "-esp-image", w.d.Part(1), "-disk", w.d.Loop,
 		"-cmdline", filepath.Join(w.dir, "cmdline"), "-os-release", filepath.Join(w.dir, "os-release"),
 		"-machine-id", filepath.Join(w.dir, "machine-id"), "-boot-id", filepath.Join(w.dir, "boot-id"),
 		"-efivars", filepath.Join(w.dir, "no-efivars"), "-dbus", "off", "-initial-check", "1h", "-interval", "1h"}, extra...)
@@ -302,7 +246,7 @@ func (w *world) status() *slots.Status {
 // assertSafe: slot A's bytes unchanged and still the next boot; slot B has no boot entry.
 func (w *world) assertSafe() {
 	w.t.Helper()
-	if hashDev(w.t, w.d.part(3), disklayout.SlotA.Partition().Size) != w.hashA {
+	if hashDev(w.t, w.d.Part(3), disklayout.SlotA.Partition().Size) != w.hashA {
 		w.t.Fatal("the active slot's partition changed")
 	}
 	st := w.status()
@@ -312,7 +256,7 @@ func (w *world) assertSafe() {
 	if b := st.Slot(disklayout.SlotB); b.State != slots.StateEmpty {
 		w.t.Fatalf("slot B is bootable: %+v", b)
 	}
-	names, _ := w.d.esp.List(context.Background(), slots.EntryDir)
+	names, _ := w.d.ESP.List(context.Background(), slots.EntryDir)
 	for _, n := range names {
 		if strings.Contains(n, "-B") {
 			w.t.Fatalf("slot B file %s left on the ESP", n)
@@ -362,13 +306,13 @@ func TestRootFullCycleAndReboot(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Next != disklayout.SlotB || st.Slot(disklayout.SlotB).TriesLeft != 3 {
 		t.Fatalf("-slots: %v %s", err, out)
 	}
-	if hashDev(t, w.d.part(4), int64(len(usr))) != sha256.Sum256(usr) {
+	if hashDev(t, w.d.Part(4), int64(len(usr))) != sha256.Sum256(usr) {
 		t.Fatal("USR-B does not hold the new image")
 	}
-	if hashDev(t, w.d.part(3), disklayout.SlotA.Partition().Size) != w.hashA {
+	if hashDev(t, w.d.Part(3), disklayout.SlotA.Partition().Size) != w.hashA {
 		t.Fatal("USR-A changed")
 	}
-	rc, err := w.d.esp.Open(context.Background(), "EFI/Linux/cairn-2.0.0-B+3.efi")
+	rc, err := w.d.ESP.Open(context.Background(), "EFI/Linux/cairn-2.0.0-B+3.efi")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +437,7 @@ func TestRootKillDuringDownloadAndWrite(t *testing.T) {
 	if out, err := w.client("-update"); err != nil || !strings.Contains(out, "reboot") {
 		t.Fatalf("retry: %v %s", err, out)
 	}
-	if hashDev(t, w.d.part(4), int64(len(usr))) != sha256.Sum256(usr) {
+	if hashDev(t, w.d.Part(4), int64(len(usr))) != sha256.Sum256(usr) {
 		t.Fatal("USR-B does not hold the new image after the retry")
 	}
 	if s := w.status(); s.Next != disklayout.SlotB || s.Slot(disklayout.SlotB).State != slots.StateTrying {

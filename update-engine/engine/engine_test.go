@@ -242,3 +242,30 @@ func TestSocket(t *testing.T) {
 		t.Fatal("unknown method accepted")
 	}
 }
+
+func TestRunLoopOnDemand(t *testing.T) {
+	m := newMachine(t)
+	m.publish("2.0.0", m.priv)
+	e := m.engine("1.0.0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	trigger := make(chan struct{}, 1)
+	ch, stop := e.Subscribe()
+	defer stop()
+	go e.Run(ctx, trigger)
+	trigger <- struct{}{}
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case s := <-ch:
+			if s.CurrentOperation == OpNeedReboot {
+				if m.srv.Events()[0].Type != omaha.EventTypeUpdateDownloadStarted {
+					t.Fatalf("events %+v", m.srv.Events())
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no update after AttemptUpdate; status %+v", e.Status())
+		}
+	}
+}

@@ -73,7 +73,7 @@ func TestWindow(t *testing.T) {
 		{daily, "2026-11-26 04:30", 0},
 		{daily, "2026-11-26 05:00", 23 * time.Hour},
 		{daily, "2026-11-26 03:00", time.Hour},
-		{weekly, "2026-11-26 05:29", 0},                // Thursday
+		{weekly, "2026-11-26 05:29", 0}, // Thursday
 		{weekly, "2026-11-26 05:30", 7*24*time.Hour - 90*time.Minute},
 		{weekly, "2026-11-25 04:00", 24 * time.Hour}, // Wednesday
 	}
@@ -271,8 +271,12 @@ func TestDaemonWaitsForWindowAndOff(t *testing.T) {
 	var slept []time.Duration
 	rebooted := false
 	d := &Daemon{Strategy: updateconf.StrategyReboot, Window: w, Poll: 2 * time.Hour,
-		Now:        func() time.Time { return now },
-		Sleep:      func(_ context.Context, dd time.Duration) error { slept = append(slept, dd); now = now.Add(dd); return nil },
+		Now: func() time.Time { return now },
+		Sleep: func(_ context.Context, dd time.Duration) error {
+			slept = append(slept, dd)
+			now = now.Add(dd)
+			return nil
+		},
 		NeedReboot: func(context.Context) (bool, error) { return true, nil },
 		Reboot:     func(context.Context) error { rebooted = true; return nil }}
 	if err := d.Run(context.Background()); err != nil || !rebooted {
