@@ -178,4 +178,3 @@ func stepTimes(log string) map[string]time.Duration {
 	}
 	return out
 }
-
