@@ -267,7 +267,11 @@ func (c *Cluster) AddHost(extraArgs ...string) *Host {
 	os.MkdirAll(dir, 0o755)
 	h.SubnetFile = filepath.Join(dir, "subnet.env")
 	h.LogFile = filepath.Join(dir, "flanneld.log")
-	h.Args = append([]string{"-etcd-endpoints", c.EtcdURL, "-iface", "eth0", "-subnet-file", h.SubnetFile, "-log-level", "debug"}, extraArgs...)
+	iface := "eth0"
+	if i%2 == 0 {
+		iface = h.IP.String() // -iface takes a name or an address; exercise both
+	}
+	h.Args = append([]string{"-etcd-endpoints", c.EtcdURL, "-iface", iface, "-subnet-file", h.SubnetFile, "-log-level", "debug"}, extraArgs...)
 	Run(t, "ip", "netns", "add", h.NS)
 	Run(t, "ip", "link", "add", "name", fmt.Sprintf("vh%d", i), "netns", c.UnderNS, "type", "veth", "peer", "name", "eth0", "netns", h.NS)
 	Run(t, "ip", "-n", c.UnderNS, "link", "set", fmt.Sprintf("vh%d", i), "master", "br0", "up")

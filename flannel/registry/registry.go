@@ -344,6 +344,9 @@ func (r *Registry) RenewInterval() time.Duration {
 // subnet whenever possible) when the key or the etcd lease is gone. onChange is called
 // with the new lease when the subnet changed. It returns when ctx ends.
 func (r *Registry) Keep(ctx context.Context, cfg *config.Config, onChange func(lease.Lease)) {
+	r.mu.Lock()
+	r.init()
+	r.mu.Unlock()
 	backoff := time.Second
 	next := r.RenewInterval()
 	for {
@@ -431,6 +434,9 @@ func (r *Registry) signalLost() {
 // puts and deletes update the set, a compaction makes it relist, and the deletion of the
 // host's own key makes Keep acquire again.
 func (r *Registry) Watch(ctx context.Context) {
+	r.mu.Lock()
+	r.init()
+	r.mu.Unlock()
 	backoff := time.Second
 	for ctx.Err() == nil {
 		r.mu.Lock()
