@@ -121,7 +121,27 @@ func Build(ctx context.Context, s Spec, cacheDir string, progress io.Writer) (di
 	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
 		return "", false, err
 	}
-	argv := s.Plan(tmp)
+	// A dry run first (apt resolves the list, nothing is downloaded or installed: seconds), so a
+	// wrong package name fails before minutes of unpacking.
+	sim := s.Plan(tmp)
+	sim = append([]string{sim[0], "--simulate"}, sim[1:]...)
+	if err := s.run(ctx, sim, nil); err != nil {
+		os.RemoveAll(tmp)
+		return "", false, err
+	}
+	if err := s.run(ctx, s.Plan(tmp), progress); err != nil {
+		os.RemoveAll(tmp)
+		return "", false, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return "", false, err
+	}
+	return final, false, nil
+}
+
+// run runs one mmdebstrap command line, passing its output to progress, and turns apt's
+// "no such package" into ErrUnknownPackage.
+func (s Spec) run(ctx context.Context, argv []string, progress io.Writer) error {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(s.SourceDateEpoch, 10), "LC_ALL=C.UTF-8")
 	var tail bytes.Buffer
@@ -146,16 +166,12 @@ func Build(ctx context.Context, s Spec, cacheDir string, progress io.Writer) (di
 	pw.Close()
 	<-done
 	if runErr != nil {
-		os.RemoveAll(tmp)
 		if name, ok := UnknownPackage(tail.String()); ok {
-			return "", false, fmt.Errorf("package %q: %w in %s (check image/packages.txt or -config)", name, ErrUnknownPackage, s.Suite)
+			return fmt.Errorf("package %q: %w in %s (check image/packages.txt or -config)", name, ErrUnknownPackage, s.Suite)
 		}
-		return "", false, fmt.Errorf("mmdebstrap %s: %w\n%s", s.Suite, runErr, lastLines(tail.String(), 15))
+		return fmt.Errorf("mmdebstrap %s: %w\n%s", s.Suite, runErr, lastLines(tail.String(), 15))
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		return "", false, err
-	}
-	return final, false, nil
+	return nil
 }
 
 func lastLines(s string, n int) string {
