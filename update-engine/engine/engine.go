@@ -224,7 +224,15 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 	a := *e.Applier
 	a.Force = a.Force || force
 	downloaded := false
+	lastTenth := map[string]int64{}
 	a.OnProgress = func(p apply.Progress) {
+		// Progress in the log (stderr) every 10% of a step that moves bytes.
+		if p.Total > 0 {
+			if tenth := 10 * p.Done / p.Total; tenth > lastTenth[p.Step] {
+				lastTenth[p.Step] = tenth
+				e.log().Info("progress", "step", p.Step, "percent", 10*tenth, "bytes", p.Done, "of", p.Total)
+			}
+		}
 		if p.Step != "download" && !downloaded {
 			downloaded = true
 			e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadFinished, Result: omaha.EventResultSuccess})

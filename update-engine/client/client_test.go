@@ -1,0 +1,55 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-os/cairn/update-engine/engine"
+)
+
+func TestStatusFormat(t *testing.T) {
+	var b bytes.Buffer
+	(&printer{w: &b}).status(&engine.Status{LastCheckedTime: 1700000000, Progress: 0.5, CurrentOperation: engine.OpDownloading, NewVersion: "2.0.0", NewSize: 42})
+	want := "LAST_CHECKED_TIME=1700000000\nPROGRESS=0.500000\nCURRENT_OP=UPDATE_STATUS_DOWNLOADING\nNEW_VERSION=2.0.0\nNEW_SIZE=42\n"
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	(&printer{w: &b, json: true}).status(&engine.Status{CurrentOperation: engine.OpIdle})
+	if !strings.Contains(b.String(), `"current_operation":"UPDATE_STATUS_IDLE"`) {
+		t.Fatalf("json: %s", b.String())
+	}
+}
+
+func TestUsageAndNoDaemon(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), nil, &out, &errb); code != 2 {
+		t.Fatalf("no verb: exit %d", code)
+	}
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	if code := Run(context.Background(), []string{"-socket", sock, "-status"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), sock) {
+		t.Fatalf("no daemon: exit %d, %s", code, errb.String())
+	}
+	// A daemon that answers an error is a failed -update.
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "ue.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Write([]byte(`{"done":true,"result":"no-update","error":"update step verify-payload: payload signature does not verify"}` + "\n"))
+		c.Close()
+	}()
+	errb.Reset()
+	if code := Run(context.Background(), []string{"-socket", ln.Addr().String(), "-update"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "signature") {
+		t.Fatalf("failed update: exit %d, %s", code, errb.String())
+	}
+}
