@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"net"
@@ -45,6 +46,7 @@ func TestUsageAndNoDaemon(t *testing.T) {
 		if err != nil {
 			return
 		}
+		bufio.NewReader(c).ReadString('\n')
 		c.Write([]byte(`{"done":true,"result":"no-update","error":"update step verify-payload: payload signature does not verify"}` + "\n"))
 		c.Close()
 	}()
