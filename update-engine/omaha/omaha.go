@@ -62,20 +62,20 @@ const (
 type ErrorCode int
 
 const (
-	ErrorCodeSuccess                 ErrorCode = 0
-	ErrorCodeError                   ErrorCode = 1
-	ErrorCodeOmahaRequestError       ErrorCode = 2
-	ErrorCodeInstallDeviceOpenError  ErrorCode = 7
-	ErrorCodeDownloadTransferError   ErrorCode = 9
-	ErrorCodePayloadHashMismatch     ErrorCode = 10
-	ErrorCodePayloadSizeMismatch     ErrorCode = 11
-	ErrorCodePayloadVerification     ErrorCode = 12
-	ErrorCodeDownloadWriteError      ErrorCode = 14
-	ErrorCodeNewRootfsVerification   ErrorCode = 15
-	ErrorCodeNewKernelVerification   ErrorCode = 16
-	ErrorCodePayloadPubKeyVerify     ErrorCode = 18
-	ErrorCodeOmahaResponseInvalid    ErrorCode = 34
-	ErrorCodeOmahaErrorInHTTPResonse ErrorCode = 37
+	ErrorCodeSuccess                  ErrorCode = 0
+	ErrorCodeError                    ErrorCode = 1
+	ErrorCodeOmahaRequestError        ErrorCode = 2
+	ErrorCodeInstallDeviceOpenError   ErrorCode = 7
+	ErrorCodeDownloadTransferError    ErrorCode = 9
+	ErrorCodePayloadHashMismatch      ErrorCode = 10
+	ErrorCodePayloadSizeMismatch      ErrorCode = 11
+	ErrorCodePayloadVerification      ErrorCode = 12
+	ErrorCodeDownloadWriteError       ErrorCode = 14
+	ErrorCodeNewRootfsVerification    ErrorCode = 15
+	ErrorCodeNewKernelVerification    ErrorCode = 16
+	ErrorCodePayloadPubKeyVerify      ErrorCode = 18
+	ErrorCodeOmahaResponseInvalid     ErrorCode = 34
+	ErrorCodeOmahaErrorInHTTPResponse ErrorCode = 37
 
 	// ErrorCodeRollback: the machine booted back into the previous version after an update
 	// (the new slot ran out of boot tries without being marked good).
