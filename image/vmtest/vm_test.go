@@ -72,22 +72,34 @@ func inputsKey(t *testing.T) string {
 }
 
 // heavyLock serializes image builds and qemu boots with the other heavy jobs of the machine.
+// It is taken once and held until the test binary exits: the VM tests are one heavy job.
 func heavyLock(t *testing.T) {
-	if os.Getenv("CAIRN_HEAVY_LOCK_HELD") != "" {
-		return
+	heavy.Do(func() {
+		if os.Getenv("CAIRN_HEAVY_LOCK_HELD") != "" {
+			return
+		}
+		f, err := os.OpenFile("/tmp/cairn-heavy.lock", os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			heavy.err = err
+			return
+		}
+		start := time.Now()
+		if heavy.err = unix.Flock(int(f.Fd()), unix.LOCK_EX); heavy.err == nil {
+			heavy.f = f // kept open: closing it would release the lock
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Logf("waited %v for /tmp/cairn-heavy.lock", d.Round(time.Second))
+		}
+	})
+	if heavy.err != nil {
+		t.Fatalf("/tmp/cairn-heavy.lock: %v", heavy.err)
 	}
-	f, err := os.OpenFile("/tmp/cairn-heavy.lock", os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Logf("waited %v for /tmp/cairn-heavy.lock", d.Round(time.Second))
-	}
-	t.Cleanup(func() { f.Close() })
+}
+
+var heavy struct {
+	sync.Once
+	f   *os.File
+	err error
 }
 
 var img struct {
