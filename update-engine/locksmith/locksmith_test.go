@@ -290,3 +290,26 @@ func TestDaemonWaitsForWindowAndOff(t *testing.T) {
 	off := &Daemon{Strategy: updateconf.StrategyOff, Reboot: func(context.Context) error { t.Fatal("rebooted with strategy off"); return nil }}
 	off.Run(ctx)
 }
+
+func FuzzParseSemaphore(f *testing.F) {
+	f.Add([]byte(`{"semaphore":1,"max":1,"holders":[]}`))
+	f.Add([]byte(`{"semaphore":0,"max":2,"holders":["a","b"]}`))
+	f.Add([]byte(`{"semaphore":-5,"max":1,"holders":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseSemaphore(b)
+		if err != nil {
+			return
+		}
+		if s.Semaphore > s.Max || s.Holders == nil {
+			t.Fatalf("inconsistent semaphore accepted: %+v", s)
+		}
+		// Whatever was accepted survives a lock/unlock round trip unchanged in count.
+		before := s.Semaphore
+		if s.Lock("fuzz-machine") == nil {
+			s.Unlock("fuzz-machine")
+		}
+		if s.Semaphore != before {
+			t.Fatalf("lock/unlock changed the count: %d -> %d", before, s.Semaphore)
+		}
+	})
+}

@@ -178,3 +178,34 @@ func TestMtoolsESP(t *testing.T) {
 	}
 	exercise(t, MtoolsESP{Image: img, TmpDir: t.TempDir()})
 }
+
+func FuzzParseEntry(f *testing.F) {
+	f.Add("cairn-1.2.3-B+2-1.efi")
+	f.Add("cairn-1.2.3-A.efi")
+	f.Add("cairn-1-A+99999.efi")
+	f.Fuzz(func(t *testing.T, name string) {
+		e, ok := ParseEntry(name)
+		if !ok {
+			return
+		}
+		if e.Slot != disklayout.SlotA && e.Slot != disklayout.SlotB || e.TriesLeft < 0 || e.TriesDone < 0 {
+			t.Fatalf("%q parsed as %+v", name, e)
+		}
+		// The counter-free id parses back to the same slot and version.
+		back, ok := ParseEntry(e.ID())
+		if !ok || back.Slot != e.Slot || back.Version != e.Version || back.Counting {
+			t.Fatalf("%q: id %q parses as %+v", name, e.ID(), back)
+		}
+	})
+}
+
+func FuzzActiveFromCmdline(f *testing.F) {
+	f.Add("mount.usr=PARTUUID=7130c94a-213a-4e5a-8e26-6cce9662f132 ro")
+	f.Add("usr=/dev/disk/by-partuuid/E03DD35C-7C2D-4A47-B3FE-27F15780A57C")
+	f.Fuzz(func(t *testing.T, cmdline string) {
+		s, err := ActiveFromCmdline(cmdline)
+		if err == nil && s != disklayout.SlotA && s != disklayout.SlotB {
+			t.Fatalf("%q gave slot %q", cmdline, s)
+		}
+	})
+}

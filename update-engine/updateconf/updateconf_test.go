@@ -74,3 +74,19 @@ func TestSchedule(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("GROUP=stable\n# c\nexport SERVER='http://x/'\n"))
+	f.Add([]byte("A=\"unterminated\n=\n\x00=1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kv, err := Parse(b)
+		if err != nil {
+			return
+		}
+		for k := range kv {
+			if !validKey(k) {
+				t.Fatalf("invalid key %q accepted", k)
+			}
+		}
+	})
+}
