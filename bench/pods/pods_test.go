@@ -1,0 +1,166 @@
+// Package pods benchmarks starting a pod against its peers on one machine: `rkt run --net=none`
+// of busybox /bin/true (image already in the store) against `runc run` (Debian's runc) on a
+// bundle of the same busybox tree and `podman run --rootfs` of that tree, interleaved, 50 runs
+// each, and prints the medians and ratios. Run it with `make bench` (go test -bench); `go test`
+// alone does not.
+package pods
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/appc/spec/schema/types"
+
+	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/store"
+)
+
+const runs = 50
+
+func rktBinary(b *testing.B) string {
+	if d := os.Getenv("CAIRN_BIN"); d != "" {
+		return filepath.Join(d, "rkt")
+	}
+	p := filepath.Join(b.TempDir(), "rkt")
+	out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", p, "github.com/cairn-os/cairn/runtime/cmd/rkt").CombinedOutput()
+	if err != nil {
+		b.Fatalf("build rkt: %v\n%s", err, out)
+	}
+	return p
+}
+
+// bundle makes a runc bundle whose rootfs is the busybox tree of the fixture layer.
+func bundle(b *testing.B, dir string) string {
+	layer, err := fixture.BusyboxLayerTar()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	os.MkdirAll(rootfs, 0o755)
+	cmd := exec.Command("tar", "-xf", "-", "-C", rootfs)
+	cmd.Stdin = bytes.NewReader(layer)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("untar: %v %s", err, out)
+	}
+	for _, d := range []string{"proc", "sys", "dev", "tmp"} {
+		os.MkdirAll(filepath.Join(rootfs, d), 0o755)
+	}
+	spec := exec.Command("runc", "spec")
+	spec.Dir = dir
+	if out, err := spec.CombinedOutput(); err != nil {
+		b.Fatalf("runc spec: %v %s", err, out)
+	}
+	// Same process as the pod: /bin/true, no terminal.
+	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	var cfg map[string]any
+	json.Unmarshal(raw, &cfg)
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/true"}
+	raw, _ = json.Marshal(cfg)
+	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	return rootfs
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func timed(b *testing.B, name string, cmd *exec.Cmd) time.Duration {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s: %v\n%s", name, err, out.String())
+	}
+	return time.Since(start)
+}
+
+func BenchmarkPodStart(b *testing.B) {
+	testenv.RequireRoot(b)
+	testenv.RequireFile(b, fixture.BusyboxPath)
+	rkt := rktBinary(b)
+	dir := b.TempDir()
+	data := filepath.Join(dir, "rkt")
+	st, err := store.Open(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var aci bytes.Buffer
+	if _, err := fixture.WriteACI(&aci, fixture.ACIOptions{Name: fixture.ACIName,
+		App: &types.App{Exec: types.Exec{"/bin/true"}, User: "0", Group: "0"}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.ImportACI(context.Background(), &aci, store.ImportOptions{Name: fixture.ACIName, Trusted: true}); err != nil {
+		b.Fatal(err)
+	}
+	bdir := filepath.Join(dir, "bundle")
+	os.MkdirAll(bdir, 0o755)
+
+	type peer struct {
+		name string
+		cmd  func(i int) *exec.Cmd
+	}
+	peers := []peer{{"rkt run", func(int) *exec.Cmd {
+		return exec.Command(rkt, "--dir="+data, "run", "--net=none", "--pull-policy=never", fixture.ACIName)
+	}}}
+	if _, err := exec.LookPath("runc"); err == nil {
+		bundle(b, bdir)
+		peers = append(peers, peer{"runc run", func(i int) *exec.Cmd {
+			c := exec.Command("runc", "--root", filepath.Join(dir, "runc-state"), "run", fmt.Sprintf("bench-%d", i))
+			c.Dir = bdir
+			return c
+		}})
+	} else {
+		b.Log("runc not installed: skipping that peer")
+	}
+	if _, err := exec.LookPath("podman"); err == nil {
+		rootfs := filepath.Join(bdir, "rootfs")
+		if _, err := os.Stat(rootfs); err != nil {
+			rootfs = bundle(b, bdir)
+		}
+		peers = append(peers, peer{"podman run --rootfs", func(int) *exec.Cmd {
+			return exec.Command("podman", "run", "--rm", "--network", "none",
+				"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000", "--rootfs", rootfs, "/bin/true")
+		}})
+	} else {
+		b.Log("podman not installed: skipping that peer")
+	}
+
+	times := make([][]time.Duration, len(peers))
+	for _, p := range peers { // warm caches once
+		timed(b, p.name, p.cmd(-1))
+	}
+	b.ResetTimer()
+	for i := 0; i < runs; i++ {
+		for j, p := range peers { // interleaved
+			times[j] = append(times[j], timed(b, p.name, p.cmd(i)))
+		}
+		if i%10 == 9 {
+			// Pods exited: gc keeps the pods directory small, as a host's timer would.
+			exec.Command(rkt, "--dir="+data, "gc", "--grace-period=0s").Run()
+			exec.Command(rkt, "--dir="+data, "gc", "--grace-period=0s").Run()
+		}
+	}
+	b.StopTimer()
+	base := median(times[0])
+	var lines []string
+	for j, p := range peers {
+		m := median(times[j])
+		lines = append(lines, fmt.Sprintf("%-22s median %8.1f ms  (rkt/peer %.2f)", p.name, float64(m.Microseconds())/1000, float64(base)/float64(m)))
+	}
+	fmt.Printf("pod start, busybox /bin/true, %d interleaved runs each:\n  %s\n", runs, strings.Join(lines, "\n  "))
+	b.ReportMetric(float64(base.Microseconds())/1000, "rkt-ms")
+}
