@@ -2,7 +2,7 @@
 // random, half text-like, so zstd halves it) is signed into a payload, served by the dev Omaha
 // server on 127.0.0.1, and applied by update_engine -once to USR-B of a loop-device disk; the
 // peer is `dd bs=4M conv=fsync` of the uncompressed image to USR-A of the same disk. It prints
-// the time of each apply step, the ratio of throughputs and the engine's peak RSS.
+// the time of each apply step, the ratio of throughputs and the peak RSS of both.
 // Run it with `make bench` (go test -bench); `go test` alone does not.
 package update
 
@@ -17,7 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,16 +68,57 @@ func writeImage(b *testing.B, path string) {
 	}
 }
 
+// timed runs a command and returns its wall time, its peak RSS in KiB and its output. The
+// peak is read from /proc/<pid>/status (VmHWM, the high-water mark of the process's own
+// memory): rusage's maxrss would count the Go parent's memory that the child shared until exec.
 func timed(b *testing.B, name string, args ...string) (time.Duration, int64, string) {
 	cmd := exec.Command(name, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		for {
+			if hwm := vmHWM(status); hwm > peak.Load() {
+				peak.Store(hwm)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	err := cmd.Wait()
+	took := time.Since(start)
+	close(stop)
+	<-polled
+	if err != nil {
 		b.Fatalf("%s: %v\n%s", name, err, out.String())
 	}
-	took := time.Since(start)
-	return took, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, out.String()
+	return took, peak.Load(), out.String()
+}
+
+func vmHWM(status string) int64 {
+	b, err := os.ReadFile(status)
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
 }
 
 func BenchmarkApplyVsDD(b *testing.B) {

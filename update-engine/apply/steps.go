@@ -1,7 +1,6 @@
 package apply
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -292,15 +291,18 @@ func (r *run) writeUSR(ctx context.Context) error {
 	if _, err := dst.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	// Large writes: the decompressor hands out small blocks, the device wants big ones.
-	bw := bufio.NewWriterSize(dst, 4<<20)
+	// Large writes, in a goroutine of their own: the decompressor hands out small blocks and
+	// the device wants big ones, and decompressing the next block while the kernel copies
+	// the last one keeps both cores busy.
+	aw := newAsyncWriter(dst, 4<<20, 4)
 	pw := &progressWriter{r: r, step: "write-usr", tot: part.Size}
-	w := &ctxWriter{ctx: ctx, w: io.MultiWriter(bw, pw)}
-	if err := payload.Extract(w, io.NewSectionReader(src, part.Offset, part.CompressedSize), part); err != nil {
-		return coded(omaha.ErrorCodePayloadHashMismatch, fmt.Errorf("slot %s partition %s: %w", r.target, dev, err))
+	w := &ctxWriter{ctx: ctx, w: io.MultiWriter(aw, pw)}
+	err = payload.Extract(w, io.NewSectionReader(src, part.Offset, part.CompressedSize), part)
+	if cerr := aw.Close(); err == nil && cerr != nil {
+		return fmt.Errorf("slot %s partition %s: %w", r.target, dev, cerr)
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("slot %s partition %s: %w", r.target, dev, err)
+	if err != nil {
+		return coded(omaha.ErrorCodePayloadHashMismatch, fmt.Errorf("slot %s partition %s: %w", r.target, dev, err))
 	}
 	if err := dst.Sync(); err != nil {
 		return fmt.Errorf("slot %s partition %s: sync: %w", r.target, dev, err)
