@@ -62,7 +62,7 @@ ACIs must be signed by a key trusted for their name (see rkt trust). OCI and Doc
 carry no such signature and need --insecure-options=image.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			policy, err := pullPolicy(fl)
+			policy, err := pullPolicy(env, fl)
 			if err != nil {
 				return err
 			}
@@ -102,20 +102,24 @@ carry no such signature and need --insecure-options=image.`,
 	fs.BoolVar(&fl.full, "full", false, "print the full image hash after fetching")
 	fs.BoolVar(&fl.noStore, "no-store", false, "fetch images ignoring the local store")
 	fs.BoolVar(&fl.storeOnly, "store-only", false, "use only available images in the store (do not discover or download from remote URLs)")
-	fs.MarkDeprecated("no-store", "please use --pull-policy=update")
-	fs.MarkDeprecated("store-only", "please use --pull-policy=never")
+	// Deprecated as in rkt, but warned about here: cobra would print its notice on stdout,
+	// where scripts read the image ID.
+	fs.MarkHidden("no-store")
+	fs.MarkHidden("store-only")
 	fs.StringArrayVar(&fl.signatures, "signature", nil, "local signature file (or URL) for the image in the same position")
 	fs.BoolVar(&fl.allowOffDomain, "allow-off-domain", false, "accept appc discovery pages that point to another domain")
 	return cmd
 }
 
-func pullPolicy(fl fetchFlags) (fetch.PullPolicy, error) {
+func pullPolicy(env *Env, fl fetchFlags) (fetch.PullPolicy, error) {
 	switch {
 	case fl.noStore && fl.storeOnly:
 		return "", errors.New("both --store-only and --no-store specified")
 	case fl.storeOnly:
+		env.Log.Warn("--store-only is deprecated, please use --pull-policy=never")
 		return fetch.PullNever, nil
 	case fl.noStore:
+		env.Log.Warn("--no-store is deprecated, please use --pull-policy=update")
 		return fetch.PullUpdate, nil
 	}
 	return fetch.ParsePullPolicy(fl.pullPolicy)

@@ -96,6 +96,11 @@ func TestFetchSignedACI(t *testing.T) {
 	if code != 0 || strings.TrimSpace(out) != im.ACIID {
 		t.Fatalf("fetch --full: code %d, stdout %q", code, out)
 	}
+	// rkt's deprecated spelling of --pull-policy=never finds it by name.
+	out, errOut, code = e.rkt(t, "", "fetch", "--store-only", fixture.ACIName+":"+fixture.ACIVersion)
+	if code != 0 || strings.TrimSpace(out) != im.ACIID[:len("sha512-")+32] || !strings.Contains(errOut, "deprecated") {
+		t.Fatalf("fetch --store-only: code %d, stdout %q", code, out)
+	}
 }
 
 func TestFetchUnsignedFormats(t *testing.T) {

@@ -185,6 +185,14 @@ func TestFetchLocalACI(t *testing.T) {
 	if err != nil || again.ID != img.ID {
 		t.Fatalf("second fetch: %v %v", again, err)
 	}
+	// An image ID names what is in the store.
+	for _, ref := range []string{img.ID, img.ShortID()} {
+		if byID, err := f.Fetch(ctx, Request{Image: ref}); err != nil || byID.ID != img.ID {
+			t.Fatalf("fetch %s: %v %v", ref, byID, err)
+		}
+	}
+	_, err = f.Fetch(ctx, Request{Image: "sha512-0123456789abcdef"})
+	wantErr(t, err, store.ErrNotFound, "sha512-0123456789abcdef")
 }
 
 func TestFetchLocalACIRefused(t *testing.T) {
