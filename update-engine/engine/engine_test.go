@@ -269,3 +269,33 @@ func TestRunLoopOnDemand(t *testing.T) {
 		}
 	}
 }
+
+func TestSocketUpdateWhileBusyFollows(t *testing.T) {
+	m := newMachine(t)
+	m.publish("2.0.0", m.priv)
+	e := m.engine("1.0.0")
+	sock := filepath.Join(t.TempDir(), "ue.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go (&Server{Engine: e, Trigger: make(chan struct{}, 1)}).Serve(ctx, ln)
+	// The scheduler holds the engine: a client's Update must wait for that run's result.
+	if err := e.begin(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		e.end()
+		e.setStatus(func(s *Status) { s.CurrentOperation = OpNeedReboot })
+	}()
+	var last Reply
+	if err := Dial(ctx, sock, Call{Method: MethodUpdate}, func(r Reply) bool { last = r; return !r.Done }); err != nil {
+		t.Fatal(err)
+	}
+	if last.Result != "updated" || last.Error != "" {
+		t.Fatalf("final reply %+v", last)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/cairn-os/cairn/update-engine/slots"
 )
@@ -164,6 +165,10 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 			}
 			break
 		}
+		if errors.Is(uerr, ErrBusy) {
+			// The scheduled check is already at work: follow it to its end instead.
+			res, uerr = follow(ctx, e, ch, enc)
+		}
 		r := Reply{Done: true, Result: [...]string{"no-update", "updated", "already-updated"}[res]}
 		if uerr != nil {
 			r.Error = uerr.Error()
@@ -210,6 +215,35 @@ func Dial(ctx context.Context, socket string, call Call, fn func(Reply) bool) er
 		}
 		if !fn(r) {
 			return nil
+		}
+	}
+}
+
+// follow relays the status of an update someone else started until it ends.
+func follow(ctx context.Context, e *Engine, ch <-chan Status, enc *json.Encoder) (Result, error) {
+	st := e.Status()
+	for {
+		switch st.CurrentOperation {
+		case OpNeedReboot:
+			return ResultUpdated, nil
+		case OpIdle:
+			e.mu.Lock()
+			busy := e.busy
+			e.mu.Unlock()
+			if !busy {
+				if st.LastError != "" {
+					return ResultNoUpdate, errors.New(st.LastError)
+				}
+				return ResultNoUpdate, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ResultNoUpdate, ctx.Err()
+		case st = <-ch:
+			enc.Encode(Reply{Status: &st})
+		case <-time.After(time.Second):
+			st = e.Status()
 		}
 	}
 }
