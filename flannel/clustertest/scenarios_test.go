@@ -288,12 +288,12 @@ func TestBadConfigExhaustionUnreachableEtcd(t *testing.T) {
 	}
 
 	// etcd down at start: flanneld retries with a clear log line, and starts once etcd is back.
+	c.SetConfig(`{"Network":"10.6.0.0/16"}`)
 	c.StopEtcd()
 	h5 := c.AddHost()
 	h5.Start()
 	h5.WaitLog("etcd unreachable; retrying", 1, 20*time.Second)
 	c.StartEtcd()
-	c.SetConfig(`{"Network":"10.6.0.0/16"}`)
 	if e := h5.WaitEnv(30 * time.Second); e.Network.String() != "10.6.0.0/16" {
 		t.Fatalf("subnet.env after etcd came back: %+v", e)
 	}
