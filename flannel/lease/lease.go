@@ -43,6 +43,8 @@ type Lease struct {
 	Reservation bool
 	// ModRevision is the etcd revision that last wrote the key; compare-and-swap uses it.
 	ModRevision int64
+	// EtcdLease is the etcd lease the key is attached to (0 for a reservation).
+	EtcdLease int64
 }
 
 // VXLAN decodes the lease's vxlan backend data.

@@ -122,17 +122,27 @@ func (r *Registry) EnsureConfig(ctx context.Context, doc []byte) (created bool, 
 
 // List reads all leases. Undecodable keys and values are skipped with a warning.
 func (r *Registry) List(ctx context.Context) ([]lease.Lease, int64, error) {
+	leases, _, rev, err := r.list(ctx)
+	return leases, rev, err
+}
+
+// list also returns the subnets whose key exists but whose value does not decode: they
+// are nobody's usable lease, but not free either.
+func (r *Registry) list(ctx context.Context) ([]lease.Lease, []netip.Prefix, int64, error) {
 	resp, err := r.Client.Get(ctx, lease.SubnetsPrefix(r.Prefix), clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, fmt.Errorf("list %s: %w", lease.SubnetsPrefix(r.Prefix), err)
+		return nil, nil, 0, fmt.Errorf("list %s: %w", lease.SubnetsPrefix(r.Prefix), err)
 	}
 	out := make([]lease.Lease, 0, len(resp.Kvs))
+	var occupied []netip.Prefix
 	for _, kv := range resp.Kvs {
 		if l, ok := r.decode(kv); ok {
 			out = append(out, l)
+		} else if sn, err := lease.ParseKey(r.Prefix, string(kv.Key)); err == nil {
+			occupied = append(occupied, sn)
 		}
 	}
-	return out, resp.Header.Revision, nil
+	return out, occupied, resp.Header.Revision, nil
 }
 
 func (r *Registry) decode(kv *mvccpb.KeyValue) (lease.Lease, bool) {
@@ -146,7 +156,7 @@ func (r *Registry) decode(kv *mvccpb.KeyValue) (lease.Lease, bool) {
 		r.Log.Warn("ignoring lease value written by another writer", "key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
-	return lease.Lease{Subnet: sn, Attrs: a, Reservation: kv.Lease == 0, ModRevision: kv.ModRevision}, true
+	return lease.Lease{Subnet: sn, Attrs: a, Reservation: kv.Lease == 0, ModRevision: kv.ModRevision, EtcdLease: kv.Lease}, true
 }
 
 // Own returns this host's current lease.
@@ -204,11 +214,14 @@ func (r *Registry) Acquire(ctx context.Context, cfg *config.Config, attrs lease.
 	}
 	var id clientv3.LeaseID
 	for attempt := 0; attempt < 20; attempt++ {
-		leases, rev, err := r.List(ctx)
+		leases, occupied, rev, err := r.list(ctx)
 		if err != nil {
 			return lease.Lease{}, err
 		}
 		taken := map[netip.Prefix]bool{}
+		for _, sn := range occupied {
+			taken[sn] = true
+		}
 		var mine []lease.Lease
 		for _, l := range leases {
 			taken[l.Subnet] = true
@@ -237,9 +250,7 @@ func (r *Registry) Acquire(ctx context.Context, cfg *config.Config, attrs lease.
 		case len(mine) > 0:
 			sn, reservation = mine[0].Subnet, mine[0].Reservation
 			cmp = clientv3.Compare(clientv3.ModRevision(lease.Key(r.Prefix, sn)), "=", mine[0].ModRevision)
-			if !reservation {
-				prevLease = r.attachedLease(ctx, sn)
-			}
+			prevLease = mine[0].EtcdLease
 		case hint.IsValid() && cfg.Contains(hint) && !taken[hint]:
 			sn = hint
 			cmp = clientv3.Compare(clientv3.CreateRevision(lease.Key(r.Prefix, sn)), "=", 0)
@@ -272,6 +283,9 @@ func (r *Registry) Acquire(ctx context.Context, cfg *config.Config, attrs lease.
 			continue
 		}
 		own := lease.Lease{Subnet: sn, Attrs: attrs, Reservation: reservation, ModRevision: resp.Header.Revision}
+		if !reservation {
+			own.EtcdLease = int64(id)
+		}
 		if prevLease != 0 && prevLease != int64(id) {
 			r.revokeIfEmpty(ctx, clientv3.LeaseID(prevLease))
 		}
@@ -291,14 +305,6 @@ func (r *Registry) Acquire(ctx context.Context, cfg *config.Config, attrs lease.
 		return own, nil
 	}
 	return lease.Lease{}, fmt.Errorf("lease a subnet of %s: too much contention, gave up after 20 tries", cfg.Network)
-}
-
-func (r *Registry) attachedLease(ctx context.Context, sn netip.Prefix) int64 {
-	resp, err := r.Client.Get(ctx, lease.Key(r.Prefix, sn))
-	if err != nil || len(resp.Kvs) == 0 {
-		return 0
-	}
-	return resp.Kvs[0].Lease
 }
 
 // revokeIfEmpty revokes an etcd lease a previous run of this host left behind, once

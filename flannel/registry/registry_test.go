@@ -204,3 +204,22 @@ func TestWatchExpiryReacquireCompaction(t *testing.T) {
 	}
 	waitFor(t, "lease after compaction seen", func() bool { return has(a, ld.Subnet) })
 }
+
+// A key whose value another writer broke is nobody's lease, but its subnet is not free.
+func TestCorruptValueOccupiesSubnet(t *testing.T) {
+	c := startEtcd(t)
+	ctx := t.Context()
+	cfg := mustConfig(t, `{"Network":"10.9.0.0/28"}`)
+	for _, sn := range []string{"10.9.0.4/30", "10.9.0.8/30"} {
+		if _, err := c.Put(ctx, lease.Key(DefaultPrefix, netip.MustParsePrefix(sn)), `{"PublicIP":"nope"}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := (&Registry{Client: c, Log: logger(t)}).Acquire(ctx, cfg, attrs("192.0.2.1"), netip.MustParsePrefix("10.9.0.4/30"))
+	if err != nil || l.Subnet != netip.MustParsePrefix("10.9.0.12/30") {
+		t.Fatalf("got %+v, %v; want the one clean subnet", l, err)
+	}
+	if _, err := (&Registry{Client: c, Log: logger(t)}).Acquire(ctx, cfg, attrs("192.0.2.2"), netip.Prefix{}); !errors.Is(err, lease.ErrExhausted) {
+		t.Fatalf("second host: %v, want ErrExhausted", err)
+	}
+}
