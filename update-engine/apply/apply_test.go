@@ -312,3 +312,29 @@ func TestCancelledWriteLeavesSlotUnbootable(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestStalledDownloadEnds(t *testing.T) {
+	f := newFixture(t)
+	b := f.build("2.0.0", "amd64-usr", "", f.priv)
+	sum := sha256.Sum256(b)
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b[:1000])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer stalled.Close()
+	old := StallTimeout
+	StallTimeout = 300 * time.Millisecond
+	defer func() { StallTimeout = old }()
+	_, err := f.applier.Apply(context.Background(), Request{URL: stalled.URL + "/p", Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:]), Version: "2.0.0"})
+	if err == nil || !strings.Contains(err.Error(), "no data for") {
+		t.Fatalf("stalled download: %v", err)
+	}
+	f.assertBUntouched()
+	// A server announcing an absurd size is refused before anything is fetched.
+	_, err = f.applier.Apply(context.Background(), Request{URL: stalled.URL + "/p", Size: MaxPayloadSize + 1, SHA256: hex.EncodeToString(sum[:]), Version: "2.0.0"})
+	if !errors.Is(err, ErrMismatch) {
+		t.Fatalf("huge size: %v", err)
+	}
+}

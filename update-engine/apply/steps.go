@@ -81,7 +81,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 
 func (r *run) download(ctx context.Context) error {
 	req := r.req
-	if req.Size <= 0 || len(req.SHA256) != 64 || req.URL == "" {
+	if req.Size <= 0 || req.Size > MaxPayloadSize || len(req.SHA256) != 64 || req.URL == "" {
 		return coded(omaha.ErrorCodeOmahaResponseInvalid, fmt.Errorf("%w: url %q size %d sha256 %q", ErrMismatch, req.URL, req.Size, req.SHA256))
 	}
 	r.file = r.path(payloadFile)
@@ -130,8 +130,34 @@ func (r *run) download(ctx context.Context) error {
 	return r.checkDownload()
 }
 
+// MaxPayloadSize bounds what a server may announce: two parts at their maximum and a header.
+const MaxPayloadSize = 2*payload.MaxPartSize + payload.MaxManifestLen + 1024
+
+// StallTimeout ends a download that has received nothing for this long; the next run
+// resumes it.
+var StallTimeout = 2 * time.Minute
+
+// stallReader cancels the request when no bytes arrive for a while.
+type stallReader struct {
+	r     io.Reader
+	timer *time.Timer
+	d     time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.timer.Reset(s.d)
+	}
+	return n, err
+}
+
 // fetch appends the payload from offset have to f.
 func (r *run) fetch(ctx context.Context, f *os.File, have int64) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(StallTimeout, func() { cancel(fmt.Errorf("no data for %s", StallTimeout)) })
+	defer stall.Stop()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, r.req.URL, nil)
 	if err != nil {
 		return err
@@ -169,8 +195,12 @@ func (r *run) fetch(ctx context.Context, f *os.File, have int64) error {
 		return fmt.Errorf("download %s: HTTP %s", r.req.URL, res.Status)
 	}
 	pw := &progressWriter{r: r, step: "download", done: have, tot: r.req.Size}
-	n, err := io.Copy(io.MultiWriter(f, pw), io.LimitReader(res.Body, r.req.Size-have+1))
+	body := &stallReader{r: res.Body, timer: stall, d: StallTimeout}
+	n, err := io.Copy(io.MultiWriter(f, pw), io.LimitReader(body, r.req.Size-have+1))
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			err = cause
+		}
 		return fmt.Errorf("download %s: after %d bytes: %w", r.req.URL, have+n, err)
 	}
 	if have+n != r.req.Size {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,10 +138,14 @@ func New(o Options, log *slog.Logger) (*engine.Engine, error) {
 	if sched.Fuzz > sched.Interval/2 {
 		sched.Fuzz = sched.Interval / 2
 	}
+	// Timeouts on every phase but the body: a download may take long, a stall is caught by
+	// apply's own watchdog.
+	transport := &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: time.Minute, IdleConnTimeout: time.Minute}
 	return &engine.Engine{
-		Omaha: &omaha.Client{URL: cfg.Server},
-		Applier: &apply.Applier{Slots: sl, StateDir: o.StateDir, Keys: keys, Board: cfg.Board, CurrentVersion: version,
-			Tries: o.Tries, Log: log},
+		Omaha: &omaha.Client{URL: cfg.Server, HTTP: &http.Client{Transport: transport, Timeout: 2 * time.Minute}},
+		Applier: &apply.Applier{Slots: sl, HTTP: &http.Client{Transport: transport}, StateDir: o.StateDir, Keys: keys,
+			Board: cfg.Board, CurrentVersion: version, Tries: o.Tries, Log: log},
 		Slots: sl, AppID: cfg.AppID, Group: cfg.Group, Board: cfg.Board,
 		MachineID: readTrim(o.MachineIDF), BootID: braced(readTrim(o.BootIDF)), OEM: keyOf(o.OEMRelease, "ID"),
 		Version: version, Schedule: sched, Log: log,
