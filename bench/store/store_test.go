@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/runtime/fetch"
+	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/store"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -160,14 +162,16 @@ func BenchmarkFetchOCI(b *testing.B) {
 			b.Fatal(err)
 		}
 		st.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-		// What rkt fetch docker://... does: resolve the manifest, then import (which pulls the
-		// blobs, checks digests and extracts each layer once into its tree).
+		// rkt fetch --insecure-options=image,http docker://127.0.0.1:PORT/bench/image:latest:
+		// resolve the manifest, pull the blobs, check digests, extract each layer once.
+		opts, err := insecure.Parse("image,http")
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := &fetch.Fetcher{Store: st, HTTP: &http.Client{}, Insecure: opts, PullPolicy: fetch.PullUpdate,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		fetchImage := func() (string, error) {
-			ri, err := remote.Image(ref, remote.WithContext(ctx), remote.WithTransport(http.DefaultTransport))
-			if err != nil {
-				return "", err
-			}
-			i, err := st.ImportOCI(ctx, ri, store.ImportOptions{Name: ref.String(), Source: "docker://" + ref.String()})
+			i, err := f.Fetch(ctx, fetch.Request{Image: "docker://" + ref.String()})
 			if err != nil {
 				return "", err
 			}
