@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -225,8 +226,16 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 		return "", err
 	}
 	defer l.Unlock()
-	if _, err := s.readRecord(id); err == nil {
-		return id, nil // already imported: a second fetch is a no-op
+	if r, err := s.readRecord(id); err == nil {
+		// Already imported: a second fetch reads nothing more. The same image fetched under
+		// another reference (busybox:1.36 after busybox:latest) keeps that name too.
+		if opts.Name != "" && opts.Name != r.Name && !slices.Contains(r.Aliases, opts.Name) {
+			r.Aliases = append(r.Aliases, opts.Name)
+			if err := s.writeRecord(r); err != nil {
+				return "", err
+			}
+		}
+		return id, nil
 	}
 
 	rawManifest, err := img.RawManifest()

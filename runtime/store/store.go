@@ -152,6 +152,8 @@ type record struct {
 	Trees []string `json:"trees"`
 	// Config is the digest of an OCI image's config blob.
 	Config string `json:"config,omitempty"`
+	// Aliases are other references the same OCI image was fetched as.
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 func recordFile(id string) string { return strings.Replace(id, ":", "-", 1) + ".json" }
@@ -256,9 +258,14 @@ func matchName(r *record, ref string) bool {
 		return true
 	}
 	if r.Format == image.OCI {
-		// docker.io/library/busybox matches docker.io/library/busybox:latest
-		return r.Name == ref+":latest" || strings.TrimPrefix(r.Name, "docker.io/library/") == ref ||
-			strings.TrimPrefix(r.Name, "docker.io/") == ref
+		for _, n := range append([]string{r.Name}, r.Aliases...) {
+			// docker.io/library/busybox matches docker.io/library/busybox:latest
+			if n == ref || n == ref+":latest" || strings.TrimPrefix(n, "docker.io/library/") == ref ||
+				strings.TrimPrefix(n, "docker.io/") == ref {
+				return true
+			}
+		}
+		return false
 	}
 	i := strings.LastIndex(ref, ":")
 	if i < 0 {

@@ -342,3 +342,24 @@ func TestOpenClearsTemp(t *testing.T) {
 		t.Fatalf("stale files survive Open: %v %v", recs, tmp)
 	}
 }
+
+func TestSameImageOtherName(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t)
+	img := ociT(t, layerT(t, map[string]string{"x": "x"}))
+	a, err := s.ImportOCI(ctx, img, ImportOptions{Name: "example.com/x:latest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ImportOCI(ctx, img, ImportOptions{Name: "example.com/x:1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"example.com/x:latest", "example.com/x", "example.com/x:1.0"} {
+		if got, err := s.Get(ctx, ref); err != nil || got.ID != a.ID {
+			t.Errorf("Get(%s) = %v, %v; want %s", ref, got, err, a.ID)
+		}
+	}
+	if list, _ := s.List(ctx); len(list) != 1 {
+		t.Fatalf("%d images; want one image under two names", len(list))
+	}
+}
