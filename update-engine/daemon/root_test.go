@@ -422,9 +422,13 @@ func TestRootKillDuringDownloadAndWrite(t *testing.T) {
 	w.srv.Rate = 0
 	cmd = w.startDaemon()
 	go w.client("-update")
-	seen = w.killWhen(cmd, func(s engine.Status) bool { return s.Step == "write-usr" })
+	seen = w.killWhen(cmd, func(s engine.Status) bool { return s.Step == "write-usr" && s.Progress > 0.2 })
 	t.Logf("killed at %s %.0f%%", seen.Step, 100*seen.Progress)
 	w.assertSafe()
+	// USR-B really was half-written when the engine died: its start is the new image.
+	if hashDev(t, w.d.Part(4), 1<<20) != sha256.Sum256(usr[:1<<20]) {
+		t.Fatal("USR-B was not being written when the engine was killed")
+	}
 	w.mu.Lock()
 	ranges := append([]string(nil), w.ranges...)
 	w.mu.Unlock()
