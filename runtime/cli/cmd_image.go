@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -261,6 +262,10 @@ func newImageRmCommand(env *Env) *cobra.Command {
 	}
 }
 
+// ImagesInUse, when set (by the pod commands' file), names the images that existing pods
+// use; rkt image gc keeps them whatever their age.
+var ImagesInUse func(ctx context.Context, env *Env) ([]string, error)
+
 func newImageGCCommand(env *Env) *cobra.Command {
 	var grace time.Duration
 	cmd := &cobra.Command{
@@ -273,6 +278,9 @@ extracted tree that no image references, and whatever interrupted fetches left b
 			s, err := openStore(env)
 			if err != nil {
 				return err
+			}
+			if ImagesInUse != nil {
+				s.InUse = func(ctx context.Context) ([]string, error) { return ImagesInUse(ctx, env) }
 			}
 			removed, err := s.GC(env.Ctx, grace)
 			for _, id := range removed {
