@@ -83,8 +83,9 @@ func (i *Init) Steps() []Step {
 		{"find /usr", i.findUSR},
 		{"check /usr root hash", i.checkRootHash},
 		{"open dm-verity", i.openVerity},
-		{"mount ROOT", i.mountRoot},
 		{"mount /usr", i.mountUSR},
+		{"mount ROOT", i.mountRoot},
+		{"move /usr into ROOT", i.moveUSR},
 		{"populate ROOT", i.populateRoot},
 		{"first-boot hook", i.firstBoot},
 		{"switch root", i.switchRoot},
@@ -330,7 +331,7 @@ func (i *Init) openVerity(context.Context) error {
 	return blockNode(i.usrNode, major, minor)
 }
 
-func (i *Init) mountRoot(context.Context) error {
+func (i *Init) mountRoot(ctx context.Context) error {
 	if i.disk == nil { // PXE: the root is a tmpfs, filled from /usr's skeleton
 		return (Mount{"tmpfs", i.Sysroot, "tmpfs", 0, "mode=0755"}).apply()
 	}
@@ -354,8 +355,19 @@ func (i *Init) mountRoot(context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := (Mount{"/dev/" + dev, i.Sysroot, "ext4", 0, ""}).apply(); err != nil {
-		return err
+	rootDev := "/dev/" + dev
+	if err := (Mount{rootDev, i.Sysroot, "ext4", 0, ""}).apply(); err != nil {
+		blank, berr := isBlank(rootDev)
+		if berr != nil || !blank {
+			return err
+		}
+		i.logf("ROOT %s is blank: making an ext4 filesystem", rootDev)
+		if err := i.mkfsROOT(ctx, rootDev); err != nil {
+			return err
+		}
+		if err := (Mount{rootDev, i.Sysroot, "ext4", 0, ""}).apply(); err != nil {
+			return err
+		}
 	}
 	if grown > 0 {
 		if err := growExt4(i.Sysroot, grown); err != nil {
@@ -367,10 +379,58 @@ func (i *Init) mountRoot(context.Context) error {
 	return nil
 }
 
+// stagedUSR is where /usr is mounted before ROOT is: its mkfs can then make a blank ROOT.
+const stagedUSR = "/run/cairn/usr"
+
 func (i *Init) mountUSR(context.Context) error {
-	err := (Mount{i.usrNode, filepath.Join(i.Sysroot, "usr"), "erofs", unix.MS_RDONLY | unix.MS_NODEV, ""}).apply()
+	err := (Mount{i.usrNode, stagedUSR, "erofs", unix.MS_RDONLY | unix.MS_NODEV, ""}).apply()
 	if err != nil {
 		return fmt.Errorf("%w (a verity error here means the slot's /usr is damaged)", err)
+	}
+	return nil
+}
+
+func (i *Init) moveUSR(context.Context) error {
+	target := filepath.Join(i.Sysroot, "usr")
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(stagedUSR, target, "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to %s: %w", stagedUSR, target, err)
+	}
+	return nil
+}
+
+// isBlank reports whether the first MiB of dev is all zeros: a partition nothing was ever
+// written to. Only such a partition is formatted; anything else that fails to mount is an
+// error, never wiped.
+func isBlank(dev string) (bool, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	b := make([]byte, 1<<20)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return false, err
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// mkfsROOT makes ext4 on a blank ROOT with /usr's own mkfs.ext4, run through /usr's dynamic
+// loader since the initramfs has no libc.
+func (i *Init) mkfsROOT(ctx context.Context, dev string) error {
+	u := stagedUSR
+	cmd := exec.CommandContext(ctx, u+"/lib64/ld-linux-x86-64.so.2", "--library-path", u+"/lib/x86_64-linux-gnu",
+		u+"/sbin/mke2fs", "-q", "-t", "ext4", "-L", "ROOT", dev)
+	cmd.Env = []string{"MKE2FS_CONFIG=" + filepath.Join(u, strings.TrimPrefix(RootSkeleton, "/usr"), "etc/mke2fs.conf")}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mke2fs %s: %w: %s", dev, err, out)
 	}
 	return nil
 }

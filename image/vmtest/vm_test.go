@@ -25,7 +25,6 @@ import (
 
 	"github.com/cairn-os/cairn/image/build"
 	"github.com/cairn-os/cairn/image/qemu"
-	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/internal/gpt"
 	"github.com/cairn-os/cairn/internal/testenv"
 )
@@ -203,6 +202,48 @@ func TestDiskBootsToMultiUser(t *testing.T) {
 	}
 }
 
+// TestBlankROOTIsMade zeroes ROOT, as a disk written with only the /usr slot would have it:
+// early boot must make the filesystem (with /usr's mke2fs) and fill it.
+func TestBlankROOTIsMade(t *testing.T) {
+	dir := image(t)
+	disk := overlay(t, dir)
+	root := partition(t, dir, "ROOT")
+	out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -z %d %d", root.Offset(512), root.Size(512)), disk).CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu-io: %v\n%s", err, out)
+	}
+	vm := boot(t, qemu.Machine{Disk: disk, VarsDir: t.TempDir(), MemoryMB: 1024})
+	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
+	defer cancel()
+	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1 slot=A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(vm.Console(), "is blank: making an ext4 filesystem") {
+		t.Error("console does not say ROOT was made")
+	}
+	t.Logf("blank ROOT made and filled: marker after %v", took.Round(100*time.Millisecond))
+}
+
+// partition reads the built disk's GPT entry labelled label.
+func partition(t *testing.T, dir, label string) gpt.Partition {
+	f, err := os.Open(filepath.Join(dir, build.DiskImage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	tab, err := gpt.Read(f, fi.Size(), 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := tab.FindName(label)
+	if !ok {
+		t.Fatalf("no partition %s", label)
+	}
+	return p
+}
+
 func TestPXEBoots(t *testing.T) {
 	dir := image(t)
 	vm := boot(t, qemu.Machine{Kernel: filepath.Join(dir, build.PXEKernel), Initrd: filepath.Join(dir, build.PXEInitrd),
@@ -221,21 +262,7 @@ func TestPXEBoots(t *testing.T) {
 func TestCorruptUSRDoesNotBoot(t *testing.T) {
 	dir := image(t)
 	disk := overlay(t, dir)
-	raw := filepath.Join(dir, build.DiskImage)
-	f, err := os.Open(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := f.Stat()
-	tab, err := gpt.Read(f, fi.Size(), 512)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	usrA, ok := tab.Find(gpt.MustParseGUID(disklayout.GUIDUSRA))
-	if !ok {
-		t.Fatal("no USR-A")
-	}
+	usrA := partition(t, dir, "USR-A")
 	// Block 0 holds the erofs superblock (at 1024): mounting reads it through dm-verity.
 	off := usrA.Offset(512) + 1024
 	out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -P 0x5a %d 512", off), disk).CombinedOutput()
