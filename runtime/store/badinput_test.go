@@ -11,11 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/aci"
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/tarx"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"golang.org/x/sys/unix"
 )
 
 const goodManifest = `{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bad","app":{"exec":["/bin/true"],"user":"0","group":"0"}}`
@@ -184,3 +186,36 @@ func mustDigest(t *testing.T, img interface {
 }
 
 type v1Hash = v1.Hash
+
+// TestTrustKeepsPrivileges: device nodes and setuid bits of an ACI survive only when its
+// signature was verified (ImportOptions.Trusted), as the appc spec allows.
+func TestTrustKeepsPrivileges(t *testing.T) {
+	testenv.RequireRoot(t)
+	o := fixture.ACIOptions{Name: "example.com/priv", NoBusybox: true, Entries: []fixture.Entry{
+		{Header: tar.Header{Name: "dev", Typeflag: tar.TypeDir, Mode: 0o755}},
+		{Header: tar.Header{Name: "dev/null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3}},
+		{Header: tar.Header{Name: "su", Typeflag: tar.TypeReg, Mode: 0o4755}, Body: "x"},
+	}}
+	for _, trusted := range []bool{false, true} {
+		s := openT(t)
+		var buf bytes.Buffer
+		if _, err := fixture.WriteACI(&buf, o); err != nil {
+			t.Fatal(err)
+		}
+		img, err := s.ImportACI(context.Background(), &buf, ImportOptions{Trusted: trusted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		devErr := unix.Lstat(filepath.Join(img.Layers[0], "dev/null"), &st)
+		if trusted != (devErr == nil) {
+			t.Errorf("trusted=%v: dev/null: %v", trusted, devErr)
+		}
+		if err := unix.Lstat(filepath.Join(img.Layers[0], "su"), &st); err != nil || (st.Mode&unix.S_ISUID != 0) != trusted {
+			t.Errorf("trusted=%v: su mode %o, %v", trusted, st.Mode, err)
+		}
+		if err := s.Verify(context.Background(), img.ID); err != nil {
+			t.Errorf("trusted=%v: verify: %v", trusted, err)
+		}
+	}
+}
