@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,31 @@ func TestInterfaceSelection(t *testing.T) {
 		if !strings.Contains(h.Log(), "iface=eth0 addr="+h.IP.String()) {
 			t.Errorf("%s did not pick eth0:\n%s", h.NS, h.Log())
 		}
+	}
+}
+
+// With no -etcd-endpoints, flanneld runs its own single-node etcd on 127.0.0.1 (data in
+// -data-dir), writes the default network config, and comes up on its own; a restart
+// finds its subnet again in that etcd.
+func TestEmbeddedEtcd(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "")
+	h := c.AddHost()
+	h.Args = []string{"-iface", "eth0", "-subnet-file", h.SubnetFile, "-data-dir", filepath.Join(c.Dir, "h1data")}
+	h.Start()
+	e := h.WaitEnv(60 * time.Second)
+	if e.Network.String() != "10.1.0.0/16" || e.Subnet.Bits() != 24 {
+		t.Fatalf("subnet.env from the default config: %+v", e)
+	}
+	if !strings.Contains(h.Log(), "wrote the default network config") {
+		t.Fatalf("no log of the default config:\n%s", h.Log())
+	}
+	if err := h.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	os.Remove(h.SubnetFile) // the subnet must come from the embedded store this time
+	h.Start()
+	if e2 := h.WaitEnv(60 * time.Second); e2.Subnet != e.Subnet {
+		t.Fatalf("subnet after restart %s, before %s", e2.Subnet, e.Subnet)
 	}
 }
