@@ -121,8 +121,25 @@ func TestEmbeddedEtcd(t *testing.T) {
 	c := newCluster(t, "")
 	h := c.AddHost()
 	h.Args = []string{"-iface", "eth0", "-subnet-file", h.SubnetFile, "-data-dir", filepath.Join(c.Dir, "h1data")}
+	// sd_notify: READY=1 must come after subnet.env is in place.
+	sock := filepath.Join(c.Dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	h.Env = []string{"NOTIFY_SOCKET=" + sock}
 	h.Start()
-	e := h.WaitEnv(60 * time.Second)
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	buf := make([]byte, 256)
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "READY=1") {
+		t.Fatalf("sd_notify: %q %v\n%s", buf[:n], err, h.Log())
+	}
+	if _, err := os.Stat(h.SubnetFile); err != nil {
+		t.Fatalf("READY=1 before subnet.env: %v", err)
+	}
+	e := h.WaitEnv(time.Second)
 	if e.Network.String() != "10.1.0.0/16" || e.Subnet.Bits() != 24 {
 		t.Fatalf("subnet.env from the default config: %+v", e)
 	}
