@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -155,6 +156,20 @@ func (s *Store) Verify(ctx context.Context, ref string) error {
 	return nil
 }
 
+// noExtras reports a file in the tree that its archive does not hold (something added later).
+func noExtras(tree string, seen map[string]bool) error {
+	return filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		rel, _ := filepath.Rel(tree, p)
+		if rel != "." && !seen[filepath.ToSlash(rel)] {
+			return fmt.Errorf("%w: %s is not in the image", ErrCorrupt, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+}
+
 func verifyBlob(p, digest string) error {
 	alg, want, _ := strings.Cut(digest, ":")
 	var h hash.Hash
@@ -181,18 +196,19 @@ func verifyBlob(p, digest string) error {
 }
 
 // verifyTree compares a tree with the tar it came from: every directory, symlink and regular
-// file (by content) must be there as the archive says. Device nodes and modes that an
-// untrusted import drops are not compared.
+// file (by content) must be there as the archive says, and nothing else may be. Device nodes
+// and modes that an untrusted import drops are not compared.
 func verifyTree(ctx context.Context, r io.Reader, tree string, trusted, whiteouts bool) error {
 	tr := tar.NewReader(r)
 	h := sha256.New()
+	seen := map[string]bool{}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			return noExtras(tree, seen)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -201,6 +217,9 @@ func verifyTree(ctx context.Context, r io.Reader, tree string, trusted, whiteout
 		if err != nil || name == "." {
 			continue
 		}
+		for d := name; d != "."; d = path.Dir(d) {
+			seen[d] = true
+		}
 		p := filepath.Join(tree, name)
 		if whiteouts {
 			if base := path.Base(name); strings.HasPrefix(base, ".wh.") {
@@ -208,6 +227,7 @@ func verifyTree(ctx context.Context, r io.Reader, tree string, trusted, whiteout
 					continue
 				}
 				p = filepath.Join(tree, path.Dir(name), strings.TrimPrefix(base, ".wh."))
+				seen[path.Join(path.Dir(name), strings.TrimPrefix(base, ".wh."))] = true
 				var st unix.Stat_t
 				if err := unix.Lstat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 					return fmt.Errorf("%w: whiteout %s missing", ErrCorrupt, name)

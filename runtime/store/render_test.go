@@ -188,7 +188,15 @@ func TestExportAndVerify(t *testing.T) {
 		t.Fatalf("cat-manifest OCI: %s %v", m, err)
 	}
 
-	// Damage a tree file, then a blob: verify names each.
+	// Add a file to a tree, damage a tree file, then a blob: verify names each.
+	extra := filepath.Join(a.Layers[0], "bin/implant")
+	if err := os.WriteFile(extra, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(ctx, a.ID); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "rootfs/bin/implant is not in the image") {
+		t.Fatalf("verify with an added file: %v", err)
+	}
+	os.Remove(extra)
 	hello := filepath.Join(o.Layers[1], fixture.HelloPath)
 	if err := os.WriteFile(hello, []byte("tampered\n"), 0o644); err != nil {
 		t.Fatal(err)
