@@ -266,7 +266,13 @@ func (d *Daemon) device() vxlan.Device {
 // announces readiness.
 func (d *Daemon) setupDevice(ctx context.Context) error {
 	d.dp = &vxlan.Dataplane{Dev: d.device(), Log: d.Log}
-	return d.pass(ctx)
+	if _, err := d.dp.Ensure(ctx); err != nil {
+		return err
+	}
+	// A peer entry the kernel refuses is logged and retried by the loop; it must not
+	// keep this host off the overlay.
+	d.pass(ctx)
+	return nil
 }
 
 func (d *Daemon) setupMasq(ctx context.Context) error {
