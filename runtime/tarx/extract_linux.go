@@ -127,7 +127,9 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 		return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 	}
 	mode := uint32(hdr.Mode) & 0o7777
-	if !x.opts.Trusted && mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+	// setuid/setgid raise privileges on files only; on a directory setgid just passes the
+	// group on to new entries, so it is kept.
+	if !x.opts.Trusted && mode&(unix.S_ISUID|unix.S_ISGID) != 0 && hdr.Typeflag != tar.TypeDir {
 		mode &^= unix.S_ISUID | unix.S_ISGID
 		x.drop(name, "setuid/setgid bits dropped (untrusted image)")
 	}

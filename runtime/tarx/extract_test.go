@@ -220,6 +220,7 @@ func TestPrivilegedEntries(t *testing.T) {
 		{name: "fifo", typ: tar.TypeFifo, mode: 0o600},
 		{name: "suid", typ: tar.TypeReg, mode: 0o4755, body: "x", uid: 1234},
 		{name: "sgid", typ: tar.TypeReg, mode: 0o2755, body: "x"},
+		{name: "mail/", typ: tar.TypeDir, mode: 0o2775},
 		{name: "cap", typ: tar.TypeReg, mode: 0o755, body: "x", pax: map[string]string{
 			"SCHILY.xattr.security.capability":    "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
 			"SCHILY.xattr.user.note":              "kept",
@@ -245,6 +246,9 @@ func TestPrivilegedEntries(t *testing.T) {
 			if err := unix.Lstat(filepath.Join(sb.root, p), &st); err != nil || st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 || st.Mode&0o777 != 0o755 {
 				t.Errorf("%s: mode %o %v; want 0755 without setuid/setgid", p, st.Mode, err)
 			}
+		}
+		if err := unix.Lstat(filepath.Join(sb.root, "mail"), &st); err != nil || st.Mode&0o7777 != 0o2775 {
+			t.Errorf("setgid directory: mode %o %v; want 2775 kept", st.Mode&0o7777, err)
 		}
 		if unix.Lstat(filepath.Join(sb.root, "suid"), &st); st.Uid != 1234 {
 			t.Errorf("suid owner %d; want 1234", st.Uid)

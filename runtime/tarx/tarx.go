@@ -23,8 +23,8 @@ var (
 
 // Options says how much to trust the archive and how to map it.
 type Options struct {
-	// Trusted keeps device nodes, setuid/setgid bits and security.capability xattrs. Set it
-	// only for a source whose signature was verified.
+	// Trusted keeps device nodes, setuid/setgid bits of files and security.capability xattrs.
+	// Set it only for a source whose signature was verified.
 	Trusted bool
 	// Whiteouts turns OCI whiteout entries (".wh.NAME", ".wh..wh..opq") into overlayfs
 	// whiteouts (a 0/0 character device, the trusted.overlay.opaque xattr).
