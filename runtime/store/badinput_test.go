@@ -78,6 +78,7 @@ func TestBadACIs(t *testing.T) {
 		{"manifest fails appc validation", rawTar(t, rawEnt{name: "manifest", body: strings.Replace(goodManifest, "ImageManifest", "PodManifest", 1)}, rootfs), aci.ErrInvalidManifest, "ACKind"},
 		{"no manifest", rawTar(t, rootfs), aci.ErrNoManifest, "no manifest"},
 		{"manifest is a symlink", rawTar(t, rawEnt{name: "manifest", typ: tar.TypeSymlink, link: "/etc/hostname"}, rootfs), aci.ErrInvalidManifest, "manifest"},
+		{"manifest is a FIFO", rawTar(t, rawEnt{name: "manifest", typ: tar.TypeFifo}, rootfs), aci.ErrInvalidManifest, "not a regular file"},
 		{"rootfs is a symlink", rawTar(t, manifest, rawEnt{name: "rootfs", typ: tar.TypeSymlink, link: "/"}), nil, "no rootfs directory"},
 		{"dotdot entry", rawTar(t, manifest, rootfs, rawEnt{name: "rootfs/../../pwned", body: "x"}), tarx.ErrUnsafe, `"..`},
 		{"absolute entry", rawTar(t, manifest, rootfs, rawEnt{name: outside + "/pwned", body: "x"}), tarx.ErrUnsafe, "absolute path"},

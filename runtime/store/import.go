@@ -144,7 +144,8 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 // readTreeManifest reads an extracted ACI's manifest and checks that rootfs is a real
 // directory: both were written by the archive, so neither may be a symlink.
 func readTreeManifest(tree string) (m *schema.ImageManifest, err error) {
-	f, err := os.OpenFile(filepath.Join(tree, aci.ManifestName), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	// O_NONBLOCK: a manifest that is a FIFO must not hang the import in open(2).
+	f, err := os.OpenFile(filepath.Join(tree, aci.ManifestName), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, aci.ErrNoManifest
 	}
