@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,8 +37,9 @@ const (
 
 // Sentinel errors, checked with errors.Is.
 var (
-	ErrUnknownFormat = errors.New("not an ACI, OCI layout, OCI archive or docker-archive")
-	ErrNoImage       = errors.New("no matching image in the archive")
+	ErrUnknownFormat  = errors.New("not an ACI, OCI layout, OCI archive or docker-archive")
+	ErrNoImage        = errors.New("no matching image in the archive")
+	ErrInvalidArchive = errors.New("invalid OCI archive")
 )
 
 // Sniff says what kind of image path holds, reading at most the first entries of a tar.
@@ -148,8 +150,21 @@ func unpack(ctx context.Context, path, dir string) error {
 		return err
 	}
 	defer zr.Close()
-	_, err = tarx.Extract(ctx, zr, dir, tarx.Options{})
-	return err
+	if _, err := tarx.Extract(ctx, zr, dir, tarx.Options{}); err != nil {
+		return err
+	}
+	// A layout holds files and directories only: a symlink would make the layout reader
+	// follow it out of the archive, a FIFO would block it.
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			rel, _ := filepath.Rel(dir, p)
+			return fmt.Errorf("%w: entry %s is not a regular file or directory", ErrInvalidArchive, rel)
+		}
+		return nil
+	})
 }
 
 // fromLayout picks the image in a layout: the only one, or the one whose ref.name

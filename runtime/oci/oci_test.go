@@ -1,10 +1,12 @@
 package oci
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cairn-os/cairn/runtime/fixture"
@@ -81,5 +83,21 @@ func TestOpenRejects(t *testing.T) {
 	}
 	if _, err := Open(ctx, dir, "example.com/c:1", t.TempDir()); !errors.Is(err, ErrNoImage) {
 		t.Errorf("unknown name: %v; want ErrNoImage", err)
+	}
+}
+
+func TestArchiveOnlyFilesAndDirs(t *testing.T) {
+	for _, typ := range []byte{tar.TypeSymlink, tar.TypeFifo} {
+		p := filepath.Join(t.TempDir(), "bad.tar")
+		f, _ := os.Create(p)
+		tw := tar.NewWriter(f)
+		tw.WriteHeader(&tar.Header{Name: "oci-layout", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2})
+		tw.Write([]byte("{}"))
+		tw.WriteHeader(&tar.Header{Name: "index.json", Typeflag: typ, Linkname: "/etc/hostname", Mode: 0o644})
+		tw.Close()
+		f.Close()
+		if _, err := Open(context.Background(), p, "", t.TempDir()); !errors.Is(err, ErrInvalidArchive) || !strings.Contains(err.Error(), "index.json") {
+			t.Errorf("index.json of type %q: %v; want ErrInvalidArchive naming it", typ, err)
+		}
 	}
 }
