@@ -199,7 +199,9 @@ func BenchmarkReconcile1000(b *testing.B) {
 		sn := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256))
 		pub := netip.MustParseAddr(fmt.Sprintf("192.168.%d.%d", 51+i/250, 1+i%250))
 		a, _ := lease.DecodeAttrs([]byte(vxLease(sn, pub)))
-		leases = append(leases, lease.Lease{Subnet: sn, Attrs: a})
+		l := lease.Lease{Subnet: sn, Attrs: a}
+		l.Predecode() // as the registry does when it reads a lease
+		leases = append(leases, l)
 	}
 	for range b.N {
 		err := clustertest.InNS(ns, func() error {

@@ -45,10 +45,29 @@ type Lease struct {
 	ModRevision int64
 	// EtcdLease is the etcd lease the key is attached to (0 for a reservation).
 	EtcdLease int64
+
+	vx *decoded // BackendData decoded once by Predecode; nil: decode on each call
 }
 
-// VXLAN decodes the lease's vxlan backend data.
-func (l Lease) VXLAN() (VXLANData, error) { return DecodeVXLAN(l.Attrs.BackendData) }
+type decoded struct {
+	d   VXLANData
+	err error
+}
+
+// Predecode decodes the vxlan backend data once, so that VXLAN does not parse JSON on
+// every reconcile pass. Call it when the lease is read from the store.
+func (l *Lease) Predecode() {
+	d, err := DecodeVXLAN(l.Attrs.BackendData)
+	l.vx = &decoded{d, err}
+}
+
+// VXLAN returns the lease's vxlan backend data.
+func (l Lease) VXLAN() (VXLANData, error) {
+	if l.vx != nil {
+		return l.vx.d, l.vx.err
+	}
+	return DecodeVXLAN(l.Attrs.BackendData)
+}
 
 const subnetsDir = "/subnets/"
 

@@ -94,6 +94,9 @@ func benchLeases(n int) []lease.Lease {
 // BenchmarkWantDiff1000 is the pure cost of one reconcile pass over 1000 leases.
 func BenchmarkWantDiff1000(b *testing.B) {
 	ls := benchLeases(1000)
+	for i := range ls {
+		ls[i].Predecode()
+	}
 	h := Host{Subnet: netip.MustParsePrefix("10.200.0.0/24"), VXLANLink: 5}
 	have := Want(h, ls, quiet)
 	b.ResetTimer()

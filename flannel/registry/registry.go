@@ -156,7 +156,9 @@ func (r *Registry) decode(kv *mvccpb.KeyValue) (lease.Lease, bool) {
 		r.Log.Warn("ignoring lease value written by another writer", "key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
-	return lease.Lease{Subnet: sn, Attrs: a, Reservation: kv.Lease == 0, ModRevision: kv.ModRevision, EtcdLease: kv.Lease}, true
+	l := lease.Lease{Subnet: sn, Attrs: a, Reservation: kv.Lease == 0, ModRevision: kv.ModRevision, EtcdLease: kv.Lease}
+	l.Predecode()
+	return l, true
 }
 
 // Own returns this host's current lease.
@@ -283,6 +285,7 @@ func (r *Registry) Acquire(ctx context.Context, cfg *config.Config, attrs lease.
 			continue
 		}
 		own := lease.Lease{Subnet: sn, Attrs: attrs, Reservation: reservation, ModRevision: resp.Header.Revision}
+		own.Predecode()
 		if !reservation {
 			own.EtcdLease = int64(id)
 		}
