@@ -96,7 +96,7 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 		return "", err
 	}
 	if _, err := io.Copy(io.Discard, tee); err != nil { // tar padding after the end marker
-		return "", fmt.Errorf("%w: %v", tarx.ErrTruncated, err)
+		return "", trailerErr(err)
 	}
 	if err := bw.Flush(); err != nil {
 		return "", err
@@ -181,6 +181,15 @@ func (s *Store) logDropped(id string, dropped []string) {
 	for _, d := range dropped {
 		s.Log.Warn("untrusted image: entry dropped or stripped", "image", id, "entry", d)
 	}
+}
+
+// trailerErr classifies an error met reading what follows a tar's end marker (padding, the
+// compressor's trailer).
+func trailerErr(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: %v", tarx.ErrTruncated, err)
+	}
+	return fmt.Errorf("after the end of the archive: %w", err)
 }
 
 type countWriter struct{ n int64 }
@@ -505,7 +514,7 @@ func (s *Store) stageLayer(ctx context.Context, j *layerJob, trusted bool) error
 			return err
 		}
 		if _, err := io.Copy(io.Discard, uTee); err != nil {
-			return fmt.Errorf("%w: %v", tarx.ErrTruncated, err)
+			return trailerErr(err)
 		}
 		if got := hex.EncodeToString(dh.Sum(nil)); got != j.diffID.Hex {
 			return fmt.Errorf("%w: uncompressed layer is sha256:%s, config says %s", ErrDigest, got, j.diffID)
@@ -513,7 +522,7 @@ func (s *Store) stageLayer(ctx context.Context, j *layerJob, trusted bool) error
 		s.logDropped(j.digest.String(), res.Dropped)
 	}
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return err
+		return trailerErr(err)
 	}
 	if got := hex.EncodeToString(ch.Sum(nil)); got != j.digest.Hex {
 		return fmt.Errorf("%w: blob is sha256:%s", ErrDigest, got)
