@@ -192,3 +192,27 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestExtractLengthMismatch(t *testing.T) {
+	priv, _ := testKey(t)
+	p, _, _ := buildTest(t, priv)
+	h, err := ReadHeader(bytes.NewReader(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := h.Manifest.Part(PartUSR)
+	for _, delta := range []int64{-1, +1} {
+		bad := part
+		bad.Size += delta
+		err := Extract(io.Discard, bytes.NewReader(p[part.Offset:]), bad)
+		if !errors.Is(err, ErrHashMismatch) {
+			t.Errorf("size off by %d: %v", delta, err)
+		}
+	}
+	// Cut in the middle of a zstd frame.
+	cut := part
+	cut.CompressedSize /= 2
+	if err := Extract(io.Discard, bytes.NewReader(p[part.Offset:]), cut); err == nil {
+		t.Error("half a frame decompressed without error")
+	}
+}

@@ -34,8 +34,27 @@ func CheckCompressed(r io.Reader, p Part) error {
 	return nil
 }
 
+// errTooLong stops a part that decompresses to more bytes than its manifest says.
+var errTooLong = errors.New("part decompresses to more bytes than the manifest says")
+
+// limitWriter fails a write that would go past max bytes.
+type limitWriter struct {
+	w      io.Writer
+	n, max int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.n+int64(len(p)) > l.max {
+		return 0, errTooLong
+	}
+	n, err := l.w.Write(p)
+	l.n += int64(n)
+	return n, err
+}
+
 // Extract decompresses part p from r (positioned at the part's offset) into w, hashing what
-// it writes, and fails unless exactly p.Size bytes with p.SHA256 came out.
+// it writes, and fails unless exactly p.Size bytes with p.SHA256 came out. The decoder writes
+// its blocks straight to w: no intermediate copy of the (possibly 1 GiB) output.
 func Extract(w io.Writer, r io.Reader, p Part) error {
 	dec, err := NewDecoder(io.LimitReader(r, p.CompressedSize))
 	if err != nil {
@@ -43,16 +62,18 @@ func Extract(w io.Writer, r io.Reader, p Part) error {
 	}
 	defer dec.Close()
 	h := sha256.New()
-	// Read one byte more than announced so that an overlong part is caught.
-	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(dec, p.Size+1))
-	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
+	lw := &limitWriter{w: io.MultiWriter(w, h), max: p.Size}
+	if _, err := dec.WriteTo(lw); err != nil {
+		switch {
+		case errors.Is(err, errTooLong):
+			err = fmt.Errorf("%w: %v", ErrHashMismatch, err)
+		case errors.Is(err, io.ErrUnexpectedEOF):
 			err = ErrTruncated
 		}
 		return fmt.Errorf("part %s: decompress: %w", p.Name, err)
 	}
-	if n != p.Size {
-		return fmt.Errorf("part %s: %d bytes decompressed, manifest says %d: %w", p.Name, n, p.Size, ErrHashMismatch)
+	if lw.n != p.Size {
+		return fmt.Errorf("part %s: %d bytes decompressed, manifest says %d: %w", p.Name, lw.n, p.Size, ErrHashMismatch)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != p.SHA256 {
 		return fmt.Errorf("part %s: sha256 %s, manifest says %s: %w", p.Name, got, p.SHA256, ErrHashMismatch)
