@@ -220,3 +220,29 @@ func TestTrustKeepsPrivileges(t *testing.T) {
 		}
 	}
 }
+
+func TestTrustUpgrade(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t)
+	plain := fixture.ACIOptions{Name: "example.com/plain", NoBusybox: true, Files: map[string]string{"f": "f"}}
+	var buf bytes.Buffer
+	fixture.WriteACI(&buf, plain)
+	b := buf.Bytes()
+	if img, err := s.ImportACI(ctx, bytes.NewReader(b), ImportOptions{}); err != nil || img.Trusted {
+		t.Fatalf("unverified import: %v %v", img, err)
+	}
+	img, err := s.ImportACI(ctx, bytes.NewReader(b), ImportOptions{Trusted: true, Signer: "ABCD"})
+	if err != nil || !img.Trusted || img.Signer != "ABCD" {
+		t.Fatalf("verified re-import of an image that lost nothing: %+v %v; want trusted", img, err)
+	}
+	// One that lost a setuid bit stays untrusted: its tree is not what the signer signed.
+	suid := fixture.ACIOptions{Name: "example.com/suid", NoBusybox: true, Entries: []fixture.Entry{
+		{Header: tar.Header{Name: "su", Typeflag: tar.TypeReg, Mode: 0o4755}, Body: "x"}}}
+	buf.Reset()
+	fixture.WriteACI(&buf, suid)
+	b = buf.Bytes()
+	s.ImportACI(ctx, bytes.NewReader(b), ImportOptions{})
+	if img, err := s.ImportACI(ctx, bytes.NewReader(b), ImportOptions{Trusted: true}); err != nil || img.Trusted {
+		t.Fatalf("verified re-import of an image that lost its setuid bit: %+v %v; want untrusted", img, err)
+	}
+}

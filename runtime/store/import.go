@@ -111,8 +111,21 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 	if err != nil {
 		return "", err
 	}
-	if _, err := s.readRecord(id); err == nil {
-		return id, nil // already imported: nothing to do
+	if r, err := s.readRecord(id); err == nil {
+		// Already imported. A verified signature now vouches for an image imported without
+		// one: its tree is exact when nothing was dropped then; otherwise it stays as it is.
+		if opts.Trusted && !r.Trusted {
+			if r.Dropped > 0 {
+				s.Log.Warn("image was imported unverified and lost privileged entries; rkt image rm it and fetch it again to keep them",
+					"image", id, "dropped", r.Dropped)
+				return id, nil
+			}
+			r.Trusted, r.Signer = true, opts.Signer
+			if err := s.writeRecord(r); err != nil {
+				return "", err
+			}
+		}
+		return id, nil
 	}
 	s.logDropped(id, res.Dropped)
 
@@ -130,9 +143,10 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 	rec := &record{
 		ID: id, Format: image.ACI, Name: m.Name.String(), Labels: labels,
 		ImportTime: now, LastUsed: now, Source: opts.Source, Trusted: opts.Trusted, Signer: opts.Signer,
-		Size:  cw.n + res.Bytes,
-		Blobs: []string{"sha512:" + sum},
-		Trees: []string{id},
+		Size:    cw.n + res.Bytes,
+		Dropped: len(res.Dropped),
+		Blobs:   []string{"sha512:" + sum},
+		Trees:   []string{id},
 	}
 	if err := s.writeRecord(rec); err != nil {
 		return "", err

@@ -152,6 +152,8 @@ type record struct {
 	Trees []string `json:"trees"`
 	// Config is the digest of an OCI image's config blob.
 	Config string `json:"config,omitempty"`
+	// Dropped counts the entries an unverified import left out or stripped.
+	Dropped int `json:"dropped,omitempty"`
 	// Aliases are other references the same OCI image was fetched as.
 	Aliases []string `json:"aliases,omitempty"`
 }
