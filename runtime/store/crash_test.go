@@ -282,3 +282,36 @@ func TestConcurrentProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKilledACIImport kills an ACI import after extraction and after its blob and tree are in
+// place but before its metadata: neither shows an image, and a retry succeeds.
+func TestKilledACIImport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns and kills importing processes")
+	}
+	im := fixture.BuildT(t)
+	for _, point := range []string{"aci-staged", "aci-committed"} {
+		t.Run(point, func(t *testing.T) {
+			dir := t.TempDir()
+			err := helper(t, "import", dir, im.ACI, point).Wait()
+			var ee *exec.ExitError
+			if !(errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL) {
+				t.Fatalf("child was to die at %s: %v", point, err)
+			}
+			s, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, records, tmp := contents(t, s)
+			if len(records)+len(tmp) != 0 {
+				t.Fatalf("after a kill at %s: records %v, tmp %v", point, records, tmp)
+			}
+			if err := helper(t, "import", dir, im.ACI, "").Wait(); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if err := s.Verify(context.Background(), im.ACIID); err != nil {
+				t.Fatalf("retried image: %v", err)
+			}
+		})
+	}
+}

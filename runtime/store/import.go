@@ -129,12 +129,14 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 	}
 	s.logDropped(id, res.Dropped)
 
+	s.crashPoint("aci-staged")
 	if err := os.Rename(blob.Name(), s.BlobPath("sha512:"+sum)); err != nil {
 		return "", err
 	}
 	if err := renameTree(tree, s.TreePath(id)); err != nil {
 		return "", err
 	}
+	s.crashPoint("aci-committed")
 	now := s.Now().UTC()
 	labels := map[string]string{}
 	for _, lb := range m.Labels {
