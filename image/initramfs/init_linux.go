@@ -426,7 +426,8 @@ func isBlank(dev string) (bool, error) {
 // loader since the initramfs has no libc.
 func (i *Init) mkfsROOT(ctx context.Context, dev string) error {
 	u := stagedUSR
-	cmd := exec.CommandContext(ctx, u+"/lib64/ld-linux-x86-64.so.2", "--library-path", u+"/lib/x86_64-linux-gnu",
+	// (/usr/lib64/ld-linux-x86-64.so.2 is an absolute symlink, meaningless from here.)
+	cmd := exec.CommandContext(ctx, u+"/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "--library-path", u+"/lib/x86_64-linux-gnu",
 		u+"/sbin/mke2fs", "-q", "-t", "ext4", "-L", "ROOT", dev)
 	cmd.Env = []string{"MKE2FS_CONFIG=" + filepath.Join(u, strings.TrimPrefix(RootSkeleton, "/usr"), "etc/mke2fs.conf")}
 	if out, err := cmd.CombinedOutput(); err != nil {
