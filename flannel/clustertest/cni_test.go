@@ -61,7 +61,7 @@ func TestCNIPluginDelegatesToBridge(t *testing.T) {
 	conf, _ := json.Marshal(map[string]any{"cniVersion": "1.0.0", "name": netName, "type": "flannel",
 		"subnetFile": filepath.Join(dir, "subnet.env"), "dataDir": filepath.Join(dir, "data"),
 		"delegate": map[string]any{"bridge": "cni-fl0"}})
-	nc, err := libcni.ConfFromBytes(conf)
+	nc, err := libcni.NetworkPluginConfFromBytes(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
