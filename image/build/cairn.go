@@ -53,8 +53,10 @@ type FileOp struct {
 	Remove bool
 }
 
-// PayloadKeyPath is where the image carries the public key its update payloads are signed with.
-const PayloadKeyPath = "/usr/share/cairn/update-payload-key.pem"
+// PayloadKeyPath is where the image carries the public key its update payloads are signed
+// with: in the key ring directory the update engine reads by default (PUBLIC_KEYS,
+// update-engine/updateconf).
+const PayloadKeyPath = "/usr/share/cairn/update-keys/cairn-payload.pem"
 
 // CairnFiles is what Cairn adds to (and removes from) the Debian tree. present says which
 // binaries exist in BinDir.
