@@ -29,14 +29,14 @@ var ErrDiskInUse = errors.New("disk is in use")
 
 // Options say what to install where.
 type Options struct {
-	Device   string             // the target block device, e.g. /dev/vdb
-	Image    string             // a local image file (.bin, or .bin.zst); its .sig beside it
-	BaseURL  string             // or: a release server; the image is BaseURL/Version/ImageName[.zst]
-	Version  string             //     with -b: which version
+	Device   string              // the target block device, e.g. /dev/vdb
+	Image    string              // a local image file (.bin, or .bin.zst); its .sig beside it
+	BaseURL  string              // or: a release server; the image is BaseURL/Version/ImageName[.zst]
+	Version  string              //     with -b: which version
 	Keys     []ed25519.PublicKey // keys trusted to sign images
-	Ignition []byte             // first-boot config, already validated; nil for none
-	OEM      string             // OEM ID written to the OEM partition's oem-release; "" for none
-	Force    bool               // install even if the disk is in use
+	Ignition []byte              // first-boot config, already validated; nil for none
+	OEM      string              // OEM ID written to the OEM partition's oem-release; "" for none
+	Force    bool                // install even if the disk is in use
 	HTTP     *http.Client
 	Progress io.Writer // progress lines; nil for none
 	Log      *slog.Logger

@@ -22,4 +22,3 @@ func (p *progress) update(n int64) {
 		fmt.Fprintf(p.w, "writing image: %d/%d MiB (%d%%)\n", n>>20, p.total>>20, pct)
 	}
 }
-
