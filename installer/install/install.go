@@ -40,7 +40,7 @@ type Options struct {
 	HTTP     *http.Client
 	Progress io.Writer // progress lines; nil for none
 	Log      *slog.Logger
-	// Mounted lists mount sources, for the in-use check (default: /proc/self/mountinfo).
+	// MountInfo is the mount table read by the in-use check (default: /proc/self/mountinfo).
 	MountInfo string
 }
 
