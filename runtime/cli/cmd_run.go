@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -142,6 +143,9 @@ func parsePodArgs(c *cobra.Command, env *Env, f *podFlags, withRun bool, args []
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if env.G.Debug { // --debug came through this parser, after the logger was made
+		env.Log = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	if *help {
 		fmt.Fprintf(env.Stdout, "Usage: rkt %s [flags] IMAGE [app flags] [-- image-args] [--- IMAGE ...]\n\nFlags:\n%s", c.Name(), fs.FlagUsages())

@@ -182,6 +182,12 @@ func recordCgroups(podDir, uuid string) (cgroupRecord, error) {
 		return nil, fmt.Errorf("pod cgroup: %w", err)
 	}
 	rec := cgroupRecord(m.GetPaths())
+	if u, ok := ownUnifiedCgroup(); ok {
+		// libcontainer's fs manager puts the hybrid unified cgroup under the hierarchy's root
+		// (rec[""]), not under ours; startApp moves apps to this nested one, where systemd
+		// still counts them as the caller's unit's.
+		rec["unified-nested"] = filepath.Join(u, CgroupParent(uuid))
+	}
 	b, _ := json.Marshal(rec)
 	if err := atomicfile.WriteFile(filepath.Join(podDir, CgroupsFile), b, 0o644); err != nil {
 		return nil, err
@@ -207,6 +213,42 @@ func readCgroupRecord(podDir string) (cgroupRecord, error) {
 		}
 	}
 	return rec, nil
+}
+
+// ownUnifiedCgroup is the calling process's cgroup in the hybrid layout's unified hierarchy
+// (the one systemd tracks units by), when there is such a hierarchy.
+func ownUnifiedCgroup() (string, bool) {
+	if !cgroups.IsCgroup2HybridMode() {
+		return "", false
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			return filepath.Join("/sys/fs/cgroup/unified", p), true
+		}
+	}
+	return "", false
+}
+
+// joinNestedUnified moves a process into the app's cgroup under the pod's nested unified
+// cgroup (see recordCgroups).
+func joinNestedUnified(podDir, app string, pid int) error {
+	rec, err := readCgroupRecord(podDir)
+	if err != nil {
+		return err
+	}
+	base, ok := rec["unified-nested"]
+	if !ok {
+		return nil
+	}
+	dir := filepath.Join(base, app)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
 }
 
 // cgroupDirs lists a cgroup and its descendants, deepest first.

@@ -304,14 +304,21 @@ func (r *Runner) startApp(ctx context.Context, plan *PodPlan, ra schema.RuntimeA
 	a.container = c
 	proc := processFromSpec(spec.Process, true)
 	if spec.Process.Terminal {
-		return r.startInteractive(ctx, c, proc, a)
+		return r.startInteractive(ctx, dir, c, proc, a)
 	}
 	proc.Stdout, proc.Stderr = r.Stdout, r.Stderr
-	if err := c.Run(proc); err != nil {
+	// Start stops the app just before its exec, so it can change cgroups with nothing forked.
+	if err := c.Start(proc); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	a.process = proc
 	a.pid, _ = proc.Pid()
+	if err := joinNestedUnified(dir, a.name, a.pid); err != nil {
+		return fmt.Errorf("unified cgroup: %w", err)
+	}
+	if err := c.Exec(); err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
 	return nil
 }
 

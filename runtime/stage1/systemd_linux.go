@@ -3,6 +3,7 @@ package stage1
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,7 +19,11 @@ import (
 func SystemdReady(uuid string, log *slog.Logger) func(ctx context.Context, leader int) error {
 	return func(ctx context.Context, leader int) error {
 		if err := registerMachine(uuid, leader); err != nil && log != nil {
-			log.Debug("not registered with systemd-machined", "err", err)
+			lvl := slog.LevelDebug
+			if !errors.Is(err, errNoBus) {
+				lvl = slog.LevelWarn
+			}
+			log.Log(ctx, lvl, "pod not registered with systemd-machined", "err", err)
 		}
 		if os.Getenv("NOTIFY_SOCKET") == "" {
 			return nil
@@ -34,12 +39,14 @@ func SystemdReady(uuid string, log *slog.Logger) func(ctx context.Context, leade
 	}
 }
 
+var errNoBus = errors.New("no system bus")
+
 // MachineName is the pod's name in systemd-machined.
 func MachineName(uuid string) string { return "rkt-" + uuid }
 
 func registerMachine(uuid string, leader int) error {
 	if _, err := os.Stat("/run/dbus/system_bus_socket"); err != nil {
-		return fmt.Errorf("no system bus: %w", err)
+		return errNoBus
 	}
 	id, err := hex.DecodeString(strings.ReplaceAll(uuid, "-", ""))
 	if err != nil {

@@ -212,7 +212,7 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	app := `echo hello-journal; trap "echo got-term; exit 0" TERM; while :; do sleep 0.1; done`
 	unit := "[Unit]\nDescription=pod\n[Service]\nType=notify\nKillMode=mixed\nTimeoutStopSec=20\n" +
-		"ExecStart=/usr/local/bin/rkt run --pull-policy=never --net=none --uuid-file-save=/run/pod.uuid " +
+		"ExecStart=/usr/local/bin/rkt --debug run --pull-policy=never --net=none --uuid-file-save=/run/pod.uuid " +
 		fixture.ACIName + " --exec=/bin/sh -- -c '" + app + "'\n"
 	if err := os.WriteFile(filepath.Join(g.root, "etc/systemd/system/pod.service"), []byte(unit), 0o644); err != nil {
 		t.Fatal(err)
@@ -237,7 +237,8 @@ func TestSystemdUnit(t *testing.T) {
 
 	// machined knows the pod.
 	if out, err := g.exec("machinectl", "show", "rkt-"+uuid); err != nil || !strings.Contains(out, "Class=container") || !strings.Contains(out, "Unit=pod.service") {
-		t.Errorf("machinectl show rkt-%s: %v\n%s", uuid, err, out)
+		j, _ := g.exec("journalctl", "--no-pager", "-o", "short", "-n", "30")
+		t.Errorf("machinectl show rkt-%s: %v\n%s\n%s", uuid, err, out, j)
 	}
 
 	// SIGTERM to rkt run (KillMode=mixed) stops the pod cleanly: the app sees SIGTERM, the
@@ -249,7 +250,8 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	journal := g.must("journalctl", "-u", "pod.service", "--no-pager", "-o", "cat")
 	if !strings.Contains(journal, "hello-journal") || !strings.Contains(journal, "got-term") {
-		t.Errorf("app output not in the unit's journal:\n%s", journal)
+		all, _ := g.exec("journalctl", "--no-pager", "-o", "verbose", "-n", "30")
+		t.Errorf("app output not in the unit's journal:\n%s\nwhole journal:\n%s", journal, all)
 	}
 	st2 := g.must("rkt", "status", uuid)
 	if !strings.Contains(st2, "state=exited") || !strings.Contains(st2, "app-busybox=0") {

@@ -126,20 +126,26 @@ func copyLayers(layers []string, dir string) error {
 
 // startInteractive starts an app on a terminal: libcontainer hands back the pty master over a
 // socket, and rkt run copies between it and its own stdin/stdout.
-func (r *Runner) startInteractive(ctx context.Context, c *libcontainer.Container, proc *libcontainer.Process, a *app) error {
+func (r *Runner) startInteractive(ctx context.Context, podDir string, c *libcontainer.Container, proc *libcontainer.Process, a *app) error {
 	parent, child, err := utils.NewSockPair("console")
 	if err != nil {
 		return err
 	}
 	defer parent.Close()
 	proc.ConsoleSocket = child
-	err = c.Run(proc)
+	err = c.Start(proc)
 	child.Close()
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	a.process = proc
 	a.pid, _ = proc.Pid()
+	if err := joinNestedUnified(podDir, a.name, a.pid); err != nil {
+		return fmt.Errorf("unified cgroup: %w", err)
+	}
+	if err := c.Exec(); err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
 	master, err := utils.RecvFile(parent)
 	if err != nil {
 		return fmt.Errorf("receive console: %w", err)
