@@ -44,6 +44,7 @@ const (
 	PXEKernel    = "cairn_production_pxe.vmlinuz"
 	PXEInitrd    = "cairn_production_pxe_image.cpio.gz"
 	PayloadFile  = "cairn_production_update.payload"
+	DiskSig      = DiskImage + ".sig" // installer/imagesig: what cairn-install verifies
 	VersionTxt   = "version.txt"
 	ManifestFile = "manifest.json"
 )
@@ -91,6 +92,7 @@ func (b *Builder) Steps() []Step {
 		{"EFI system partition", b.espImage},
 		{"OEM and ROOT filesystems", b.ext4Images},
 		{"GPT disk image", b.diskImage},
+		{"disk image signature", b.signDisk},
 		{"qcow2 image", b.qcow2},
 		{"PXE kernel and initramfs", b.pxe},
 		{"signed update payload", b.payload},

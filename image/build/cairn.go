@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cairn-os/cairn/installer/imagesig"
 	"github.com/cairn-os/cairn/update-engine/payload"
 )
 
@@ -286,4 +287,23 @@ func (b *Builder) payload(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+// signDisk writes the disk image's signature for cairn-install (installer/imagesig), with the
+// key that signs the payload.
+func (b *Builder) signDisk(context.Context) error {
+	priv, err := payload.ParsePrivateKey(b.keyPEM)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(filepath.Join(b.art, DiskImage))
+	if err != nil {
+		return err
+	}
+	st, err := imagesig.Of(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(b.art, DiskSig), imagesig.Sign(priv, st), 0o644)
 }

@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/image/usrfs"
+	"github.com/cairn-os/cairn/installer/imagesig"
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/update-engine/payload"
 )
 
 const hostStubDir = "/usr/lib/systemd/boot/efi"
@@ -75,7 +77,7 @@ func TestPipelineWithAFakeTree(t *testing.T) {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
 	t.Logf("first build:\n%s", progress.String())
-	for _, f := range []string{DiskImage, QCOW2Image, PXEKernel, PXEInitrd, PayloadFile, VersionTxt, ManifestFile,
+	for _, f := range []string{DiskImage, DiskSig, QCOW2Image, PXEKernel, PXEInitrd, PayloadFile, VersionTxt, ManifestFile,
 		"cairn_production_uki_A.efi", "cairn_production_uki_B.efi"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("artifact %s: %v", f, err)
@@ -86,8 +88,18 @@ func TestPipelineWithAFakeTree(t *testing.T) {
 			t.Errorf("progress lacks step %q", s.Name)
 		}
 	}
+	// cairn-install's check of the disk passes with the image's own key.
+	keys, err := payload.ParsePublicKeys(b.publicKeyPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := os.ReadFile(filepath.Join(out, DiskSig))
+	st, err := imagesig.Verify(keys, sig)
+	if fi, _ := os.Stat(filepath.Join(out, DiskImage)); err != nil || st.Size != fi.Size() {
+		t.Errorf("disk signature: %+v %v", st, err)
+	}
 	m := b.manifest
-	if m.Version != "1.2.3" || m.Kernel != "6.1.0-test" || m.Packages["base-files"] != "12.4" || len(m.Files) < 8 {
+	if m.Version != "1.2.3" || m.Kernel != "6.1.0-test" || m.Packages["base-files"] != "12.4" || len(m.Files) < 9 {
 		t.Errorf("manifest %+v", m)
 	}
 	// Nothing of the work directory is left next to the output.
