@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-os/cairn/runtime/image"
+	"github.com/cairn-os/cairn/runtime/pod"
+	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
@@ -262,9 +264,34 @@ func newImageRmCommand(env *Env) *cobra.Command {
 	}
 }
 
-// ImagesInUse, when set (by the pod commands' file), names the images that existing pods
-// use; rkt image gc keeps them whatever their age.
-var ImagesInUse func(ctx context.Context, env *Env) ([]string, error)
+// ImagesInUse names the images that existing pods (in any phase) use; rkt image gc keeps them
+// whatever their age. Tests may replace it.
+var ImagesInUse = podImages
+
+// podImages reads every pod's manifest for its apps' image IDs (the store ID annotation that
+// stage1 writes, else appc's image ID). A pod whose manifest cannot be read yet (an embryo)
+// protects nothing.
+func podImages(ctx context.Context, env *Env) ([]string, error) {
+	pods, err := pod.NewStore(env.G.Dir).List()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, p := range pods {
+		m, err := p.Manifest()
+		if err != nil {
+			continue
+		}
+		for _, a := range m.Apps {
+			if id, ok := a.Annotations.Get(stage1.AnnotationImageID); ok {
+				ids = append(ids, id)
+			} else if !a.Image.ID.Empty() {
+				ids = append(ids, a.Image.ID.String())
+			}
+		}
+	}
+	return ids, nil
+}
 
 func newImageGCCommand(env *Env) *cobra.Command {
 	var grace time.Duration

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -8,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/appc/spec/schema"
+	"github.com/appc/spec/schema/types"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
@@ -99,5 +103,41 @@ func TestImageCommands(t *testing.T) {
 	}
 	if out, _, _ := rkt("image", "list", "--no-legend"); strings.TrimSpace(out) != "" {
 		t.Fatalf("list after rm and gc: %q", out)
+	}
+}
+
+func TestImageGCKeepsPodImages(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var ids []string
+	for _, n := range []string{"example.com/used", "example.com/unused"} {
+		var buf bytes.Buffer
+		if _, err := fixture.WriteACI(&buf, fixture.ACIOptions{Name: n, NoBusybox: true, Exec: []string{"/x"}}); err != nil {
+			t.Fatal(err)
+		}
+		img, err := s.ImportACI(ctx, &buf, store.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, img.ID)
+	}
+	p, err := pod.NewStore(dir).Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := types.NewHash(ids[0])
+	m := schema.BlankPodManifest()
+	m.Apps = schema.AppList{{Name: "used", Image: schema.RuntimeImage{ID: *h}}}
+	if err := p.WriteManifest(m); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	out, errOut, code := run(t, "--dir", dir, "image", "gc", "--grace-period=0s")
+	if code != 0 || strings.Contains(out, ids[0]) || !strings.Contains(out, ids[1]) {
+		t.Fatalf("gc: %d %q %q; want only the unused image removed", code, out, errOut)
 	}
 }

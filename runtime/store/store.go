@@ -384,6 +384,9 @@ func (s *Store) GC(ctx context.Context, gracePeriod time.Duration) (removed []st
 				return nil, fmt.Errorf("gc: images in use: %w", err)
 			}
 			for _, id := range ids {
+				if strings.HasPrefix(id, "sha256-") {
+					id = "sha256:" + id[len("sha256-"):]
+				}
 				keep[id] = true
 			}
 		}
