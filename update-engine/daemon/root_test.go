@@ -448,3 +448,36 @@ func TestRootKillDuringDownloadAndWrite(t *testing.T) {
 		t.Fatalf("after retry: %+v", s)
 	}
 }
+
+// The new version never boots to good: the loader spends its tries, falls back to slot A, and
+// the engine on A reports the rollback.
+func TestRootRollbackReported(t *testing.T) {
+	w := newWorld(t)
+	w.publish("2.0.0", "amd64-usr", usrImage("2.0.0", 8<<20), nil)
+	if out, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput(); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ { // three boots of B that never reach boot-complete.target
+		if err := w.slots().CountBootAttempt(ctx, disklayout.SlotB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := w.status()
+	if st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateBad {
+		t.Fatalf("after three failed boots: %+v", st)
+	}
+	w.unpublish()
+	if out, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput(); err != nil {
+		t.Fatalf("update_engine -once on the old slot: %v\n%s", err, out)
+	}
+	evs := w.events()
+	last := evs[len(evs)-1]
+	if last.Type != omaha.EventTypeUpdateComplete || last.Result != omaha.EventResultError ||
+		last.ErrorCode != omaha.ErrorCodeRollback || last.PreviousVersion != "2.0.0" || last.Version != "1.0.0" {
+		t.Fatalf("rollback event %+v", last)
+	}
+	if hashDev(t, w.d.Part(3), disklayout.SlotA.Partition().Size) != w.hashA {
+		t.Fatal("USR-A changed")
+	}
+}
