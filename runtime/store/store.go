@@ -260,11 +260,13 @@ func matchName(r *record, ref string) bool {
 		return true
 	}
 	if r.Format == image.OCI {
+		// docker.io/library/busybox:latest answers to busybox, busybox:latest,
+		// library/busybox and docker.io/library/busybox, as docker's short names do.
 		for _, n := range append([]string{r.Name}, r.Aliases...) {
-			// docker.io/library/busybox matches docker.io/library/busybox:latest
-			if n == ref || n == ref+":latest" || strings.TrimPrefix(n, "docker.io/library/") == ref ||
-				strings.TrimPrefix(n, "docker.io/") == ref {
-				return true
+			for _, c := range []string{n, strings.TrimPrefix(n, "docker.io/"), strings.TrimPrefix(n, "docker.io/library/")} {
+				if c == ref || c == ref+":latest" {
+					return true
+				}
 			}
 		}
 		return false

@@ -363,3 +363,16 @@ func TestSameImageOtherName(t *testing.T) {
 		t.Fatalf("%d images; want one image under two names", len(list))
 	}
 }
+
+func TestDockerShortNames(t *testing.T) {
+	r := &record{Format: image.OCI, Name: "docker.io/library/busybox:latest", Aliases: []string{"quay.io/x/y:2"}}
+	for ref, want := range map[string]bool{
+		"busybox": true, "busybox:latest": true, "library/busybox": true, "docker.io/library/busybox": true,
+		"docker.io/library/busybox:latest": true, "quay.io/x/y:2": true,
+		"busybox:1.36": false, "busy": false, "quay.io/x/y": false,
+	} {
+		if got := matchName(r, ref); got != want {
+			t.Errorf("matchName(%q) = %v, want %v", ref, got, want)
+		}
+	}
+}
