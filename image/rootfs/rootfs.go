@@ -123,10 +123,13 @@ func Build(ctx context.Context, s Spec, cacheDir string, progress io.Writer) (di
 	}
 	// A dry run first (apt resolves the list, nothing is downloaded or installed: seconds), so a
 	// wrong package name fails before minutes of unpacking.
-	sim := s.Plan(tmp)
+	// (It leaves a skeleton in its target, so that is a directory of its own.)
+	simDir := final + ".simulate"
+	sim := s.Plan(simDir)
 	sim = append([]string{sim[0], "--simulate"}, sim[1:]...)
-	if err := s.run(ctx, sim, nil); err != nil {
-		os.RemoveAll(tmp)
+	err = s.run(ctx, sim, nil)
+	os.RemoveAll(simDir)
+	if err != nil {
 		return "", false, err
 	}
 	if err := s.run(ctx, s.Plan(tmp), progress); err != nil {
