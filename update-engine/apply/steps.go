@@ -321,18 +321,23 @@ func (r *run) writeUSR(ctx context.Context) error {
 	if _, err := dst.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	// Large writes, in a goroutine of their own: the decompressor hands out small blocks and
-	// the device wants big ones, and decompressing the next block while the kernel copies
-	// the last one keeps both cores busy.
-	aw := newAsyncWriter(dst, 4<<20, 4)
+	// Large writes, in a goroutine of their own that also hashes: the decompressor hands out
+	// small blocks and the device wants big ones, and decoding on one core while the other
+	// hashes and copies into the kernel keeps both busy.
+	h := sha256.New()
+	aw := newAsyncWriter(io.MultiWriter(dst, h), 4<<20, 4)
 	pw := &progressWriter{r: r, step: "write-usr", tot: part.Size}
 	w := &ctxWriter{ctx: ctx, w: io.MultiWriter(aw, pw)}
-	err = payload.Extract(w, io.NewSectionReader(src, part.Offset, part.CompressedSize), part)
+	err = payload.Decode(w, io.NewSectionReader(src, part.Offset, part.CompressedSize), part)
 	if cerr := aw.Close(); err == nil && cerr != nil {
 		return fmt.Errorf("slot %s partition %s: %w", r.target, dev, cerr)
 	}
 	if err != nil {
 		return coded(omaha.ErrorCodePayloadHashMismatch, fmt.Errorf("slot %s partition %s: %w", r.target, dev, err))
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != part.SHA256 {
+		return coded(omaha.ErrorCodePayloadHashMismatch, fmt.Errorf("slot %s partition %s: wrote /usr with sha256 %s, manifest says %s: %w",
+			r.target, dev, got, part.SHA256, payload.ErrHashMismatch))
 	}
 	if err := dst.Sync(); err != nil {
 		return fmt.Errorf("slot %s partition %s: sync: %w", r.target, dev, err)
