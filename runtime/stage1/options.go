@@ -123,3 +123,36 @@ func ResolvConf(dns, search []string) []byte {
 	}
 	return []byte(b.String())
 }
+
+// ImagesInUse lists the image IDs that the pods in podsDir (<dir>/pods) were made from, so that
+// image gc keeps them (the store's InUse hook). Pods being deleted count until they are gone.
+func ImagesInUse(podsDir string) ([]string, error) {
+	seen := map[string]bool{}
+	var ids []string
+	for _, ph := range []string{"prepare", "prepared", "run", "exited-garbage", "garbage"} {
+		ents, err := os.ReadDir(filepath.Join(podsDir, ph))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(podsDir, ph, e.Name(), OptionsFile))
+			if err != nil {
+				continue // an embryo, or a pod being removed
+			}
+			var o Options
+			if json.Unmarshal(b, &o) != nil {
+				continue
+			}
+			for _, a := range o.Apps {
+				if a.ImageID != "" && !seen[a.ImageID] {
+					seen[a.ImageID] = true
+					ids = append(ids, a.ImageID)
+				}
+			}
+		}
+	}
+	return ids, nil
+}

@@ -546,3 +546,20 @@ func TestParallelPodsWithGC(t *testing.T) {
 		t.Fatalf("%d pods left in run/ after gc", len(ents))
 	}
 }
+
+// --interactive gives the app a terminal and the caller's stdin (script(1) provides the tty).
+func TestInteractive(t *testing.T) {
+	e := newEnv(t)
+	script := testenv.RequireCommand(t, "script")
+	cmdline := e.rkt + " --dir=" + e.dir + " run --interactive --net=none " + e.aci + " --exec=/bin/sh -- -c 'tty; read line; echo got-$line; exit 5'"
+	c := exec.Command(script, "-qec", cmdline, "/dev/null")
+	c.Stdin = strings.NewReader("typed\n")
+	out, err := c.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	if code != 5 || !strings.Contains(string(out), "/dev/pts/") || !strings.Contains(string(out), "got-typed") {
+		t.Fatalf("code %d out %q", code, out)
+	}
+}

@@ -43,6 +43,8 @@ type Runner struct {
 	StopTimeout time.Duration
 	// Ready is called once every app has started (sd_notify, machined registration).
 	Ready func(ctx context.Context, leader int) error
+
+	restore func() // puts the caller's terminal back after --interactive
 }
 
 type app struct {
@@ -88,6 +90,11 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 		}
 	}()
 
+	defer func() {
+		if r.restore != nil {
+			r.restore()
+		}
+	}()
 	plan, err := r.preparePod(dir, man, opts)
 	if err != nil {
 		return 254, err

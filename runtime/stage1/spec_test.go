@@ -1,8 +1,11 @@
 package stage1
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -259,4 +262,25 @@ func FuzzParseFlags(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestImagesInUse(t *testing.T) {
+	dir := t.TempDir()
+	for i, ph := range []string{"run", "exited-garbage", "prepared"} {
+		d := filepath.Join(dir, ph, "p"+strconv.Itoa(i))
+		os.MkdirAll(d, 0o755)
+		o := Options{Apps: []AppImage{{Name: "a", ImageID: "sha512-aa", Layers: []string{"/t"}}, {Name: "b", ImageID: "sha256:" + strconv.Itoa(i), Layers: []string{"/t"}}}}
+		if err := o.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, "embryo", "e"), 0o755)
+	ids, err := ImagesInUse(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if !reflect.DeepEqual(ids, []string{"sha256:0", "sha256:1", "sha256:2", "sha512-aa"}) {
+		t.Errorf("in use: %v", ids)
+	}
 }

@@ -159,9 +159,9 @@ func (r *Runner) startInteractive(ctx context.Context, podDir string, c *libcont
 				raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
 				raw.Cflag &^= unix.CSIZE | unix.PARENB
 				raw.Cflag |= unix.CS8
-				unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, &raw)
-				go func() { <-ctx.Done(); unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, st) }()
-				defer func() {}()
+				if unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, &raw) == nil {
+					r.restore = func() { unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, st) }
+				}
 			}
 		}
 		go io.Copy(master, r.Stdin)
