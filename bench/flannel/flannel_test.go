@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package flannel benchmarks Cairn's flanneld against its peers on one machine, in
 // network namespaces on a bridge underlay: iperf3 TCP throughput endpoint to endpoint
 // through flanneld's overlay vs the raw veth underlay vs a VXLAN pair made by hand with
