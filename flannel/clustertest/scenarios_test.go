@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -190,6 +191,26 @@ func TestRepairsDataplane(t *testing.T) {
 		t.Logf("deleted %s repaired in %s", del.name, took.Round(time.Millisecond))
 	}
 	pingAll(t, hs, eps, 10*time.Second)
+
+	// A peer whose VtepMAC changes (another writer, a re-created host) is re-programmed:
+	// the old neighbour and FDB entry are replaced, not left beside the new ones.
+	sim := netip.MustParsePrefix("10.5.240.0/24")
+	for _, m := range []string{"0a:00:00:00:00:01", "0a:00:00:00:00:02"} {
+		hw, _ := net.ParseMAC(m)
+		bd, _ := lease.EncodeVXLAN(lease.VXLANData{VNI: 1, VtepMAC: hw})
+		v, _ := lease.EncodeAttrs(lease.Attrs{PublicIP: netip.MustParseAddr("192.168.100.200"), BackendType: "vxlan", BackendData: bd})
+		if _, err := c.Client().Put(t.Context(), lease.Key(Prefix, sim), string(v)); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, 10*time.Second, "simulated peer with VtepMAC "+m, func() error {
+			n, _ := h.Exec("ip", "neigh", "show", sim.Addr().String(), "dev", "flannel.1")
+			f, _ := h.Exec("bridge", "fdb", "show", "dev", "flannel.1")
+			if !strings.Contains(n, m) || strings.Count(f, "dst 192.168.100.200") != 1 || !strings.Contains(f, m+" dst 192.168.100.200") {
+				return fmt.Errorf("neigh %q fdb %q", n, f)
+			}
+			return nil
+		})
+	}
 }
 
 func envsIP(h *Host) string { return h.IP.String() }
