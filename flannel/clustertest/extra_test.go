@@ -94,21 +94,24 @@ func TestInteropStockFlannel(t *testing.T) {
 }
 
 // Without -iface, flanneld uses the default route's interface; -iface-can-reach picks the
-// interface that routes to an address; FLANNELD_* variables work like the flags.
+// interface that routes to an address; -iface-regex (repeatable) matches names or
+// addresses; FLANNELD_* variables work like the flags.
 func TestInterfaceSelection(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, netDoc)
-	h1, h2 := c.AddHost(), c.AddHost()
+	h1, h2, h3 := c.AddHost(), c.AddHost(), c.AddHost()
 	h1.MustExec("ip", "route", "add", "default", "via", EtcdIP)
 	h1.Args = []string{"-etcd-endpoints", c.EtcdURL, "-subnet-file", h1.SubnetFile}
 	h2.Args = []string{"-iface-can-reach", EtcdIP, "-subnet-file", h2.SubnetFile}
+	h3.Args = []string{"-etcd-endpoints", c.EtcdURL, "-iface-regex", `^nomatch$`, "-iface-regex", `^192\.168\.100\.`, "-subnet-file", h3.SubnetFile}
 	h1.Start()
 	h2.Env = []string{"FLANNELD_ETCD_ENDPOINTS=" + c.EtcdURL}
 	h2.Start()
-	e1, e2 := h1.WaitEnv(30*time.Second), h2.WaitEnv(30*time.Second)
-	ep1, ep2 := h1.AddEndpoint(e1), h2.AddEndpoint(e2)
-	pingAll(t, []*Host{h1, h2}, []netip.Addr{ep1, ep2}, 10*time.Second)
-	for _, h := range []*Host{h1, h2} {
+	h3.Start()
+	e1, e2, e3 := h1.WaitEnv(30*time.Second), h2.WaitEnv(30*time.Second), h3.WaitEnv(30*time.Second)
+	ep1, ep2, ep3 := h1.AddEndpoint(e1), h2.AddEndpoint(e2), h3.AddEndpoint(e3)
+	pingAll(t, []*Host{h1, h2, h3}, []netip.Addr{ep1, ep2, ep3}, 10*time.Second)
+	for _, h := range []*Host{h1, h2, h3} {
 		if !strings.Contains(h.Log(), "iface=eth0 addr="+h.IP.String()) {
 			t.Errorf("%s did not pick eth0:\n%s", h.NS, h.Log())
 		}
