@@ -34,14 +34,22 @@ func init() {
 						return fmt.Errorf("pod %s has %d apps: choose one with --app", p.UUID, len(m.Apps))
 					}
 					appName = string(m.Apps[0].Name)
-				} else if m.Apps.Get(types.ACName(appName)) == nil {
+				}
+				ra := m.Apps.Get(types.ACName(appName))
+				if ra == nil {
 					return fmt.Errorf("pod %s has no app %q", p.UUID, appName)
+				}
+				var appEnv []string
+				if ra.App != nil {
+					for _, ev := range ra.App.Environment {
+						appEnv = append(appEnv, ev.Name+"="+ev.Value)
+					}
 				}
 				cmd := args[1:]
 				if len(cmd) == 0 {
 					cmd = []string{"/bin/sh"}
 				}
-				code, err := stage1.Enter(p.Path(), appName, cmd, env.Stdin, env.Stdout, env.Stderr)
+				code, err := stage1.Enter(p.Path(), appName, cmd, appEnv, env.Stdin, env.Stdout, env.Stderr)
 				if err != nil {
 					return &ExitError{Code: 254, Err: err}
 				}

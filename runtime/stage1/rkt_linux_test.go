@@ -312,8 +312,8 @@ func TestLifecycle(t *testing.T) {
 	if !strings.Contains(r.out, id) || !strings.Contains(r.out, "running") || !strings.Contains(r.out, "exited") {
 		t.Fatalf("list: %q", r.out)
 	}
-	r = e.run("enter", id, "/bin/sh", "-c", "echo $AC_APP_NAME; hostname")
-	if r.code != 0 || r.out != "busybox\nrkt-"+id+"\n" {
+	r = e.run("enter", id, "/bin/sh", "-c", "echo $AC_APP_NAME $FROM_IMAGE; hostname")
+	if r.code != 0 || r.out != "busybox aci\nrkt-"+id+"\n" {
 		t.Fatalf("enter: %d %q %q", r.code, r.out, r.err)
 	}
 	if r := e.run("rm", id); r.code == 0 || !strings.Contains(r.err, "running") {
