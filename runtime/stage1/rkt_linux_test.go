@@ -169,6 +169,18 @@ func (e *env) podLeftovers() []string {
 			uuids[en.Name()] = true
 		}
 	}
+	// Processes still in a pod cgroup of this data directory, in any hierarchy.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	for _, pc := range procs {
+		b, _ := os.ReadFile(pc)
+		for id := range uuids {
+			if strings.Contains(string(b), "/rkt-"+id+"/") {
+				cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(pc), "cmdline"))
+				left = append(left, "process "+pc+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+				break
+			}
+		}
+	}
 	own, _ := os.ReadFile("/proc/self/cgroup")
 	for _, line := range strings.Split(strings.TrimSpace(string(own)), "\n") {
 		parts := strings.SplitN(line, ":", 3)

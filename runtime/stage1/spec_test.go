@@ -1,6 +1,7 @@
 package stage1
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,8 @@ import (
 	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cairn-os/cairn/runtime/image"
@@ -282,5 +285,41 @@ func TestImagesInUse(t *testing.T) {
 	slices.Sort(ids)
 	if !reflect.DeepEqual(ids, []string{"sha256:0", "sha256:1", "sha256:2", "sha512-aa"}) {
 		t.Errorf("in use: %v", ids)
+	}
+}
+
+// The libcontainer config made from the spec keeps the hardening and the device rules.
+func TestLibcontainerConfig(t *testing.T) {
+	s, err := Spec(testPod(), testApp("/bin/true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: "web", Spec: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.NoNewPrivileges || cfg.Seccomp == nil || cfg.Seccomp.DefaultAction != configs.Allow {
+		t.Errorf("hardening lost: nnp %v seccomp %+v", cfg.NoNewPrivileges, cfg.Seccomp)
+	}
+	if cfg.Cgroups.Path != "rkt-0c5d4f4e-2b1a-4c8e-9a55-000000000001/web" {
+		t.Errorf("cgroup path %q", cfg.Cgroups.Path)
+	}
+	rules := cfg.Cgroups.Resources.Devices
+	if len(rules) == 0 || rules[0].Allow {
+		t.Fatalf("device rules must start with deny-all: %+v", rules)
+	}
+	allowed := map[string]bool{}
+	for _, r := range rules {
+		if r.Allow {
+			allowed[fmt.Sprintf("%c %d:%d", r.Type, r.Major, r.Minor)] = true
+		}
+	}
+	for _, d := range specconv.AllowedDevices {
+		if k := fmt.Sprintf("%c %d:%d", d.Type, d.Major, d.Minor); !allowed[k] {
+			t.Errorf("device %s (%s) not allowed", k, d.Path)
+		}
+	}
+	if !cfg.Namespaces.Contains(configs.NEWNET) || cfg.Namespaces.PathOf(configs.NEWNET) != "/p/ns/net" || !cfg.Namespaces.IsPrivate(configs.NEWPID) {
+		t.Errorf("namespaces %+v", cfg.Namespaces)
 	}
 }
