@@ -348,3 +348,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestMainFlags(t *testing.T) {
+	testenv.RequireRoot(t) // files are made root-owned
+	root := newRoot(t)
+	cfg := filepath.Join(t.TempDir(), "c.ign")
+	os.WriteFile(cfg, []byte(`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/cairn-test","contents":{"source":"data:,ok"}}]}}`), 0o600)
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"--root", root, "--config", filepath.Join(root, "absent"), "--config", cfg}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if got := read(t, filepath.Join(root, "etc/cairn-test")); got != "ok" || !strings.Contains(out.String(), "applied") {
+		t.Fatalf("file %q, stdout %q", got, out.String())
+	}
+	if code := Main(context.Background(), []string{"--bogus"}, &out, &errb); code != 2 {
+		t.Fatalf("bad flag: exit %d", code)
+	}
+}
