@@ -209,6 +209,15 @@ func TestRktRunACIAndOCI(t *testing.T) {
 	if r.code != 0 || r.out != "hello from oci\n"+fixture.HelloText {
 		t.Fatalf("run oci: code %d out %q err %q", r.code, r.out, r.err)
 	}
+	// An image not in the store is fetched first (here a local ACI file).
+	aciFile := filepath.Join(t.TempDir(), "other.aci")
+	if _, err := fixture.BuildACI(aciFile, fixture.ACIOptions{Name: "example.com/other", Exec: []string{"/bin/echo", "fetched"}}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.run("--insecure-options=image", "run", "--net=none", aciFile)
+	if r.code != 0 || r.out != "fetched\n" {
+		t.Fatalf("run of an image file: code %d out %q err %q", r.code, r.out, r.err)
+	}
 	r = e.run("run", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "exit 42")
 	if r.code != 42 {
 		t.Fatalf("exit status %d, want 42 (stderr %q)", r.code, r.err)
