@@ -32,8 +32,12 @@ test: build ## run all tests: unit, root tier (as root), VM tier (when qemu is t
 unit: ## run only the unit tests (no root needed, no prerequisites)
 	$(GO) test $(GOFLAGS_TAGS) -count=1 -short ./...
 
-demo: build ## build, make a busybox image, fetch it into a scratch store and list it
+demo: build ## fetch and trust images, run pods, then build the OS image and boot it in qemu
 	@tools/demo.sh
+
+image: build ## build the OS: disk, qcow2, PXE pair, signed payload into _output/image
+	rm -rf _output/image
+	$(BIN)/cairn-image build -o _output/image
 
 bench: build ## run the benchmarks against their peers and print the ratios
 	@tools/bench.sh

@@ -42,5 +42,13 @@ step "Pods on disk, no daemon"
 run rkt list
 run rkt gc --grace-period=0s
 run rkt list --format=json
+
+step "Build the Cairn OS image (Debian packages cached under /var/cache/cairn-image; cold: ~6 min)"
+rm -rf "$D/image"
+run "$BIN/cairn-image" build -o "$D/image"
+run cat "$D/image/version.txt"
+
+step "Boot it in qemu (UEFI, systemd-boot, the slot's UKI, dm-verity /usr, systemd) until it reports ready"
+run "$BIN/cairn-image" boot -wait-marker "$D/image"
 echo
 echo "demo: done (scratch state in $D)"
