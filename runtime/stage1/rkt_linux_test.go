@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +38,18 @@ func rktBinary(t *testing.T) string {
 	rktOnce.Do(func() {
 		if d := os.Getenv("CAIRN_BIN"); d != "" {
 			rktPath = filepath.Join(d, "rkt")
+			// Without seccomp support rkt refuses to run apps with the default filter.
+			if bi, err := buildinfo.ReadFile(rktPath); err == nil {
+				tags := ""
+				for _, s := range bi.Settings {
+					if s.Key == "-tags" {
+						tags = s.Value
+					}
+				}
+				if !strings.Contains(","+tags+",", ",seccomp,") {
+					rktErr = fmt.Errorf("%s was built without -tags seccomp (and libseccomp-dev); build it with them", rktPath)
+				}
+			}
 			return
 		}
 		rktTmpDir, rktErr = os.MkdirTemp("", "cairn-rkt-bin-")
