@@ -5,18 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/cairn-os/cairn/flannel/etcdembed"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 
@@ -89,36 +87,15 @@ func TestWindow(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startEtcd runs a real single-node etcd on loopback for the test.
+// startEtcd runs a real single-node etcd on loopback (flanneld's embedded member) for the test.
 func startEtcd(t *testing.T) string {
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.LogLevel = "error"
-	client := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	peer := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
+	srv, err := etcdembed.Start(context.Background(), etcdembed.Options{Dir: t.TempDir(), Name: "locksmith-test",
+		ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(20 * time.Second):
-		t.Fatal("etcd did not become ready")
-	}
-	return client.String()
+	t.Cleanup(srv.Close)
+	return srv.Endpoint
 }
 
 func etcdClient(t *testing.T, endpoint string) *clientv3.Client {

@@ -3,39 +3,24 @@ package locksmithcli
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
+	"github.com/cairn-os/cairn/flannel/etcdembed"
 )
 
+// startEtcd runs a real single-node etcd on loopback (flanneld's embedded member) for the test.
 func startEtcd(t *testing.T) string {
-	port := func() int {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port
-	}
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.LogLevel = "error"
-	client := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port())}
-	peer := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port())}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
+	srv, err := etcdembed.Start(context.Background(), etcdembed.Options{Dir: t.TempDir(), Name: "locksmith-test",
+		ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Close)
-	<-e.Server.ReadyNotify()
-	return client.String()
+	t.Cleanup(srv.Close)
+	return srv.Endpoint
 }
 
 func TestLocksmithdAndCtl(t *testing.T) {
