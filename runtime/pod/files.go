@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/appc/spec/schema"
-
-	"github.com/cairn-os/cairn/internal/atomicfile"
 )
 
 // Files inside a pod directory. The appc pod manifest is the contract between rkt and its
@@ -33,13 +31,39 @@ type AppExit struct {
 	FinishedAt time.Time `json:"finishedAt"`
 }
 
+// WriteStateFile replaces a file of a pod directory atomically (temp file + rename), without
+// fsync: a pod's files describe processes that a host crash ends anyway, and gc cleans what is
+// left, so durability would only slow every rkt run down.
+func WriteStateFile(path string, data []byte, perm os.FileMode) error {
+	dir, base := filepath.Split(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+base+"-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
 // WriteManifest stores the pod manifest.
 func (p *Pod) WriteManifest(m *schema.PodManifest) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("pod %s: encode manifest: %w", p.UUID, err)
 	}
-	return atomicfile.WriteFile(p.File(ManifestFile), b, 0o644)
+	return WriteStateFile(p.File(ManifestFile), b, 0o644)
 }
 
 // ReadManifestBytes returns the stored pod manifest as written.
@@ -66,7 +90,7 @@ func (p *Pod) Manifest() (*schema.PodManifest, error) {
 
 // WriteTime records a timestamp file (CreatedFile, StartedFile).
 func (p *Pod) WriteTime(name string, t time.Time) error {
-	return atomicfile.WriteFile(p.File(name), []byte(t.UTC().Format(time.RFC3339Nano)+"\n"), 0o644)
+	return WriteStateFile(p.File(name), []byte(t.UTC().Format(time.RFC3339Nano)+"\n"), 0o644)
 }
 
 // Time reads a timestamp file; the zero time when it is absent.
@@ -81,7 +105,7 @@ func (p *Pod) Time(name string) time.Time {
 
 // WritePID records the supervisor's pid.
 func (p *Pod) WritePID(pid int) error {
-	return atomicfile.WriteFile(p.File(PIDFile), []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	return WriteStateFile(p.File(PIDFile), []byte(strconv.Itoa(pid)+"\n"), 0o644)
 }
 
 // PID reads the supervisor's pid.
@@ -98,7 +122,7 @@ func (p *Pod) PID() (int, error) {
 }
 
 // MarkReady records that every app has been started.
-func (p *Pod) MarkReady() error { return atomicfile.WriteFile(p.File(ReadyFile), nil, 0o644) }
+func (p *Pod) MarkReady() error { return WriteStateFile(p.File(ReadyFile), nil, 0o644) }
 
 // Ready reports whether the pod's apps have all been started.
 func (p *Pod) Ready() bool {
@@ -112,7 +136,7 @@ func (p *Pod) WriteExit(app string, e AppExit) error {
 		return err
 	}
 	b, _ := json.Marshal(e)
-	return atomicfile.WriteFile(p.File(StatusDir, app), b, 0o644)
+	return WriteStateFile(p.File(StatusDir, app), b, 0o644)
 }
 
 // Exit reads an app's exit record; ok is false while the app has not exited (or never will be

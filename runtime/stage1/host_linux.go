@@ -20,7 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/runtime/pod"
 )
 
 // apply makes one mount.
@@ -189,7 +189,7 @@ func recordCgroups(podDir, uuid string) (cgroupRecord, error) {
 		rec["unified-nested"] = filepath.Join(u, CgroupParent(uuid))
 	}
 	b, _ := json.Marshal(rec)
-	if err := atomicfile.WriteFile(filepath.Join(podDir, CgroupsFile), b, 0o644); err != nil {
+	if err := pod.WriteStateFile(filepath.Join(podDir, CgroupsFile), b, 0o644); err != nil {
 		return nil, err
 	}
 	return rec, nil

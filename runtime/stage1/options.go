@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/runtime/pod"
 )
 
 // OptionsFile holds the pod-level settings that the appc pod manifest has no field for.
@@ -84,7 +84,7 @@ func (o *Options) Write(podDir string) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(podDir, OptionsFile), b, 0o644)
+	return pod.WriteStateFile(filepath.Join(podDir, OptionsFile), b, 0o644)
 }
 
 // ReadOptions loads a pod's options.
