@@ -38,6 +38,7 @@ type Options struct {
 	ESPImage     string // or an unmounted one, reached with mtools
 	Disk         string // whole disk whose partitions are numbered as in disklayout; "" = by-partuuid
 	Cmdline      string
+	BootEnv      string
 	OSRelease    string
 	MachineIDF   string
 	BootIDF      string
@@ -65,6 +66,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ESPImage, "esp-image", "", "unmounted EFI system partition (device or image), reached with mtools; overrides -esp")
 	fs.StringVar(&o.Disk, "disk", "", "whole disk holding the slots (default: find them by PARTUUID)")
 	fs.StringVar(&o.Cmdline, "cmdline", "/proc/cmdline", "kernel command line naming the running slot")
+	fs.StringVar(&o.BootEnv, "boot-env", "/run/cairn/boot.env", "early boot's record of the slot it opened (wins over -cmdline)")
 	fs.StringVar(&o.OSRelease, "os-release", "/usr/lib/os-release", "os-release of the running version")
 	fs.StringVar(&o.MachineIDF, "machine-id", "/etc/machine-id", "machine id file")
 	fs.StringVar(&o.BootIDF, "boot-id", "/proc/sys/kernel/random/boot_id", "boot id file")
@@ -129,7 +131,7 @@ func New(o Options, log *slog.Logger) (*engine.Engine, error) {
 	if o.ESPImage != "" {
 		esp = slots.MtoolsESP{Image: o.ESPImage, TmpDir: o.StateDir}
 	}
-	sl := &slots.Slots{ESP: esp, Cmdline: o.Cmdline, EFIVars: o.EFIVars}
+	sl := &slots.Slots{ESP: esp, Cmdline: o.Cmdline, BootEnv: o.BootEnv, EFIVars: o.EFIVars}
 	if o.Disk != "" {
 		sl.PartitionPath = slots.DiskPartitions(o.Disk)
 	}

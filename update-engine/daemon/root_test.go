@@ -150,7 +150,7 @@ func (w *world) boot(slot disklayout.Slot, version string) {
 }
 
 func (w *world) slots() *slots.Slots {
-	return &slots.Slots{ESP: w.d.ESP, Cmdline: filepath.Join(w.dir, "cmdline"), PartitionPath: slots.DiskPartitions(w.d.Loop),
+	return &slots.Slots{ESP: w.d.ESP, Cmdline: filepath.Join(w.dir, "cmdline"), BootEnv: filepath.Join(w.dir, "no-boot.env"), PartitionPath: slots.DiskPartitions(w.d.Loop),
 		EFIVars: filepath.Join(w.dir, "no-efivars")}
 }
 
@@ -192,7 +192,7 @@ func (w *world) unpublish() {
 func (w *world) engineArgs(extra ...string) []string {
 	return append([]string{"-config", filepath.Join(w.dir, "update.conf"), "-state-dir", filepath.Join(w.dir, "state"),
 		"-socket", filepath.Join(w.dir, "ue.sock"), "-esp-image", w.d.Part(1), "-disk", w.d.Loop,
-		"-cmdline", filepath.Join(w.dir, "cmdline"), "-os-release", filepath.Join(w.dir, "os-release"),
+		"-cmdline", filepath.Join(w.dir, "cmdline"), "-boot-env", filepath.Join(w.dir, "no-boot.env"), "-os-release", filepath.Join(w.dir, "os-release"),
 		"-machine-id", filepath.Join(w.dir, "machine-id"), "-boot-id", filepath.Join(w.dir, "boot-id"),
 		"-efivars", filepath.Join(w.dir, "no-efivars"), "-dbus", "off", "-initial-check", "1h", "-interval", "1h"}, extra...)
 }

@@ -32,6 +32,10 @@ type Slots struct {
 	ESP ESP
 	// Cmdline is the file holding the kernel command line (default /proc/cmdline).
 	Cmdline string
+	// BootEnv is the file where early boot records the slot it opened (CAIRN_SLOT,
+	// CAIRN_USR_PARTUUID), default /run/cairn/boot.env. It wins over the command line, which
+	// does not name the slot when the UKI came from a slot-neutral update payload.
+	BootEnv string
 	// PartitionPath returns the block device of a slot's USR partition
 	// (default: /dev/disk/by-partuuid/<guid>).
 	PartitionPath func(disklayout.Slot) (string, error)
@@ -72,8 +76,17 @@ func (st *Status) Slot(s disklayout.Slot) SlotStatus {
 	return SlotStatus{Slot: s, State: StateEmpty}
 }
 
-// ActiveSlot reads the running slot from the kernel command line.
+// ActiveSlot reads the running slot from early boot's record, else the kernel command line.
 func (s *Slots) ActiveSlot() (disklayout.Slot, error) {
+	env := s.BootEnv
+	if env == "" {
+		env = "/run/cairn/boot.env"
+	}
+	if b, err := os.ReadFile(env); err == nil {
+		if slot, err := ActiveFromBootEnv(string(b)); err == nil {
+			return slot, nil
+		}
+	}
 	p := s.Cmdline
 	if p == "" {
 		p = "/proc/cmdline"
@@ -85,12 +98,43 @@ func (s *Slots) ActiveSlot() (disklayout.Slot, error) {
 	return ActiveFromCmdline(string(b))
 }
 
-// ActiveFromCmdline finds the USR partition in a kernel command line: mount.usr=,
-// usr= or verity.usrhash-style mount.usr= with PARTUUID=<guid> or /dev/disk/by-partuuid/<guid>.
+// ActiveFromBootEnv reads the slot from early boot's /run/cairn/boot.env: the USR partition's
+// GUID (CAIRN_USR_PARTUUID) decides; CAIRN_SLOT is used when the GUID is absent.
+func ActiveFromBootEnv(env string) (disklayout.Slot, error) {
+	var named string
+	for _, line := range strings.Split(env, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(v, `"'`)
+		switch k {
+		case "CAIRN_USR_PARTUUID":
+			if slot, err := disklayout.SlotOfGUID(v); err == nil {
+				return slot, nil
+			}
+		case "CAIRN_SLOT":
+			named = v
+		}
+	}
+	if s := disklayout.Slot(named); s == disklayout.SlotA || s == disklayout.SlotB {
+		return s, nil
+	}
+	return "", ErrNoActiveSlot
+}
+
+// ActiveFromCmdline finds the USR partition in a kernel command line: cairn.usr= (Cairn's
+// early boot), mount.usr=, usr= or systemd.verity_usr_data= with PARTUUID=<guid> or
+// /dev/disk/by-partuuid/<guid>, else cairn.slot=.
 func ActiveFromCmdline(cmdline string) (disklayout.Slot, error) {
+	var named disklayout.Slot
 	for _, f := range strings.Fields(cmdline) {
 		k, v, ok := strings.Cut(f, "=")
-		if !ok || (k != "mount.usr" && k != "usr" && k != "systemd.verity_usr_data") {
+		if ok && k == "cairn.slot" && (v == "A" || v == "B") {
+			named = disklayout.Slot(v)
+			continue
+		}
+		if !ok || (k != "cairn.usr" && k != "mount.usr" && k != "usr" && k != "systemd.verity_usr_data") {
 			continue
 		}
 		v = strings.Trim(v, `"`)
@@ -104,6 +148,9 @@ func ActiveFromCmdline(cmdline string) (disklayout.Slot, error) {
 		if slot, err := disklayout.SlotOfGUID(guid); err == nil {
 			return slot, nil
 		}
+	}
+	if named != "" {
+		return named, nil
 	}
 	return "", ErrNoActiveSlot
 }

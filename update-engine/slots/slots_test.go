@@ -52,23 +52,44 @@ func TestActiveFromCmdline(t *testing.T) {
 		"console=ttyS0 mount.usr=PARTUUID=7130c94a-213a-4e5a-8e26-6cce9662f132 ro":                     disklayout.SlotA,
 		"usr=PARTUUID=E03DD35C-7C2D-4A47-B3FE-27F15780A57C":                                            disklayout.SlotB,
 		"mount.usr=/dev/disk/by-partuuid/e03dd35c-7c2d-4a47-b3fe-27f15780a57c mount.usrflags=ro quiet": disklayout.SlotB,
+		"cairn.usr=PARTUUID=e03dd35c-7c2d-4a47-b3fe-27f15780a57c cairn.usrhash=00":                     disklayout.SlotB,
+		"cairn.usr=auto cairn.usrhash=00 cairn.slot=A":                                                 disklayout.SlotA,
 	} {
 		got, err := ActiveFromCmdline(cmdline)
 		if err != nil || got != want {
 			t.Errorf("%q: %v %v", cmdline, got, err)
 		}
 	}
-	for _, bad := range []string{"", "root=/dev/sda9", "mount.usr=PARTUUID=0FC63DAF-8483-4772-8E79-3D69D8477DE4", "usr=/dev/sda3"} {
+	for _, bad := range []string{"", "root=/dev/sda9", "cairn.usr=auto cairn.slot=C", "mount.usr=PARTUUID=0FC63DAF-8483-4772-8E79-3D69D8477DE4", "usr=/dev/sda3"} {
 		if _, err := ActiveFromCmdline(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
 }
 
+func TestActiveSlotPrefersBootEnv(t *testing.T) {
+	dir := t.TempDir()
+	cmdline, env := filepath.Join(dir, "cmdline"), filepath.Join(dir, "boot.env")
+	// A slot-neutral payload UKI: the command line does not say which slot booted.
+	os.WriteFile(cmdline, []byte("cairn.usr=auto cairn.usrhash=00\n"), 0o644)
+	s := &Slots{Cmdline: cmdline, BootEnv: env}
+	if _, err := s.ActiveSlot(); err == nil {
+		t.Fatal("active slot found with neither a boot record nor a slot on the command line")
+	}
+	os.WriteFile(env, []byte("CAIRN_SLOT=A\nCAIRN_USR_PARTUUID=E03DD35C-7C2D-4A47-B3FE-27F15780A57C\n"), 0o644)
+	if got, err := s.ActiveSlot(); err != nil || got != disklayout.SlotB {
+		t.Fatalf("boot.env: %v %v, want B (the partition GUID decides)", got, err)
+	}
+	os.WriteFile(env, []byte("CAIRN_SLOT=\"A\"\n"), 0o644)
+	if got, err := s.ActiveSlot(); err != nil || got != disklayout.SlotA {
+		t.Fatalf("boot.env slot name: %v %v", got, err)
+	}
+}
+
 func newSlots(t *testing.T, esp ESP, active disklayout.Slot) *Slots {
 	cmdline := filepath.Join(t.TempDir(), "cmdline")
 	os.WriteFile(cmdline, []byte("mount.usr=PARTUUID="+active.Partition().GUID+"\n"), 0o644)
-	return &Slots{ESP: esp, Cmdline: cmdline, EFIVars: filepath.Join(t.TempDir(), "no-efivars")}
+	return &Slots{ESP: esp, Cmdline: cmdline, BootEnv: filepath.Join(t.TempDir(), "no-boot.env"), EFIVars: filepath.Join(t.TempDir(), "no-efivars")}
 }
 
 // exercise runs the life of an update against any ESP implementation.
