@@ -62,7 +62,7 @@ func newFixture(t *testing.T) *fixture {
 	f.esp.Create(context.Background(), "EFI/Linux/"+slots.EntryName("1.0.0", disklayout.SlotA, -1), strings.NewReader("uki A"))
 	cmdline := filepath.Join(f.dir, "cmdline")
 	os.WriteFile(cmdline, []byte("mount.usr=PARTUUID="+disklayout.GUIDUSRA), 0o644)
-	f.slots = &slots.Slots{ESP: f.esp, Cmdline: cmdline, EFIVars: filepath.Join(f.dir, "none"),
+	f.slots = &slots.Slots{ESP: f.esp, Cmdline: cmdline, BootEnv: filepath.Join(f.dir, "no-boot.env"), EFIVars: filepath.Join(f.dir, "none"),
 		PartitionPath: func(s disklayout.Slot) (string, error) { return f.parts[s], nil }}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()

@@ -47,7 +47,7 @@ func newMachine(t *testing.T) *machine {
 	m.boot(disklayout.SlotA)
 	esp := slots.DirESP{Root: filepath.Join(m.dir, "esp")}
 	esp.Create(context.Background(), "EFI/Linux/cairn-1.0.0-A.efi", strings.NewReader("A"))
-	m.slots = &slots.Slots{ESP: esp, Cmdline: m.cmdline, EFIVars: filepath.Join(m.dir, "none"),
+	m.slots = &slots.Slots{ESP: esp, Cmdline: m.cmdline, BootEnv: filepath.Join(m.dir, "no-boot.env"), EFIVars: filepath.Join(m.dir, "none"),
 		PartitionPath: func(s disklayout.Slot) (string, error) { return filepath.Join(m.dir, "usr-"+string(s)), nil }}
 	m.srv = &omahaserver.Server{Dir: filepath.Join(m.dir, "payloads"), AppID: appID}
 	hs := httptest.NewServer(m.srv.Handler())
