@@ -598,3 +598,17 @@ func TestInteractive(t *testing.T) {
 		t.Fatalf("code %d out %q", code, out)
 	}
 }
+
+func TestNetHostAndNone(t *testing.T) {
+	e := newEnv(t)
+	host, _ := filepath.Glob("/sys/class/net/*")
+	count := "ls /sys/class/net | wc -l"
+	r := e.run("run", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c", count)
+	if r.code != 0 || strings.TrimSpace(r.out) != "1" {
+		t.Fatalf("--net=none: %d interfaces (%q %q), want only lo", r.code, r.out, r.err)
+	}
+	r = e.run("run", "--net=host", e.aci, "--exec=/bin/sh", "--", "-c", count)
+	if r.code != 0 || strings.TrimSpace(r.out) != strconv.Itoa(len(host)) {
+		t.Fatalf("--net=host: %q interfaces, host has %d (%s)", r.out, len(host), r.err)
+	}
+}
