@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/cairn-os/cairn/flannel/config"
-	"github.com/cairn-os/cairn/flannel/etcdembed"
+	"github.com/cairn-os/cairn/internal/etcdembed"
 	"github.com/cairn-os/cairn/flannel/ipmasq"
 	"github.com/cairn-os/cairn/flannel/lease"
 	"github.com/cairn-os/cairn/flannel/reconcile"

@@ -14,7 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/cairn-os/cairn/flannel/etcdembed"
+	"github.com/cairn-os/cairn/internal/etcdembed"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-os/cairn/flannel/etcdembed"
+	"github.com/cairn-os/cairn/internal/etcdembed"
 )
 
 // startEtcd runs a real single-node etcd on loopback (flanneld's embedded member) for the test.

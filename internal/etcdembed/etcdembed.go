@@ -1,6 +1,7 @@
-// Package etcdembed runs the single-node etcd that flanneld uses when no
+// Package etcdembed runs a single-node etcd: the one flanneld uses when no
 // -etcd-endpoints are given, so that one host works out of the box. It listens on
-// loopback only; several hosts share an external etcd cluster instead.
+// loopback only; several hosts share an external etcd cluster instead. Tests of locksmith use
+// it too.
 package etcdembed
 
 import (
