@@ -102,6 +102,9 @@ func TestMain(m *testing.M) {
 	if treeDir != "" {
 		os.RemoveAll(treeDir)
 	}
+	if rktTmpDir != "" {
+		os.RemoveAll(rktTmpDir)
+	}
 	os.Exit(code)
 }
 
