@@ -22,7 +22,7 @@ import (
 )
 
 // The recipe that boots systemd as PID 1 in namespaces (see MACHINE.md).
-const systemdRecipe = "/work/shared/recipes/systemd-in-namespace.sh"
+const systemdRecipe = "testdata/systemd-in-namespace.sh" // relative to the package, where go test runs
 
 func cacheDir() string {
 	if d := os.Getenv("CAIRN_CACHE"); d != "" {
@@ -32,14 +32,16 @@ func cacheDir() string {
 }
 
 // systemdRootfs is a minimal Debian with systemd, dbus and machined, built once with
-// debootstrap into the cache and reused (read-only: every boot overlays it).
+// mmdebstrap into the cache and reused (read-only: every boot overlays it).
 func systemdRootfs(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(cacheDir(), "systemd-rootfs")
 	if _, err := os.Stat(filepath.Join(root, "lib/systemd/systemd")); err == nil {
 		return root
 	}
-	testenv.RequireCommand(t, "debootstrap")
+	testenv.RequireCommand(t, "mmdebstrap")
+	sources := aptSources()
+	testenv.Require(t, sources != "", "needs the machine's apt sources (/etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list)")
 	if testing.Short() {
 		t.Skip("building the systemd rootfs takes minutes; not in -short")
 	}
@@ -57,10 +59,11 @@ func systemdRootfs(t *testing.T) string {
 	}
 	tmp := root + ".tmp"
 	os.RemoveAll(tmp)
-	cmd := exec.Command("debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus,systemd-container",
-		"bookworm", tmp, "http://deb.debian.org/debian")
+	// Packages come through the machine's own apt configuration, as for the OS image.
+	cmd := exec.Command("mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
+		"--include=systemd,systemd-sysv,dbus,systemd-container", "bookworm", tmp, sources)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("debootstrap: %v\n%s", err, out)
+		t.Fatalf("mmdebstrap: %v\n%s", err, out)
 	}
 	// No consoles to serve in a namespace.
 	for _, u := range []string{"console-getty.service", "getty@.service", "getty.target", "systemd-timesyncd.service"} {
@@ -70,6 +73,16 @@ func systemdRootfs(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// aptSources returns the machine's apt sources file, which mmdebstrap takes as its mirror.
+func aptSources() string {
+	for _, p := range []string{"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"} {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+			return p
+		}
+	}
+	return ""
 }
 
 // guest is systemd booted as PID 1 in namespaces, on a copy of the cached rootfs.
