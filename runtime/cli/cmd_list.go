@@ -3,13 +3,16 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/pod"
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 // podInfo is a pod as rkt list and rkt status report it (--format=json).
@@ -49,6 +52,18 @@ func describePod(p *pod.Pod) podInfo {
 	}
 	if pi.State == pod.Running {
 		pi.PID, _ = p.PID()
+	}
+	if st, err := network.LoadState(filepath.Join(p.Path(), stage1.NetStateFile)); err == nil {
+		for _, a := range st.Nets {
+			for _, ip := range a.IPs {
+				kind := "ip4"
+				if strings.Contains(ip, ":") {
+					kind = "ip6"
+				}
+				addr, _, _ := strings.Cut(ip, "/")
+				pi.Networks = append(pi.Networks, fmt.Sprintf("%s:%s=%s", a.Name, kind, addr))
+			}
+		}
 	}
 	m, err := p.Manifest()
 	if err != nil {

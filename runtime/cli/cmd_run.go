@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/image"
+	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/store"
@@ -23,10 +26,14 @@ import (
 // podFlags are rkt run's and rkt prepare's pod-level flags.
 type podFlags struct {
 	volumes      []string
-	net          string
+	net          []string
+	ports        []string
 	hostname     string
 	dns          []string
 	dnsSearch    []string
+	dnsOpt       []string
+	dnsDomain    string
+	hostsEntries []string
 	interactive  bool
 	uuidFileSave string
 	noOverlay    bool
@@ -39,10 +46,14 @@ type podFlags struct {
 
 func (f *podFlags) define(fs *pflag.FlagSet, withRun bool) {
 	fs.StringArrayVar(&f.volumes, "volume", nil, "volumes to make available in the pod: NAME,kind=host|empty,source=PATH,readOnly=true|false")
-	fs.StringVar(&f.net, "net", "default", "network: none, host or default")
+	fs.StringArrayVar(&f.net, "net", nil, `networks to join: default, default-restricted, host, none, all, or names from net.d, with per-network arguments (NAME:IP=10.1.1.7) (default "default")`)
+	fs.StringArrayVar(&f.ports, "port", nil, "forward a host port to a port the image declares: NAME:[HOSTIP:]HOSTPORT")
 	fs.StringVar(&f.hostname, "hostname", "", `pod's hostname (default "rkt-$UUID")`)
 	fs.StringArrayVar(&f.dns, "dns", nil, "name servers for the pod: host, none or addresses")
 	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domains")
+	fs.StringArrayVar(&f.dnsOpt, "dns-opt", nil, "DNS resolver options (resolv.conf options)")
+	fs.StringVar(&f.dnsDomain, "dns-domain", "", "DNS domain (resolv.conf domain)")
+	fs.StringArrayVar(&f.hostsEntries, "hosts-entry", nil, "entries for the pod's /etc/hosts: IP=HOSTNAME, or host for the host's /etc/hosts")
 	fs.BoolVar(&f.noOverlay, "no-overlay", false, "copy image trees instead of using overlayfs")
 	fs.StringArrayVar(&f.setEnv, "set-env", nil, "environment variable for all apps: NAME=VALUE")
 	fs.StringVar(&f.uuidFileSave, "uuid-file-save", "", "write the pod UUID to this file")
@@ -159,8 +170,17 @@ var errHelp = errors.New("help shown")
 // preparePod resolves images, writes the pod manifest and stage1 options into a new pod in the
 // prepare phase, and returns it still locked.
 func preparePod(ctx context.Context, env *Env, f *podFlags, apps []appSpec) (*pod.Pod, error) {
-	opts := &stage1.Options{Net: f.net, Hostname: f.hostname, DNS: f.dns, DNSSearch: f.dnsSearch,
-		Interactive: f.interactive, NoOverlay: f.noOverlay, InsecureSeccomp: insecure(env, "seccomp")}
+	ins, err := insecure.Parse(env.G.InsecureOptions)
+	if err != nil {
+		return nil, err
+	}
+	opts := &stage1.Options{Net: strings.Join(f.net, ","), Hostname: f.hostname,
+		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOpt: f.dnsOpt, DNSDomain: f.dnsDomain, HostsEntries: f.hostsEntries,
+		NetConfDirs: []string{filepath.Join(env.G.LocalConfig, "net.d"), filepath.Join(env.G.SystemConfig, "net.d")},
+		// As rkt: third-party plugins beside the local configs first, then Cairn's and the
+		// distribution's.
+		NetPluginDirs: append([]string{filepath.Join(env.G.LocalConfig, "net.d")}, network.DefaultPluginDirs...),
+		Interactive:   f.interactive, NoOverlay: f.noOverlay, InsecureSeccomp: ins.Has(insecure.Seccomp)}
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -181,10 +201,15 @@ func preparePod(ctx context.Context, env *Env, f *podFlags, apps []appSpec) (*po
 	}
 	st.Log = env.Log
 	taken := map[string]bool{}
+	var declared []network.ImagePort
 	for _, a := range apps {
 		img, err := getImage(ctx, env, st, a.image, f.pullPolicy)
 		if err != nil {
 			return nil, err
+		}
+		declared = append(declared, network.DeclaredPorts(img)...)
+		if err := st.Touch(ctx, img.ID); err != nil {
+			env.Log.Debug("recording image use", "image", img.ID, "err", err)
 		}
 		app, err := stage1.AppFromImage(img)
 		if err != nil {
@@ -224,6 +249,9 @@ func preparePod(ctx context.Context, env *Env, f *podFlags, apps []appSpec) (*po
 		}
 		man.Apps = append(man.Apps, schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann})
 		opts.Apps = append(opts.Apps, stage1.AppImage{Name: string(name), ImageID: img.ID, Layers: img.Layers})
+	}
+	if opts.Ports, err = network.Forwards(f.ports, declared); err != nil {
+		return nil, err
 	}
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -292,15 +320,6 @@ func getImage(ctx context.Context, env *Env, st *store.Store, ref, pull string) 
 // FetchImage, when set (by the fetch command's file), brings an image that is not in the store
 // into it, for rkt run and rkt prepare.
 var FetchImage func(ctx context.Context, env *Env, st *store.Store, ref string) (*image.Image, error)
-
-func insecure(env *Env, what string) bool {
-	for _, o := range strings.Split(env.G.InsecureOptions, ",") {
-		if o == what || o == "all" || (o == "all-run" && (what == "seccomp" || what == "capabilities" || what == "paths")) {
-			return true
-		}
-	}
-	return false
-}
 
 // runPod runs a pod whose directory is in the run phase and locked, in the foreground.
 func runPod(ctx context.Context, env *Env, p *pod.Pod, stopTimeout time.Duration) error {

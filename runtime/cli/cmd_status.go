@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,7 +51,7 @@ func init() {
 				fmt.Fprintf(env.Stdout, "state=%s\n", pi.State)
 				fmt.Fprintf(env.Stdout, "created=%s\n", fmtTime(pi.created, true))
 				fmt.Fprintf(env.Stdout, "started=%s\n", fmtTime(pi.started, true))
-				fmt.Fprintf(env.Stdout, "networks=\n")
+				fmt.Fprintf(env.Stdout, "networks=%s\n", strings.Join(pi.Networks, ","))
 				if pi.PID != 0 {
 					fmt.Fprintf(env.Stdout, "pid=%d\n", pi.PID)
 				}

@@ -25,7 +25,17 @@ type Manager struct {
 	PluginDirs []string // where CNI plugins are looked up (CNI_PATH)
 	NetnsDir   string   // where pod network namespaces are bind-mounted (/run/netns, as `ip netns`)
 	CacheDir   string   // libcni's result cache ("" for its default, /var/lib/cni)
-	Log        *slog.Logger
+	// StateFile, when set, receives the state before every plugin call and at the end, so
+	// that a setup killed half way can still be torn down by whoever finds the file.
+	StateFile string
+	Log       *slog.Logger
+}
+
+func (m *Manager) save(st *State) error {
+	if m.StateFile == "" {
+		return nil
+	}
+	return st.Save(m.StateFile)
 }
 
 // DefaultPluginDirs are searched for CNI plugins: Cairn's own, then the distribution's.
@@ -60,6 +70,8 @@ type State struct {
 	OwnNetNS bool          `json:"ownNetns,omitempty"`
 	Nets     []Attachment  `json:"nets"`
 	Ports    []PortMapping `json:"ports,omitempty"`
+	// PluginDirs are where the plugins were found, so that teardown finds the same ones.
+	PluginDirs []string `json:"pluginDirs,omitempty"`
 }
 
 // Save writes the state atomically.
@@ -84,12 +96,15 @@ func LoadState(path string) (*State, error) {
 	return &s, nil
 }
 
-func (m *Manager) cni() *libcni.CNIConfig {
-	dirs := m.PluginDirs
-	if len(dirs) == 0 {
-		dirs = DefaultPluginDirs
+func (m *Manager) pluginDirs() []string {
+	if len(m.PluginDirs) == 0 {
+		return DefaultPluginDirs
 	}
-	return libcni.NewCNIConfigWithCacheDir(dirs, m.CacheDir, nil)
+	return m.PluginDirs
+}
+
+func (m *Manager) cni() *libcni.CNIConfig {
+	return libcni.NewCNIConfigWithCacheDir(m.pluginDirs(), m.CacheDir, nil)
 }
 
 func (m *Manager) log() *slog.Logger {
@@ -127,10 +142,7 @@ func (m *Manager) Setup(ctx context.Context, podID string, sel Selection, ports 
 	if err := createNetns(path); err != nil {
 		return nil, fmt.Errorf("pod %s: create network namespace: %w", podID, err)
 	}
-	st, err := m.attach(ctx, podID, path, nets, sel, ports)
-	if st != nil {
-		st.OwnNetNS = true
-	}
+	st, err := m.attach(ctx, podID, path, true, nets, sel, ports)
 	if err != nil {
 		if rerr := removeNetns(path); rerr != nil {
 			m.log().Warn("removing the network namespace of a failed setup", "pod", podID, "err", rerr)
@@ -150,7 +162,7 @@ func (m *Manager) Attach(ctx context.Context, podID, netns string, sel Selection
 	if err != nil {
 		return nil, err
 	}
-	return m.attach(ctx, podID, netns, nets, sel, ports)
+	return m.attach(ctx, podID, netns, false, nets, sel, ports)
 }
 
 func (m *Manager) resolve(sel Selection, ports []PortMapping) ([]*Net, error) {
@@ -168,8 +180,8 @@ func (m *Manager) resolve(sel Selection, ports []PortMapping) ([]*Net, error) {
 	return nets, nil
 }
 
-func (m *Manager) attach(ctx context.Context, podID, netns string, nets []*Net, sel Selection, ports []PortMapping) (st *State, err error) {
-	st = &State{PodID: podID, NetNS: netns, Ports: ports}
+func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, nets []*Net, sel Selection, ports []PortMapping) (st *State, err error) {
+	st = &State{PodID: podID, NetNS: netns, OwnNetNS: own, Ports: ports, PluginDirs: m.pluginDirs()}
 	defer func() {
 		if err != nil {
 			if terr := m.Teardown(context.WithoutCancel(ctx), st); terr != nil {
@@ -215,8 +227,12 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, nets []*Net, 
 			}
 			rt.CapabilityArgs = map[string]any{"portMappings": pm}
 		}
-		// Recorded before ADD, so that a failed ADD is still deleted (CNI DEL is idempotent).
+		// Recorded before ADD, so that a failed or interrupted ADD is still deleted (CNI DEL
+		// is idempotent).
 		st.Nets = append(st.Nets, Attachment{Name: n.Name, IfName: rt.IfName, Conf: string(list.Bytes), Args: rt.Args})
+		if err := m.save(st); err != nil {
+			return st, err
+		}
 		res, err := m.cni().AddNetworkList(ctx, list, rt)
 		if err != nil {
 			return st, fmt.Errorf("pod %s: network %s (%s): %w", podID, n.Name, n.Path, err)
@@ -235,7 +251,7 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, nets []*Net, 
 		}
 		m.log().Debug("joined network", "pod", podID, "net", n.Name, "if", rt.IfName, "ips", a.IPs)
 	}
-	return st, nil
+	return st, m.save(st)
 }
 
 // withPortmap chains the portmap plugin after a network's plugins.
@@ -263,10 +279,15 @@ func (m *Manager) Teardown(ctx context.Context, st *State) error {
 	if st == nil || st.NetNS == "" {
 		return nil
 	}
+	if len(st.PluginDirs) > 0 && len(m.PluginDirs) == 0 {
+		m = &Manager{PluginDirs: st.PluginDirs, CacheDir: m.CacheDir, Log: m.Log}
+	}
 	var errs []error
 	netns := st.NetNS
-	if _, err := os.Stat(netns); err != nil {
-		netns = "" // plugins must still release what lives outside the pod (addresses, rules)
+	if !isNetns(netns) {
+		// Gone, or no longer a namespace mount: plugins must still release what lives outside
+		// the pod (addresses, rules), and they do so for an empty path.
+		netns = ""
 	}
 	for i := len(st.Nets) - 1; i >= 0; i-- {
 		a := st.Nets[i]
@@ -324,6 +345,13 @@ func createNetns(path string) error {
 		return err
 	}
 	return nil
+}
+
+// isNetns reports whether path is a bind-mounted network namespace (nsfs), not just the empty
+// file that was its mount point.
+func isNetns(path string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(path, &fs) == nil && fs.Type == unix.NSFS_MAGIC
 }
 
 func removeNetns(path string) error {

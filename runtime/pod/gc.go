@@ -52,12 +52,17 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, clean Cleaner) (GCR
 				res.Errors = append(res.Errors, err)
 			}
 		case PhaseEmbryo:
-			// An embryo is never locked; one older than the grace period was abandoned
-			// between mkdir and lock.
+			// An embryo is locked from just after its mkdir until it moves to prepare; one
+			// that is unlocked and older than the grace period was abandoned in between.
+			// (Removing a locked one would pull the directory from under its creator.)
 			if ct, err := p.ChangeTime(); err == nil && now.Sub(ct) > grace {
+				if err := p.Lock(true, false); err != nil {
+					continue
+				}
 				if err := os.Remove(p.Path()); err == nil {
 					res.Removed = append(res.Removed, p.UUID)
 				}
+				p.Close()
 			}
 		}
 	}

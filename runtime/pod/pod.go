@@ -147,6 +147,17 @@ func (s *Store) Create() (*Pod, error) {
 	if err := s.ensureDirs(); err != nil {
 		return nil, err
 	}
+	// A gc with no grace period may remove the embryo in the instant between its mkdir and
+	// its lock: start again with a new one.
+	for try := 0; ; try++ {
+		p, err := s.create()
+		if err == nil || !errors.Is(err, ErrNotFound) || try == 2 {
+			return p, err
+		}
+	}
+}
+
+func (s *Store) create() (*Pod, error) {
 	id, err := NewUUID()
 	if err != nil {
 		return nil, err

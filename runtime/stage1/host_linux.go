@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/pod"
 )
 
@@ -351,8 +352,29 @@ func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 	return errors.Join(errs...)
 }
 
+// teardownNetworks leaves the CNI networks recorded in the pod's state file and removes the
+// file once that worked, so that a second Clean does nothing.
+func teardownNetworks(ctx context.Context, podDir string) error {
+	path := filepath.Join(podDir, NetStateFile)
+	st, err := network.LoadState(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// The pod directory moves between phases (run, exited-garbage, garbage): its namespace is
+	// where the pod is now, not where it was when the state was written.
+	st.NetNS = filepath.Join(podDir, nsDir, "net")
+	if err := (&network.Manager{}).Teardown(ctx, st); err != nil {
+		return err
+	}
+	return os.Remove(path)
+}
+
 // Clean undoes everything a pod's stage1 did outside its directory: it kills any process left
-// in the pod's cgroups, unmounts the app roots and sandbox namespaces, and removes the cgroups.
+// in the pod's cgroups, leaves its CNI networks, unmounts the app roots and sandbox namespaces,
+// and removes the cgroups.
 // It is the gc entry point and also the end of every rkt run; it is safe to run any number of
 // times, on a pod in any state of teardown.
 func Clean(ctx context.Context, podDir string) error {
@@ -364,6 +386,11 @@ func Clean(ctx context.Context, podDir string) error {
 	if rec != nil {
 		// Kill first: processes pin the namespaces and mounts.
 		_ = KillPod(podDir, unix.SIGKILL)
+	}
+	// Networks go before the sandbox's namespace mounts do, so that plugins can still delete
+	// the pod's interfaces; what lives on the host side (addresses, rules) goes either way.
+	if err := teardownNetworks(ctx, podDir); err != nil {
+		errs = append(errs, err)
 	}
 	if err := unmountUnder(podDir); err != nil {
 		errs = append(errs, err)

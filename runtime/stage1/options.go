@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+
+	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/pod"
 )
 
@@ -18,19 +21,31 @@ const OptionsFile = "stage1.json"
 // Sentinel errors.
 var (
 	ErrNoVolume = errors.New("no such volume in the pod (add --volume NAME,kind=...)")
-	ErrBadNet   = errors.New("unsupported --net (supported here: none, host, default)")
 )
+
+// NetStateFile, in the pod directory, records the pod's networks for teardown (network.State).
+const NetStateFile = "net-state.json"
 
 // Options are a pod's settings from rkt run/prepare beyond the pod manifest.
 type Options struct {
-	// Net is "none" (only loopback), "host" (the host's network namespace) or "default".
-	// Until CNI networks exist, "default" is a private namespace with loopback, like none.
-	Net         string   `json:"net"`
-	Hostname    string   `json:"hostname,omitempty"`
-	DNS         []string `json:"dns,omitempty"` // "host", "none" or nameserver addresses
-	DNSSearch   []string `json:"dnsSearch,omitempty"`
-	Interactive bool     `json:"interactive,omitempty"`
-	NoOverlay   bool     `json:"noOverlay,omitempty"`
+	// Net is the --net value: "none" (only loopback), "host" (the host's network namespace),
+	// or CNI networks: "default", "all", "net1,net2:IP=10.1.1.7", as network.ParseSelection
+	// reads it ("" means default).
+	Net string `json:"net"`
+	// NetConfDirs are where the pod's network configs come from, highest precedence first.
+	NetConfDirs []string `json:"netConfDirs,omitempty"`
+	// NetPluginDirs are where CNI plugins are looked up, first match wins.
+	NetPluginDirs []string              `json:"netPluginDirs,omitempty"`
+	Ports         []network.PortMapping `json:"ports,omitempty"`
+	Hostname      string                `json:"hostname,omitempty"`
+	DNS           []string              `json:"dns,omitempty"` // "host", "none" or nameserver addresses
+	DNSSearch     []string              `json:"dnsSearch,omitempty"`
+	DNSOpt        []string              `json:"dnsOpt,omitempty"`
+	DNSDomain     string                `json:"dnsDomain,omitempty"`
+	// HostsEntries are --hosts-entry values: "host" (the host's /etc/hosts) or IP=HOST.
+	HostsEntries []string `json:"hostsEntries,omitempty"`
+	Interactive  bool     `json:"interactive,omitempty"`
+	NoOverlay    bool     `json:"noOverlay,omitempty"`
 	// InsecureSeccomp (--insecure-options=seccomp) runs apps without a seccomp filter.
 	InsecureSeccomp bool `json:"insecureSeccomp,omitempty"`
 	// Apps lists each app's image trees, in pod manifest order.
@@ -46,10 +61,24 @@ type AppImage struct {
 
 // Validate checks options read from disk or built from flags.
 func (o *Options) Validate() error {
-	switch o.Net {
-	case "", "none", "host", "default":
-	default:
-		return fmt.Errorf("--net=%s: %w", o.Net, ErrBadNet)
+	sel, err := o.Selection()
+	if err != nil {
+		return err
+	}
+	if len(o.Ports) > 0 && sel.Mode != network.Contained {
+		return fmt.Errorf("--port needs a contained network, not --net=%s", o.Net)
+	}
+	for _, h := range o.HostsEntries {
+		if h == "host" {
+			if len(o.HostsEntries) > 1 {
+				return errors.New("--hosts-entry=host cannot be combined with IP=HOST entries")
+			}
+			continue
+		}
+		ip, name, ok := strings.Cut(h, "=")
+		if _, err := netip.ParseAddr(ip); !ok || err != nil || name == "" || strings.ContainsAny(name, " \t\n#") {
+			return fmt.Errorf("--hosts-entry=%s: want host or IP=HOSTNAME", h)
+		}
 	}
 	for _, d := range o.DNS {
 		if d == "host" || d == "none" {
@@ -100,26 +129,63 @@ func ReadOptions(podDir string) (*Options, error) {
 	return &o, o.Validate()
 }
 
-// HostsFile is the pod's /etc/hosts.
-func HostsFile(hostname string) []byte {
-	return []byte("127.0.0.1\tlocalhost localhost.localdomain " + hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+// Selection is the pod's --net value, parsed.
+func (o *Options) Selection() (network.Selection, error) {
+	var vals []string
+	if o.Net != "" {
+		vals = []string{o.Net}
+	}
+	return network.ParseSelection(vals)
 }
 
-// ResolvConf is the pod's /etc/resolv.conf for --dns addresses; nil when the pod gets none
-// of its own.
-func ResolvConf(dns, search []string) []byte {
-	var b strings.Builder
-	for _, d := range dns {
-		if d == "host" || d == "none" {
+// HostsFile is the pod's /etc/hosts: localhost, the pod's name, and --hosts-entry IP=HOST pairs.
+func HostsFile(hostname string, entries []string) []byte {
+	b := "127.0.0.1\tlocalhost localhost.localdomain " + hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	for _, e := range entries {
+		if ip, name, ok := strings.Cut(e, "="); ok {
+			b += ip + "\t" + name + "\n"
+		}
+	}
+	return []byte(b)
+}
+
+// ResolvConf is the pod's generated /etc/resolv.conf in rkt's format, or nil when the pod
+// keeps the image's own (or gets the host's with --dns=host). As in rkt, --dns addresses (with
+// --dns-search, --dns-opt, --dns-domain) come first, then what a CNI network returned, unless
+// --dns=none.
+func ResolvConf(o *Options, cni *cnitypes.DNS) []byte {
+	ns, search, opts, domain := o.DNS, o.DNSSearch, o.DNSOpt, o.DNSDomain
+	if len(ns) == 1 && (ns[0] == "host" || ns[0] == "none") {
+		return nil
+	}
+	if len(ns) == 0 {
+		if cni == nil || len(cni.Nameservers) == 0 {
 			return nil
 		}
-		fmt.Fprintf(&b, "nameserver %s\n", d)
+		ns = cni.Nameservers
+		if len(search) == 0 {
+			search = cni.Search
+		}
+		if len(opts) == 0 {
+			opts = cni.Options
+		}
+		if domain == "" {
+			domain = cni.Domain
+		}
 	}
+	var b strings.Builder
+	b.WriteString("# Generated by rkt run\n\n")
 	if len(search) > 0 {
 		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
 	}
-	if b.Len() == 0 {
-		return nil
+	for _, d := range ns {
+		fmt.Fprintf(&b, "nameserver %s\n", d)
+	}
+	if len(opts) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
+	}
+	if domain != "" {
+		fmt.Fprintf(&b, "domain %s\n", domain)
 	}
 	return []byte(b.String())
 }

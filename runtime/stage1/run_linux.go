@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/appc/spec/schema"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -23,6 +24,7 @@ import (
 	// Device cgroup rules (specconv.AllowedDevices) need the devices controller's implementation.
 	_ "github.com/opencontainers/cgroups/devices"
 
+	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/pod"
 )
 
@@ -95,7 +97,7 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 			r.restore()
 		}
 	}()
-	plan, err := r.preparePod(dir, man, opts)
+	plan, err := r.preparePod(ctx, dir, man, opts)
 	if err != nil {
 		return 254, err
 	}
@@ -190,13 +192,18 @@ func waitExit(p *libcontainer.Process) pod.AppExit {
 	return e
 }
 
-// preparePod makes the pod-level pieces: sandbox namespaces, /etc files, empty volumes.
-func (r *Runner) preparePod(dir string, man *schema.PodManifest, opts *Options) (*PodPlan, error) {
+// preparePod makes the pod-level pieces: sandbox namespaces, its networks, /etc files, empty
+// volumes.
+func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodManifest, opts *Options) (*PodPlan, error) {
 	hostname := opts.Hostname
 	if hostname == "" {
 		hostname = "rkt-" + r.Pod.UUID
 	}
-	ns, err := createSandbox(dir, hostname, opts.Net != "host")
+	sel, err := opts.Selection()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := createSandbox(dir, hostname, sel.Mode != network.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -205,23 +212,38 @@ func (r *Runner) preparePod(dir string, man *schema.PodManifest, opts *Options) 
 		NetNS: ns["net"], IPCNS: ns["ipc"], UTSNS: ns["uts"],
 		Terminal: opts.Interactive,
 	}
+	// CNI networks join the sandbox's own namespace; Clean tears them down from the state
+	// file, which is written before every plugin call.
+	var cniDNS *cnitypes.DNS
+	if sel.Mode == network.Contained && (sel.All || len(sel.Nets) > 0) {
+		m := &network.Manager{ConfDirs: opts.NetConfDirs, PluginDirs: opts.NetPluginDirs, StateFile: filepath.Join(dir, NetStateFile), Log: r.Log}
+		st, err := m.Attach(ctx, r.Pod.UUID, ns["net"], sel, opts.Ports)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range st.Nets {
+			if a.DNS != nil && cniDNS == nil {
+				cniDNS = a.DNS
+			}
+		}
+	}
 	etc := filepath.Join(dir, etcDir)
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		return nil, err
 	}
 	plan.EtcHosts = filepath.Join(etc, "hosts")
-	if opts.Net == "host" {
+	if sel.Mode == network.Host || (len(opts.HostsEntries) == 1 && opts.HostsEntries[0] == "host") {
 		plan.EtcHosts = "/etc/hosts"
-	} else if err := os.WriteFile(plan.EtcHosts, HostsFile(hostname), 0o644); err != nil {
+	} else if err := os.WriteFile(plan.EtcHosts, HostsFile(hostname, opts.HostsEntries), 0o644); err != nil {
 		return nil, err
 	}
 	switch {
-	case len(opts.DNS) == 1 && opts.DNS[0] == "host", len(opts.DNS) == 0 && opts.Net == "host":
+	case len(opts.DNS) == 1 && opts.DNS[0] == "host", len(opts.DNS) == 0 && sel.Mode == network.Host:
 		if _, err := os.Stat("/etc/resolv.conf"); err == nil {
 			plan.ResolvConf = "/etc/resolv.conf"
 		}
 	default:
-		if b := ResolvConf(opts.DNS, opts.DNSSearch); b != nil {
+		if b := ResolvConf(opts, cniDNS); b != nil {
 			plan.ResolvConf = filepath.Join(etc, "resolv.conf")
 			if err := os.WriteFile(plan.ResolvConf, b, 0o644); err != nil {
 				return nil, err

@@ -1,0 +1,327 @@
+package stage1_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/appc/spec/schema/types"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/store"
+)
+
+// Pods on CNI networks. Every scenario runs in a network and mount namespace of its own that
+// stands for the host: the veths, addresses, routes and iptables rules the plugins make live
+// there and die with it, and /var/lib/cni and /run/flannel are private tmpfs mounts.
+const netHostEnv = "CAIRN_STAGE1_NET_HOST"
+
+func TestPodNetworks(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "unshare")
+	testenv.RequireCommand(t, "ip")
+	testenv.RequireCommand(t, "iptables")
+	for _, p := range []string{"ptp", "bridge", "host-local", "portmap", "loopback"} {
+		testenv.RequireFile(t, "/usr/lib/cni/"+p)
+	}
+	rktBinary(t) // build it here, once, rather than in every namespace
+	for _, name := range []string{"TwoPodsAndHost", "PortForward", "Flannel", "NoLeaks", "BadInput"} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--fork",
+				os.Args[0], "-test.run", "^TestPodNetworksInHost$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), netHostEnv+"="+name)
+			if rktPath != "" && os.Getenv("CAIRN_BIN") == "" {
+				cmd.Env = append(cmd.Env, "CAIRN_BIN="+filepath.Dir(rktPath))
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "--- PASS: TestPodNetworksInHost") {
+				t.Fatalf("%s: %v\n%s", name, err, out)
+			}
+			t.Logf("%s", out)
+		})
+	}
+}
+
+// TestPodNetworksInHost is the inner half of TestPodNetworks.
+func TestPodNetworksInHost(t *testing.T) {
+	scenario := os.Getenv(netHostEnv)
+	if scenario == "" {
+		t.Skip("runs only inside TestPodNetworks' namespaces")
+	}
+	for _, d := range []string{"/var/lib/cni", "/run/flannel"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("tmpfs", d, "tmpfs", 0, "mode=755"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v %s", err, out)
+	}
+	os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	n := &netEnv{env: newEnv(t), conf: t.TempDir()}
+	os.MkdirAll(filepath.Join(n.conf, "net.d"), 0o755)
+	switch scenario {
+	case "TwoPodsAndHost":
+		twoPodsAndHost(t, n)
+	case "PortForward":
+		portForward(t, n)
+	case "Flannel":
+		flannelNetwork(t, n)
+	case "NoLeaks":
+		noNetworkLeaks(t, n)
+	case "BadInput":
+		badNetworkInput(t, n)
+	default:
+		t.Fatalf("unknown scenario %q", scenario)
+	}
+}
+
+type netEnv struct {
+	*env
+	conf string // --local-config
+}
+
+func (n *netEnv) podArgs(args ...string) []string {
+	return append([]string{"--local-config=" + n.conf, "--insecure-options=image"}, args...)
+}
+
+// ip waits for a running pod's address on a network, from rkt status.
+func (n *netEnv) ip(uuid, net string) string {
+	n.t.Helper()
+	r := n.run("status", uuid)
+	for _, l := range strings.Split(r.out, "\n") {
+		if v, ok := strings.CutPrefix(l, "networks="); ok {
+			for _, e := range strings.Split(v, ",") {
+				if addr, ok := strings.CutPrefix(e, net+":ip4="); ok {
+					return addr
+				}
+			}
+		}
+	}
+	n.t.Fatalf("pod %s has no address on %s: %q", uuid, net, r.out)
+	return ""
+}
+
+func dialRead(addr string) (string, error) {
+	var last error
+	for i := 0; i < 50; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			b, _ := io.ReadAll(c)
+			c.Close()
+			return string(b), nil
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "", last
+}
+
+func twoPodsAndHost(t *testing.T, n *netEnv) {
+	a, _ := n.start(n.podArgs("--net=default", n.aci, "--exec=/bin/sh", "--", "-c",
+		"echo pong-a | nc -l -p 7000; echo pong-host | nc -l -p 7001; sleep 30")...)
+	aIP := n.ip(a, "default")
+	if !strings.HasPrefix(aIP, "172.16.28.") {
+		t.Fatalf("pod a on default has %s, want 172.16.28.0/24", aIP)
+	}
+	// Another pod reaches it.
+	r := n.run(append([]string{"run"}, n.podArgs("--net=default", n.aci, "--exec=/bin/sh", "--", "-c", "sleep 0.2; nc "+aIP+" 7000 </dev/null")...)...)
+	if r.code != 0 || !strings.Contains(r.out, "pong-a") {
+		t.Fatalf("pod b to pod a at %s: code %d out %q err %q", aIP, r.code, r.out, r.err)
+	}
+	// The host reaches it.
+	if got, err := dialRead(aIP + ":7001"); err != nil || !strings.Contains(got, "pong-host") {
+		t.Fatalf("host to pod a: %q %v", got, err)
+	}
+	// And a pod reaches the host, at its end of the veth.
+	l, err := net.Listen("tcp", "0.0.0.0:7002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Write([]byte("pong-from-host\n"))
+			c.Close()
+		}
+	}()
+	r = n.run(append([]string{"run"}, n.podArgs("--net=default", n.aci, "--exec=/bin/sh", "--", "-c",
+		"nc $(ip route | awk '/^default/ {print $3}') 7002 </dev/null")...)...)
+	if r.code != 0 || !strings.Contains(r.out, "pong-from-host") {
+		t.Fatalf("pod to host: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	if r := n.run("list", "--no-legend"); !strings.Contains(r.out, "default:ip4="+aIP) {
+		t.Fatalf("rkt list does not show the pod's network: %q", r.out)
+	}
+}
+
+// webImage is an ACI that declares port "http" (80) and serves a page on it.
+func webImage(t *testing.T, n *netEnv) string {
+	var buf bytes.Buffer
+	if _, err := fixture.WriteACI(&buf, fixture.ACIOptions{
+		Name: "example.com/web", Labels: map[string]string{"version": "1"},
+		App: &types.App{Exec: types.Exec{"/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"}, User: "0", Group: "0",
+			Ports: []types.Port{{Name: "http", Port: 80, Protocol: "tcp"}}},
+		Files: map[string]string{"www/index.html": "hello from the pod\n"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(n.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ImportACI(context.Background(), &buf, store.ImportOptions{Name: "example.com/web", Trusted: true}); err != nil {
+		t.Fatal(err)
+	}
+	return "example.com/web"
+}
+
+func httpGet(url string) (string, error) {
+	var last error
+	for i := 0; i < 50; i++ {
+		c := &http.Client{Timeout: time.Second}
+		resp, err := c.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b), nil
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "", last
+}
+
+func portForward(t *testing.T, n *netEnv) {
+	web := webImage(t, n)
+	uuid, _ := n.start(n.podArgs("--net=default", "--port=http:8888", web)...)
+	ip := n.ip(uuid, "default")
+	gw := ip[:strings.LastIndex(ip, ".")] + ".1"
+	// From the host itself: localhost (rkt#2283) and its address on the pod network.
+	for _, u := range []string{"http://127.0.0.1:8888/", "http://" + gw + ":8888/"} {
+		if body, err := httpGet(u); err != nil || body != "hello from the pod\n" {
+			t.Fatalf("GET %s from the host: %q %v", u, body, err)
+		}
+	}
+	// From another network namespace: a second pod, through the host's port.
+	r := n.run(append([]string{"run"}, n.podArgs("--net=default", n.aci, "--exec=/bin/sh", "--", "-c",
+		"wget -q -O - http://$(ip route | awk '/^default/ {print $3}'):8888/")...)...)
+	if r.code != 0 || r.out != "hello from the pod\n" {
+		t.Fatalf("GET from another pod: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	// A name the image does not declare is refused before anything is made.
+	if r := n.run(append([]string{"run"}, n.podArgs("--net=default", "--port=ssh:2222", web)...)...); r.code == 0 || !strings.Contains(r.err, `no app declares a port named "ssh"`) {
+		t.Fatalf("undeclared port: %d %q", r.code, r.err)
+	}
+}
+
+func flannelNetwork(t *testing.T, n *netEnv) {
+	// The flannel CNI plugin, built from flannel/, beside the local network configs (where rkt
+	// looks for third-party plugins), and a subnet.env as flanneld writes it.
+	plugin := filepath.Join(n.conf, "net.d", "flannel")
+	if d := os.Getenv("CAIRN_BIN"); d != "" {
+		b, err := os.ReadFile(filepath.Join(d, "flannel"))
+		testenv.Require(t, err == nil, "no flannel plugin in CAIRN_BIN: %v", err)
+		os.WriteFile(plugin, b, 0o755)
+	} else if out, err := exec.Command("go", "build", "-o", plugin, "github.com/cairn-os/cairn/flannel/cmd/flannel").CombinedOutput(); err != nil {
+		t.Fatalf("go build flannel: %v\n%s", err, out)
+	}
+	os.WriteFile("/run/flannel/subnet.env", []byte("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"), 0o644)
+	os.WriteFile(filepath.Join(n.conf, "net.d", "10-flannel.conf"), []byte(`{"cniVersion":"0.4.0","name":"overlay","type":"flannel"}`), 0o644)
+	r := n.run(append([]string{"run"}, n.podArgs("--net=overlay", n.aci, "--exec=/bin/sh", "--", "-c", "ip -o -4 addr show eth0; ip link show eth0")...)...)
+	if r.code != 0 || !strings.Contains(r.out, "inet 10.244.7.") || !strings.Contains(r.out, "mtu 1450") {
+		t.Fatalf("pod on the flannel network: code %d out %q err %q", r.code, r.out, r.err)
+	}
+}
+
+// hostNetLeftovers is what pods leave in the host namespace: interfaces, leases, nat rules.
+func hostNetLeftovers(t *testing.T) string {
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	rules, _ := exec.Command("iptables", "-t", "nat", "-S").Output()
+	leases := 0
+	filepath.Walk("/var/lib/cni/networks", func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && !strings.HasPrefix(fi.Name(), "last_reserved_ip") && fi.Name() != "lock" {
+			leases++
+		}
+		return nil
+	})
+	return fmt.Sprintf("links=%d nat-rules=%d leases=%d", bytes.Count(links, []byte("\n")), bytes.Count(rules, []byte("\n")), leases)
+}
+
+func noNetworkLeaks(t *testing.T, n *netEnv) {
+	web := webImage(t, n)
+	// One pod first: some chains (CNI-HOSTPORT-*) are made once and kept, as by any CNI runtime.
+	if r := n.run(append([]string{"run"}, n.podArgs("--net=default", "--port=http:9000", web, "--exec=/bin/true")...)...); r.code != 0 {
+		t.Fatalf("warm-up pod: %d %s", r.code, r.err)
+	}
+	before := hostNetLeftovers(t)
+	for i := 0; i < 20; i++ {
+		args := n.podArgs("--net=default", fmt.Sprintf("--port=http:%d", 9001+i), web, "--exec=/bin/true")
+		if i%4 == 3 {
+			// Some pods are killed, not ended: rkt gc must release what they held.
+			uuid, wait := n.start(n.podArgs("--net=default", web, "--exec=/bin/sleep", "--", "60")...)
+			if err := unix.Kill(int(n.status(uuid)["pid"].(float64)), unix.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			wait()
+			continue
+		}
+		if r := n.run(append([]string{"run"}, args...)...); r.code != 0 {
+			t.Fatalf("pod %d: %d %s", i, r.code, r.err)
+		}
+	}
+	n.run("gc", "--grace-period=0s")
+	n.run("gc", "--grace-period=0s")
+	if after := hostNetLeftovers(t); after != before {
+		t.Fatalf("20 pods leaked: before %s, after %s", before, after)
+	}
+	if left := n.podLeftovers(); len(left) > 0 {
+		t.Fatalf("left on the host: %v", left)
+	}
+	t.Logf("after 20 pods (5 killed and collected): %s", before)
+}
+
+func badNetworkInput(t *testing.T, n *netEnv) {
+	netd := filepath.Join(n.conf, "net.d")
+	os.WriteFile(filepath.Join(netd, "20-fixed.conf"), []byte(`{"cniVersion":"0.4.0","name":"fixed","type":"ptp","ipam":{"type":"host-local","subnet":"10.9.0.0/24"}}`), 0o644)
+	os.WriteFile(filepath.Join(netd, "30-noplugin.conf"), []byte(`{"cniVersion":"0.4.0","name":"noplugin","type":"no-such-plugin"}`), 0o644)
+	holder, _ := n.start(n.podArgs("--net=fixed:IP=10.9.0.7", n.aci, "--exec=/bin/sleep", "--", "60")...)
+	if ip := n.ip(holder, "fixed"); ip != "10.9.0.7" {
+		t.Fatalf("--net=fixed:IP=10.9.0.7 gave %s", ip)
+	}
+	before := hostNetLeftovers(t)
+	for _, c := range []struct{ net, want string }{
+		{"--net=nosuch", "network not found: nosuch"},
+		{"--net=default,noplugin", "no-such-plugin"},
+		{"--net=fixed:IP=10.9.0.7", "10.9.0.7"},
+		{"--net=fixed:IP", "not KEY=VALUE"},
+	} {
+		r := n.run(append([]string{"run"}, n.podArgs(c.net, n.aci, "--exec=/bin/true")...)...)
+		if r.code == 0 || !strings.Contains(r.err, c.want) {
+			t.Fatalf("%s: code %d, stderr %q; want an error naming %q", c.net, r.code, r.err, c.want)
+		}
+		n.run("gc", "--grace-period=0s")
+		if after := hostNetLeftovers(t); after != before {
+			t.Fatalf("%s failed but leaked: before %s, after %s", c.net, before, after)
+		}
+	}
+	os.WriteFile(filepath.Join(netd, "40-broken.conf"), []byte(`{"name": "broken", "type": `), 0o644)
+	if r := n.run(append([]string{"run"}, n.podArgs("--net=default", n.aci, "--exec=/bin/true")...)...); r.code == 0 || !strings.Contains(r.err, "40-broken.conf") {
+		t.Fatalf("malformed config: %d %q", r.code, r.err)
+	}
+}
