@@ -24,13 +24,13 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/cairn-os/cairn/flannel/config"
-	"github.com/cairn-os/cairn/internal/etcdembed"
 	"github.com/cairn-os/cairn/flannel/ipmasq"
 	"github.com/cairn-os/cairn/flannel/lease"
 	"github.com/cairn-os/cairn/flannel/reconcile"
 	"github.com/cairn-os/cairn/flannel/registry"
 	"github.com/cairn-os/cairn/flannel/subnetenv"
 	"github.com/cairn-os/cairn/flannel/vxlan"
+	"github.com/cairn-os/cairn/internal/etcdembed"
 )
 
 // Version is set by the build.

@@ -14,9 +14,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cairn-os/cairn/flannel/config"
-	"github.com/cairn-os/cairn/internal/etcdembed"
 	"github.com/cairn-os/cairn/flannel/lease"
 	"github.com/cairn-os/cairn/flannel/vxlan"
+	"github.com/cairn-os/cairn/internal/etcdembed"
 )
 
 // startEtcd runs a real single-node etcd on loopback for the test.
