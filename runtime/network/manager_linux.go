@@ -152,8 +152,9 @@ func (m *Manager) Setup(ctx context.Context, podID string, sel Selection, ports 
 	return st, nil
 }
 
-// Attach joins an existing network namespace (the pod sandbox's, bind-mounted at netns) to the
-// selected networks, as Setup does. Teardown leaves that namespace in place.
+// Attach joins an existing network namespace (the pod sandbox's, bind-mounted at netns, with
+// its loopback already up) to the selected networks, as Setup does. Teardown leaves that
+// namespace in place.
 func (m *Manager) Attach(ctx context.Context, podID, netns string, sel Selection, ports []PortMapping) (*State, error) {
 	if sel.Mode == Host {
 		return &State{PodID: podID}, nil
@@ -189,9 +190,12 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 			}
 		}
 	}()
-	lo, _ := libcni.NetworkConfFromBytes([]byte(loopbackConf))
-	if _, err := m.cni().AddNetworkList(ctx, lo, &libcni.RuntimeConf{ContainerID: podID, NetNS: st.NetNS, IfName: "lo"}); err != nil {
-		return st, fmt.Errorf("pod %s: loopback: %w", podID, err)
+	if own {
+		// A namespace made here has lo down; a sandbox brings up its own.
+		lo, _ := libcni.NetworkConfFromBytes([]byte(loopbackConf))
+		if _, err := m.cni().AddNetworkList(ctx, lo, &libcni.RuntimeConf{ContainerID: podID, NetNS: st.NetNS, IfName: "lo"}); err != nil {
+			return st, fmt.Errorf("pod %s: loopback: %w", podID, err)
+		}
 	}
 	fwd := -1
 	if len(ports) > 0 {
