@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/appc/spec/schema/types"
-	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fixture"
@@ -42,16 +41,10 @@ func BenchmarkPodStartNetDefaultVsNone(b *testing.B) {
 		}
 	}
 	for i := 0; i < b.N; i++ {
-		cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--fork",
-			os.Args[0], "-test.run", "^TestInner$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), innerEnv+"="+rkt)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("%v\n%s", err, out)
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.Contains(l, "RESULT") {
-				fmt.Println(strings.TrimSpace(l[strings.Index(l, "RESULT")+len("RESULT "):]))
+		out := testenv.InPrivateHost(b, "TestInner", innerEnv+"="+rkt)
+		for _, l := range strings.Split(out, "\n") {
+			if _, res, ok := strings.Cut(l, "RESULT "); ok {
+				fmt.Println(strings.TrimSpace(res))
 			}
 		}
 	}
@@ -69,14 +62,7 @@ func TestInner(t *testing.T) {
 	if rkt == "" {
 		t.Skip("runs only inside BenchmarkPodStartNetDefaultVsNone's namespaces")
 	}
-	if err := os.MkdirAll("/var/lib/cni", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", "/var/lib/cni", "tmpfs", 0, ""); err != nil {
-		t.Fatal(err)
-	}
-	exec.Command("ip", "link", "set", "lo", "up").Run()
-	os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	testenv.SetUpPrivateHost(t, "/var/lib/cni")
 	dir := t.TempDir()
 	st, err := store.Open(dir)
 	if err != nil {

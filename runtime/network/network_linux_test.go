@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/cairn-os/cairn/internal/testenv"
 )
 
@@ -33,14 +31,7 @@ func TestNetworkingInPrivateHost(t *testing.T) {
 	testenv.RequireFile(t, "/bin/busybox")
 	for _, name := range []string{"TwoPodsAndHost", "PortForward", "NoLeaksOver20Pods", "FailuresLeakNothing"} {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--fork",
-				os.Args[0], "-test.run", "^TestInHost$", "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), innerEnv+"="+name)
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "--- PASS: TestInHost") {
-				t.Fatalf("%s in a private host namespace: %v\n%s", name, err, out)
-			}
-			t.Logf("%s", out)
+			t.Logf("%s", testenv.InPrivateHost(t, "TestInHost", innerEnv+"="+name))
 		})
 	}
 }
@@ -51,16 +42,7 @@ func TestInHost(t *testing.T) {
 	if scenario == "" {
 		t.Skip("runs only inside TestNetworkingInPrivateHost's namespaces")
 	}
-	for _, d := range []string{"/run/netns", "/var/lib/cni"} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Mount("tmpfs", d, "tmpfs", 0, "mode=755"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sh(t, "ip", "link", "set", "lo", "up")
-	os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	testenv.SetUpPrivateHost(t, "/run/netns", "/var/lib/cni")
 	m := &Manager{ConfDirs: []string{t.TempDir()}}
 	switch scenario {
 	case "TwoPodsAndHost":

@@ -38,17 +38,11 @@ func TestPodNetworks(t *testing.T) {
 	rktBinary(t) // build it here, once, rather than in every namespace
 	for _, name := range []string{"TwoPodsAndHost", "PortForward", "Flannel", "NoLeaks", "BadInput"} {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--fork",
-				os.Args[0], "-test.run", "^TestPodNetworksInHost$", "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), netHostEnv+"="+name)
-			if rktPath != "" && os.Getenv("CAIRN_BIN") == "" {
-				cmd.Env = append(cmd.Env, "CAIRN_BIN="+filepath.Dir(rktPath))
+			env := []string{netHostEnv + "=" + name}
+			if os.Getenv("CAIRN_BIN") == "" {
+				env = append(env, "CAIRN_BIN="+filepath.Dir(rktPath))
 			}
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "--- PASS: TestPodNetworksInHost") {
-				t.Fatalf("%s: %v\n%s", name, err, out)
-			}
-			t.Logf("%s", out)
+			t.Logf("%s", testenv.InPrivateHost(t, "TestPodNetworksInHost", env...))
 		})
 	}
 }
@@ -59,18 +53,7 @@ func TestPodNetworksInHost(t *testing.T) {
 	if scenario == "" {
 		t.Skip("runs only inside TestPodNetworks' namespaces")
 	}
-	for _, d := range []string{"/var/lib/cni", "/run/flannel"} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Mount("tmpfs", d, "tmpfs", 0, "mode=755"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("lo up: %v %s", err, out)
-	}
-	os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	testenv.SetUpPrivateHost(t, "/var/lib/cni", "/run/flannel")
 	n := &netEnv{env: newEnv(t), conf: t.TempDir()}
 	os.MkdirAll(filepath.Join(n.conf, "net.d"), 0o755)
 	switch scenario {
