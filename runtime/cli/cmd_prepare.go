@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,31 +11,15 @@ import (
 
 func init() {
 	register(func(env *Env) *cobra.Command {
-		var f podFlags
-		c := &cobra.Command{
-			Use:                "prepare [flags] IMAGE [app flags] [-- image-args] [--- IMAGE ...]",
-			Short:              "Prepare a pod to run later with rkt run-prepared; prints its UUID",
-			DisableFlagParsing: true,
-		}
-		c.RunE = func(c *cobra.Command, args []string) error {
-			apps, err := parsePodArgs(c, env, &f, false, args)
-			if err != nil {
-				if errors.Is(err, errHelp) {
-					return nil
+		return podCommand(env, "prepare [flags] IMAGE [app flags] [-- image-args] [--- IMAGE ...]",
+			"Prepare a pod to run later with rkt run-prepared; prints its UUID", false,
+			func(p *pod.Pod, _ *podFlags) error {
+				if err := p.MarkPrepared(); err != nil {
+					return err
 				}
-				return err
-			}
-			p, err := preparePod(env.Ctx, env, &f, apps)
-			if err != nil {
-				return err
-			}
-			if err := p.MarkPrepared(); err != nil {
-				return err
-			}
-			fmt.Fprintln(env.Stdout, p.UUID)
-			return nil
-		}
-		return c
+				fmt.Fprintln(env.Stdout, p.UUID)
+				return nil
+			})
 	})
 	// run-prepared is prepare's second half: it lives here with it.
 	register(func(env *Env) *cobra.Command {

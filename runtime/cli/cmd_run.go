@@ -336,32 +336,38 @@ func runPod(ctx context.Context, env *Env, p *pod.Pod, stopTimeout time.Duration
 	return nil
 }
 
+// podCommand is rkt run and rkt prepare: the same flags and the same preparation of a pod, then
+// done with the locked pod.
+func podCommand(env *Env, use, short string, withRun bool, done func(*pod.Pod, *podFlags) error) *cobra.Command {
+	var f podFlags
+	c := &cobra.Command{Use: use, Short: short, DisableFlagParsing: true}
+	c.RunE = func(c *cobra.Command, args []string) error {
+		apps, err := parsePodArgs(c, env, &f, withRun, args)
+		if err != nil {
+			if errors.Is(err, errHelp) {
+				return nil
+			}
+			return err
+		}
+		p, err := preparePod(env.Ctx, env, &f, apps)
+		if err != nil {
+			return err
+		}
+		return done(p, &f)
+	}
+	return c
+}
+
 func init() {
 	register(func(env *Env) *cobra.Command {
-		var f podFlags
-		c := &cobra.Command{
-			Use:                "run [flags] IMAGE [app flags] [-- image-args] [--- IMAGE ...]",
-			Short:              "Run images in a new pod, in the foreground",
-			DisableFlagParsing: true,
-		}
-		c.RunE = func(c *cobra.Command, args []string) error {
-			apps, err := parsePodArgs(c, env, &f, true, args)
-			if err != nil {
-				if errors.Is(err, errHelp) {
-					return nil
+		return podCommand(env, "run [flags] IMAGE [app flags] [-- image-args] [--- IMAGE ...]",
+			"Run images in a new pod, in the foreground", true,
+			func(p *pod.Pod, f *podFlags) error {
+				if err := p.MarkRunning(); err != nil {
+					p.Close()
+					return err
 				}
-				return err
-			}
-			p, err := preparePod(env.Ctx, env, &f, apps)
-			if err != nil {
-				return err
-			}
-			if err := p.MarkRunning(); err != nil {
-				p.Close()
-				return err
-			}
-			return runPod(env.Ctx, env, p, f.stopTimeout)
-		}
-		return c
+				return runPod(env.Ctx, env, p, f.stopTimeout)
+			})
 	})
 }
