@@ -70,6 +70,8 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, clean Cleaner) (GCR
 	if err != nil {
 		return res, err
 	}
+	// The first pass's renames changed those pods' ctimes: measure their grace from now.
+	now = time.Now()
 	for _, p := range pods {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
