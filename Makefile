@@ -6,6 +6,8 @@ BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/cairn-os/cairn/runtime/cli.Version=$(VERSION)
 CMDS      := $(sort $(dir $(wildcard */cmd/*/main.go)))
+# Programs that run in the initramfs, where there is no dynamic loader: always static.
+STATIC_CMDS := image/cmd/cairn-init/ installer/cmd/cairn-firstboot/
 # seccomp: libcontainer applies seccomp filters through libseccomp (cgo).
 GOTAGS    ?= seccomp
 GOFLAGS_TAGS := -tags '$(GOTAGS)'
@@ -23,7 +25,8 @@ deps: ## install Debian packages and Go modules the build and tests need (idempo
 
 build: deps ## build every binary into bin/
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(CMDS))
+	$(GO) build $(GOFLAGS_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(filter-out $(STATIC_CMDS),$(CMDS)))
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(STATIC_CMDS))
 
 test: build ## run all tests: unit, root tier (as root), VM tier (when qemu is there)
 	$(GO) vet $(GOFLAGS_TAGS) ./...

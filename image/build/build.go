@@ -304,18 +304,26 @@ func (b *Builder) initBinary(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("no %s/cairn-init and go build failed: %w\n%s", b.Config.BinDir, err, out)
 		}
 	}
+	if err := checkStatic(p); err != nil {
+		return "", err
+	}
+	b.initBin = p
+	return p, nil
+}
+
+// checkStatic refuses a program that needs a dynamic loader: the initramfs has none.
+func checkStatic(p string) error {
 	f, err := elf.Open(p)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", p, err)
+		return fmt.Errorf("%s: %w", p, err)
 	}
 	defer f.Close()
 	for _, prog := range f.Progs {
 		if prog.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("%s is dynamically linked; build it with CGO_ENABLED=0", p)
+			return fmt.Errorf("%s is dynamically linked, but it runs in the initramfs; build it with CGO_ENABLED=0", p)
 		}
 	}
-	b.initBin = p
-	return p, nil
+	return nil
 }
 
 func (b *Builder) usrImage(ctx context.Context) error {

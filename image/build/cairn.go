@@ -28,19 +28,21 @@ type Binary struct {
 	// Off leaves the units installed but not enabled: the first-boot config turns them on
 	// (flanneld needs its etcd and network config first, as on Container Linux).
 	Off bool
+	// Static programs run from the initramfs (the first-boot hook), where there is no loader.
+	Static bool
 }
 
 // Binaries are the Cairn programs an image carries when `make build` made them.
 var Binaries = []Binary{
-	{"rkt", "/usr/bin/rkt", []string{"rkt-gc.service", "rkt-gc.timer"}, false},
-	{"flanneld", "/usr/bin/flanneld", []string{"flanneld.service"}, true},
-	{"flannel", "/usr/lib/cni/flannel", nil, false},
-	{"update_engine", "/usr/sbin/update_engine", []string{"update-engine.service"}, false},
-	{"update_engine_client", "/usr/bin/update_engine_client", nil, false},
-	{"locksmithd", "/usr/lib/locksmith/locksmithd", []string{"locksmithd.service"}, false},
-	{"locksmithctl", "/usr/bin/locksmithctl", nil, false},
-	{"cairn-install", "/usr/bin/cairn-install", nil, false},
-	{"cairn-firstboot", "/usr/lib/cairn/first-boot", nil, false},
+	{Name: "rkt", Dest: "/usr/bin/rkt", Units: []string{"rkt-gc.service", "rkt-gc.timer"}},
+	{Name: "flanneld", Dest: "/usr/bin/flanneld", Units: []string{"flanneld.service"}, Off: true},
+	{Name: "flannel", Dest: "/usr/lib/cni/flannel"},
+	{Name: "update_engine", Dest: "/usr/sbin/update_engine", Units: []string{"update-engine.service"}},
+	{Name: "update_engine_client", Dest: "/usr/bin/update_engine_client"},
+	{Name: "locksmithd", Dest: "/usr/lib/locksmith/locksmithd", Units: []string{"locksmithd.service"}},
+	{Name: "locksmithctl", Dest: "/usr/bin/locksmithctl"},
+	{Name: "cairn-install", Dest: "/usr/bin/cairn-install"},
+	{Name: "cairn-firstboot", Dest: "/usr/lib/cairn/first-boot", Static: true},
 }
 
 // FileOp is one change to the tree, as data: write a file (Data or Source), make a symlink
@@ -157,7 +159,13 @@ func UpdateConf(c Config) string {
 func (b *Builder) installCairn(context.Context) error {
 	present := map[string]bool{}
 	for _, bin := range Binaries {
-		if _, err := os.Stat(filepath.Join(b.Config.BinDir, bin.Name)); err == nil {
+		p := filepath.Join(b.Config.BinDir, bin.Name)
+		if _, err := os.Stat(p); err == nil {
+			if bin.Static {
+				if err := checkStatic(p); err != nil {
+					return err
+				}
+			}
 			present[bin.Name] = true
 		}
 	}
