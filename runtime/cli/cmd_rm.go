@@ -24,6 +24,34 @@ func readUUIDFile(path string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// eachPod runs do for every pod named in args (and in --uuid-file), as rkt rm and rkt stop
+// do: an error is reported and the others still handled, the exit status is 254 if any failed,
+// and each handled pod's name is printed quoted, as rkt did.
+func eachPod(env *Env, uuidFile string, args []string, do func(ps *pod.Store, ref string) (string, error)) error {
+	if uuidFile != "" {
+		id, err := readUUIDFile(uuidFile)
+		if err != nil {
+			return err
+		}
+		args = append(args, id)
+	}
+	if len(args) == 0 {
+		return errors.New("no pod UUID given")
+	}
+	ps := pod.NewStore(env.G.Dir)
+	var failed error
+	for _, ref := range args {
+		name, err := do(ps, ref)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "rkt: %v\n", err)
+			failed = &ExitError{Code: 254}
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "%q\n", name)
+	}
+	return failed
+}
+
 func init() {
 	register(func(env *Env) *cobra.Command {
 		var uuidFile string
@@ -31,27 +59,9 @@ func init() {
 			Use:   "rm UUID...",
 			Short: "Remove pods that are not running",
 			RunE: func(_ *cobra.Command, args []string) error {
-				if uuidFile != "" {
-					id, err := readUUIDFile(uuidFile)
-					if err != nil {
-						return err
-					}
-					args = append(args, id)
-				}
-				if len(args) == 0 {
-					return errors.New("no pod UUID given")
-				}
-				ps := pod.NewStore(env.G.Dir)
-				var failed error
-				for _, ref := range args {
-					if err := ps.Remove(env.Ctx, ref, cleanPod); err != nil {
-						fmt.Fprintf(env.Stderr, "rkt: %v\n", err)
-						failed = &ExitError{Code: 254}
-						continue
-					}
-					fmt.Fprintf(env.Stdout, "%q\n", ref)
-				}
-				return failed
+				return eachPod(env, uuidFile, args, func(ps *pod.Store, ref string) (string, error) {
+					return ref, ps.Remove(env.Ctx, ref, cleanPod)
+				})
 			},
 		}
 		c.Flags().StringVar(&uuidFile, "uuid-file", "", "read the pod UUID from this file")

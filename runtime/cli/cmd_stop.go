@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -19,30 +18,15 @@ func init() {
 			Use:   "stop [--force] UUID...",
 			Short: "Stop running pods: SIGTERM to the apps, SIGKILL after the pod's stop timeout (--force: at once)",
 			RunE: func(_ *cobra.Command, args []string) error {
-				if uuidFile != "" {
-					id, err := readUUIDFile(uuidFile)
-					if err != nil {
-						return err
-					}
-					args = append(args, id)
-				}
-				if len(args) == 0 {
-					return errors.New("no pod UUID given")
-				}
-				ps := pod.NewStore(env.G.Dir)
-				var failed error
-				for _, ref := range args {
+				return eachPod(env, uuidFile, args, func(ps *pod.Store, ref string) (string, error) {
 					if err := stopPod(ps, ref, force); err != nil {
-						fmt.Fprintf(env.Stderr, "rkt: %v\n", err)
-						failed = &ExitError{Code: 254}
-						continue
+						return "", err
 					}
-					p, _ := ps.Get(ref)
-					if p != nil {
-						fmt.Fprintf(env.Stdout, "%q\n", p.UUID)
+					if p, err := ps.Get(ref); err == nil {
+						return p.UUID, nil
 					}
-				}
-				return failed
+					return ref, nil
+				})
 			},
 		}
 		c.Flags().BoolVar(&force, "force", false, "kill the apps with SIGKILL instead of stopping them")
