@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 const (
@@ -125,10 +127,7 @@ func TestValidateRefuses(t *testing.T) {
 
 // TestSfdiskReadsIt cross-checks the writer against util-linux's independent GPT parser.
 func TestSfdiskReadsIt(t *testing.T) {
-	sfdisk, err := exec.LookPath("sfdisk")
-	if err != nil {
-		t.Skip("sfdisk not installed")
-	}
+	sfdisk := testenv.RequireCommand(t, "sfdisk")
 	path := filepath.Join(t.TempDir(), "disk.img")
 	f, err := os.Create(path)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/store"
@@ -125,9 +126,7 @@ func TestFetchDockerRegistry(t *testing.T) {
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	img, err := fixture.BusyboxOCIImage()
-	if err != nil {
-		t.Skipf("no busybox fixture: %v", err)
-	}
+	testenv.Require(t, err == nil, "no busybox fixture (busybox-static): %v", err)
 	ref, _ := name.ParseReference(strings.TrimPrefix(srv.URL, "http://") + "/library/busybox:1.36")
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatal(err)
