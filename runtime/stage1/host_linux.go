@@ -16,12 +16,10 @@ import (
 	"time"
 
 	"github.com/opencontainers/cgroups"
-	cgmanager "github.com/opencontainers/cgroups/manager"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/runtime/network"
-	"github.com/cairn-os/cairn/runtime/pod"
 )
 
 // apply makes one mount.
@@ -173,29 +171,6 @@ func createSandbox(podDir, hostname string, privateNet bool) (map[string]string,
 	return paths, nil
 }
 
-// cgroupRecord is the pod cgroup's path in each hierarchy, saved before any app starts so that
-// gc can find and empty it even if rkt run was killed.
-type cgroupRecord map[string]string
-
-func recordCgroups(podDir, uuid string) (cgroupRecord, error) {
-	m, err := cgmanager.New(&cgroups.Cgroup{Path: CgroupParent(uuid), Resources: &cgroups.Resources{}})
-	if err != nil {
-		return nil, fmt.Errorf("pod cgroup: %w", err)
-	}
-	rec := cgroupRecord(m.GetPaths())
-	if u, ok := ownUnifiedCgroup(); ok {
-		// libcontainer's fs manager puts the hybrid unified cgroup under the hierarchy's root
-		// (rec[""]), not under ours; startApp moves apps to this nested one, where systemd
-		// still counts them as the caller's unit's.
-		rec["unified-nested"] = filepath.Join(u, CgroupParent(uuid))
-	}
-	b, _ := json.Marshal(rec)
-	if err := pod.WriteStateFile(filepath.Join(podDir, CgroupsFile), b, 0o644); err != nil {
-		return nil, err
-	}
-	return rec, nil
-}
-
 func readCgroupRecord(podDir string) (cgroupRecord, error) {
 	b, err := os.ReadFile(filepath.Join(podDir, CgroupsFile))
 	if err != nil {
@@ -241,7 +216,7 @@ func joinNestedUnified(podDir, app string, pid int) error {
 	if err != nil {
 		return err
 	}
-	base, ok := rec["unified-nested"]
+	base, ok := rec[recordNested]
 	if !ok {
 		return nil
 	}
@@ -287,7 +262,7 @@ func PodProcesses(podDir string) ([]int, error) {
 	}
 	seen := map[int]bool{}
 	var out []int
-	for _, p := range rec {
+	for _, p := range rec.podCgroups() {
 		for _, d := range cgroupDirs(p) {
 			for _, pid := range cgroupPIDs(d) {
 				if !seen[pid] {
@@ -313,12 +288,13 @@ func KillPod(podDir string, sig unix.Signal) error {
 	return nil
 }
 
-// emptyCgroups kills what is left in the pod's cgroups and removes them, deepest first.
+// emptyCgroups kills what is left in the pod's cgroups and removes them, deepest first, then
+// rkt run's own leaf if it is empty (v2).
 func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		left := 0
-		for _, p := range rec {
+		for _, p := range rec.podCgroups() {
 			for _, d := range cgroupDirs(p) {
 				for _, pid := range cgroupPIDs(d) {
 					left++
@@ -335,7 +311,7 @@ func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var errs []error
-	for _, p := range rec {
+	for _, p := range rec.podCgroups() {
 		for _, d := range cgroupDirs(p) {
 			var err error
 			for i := 0; i < 50; i++ { // rmdir is EBUSY for a moment after the last exit
@@ -348,6 +324,9 @@ func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 				errs = append(errs, fmt.Errorf("rmdir %s: %w", d, err))
 			}
 		}
+	}
+	if err := removeStage1Cgroup(rec); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -83,7 +83,8 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	if err := p.WritePID(os.Getpid()); err != nil {
 		return 254, err
 	}
-	if _, err := recordCgroups(dir, p.UUID); err != nil {
+	cg, err := setupCgroups(log, dir, p.UUID)
+	if err != nil {
 		return 254, err
 	}
 	defer func() {
@@ -101,6 +102,7 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	if err != nil {
 		return 254, err
 	}
+	plan.CgroupParent = cg.Parent
 	apps := make([]*app, 0, len(man.Apps))
 	defer func() {
 		for _, a := range apps {

@@ -38,11 +38,22 @@ type PodPlan struct {
 	EtcHosts            string         // host path of the pod's /etc/hosts, if any
 	ResolvConf          string         // host path of the pod's /etc/resolv.conf, if any
 	Terminal            bool           // --interactive
+	// CgroupParent is the pod's cgroup as libcontainer takes it (CgroupPlan.Parent); apps go
+	// to CgroupParent/<app>. Empty means CgroupParent(UUID), relative.
+	CgroupParent string
 }
 
-// CgroupParent is the pod's cgroup, relative: libcontainer's fs manager puts it under the
-// cgroup of the process running the pod, in every hierarchy.
+// CgroupParent is the name of the pod's cgroup, rkt-<uuid>. As a relative path (v1),
+// libcontainer's fs manager puts it under the cgroup of the process running the pod, in every
+// hierarchy; on v2 PlanCgroups makes it absolute.
 func CgroupParent(uuid string) string { return "rkt-" + uuid }
+
+func (p *PodPlan) cgroupParent() string {
+	if p.CgroupParent != "" {
+		return p.CgroupParent
+	}
+	return CgroupParent(p.UUID)
+}
 
 // AppPlan is one app, ready to become a container.
 type AppPlan struct {
@@ -124,7 +135,7 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 		},
 		Mounts: mounts,
 		Linux: &specs.Linux{
-			CgroupsPath:   path.Join(CgroupParent(pod.UUID), string(ra.Name)),
+			CgroupsPath:   path.Join(pod.cgroupParent(), string(ra.Name)),
 			Namespaces:    ns,
 			MaskedPaths:   MaskedPaths,
 			ReadonlyPaths: ReadonlyPaths,

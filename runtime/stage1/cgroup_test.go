@@ -1,0 +1,143 @@
+package stage1
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/appc/spec/schema"
+	"github.com/appc/spec/schema/types"
+)
+
+func TestParseProcCgroup(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       ProcCgroup
+	}{
+		{"v2 service", "0::/system.slice/hello.service\n", ProcCgroup{Unified: "/system.slice/hello.service"}},
+		{"v2 root", "0::/\n", ProcCgroup{Unified: "/"}},
+		{"v2 path with colon", "0::/machine.slice/a:b.scope\n", ProcCgroup{Unified: "/machine.slice/a:b.scope"}},
+		{"hybrid", "9:name=systemd:/system.slice/hello.service\n4:memory:/system.slice/hello.service\n2:cpu,cpuacct:/\n0::/system.slice/hello.service\n",
+			ProcCgroup{Unified: "/system.slice/hello.service", V1: map[string]string{
+				"name=systemd": "/system.slice/hello.service", "memory": "/system.slice/hello.service", "cpu,cpuacct": "/"}}},
+		{"legacy", "3:pids:/user.slice\n1:name=systemd:/user.slice/session-1.scope", ProcCgroup{V1: map[string]string{
+			"pids": "/user.slice", "name=systemd": "/user.slice/session-1.scope"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseProcCgroup(tc.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "\n", "0:/x\n", "0::relative\n", ":cpu:/\n", "garbage"} {
+		if _, err := ParseProcCgroup(bad); !errors.Is(err, ErrBadProcCgroup) {
+			t.Errorf("%q: err %v, want ErrBadProcCgroup", bad, err)
+		}
+	}
+}
+
+func TestPlanCgroups(t *testing.T) {
+	const id = "2f8f5c4c-1c2d-4a6e-9d57-0c7a3e0b9f11"
+	for _, tc := range []struct {
+		name string
+		mode CgroupMode
+		own  string
+		want CgroupPlan
+	}{
+		// v1: relative, under the caller's cgroup in every hierarchy; nothing moves.
+		{"v1", CgroupV1, "", CgroupPlan{Mode: CgroupV1, Parent: "rkt-" + id}},
+		{"v1 ignores own", CgroupV1, "/system.slice/hello.service", CgroupPlan{Mode: CgroupV1, Parent: "rkt-" + id}},
+		// v2 in a unit: rkt run moves to a leaf, the pod goes beside it, both in the unit.
+		{"v2 unit", CgroupV2, "/system.slice/hello.service", CgroupPlan{Mode: CgroupV2,
+			Parent:   "/system.slice/hello.service/rkt-" + id,
+			Stage1:   "/system.slice/hello.service/rkt-" + id + "-stage1",
+			Fallback: "/system.slice/rkt-" + id}},
+		{"v2 delegate subgroup", CgroupV2, "/system.slice/hello.service/supervisor", CgroupPlan{Mode: CgroupV2,
+			Parent:   "/system.slice/hello.service/supervisor/rkt-" + id,
+			Stage1:   "/system.slice/hello.service/supervisor/rkt-" + id + "-stage1",
+			Fallback: "/system.slice/hello.service/rkt-" + id}},
+		{"v2 top level", CgroupV2, "/init.scope", CgroupPlan{Mode: CgroupV2,
+			Parent: "/init.scope/rkt-" + id, Stage1: "/init.scope/rkt-" + id + "-stage1", Fallback: "/rkt-" + id}},
+		// The root (or a cgroup namespace's root): where libcontainer puts it, nothing moves.
+		{"v2 root", CgroupV2, "/", CgroupPlan{Mode: CgroupV2, Parent: "/rkt-" + id, Fallback: "/rkt-" + id}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := PlanCgroups(tc.mode, tc.own, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "system.slice", "/system.slice/../x", "/a/"} {
+		if _, err := PlanCgroups(CgroupV2, bad, id); !errors.Is(err, ErrBadProcCgroup) {
+			t.Errorf("own %q: err %v, want ErrBadProcCgroup", bad, err)
+		}
+	}
+}
+
+func TestCgroupRecord(t *testing.T) {
+	plan, _ := PlanCgroups(CgroupV2, "/system.slice/hello.service", "u1")
+	rec := plan.unifiedRecord("/sys/fs/cgroup")
+	want := cgroupRecord{
+		"":           "/sys/fs/cgroup/system.slice/hello.service/rkt-u1",
+		recordStage1: "/sys/fs/cgroup/system.slice/hello.service/rkt-u1-stage1",
+	}
+	if !reflect.DeepEqual(rec, want) {
+		t.Errorf("record %v, want %v", rec, want)
+	}
+	// rkt run's own leaf is never among the cgroups whose processes are killed.
+	if got := rec.podCgroups(); !slices.Equal(got, []string{"/sys/fs/cgroup/system.slice/hello.service/rkt-u1"}) {
+		t.Errorf("pod cgroups %v", got)
+	}
+	fb := plan.fallBack()
+	if fb.Stage1 != "" || fb.Parent != "/system.slice/rkt-u1" {
+		t.Errorf("fallback %+v", fb)
+	}
+	if rec := fb.unifiedRecord("/sys/fs/cgroup"); !reflect.DeepEqual(rec, cgroupRecord{"": "/sys/fs/cgroup/system.slice/rkt-u1"}) {
+		t.Errorf("fallback record %v", rec)
+	}
+	// Hybrid records keep the nested unified cgroup among the pod's.
+	hy := cgroupRecord{"memory": "/sys/fs/cgroup/memory/rkt-u1", recordNested: "/sys/fs/cgroup/unified/x/rkt-u1"}
+	got := hy.podCgroups()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"/sys/fs/cgroup/memory/rkt-u1", "/sys/fs/cgroup/unified/x/rkt-u1"}) {
+		t.Errorf("hybrid pod cgroups %v", got)
+	}
+}
+
+func TestControllersToEnable(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                            "",
+		"\n":                          "",
+		"cpuset cpu io memory pids\n": "+cpuset +cpu +io +memory +pids",
+		"hugetlb":                     "+hugetlb",
+	} {
+		if got := controllersToEnable(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSpecCgroupsPath(t *testing.T) {
+	ra := schema.RuntimeApp{Name: "hello", App: &types.App{Exec: types.Exec{"/bin/hello"}}}
+	for _, tc := range []struct{ parent, want string }{
+		{"", "rkt-u1/hello"}, // v1: relative, libcontainer nests it under the caller's cgroups
+		{"/system.slice/hello.service/rkt-u1", "/system.slice/hello.service/rkt-u1/hello"},
+	} {
+		s, err := Spec(&PodPlan{UUID: "u1", CgroupParent: tc.parent}, &AppPlan{App: ra, Rootfs: "/r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Linux.CgroupsPath != tc.want {
+			t.Errorf("parent %q: CgroupsPath %q, want %q", tc.parent, s.Linux.CgroupsPath, tc.want)
+		}
+	}
+}

@@ -1,0 +1,245 @@
+package stage1_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/appc/spec/schema/types"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/store"
+)
+
+// The recipe that boots systemd as PID 1 in namespaces on cgroup v2 alone.
+const systemdCgroup2Recipe = "testdata/systemd-in-namespace-cgroup2.sh"
+
+// unifiedHierarchy is where this machine mounts its cgroup2 hierarchy: /sys/fs/cgroup on a v2
+// host, /sys/fs/cgroup/unified on a hybrid one.
+func unifiedHierarchy() (string, bool) {
+	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(d, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return d, true
+		}
+	}
+	return "", false
+}
+
+// bootSystemdCgroup2 is bootSystemd with the cgroup v2 recipe: the guest's /sys/fs/cgroup is
+// a cgroup2 mount of a sub-cgroup of the machine's unified hierarchy, in a cgroup namespace.
+func bootSystemdCgroup2(t *testing.T, rktBin string) *guest {
+	t.Helper()
+	testenv.RequireFile(t, systemdCgroup2Recipe)
+	testenv.RequireCommand(t, "nsenter")
+	testenv.RequireCommand(t, "unshare")
+	u, ok := unifiedHierarchy()
+	testenv.Require(t, ok, "needs a cgroup2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+	cached := systemdRootfs(t)
+	work := t.TempDir()
+	root := filepath.Join(work, "root")
+	if out, err := exec.Command("cp", "-a", cached, root).CombinedOutput(); err != nil {
+		t.Fatalf("copy rootfs: %v %s", err, out)
+	}
+	b, err := os.ReadFile(rktBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/local/bin/rkt"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	own, _ := os.ReadFile("/proc/self/cgroup")
+	cur := "/"
+	for _, l := range strings.Split(string(own), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			cur = p
+		}
+	}
+	sub := fmt.Sprintf("cairn-pods-sd2-%d", time.Now().UnixNano())
+	cmd := exec.Command("bash", systemdCgroup2Recipe, root)
+	cmd.Env = append(os.Environ(), "SUB="+sub)
+	logf, _ := os.Create(filepath.Join(work, "console.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g := &guest{t: t, root: root}
+	t.Cleanup(func() {
+		cmd.Process.Kill() // unshare --kill-child takes systemd and the guest with it
+		cmd.Wait()
+		logf.Close()
+		removeCgroupTree(t, filepath.Join(u, cur, sub))
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for g.pid == 0 {
+		if time.Now().After(deadline) {
+			con, _ := os.ReadFile(logf.Name())
+			t.Fatalf("systemd did not start:\n%s", con)
+		}
+		time.Sleep(50 * time.Millisecond)
+		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+		for _, f := range strings.Fields(string(kids)) {
+			pid, _ := strconv.Atoi(f)
+			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.HasSuffix(exe, "/systemd") {
+				g.pid = pid
+			}
+		}
+	}
+	for {
+		out, _ := g.exec("systemctl", "is-system-running")
+		if s := strings.TrimSpace(out); s == "running" || s == "degraded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			con, _ := os.ReadFile(logf.Name())
+			t.Fatalf("systemd not running: %q\n%s", out, con)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if fs := g.must("stat", "-fc", "%T", "/sys/fs/cgroup"); strings.TrimSpace(fs) != "cgroup2fs" {
+		t.Fatalf("guest /sys/fs/cgroup is %s, want cgroup2fs", fs)
+	}
+	return g
+}
+
+// removeCgroupTree removes a cgroup and everything below it, deepest first, once empty.
+func removeCgroupTree(t *testing.T, dir string) {
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		for try := 0; try < 100; try++ {
+			err := unix.Rmdir(dirs[i])
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			if try == 99 {
+				t.Errorf("cgroup left: %s: %v", dirs[i], err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// TestSystemdUnitCgroup2 is TestSystemdUnit on cgroup v2 alone, as in a Cairn guest: for a
+// Delegate=yes unit running `rkt run`, rkt moves into <unit>/rkt-<uuid>-stage1 and the pod is
+// in <unit>/rkt-<uuid>, so the unit's journal has the app's output, stopping the unit stops
+// the pod, and a rkt run killed with SIGKILL leaves no process behind the unit.
+func TestSystemdUnitCgroup2(t *testing.T) {
+	rkt := rktBinary(t)
+	testenv.RequireFile(t, fixture.BusyboxPath)
+	g := bootSystemdCgroup2(t, rkt)
+
+	st, err := store.Open(filepath.Join(g.root, "var/lib/rkt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := fixture.WriteACI(&buf, fixture.ACIOptions{Name: fixture.ACIName,
+		App: &types.App{Exec: types.Exec{"/bin/true"}, User: "0", Group: "0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ImportACI(context.Background(), &buf, store.ImportOptions{Name: fixture.ACIName, Trusted: true}); err != nil {
+		t.Fatal(err)
+	}
+	writeUnit := func(name, stopTimeout string) {
+		app := `echo hello-journal; cat /proc/self/cgroup; trap "echo got-term; exit 0" TERM; while :; do sleep 0.1; done`
+		unit := "[Unit]\nDescription=pod\n[Service]\nType=notify\nKillMode=mixed\nDelegate=yes\nTimeoutStopSec=" + stopTimeout + "\n" +
+			"ExecStart=/usr/local/bin/rkt --debug run --pull-policy=never --net=none --uuid-file-save=/run/" + name + ".uuid " +
+			fixture.ACIName + " --exec=/bin/sh -- -c '" + app + "'\n"
+		if err := os.WriteFile(filepath.Join(g.root, "etc/systemd/system", name+".service"), []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeUnit("pod", "20")
+	writeUnit("pod2", "3")
+	g.must("systemctl", "daemon-reload")
+	start := func(name string) (uuid, cg string) {
+		if out, err := g.exec("timeout", "30", "systemctl", "start", name+".service"); err != nil {
+			j, _ := g.exec("journalctl", "-u", name+".service", "--no-pager")
+			t.Fatalf("start %s: %v %s\n%s", name, err, out, j)
+		}
+		uuid = strings.TrimSpace(g.must("cat", "/run/"+name+".uuid"))
+		cg = strings.TrimSpace(g.must("systemctl", "show", "-p", "ControlGroup", "--value", name+".service"))
+		return uuid, cg
+	}
+
+	uuid, cg := start("pod")
+	// rkt run is in its leaf, the app in the pod's cgroup beside it, both in the unit's
+	// cgroup, which has no process of its own left.
+	mainPID := strings.TrimSpace(g.must("systemctl", "show", "-p", "MainPID", "--value", "pod.service"))
+	if got, want := strings.TrimSpace(g.must("grep", "^0::", "/proc/"+mainPID+"/cgroup")), "0::"+cg+"/rkt-"+uuid+"-stage1"; got != want {
+		t.Errorf("rkt run's cgroup %q, want %q", got, want)
+	}
+	if procs := strings.TrimSpace(g.must("cat", "/sys/fs/cgroup"+cg+"/cgroup.procs")); procs != "" {
+		t.Errorf("processes in the unit's own cgroup: %q", procs)
+	}
+	procs := g.must("sh", "-c", "for p in $(cat /sys/fs/cgroup"+cg+"/rkt-"+uuid+"/busybox/cgroup.procs); do cat /proc/$p/comm 2>/dev/null; done; true")
+	if !strings.Contains(procs, "sh") {
+		t.Errorf("no app process in the unit's pod cgroup: %q", procs)
+	}
+	if out, err := g.exec("machinectl", "show", "rkt-"+uuid); err != nil || !strings.Contains(out, "Unit=pod.service") {
+		t.Errorf("machinectl show rkt-%s: %v\n%s", uuid, err, out)
+	}
+
+	g.must("timeout", "30", "systemctl", "stop", "pod.service")
+	if state, _ := g.exec("systemctl", "is-failed", "pod.service"); strings.TrimSpace(state) != "inactive" {
+		t.Errorf("unit after stop: %q, want inactive", state)
+	}
+	journal := g.must("journalctl", "-u", "pod.service", "--no-pager", "-o", "cat")
+	for _, want := range []string{"hello-journal", "0::" + cg + "/rkt-" + uuid + "/busybox", "got-term"} {
+		if !strings.Contains(journal, want) {
+			all, _ := g.exec("journalctl", "--no-pager", "-o", "verbose", "-n", "40")
+			t.Errorf("%q not in the unit's journal:\n%s\nwhole journal:\n%s", want, journal, all)
+		}
+	}
+	if strings.Contains(journal, "placed beside") {
+		t.Errorf("rkt run fell back:\n%s", journal)
+	}
+	if st := g.must("rkt", "status", uuid); !strings.Contains(st, "state=exited") || !strings.Contains(st, "app-busybox=0") {
+		t.Errorf("status after stop:\n%s", st)
+	}
+	if out, _ := g.exec("sh", "-c", "ls /sys/fs/cgroup"+cg+" 2>/dev/null | grep rkt-"); strings.TrimSpace(out) != "" {
+		t.Errorf("pod cgroups left in the unit's cgroup: %s", out)
+	}
+
+	// rkt run killed with SIGKILL: the unit's stop reaches the pod's processes, and gc
+	// removes what is left (mounts, cgroups).
+	uuid2, cg2 := start("pod2")
+	g.must("systemctl", "kill", "--kill-who=main", "--signal=KILL", "pod2.service")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, _ := g.exec("systemctl", "is-active", "pod2.service")
+		if s := strings.TrimSpace(s); s == "inactive" || s == "failed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod2.service still %q 20 s after rkt run was killed", s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left, _ := g.exec("sh", "-c", "grep -l rkt-"+uuid2+" /proc/[0-9]*/cgroup"); strings.TrimSpace(left) != "" {
+		t.Errorf("pod processes outlived their unit: %s", left)
+	}
+	g.must("rkt", "gc", "--grace-period=0s")
+	g.must("rkt", "gc", "--grace-period=0s")
+	if out, _ := g.exec("sh", "-c", "grep "+uuid2+" /proc/self/mountinfo; ls /sys/fs/cgroup"+cg2+" 2>/dev/null | grep rkt-"); strings.TrimSpace(out) != "" {
+		t.Errorf("left after gc: %s", out)
+	}
+}
