@@ -6,8 +6,8 @@ BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/cairn-os/cairn/runtime/cli.Version=$(VERSION)
 CMDS      := $(sort $(dir $(wildcard */cmd/*/main.go)))
-# Programs that run in the initramfs, where there is no dynamic loader: always static.
-STATIC_CMDS := image/cmd/cairn-init/ installer/cmd/cairn-firstboot/
+# Programs that run in the initramfs or alone in an example ACI, where there is no dynamic loader: always static.
+STATIC_CMDS := image/cmd/cairn-init/ installer/cmd/cairn-firstboot/ image/cmd/cairn-hello/
 # seccomp: libcontainer applies seccomp filters through libseccomp (cgo).
 GOTAGS    ?= seccomp
 GOFLAGS_TAGS := -tags '$(GOTAGS)'
@@ -35,8 +35,8 @@ test: build ## run all tests: unit, root tier (as root), VM tier (when qemu is t
 unit: ## run only the unit tests (no root needed, no prerequisites)
 	$(GO) test $(GOFLAGS_TAGS) -count=1 -short ./...
 
-demo: build ## fetch and trust images, run pods, then build the OS image and boot it in qemu
-	@tools/demo.sh
+demo: build ## build two Cairn releases (cached), boot a two-host cluster in qemu: pods across hosts, an update
+	$(BIN)/cairn-demo -o _output/demo -bin $(BIN)
 
 image: build ## build the OS: disk, qcow2, PXE pair, signed payload into _output/image
 	rm -rf _output/image

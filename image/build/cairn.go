@@ -61,6 +61,10 @@ type FileOp struct {
 // update-engine/updateconf).
 const PayloadKeyPath = "/usr/share/cairn/update-keys/cairn-payload.pem"
 
+// ImageKeyPath is where the image carries the public key of its disk images' signatures, in
+// the directory cairn-install reads by default (installer/cli.DefaultKeys).
+const ImageKeyPath = "/usr/share/cairn/signing-keys/cairn-image.pem"
+
 // CairnFiles is what Cairn adds to (and removes from) the Debian tree. present says which
 // binaries exist in BinDir.
 func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
@@ -70,6 +74,8 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 		{Path: "/etc/os-release", Link: "../usr/lib/os-release"},
 		{Path: "/usr/share/cairn/update.conf", Mode: 0o644, Data: []byte(UpdateConf(c))},
 		{Path: PayloadKeyPath, Mode: 0o644, Data: b.publicKeyPEM()},
+		// Disk images are signed with the same key: cairn-install checks them with it.
+		{Path: ImageKeyPath, Mode: 0o644, Data: b.publicKeyPEM()},
 		{Path: "/usr/share/oem", Mode: fs.ModeDir | 0o755},
 		{Path: "/etc/issue", Mode: 0o644, Data: []byte("Cairn " + c.Version + " \\n \\l\n\n")},
 		{Path: "/etc/issue.net", Mode: 0o644, Data: []byte("Cairn " + c.Version + "\n")},
@@ -79,11 +85,12 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 		{Path: "/etc/machine-id", Mode: 0o444, Data: nil},
 		{Path: "/var/lib/dbus/machine-id", Remove: true},
 	}
-	units := []string{"cairn-booted.service", "cairn-ssh-keygen.service"}
+	units := []string{"cairn-booted.service", "cairn-ssh-keygen.service", "boot.mount", "boot.automount"}
 	off := map[string]bool{}
 	ops = append(ops,
 		file("/usr/lib/cairn/booted", "booted", 0o755),
 		file("/usr/lib/systemd/network/50-cairn-dhcp.network", "50-cairn-dhcp.network", 0o644),
+		file("/usr/share/dbus-1/system.d/com.coreos.update1.conf", "com.coreos.update1.conf", 0o644),
 	)
 	for _, bin := range Binaries {
 		if !present[bin.Name] {
@@ -178,7 +185,11 @@ func (b *Builder) installCairn(context.Context) error {
 	if err != nil {
 		return err
 	}
-	return Apply(b.tree, ops)
+	examples, err := b.exampleOps()
+	if err != nil {
+		return err
+	}
+	return Apply(b.tree, append(ops, examples...))
 }
 
 // Apply carries out ops under root.
