@@ -13,9 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -45,7 +47,22 @@ type Machine struct {
 	NetBoot  bool
 	TFTPDir  string
 	BootFile string
-	Extra    []string
+	// Forward are host forwards of the user-mode network, as qemu spells them:
+	// "tcp:127.0.0.1:2222-:22" makes the guest's sshd reachable on the host's loopback.
+	Forward []string
+	// FwCfg are qemu fw_cfg items, name -> host file (opt/org.cairn/config: the first-boot config).
+	FwCfg map[string]string
+	// Links are extra NICs, each a point-to-point Ethernet cable to another VM: UDP datagrams
+	// between two loopback ports (qemu's dgram netdev), so guests talk to each other while
+	// nothing leaves the host's loopback.
+	Links []Link
+	Extra []string
+}
+
+// Link is one end of a VM-to-VM cable.
+type Link struct {
+	LocalPort, RemotePort int
+	MAC                   string // e.g. 52:54:00:12:34:01; guests match it in networkd files
 }
 
 // Args is the qemu command line.
@@ -60,11 +77,29 @@ func (m Machine) Args() []string {
 	if accel == "" {
 		accel = "tcg"
 	}
-	a := []string{"qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-m", strconv.Itoa(mem),
-		"-smp", strconv.Itoa(cpus), "-nographic", "-no-reboot", "-serial", "mon:stdio",
-		"-nic", "user,model=virtio-net-pci"}
+	nic := "user,model=virtio-net-pci"
+	for _, f := range m.Forward {
+		nic += ",hostfwd=" + f
+	}
 	if m.NetBoot {
-		a[len(a)-1] += ",tftp=" + m.TFTPDir + ",bootfile=" + m.BootFile
+		nic += ",tftp=" + m.TFTPDir + ",bootfile=" + m.BootFile
+	}
+	a := []string{"qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-m", strconv.Itoa(mem),
+		"-smp", strconv.Itoa(cpus), "-nographic", "-no-reboot", "-serial", "mon:stdio", "-nic", nic}
+	for i, l := range m.Links {
+		id := "link" + strconv.Itoa(i)
+		a = append(a, "-netdev", fmt.Sprintf("dgram,id=%s,local.type=inet,local.host=127.0.0.1,local.port=%d,remote.type=inet,remote.host=127.0.0.1,remote.port=%d", id, l.LocalPort, l.RemotePort),
+			"-device", "virtio-net-pci,netdev="+id+",mac="+l.MAC)
+	}
+	names := make([]string, 0, len(m.FwCfg))
+	for n := range m.FwCfg {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		a = append(a, "-fw_cfg", "name="+n+",file="+m.FwCfg[n])
+	}
+	if m.NetBoot {
 		return append(append(a, "-boot", "n"), m.Extra...)
 	}
 	if m.Kernel != "" {
@@ -111,6 +146,8 @@ func Start(ctx context.Context, m Machine, log io.Writer) (*VM, error) {
 	argv := m.Args()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = nil
+	// The VM dies with the process that started it, even when that one is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	vm := &VM{cmd: cmd, changed: make(chan struct{}, 1), done: make(chan struct{}), started: time.Now()}

@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/cairn-os/cairn/image/build"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/gpt"
@@ -70,37 +68,6 @@ func inputsKey(t *testing.T) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// heavyLock serializes image builds and qemu boots with the other heavy jobs of the machine.
-// It is taken once and held until the test binary exits: the VM tests are one heavy job.
-func heavyLock(t *testing.T) {
-	heavy.Do(func() {
-		if os.Getenv("CAIRN_HEAVY_LOCK_HELD") != "" {
-			return
-		}
-		f, err := os.OpenFile("/tmp/cairn-heavy.lock", os.O_CREATE|os.O_RDWR, 0o666)
-		if err != nil {
-			heavy.err = err
-			return
-		}
-		start := time.Now()
-		if heavy.err = unix.Flock(int(f.Fd()), unix.LOCK_EX); heavy.err == nil {
-			heavy.f = f // kept open: closing it would release the lock
-		}
-		if d := time.Since(start); d > time.Second {
-			t.Logf("waited %v for /tmp/cairn-heavy.lock", d.Round(time.Second))
-		}
-	})
-	if heavy.err != nil {
-		t.Fatalf("/tmp/cairn-heavy.lock: %v", heavy.err)
-	}
-}
-
-var heavy struct {
-	sync.Once
-	f   *os.File
-	err error
-}
-
 var img struct {
 	once sync.Once
 	dir  string
@@ -129,7 +96,7 @@ func image(t *testing.T) string {
 			img.dir = dir
 			return
 		}
-		heavyLock(t)
+		testenv.HeavyLock(t)
 		// Images of older inputs are dead weight (2.5 GiB sparse each): keep only this one.
 		if old, _ := filepath.Glob(filepath.Join(cacheRoot, "test", "*")); len(old) > 0 {
 			for _, o := range old {
@@ -163,7 +130,7 @@ func overlay(t *testing.T, dir string) string {
 }
 
 func boot(t *testing.T, m qemu.Machine) *qemu.VM {
-	heavyLock(t)
+	testenv.HeavyLock(t)
 	var log io.Writer
 	if testing.Verbose() {
 		log = os.Stderr
@@ -301,7 +268,7 @@ func TestRealBuildIsReproducible(t *testing.T) {
 		t.Skip("set CAIRN_IMAGE_REPRO=1 to rebuild the real image and compare")
 	}
 	dir := image(t)
-	heavyLock(t)
+	testenv.HeavyLock(t)
 	out := filepath.Join(t.TempDir(), "again")
 	b := &build.Builder{Out: out, Config: build.Config{Version: "0.0.1", BinDir: filepath.Join(t.TempDir(), "no-bin"), CacheDir: cacheRoot}}
 	start := time.Now()
