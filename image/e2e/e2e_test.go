@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coreos/ignition/v2/config/v3_4/types"
+
+	"github.com/cairn-os/cairn/image/build"
+	"github.com/cairn-os/cairn/image/qemu"
+	"github.com/cairn-os/cairn/internal/testenv"
+)
+
+var prepared struct {
+	once sync.Once
+	im   *Images
+	err  error
+}
+
+// images returns the e2e images, built once per inputs (cached across runs).
+func images(t *testing.T) *Images {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end tier: not with -short")
+	}
+	testenv.RequireRoot(t)
+	for _, c := range []string{"qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.erofs", "veritysetup", "objcopy", "mkfs.vfat", "mcopy"} {
+		testenv.RequireCommand(t, c)
+	}
+	testenv.RequireFile(t, qemu.OVMFCode)
+	bin := os.Getenv("CAIRN_BIN")
+	testenv.Require(t, bin != "", "CAIRN_BIN must name the directory of Cairn's binaries the image carries (make test sets it)")
+	testenv.HeavyLock(t)
+	prepared.once.Do(func() {
+		wd, _ := os.Getwd()
+		start := time.Now()
+		prepared.im, prepared.err = Prepare(context.Background(), Options{Source: filepath.Join(wd, "../.."), BinDir: bin,
+			Progress: testWriter{t}})
+		t.Logf("e2e images ready in %v", time.Since(start).Round(time.Second))
+	})
+	if prepared.err != nil {
+		t.Fatal(prepared.err)
+	}
+	return prepared.im
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// watch stops h when the test ends and shows the end of its console if it failed.
+func watch(t *testing.T, h *Host) {
+	t.Cleanup(func() {
+		if t.Failed() && h.VM() != nil {
+			t.Logf("%s console, boot %d (last 4000 bytes; every boot's is in %s):\n%s", h.Name, h.Boots(), h.Machine.VarsDir, h.Tail(4000))
+		}
+		h.Stop()
+	})
+}
+
+func run(t *testing.T, ctx context.Context, h *Host, cmd string) string {
+	t.Helper()
+	out, err := h.Run(ctx, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// eventually is Eventually that fails the test.
+func eventually(t *testing.T, ctx context.Context, h *Host, cmd string, check func(string) bool) string {
+	t.Helper()
+	out, err := Eventually(ctx, h, cmd, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+const helloUnit = `[Unit]
+Description=The example pod, under systemd
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/usr/bin/rkt run --insecure-options=image /usr/share/cairn/examples/hello.aci
+Delegate=yes
+KillMode=mixed
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// TestInstallFromPXE is scenarios 1 and 2: a machine boots the live PXE image with an empty
+// second disk, cairn-install downloads the signed release onto it with a first-boot config,
+// and the machine then boots from the disk: the config's user, key, file and units are there,
+// and its pod runs under systemd with its output in the unit's journal.
+func TestInstallFromPXE(t *testing.T) {
+	im := images(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	f, err := StartFleet(ctx, t.TempDir(), im)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", target, "4G").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	live, err := NewConfig(f.Key).JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	liveIgn := filepath.Join(dir, "live.ign")
+	if err := os.WriteFile(liveIgn, live, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pxe := &Host{Name: "live", Key: f.Key, Machine: qemu.Machine{
+		Kernel: filepath.Join(im.Old, build.PXEKernel), Initrd: filepath.Join(im.Old, build.PXEInitrd),
+		Append: "console=ttyS0,115200n8", MemoryMB: 2048, Disk: target, VarsDir: dir,
+		FwCfg: map[string]string{"opt/org.cairn/config": liveIgn}}}
+	watch(t, pxe)
+	start := time.Now()
+	if err := pxe.Boot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, took, err := pxe.WaitFor(ctx, BootMarker(Old, "pxe")); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Logf("live PXE system up in %v", took.Round(100*time.Millisecond))
+	}
+
+	// The config the installed machine boots with: a user with a key and groups, a file, a
+	// unit of our own and the example pod under systemd.
+	const motd = "installed by cairn-install\n"
+	cfg := NewConfig(f.Key).File("/etc/motd", 0o640, motd).
+		Unit("hello.service", helloUnit, true).
+		Unit("e2e-firstboot.service", "[Unit]\nDescription=proof the config's units run\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo e2e-unit-ran > /run/e2e-unit'\n[Install]\nWantedBy=multi-user.target\n", true)
+	cfg.Passwd.Users = append(cfg.Passwd.Users, cfg.Passwd.Users[0])
+	cfg.Passwd.Users[1].Name = "core"
+	cfg.Passwd.Users[1].Groups = []types.Group{"adm", "systemd-journal"}
+	ign, err := cfg.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pxe.RunInput(ctx, "cat > /tmp/config.ign", strings.NewReader(string(ign))); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, pxe, "cairn-install validate /tmp/config.ign")
+	installStart := time.Now()
+	out := run(t, ctx, pxe, fmt.Sprintf("cairn-install -d /dev/vda -b %s -V %s -i /tmp/config.ign 2>&1", GuestURL(f.ReleasePort), Old))
+	t.Logf("cairn-install in %v:\n%s", time.Since(installStart).Round(100*time.Millisecond), lastLines(out, 8))
+	pxe.Run(ctx, "systemctl poweroff --no-block")
+	if err := pxe.WaitExit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	h := &Host{Name: "installed", Key: f.Key, Machine: qemu.Machine{Disk: target, VarsDir: dir, MemoryMB: 1536}}
+	watch(t, h)
+	if err := h.Boot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, took, err := h.WaitFor(ctx, BootMarker(Old, "A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("installed disk booted in %v; install, from the live boot to the disk's first boot: %v", took.Round(100*time.Millisecond), time.Since(start).Round(time.Second))
+	if c := h.VM().Console(); !strings.Contains(c, "first-boot config applied") {
+		t.Error("the installed disk's first boot did not apply the config from its OEM partition")
+	}
+
+	// Scenario 1: what the config asked for.
+	core := h.As("core")
+	if got := run(t, ctx, core, "id -nG"); !strings.Contains(got, "adm") || !strings.Contains(got, "systemd-journal") {
+		t.Errorf("user core's groups: %q", got)
+	}
+	if got := run(t, ctx, h, "stat -c '%a %U' /etc/motd && cat /etc/motd"); got != "640 root\n"+motd {
+		t.Errorf("/etc/motd: %q", got)
+	}
+	eventually(t, ctx, h, "cat /run/e2e-unit", func(s string) bool { return s == "e2e-unit-ran\n" })
+
+	// Scenario 2: the pod runs under systemd, its output is in the unit's journal, and
+	// stopping the unit stops the pod.
+	eventually(t, ctx, h, "journalctl -u hello.service --no-pager -o cat", func(s string) bool {
+		return strings.Contains(s, "Hello from Cairn! This is pod")
+	})
+	run(t, ctx, h, "systemctl stop hello.service")
+	if got, _ := h.Run(ctx, "systemctl is-active hello.service"); strings.TrimSpace(got) == "active" {
+		t.Errorf("hello.service still active after systemctl stop")
+	}
+	if got, err := h.Run(ctx, "pgrep -x hello"); err == nil {
+		t.Errorf("the pod's app still runs after systemctl stop: pid %s", got)
+	}
+	out = run(t, ctx, h, "rkt list --format=json")
+	var pods []struct {
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal([]byte(out), &pods); err != nil || len(pods) != 1 || pods[0].State == "running" {
+		t.Errorf("rkt list after systemctl stop (%v): %s", err, out)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

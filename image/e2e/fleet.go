@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-os/cairn/image/build"
+	"github.com/cairn-os/cairn/image/qemu"
+	"github.com/cairn-os/cairn/internal/etcdembed"
+	"github.com/cairn-os/cairn/tools/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/locksmith"
+)
+
+// HostGateway is the host's loopback as guests reach it through qemu's user-mode network.
+const HostGateway = "10.0.2.2"
+
+// FlannelNetwork is the overlay the cluster's flanneld hands out subnets of.
+const FlannelNetwork = "10.5.0.0/16"
+
+// Fleet is what the machines of a test reach on the host's loopback: an etcd (flannel's
+// leases, locksmith's reboot semaphore), an Omaha update server and a release server.
+type Fleet struct {
+	Dir    string
+	Images *Images
+	Key    *Key
+
+	Etcd                             *etcdembed.Server
+	Client                           *clientv3.Client
+	Omaha                            *omahaserver.Server
+	EtcdPort, OmahaPort, ReleasePort int
+	servers                          []*http.Server
+	closeOnce                        sync.Once
+}
+
+// StartFleet starts the fleet's services, with state under dir. The Omaha server offers
+// nothing until Offer.
+func StartFleet(ctx context.Context, dir string, im *Images) (*Fleet, error) {
+	f := &Fleet{Dir: dir, Images: im}
+	var err error
+	if f.Key, err = NewKey(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// For people: ssh -i <dir>/id_ed25519 (Host.SSHCommand).
+	if err := os.WriteFile(f.KeyFile(), f.Key.PEM, 0o600); err != nil {
+		return nil, err
+	}
+	if f.EtcdPort, err = FreePort(); err != nil {
+		return nil, err
+	}
+	peer, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	// etcd listens on the loopback only; guests reach it as HostGateway.
+	f.Etcd, err = etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(dir, "etcd"), Name: "fleet",
+		ClientURL: "http://127.0.0.1:" + strconv.Itoa(f.EtcdPort), PeerURL: "http://127.0.0.1:" + strconv.Itoa(peer)})
+	if err != nil {
+		return nil, err
+	}
+	f.Client, err = clientv3.New(clientv3.Config{Endpoints: []string{f.Etcd.Endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "omaha", "stable"), 0o755); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Omaha = &omahaserver.Server{Dir: filepath.Join(dir, "omaha"), AppID: "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}",
+		EventLog: filepath.Join(dir, "omaha-events.jsonl")}
+	if f.OmahaPort, err = f.serve(f.Omaha.Handler()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if f.ReleasePort, err = f.serve(http.FileServer(http.Dir(im.Release))); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Fleet) serve(h http.Handler) (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	f.servers = append(f.servers, s)
+	go s.Serve(l)
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Close stops the services.
+func (f *Fleet) Close() {
+	f.closeOnce.Do(func() {
+		for _, s := range f.servers {
+			s.Close()
+		}
+		if f.Client != nil {
+			f.Client.Close()
+		}
+		if f.Etcd != nil {
+			f.Etcd.Close()
+		}
+	})
+}
+
+// KeyFile is the private key that logs in to the fleet's machines as root.
+func (f *Fleet) KeyFile() string { return filepath.Join(f.Dir, "id_ed25519") }
+
+// GuestURL is the URL a guest reaches a fleet service's port at.
+func GuestURL(port int) string { return "http://" + HostGateway + ":" + strconv.Itoa(port) }
+
+// Offer makes the Omaha server offer the payload at path (as the newest of group stable).
+func (f *Fleet) Offer(path, version string) error {
+	dst := filepath.Join(f.Dir, "omaha", "stable", "cairn-"+version+".cairn")
+	if err := os.Link(path, dst); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("offer %s: %w", version, err)
+	}
+	return nil
+}
+
+// SetFlannelConfig writes the overlay's network config where flanneld reads it.
+func (f *Fleet) SetFlannelConfig(ctx context.Context) error {
+	_, err := f.Client.Put(ctx, "/coreos.com/network/config", `{"Network":"`+FlannelNetwork+`","SubnetLen":24,"Backend":{"Type":"vxlan"}}`)
+	return err
+}
+
+// Semaphore reads locksmith's reboot semaphore.
+func (f *Fleet) Semaphore(ctx context.Context) (*locksmith.Semaphore, error) {
+	r, err := f.Client.Get(ctx, locksmith.SemaphoreKey(""))
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Kvs) == 0 {
+		return locksmith.NewSemaphore(), nil
+	}
+	return locksmith.ParseSemaphore(r.Kvs[0].Value)
+}
+
+// ClusterLinkIP is host n's address on the cluster link.
+func ClusterLinkIP(n int) string { return "192.168.76." + strconv.Itoa(10+n) }
+
+func linkMAC(n int) string { return fmt.Sprintf("52:54:00:76:00:%02x", n) }
+
+// ClusterConfig is host n's first-boot config in a cluster: root's ssh key, an address on the
+// cluster link, flanneld against the fleet's etcd over that link, pods on the flannel network
+// by default, updates from the fleet's Omaha server with reboots coordinated through etcd.
+func (f *Fleet) ClusterConfig(n int) *Config {
+	etcd := GuestURL(f.EtcdPort)
+	return NewConfig(f.Key).
+		File("/etc/hostname", 0o644, fmt.Sprintf("cairn-%d\n", n)).
+		File("/etc/systemd/network/10-cluster.network", 0o644, fmt.Sprintf(
+			"[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s/24\nLinkLocalAddressing=no\n", linkMAC(n), ClusterLinkIP(n))).
+		File("/etc/cairn/flanneld.env", 0o644, fmt.Sprintf("FLANNELD_OPTS=-etcd-endpoints=%s -iface=%s\n", etcd, ClusterLinkIP(n))).
+		Unit("flanneld.service", "", true).
+		File("/etc/rkt/net.d/10-flannel.conf", 0o644, `{"cniVersion":"1.0.0","name":"flannel","type":"flannel","delegate":{"bridge":"cni0"}}`+"\n").
+		File("/etc/cairn/update.conf", 0o644, fmt.Sprintf(
+			"GROUP=stable\nSERVER=%s%s\nREBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_ENDPOINT=%s\n", GuestURL(f.OmahaPort), omahaserver.UpdatePath, etcd))
+}
+
+// NewHost makes a machine with its own disk over the old release in dir, booting cfg on its
+// first boot (through fw_cfg, as on qemu with Flatcar).
+func (f *Fleet) NewHost(name, dir string, cfg *Config, links []qemu.Link) (*Host, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	disk, err := Overlay(dir, filepath.Join(f.Images.Old, build.DiskImage), "+1G")
+	if err != nil {
+		return nil, err
+	}
+	ign := filepath.Join(dir, "config.ign")
+	b, err := cfg.JSON()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(ign, b, 0o644); err != nil {
+		return nil, err
+	}
+	return &Host{Name: name, Key: f.Key, Machine: qemu.Machine{Disk: disk, VarsDir: dir, MemoryMB: 1536,
+		FwCfg: map[string]string{"opt/org.cairn/config": ign}, Links: links}}, nil
+}
+
+// ClusterLinks are the two ends of a cable between hosts 1 and 2.
+func ClusterLinks() ([2][]qemu.Link, error) {
+	p1, err := FreeUDPPort()
+	if err != nil {
+		return [2][]qemu.Link{}, err
+	}
+	p2, err := FreeUDPPort()
+	if err != nil {
+		return [2][]qemu.Link{}, err
+	}
+	return [2][]qemu.Link{
+		{{LocalPort: p1, RemotePort: p2, MAC: linkMAC(1)}},
+		{{LocalPort: p2, RemotePort: p1, MAC: linkMAC(2)}},
+	}, nil
+}
+
+// Withdraw stops offering version.
+func (f *Fleet) Withdraw(version string) error {
+	return os.Remove(filepath.Join(f.Dir, "omaha", "stable", "cairn-"+version+".cairn"))
+}
+
+// NewPayload is the new release's update payload.
+func (im *Images) NewPayload() string { return filepath.Join(im.New, build.PayloadFile) }

@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cairn-os/cairn/image/qemu"
+)
+
+// Marker is the line a Cairn machine prints on its console once it reached multi-user.target.
+const Marker = "CAIRN-BOOTED"
+
+// BootMarker is the marker of a boot of version from slot ("A", "B" or "pxe").
+func BootMarker(version, slot string) string {
+	return fmt.Sprintf("%s version=%s slot=%s ", Marker, version, slot)
+}
+
+// Key is the ssh key the harness logs in with; Authorized goes into first-boot configs.
+type Key struct {
+	Signer     ssh.Signer
+	Authorized string
+	PEM        []byte // the private key, for `ssh -i`
+}
+
+// NewKey makes a throwaway ed25519 key.
+func NewKey() (*Key, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "cairn-e2e")
+	if err != nil {
+		return nil, err
+	}
+	return &Key{Signer: s, PEM: pem.EncodeToMemory(block),
+		Authorized: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey()))) + " cairn-e2e"}, nil
+}
+
+// Host is one machine: a qemu VM whose disk and UEFI variables outlive its boots. The guest
+// restarting makes qemu exit (-no-reboot): Boot starts the next boot of the same machine.
+type Host struct {
+	Name    string
+	Machine qemu.Machine // Forward gets the ssh port added
+	Key     *Key
+	User    string    // ssh login; default root
+	Console io.Writer // every boot's console is copied here when not nil
+
+	mu      sync.Mutex
+	vm      *qemu.VM
+	sshPort int
+	boots   int
+	logFile *os.File
+}
+
+// Overlay makes a qcow2 disk in dir on top of a built raw disk: the machine writes it, the
+// cached image stays as built. sizeIncrease grows it, as a cloud disk is larger than the image.
+func Overlay(dir, raw string, grow string) (string, error) {
+	p := filepath.Join(dir, "disk.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", raw, p).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("qemu-img create: %v: %s", err, out)
+	}
+	if grow != "" {
+		if out, err := exec.Command("qemu-img", "resize", "-q", p, grow).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("qemu-img resize: %v: %s", err, out)
+		}
+	}
+	return p, nil
+}
+
+// SSHCommand is how a person logs in to the machine from the host, with the key written at
+// keyFile.
+func (h *Host) SSHCommand(keyFile string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return fmt.Sprintf("ssh -i %s -p %d -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1", keyFile, h.sshPort)
+}
+
+// FreePort returns a TCP port free on the loopback right now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeUDPPort returns a UDP port free on the loopback right now.
+func FreeUDPPort() (int, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+// Boot starts the machine's next boot. The console of each boot also goes to
+// <VarsDir>/console-<n>.log.
+func (h *Host) Boot(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.vm != nil && !h.vm.Exited() {
+		return fmt.Errorf("%s: already running", h.Name)
+	}
+	if h.sshPort == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return err
+		}
+		h.sshPort = p
+		h.Machine.Forward = append(h.Machine.Forward, "tcp:127.0.0.1:"+strconv.Itoa(p)+"-:22")
+	}
+	h.boots++
+	if h.logFile != nil {
+		h.logFile.Close()
+	}
+	var w io.Writer = io.Discard
+	if h.Machine.VarsDir != "" {
+		f, err := os.Create(filepath.Join(h.Machine.VarsDir, fmt.Sprintf("console-%d.log", h.boots)))
+		if err != nil {
+			return err
+		}
+		h.logFile, w = f, f
+	}
+	if h.Console != nil {
+		w = io.MultiWriter(w, h.Console)
+	}
+	vm, err := qemu.Start(ctx, h.Machine, w)
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.Name, err)
+	}
+	h.vm = vm
+	return nil
+}
+
+// VM is the current boot's VM.
+func (h *Host) VM() *qemu.VM {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.vm
+}
+
+// Boots counts the boots so far.
+func (h *Host) Boots() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.boots
+}
+
+// WaitFor waits for one of patterns on the current boot's console.
+func (h *Host) WaitFor(ctx context.Context, patterns ...string) (string, time.Duration, error) {
+	got, took, err := h.VM().WaitFor(ctx, patterns...)
+	if err != nil {
+		return got, took, fmt.Errorf("%s (boot %d): %w", h.Name, h.Boots(), err)
+	}
+	return got, took, nil
+}
+
+// WaitExit waits until qemu exits: the guest rebooted or powered off.
+func (h *Host) WaitExit(ctx context.Context) error {
+	vm := h.VM()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for !vm.Exited() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: waiting for the machine to restart: %w", h.Name, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Stop kills the machine's qemu, if it runs.
+func (h *Host) Stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.vm != nil {
+		h.vm.Stop()
+	}
+	if h.logFile != nil {
+		h.logFile.Close()
+		h.logFile = nil
+	}
+}
+
+// Tail is the end of the current boot's console, for failure reports.
+func (h *Host) Tail(n int) string {
+	vm := h.VM()
+	if vm == nil {
+		return ""
+	}
+	c := vm.Console()
+	if len(c) > n {
+		c = c[len(c)-n:]
+	}
+	return c
+}
+
+// As is a handle on the running machine that logs in as user.
+func (h *Host) As(user string) *Host {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return &Host{Name: h.Name + " (as " + user + ")", Key: h.Key, User: user, sshPort: h.sshPort}
+}
+
+// ErrCommand is a command that ran and exited non-zero.
+var ErrCommand = errors.New("command failed")
+
+// Run runs cmd as root over ssh and returns its output (stdout and stderr). It dials until
+// sshd answers or ctx ends.
+func (h *Host) Run(ctx context.Context, cmd string) (string, error) {
+	return h.RunInput(ctx, cmd, nil)
+}
+
+// RunInput is Run with stdin.
+func (h *Host) RunInput(ctx context.Context, cmd string, stdin io.Reader) (string, error) {
+	c, err := h.dial(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("%s: ssh session: %w", h.Name, err)
+	}
+	defer s.Close()
+	out := &lockedBuffer{}
+	s.Stdout, s.Stderr = out, out
+	if stdin != nil {
+		s.Stdin = stdin
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		c.Close()
+		return out.String(), fmt.Errorf("%s: %q: %w", h.Name, cmd, ctx.Err())
+	}
+	var exit *ssh.ExitError
+	if errors.As(err, &exit) {
+		return out.String(), fmt.Errorf("%s: %q exited %d: %w\n%s", h.Name, cmd, exit.ExitStatus(), ErrCommand, out.String())
+	}
+	if err != nil {
+		return out.String(), fmt.Errorf("%s: %q: %w", h.Name, cmd, err)
+	}
+	return out.String(), nil
+}
+
+// lockedBuffer takes the session's stdout and stderr, written from two goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (h *Host) dial(ctx context.Context) (*ssh.Client, error) {
+	h.mu.Lock()
+	port := h.sshPort
+	h.mu.Unlock()
+	user := h.User
+	if user == "" {
+		user = "root"
+	}
+	cfg := &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(h.Key.Signer)},
+		// Host keys are made on each machine's first boot: nothing to pin them against.
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 20 * time.Second}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	for {
+		c, err := ssh.Dial("tcp", addr, cfg)
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: ssh %s: %v: %w", h.Name, addr, err, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+}
