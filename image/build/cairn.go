@@ -119,6 +119,10 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 	for _, u := range []string{"systemd-networkd.service", "systemd-resolved.service"} {
 		ops = append(ops, FileOp{Path: "/usr/lib/systemd/system/multi-user.target.wants/" + u, Link: "../" + u})
 	}
+	// network-online.target means a link is up: update_engine, flanneld and locksmithd wait for it.
+	ops = append(ops,
+		FileOp{Path: "/usr/lib/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service", Link: "../systemd-networkd-wait-online.service"},
+		file("/usr/lib/systemd/system/systemd-networkd-wait-online.service.d/cairn.conf", "wait-online-any.conf", 0o644))
 	return ops, nil
 }
 

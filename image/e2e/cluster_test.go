@@ -42,7 +42,7 @@ func TestCluster(t *testing.T) {
 	if ov.Subnets[0] == "" || ov.Subnets[0] == ov.Subnets[1] {
 		t.Errorf("subnets %q and %q: want two distinct ones", ov.Subnets[0], ov.Subnets[1])
 	}
-	if !strings.HasPrefix(ov.Answer, "hello from rkt-") || !strings.Contains(ov.Answer, ov.PodIP) {
+	if !strings.Contains(ov.Answer, "answered: hello from rkt-") || !strings.Contains(ov.Answer, "("+ov.PodIP+")") {
 		t.Errorf("the pod on %s got %q from %s", c.Hosts[1].Name, ov.Answer, ov.PodIP)
 	}
 	t.Logf("scenario 3, overlay: pod to pod across hosts %v after both were up", ov.Took.Round(time.Second))
@@ -65,10 +65,12 @@ func TestCluster(t *testing.T) {
 		if _, err := WaitGood(gctx, h, disklayout.SlotB); err != nil {
 			t.Error(err)
 		}
-		if err := c.WaitEvent(gctx, h, New, omaha.EventResultSuccess, 0); err != nil {
+		gcancel()
+		ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)
+		if err := c.WaitEvent(ectx, h, New, omaha.EventResultSuccess, 0); err != nil {
 			t.Errorf("%v; events: %+v", err, c.Fleet.Omaha.Events())
 		}
-		gcancel()
+		ecancel()
 	}
 	// Scenario 6: each host held the lock from before it went down until it was back, and
 	// the lock (max 1) was never held twice: the two were never down at once.

@@ -66,6 +66,9 @@ type Engine struct {
 	Log      *slog.Logger
 
 	mu     sync.Mutex
+	// reportMu makes ReportBoot one at a time: the retries after a start and the checks
+	// both call it, and the server must hear of a boot once.
+	reportMu sync.Mutex
 	status Status
 	subs   map[chan Status]struct{}
 	busy   bool
@@ -278,6 +281,8 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 // out of tries → a rollback error event; not rebooted yet → status "need reboot". The record
 // is kept until the server has acknowledged the event.
 func (e *Engine) ReportBoot(ctx context.Context) error {
+	e.reportMu.Lock()
+	defer e.reportMu.Unlock()
 	p, err := apply.ReadPending(e.Applier.StateDir)
 	if err != nil || p == nil {
 		return err
@@ -337,15 +342,34 @@ func (e *Engine) ResetStatus(ctx context.Context) error {
 	return nil
 }
 
+// reportBootWithRetries calls ReportBoot until it succeeds, waiting 5 s, then twice as long
+// each time, at most 5 min.
+func (e *Engine) reportBootWithRetries(ctx context.Context) {
+	wait := 5 * time.Second
+	for {
+		err := e.ReportBoot(ctx)
+		if err == nil {
+			return
+		}
+		e.log().Warn("reporting the boot result; will retry", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Minute)
+	}
+}
+
 // Run checks on the schedule until ctx ends; a value on trigger starts a check at once.
 func (e *Engine) Run(ctx context.Context, trigger <-chan struct{}) {
 	rnd := e.Rand
 	if rnd == nil {
 		rnd = rand.Float64
 	}
-	if err := e.ReportBoot(ctx); err != nil {
-		e.log().Warn("reporting the boot result", "err", err)
-	}
+	// The network may not be up yet when the engine starts after a reboot: the boot's result
+	// is retried until the server has it, not left to the first check minutes later.
+	go e.reportBootWithRetries(ctx)
 	first, failures := true, 0
 	for {
 		d := e.Schedule.Delay(first, failures, rnd())

@@ -6,10 +6,12 @@ import (
 	"crypto/ed25519"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,5 +299,51 @@ func TestSocketUpdateWhileBusyFollows(t *testing.T) {
 	}
 	if last.Result != "updated" || last.Error != "" {
 		t.Fatalf("final reply %+v", last)
+	}
+}
+
+// TestBootReportRetried: after the reboot into an update the network may not be up when the
+// engine starts; the report must still reach the server, without waiting for a check.
+func TestBootReportRetried(t *testing.T) {
+	m := newMachine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m.publish("2.0.0", m.priv)
+	if _, err := m.engine("1.0.0").Update(ctx, "scheduler", false); err != nil {
+		t.Fatal(err)
+	}
+	m.slots.CountBootAttempt(ctx, disklayout.SlotB)
+	m.boot(disklayout.SlotB)
+	var mu sync.Mutex
+	refused := 0
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		first := refused == 0
+		if first {
+			refused++
+		}
+		mu.Unlock()
+		if first {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		m.srv.Handler().ServeHTTP(w, r)
+	}))
+	defer flaky.Close()
+	e := m.engine("2.0.0")
+	e.Omaha.URL = flaky.URL + omahaserver.UpdatePath
+	done := make(chan struct{})
+	go func() { e.Run(ctx, nil); close(done) }()
+	for !strings.HasSuffix(m.events(), "update complete/from 1.0.0") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the boot report never arrived; events: %s", m.events())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	if refused != 1 {
+		t.Fatalf("the server refused %d reports, want 1", refused)
 	}
 }
