@@ -7,7 +7,6 @@ package daemon
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,10 +15,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
-
-	"github.com/godbus/dbus/v5"
 
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/engine"
@@ -79,8 +77,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.InitialCheck, "initial-check", updateconf.DefaultSchedule.Initial, "delay of the first check")
 	fs.DurationVar(&o.Interval, "interval", updateconf.DefaultSchedule.Interval, "delay between checks")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of this run to the file (for the benchmark)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "update_engine: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer stop()
 	}
 	o.ConfigPaths = strings.Split(configs, ",")
 	var lvl slog.Level
@@ -182,12 +189,7 @@ func serve(ctx context.Context, o Options, e *engine.Engine, log *slog.Logger) e
 }
 
 func serveDBus(ctx context.Context, e *engine.Engine, trigger chan<- struct{}) error {
-	if os.Getenv("DBUS_SYSTEM_BUS_ADDRESS") == "" {
-		if _, err := os.Stat("/run/dbus/system_bus_socket"); err != nil {
-			return errors.New("no /run/dbus/system_bus_socket")
-		}
-	}
-	conn, err := dbus.ConnectSystemBus()
+	conn, err := engine.SystemBus()
 	if err != nil {
 		return err
 	}
@@ -196,6 +198,21 @@ func serveDBus(ctx context.Context, e *engine.Engine, trigger chan<- struct{}) e
 		conn.Close()
 	}()
 	return engine.ServeDBus(ctx, conn, e, trigger)
+}
+
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func readTrim(path string) string {

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
@@ -96,4 +98,90 @@ func ServeDBus(ctx context.Context, conn *dbus.Conn, e *Engine, trigger chan<- s
 		}
 	}()
 	return nil
+}
+
+// SystemBus connects to the system D-Bus, or says why there is none (no bus on a build host
+// or in a container: callers fall back to the unix socket).
+func SystemBus() (*dbus.Conn, error) {
+	if os.Getenv("DBUS_SYSTEM_BUS_ADDRESS") == "" {
+		if _, err := os.Stat("/run/dbus/system_bus_socket"); err != nil {
+			return nil, errors.New("no /run/dbus/system_bus_socket")
+		}
+	}
+	return dbus.ConnectSystemBus()
+}
+
+const busName = "org.freedesktop.DBus"
+
+// WatchDBus follows the engine's status on conn the way CoreOS locksmith did: it subscribes
+// to StatusUpdate and then asks GetStatus (so that no change falls between the two), and
+// asks again whenever com.coreos.update1 gets a new owner (the engine restarted). Only
+// signals from the name's current owner count: anyone on the bus can send a signal. The
+// channel holds the latest status only; it is closed when ctx ends or the bus goes away.
+func WatchDBus(ctx context.Context, conn *dbus.Conn) (<-chan Status, error) {
+	if err := conn.AddMatchSignalContext(ctx, dbus.WithMatchSender(DBusName), dbus.WithMatchObjectPath(DBusPath),
+		dbus.WithMatchInterface(DBusInterface), dbus.WithMatchMember("StatusUpdate")); err != nil {
+		return nil, fmt.Errorf("D-Bus: subscribe to %s.StatusUpdate: %w", DBusInterface, err)
+	}
+	if err := conn.AddMatchSignalContext(ctx, dbus.WithMatchSender(busName), dbus.WithMatchInterface(busName),
+		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, DBusName)); err != nil {
+		return nil, fmt.Errorf("D-Bus: follow the owner of %s: %w", DBusName, err)
+	}
+	sigs := make(chan *dbus.Signal, 16)
+	conn.Signal(sigs)
+	out := make(chan Status, 1)
+	send := func(s Status) {
+		for {
+			select {
+			case out <- s:
+				return
+			default: // replace a status nobody has read yet
+				select {
+				case <-out:
+				default:
+				}
+			}
+		}
+	}
+	owner := ""
+	ask := func() {
+		owner = ""
+		var o string
+		if err := conn.BusObject().CallWithContext(ctx, busName+".GetNameOwner", 0, DBusName).Store(&o); err != nil {
+			return // not running (yet): NameOwnerChanged will say when it is
+		}
+		owner = o
+		var s Status
+		if err := conn.Object(DBusName, DBusPath).CallWithContext(ctx, DBusInterface+".GetStatus", 0).
+			Store(&s.LastCheckedTime, &s.Progress, &s.CurrentOperation, &s.NewVersion, &s.NewSize); err == nil {
+			send(s)
+		}
+	}
+	go func() {
+		defer close(out)
+		defer conn.RemoveSignal(sigs)
+		ask()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig, ok := <-sigs:
+				if !ok {
+					return
+				}
+				switch {
+				case sig.Name == busName+".NameOwnerChanged" && sig.Sender == busName:
+					if len(sig.Body) == 3 && sig.Body[0] == DBusName {
+						ask()
+					}
+				case sig.Name == DBusInterface+".StatusUpdate" && sig.Path == DBusPath && sig.Sender == owner && owner != "":
+					var s Status
+					if dbus.Store(sig.Body, &s.LastCheckedTime, &s.Progress, &s.CurrentOperation, &s.NewVersion, &s.NewSize) == nil {
+						send(s)
+					}
+				}
+			}
+		}
+	}()
+	return out, nil
 }

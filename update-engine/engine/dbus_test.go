@@ -99,3 +99,64 @@ func TestDBusInterface(t *testing.T) {
 		}
 	}
 }
+
+// WatchDBus, as locksmithd uses it: the status at start, then every StatusUpdate of the
+// engine, and nothing from a stranger who sends a lookalike signal.
+func TestWatchDBus(t *testing.T) {
+	addr := privateBus(t)
+	m := newMachine(t)
+	m.publish("2.0.0", m.priv)
+	e := m.engine("1.0.0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	connect := func() *dbus.Conn {
+		c, err := dbus.Connect(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	if err := ServeDBus(ctx, connect(), e, make(chan struct{}, 1)); err != nil {
+		t.Fatal(err)
+	}
+	statuses, err := WatchDBus(ctx, connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() Status {
+		t.Helper()
+		select {
+		case s, ok := <-statuses:
+			if !ok {
+				t.Fatal("status channel closed")
+			}
+			return s
+		case <-time.After(5 * time.Second):
+			t.Fatal("no status")
+		}
+		return Status{}
+	}
+	if s := next(); s.CurrentOperation != OpIdle {
+		t.Fatalf("first status %+v, want the engine's GetStatus (idle)", s)
+	}
+	stranger := connect()
+	if err := stranger.Emit(DBusPath, DBusInterface+".StatusUpdate", int64(0), 1.0, OpNeedReboot, "6.6.6", int64(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Check(ctx, "ondemandupdate"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s := next()
+		if s.CurrentOperation == OpNeedReboot || s.NewVersion == "6.6.6" {
+			t.Fatalf("took a stranger's signal: %+v", s)
+		}
+		if s.CurrentOperation == OpUpdateAvailable && s.NewVersion == "2.0.0" {
+			break
+		}
+	}
+	cancel()
+	for range statuses { // closed when ctx ends
+	}
+}

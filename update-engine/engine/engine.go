@@ -65,13 +65,13 @@ type Engine struct {
 	Rand     func() float64
 	Log      *slog.Logger
 
-	mu     sync.Mutex
+	mu sync.Mutex
 	// reportMu makes ReportBoot one at a time: the retries after a start and the checks
 	// both call it, and the server must hear of a boot once.
 	reportMu sync.Mutex
-	status Status
-	subs   map[chan Status]struct{}
-	busy   bool
+	status   Status
+	subs     map[chan Status]struct{}
+	busy     bool
 }
 
 func (e *Engine) now() time.Time {

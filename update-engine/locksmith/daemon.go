@@ -29,7 +29,10 @@ type Daemon struct {
 	Sleep      func(ctx context.Context, d time.Duration) error
 	// Poll is how often the engine's status is read and a taken lock asked for again.
 	Poll time.Duration
-	Log  *slog.Logger
+	// Changed, when set, wakes a waiting loop at once: the engine's status changed (its
+	// D-Bus StatusUpdate signal), so NeedReboot is asked again without waiting for Poll.
+	Changed <-chan struct{}
+	Log     *slog.Logger
 }
 
 func (d *Daemon) log() *slog.Logger {
@@ -49,6 +52,8 @@ func (d *Daemon) sleep(ctx context.Context, t time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-tm.C:
+		return nil
+	case <-d.Changed: // nil: never
 		return nil
 	}
 }

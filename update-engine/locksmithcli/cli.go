@@ -170,7 +170,8 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	c.register(fs)
 	socket := fs.String("socket", engine.DefaultSocket, "update_engine's socket")
 	rebootCmd := fs.String("reboot-command", "systemctl reboot", "how to reboot")
-	poll := fs.Duration("poll", 30*time.Second, "how often to look at the update engine and retry the lock")
+	poll := fs.Duration("poll", 30*time.Second, "how often to look at the update engine (without D-Bus) and retry the lock")
+	dbusMode := fs.String("dbus", "auto", "follow update_engine's StatusUpdate signal on the system bus: auto (the socket if there is no bus), on, off (the socket)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -185,17 +186,19 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		log.Error("locksmithd", "err", err)
 		return 1
 	}
+	switch *dbusMode {
+	case "auto", "on", "off":
+	default:
+		fmt.Fprintf(stderr, "locksmithd: -dbus %q: want auto, on or off\n", *dbusMode)
+		return 2
+	}
+	status := &engineStatus{socket: *socket, log: log}
 	d := &locksmith.Daemon{Strategy: cfg.RebootStrategy, Window: win, Poll: *poll, Log: log,
 		NeedReboot: func(ctx context.Context) (bool, error) {
 			if _, err := os.Stat(c.flagFile); err == nil {
 				return true, nil
 			}
-			need := false
-			err := engine.Dial(ctx, *socket, engine.Call{Method: engine.MethodGetStatus}, func(r engine.Reply) bool {
-				need = r.Status != nil && r.Status.CurrentOperation == engine.OpNeedReboot
-				return false
-			})
-			return need, err
+			return status.needReboot(ctx)
 		},
 		Reboot: func(ctx context.Context) error {
 			f := strings.Fields(*rebootCmd)
@@ -225,10 +228,41 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		d.Locker = &locksmith.FleetLock{URL: cfg.FleetLockURL, Group: cfg.LockGroup, ID: id}
 	}
+	if *dbusMode != "off" && cfg.RebootStrategy != updateconf.StrategyOff {
+		statuses, err := watchBus(ctx)
+		switch {
+		case err == nil:
+			d.Changed = status.follow(statuses)
+			log.Info("following update_engine's StatusUpdate on the system bus", "name", engine.DBusName)
+		case *dbusMode == "on":
+			log.Error("locksmithd", "err", err)
+			return 1
+		default:
+			log.Info("no system D-Bus; asking update_engine's socket", "socket", *socket, "poll", *poll, "reason", err)
+		}
+	}
 	log.Info("locksmithd running", "strategy", cfg.RebootStrategy, "window", cfg.WindowStart, "length", cfg.WindowLength)
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("locksmithd", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// watchBus follows update_engine's status on the system bus until ctx ends.
+func watchBus(ctx context.Context) (<-chan engine.Status, error) {
+	conn, err := engine.SystemBus()
+	if err != nil {
+		return nil, err
+	}
+	statuses, err := engine.WatchDBus(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	return statuses, nil
 }
