@@ -98,6 +98,7 @@ type run struct {
 	file     string // the downloaded payload
 	header   *payload.Header
 	manifest *payload.Manifest
+	bufs     *bufPool // I/O buffers of write-usr and verify-usr
 }
 
 // Result is a successful apply.
@@ -153,6 +154,7 @@ func (a *Applier) Apply(ctx context.Context, req Request) (*Result, error) {
 		return nil, &StepError{Step: "find-slots", Code: omaha.ErrorCodeInstallDeviceOpenError, Err: err}
 	}
 	r := &run{a: a, req: req, target: active.Other()}
+	defer func() { r.bufs.release() }()
 	for _, st := range Steps() {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -338,3 +338,30 @@ func TestStalledDownloadEnds(t *testing.T) {
 		t.Fatalf("huge size: %v", err)
 	}
 }
+
+// A payload signed with a wrong /usr hash (a signer's mistake: the compressed bytes match
+// their signed hash, the image they decode to does not match its own) is written, then
+// refused by the read-back before the slot could boot.
+func TestSignedWrongUSRHash(t *testing.T) {
+	f := newFixture(t)
+	b := f.build("2.0.0", "amd64-usr", "", f.priv)
+	h, err := payload.ReadHeader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	usr, _ := h.Manifest.Part(payload.PartUSR)
+	raw := h.RawManifest()
+	wrong := bytes.Replace(raw, []byte(`"sha256":"`+usr.SHA256+`"`), []byte(`"sha256":"`+strings.Repeat("0", 64)+`"`), 1)
+	if bytes.Equal(wrong, raw) {
+		t.Fatal("the manifest does not name the /usr hash as expected")
+	}
+	const prefix = 14 // magic, manifest length, signature length
+	copy(b[prefix:], wrong)
+	copy(b[prefix+len(wrong):], ed25519.Sign(f.priv, b[:prefix+len(wrong)]))
+	_, err = f.applier.Apply(context.Background(), f.serve("p", "2.0.0", b))
+	var se *StepError
+	if !errors.Is(err, payload.ErrHashMismatch) || !errors.As(err, &se) || se.Step != "verify-usr" || se.Code != omaha.ErrorCodeNewRootfsVerification {
+		t.Fatalf("error %v, want a hash mismatch in verify-usr", err)
+	}
+	f.assertSafe()
+}

@@ -66,9 +66,9 @@ func Extract(w io.Writer, r io.Reader, p Part) error {
 }
 
 // Decode decompresses part p into w and fails unless exactly p.Size bytes came out. It does
-// not hash: a caller that uses it must hash what w received and compare with p.SHA256 (apply
-// does so on the goroutine that writes the device, to spread the work over two cores). The
-// decoder writes its blocks straight to w: no intermediate copy of the output.
+// not hash: a caller that uses it must check p.SHA256 some other way (apply hashes what the
+// device gives back after writing, so that the /usr image is hashed once). The decoder
+// writes its blocks straight to w: no intermediate copy of the output.
 func Decode(w io.Writer, r io.Reader, p Part) error {
 	dec, err := NewDecoder(io.LimitReader(r, p.CompressedSize))
 	if err != nil {
