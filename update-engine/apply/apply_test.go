@@ -365,3 +365,26 @@ func TestSignedWrongUSRHash(t *testing.T) {
 	}
 	f.assertSafe()
 }
+
+// The download is hashed as it arrives, a resumed one from its first byte: a partial file
+// that is not the payload's beginning fails the server's hash, and the next run starts over.
+func TestResumedDownloadOfBadPrefix(t *testing.T) {
+	f := newFixture(t)
+	b := f.build("2.0.0", "amd64-usr", "", f.priv)
+	req := f.serve("p", "2.0.0", b)
+	os.MkdirAll(f.applier.StateDir, 0o700)
+	id, _ := json.Marshal(req)
+	os.WriteFile(filepath.Join(f.applier.StateDir, identityFile), id, 0o600)
+	bad := append([]byte(nil), b[:len(b)/2]...)
+	bad[len(bad)/2] ^= 1
+	os.WriteFile(filepath.Join(f.applier.StateDir, partialFile), bad, 0o600)
+	_, err := f.applier.Apply(context.Background(), req)
+	var se *StepError
+	if !errors.Is(err, payload.ErrHashMismatch) || !errors.As(err, &se) || se.Step != "download" || se.Code != omaha.ErrorCodePayloadHashMismatch {
+		t.Fatalf("error %v, want the server's hash to fail in download", err)
+	}
+	f.assertBUntouched()
+	if _, err := f.applier.Apply(context.Background(), req); err != nil {
+		t.Fatalf("the next run: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"os"
@@ -130,8 +131,14 @@ func (r *run) download(ctx context.Context) error {
 		}
 		have, _ = f.Seek(0, io.SeekStart)
 	}
+	// Hash while the bytes arrive instead of reading the file again afterwards; a resumed
+	// download first hashes the part it already has.
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, have)); err != nil {
+		return fmt.Errorf("%s: %w", r.path(partialFile), err)
+	}
 	if have < req.Size {
-		if err := r.fetch(ctx, f, have); err != nil {
+		if err := r.fetch(ctx, f, have, h); err != nil {
 			return err
 		}
 	}
@@ -144,7 +151,7 @@ func (r *run) download(ctx context.Context) error {
 	if err := atomicfile.SyncDir(r.a.StateDir); err != nil {
 		return err
 	}
-	return r.checkDownload()
+	return r.compareDownload(req.Size, h.Sum(nil))
 }
 
 // MaxPayloadSize bounds what a server may announce: two parts at their maximum and a header.
@@ -169,8 +176,8 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// fetch appends the payload from offset have to f.
-func (r *run) fetch(ctx context.Context, f *os.File, have int64) error {
+// fetch appends the payload from offset have to f, and what it appends to h.
+func (r *run) fetch(ctx context.Context, f *os.File, have int64, h hash.Hash) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stall := time.AfterFunc(StallTimeout, func() { cancel(fmt.Errorf("no data for %s", StallTimeout)) })
@@ -208,12 +215,13 @@ func (r *run) fetch(ctx context.Context, f *os.File, have int64) error {
 		if have, err = f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
+		h.Reset()
 	default:
 		return fmt.Errorf("download %s: HTTP %s", r.req.URL, res.Status)
 	}
 	pw := &progressWriter{r: r, step: "download", done: have, tot: r.req.Size}
 	body := &stallReader{r: res.Body, timer: stall, d: StallTimeout}
-	n, err := io.Copy(io.MultiWriter(f, pw), io.LimitReader(body, r.req.Size-have+1))
+	n, err := io.CopyBuffer(io.MultiWriter(f, h, pw), io.LimitReader(body, r.req.Size-have+1), make([]byte, 1<<20))
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 			err = cause
@@ -235,7 +243,8 @@ func contentRangeStart(v string) (int64, error) {
 	return strconv.ParseInt(first, 10, 64)
 }
 
-// checkDownload compares the downloaded file with what the server announced.
+// checkDownload compares a payload downloaded by an earlier run with what the server
+// announced.
 func (r *run) checkDownload() error {
 	f, err := os.Open(r.file)
 	if err != nil {
@@ -243,11 +252,17 @@ func (r *run) checkDownload() error {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.CopyBuffer(h, f, make([]byte, 1<<20))
 	if err != nil {
 		return err
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); n != r.req.Size || got != r.req.SHA256 {
+	return r.compareDownload(n, h.Sum(nil))
+}
+
+// compareDownload compares the downloaded file's size and hash with what the server
+// announced, and removes a file that differs.
+func (r *run) compareDownload(n int64, sum []byte) error {
+	if got := hex.EncodeToString(sum); n != r.req.Size || got != r.req.SHA256 {
 		os.Remove(r.file)
 		return coded(omaha.ErrorCodePayloadHashMismatch, fmt.Errorf("payload %s: %d bytes sha256 %s, server announced %d bytes sha256 %s: %w",
 			r.req.URL, n, got, r.req.Size, r.req.SHA256, payload.ErrHashMismatch))
