@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/cairn-os/cairn/installer/imagesig"
@@ -184,6 +185,7 @@ func (b *Builder) installCairn(context.Context) error {
 	for n := range present {
 		names = append(names, n)
 	}
+	sort.Strings(names)
 	b.progress("        cairn binaries from %s: %s", b.Config.BinDir, strings.Join(names, " "))
 	ops, err := b.CairnFiles(present)
 	if err != nil {

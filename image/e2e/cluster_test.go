@@ -33,6 +33,12 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("both hosts up %v after the start", time.Since(start).Round(time.Second))
+	// What early boot did on a cloud-style first boot (a disk 1 GiB larger than the image).
+	for _, want := range []string{"cairn-init: open dm-verity: ok", "cairn-init: ROOT has no /etc", "cairn-init: grew ROOT to", "first-boot config applied"} {
+		if !strings.Contains(c.Hosts[0].VM().Console(), want) {
+			t.Errorf("%s's console lacks %q", c.Hosts[0].Name, want)
+		}
+	}
 
 	// Scenario 3.
 	ov, err := c.Overlay(ctx)

@@ -3,25 +3,22 @@ package vmtest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-os/cairn/image/build"
+	"github.com/cairn-os/cairn/image/e2e"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/gpt"
 	"github.com/cairn-os/cairn/internal/testenv"
@@ -42,38 +39,6 @@ func repoRoot(t *testing.T) string {
 	return filepath.Clean(filepath.Join(wd, "../.."))
 }
 
-// inputsKey hashes everything the test image is made from: the image builder's sources and
-// package list, the shared layout and payload code. Same key, same image: it is built once.
-func inputsKey(t *testing.T) string {
-	root := repoRoot(t)
-	h := sha256.New()
-	var paths []string
-	for _, dir := range []string{"image", "internal/gpt", "internal/disklayout", "update-engine/payload", "go.sum"} {
-		filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && !strings.HasSuffix(p, "_test.go") && !strings.Contains(p, "/testdata/") {
-				paths = append(paths, p)
-			}
-			return nil
-		})
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(h, "%s %d\n", strings.TrimPrefix(p, root), len(b))
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
-}
-
-var img struct {
-	once sync.Once
-	dir  string
-	err  error
-}
-
 func requireVM(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
@@ -86,35 +51,29 @@ func requireVM(t *testing.T) {
 	testenv.RequireFile(t, qemu.OVMFCode)
 }
 
-// image returns the directory of a built test image, building it when the cache lacks it.
+var prepared struct {
+	once sync.Once
+	im   *e2e.Images
+	err  error
+}
+
+// image returns the directory of the built release the VM tests boot: the end-to-end tests'
+// old release (image/e2e), built once per set of inputs and cached.
 func image(t *testing.T) string {
 	requireVM(t)
-	img.once.Do(func() {
-		dir := filepath.Join(cacheRoot, "test", inputsKey(t))
-		if _, err := os.Stat(filepath.Join(dir, build.ManifestFile)); err == nil {
-			t.Logf("using the cached test image %s", dir)
-			img.dir = dir
-			return
-		}
-		testenv.HeavyLock(t)
-		// Images of older inputs are dead weight (2.5 GiB sparse each): keep only this one.
-		if old, _ := filepath.Glob(filepath.Join(cacheRoot, "test", "*")); len(old) > 0 {
-			for _, o := range old {
-				os.RemoveAll(o)
-			}
-		}
+	bin := os.Getenv("CAIRN_BIN")
+	testenv.Require(t, bin != "", "CAIRN_BIN must name the directory of Cairn's binaries the image carries (make test sets it)")
+	testenv.HeavyLock(t)
+	prepared.once.Do(func() {
 		var progress bytes.Buffer
 		start := time.Now()
-		b := &build.Builder{Out: dir, Progress: &progress, Config: build.Config{
-			Version: "0.0.1", BinDir: filepath.Join(t.TempDir(), "no-bin"), CacheDir: cacheRoot}}
-		img.err = b.Run(context.Background())
-		t.Logf("built the test image in %v:\n%s", time.Since(start).Round(time.Second), progress.String())
-		img.dir = dir
+		prepared.im, prepared.err = e2e.Prepare(context.Background(), e2e.Options{Source: repoRoot(t), BinDir: bin, Progress: &progress})
+		t.Logf("images ready in %v:\n%s", time.Since(start).Round(time.Second), progress.String())
 	})
-	if img.err != nil {
-		t.Fatalf("image build: %v", img.err)
+	if prepared.err != nil {
+		t.Fatalf("image build: %v", prepared.err)
 	}
-	return img.dir
+	return prepared.im.Old
 }
 
 // overlay makes a qcow2 on top of the built raw disk, so a test can write (or damage) its
@@ -152,28 +111,6 @@ func boot(t *testing.T, m qemu.Machine) *qemu.VM {
 	return vm
 }
 
-func TestDiskBootsToMultiUser(t *testing.T) {
-	dir := image(t)
-	disk := overlay(t, dir)
-	// A disk larger than the image, as a cloud disk is: ROOT must grow into it.
-	if out, err := exec.Command("qemu-img", "resize", "-q", disk, "+512M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img resize: %v\n%s", err, out)
-	}
-	vm := boot(t, qemu.Machine{Disk: disk, VarsDir: t.TempDir(), MemoryMB: 1024})
-	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
-	defer cancel()
-	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1 slot=A")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("disk image: marker after %v (OVMF + systemd-boot + UKI + systemd, TCG)", took.Round(100*time.Millisecond))
-	for _, want := range []string{"cairn-init: open dm-verity: ok", "cairn-init: ROOT has no /etc", "cairn-init: grew ROOT to"} {
-		if !strings.Contains(vm.Console(), want) {
-			t.Errorf("console lacks %q", want)
-		}
-	}
-}
-
 // TestBlankROOTIsMade zeroes ROOT, as a disk written with only the /usr slot would have it:
 // early boot must make the filesystem (with /usr's mke2fs) and fill it.
 func TestBlankROOTIsMade(t *testing.T) {
@@ -187,7 +124,7 @@ func TestBlankROOTIsMade(t *testing.T) {
 	vm := boot(t, qemu.Machine{Disk: disk, VarsDir: t.TempDir(), MemoryMB: 1024})
 	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
 	defer cancel()
-	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1 slot=A")
+	_, took, err := vm.WaitFor(ctx, marker+" version="+e2e.Old+" slot=A")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,19 +151,6 @@ func partition(t *testing.T, dir, label string) gpt.Partition {
 		t.Fatalf("no partition %s", label)
 	}
 	return p
-}
-
-func TestPXEBoots(t *testing.T) {
-	dir := image(t)
-	vm := boot(t, qemu.Machine{Kernel: filepath.Join(dir, build.PXEKernel), Initrd: filepath.Join(dir, build.PXEInitrd),
-		Append: "console=ttyS0,115200n8", MemoryMB: 2048})
-	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
-	defer cancel()
-	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1 slot=pxe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("PXE pair: marker after %v", took.Round(100*time.Millisecond))
 }
 
 // TestCorruptUSRDoesNotBoot flips bits in one block of USR-A's filesystem: dm-verity must
@@ -270,7 +194,7 @@ func TestRealBuildIsReproducible(t *testing.T) {
 	dir := image(t)
 	testenv.HeavyLock(t)
 	out := filepath.Join(t.TempDir(), "again")
-	b := &build.Builder{Out: out, Config: build.Config{Version: "0.0.1", BinDir: filepath.Join(t.TempDir(), "no-bin"), CacheDir: cacheRoot}}
+	b := &build.Builder{Out: out, Config: build.Config{Version: e2e.Old, BinDir: os.Getenv("CAIRN_BIN"), CacheDir: cacheRoot}}
 	start := time.Now()
 	if err := b.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -314,7 +238,7 @@ func TestIPXEBoots(t *testing.T) {
 	vm := boot(t, qemu.Machine{NetBoot: true, TFTPDir: tftp, BootFile: "boot.ipxe", MemoryMB: 2048})
 	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
 	defer cancel()
-	_, took, err := vm.WaitFor(ctx, marker+" version=0.0.1 slot=pxe")
+	_, took, err := vm.WaitFor(ctx, marker+" version="+e2e.Old+" slot=pxe")
 	if err != nil {
 		t.Fatal(err)
 	}
