@@ -14,11 +14,11 @@ import (
 
 // Writing and reading back a slot: large, page-aligned buffers moved through a short pipeline
 // (decode → write, read → hash) so that the CPU and the device work at the same time, with
-// no copy beyond the one out of the decoder's block. The
-// device is opened with O_DIRECT where it allows it: the bytes go from these buffers to the
-// device without passing through the page cache (one copy less per byte, no gigabyte of
-// dirty pages for the kernel to write back, and the running system's cache is not evicted
-// for a /usr it does not use), and the read-back sees the device, not a cached copy.
+// no copy beyond the one out of the decoder's block. The device is opened with O_DIRECT
+// where it allows it: the bytes go from these buffers to the device without passing through
+// the page cache (one copy less per byte, no gigabyte of dirty pages for the kernel to write
+// back, and the running system's cache is not evicted for a /usr it does not use), and the
+// read-back sees the device, not a cached copy.
 
 const (
 	ioBufSize = 4 << 20 // per write or read; a multiple of every logical block size
@@ -205,7 +205,7 @@ func (w *deviceWriter) Close() error {
 
 // hashDevice reads size bytes from the start of f and hashes them, reading the next buffer
 // while the previous one is hashed.
-func hashDevice(ctx context.Context, f *os.File, direct bool, size int64, h hash.Hash, pool *bufPool, progress func(int64)) (int64, error) {
+func hashDevice(ctx context.Context, f *os.File, size int64, h hash.Hash, pool *bufPool, progress func(int64)) (int64, error) {
 	type chunk struct {
 		b   []byte
 		err error

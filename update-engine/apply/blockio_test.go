@@ -61,7 +61,7 @@ func TestDeviceWriteAndReadBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			h := sha256.New()
-			n, err := hashDevice(context.Background(), r, gotDirect, int64(size), h, pool, nil)
+			n, err := hashDevice(context.Background(), r, int64(size), h, pool, nil)
 			r.Close()
 			if sum := sha256.Sum256(want); err != nil || n != int64(size) || !bytes.Equal(h.Sum(nil), sum[:]) {
 				t.Fatalf("direct %v size %d: read back %d bytes, %v, hash equal %v", gotDirect, size, n, err, bytes.Equal(h.Sum(nil), sum[:]))
@@ -79,12 +79,12 @@ func TestReadBackShort(t *testing.T) {
 	defer pool.release()
 	path := filepath.Join(t.TempDir(), "part")
 	os.WriteFile(path, bytes.Repeat([]byte("x"), ioBufSize+100), 0o644)
-	f, direct, err := openDevice(path, os.O_RDONLY)
+	f, _, err := openDevice(path, os.O_RDONLY)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	n, err := hashDevice(context.Background(), f, direct, 3*ioBufSize, sha256.New(), pool, nil)
+	n, err := hashDevice(context.Background(), f, 3*ioBufSize, sha256.New(), pool, nil)
 	if err != nil || n != ioBufSize+100 {
 		t.Fatalf("read %d bytes, %v; want %d and no error", n, err, ioBufSize+100)
 	}

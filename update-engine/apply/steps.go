@@ -400,7 +400,7 @@ func (r *run) verifyUSR(ctx context.Context) error {
 	}
 	h := sha256.New()
 	pw := &progressWriter{r: r, step: "verify-usr", tot: part.Size}
-	n, err := hashDevice(ctx, f, direct, part.Size, h, pool, pw.at)
+	n, err := hashDevice(ctx, f, part.Size, h, pool, pw.at)
 	if err != nil {
 		return fmt.Errorf("slot %s partition %s: read back: %w", r.target, dev, err)
 	}
