@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,19 +43,6 @@ func bootSystemdCgroup2(t *testing.T, rktBin string) *guest {
 	testenv.RequireCommand(t, "unshare")
 	u, ok := unifiedHierarchy()
 	testenv.Require(t, ok, "needs a cgroup2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
-	cached := systemdRootfs(t)
-	work := t.TempDir()
-	root := filepath.Join(work, "root")
-	if out, err := exec.Command("cp", "-a", cached, root).CombinedOutput(); err != nil {
-		t.Fatalf("copy rootfs: %v %s", err, out)
-	}
-	b, err := os.ReadFile(rktBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "usr/local/bin/rkt"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	own, _ := os.ReadFile("/proc/self/cgroup")
 	cur := "/"
 	for _, l := range strings.Split(string(own), "\n") {
@@ -67,47 +51,7 @@ func bootSystemdCgroup2(t *testing.T, rktBin string) *guest {
 		}
 	}
 	sub := fmt.Sprintf("cairn-pods-sd2-%d", time.Now().UnixNano())
-	cmd := exec.Command("bash", systemdCgroup2Recipe, root)
-	cmd.Env = append(os.Environ(), "SUB="+sub)
-	logf, _ := os.Create(filepath.Join(work, "console.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	g := &guest{t: t, root: root}
-	t.Cleanup(func() {
-		cmd.Process.Kill() // unshare --kill-child takes systemd and the guest with it
-		cmd.Wait()
-		logf.Close()
-		removeCgroupTree(t, filepath.Join(u, cur, sub))
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for g.pid == 0 {
-		if time.Now().After(deadline) {
-			con, _ := os.ReadFile(logf.Name())
-			t.Fatalf("systemd did not start:\n%s", con)
-		}
-		time.Sleep(50 * time.Millisecond)
-		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
-		for _, f := range strings.Fields(string(kids)) {
-			pid, _ := strconv.Atoi(f)
-			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.HasSuffix(exe, "/systemd") {
-				g.pid = pid
-			}
-		}
-	}
-	for {
-		out, _ := g.exec("systemctl", "is-system-running")
-		if s := strings.TrimSpace(out); s == "running" || s == "degraded" {
-			break
-		}
-		if time.Now().After(deadline) {
-			con, _ := os.ReadFile(logf.Name())
-			t.Fatalf("systemd not running: %q\n%s", out, con)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g := startSystemd(t, rktBin, systemdCgroup2Recipe, sub, func() { removeCgroupTree(t, filepath.Join(u, cur, sub)) })
 	if fs := g.must("stat", "-fc", "%T", "/sys/fs/cgroup"); strings.TrimSpace(fs) != "cgroup2fs" {
 		t.Fatalf("guest /sys/fs/cgroup is %s, want cgroup2fs", fs)
 	}

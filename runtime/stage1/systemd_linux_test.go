@@ -95,6 +95,14 @@ type guest struct {
 func bootSystemd(t *testing.T, rktBin string) *guest {
 	t.Helper()
 	testenv.RequireFile(t, systemdRecipe)
+	sub := fmt.Sprintf("cairn-pods-sd-%d", time.Now().UnixNano())
+	return startSystemd(t, rktBin, systemdRecipe, sub, func() { removeSandboxCgroups(t, sub) })
+}
+
+// startSystemd boots systemd as PID 1 with recipe on a copy of the cached Debian rootfs that
+// carries rktBin, in cgroup SUB=sub; cleanup removes what the guest left in the cgroups.
+func startSystemd(t *testing.T, rktBin, recipe, sub string, cleanup func()) *guest {
+	t.Helper()
 	testenv.RequireCommand(t, "nsenter")
 	cached := systemdRootfs(t)
 	work := t.TempDir()
@@ -110,10 +118,8 @@ func bootSystemd(t *testing.T, rktBin string) *guest {
 	if err := os.WriteFile(filepath.Join(root, "usr/local/bin/rkt"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sub := fmt.Sprintf("cairn-pods-sd-%d", time.Now().UnixNano())
-	cmd := exec.Command("bash", systemdRecipe, root)
+	cmd := exec.Command("bash", recipe, root)
 	cmd.Env = append(os.Environ(), "SUB="+sub)
-	cmd.Stdin = nil
 	logf, _ := os.Create(filepath.Join(work, "console.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -125,7 +131,7 @@ func bootSystemd(t *testing.T, rktBin string) *guest {
 		cmd.Process.Kill() // unshare --kill-child takes systemd and the guest with it
 		cmd.Wait()
 		logf.Close()
-		removeSandboxCgroups(t, sub)
+		cleanup()
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for g.pid == 0 {
@@ -148,7 +154,8 @@ func bootSystemd(t *testing.T, rktBin string) *guest {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("systemd not running: %q", out)
+			con, _ := os.ReadFile(logf.Name())
+			t.Fatalf("systemd not running: %q\n%s", out, con)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
