@@ -338,9 +338,10 @@ type RollbackResult struct {
 	Took        time.Duration
 }
 
-// Rollback offers the bad release to h (running New from slot B) and follows it through the
-// failing boots of the bad slot until it is back on New from slot B.
-func (c *Cluster) Rollback(ctx context.Context, h *Host, badPayload string) (*RollbackResult, error) {
+// Rollback offers the bad release to h (running goodVersion from goodSlot) and follows it
+// through the failing boots of the bad slot until it is back on goodVersion from goodSlot. The other host should
+// be stopped: h then boots with both cores.
+func (c *Cluster) Rollback(ctx context.Context, h *Host, badPayload, goodVersion, goodSlot string) (*RollbackResult, error) {
 	if _, err := c.MachineID(ctx, h); err != nil {
 		return nil, err
 	}
@@ -350,40 +351,56 @@ func (c *Cluster) Rollback(ctx context.Context, h *Host, badPayload string) (*Ro
 	defer c.Fleet.Withdraw(Bad)
 	start := time.Now()
 	r := &RollbackResult{}
+	h.mu.Lock()
+	h.Machine.CPUs = 2 // from its next boot on
+	h.mu.Unlock()
 	c.say("omaha: offering Cairn %s, whose /usr does not match its dm-verity root hash", Bad)
 	if _, err := h.Run(ctx, "update_engine_client -check_for_update"); err != nil {
 		return nil, err
 	}
 	boots := h.Boots()
+	first := true
 	for {
 		if err := h.WaitExit(ctx); err != nil {
 			return r, err
 		}
+		if first {
+			first = false
+			entries, err := h.ESPEntries()
+			if err != nil {
+				return r, err
+			}
+			c.say("%s: installed %s and restarted; ESP: %s", h.Name, Bad, strings.Join(entries, " "))
+		}
 		if h.Boots()-boots > 6 {
-			return r, fmt.Errorf("%s: not back on slot B after %d boots", h.Name, h.Boots()-boots)
+			return r, fmt.Errorf("%s: not back on slot %s after %d boots", h.Name, goodSlot, h.Boots()-boots)
 		}
 		if err := h.Boot(ctx); err != nil {
 			return r, err
 		}
 		// A failed boot either says so (cairn-init cannot open /usr) or just restarts: dm-verity
 		// restarts the machine when a block it reads is corrupt.
-		got, _, err := h.WaitFor(ctx, BootMarker(New, "B"), Marker+" version="+Bad)
+		got, _, err := h.WaitFor(ctx, BootMarker(goodVersion, goodSlot), Marker+" version="+Bad)
 		if errors.Is(err, qemu.ErrExited) {
 			r.FailedBoots++
 			why := "restarted"
 			if c := h.VM().Console(); strings.Contains(c, "BOOT FAILED") || strings.Contains(c, "is corrupted") {
 				why = "dm-verity refused its /usr"
 			}
-			c.say("%s: boot %d of Cairn %s failed (%s); the machine restarts", h.Name, r.FailedBoots, Bad, why)
+			entries, err := h.ESPEntries()
+			if err != nil {
+				return r, err
+			}
+			c.say("%s: boot %d of Cairn %s failed (%s); the machine restarts; ESP: %s", h.Name, r.FailedBoots, Bad, why, strings.Join(entries, " "))
 			continue
 		}
 		if err != nil {
 			return r, err
 		}
 		switch got {
-		case BootMarker(New, "B"):
+		case BootMarker(goodVersion, goodSlot):
 			r.Took = time.Since(start)
-			c.say("%s: back on Cairn %s from slot B by itself after %d failed boots", h.Name, New, r.FailedBoots)
+			c.say("%s: back on Cairn %s from slot %s by itself after %d failed boots", h.Name, goodVersion, goodSlot, r.FailedBoots)
 			return r, nil
 		default:
 			return r, fmt.Errorf("%s booted the bad update: %q", h.Name, got)

@@ -106,7 +106,7 @@ func TestCluster(t *testing.T) {
 	// Scenario 5, on host 1 alone.
 	c.Hosts[1].Stop()
 	h := c.Hosts[0]
-	rb, err := c.Rollback(ctx, h, im.BadPayload)
+	rb, err := c.Rollback(ctx, h, im.BadPayload, New, "B")
 	if err != nil {
 		t.Fatal(err)
 	}

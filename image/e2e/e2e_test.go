@@ -130,7 +130,7 @@ func TestInstallFromPXE(t *testing.T) {
 	}
 	pxe := &Host{Name: "live", Key: f.Key, Machine: qemu.Machine{
 		Kernel: filepath.Join(im.Old, build.PXEKernel), Initrd: filepath.Join(im.Old, build.PXEInitrd),
-		Append: "console=ttyS0,115200n8", MemoryMB: 2048, Disk: target, VarsDir: dir,
+		Append: "console=ttyS0,115200n8", MemoryMB: 2048, CPUs: 2, Disk: target, VarsDir: dir,
 		FwCfg: map[string]string{"opt/org.cairn/config": liveIgn}}}
 	watch(t, pxe)
 	start := time.Now()
@@ -168,7 +168,7 @@ func TestInstallFromPXE(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := &Host{Name: "installed", Key: f.Key, Machine: qemu.Machine{Disk: target, VarsDir: dir, MemoryMB: 1536}}
+	h := &Host{Name: "installed", Key: f.Key, Machine: qemu.Machine{Disk: target, VarsDir: dir, MemoryMB: 1536, CPUs: 2}}
 	watch(t, h)
 	if err := h.Boot(ctx); err != nil {
 		t.Fatal(err)

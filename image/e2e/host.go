@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cairn-os/cairn/image/qemu"
+	"github.com/cairn-os/cairn/internal/disklayout"
 )
 
 // Marker is the line a Cairn machine prints on its console once it reached multi-user.target.
@@ -310,4 +311,34 @@ func (h *Host) dial(ctx context.Context) (*ssh.Client, error) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// ESPEntries lists the boot entries (the slots' UKIs, with their boot counters) on the
+// machine's EFI system partition. Call it while the machine is down: it reads the disk.
+func (h *Host) ESPEntries() ([]string, error) {
+	h.mu.Lock()
+	disk, dir := h.Machine.Disk, h.Machine.VarsDir
+	h.mu.Unlock()
+	esp, err := disklayout.ByLabel("EFI-SYSTEM")
+	if err != nil {
+		return nil, err
+	}
+	img := filepath.Join(dir, "esp.img")
+	defer os.Remove(img)
+	// The first partition starts at 1 MiB (image/disk aligns partitions to 1 MiB).
+	if out, err := exec.Command("qemu-img", "dd", "-O", "raw", "bs=1M", "skip=1",
+		fmt.Sprintf("count=%d", esp.Size/disklayout.MiB), "if="+disk, "of="+img).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s: read the ESP: %v: %s", h.Name, err, out)
+	}
+	out, err := exec.Command("mdir", "-b", "-i", img, "::/EFI/Linux").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: list the ESP: %w", h.Name, err)
+	}
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" {
+			names = append(names, filepath.Base(l))
+		}
+	}
+	return names, nil
 }
