@@ -10,13 +10,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"golang.org/x/sys/unix"
 
-	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/runtime/pod"
 )
 
 // Manager sets up and tears down pods' networks.
@@ -74,13 +75,16 @@ type State struct {
 	PluginDirs []string `json:"pluginDirs,omitempty"`
 }
 
-// Save writes the state atomically.
+// Save writes the state atomically (temp file and rename), without fsync, like the pod's other
+// files: what it records (namespace, veths, rules, leases) matters while the host is up, and
+// the pod directory that holds it is not made durable either. A sync here cost two disk
+// flushes on every pod start, hundreds of milliseconds when the disk is busy.
 func (s *State) Save(path string) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(path, b, 0o644)
+	return pod.WriteStateFile(path, b, 0o644)
 }
 
 // LoadState reads a state saved by Save.
@@ -237,6 +241,7 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 		if err := m.save(st); err != nil {
 			return st, err
 		}
+		start := time.Now()
 		res, err := m.cni().AddNetworkList(ctx, list, rt)
 		if err != nil {
 			return st, fmt.Errorf("pod %s: network %s (%s): %w", podID, n.Name, n.Path, err)
@@ -253,7 +258,7 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 				a.DNS = &r.DNS
 			}
 		}
-		m.log().Debug("joined network", "pod", podID, "net", n.Name, "if", rt.IfName, "ips", a.IPs)
+		m.log().Debug("joined network", "pod", podID, "net", n.Name, "if", rt.IfName, "ips", a.IPs, "took", time.Since(start))
 	}
 	return st, m.save(st)
 }
@@ -308,9 +313,12 @@ func (m *Manager) Teardown(ctx context.Context, st *State) error {
 			}
 			rt.CapabilityArgs = map[string]any{"portMappings": pm}
 		}
+		start := time.Now()
 		if err := m.cni().DelNetworkList(ctx, list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
+			continue
 		}
+		m.log().Debug("left network", "pod", st.PodID, "net", a.Name, "if", a.IfName, "took", time.Since(start))
 	}
 	if st.OwnNetNS {
 		if err := removeNetns(st.NetNS); err != nil {

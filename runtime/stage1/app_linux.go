@@ -146,6 +146,7 @@ func (r *Runner) startInteractive(ctx context.Context, podDir string, c *libcont
 	if err := c.Exec(); err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}
+	a.execd = true
 	master, err := utils.RecvFile(parent)
 	if err != nil {
 		return fmt.Errorf("receive console: %w", err)

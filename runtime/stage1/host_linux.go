@@ -76,8 +76,9 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// unmountUnder detaches every mount inside dir, deepest first. Running it twice is harmless.
-func unmountUnder(dir string) error {
+// unmountUnder detaches every mount inside dir but those named in keep, deepest first. Running
+// it twice is harmless.
+func unmountUnder(dir string, keep ...string) error {
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -85,13 +86,24 @@ func unmountUnder(dir string) error {
 		}
 		return err
 	}
+	kept := map[string]bool{}
+	for _, k := range keep {
+		if rel, err := filepath.Rel(dir, k); err == nil {
+			kept[filepath.Join(real, rel)] = true
+		}
+	}
 	var errs []error
 	for attempt := 0; attempt < 3; attempt++ {
 		mps, err := mountpoints()
 		if err != nil {
 			return err
 		}
-		under := UnderDir(mps, real)
+		var under []string
+		for _, mp := range UnderDir(mps, real) {
+			if !kept[mp] {
+				under = append(under, mp)
+			}
+		}
 		if len(under) == 0 {
 			return nil
 		}
@@ -366,18 +378,26 @@ func Clean(ctx context.Context, podDir string) error {
 		// Kill first: processes pin the namespaces and mounts.
 		_ = KillPod(podDir, unix.SIGKILL)
 	}
-	// Networks go before the sandbox's namespace mounts do, so that plugins can still delete
-	// the pod's interfaces; what lives on the host side (addresses, rules) goes either way.
-	if err := teardownNetworks(ctx, podDir); err != nil {
-		errs = append(errs, err)
-	}
-	if err := unmountUnder(podDir); err != nil {
+	// Leaving the networks runs plugin processes (and their iptables runs), the slow part, so
+	// the mounts and cgroups are taken apart meanwhile. Only the network namespace's mount
+	// waits for it: plugins find the pod's interfaces through it, and ptp the addresses whose
+	// masquerade rules it removes.
+	netErr := make(chan error, 1)
+	go func() { netErr <- teardownNetworks(ctx, podDir) }()
+	netns := filepath.Join(podDir, nsDir, "net")
+	if err := unmountUnder(podDir, netns); err != nil {
 		errs = append(errs, err)
 	}
 	if rec != nil {
 		if err := emptyCgroups(ctx, rec); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := <-netErr; err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountUnder(podDir); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

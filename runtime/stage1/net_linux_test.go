@@ -36,7 +36,15 @@ func TestPodNetworks(t *testing.T) {
 		testenv.RequireFile(t, "/usr/lib/cni/"+p)
 	}
 	rktBinary(t) // build it here, once, rather than in every namespace
-	for _, name := range []string{"TwoPodsAndHost", "PortForward", "Flannel", "NoLeaks", "BadInput"} {
+	if os.Getenv("CAIRN_BIN") == "" {
+		// The inner runs get rkt's directory as CAIRN_BIN: the flannel plugin goes beside it.
+		if plugin := filepath.Join(filepath.Dir(rktPath), "flannel"); !fileExists(plugin) {
+			if out, err := exec.Command("go", "build", "-o", plugin, "github.com/cairn-os/cairn/flannel/cmd/flannel").CombinedOutput(); err != nil {
+				t.Fatalf("go build flannel: %v\n%s", err, out)
+			}
+		}
+	}
+	for _, name := range []string{"TwoPodsAndHost", "PortForward", "Flannel", "CNIDNS", "NoLeaks", "BadInput"} {
 		t.Run(name, func(t *testing.T) {
 			env := []string{netHostEnv + "=" + name}
 			if os.Getenv("CAIRN_BIN") == "" {
@@ -63,6 +71,8 @@ func TestPodNetworksInHost(t *testing.T) {
 		portForward(t, n)
 	case "Flannel":
 		flannelNetwork(t, n)
+	case "CNIDNS":
+		cniDNS(t, n)
 	case "NoLeaks":
 		noNetworkLeaks(t, n)
 	case "BadInput":
@@ -232,6 +242,31 @@ func flannelNetwork(t *testing.T, n *netEnv) {
 	}
 }
 
+// cniDNS: the DNS servers a network answers with reach the pod's resolv.conf. The apps'
+// containers are started while the network is joined, before its answer is known, so they are
+// started again with the file; the app itself still runs once, and --dns still wins.
+func cniDNS(t *testing.T, n *netEnv) {
+	os.WriteFile(filepath.Join(n.conf, "net.d", "10-dnsnet.conf"), []byte(`{"cniVersion":"0.4.0","name":"dnsnet","type":"ptp",
+		"dns":{"nameservers":["10.9.9.9"],"search":["example.org"]},"ipam":{"type":"host-local","subnet":"10.9.0.0/24"}}`), 0o644)
+	vol := t.TempDir()
+	podRun := func(flags ...string) result {
+		args := append(append([]string{"run"}, n.podArgs(append(flags, "--volume=v,kind=host,source="+vol)...)...),
+			n.aci, "--mount=volume=v,target=/v", "--exec=/bin/sh", "--", "-c", "echo ran >>/v/runs; cat /etc/resolv.conf; ip -o -4 addr show eth0")
+		return n.run(args...)
+	}
+	r := podRun("--net=dnsnet")
+	if r.code != 0 || !strings.Contains(r.out, "nameserver 10.9.9.9") || !strings.Contains(r.out, "search example.org") || !strings.Contains(r.out, "inet 10.9.0.") {
+		t.Fatalf("pod on a network that answers with DNS: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(vol, "runs")); string(b) != "ran\n" {
+		t.Fatalf("the app ran %q, want once", b)
+	}
+	r = podRun("--net=dnsnet", "--dns=10.1.1.1")
+	if r.code != 0 || !strings.Contains(r.out, "nameserver 10.1.1.1") || strings.Contains(r.out, "10.9.9.9") {
+		t.Fatalf("--dns with a network that answers with DNS: code %d out %q err %q", r.code, r.out, r.err)
+	}
+}
+
 // hostNetLeftovers is what pods leave in the host namespace: interfaces, leases, nat rules.
 func hostNetLeftovers(t *testing.T) string {
 	links, _ := exec.Command("ip", "-o", "link", "show").Output()
@@ -308,3 +343,5 @@ func badNetworkInput(t *testing.T, n *netEnv) {
 		t.Fatalf("malformed config: %d %q", r.code, r.err)
 	}
 }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -1,6 +1,7 @@
 package stage1
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,11 +52,29 @@ type Runner struct {
 
 type app struct {
 	name      string
+	image     AppImage
+	runtime   schema.RuntimeApp
+	plan      *AppPlan // set once its root is mounted
 	container *libcontainer.Container
 	process   *libcontainer.Process
 	pid       int
+	execd     bool // the app's own command runs (or ran)
 	exit      pod.AppExit
 	done      chan struct{}
+}
+
+// stop kills and removes the container of an app that has not exec'd yet; its root stays
+// mounted, so that it can be started again.
+func (a *app) stop() {
+	if a.container == nil {
+		return
+	}
+	a.container.Signal(unix.SIGKILL)
+	if a.process != nil {
+		a.process.Wait()
+	}
+	a.container.Destroy()
+	a.container, a.process, a.pid = nil, nil, 0
 }
 
 // Run starts the pod's apps and waits until all of them have exited, or until ctx is
@@ -103,6 +122,15 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 		return 254, err
 	}
 	plan.CgroupParent = cg.Parent
+	sel, err := opts.Selection()
+	if err != nil {
+		return 254, err
+	}
+	// The CNI plugins (and the iptables runs they make) take about as long as starting the
+	// apps' containers, so the two go on at once: each container is started up to the point
+	// just before its app's exec, and the apps exec only once the pod is on its networks.
+	join := r.joinNetworks(ctx, plan, sel, opts)
+	defer join.wait() // before Clean, which reads the state the join writes
 	apps := make([]*app, 0, len(man.Apps))
 	defer func() {
 		for _, a := range apps {
@@ -115,11 +143,47 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 			}
 		}
 	}()
+	if opts.Interactive {
+		// An interactive app execs as it starts (its terminal comes with the exec), so the
+		// network must be there first.
+		if _, err := r.networksJoined(plan, sel, opts, join); err != nil {
+			return 254, err
+		}
+	}
 	for i, ra := range man.Apps {
-		a := &app{name: string(ra.Name)}
+		a := &app{name: string(ra.Name), image: opts.Apps[i], runtime: ra}
 		apps = append(apps, a)
-		if err := r.startApp(ctx, plan, ra, opts.Apps[i], opts, a); err != nil {
+		if err := r.mountApp(plan, opts, a); err != nil {
 			return 254, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
+		}
+		if err := r.startApp(ctx, plan, opts, a); err != nil {
+			return 254, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
+		}
+	}
+	if !opts.Interactive {
+		restart, err := r.networksJoined(plan, sel, opts, join)
+		if err != nil {
+			return 254, err
+		}
+		if restart {
+			// A network answered with DNS servers, so the apps need the pod's resolv.conf
+			// mounted: their containers, started without it and none of them past its exec
+			// yet, are started again.
+			log.Debug("restarting the apps' containers with the networks' resolv.conf", "pod", p.UUID)
+			for _, a := range apps {
+				a.stop()
+				if err := r.startApp(ctx, plan, opts, a); err != nil {
+					return 254, fmt.Errorf("pod %s: app %s: %w", p.UUID, a.name, err)
+				}
+			}
+		}
+	}
+	for _, a := range apps {
+		if !a.execd {
+			if err := a.container.Exec(); err != nil {
+				return 254, fmt.Errorf("pod %s: app %s: exec: %w", p.UUID, a.name, err)
+			}
+			a.execd = true
 		}
 		a.done = make(chan struct{})
 		go func() {
@@ -214,21 +278,6 @@ func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodMani
 		NetNS: ns["net"], IPCNS: ns["ipc"], UTSNS: ns["uts"],
 		Terminal: opts.Interactive,
 	}
-	// CNI networks join the sandbox's own namespace; Clean tears them down from the state
-	// file, which is written before every plugin call.
-	var cniDNS *cnitypes.DNS
-	if sel.Mode == network.Contained && (sel.All || len(sel.Nets) > 0) {
-		m := &network.Manager{ConfDirs: opts.NetConfDirs, PluginDirs: opts.NetPluginDirs, StateFile: filepath.Join(dir, NetStateFile), Log: r.Log}
-		st, err := m.Attach(ctx, r.Pod.UUID, ns["net"], sel, opts.Ports)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range st.Nets {
-			if a.DNS != nil && cniDNS == nil {
-				cniDNS = a.DNS
-			}
-		}
-	}
 	etc := filepath.Join(dir, etcDir)
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		return nil, err
@@ -239,18 +288,10 @@ func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodMani
 	} else if err := os.WriteFile(plan.EtcHosts, HostsFile(hostname, opts.HostsEntries), 0o644); err != nil {
 		return nil, err
 	}
-	switch {
-	case len(opts.DNS) == 1 && opts.DNS[0] == "host", len(opts.DNS) == 0 && sel.Mode == network.Host:
-		if _, err := os.Stat("/etc/resolv.conf"); err == nil {
-			plan.ResolvConf = "/etc/resolv.conf"
-		}
-	default:
-		if b := ResolvConf(opts, cniDNS); b != nil {
-			plan.ResolvConf = filepath.Join(etc, "resolv.conf")
-			if err := os.WriteFile(plan.ResolvConf, b, 0o644); err != nil {
-				return nil, err
-			}
-		}
+	// The CNI networks are joined later (joinNetworks); until then resolv.conf is what it is
+	// without their DNS answer, and networksJoined revisits it.
+	if _, err := setResolvConf(plan, opts, sel, nil); err != nil {
+		return nil, err
 	}
 	for _, v := range man.Volumes {
 		switch v.Kind {
@@ -287,9 +328,86 @@ func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodMani
 	return plan, nil
 }
 
-// startApp mounts an app's root, builds its container and starts it.
-func (r *Runner) startApp(ctx context.Context, plan *PodPlan, ra schema.RuntimeApp, img AppImage, opts *Options, a *app) error {
+// setResolvConf decides the pod's /etc/resolv.conf from the flags and the networks' DNS
+// answer (nil before they are joined), writes it if it is generated, and reports whether that
+// changed plan.ResolvConf's path or content.
+func setResolvConf(plan *PodPlan, opts *Options, sel network.Selection, cniDNS *cnitypes.DNS) (changed bool, err error) {
+	path, old := plan.ResolvConf, []byte(nil)
+	if path != "" && path != "/etc/resolv.conf" {
+		old, _ = os.ReadFile(path)
+	}
+	switch {
+	case len(opts.DNS) == 1 && opts.DNS[0] == "host", len(opts.DNS) == 0 && sel.Mode == network.Host:
+		if _, err := os.Stat("/etc/resolv.conf"); err == nil {
+			plan.ResolvConf = "/etc/resolv.conf"
+		}
+		return plan.ResolvConf != path, nil
+	}
+	b := ResolvConf(opts, cniDNS)
+	if b == nil {
+		plan.ResolvConf = ""
+		return path != "", nil
+	}
+	plan.ResolvConf = filepath.Join(plan.Dir, etcDir, "resolv.conf")
+	if plan.ResolvConf == path && bytes.Equal(b, old) {
+		return false, nil
+	}
+	return true, os.WriteFile(plan.ResolvConf, b, 0o644)
+}
+
+// netJoin is the pod's CNI networks being joined in the background.
+type netJoin struct {
+	done chan struct{}
+	st   *network.State
+	err  error
+}
+
+// wait returns the join's outcome; a nil join (no CNI network) has nothing to wait for.
+func (j *netJoin) wait() (*network.State, error) {
+	if j == nil {
+		return nil, nil
+	}
+	<-j.done
+	return j.st, j.err
+}
+
+// joinNetworks starts joining the sandbox's network namespace to the pod's CNI networks, if it
+// has any. Clean tears them down from the state file, which is written before every plugin
+// call.
+func (r *Runner) joinNetworks(ctx context.Context, plan *PodPlan, sel network.Selection, opts *Options) *netJoin {
+	if sel.Mode != network.Contained || !(sel.All || len(sel.Nets) > 0) {
+		return nil
+	}
+	m := &network.Manager{ConfDirs: opts.NetConfDirs, PluginDirs: opts.NetPluginDirs, StateFile: filepath.Join(plan.Dir, NetStateFile), Log: r.Log}
+	j := &netJoin{done: make(chan struct{})}
+	go func() {
+		defer close(j.done)
+		j.st, j.err = m.Attach(ctx, r.Pod.UUID, plan.NetNS, sel, opts.Ports)
+	}()
+	return j
+}
+
+// networksJoined waits for the networks and applies their DNS answer to resolv.conf: restart
+// says that it changed, so containers started before must be started again to get it.
+func (r *Runner) networksJoined(plan *PodPlan, sel network.Selection, opts *Options, j *netJoin) (restart bool, err error) {
+	st, err := j.wait()
+	if err != nil || st == nil {
+		return false, err
+	}
+	var cniDNS *cnitypes.DNS
+	for _, a := range st.Nets {
+		if a.DNS != nil {
+			cniDNS = a.DNS
+			break
+		}
+	}
+	return setResolvConf(plan, opts, sel, cniDNS)
+}
+
+// mountApp makes an app's root and checks its user and command.
+func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 	dir := plan.Dir
+	img := a.image
 	base := filepath.Join(dir, appsDir, a.name)
 	for _, d := range []string{"rootfs", "upper", "work"} {
 		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
@@ -308,14 +426,22 @@ func (r *Runner) startApp(ctx context.Context, plan *PodPlan, ra schema.RuntimeA
 	} else if err := OverlayMount(img.Layers, dir, a.name).apply(); err != nil {
 		return err
 	}
-	ap := &AppPlan{App: ra, Rootfs: rootfs}
+	ap := &AppPlan{App: a.runtime, Rootfs: rootfs}
 	if err := resolveUser(ap); err != nil {
 		return err
 	}
 	if err := checkExec(ap); err != nil {
 		return err
 	}
-	spec, err := Spec(plan, ap)
+	a.plan = ap
+	return nil
+}
+
+// startApp builds an app's container and starts it up to just before the app's exec, which
+// the caller does with a.container.Exec (an interactive app is exec'd here).
+func (r *Runner) startApp(ctx context.Context, plan *PodPlan, opts *Options, a *app) error {
+	dir := plan.Dir
+	spec, err := Spec(plan, a.plan)
 	if err != nil {
 		return err
 	}
@@ -346,9 +472,6 @@ func (r *Runner) startApp(ctx context.Context, plan *PodPlan, ra schema.RuntimeA
 	a.pid, _ = proc.Pid()
 	if err := joinNestedUnified(dir, a.name, a.pid); err != nil {
 		return fmt.Errorf("unified cgroup: %w", err)
-	}
-	if err := c.Exec(); err != nil {
-		return fmt.Errorf("exec: %w", err)
 	}
 	return nil
 }
