@@ -170,6 +170,17 @@ func (i *Init) findUSR(ctx context.Context) error {
 			return p.Type == usrType && i.topHashOf(dev) == i.params.RootHash
 		}
 		what = "a USR partition with root hash " + i.params.RootHash
+		// Both slots can carry the same /usr (the same release installed twice, or an update
+		// whose data is damaged but whose hash tree is not): the slot of the entry the loader
+		// booted decides, so that boot counting and the running slot stay the same thing.
+		if slot, ok := loaderSlot(); ok {
+			guid := gpt.MustParseGUID(slot.Partition().GUID)
+			match = func(p gpt.Partition, dev string) bool {
+				return p.Type == usrType && p.GUID == guid && i.topHashOf(dev) == i.params.RootHash
+			}
+			what = "USR-" + string(slot) + " (the loader booted its entry) with root hash " + i.params.RootHash
+			i.logf("the loader booted slot %s's entry", slot)
+		}
 	}
 	deadline := time.Now().Add(i.Wait)
 	for {
