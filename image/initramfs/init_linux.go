@@ -180,6 +180,8 @@ func (i *Init) findUSR(ctx context.Context) error {
 			}
 			what = "USR-" + string(slot) + " (the loader booted its entry) with root hash " + i.params.RootHash
 			i.logf("the loader booted slot %s's entry", slot)
+		} else {
+			i.logf("the loader did not say which entry it booted: taking the USR partition with the root hash")
 		}
 	}
 	deadline := time.Now().Add(i.Wait)

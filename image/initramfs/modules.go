@@ -10,10 +10,10 @@ import (
 
 // EarlyModules are the kernel modules early boot may need, by name; the ones a kernel has
 // built in or lacks are skipped. Disks (virtio, SCSI, NVMe, AHCI), dm-verity, erofs, loop
-// (PXE), qemu's fw_cfg (first-boot config).
+// (PXE), qemu's fw_cfg (first-boot config), efivarfs (the entry the loader booted).
 var EarlyModules = []string{
 	"virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "ahci", "ata_piix",
-	"dm_mod", "dm_verity", "erofs", "loop", "qemu_fw_cfg",
+	"dm_mod", "dm_verity", "erofs", "loop", "qemu_fw_cfg", "efivarfs",
 }
 
 // ModuleIndex is a kernel's modules.dep: module name -> path and dependencies.
