@@ -338,8 +338,8 @@ func (d *Daemon) pass(ctx context.Context) error {
 func (d *Daemon) reconcileLoop(ctx context.Context) {
 	tick := time.NewTicker(d.Opts.ReconcileInterval)
 	defer tick.Stop()
+	_, changed := d.reg.Leases()
 	for {
-		_, changed := d.reg.Leases()
 		select {
 		case <-ctx.Done():
 			return
@@ -357,6 +357,10 @@ func (d *Daemon) reconcileLoop(ctx context.Context) {
 		case <-d.kick:
 		default:
 		}
+		// Take the next notification channel before the pass reads the lease set: a lease
+		// that changes while the pass runs then wakes the next pass, instead of waiting for
+		// the tick.
+		_, changed = d.reg.Leases()
 		d.pass(ctx)
 	}
 }
