@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -29,13 +28,14 @@ import (
 const (
 	Old = "1.0.0" // what machines are installed with and boot first
 	New = "1.0.1" // the update
-	Bad = "1.0.2" // a signed update whose /usr fails dm-verity: it must be rolled back
+	Bad = "1.0.2" // a signed release whose /usr fails dm-verity: it must be rolled back
 )
 
 // Images are the built releases.
 type Images struct {
 	Dir        string // the cache entry: <CacheDir>/e2e/<key>
 	Old, New   string // build output directories
+	BadBuild   string // the build the bad payload is made from
 	Release    string // a release server's tree: <Release>/<version>/cairn_production_image.bin.zst + .sig
 	BadPayload string
 	Key        string // the private key the payloads and disk images are signed with
@@ -103,7 +103,7 @@ func Prepare(ctx context.Context, o Options) (*Images, error) {
 	}
 	root := filepath.Join(o.CacheDir, "e2e")
 	im := &Images{Dir: filepath.Join(root, k), Key: filepath.Join(o.CacheDir, "dev-payload-key.pem")}
-	im.Old, im.New = filepath.Join(im.Dir, Old), filepath.Join(im.Dir, New)
+	im.Old, im.New, im.BadBuild = filepath.Join(im.Dir, Old), filepath.Join(im.Dir, New), filepath.Join(im.Dir, Bad)
 	im.Release, im.BadPayload = filepath.Join(im.Dir, "release"), filepath.Join(im.Dir, "bad.payload")
 	if _, err := os.Stat(filepath.Join(im.Dir, "complete")); err == nil {
 		fmt.Fprintf(o.progress(), "using the cached e2e images %s\n", im.Dir)
@@ -117,7 +117,7 @@ func Prepare(ctx context.Context, o Options) (*Images, error) {
 			}
 		}
 	}
-	for _, v := range []struct{ version, dir string }{{Old, im.Old}, {New, im.New}} {
+	for _, v := range []struct{ version, dir string }{{Old, im.Old}, {New, im.New}, {Bad, im.BadBuild}} {
 		if _, err := os.Stat(filepath.Join(v.dir, build.ManifestFile)); err == nil {
 			continue
 		}
@@ -132,7 +132,7 @@ func Prepare(ctx context.Context, o Options) (*Images, error) {
 	if err := releaseTree(im); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.progress(), "making the bad %s payload (the %s /usr with its superblock damaged, signed)\n", Bad, New)
+	fmt.Fprintf(o.progress(), "making the bad %s payload (its /usr's superblock damaged after the hash tree was made, signed)\n", Bad)
 	if err := badPayload(im); err != nil {
 		return nil, err
 	}
@@ -181,16 +181,17 @@ func releaseTree(im *Images) error {
 	return os.WriteFile(filepath.Join(dir, build.DiskSig), sig, 0o644)
 }
 
-// badPayload re-signs the new release's payload as version Bad with one block of /usr
-// overwritten: the signature and hashes are right (the update engine accepts and installs it)
-// but the UKI's dm-verity root hash no longer matches, so the slot cannot boot.
+// badPayload re-signs release Bad's payload with one block of its /usr overwritten: the
+// signature and hashes are right (the update engine accepts and installs it) but the data no
+// longer matches the hash tree the UKI's root hash covers, so the slot cannot boot. (A release
+// of its own, not a damaged copy of New: two slots with one root hash are another case.)
 func badPayload(im *Images) error {
 	tmp, err := os.MkdirTemp(im.Dir, "bad-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	f, err := os.Open(filepath.Join(im.New, build.PayloadFile))
+	f, err := os.Open(filepath.Join(im.BadBuild, build.PayloadFile))
 	if err != nil {
 		return err
 	}
@@ -211,13 +212,13 @@ func badPayload(im *Images) error {
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("new payload: %w", err)
+			return fmt.Errorf("%s payload: %w", Bad, err)
 		}
 		parts[p.Name] = out
 	}
 	usr, ok := parts[payload.PartUSR]
 	if !ok || parts[payload.PartUKI] == "" {
-		return errors.New("new payload lacks its usr or uki part")
+		return fmt.Errorf("the %s payload lacks its usr or uki part", Bad)
 	}
 	uf, err := os.OpenFile(usr, os.O_WRONLY, 0)
 	if err != nil {
