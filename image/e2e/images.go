@@ -49,8 +49,8 @@ type Options struct {
 	Progress io.Writer
 }
 
-// key hashes everything the e2e images are made from: Cairn's binaries and the image
-// builder's sources and package list. The same key is the same images: they are built once.
+// key hashes everything the e2e images are made from: Cairn's binaries, the image builder's
+// sources and package list, and this file (what Prepare makes). The same key is the same images: they are built once.
 func key(o Options) (string, error) {
 	var paths []string
 	for _, b := range build.Binaries {
@@ -59,7 +59,7 @@ func key(o Options) (string, error) {
 	for _, e := range build.Examples {
 		paths = append(paths, filepath.Join(o.BinDir, e.Binary))
 	}
-	for _, dir := range []string{"image/build", "image/initramfs", "image/usrfs", "image/uki", "image/esp", "image/disk", "image/rootfs", "image/packages.txt", "internal/disklayout", "go.sum"} {
+	for _, dir := range []string{"image/e2e/images.go", "image/build", "image/initramfs", "image/usrfs", "image/uki", "image/esp", "image/disk", "image/rootfs", "image/packages.txt", "internal/disklayout", "go.sum"} {
 		err := filepath.WalkDir(filepath.Join(o.Source, dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
