@@ -64,8 +64,9 @@ func StartFleet(ctx context.Context, dir string, im *Images) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	// etcd listens on the loopback only; guests reach it as HostGateway.
-	f.Etcd, err = etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(dir, "etcd"), Name: "fleet",
+	// etcd listens on the loopback only; guests reach it as HostGateway. Its log stays quiet:
+	// closing it logs errors of its own serving goroutines.
+	f.Etcd, err = etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(dir, "etcd"), Name: "fleet", LogLevel: "fatal",
 		ClientURL: "http://127.0.0.1:" + strconv.Itoa(f.EtcdPort), PeerURL: "http://127.0.0.1:" + strconv.Itoa(peer)})
 	if err != nil {
 		return nil, err

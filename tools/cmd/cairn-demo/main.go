@@ -63,7 +63,7 @@ func run(ctx context.Context, out, bin, src string) error {
 	}
 	start := time.Now()
 
-	step("Build Cairn %s and %s with this tree's binaries (cached in /var/cache/cairn-image; cold: ~6 min)", e2e.Old, e2e.New)
+	step("Build Cairn %s and %s (and %s, the tests' bad update) with this tree's binaries (cached in /var/cache/cairn-image; cold: ~7 min)", e2e.Old, e2e.New, e2e.Bad)
 	im, err := e2e.Prepare(ctx, e2e.Options{Source: src, BinDir: bin, Progress: os.Stdout})
 	if err != nil {
 		return err
