@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,31 +10,8 @@ import (
 	"github.com/cairn-os/cairn/internal/testenv"
 )
 
-// A private dbus-daemon stands in for the system bus.
-func privateBus(t *testing.T) string {
-	bin := testenv.RequireCommand(t, "dbus-daemon")
-	addr := "unix:path=" + filepath.Join(t.TempDir(), "bus")
-	cmd := exec.Command(bin, "--session", "--nofork", "--nopidfile", "--address="+addr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for i := 0; i < 100; i++ {
-		if c, err := dbus.Connect(addr); err == nil {
-			c.Close()
-			return addr
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("dbus-daemon did not come up")
-	return ""
-}
-
 func TestDBusInterface(t *testing.T) {
-	addr := privateBus(t)
+	addr := testenv.PrivateBus(t)
 	m := newMachine(t)
 	m.publish("2.0.0", m.priv)
 	e := m.engine("1.0.0")
@@ -103,7 +78,7 @@ func TestDBusInterface(t *testing.T) {
 // WatchDBus, as locksmithd uses it: the status at start, then every StatusUpdate of the
 // engine, and nothing from a stranger who sends a lookalike signal.
 func TestWatchDBus(t *testing.T) {
-	addr := privateBus(t)
+	addr := testenv.PrivateBus(t)
 	m := newMachine(t)
 	m.publish("2.0.0", m.priv)
 	e := m.engine("1.0.0")

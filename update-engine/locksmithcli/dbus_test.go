@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -18,30 +17,6 @@ import (
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/update-engine/engine"
 )
-
-// privateBus runs a dbus-daemon of the test's own and makes it the "system bus".
-func privateBus(t *testing.T) string {
-	bin := testenv.RequireCommand(t, "dbus-daemon")
-	addr := "unix:path=" + filepath.Join(t.TempDir(), "bus")
-	cmd := exec.Command(bin, "--session", "--nofork", "--nopidfile", "--address="+addr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for i := 0; i < 100; i++ {
-		if c, err := dbus.Connect(addr); err == nil {
-			c.Close()
-			t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", addr)
-			return addr
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("dbus-daemon did not come up")
-	return ""
-}
 
 // fakeEngine owns com.coreos.update1 and answers GetStatus with op; asked ticks on every call.
 type fakeEngine struct {
@@ -107,7 +82,8 @@ func (r *daemonRun) waitReboot(t *testing.T) {
 // locksmithd follows the engine's StatusUpdate signal: it reboots when the engine says it
 // needs one, without asking the socket (there is none) and without waiting for a poll.
 func TestLocksmithdFollowsStatusSignal(t *testing.T) {
-	addr := privateBus(t)
+	addr := testenv.PrivateBus(t)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", addr)
 	eng, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)

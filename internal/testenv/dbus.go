@@ -1,0 +1,36 @@
+package testenv
+
+import (
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// PrivateBus starts a dbus-daemon of the test's own (with the session bus policy, which lets
+// the test own any name) and returns its address. It is stopped when the test ends.
+func PrivateBus(t testing.TB) string {
+	t.Helper()
+	bin := RequireCommand(t, "dbus-daemon")
+	addr := "unix:path=" + filepath.Join(t.TempDir(), "bus")
+	cmd := exec.Command(bin, "--session", "--nofork", "--nopidfile", "--address="+addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	sock := strings.TrimPrefix(addr, "unix:path=")
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return addr
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("dbus-daemon did not come up")
+	return ""
+}
