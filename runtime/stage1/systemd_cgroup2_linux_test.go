@@ -1,9 +1,6 @@
 package stage1_test
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,12 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/appc/spec/schema/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fixture"
-	"github.com/cairn-os/cairn/runtime/store"
 )
 
 // The recipe that boots systemd as PID 1 in namespaces on cgroup v2 alone.
@@ -58,29 +53,6 @@ func bootSystemdCgroup2(t *testing.T, rktBin string) *guest {
 	return g
 }
 
-// removeCgroupTree removes a cgroup and everything below it, deepest first, once empty.
-func removeCgroupTree(t *testing.T, dir string) {
-	var dirs []string
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		for try := 0; try < 100; try++ {
-			err := unix.Rmdir(dirs[i])
-			if err == nil || errors.Is(err, unix.ENOENT) {
-				break
-			}
-			if try == 99 {
-				t.Errorf("cgroup left: %s: %v", dirs[i], err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
 // TestSystemdUnitCgroup2 is TestSystemdUnit on cgroup v2 alone, as in a Cairn guest: for a
 // Delegate=yes unit running `rkt run`, rkt moves into <unit>/rkt-<uuid>-stage1 and the pod is
 // in <unit>/rkt-<uuid>, so the unit's journal has the app's output, stopping the unit stops
@@ -90,18 +62,7 @@ func TestSystemdUnitCgroup2(t *testing.T) {
 	testenv.RequireFile(t, fixture.BusyboxPath)
 	g := bootSystemdCgroup2(t, rkt)
 
-	st, err := store.Open(filepath.Join(g.root, "var/lib/rkt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if _, err := fixture.WriteACI(&buf, fixture.ACIOptions{Name: fixture.ACIName,
-		App: &types.App{Exec: types.Exec{"/bin/true"}, User: "0", Group: "0"}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.ImportACI(context.Background(), &buf, store.ImportOptions{Name: fixture.ACIName, Trusted: true}); err != nil {
-		t.Fatal(err)
-	}
+	importFixture(t, g)
 	writeUnit := func(name, stopTimeout string) {
 		app := `echo hello-journal; cat /proc/self/cgroup; trap "echo got-term; exit 0" TERM; while :; do sleep 0.1; done`
 		unit := "[Unit]\nDescription=pod\n[Service]\nType=notify\nKillMode=mixed\nDelegate=yes\nTimeoutStopSec=" + stopTimeout + "\n" +

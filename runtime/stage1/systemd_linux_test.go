@@ -3,6 +3,7 @@ package stage1_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -194,30 +195,39 @@ func removeSandboxCgroups(t *testing.T, sub string) {
 			h = "unified"
 		}
 		dir := filepath.Join("/sys/fs/cgroup", h, parts[2], sub)
-		var dirs []string
-		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
+		removeCgroupTree(t, dir)
+	}
+}
+
+// removeCgroupTree removes a cgroup and everything below it, deepest first, waiting for each
+// to empty; what cannot be removed is a test error (a leak).
+func removeCgroupTree(t *testing.T, dir string) {
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		for try := 0; ; try++ {
+			err := unix.Rmdir(dirs[i])
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				break
 			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			for try := 0; try < 100; try++ {
-				if err := unix.Rmdir(dirs[i]); err == nil || !os.IsExist(err) && err != unix.EBUSY {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
+			if busy := errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST); !busy || try == 99 {
+				t.Errorf("cgroup left: %s: %v", dirs[i], err)
+				break
 			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }
 
-func TestSystemdUnit(t *testing.T) {
-	rkt := rktBinary(t)
-	testenv.RequireFile(t, fixture.BusyboxPath)
-	g := bootSystemd(t, rkt)
-
-	// The fixture image, imported into the guest's /var/lib/rkt.
+// importFixture imports the busybox fixture ACI (app /bin/true, run as root) into the guest's
+// /var/lib/rkt, for units to run with --exec.
+func importFixture(t *testing.T, g *guest) {
+	t.Helper()
 	st, err := store.Open(filepath.Join(g.root, "var/lib/rkt"))
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +240,14 @@ func TestSystemdUnit(t *testing.T) {
 	if _, err := st.ImportACI(context.Background(), &buf, store.ImportOptions{Name: fixture.ACIName, Trusted: true}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestSystemdUnit(t *testing.T) {
+	rkt := rktBinary(t)
+	testenv.RequireFile(t, fixture.BusyboxPath)
+	g := bootSystemd(t, rkt)
+
+	importFixture(t, g)
 	app := `echo hello-journal; trap "echo got-term; exit 0" TERM; while :; do sleep 0.1; done`
 	unit := "[Unit]\nDescription=pod\n[Service]\nType=notify\nKillMode=mixed\nTimeoutStopSec=20\n" +
 		"ExecStart=/usr/local/bin/rkt --debug run --pull-policy=never --net=none --uuid-file-save=/run/pod.uuid " +
