@@ -31,7 +31,6 @@ const (
 
 func BenchmarkPodStartNetDefaultVsNone(b *testing.B) {
 	testenv.RequireRoot(b)
-	testenv.RequireCommand(b, "unshare")
 	testenv.RequireFile(b, "/usr/lib/cni/ptp")
 	rkt := filepath.Join(os.Getenv("CAIRN_BIN"), "rkt")
 	if os.Getenv("CAIRN_BIN") == "" {

@@ -18,6 +18,7 @@ func InPrivateHost(t testing.TB, inner string, env ...string) string {
 	t.Helper()
 	RequireRoot(t)
 	RequireCommand(t, "unshare")
+	RequireCommand(t, "ip") // SetUpPrivateHost brings lo up with it
 	cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--fork",
 		os.Args[0], "-test.run", "^"+inner+"$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), env...)

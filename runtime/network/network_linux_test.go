@@ -23,8 +23,6 @@ const innerEnv = "CAIRN_NETWORK_TEST_HOST"
 
 func TestNetworkingInPrivateHost(t *testing.T) {
 	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "unshare")
-	testenv.RequireCommand(t, "ip")
 	testenv.RequireCommand(t, "iptables")
 	testenv.RequireFile(t, "/usr/lib/cni/ptp")
 	testenv.RequireFile(t, "/usr/lib/cni/portmap")

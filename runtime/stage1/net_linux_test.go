@@ -29,8 +29,6 @@ const netHostEnv = "CAIRN_STAGE1_NET_HOST"
 
 func TestPodNetworks(t *testing.T) {
 	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "unshare")
-	testenv.RequireCommand(t, "ip")
 	testenv.RequireCommand(t, "iptables")
 	for _, p := range []string{"ptp", "bridge", "host-local", "portmap", "loopback"} {
 		testenv.RequireFile(t, "/usr/lib/cni/"+p)
