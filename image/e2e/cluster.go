@@ -263,12 +263,13 @@ func (c *Cluster) Update(ctx context.Context, payloadPath string) (*UpdateResult
 	return r, nil
 }
 
-// followProgress prints h's update progress from update_engine_client -watch_for_updates.
+// followProgress prints h's update progress (update_engine_client -status) until the boot it
+// started on ends.
 func (c *Cluster) followProgress(ctx context.Context, h *Host) {
-	last := ""
-	for ctx.Err() == nil && !h.VM().Exited() {
+	last, vm := "", h.VM()
+	for ctx.Err() == nil && !vm.Exited() {
 		out, err := h.Run(ctx, "update_engine_client -status")
-		if err != nil {
+		if err != nil || vm.Exited() { // an answer from the next boot is not this update's
 			return
 		}
 		var op, prog string

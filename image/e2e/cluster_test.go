@@ -17,10 +17,10 @@ import (
 // server and reboot into it one at a time (etcd-lock, max 1); then one of them is offered an
 // update whose /usr fails dm-verity, tries it, and comes back on the good slot by itself.
 func TestCluster(t *testing.T) {
-	im := images(t)
+	im := ImagesForTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	c, err := NewCluster(ctx, t.TempDir(), im, testWriter{t})
+	c, err := NewCluster(ctx, t.TempDir(), im, logWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}

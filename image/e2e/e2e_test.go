@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,48 +15,7 @@ import (
 
 	"github.com/cairn-os/cairn/image/build"
 	"github.com/cairn-os/cairn/image/qemu"
-	"github.com/cairn-os/cairn/internal/testenv"
 )
-
-var prepared struct {
-	once sync.Once
-	im   *Images
-	err  error
-}
-
-// images returns the e2e images, built once per inputs (cached across runs).
-func images(t *testing.T) *Images {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end tier: not with -short")
-	}
-	testenv.RequireRoot(t)
-	for _, c := range []string{"qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.erofs", "veritysetup", "objcopy", "mkfs.vfat", "mcopy"} {
-		testenv.RequireCommand(t, c)
-	}
-	testenv.RequireFile(t, qemu.OVMFCode)
-	bin := os.Getenv("CAIRN_BIN")
-	testenv.Require(t, bin != "", "CAIRN_BIN must name the directory of Cairn's binaries the image carries (make test sets it)")
-	testenv.HeavyLock(t)
-	prepared.once.Do(func() {
-		wd, _ := os.Getwd()
-		start := time.Now()
-		prepared.im, prepared.err = Prepare(context.Background(), Options{Source: filepath.Join(wd, "../.."), BinDir: bin,
-			Progress: testWriter{t}})
-		t.Logf("e2e images ready in %v", time.Since(start).Round(time.Second))
-	})
-	if prepared.err != nil {
-		t.Fatal(prepared.err)
-	}
-	return prepared.im
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // watch stops h when the test ends and shows the end of its console if it failed.
 func watch(t *testing.T, h *Host) {
@@ -107,7 +65,7 @@ WantedBy=multi-user.target
 // and the machine then boots from the disk: the config's user, key, file and units are there,
 // and its pod runs under systemd with its output in the unit's journal.
 func TestInstallFromPXE(t *testing.T) {
-	im := images(t)
+	im := ImagesForTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	f, err := StartFleet(ctx, t.TempDir(), im)

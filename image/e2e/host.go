@@ -74,7 +74,7 @@ type Host struct {
 }
 
 // Overlay makes a qcow2 disk in dir on top of a built raw disk: the machine writes it, the
-// cached image stays as built. sizeIncrease grows it, as a cloud disk is larger than the image.
+// cached image stays as built. grow ("+1G") makes it larger, as a cloud disk is larger than the image.
 func Overlay(dir, raw string, grow string) (string, error) {
 	p := filepath.Join(dir, "disk.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", raw, p).CombinedOutput(); err != nil {

@@ -1,7 +1,6 @@
 package vmtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,51 +28,9 @@ const (
 	bootLimit = 8 * time.Minute // TCG on a loaded 2-core machine; a normal boot takes far less
 )
 
-// repoRoot is the module root, two levels up from this package.
-func repoRoot(t *testing.T) string {
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Clean(filepath.Join(wd, "../.."))
-}
-
-func requireVM(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("VM tier: not with -short")
-	}
-	testenv.RequireRoot(t)
-	for _, c := range []string{"qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.erofs", "veritysetup", "objcopy", "mkfs.vfat", "mcopy", "go"} {
-		testenv.RequireCommand(t, c)
-	}
-	testenv.RequireFile(t, qemu.OVMFCode)
-}
-
-var prepared struct {
-	once sync.Once
-	im   *e2e.Images
-	err  error
-}
-
 // image returns the directory of the built release the VM tests boot: the end-to-end tests'
 // old release (image/e2e), built once per set of inputs and cached.
-func image(t *testing.T) string {
-	requireVM(t)
-	bin := os.Getenv("CAIRN_BIN")
-	testenv.Require(t, bin != "", "CAIRN_BIN must name the directory of Cairn's binaries the image carries (make test sets it)")
-	testenv.HeavyLock(t)
-	prepared.once.Do(func() {
-		var progress bytes.Buffer
-		start := time.Now()
-		prepared.im, prepared.err = e2e.Prepare(context.Background(), e2e.Options{Source: repoRoot(t), BinDir: bin, Progress: &progress})
-		t.Logf("images ready in %v:\n%s", time.Since(start).Round(time.Second), progress.String())
-	})
-	if prepared.err != nil {
-		t.Fatalf("image build: %v", prepared.err)
-	}
-	return prepared.im.Old
-}
+func image(t *testing.T) string { return e2e.ImagesForTest(t).Old }
 
 // overlay makes a qcow2 on top of the built raw disk, so a test can write (or damage) its
 // disk without touching the cached image.
