@@ -60,6 +60,9 @@ type Attachment struct {
 	IPs     []string      `json:"ips"`
 	Gateway string        `json:"gateway,omitempty"`
 	DNS     *cnitypes.DNS `json:"dns,omitempty"`
+	// Masq says that Cairn masquerades this attachment's addresses (masq_linux.go) in place
+	// of the plugin's "ipMasq".
+	Masq bool `json:"masq,omitempty"`
 }
 
 // State is what teardown needs, kept in the pod's directory.
@@ -98,6 +101,35 @@ func LoadState(path string) (*State, error) {
 		return nil, fmt.Errorf("network state %s: %w", path, err)
 	}
 	return &s, nil
+}
+
+// netnsFreeDel are plugins whose DEL releases everything without the pod's network namespace
+// (its interfaces go with the namespace), as long as they masquerade nothing themselves.
+var netnsFreeDel = map[string]bool{"ptp": true, "bridge": true, "macvlan": true, "ipvlan": true, "portmap": true}
+
+// TeardownNeedsNetns reports whether some plugin must see the pod's network namespace to undo
+// what it did: a plugin outside netnsFreeDel, or one that masquerades by itself (it finds the
+// addresses whose rules it removes on the pod's interface). When it is false, the namespace
+// can be dropped first and the kernel takes the interfaces apart in the background, which
+// spares the plugins the slow, synchronous removal of each link.
+func (s *State) TeardownNeedsNetns() bool {
+	for _, a := range s.Nets {
+		var list struct {
+			Plugins []struct {
+				Type   string `json:"type"`
+				IPMasq bool   `json:"ipMasq"`
+			} `json:"plugins"`
+		}
+		if err := json.Unmarshal([]byte(a.Conf), &list); err != nil || len(list.Plugins) == 0 {
+			return true
+		}
+		for _, p := range list.Plugins {
+			if !netnsFreeDel[p.Type] || p.IPMasq {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (m *Manager) pluginDirs() []string {
@@ -217,6 +249,15 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 	}
 	for i, n := range nets {
 		list := n.List
+		b, masq, err := takeOverMasq(list.Bytes)
+		if err != nil {
+			return st, fmt.Errorf("pod %s: network %s: %w", podID, n.Name, err)
+		}
+		if masq {
+			if list, err = libcni.NetworkConfFromBytes(b); err != nil {
+				return st, fmt.Errorf("pod %s: network %s: %w", podID, n.Name, err)
+			}
+		}
 		rt := &libcni.RuntimeConf{ContainerID: podID, NetNS: st.NetNS, IfName: fmt.Sprintf("eth%d", i), Args: args[n.Name]}
 		if len(rt.Args) > 0 {
 			rt.Args = append([][2]string{{"IgnoreUnknown", "1"}}, rt.Args...)
@@ -237,7 +278,7 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 		}
 		// Recorded before ADD, so that a failed or interrupted ADD is still deleted (CNI DEL
 		// is idempotent).
-		st.Nets = append(st.Nets, Attachment{Name: n.Name, IfName: rt.IfName, Conf: string(list.Bytes), Args: rt.Args})
+		st.Nets = append(st.Nets, Attachment{Name: n.Name, IfName: rt.IfName, Conf: string(list.Bytes), Args: rt.Args, Masq: masq})
 		if err := m.save(st); err != nil {
 			return st, err
 		}
@@ -256,6 +297,11 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 			}
 			if len(r.DNS.Nameservers) > 0 {
 				a.DNS = &r.DNS
+			}
+		}
+		if masq {
+			if err := addMasq(podID, n.Name, rt.IfName, a.IPs); err != nil {
+				return st, fmt.Errorf("pod %s: network %s: %w", podID, n.Name, err)
 			}
 		}
 		m.log().Debug("joined network", "pod", podID, "net", n.Name, "if", rt.IfName, "ips", a.IPs, "took", time.Since(start))
@@ -312,6 +358,11 @@ func (m *Manager) Teardown(ctx context.Context, st *State) error {
 				pm = append(pm, map[string]any{"hostPort": p.HostPort, "containerPort": p.ContainerPort, "protocol": p.Protocol})
 			}
 			rt.CapabilityArgs = map[string]any{"portMappings": pm}
+		}
+		if a.Masq {
+			if err := delMasq(st.PodID, a.Name, a.IfName); err != nil {
+				errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
+			}
 		}
 		start := time.Now()
 		if err := m.cni().DelNetworkList(ctx, list, rt); err != nil {

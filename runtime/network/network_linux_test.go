@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,8 +103,54 @@ func twoPodsAndHost(t *testing.T, m *Manager) {
 	if out, err := inPod(a, "/bin/busybox", "ping", "-c", "1", "-W", "2", a.Nets[0].Gateway).CombinedOutput(); err != nil {
 		t.Fatalf("pod a cannot reach the host at %s: %v\n%s", a.Nets[0].Gateway, err, out)
 	}
-	if out := sh(t, "iptables", "-t", "nat", "-S", "POSTROUTING"); !strings.Contains(out, "CNI-") {
-		t.Fatalf("default network does not masquerade:\n%s", out)
+	// Masquerade: a namespace outside the pod network, with no route back to it, answers the
+	// pod only if the pod's packets leave with the host's address.
+	if rules, err := MasqRules(); err != nil || !slices.Contains(rules, "rkt-pod-a default eth0") {
+		t.Fatalf("masquerade rules %q, %v; want one for pod-a", rules, err)
+	}
+	outside := "/run/netns/outside"
+	if err := createNetns(outside); err != nil {
+		t.Fatal(err)
+	}
+	defer removeNetns(outside)
+	sh(t, "ip", "link", "add", "out0", "type", "veth", "peer", "name", "out1", "netns", "outside")
+	sh(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "out0")
+	sh(t, "ip", "link", "set", "out0", "up")
+	sh(t, "ip", "-n", "outside", "addr", "add", "192.0.2.2/24", "dev", "out1")
+	sh(t, "ip", "-n", "outside", "link", "set", "out1", "up")
+	if out, err := inPod(a, "/bin/busybox", "ping", "-c", "1", "-W", "2", "192.0.2.2").CombinedOutput(); err != nil {
+		t.Fatalf("pod a reaches no address outside its network (no masquerade?): %v\n%s", err, out)
+	}
+	// The control: the same network without masquerade gets no answer.
+	os.WriteFile(filepath.Join(m.ConfDirs[0], "10-nomasq.conf"), []byte(`{"cniVersion":"0.4.0","name":"nomasq","type":"ptp","ipMasq":false,
+		"ipam":{"type":"host-local","subnet":"172.16.29.0/24","routes":[{"dst":"0.0.0.0/0"}]}}`), 0o644)
+	c := setup(t, m, "pod-c", []string{"nomasq"}, nil)
+	if out, err := inPod(c, "/bin/busybox", "ping", "-c", "1", "-W", "1", "192.0.2.2").CombinedOutput(); err == nil {
+		t.Fatalf("a pod on a network without masquerade got an answer from outside:\n%s", out)
+	}
+	if err := m.Teardown(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if rules, err := MasqRules(); err != nil || slices.Contains(rules, "rkt-pod-a default eth0") {
+		t.Fatalf("masquerade rules after pod-a's teardown: %q, %v", rules, err)
+	}
+	// IPv6 addresses get the ip6 form of the rule, and a retry replaces rather than doubles.
+	for i := 0; i < 2; i++ {
+		if err := addMasq("v6", "six", "eth0", []string{"fd00:28::5/64", "172.16.30.5/24"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rules, _ := MasqRules(); len(slices.DeleteFunc(rules, func(r string) bool { return r != "rkt-v6 six eth0" })) != 2 {
+		t.Fatalf("rules after two adds of two addresses: %q", rules)
+	}
+	if err := delMasq("v6", "six", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if rules, _ := MasqRules(); slices.Contains(rules, "rkt-v6 six eth0") {
+		t.Fatalf("rules left after delMasq: %q", rules)
+	}
+	if err := addMasq("bad", "n", "eth0", []string{"not-an-address"}); err == nil {
+		t.Fatal("an address that is not CIDR was accepted")
 	}
 
 	// A sandbox that made its own namespace attaches it; teardown leaves the namespace.
@@ -166,7 +213,8 @@ func portForward(t *testing.T, m *Manager) {
 	}
 }
 
-// counts is what a pod leaves on the host: interfaces, address leases, nat rules, namespaces.
+// counts is what a pod leaves on the host: interfaces, address leases, nat and masquerade rules,
+// namespaces.
 func counts(t *testing.T) string {
 	links := strings.Count(sh(t, "ip", "-o", "link", "show"), "\n")
 	leases := 0
@@ -177,8 +225,12 @@ func counts(t *testing.T) string {
 		return nil
 	})
 	rules := strings.Count(sh(t, "iptables", "-t", "nat", "-S"), "\n")
+	masq, err := MasqRules()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ents, _ := os.ReadDir("/run/netns")
-	return fmt.Sprintf("links=%d leases=%d nat-rules=%d netns=%d", links, leases, rules, len(ents))
+	return fmt.Sprintf("links=%d leases=%d nat-rules=%d masq-rules=%d netns=%d", links, leases, rules, len(masq), len(ents))
 }
 
 func noLeaks(t *testing.T, m *Manager) {

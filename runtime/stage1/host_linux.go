@@ -378,13 +378,19 @@ func Clean(ctx context.Context, podDir string) error {
 		// Kill first: processes pin the namespaces and mounts.
 		_ = KillPod(podDir, unix.SIGKILL)
 	}
-	// Leaving the networks runs plugin processes (and their iptables runs), the slow part, so
-	// the mounts and cgroups are taken apart meanwhile. Only the network namespace's mount
-	// waits for it: plugins find the pod's interfaces through it, and ptp the addresses whose
-	// masquerade rules it removes.
+	// Leaving the networks runs plugin processes, the slow part, so the mounts and cgroups
+	// are taken apart meanwhile. The network namespace's mount waits for it only when a
+	// plugin needs the namespace for its DEL (to find the addresses whose masquerade rules it
+	// removes, say); otherwise the namespace goes first, and with it, in the kernel's own
+	// time, the pod's interfaces, which the plugins would otherwise delete one by one.
+	netns := filepath.Join(podDir, nsDir, "net")
+	if st, err := network.LoadState(filepath.Join(podDir, NetStateFile)); err == nil && !st.TeardownNeedsNetns() {
+		if err := unmountUnder(filepath.Join(podDir, nsDir)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	netErr := make(chan error, 1)
 	go func() { netErr <- teardownNetworks(ctx, podDir) }()
-	netns := filepath.Join(podDir, nsDir, "net")
 	if err := unmountUnder(podDir, netns); err != nil {
 		errs = append(errs, err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
@@ -269,6 +270,10 @@ func cniDNS(t *testing.T, n *netEnv) {
 func hostNetLeftovers(t *testing.T) string {
 	links, _ := exec.Command("ip", "-o", "link", "show").Output()
 	rules, _ := exec.Command("iptables", "-t", "nat", "-S").Output()
+	masq, err := network.MasqRules()
+	if err != nil {
+		t.Fatal(err)
+	}
 	leases := 0
 	filepath.Walk("/var/lib/cni/networks", func(p string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() && !strings.HasPrefix(fi.Name(), "last_reserved_ip") && fi.Name() != "lock" {
@@ -276,7 +281,17 @@ func hostNetLeftovers(t *testing.T) string {
 		}
 		return nil
 	})
-	return fmt.Sprintf("links=%d nat-rules=%d leases=%d", bytes.Count(links, []byte("\n")), bytes.Count(rules, []byte("\n")), leases)
+	return fmt.Sprintf("links=%d nat-rules=%d masq-rules=%d leases=%d", bytes.Count(links, []byte("\n")), bytes.Count(rules, []byte("\n")), len(masq), leases)
+}
+
+// sameLeftovers waits for the host to be back to before: a pod's interfaces go with its
+// network namespace, which the kernel takes apart in the background after the pod is gone.
+func sameLeftovers(t *testing.T, before string) (after string, ok bool) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if after = hostNetLeftovers(t); after == before || time.Now().After(deadline) {
+			return after, after == before
+		}
+	}
 }
 
 func noNetworkLeaks(t *testing.T, n *netEnv) {
@@ -303,7 +318,7 @@ func noNetworkLeaks(t *testing.T, n *netEnv) {
 	}
 	n.run("gc", "--grace-period=0s")
 	n.run("gc", "--grace-period=0s")
-	if after := hostNetLeftovers(t); after != before {
+	if after, ok := sameLeftovers(t, before); !ok {
 		t.Fatalf("20 pods leaked: before %s, after %s", before, after)
 	}
 	if left := n.podLeftovers(); len(left) > 0 {
@@ -332,7 +347,7 @@ func badNetworkInput(t *testing.T, n *netEnv) {
 			t.Fatalf("%s: code %d, stderr %q; want an error naming %q", c.net, r.code, r.err, c.want)
 		}
 		n.run("gc", "--grace-period=0s")
-		if after := hostNetLeftovers(t); after != before {
+		if after, ok := sameLeftovers(t, before); !ok {
 			t.Fatalf("%s failed but leaked: before %s, after %s", c.net, before, after)
 		}
 	}
