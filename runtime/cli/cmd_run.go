@@ -37,6 +37,7 @@ type podFlags struct {
 	interactive  bool
 	uuidFileSave string
 	noOverlay    bool
+	privateUsers bool
 	setEnv       []string
 	stopTimeout  time.Duration
 	pullPolicy   string
@@ -55,6 +56,7 @@ func (f *podFlags) define(fs *pflag.FlagSet, withRun bool) {
 	fs.StringVar(&f.dnsDomain, "dns-domain", "", "DNS domain (resolv.conf domain)")
 	fs.StringArrayVar(&f.hostsEntries, "hosts-entry", nil, "entries for the pod's /etc/hosts: IP=HOSTNAME, or host for the host's /etc/hosts")
 	fs.BoolVar(&f.noOverlay, "no-overlay", false, "copy image trees instead of using overlayfs")
+	fs.BoolVar(&f.privateUsers, "private-users", false, "run the pod in a user namespace: its IDs 0-65535 are a random range of unprivileged host IDs")
 	fs.StringArrayVar(&f.setEnv, "set-env", nil, "environment variable for all apps: NAME=VALUE")
 	fs.StringVar(&f.uuidFileSave, "uuid-file-save", "", "write the pod UUID to this file")
 	fs.StringVar(&f.pullPolicy, "pull-policy", "new", "when to fetch images: never (store only) or new (fetch those not in the store)")
@@ -181,6 +183,9 @@ func preparePod(ctx context.Context, env *Env, f *podFlags, apps []appSpec) (*po
 		// distribution's.
 		NetPluginDirs: append([]string{filepath.Join(env.G.LocalConfig, "net.d")}, network.DefaultPluginDirs...),
 		Interactive:   f.interactive, NoOverlay: f.noOverlay, InsecureSeccomp: ins.Has(insecure.Seccomp)}
+	if f.privateUsers {
+		opts.PrivateUsers = stage1.RandomPrivateUsers()
+	}
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}

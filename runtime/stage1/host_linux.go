@@ -402,6 +402,9 @@ func Clean(ctx context.Context, podDir string) error {
 	if err := <-netErr; err != nil {
 		errs = append(errs, err)
 	}
+	if err := cleanUsernsRoots(filepath.Base(podDir)); err != nil {
+		errs = append(errs, err)
+	}
 	if err := unmountUnder(podDir); err != nil {
 		errs = append(errs, err)
 	}

@@ -29,8 +29,9 @@ const (
 // AppRootfs is the host path of an app's root.
 func AppRootfs(podDir, app string) string { return filepath.Join(podDir, appsDir, app, "rootfs") }
 
-// OverlayMount is the overlayfs that makes an app's root: the image's read-only trees as lower
-// dirs (overlayfs lists the top one first) under a per-pod upper dir, so nothing is copied.
+// OverlayMount is the overlayfs that makes an app's root: the image's read-only trees (lowest
+// first; overlayfs lists the top one first) as lower dirs under a per-pod upper dir, so nothing
+// is copied.
 func OverlayMount(layers []string, podDir, app string) Mount {
 	lower := slices.Clone(layers)
 	slices.Reverse(lower)

@@ -46,6 +46,8 @@ type Options struct {
 	HostsEntries []string `json:"hostsEntries,omitempty"`
 	Interactive  bool     `json:"interactive,omitempty"`
 	NoOverlay    bool     `json:"noOverlay,omitempty"`
+	// PrivateUsers (--private-users) runs the pod's apps in a user namespace of their own.
+	PrivateUsers *PrivateUsers `json:"privateUsers,omitempty"`
 	// InsecureSeccomp (--insecure-options=seccomp) runs apps without a seccomp filter.
 	InsecureSeccomp bool `json:"insecureSeccomp,omitempty"`
 	// Apps lists each app's image trees, in pod manifest order.
@@ -89,6 +91,11 @@ func (o *Options) Validate() error {
 		}
 		if _, err := netip.ParseAddr(d); err != nil {
 			return fmt.Errorf("--dns=%s: not host, none or an IP address", d)
+		}
+	}
+	if o.PrivateUsers != nil {
+		if err := o.PrivateUsers.Validate(); err != nil {
+			return err
 		}
 	}
 	if o.Hostname != "" && (len(o.Hostname) > 64 || strings.ContainsAny(o.Hostname, " /\n\t\x00")) {

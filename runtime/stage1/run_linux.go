@@ -276,7 +276,13 @@ func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodMani
 	plan := &PodPlan{
 		UUID: r.Pod.UUID, Dir: dir, Hostname: hostname,
 		NetNS: ns["net"], IPCNS: ns["ipc"], UTSNS: ns["uts"],
-		Terminal: opts.Interactive,
+		Terminal: opts.Interactive, PrivateUsers: opts.PrivateUsers,
+	}
+	if plan.PrivateUsers != nil {
+		plan.Sysfs = filepath.Join(dir, "sys")
+		if err := mountSysfs(plan.NetNS, plan.Sysfs); err != nil {
+			return nil, err
+		}
 	}
 	etc := filepath.Join(dir, etcDir)
 	if err := os.MkdirAll(etc, 0o755); err != nil {
@@ -313,6 +319,9 @@ func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodMani
 			}
 			if v.GID != nil {
 				gid = *v.GID
+			}
+			if u := opts.PrivateUsers; u != nil {
+				uid, gid = int(u.hostID(uint32(uid))), int(u.hostID(uint32(gid)))
 			}
 			os.Chown(d, uid, gid)
 			v.Source = d
@@ -419,12 +428,37 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 		if err := copyLayers(img.Layers, rootfs); err != nil {
 			return err
 		}
+		if u := opts.PrivateUsers; u != nil {
+			if err := u.shiftTree(rootfs); err != nil {
+				return fmt.Errorf("private users: %w", err)
+			}
+		}
 		// A bind mount makes the root a mount point, as an overlay one would be.
 		if err := (Mount{Source: rootfs, Target: rootfs, Flags: unix.MS_BIND | unix.MS_REC}).apply(); err != nil {
 			return err
 		}
-	} else if err := OverlayMount(img.Layers, dir, a.name).apply(); err != nil {
-		return err
+	} else {
+		layers := img.Layers
+		if u := opts.PrivateUsers; u != nil {
+			var err error
+			if layers, err = u.idmapLayers(layers, filepath.Join(base, "idmap")); err != nil {
+				return fmt.Errorf("private users: %w", err)
+			}
+			// The upper dir is not idmapped (overlayfs writes it as the host's root), so what
+			// the pod writes keeps the pod's host IDs; its root gives "/" its owner.
+			if err := u.shiftOwner(filepath.Join(base, "upper"), img.Layers[len(img.Layers)-1]); err != nil {
+				return fmt.Errorf("private users: %w", err)
+			}
+		}
+		if err := OverlayMount(layers, dir, a.name).apply(); err != nil {
+			return err
+		}
+	}
+	if u := opts.PrivateUsers; u != nil {
+		var err error
+		if rootfs, err = u.exposeRoot(plan.UUID, a.name, rootfs); err != nil {
+			return fmt.Errorf("private users: %w", err)
+		}
 	}
 	ap := &AppPlan{App: a.runtime, Rootfs: rootfs}
 	if err := resolveUser(ap); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,6 +39,8 @@ type PodPlan struct {
 	EtcHosts            string         // host path of the pod's /etc/hosts, if any
 	ResolvConf          string         // host path of the pod's /etc/resolv.conf, if any
 	Terminal            bool           // --interactive
+	PrivateUsers        *PrivateUsers  // --private-users: the apps' user namespace, nil for none
+	Sysfs               string         // with PrivateUsers, the pod's sysfs, mounted by stage1
 	// CgroupParent is the pod's cgroup as libcontainer takes it (CgroupPlan.Parent); apps go
 	// to CgroupParent/<app>. Empty means CgroupParent(UUID), relative.
 	CgroupParent string
@@ -116,10 +119,19 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 	if pod.NetNS != "" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: pod.NetNS})
 	}
+	hostname := pod.Hostname
+	var uidMap []specs.LinuxIDMapping
+	if u := pod.PrivateUsers; u != nil {
+		// The apps' user namespace is made after they join the sandbox's namespaces, which
+		// stay the host's: the sandbox set the host name, which the apps cannot.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
+		uidMap = []specs.LinuxIDMapping{{ContainerID: 0, HostID: u.Shift, Size: u.Count}}
+		hostname = ""
+	}
 	s := &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: app.Rootfs, Readonly: ra.ReadOnlyRootFS},
-		Hostname: pod.Hostname,
+		Hostname: hostname,
 		Process: &specs.Process{
 			Terminal:        pod.Terminal,
 			Args:            append([]string(nil), a.Exec...),
@@ -141,6 +153,8 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 			ReadonlyPaths: ReadonlyPaths,
 			Seccomp:       sc,
 			Resources:     res,
+			UIDMappings:   uidMap,
+			GIDMappings:   uidMap,
 		},
 	}
 	return s, nil
@@ -261,6 +275,19 @@ func baseMounts() []specs.Mount {
 // same name.
 func appMounts(pod *PodPlan, app *AppPlan) ([]specs.Mount, error) {
 	ms := baseMounts()
+	if pod.PrivateUsers != nil {
+		// The IPC namespace is the sandbox's, owned by the host's user namespace: an app in
+		// its own cannot mount its mqueue filesystem. The queues still work (mq_open needs no
+		// mount); only listing them under /dev/mqueue does not.
+		// Nor sysfs or cgroupfs, for the same reason with the network namespace: stage1 mounts
+		// the pod's sysfs from the host side (PodPlan.Sysfs), and the cgroup tree is left out.
+		ms = slices.DeleteFunc(ms, func(m specs.Mount) bool {
+			return m.Type == "mqueue" || m.Type == "sysfs" || m.Type == "cgroup"
+		})
+		if pod.Sysfs != "" {
+			ms = append(ms, specs.Mount{Destination: "/sys", Type: "bind", Source: pod.Sysfs, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
+		}
+	}
 	if pod.EtcHosts != "" {
 		ms = append(ms, specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: pod.EtcHosts, Options: []string{"bind", "ro", "nosuid", "nodev"}})
 	}

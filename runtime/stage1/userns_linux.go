@@ -1,0 +1,222 @@
+package stage1
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// PrivateUsers is a pod's user namespace (--private-users): IDs 0..Count-1 inside are
+// Shift..Shift+Count-1 on the host, for every app of the pod.
+type PrivateUsers struct {
+	Shift uint32 `json:"shift"`
+	Count uint32 `json:"count"`
+}
+
+// UIDRangeSize is the size of a pod's ID range, 65536 IDs as in rkt, so that every 16-bit ID an
+// image may use has a host ID.
+const UIDRangeSize = 1 << 16
+
+// RandomPrivateUsers picks a pod's range as rkt did: a random 65536-aligned block above the
+// host's own first block and below 2^31 (IDs the kernel and most tools treat as signed stay
+// positive). Two pods may draw the same block; the chance is 1 in 32767 per pair.
+func RandomPrivateUsers() *PrivateUsers {
+	return &PrivateUsers{Shift: uint32(1+rand.IntN(1<<15-1)) * UIDRangeSize, Count: UIDRangeSize}
+}
+
+// Validate checks a range read from a pod's options.
+func (u *PrivateUsers) Validate() error {
+	if u.Shift == 0 || u.Count == 0 || uint64(u.Shift)+uint64(u.Count) > 1<<31 {
+		return fmt.Errorf("private users: shift %d count %d: want a range of host IDs above 0 and below 2^31", u.Shift, u.Count)
+	}
+	return nil
+}
+
+// usernsFile returns an open user namespace with the range as its mapping, for idmapped mounts.
+// It needs a process to make the namespace: the process is started traced, so that it stops at
+// its exec before running anything, and is killed once its namespace is open.
+func (u *PrivateUsers) usernsFile() (*os.File, error) {
+	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(u.Shift), Size: int(u.Count)}}
+	p, err := os.StartProcess("/proc/self/exe", []string{"cairn-userns"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUSER, UidMappings: m, GidMappings: m, Ptrace: true,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("make a user namespace for %d:%d: %w", u.Shift, u.Count, err)
+	}
+	defer func() {
+		p.Kill()
+		p.Wait()
+	}()
+	f, err := os.Open("/proc/" + strconv.Itoa(p.Pid) + "/ns/user")
+	if err != nil {
+		return nil, fmt.Errorf("open the user namespace: %w", err)
+	}
+	return f, nil
+}
+
+// idmapLayers mounts each read-only layer at dir/<n> through the range's ID mapping, so that a
+// file the image gives to uid 0 is, to the pod, owned by its own root, with nothing copied or
+// chowned in the store. It returns the mounted paths in the order of layers.
+func (u *PrivateUsers) idmapLayers(layers []string, dir string) ([]string, error) {
+	ns, err := u.usernsFile()
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	out := make([]string, 0, len(layers))
+	for i, l := range layers {
+		target := filepath.Join(dir, strconv.Itoa(i))
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return nil, err
+		}
+		if err := idmapMount(l, target, ns); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l, err)
+		}
+		out = append(out, target)
+	}
+	return out, nil
+}
+
+func idmapMount(src, target string, userns *os.File) error {
+	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("open_tree: %w", err)
+	}
+	defer unix.Close(tree)
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY, Userns_fd: uint64(userns.Fd())}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("idmapped mount: %w (the kernel or the store's filesystem does not support it; use --no-overlay)", err)
+		}
+		return fmt.Errorf("idmapped mount: %w", err)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount to %s: %w", target, err)
+	}
+	return nil
+}
+
+// shiftOwner gives path the owner that its source has, moved into the range: the root of an
+// overlay's upper dir decides who owns the pod's "/".
+func (u *PrivateUsers) shiftOwner(path, like string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(like, &st); err != nil {
+		return err
+	}
+	return os.Lchown(path, int(u.hostID(st.Uid)), int(u.hostID(st.Gid)))
+}
+
+// shiftTree moves the owner of every file under dir into the range (--no-overlay, where the
+// app's root is a copy of its own).
+func (u *PrivateUsers) shiftTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		mode := st.Mode
+		if err := os.Lchown(p, int(u.hostID(st.Uid)), int(u.hostID(st.Gid))); err != nil {
+			return err
+		}
+		// chown clears set-user-ID and set-group-ID bits; put them back.
+		if mode&(unix.S_ISUID|unix.S_ISGID) != 0 && mode&unix.S_IFMT != unix.S_IFLNK {
+			return unix.Chmod(p, mode&0o7777)
+		}
+		return nil
+	})
+}
+
+// hostID is the host ID of a pod's ID; IDs outside the range stay as nobody sees them.
+func (u *PrivateUsers) hostID(id uint32) uint32 {
+	if id >= u.Count {
+		return 65534 + u.Shift
+	}
+	return id + u.Shift
+}
+
+// UsernsRootDir holds, for each pod in a user namespace, a path to its apps' roots that the
+// pod's root can walk: the apps set up their roots from inside their user namespace, where the
+// pod directory (mode 0700, under /var/lib/rkt, like every directory on the way) is closed to
+// them. /run/rkt/userns is 0711; /run/rkt/userns/<uuid> belongs to the pod's host root, 0700,
+// so no other pod and no other user can walk it; <uuid>/<app> is a bind mount of the app's root.
+var UsernsRootDir = "/run/rkt/userns"
+
+// exposeRoot bind-mounts an app's root where the pod's user namespace can reach it, and returns
+// that path.
+func (u *PrivateUsers) exposeRoot(uuid, app, rootfs string) (string, error) {
+	if err := os.MkdirAll(UsernsRootDir, 0o711); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(UsernsRootDir, 0o711); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(UsernsRootDir, uuid)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	if err := os.Lchown(dir, int(u.Shift), int(u.Shift)); err != nil {
+		return "", err
+	}
+	target := filepath.Join(dir, app)
+	if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	if err := unix.Mount(rootfs, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return "", fmt.Errorf("bind %s to %s: %w", rootfs, target, err)
+	}
+	return target, nil
+}
+
+// cleanUsernsRoots undoes exposeRoot for a pod: nothing is left under UsernsRootDir.
+func cleanUsernsRoots(uuid string) error {
+	dir := filepath.Join(UsernsRootDir, uuid)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := unmountUnder(dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// mountSysfs mounts a sysfs for the pod's network namespace (the host's when netns is "") at
+// target, read-only. Apps in a user namespace cannot mount one themselves: the sandbox's network
+// namespace belongs to the host's user namespace. The mount is made on a thread of its own that
+// dies with it, so no other goroutine runs in the pod's namespace.
+func mountSysfs(netns, target string) error {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes when the goroutine ends
+		if netns != "" {
+			fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer unix.Close(fd)
+			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+				errc <- fmt.Errorf("enter %s: %w", netns, err)
+				return
+			}
+		}
+		errc <- unix.Mount("sysfs", target, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("sysfs for the pod: %w", err)
+	}
+	return nil
+}
