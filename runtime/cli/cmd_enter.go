@@ -12,12 +12,24 @@ import (
 
 func init() {
 	register(func(env *Env) *cobra.Command {
-		var appName string
+		var appName, tty string
 		c := &cobra.Command{
 			Use:   "enter [--app=NAME] UUID [CMD [ARGS...]]",
 			Short: "Run a command in a running app of a pod (default /bin/sh)",
 			Args:  cobra.MinimumNArgs(1),
 			RunE: func(_ *cobra.Command, args []string) error {
+				var useTTY bool
+				switch tty {
+				case "auto":
+					// Like a login: a pty when rkt enter runs on a terminal; plain streams for
+					// scripts, pipes and redirected output (a pty would turn \n into \r\n).
+					useTTY = stage1.IsTerminal(env.Stdin) && stage1.IsTerminal(env.Stdout)
+				case "true":
+					useTTY = true
+				case "false":
+				default:
+					return fmt.Errorf("--tty=%s: want auto, true or false", tty)
+				}
 				p, err := pod.NewStore(env.G.Dir).Get(args[0])
 				if err != nil {
 					return err
@@ -49,7 +61,10 @@ func init() {
 				if len(cmd) == 0 {
 					cmd = []string{"/bin/sh"}
 				}
-				code, err := stage1.Enter(p.Path(), appName, cmd, appEnv, env.Stdin, env.Stdout, env.Stderr)
+				code, err := stage1.Enter(env.Ctx, p.Path(), appName, stage1.EnterCommand{
+					Args: cmd, Env: appEnv, TTY: useTTY,
+					Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr,
+				})
 				if err != nil {
 					return &ExitError{Code: 254, Err: err}
 				}
@@ -61,6 +76,8 @@ func init() {
 		}
 		c.Flags().SetInterspersed(false)
 		c.Flags().StringVar(&appName, "app", "", "name of the app to enter")
+		c.Flags().StringVar(&tty, "tty", "auto", "run the command on a new pty: auto (when stdin and stdout are terminals), true or false")
+		c.Flags().Lookup("tty").NoOptDefVal = "true"
 		return c
 	})
 }

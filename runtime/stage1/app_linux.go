@@ -14,7 +14,6 @@ import (
 
 	"github.com/moby/sys/user"
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/utils"
 	"golang.org/x/sys/unix"
 )
 
@@ -125,16 +124,16 @@ func copyLayers(layers []string, dir string) error {
 }
 
 // startInteractive starts an app on a terminal: libcontainer hands back the pty master over a
-// socket, and rkt run copies between it and its own stdin/stdout.
+// socket, and rkt run copies between it and its own stdin/stdout (terminal_linux.go). The
+// caller's terminal is put back, after the app's last output, by r.restore at the end of Run.
 func (r *Runner) startInteractive(ctx context.Context, podDir string, c *libcontainer.Container, proc *libcontainer.Process, a *app) error {
-	parent, child, err := utils.NewSockPair("console")
+	req, err := requestConsole(proc, r.Stdin, r.Stdout)
 	if err != nil {
 		return err
 	}
-	defer parent.Close()
-	proc.ConsoleSocket = child
+	defer req.close()
 	err = c.Start(proc)
-	child.Close()
+	req.started()
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -147,30 +146,22 @@ func (r *Runner) startInteractive(ctx context.Context, podDir string, c *libcont
 		return fmt.Errorf("exec: %w", err)
 	}
 	a.execd = true
-	master, err := utils.RecvFile(parent)
+	master, err := req.receive()
 	if err != nil {
-		return fmt.Errorf("receive console: %w", err)
+		return err
 	}
-	if r.Stdin != nil {
-		if f, ok := r.Stdin.(*os.File); ok {
-			if st, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
-				raw := *st
-				raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-				raw.Oflag &^= unix.OPOST
-				raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-				raw.Cflag &^= unix.CSIZE | unix.PARENB
-				raw.Cflag |= unix.CS8
-				if unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, &raw) == nil {
-					r.restore = func() { unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, st) }
-				}
-			}
-		}
-		go io.Copy(master, r.Stdin)
-	}
-	go func() {
-		io.Copy(r.Stdout, master)
+	con, err := attachConsole(master, r.Stdin, r.Stdout)
+	if err != nil {
 		master.Close()
-	}()
+		return err
+	}
+	prev := r.restore
+	r.restore = func() {
+		con.Close()
+		if prev != nil {
+			prev()
+		}
+	}
 	return nil
 }
 

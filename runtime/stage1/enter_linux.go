@@ -1,19 +1,35 @@
 package stage1
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
 )
+
+// EnterCommand is what Enter runs in an app's container.
+type EnterCommand struct {
+	Args []string
+	// Env is added to (and overrides) the defaults; rkt enter passes the app's environment.
+	Env []string
+	// TTY runs the command on a new pty inside the container, attached to Stdin and Stdout
+	// (its stderr goes to the pty too); a terminal Stdin is put in raw mode meanwhile, and the
+	// pty follows its window size. Without TTY the command gets the three streams as they are.
+	TTY    bool
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
 
 // Enter runs a command inside a running app's container, in all its namespaces and cgroups, as
 // root with the app's capability set and seccomp filter (rkt enter). It returns the command's
-// exit status.
-// env is added to (and overrides) the defaults; rkt enter passes the app's environment.
-func Enter(podDir, app string, args, env []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+// exit status once the command has exited and, with a pty, its output has been copied.
+// Cancelling ctx (SIGINT, SIGTERM to rkt) sends the command SIGTERM.
+func Enter(ctx context.Context, podDir, app string, cmd EnterCommand) (int, error) {
 	c, err := libcontainer.Load(filepath.Join(podDir, libcontainerDir), app)
 	if err != nil {
 		return 254, fmt.Errorf("app %s: %w", app, err)
@@ -23,18 +39,56 @@ func Enter(podDir, app string, args, env []string, stdin io.Reader, stdout, stde
 		return 254, fmt.Errorf("app %s: %w (status %v)", app, errNotRunning, st)
 	}
 	proc := &libcontainer.Process{
-		Args:   args,
-		Env:    enterEnv(app, env),
-		Cwd:    "/",
-		Stdin:  stdin,
-		Stdout: stdout,
-		Stderr: stderr,
-		Init:   false,
+		Args: cmd.Args,
+		Env:  enterEnv(app, cmd.Env),
+		Cwd:  "/",
+		Init: false,
 	}
+	if !cmd.TTY {
+		proc.Stdin, proc.Stdout, proc.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
+		if err := c.Run(proc); err != nil {
+			return 254, fmt.Errorf("app %s: enter: %w", app, err)
+		}
+		return wait(ctx, proc), nil
+	}
+	req, err := requestConsole(proc, cmd.Stdin, cmd.Stdout)
+	if err != nil {
+		return 254, fmt.Errorf("app %s: enter: %w", app, err)
+	}
+	defer req.close()
 	if err := c.Run(proc); err != nil {
 		return 254, fmt.Errorf("app %s: enter: %w", app, err)
 	}
-	return waitExit(proc).ExitCode, nil
+	master, err := req.receive()
+	if err != nil {
+		proc.Signal(unix.SIGKILL)
+		proc.Wait()
+		return 254, fmt.Errorf("app %s: enter: %w", app, err)
+	}
+	con, err := attachConsole(master, cmd.Stdin, cmd.Stdout)
+	if err != nil {
+		master.Close()
+		proc.Signal(unix.SIGKILL)
+		proc.Wait()
+		return 254, fmt.Errorf("app %s: enter: %w", app, err)
+	}
+	code := wait(ctx, proc)
+	con.Close()
+	return code, nil
+}
+
+// wait returns proc's exit status; if ctx ends first, proc gets SIGTERM.
+func wait(ctx context.Context, proc *libcontainer.Process) int {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			proc.Signal(unix.SIGTERM)
+		case <-done:
+		}
+	}()
+	return waitExit(proc).ExitCode
 }
 
 func enterEnv(app string, extra []string) []string {
