@@ -467,17 +467,36 @@ func TestRootRollbackReported(t *testing.T) {
 	if st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateBad {
 		t.Fatalf("after three failed boots: %+v", st)
 	}
-	w.unpublish()
-	if out, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput(); err != nil {
-		t.Fatalf("update_engine -once on the old slot: %v\n%s", err, out)
+	// Back on the old slot, with the server still offering 2.0.0: the rollback is reported,
+	// and 2.0.0 is not installed again.
+	out, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "rolled back from it") {
+		t.Fatalf("update_engine -once on the old slot, 2.0.0 still offered: %v\n%s", err, out)
 	}
 	evs := w.events()
-	last := evs[len(evs)-1]
-	if last.Type != omaha.EventTypeUpdateComplete || last.Result != omaha.EventResultError ||
-		last.ErrorCode != omaha.ErrorCodeRollback || last.PreviousVersion != "2.0.0" || last.Version != "1.0.0" {
-		t.Fatalf("rollback event %+v", last)
+	var rollback *omahaserver.Event
+	for i := range evs {
+		if evs[i].Type == omaha.EventTypeUpdateComplete && evs[i].Result == omaha.EventResultError {
+			rollback = &evs[i]
+		}
+		if evs[i].Type == omaha.EventTypeUpdateDownloadStarted && rollback != nil {
+			t.Fatalf("the rolled-back version was downloaded again: %+v", evs[i:])
+		}
+	}
+	if rollback == nil || rollback.ErrorCode != omaha.ErrorCodeRollback || rollback.PreviousVersion != "2.0.0" || rollback.Version != "1.0.0" {
+		t.Fatalf("rollback event %+v in %+v", rollback, evs)
+	}
+	if st := w.status(); st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateBad {
+		t.Fatalf("after the refusal: %+v", st)
 	}
 	if hashDev(t, w.d.Part(3), disklayout.SlotA.Partition().Size) != w.hashA {
 		t.Fatal("USR-A changed")
+	}
+	// An operator can retry it.
+	if out, err := exec.Command(w.engineBin, w.engineArgs("-once", "-force")...).CombinedOutput(); err != nil || !strings.Contains(string(out), "updated: reboot") {
+		t.Fatalf("update_engine -once -force: %v\n%s", err, out)
+	}
+	if st := w.status(); st.Next != disklayout.SlotB || st.Slot(disklayout.SlotB).State != slots.StateTrying {
+		t.Fatalf("after the forced retry: %+v", st)
 	}
 }
