@@ -5,6 +5,7 @@
 package install
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -232,7 +233,15 @@ func (in *installation) writeImage(ctx context.Context) error {
 				return fmt.Errorf("%w: image is longer than the signed %d bytes", imagesig.ErrBadSignature, in.signed.Size)
 			}
 			h.Write(buf[:n])
-			if _, err := in.disk.WriteAt(buf[:n], in.written); err != nil {
+			// Most of a disk image is zeros (the empty slot, free space in filesystems): those
+			// runs are zeroed on the device rather than written.
+			var err error
+			if isZero(buf[:n]) {
+				err = zeroRange(in.disk, in.written, int64(n))
+			} else {
+				_, err = in.disk.WriteAt(buf[:n], in.written)
+			}
+			if err != nil {
 				in.written += int64(n) // some of it may have landed
 				return err
 			}
@@ -252,4 +261,17 @@ func (in *installation) writeImage(ctx context.Context) error {
 
 func (in *installation) verify(context.Context) error {
 	return in.signed.Check(in.received)
+}
+
+var zeros = make([]byte, 4<<20)
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }

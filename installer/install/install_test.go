@@ -83,16 +83,19 @@ func smallImage(t *testing.T) (img, pubPath string) {
 	return img, pubPath
 }
 
-// targetDisk attaches a 64 MiB loop device and detaches it (and its partitions) at the end.
+// targetDisk attaches a 64 MiB loop device, full of a non-zero pattern, and detaches it (and
+// its partitions) at the end.
 func targetDisk(t *testing.T) string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "losetup")
 	testenv.RequireCommand(t, "partx")
 	backing := filepath.Join(t.TempDir(), "disk")
-	f, _ := os.Create(backing)
-	f.Truncate(64 * mib)
-	f.Close()
+	// Not zeros: what the install leaves must be the image's, zero runs included, whatever the
+	// disk held before.
+	if err := os.WriteFile(backing, bytes.Repeat([]byte{0xa5}, 64*mib), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
 	testenv.Require(t, err == nil, "losetup: %v", err)
 	dev := strings.TrimSpace(string(out))
