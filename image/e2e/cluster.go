@@ -229,6 +229,12 @@ func (c *Cluster) Update(ctx context.Context, payloadPath string) (*UpdateResult
 				errs <- err
 				return
 			}
+			// The update's UKI names no partition: early boot takes the slot whose entry
+			// systemd-boot says it booted (LoaderEntrySelected).
+			if want := "cairn-init: the loader booted slot B's entry"; !strings.Contains(h.VM().Console(), want) {
+				errs <- fmt.Errorf("%s: early boot did not say %q:\n%s", h.Name, want, initLines(h.VM().Console()))
+				return
+			}
 			rb.Up = time.Now()
 			c.say("%s: up on Cairn %s from slot B (+%v)", h.Name, New, rb.Up.Sub(r.Offered).Round(time.Second))
 			mu.Lock()
@@ -497,4 +503,15 @@ func (l *semaphoreLog) maxHolders() int {
 		n = max(n, len(e.holders))
 	}
 	return n
+}
+
+// initLines are the console lines of Cairn's early boot.
+func initLines(console string) string {
+	var out []string
+	for _, l := range strings.Split(console, "\n") {
+		if strings.Contains(l, "cairn-init:") {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -3,6 +3,7 @@ package initramfs
 import (
 	"path/filepath"
 	"regexp"
+	"strings"
 	"unicode/utf16"
 
 	"github.com/cairn-os/cairn/internal/disklayout"
@@ -12,7 +13,9 @@ import (
 const LoaderEntrySelected = "LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 
 // entrySlot matches a slot's UKI: cairn-<version>-<A|B>[+tries[-done]].efi (update-engine/slots).
-var entrySlot = regexp.MustCompile(`^cairn-[^/]+-([AB])(\+[0-9]+(-[0-9]+)?)?\.efi$`)
+// systemd-boot folds entry IDs to lower case (the ESP's FAT is case-insensitive), so the
+// variable names cairn-1.0.1-b.efi for the file cairn-1.0.1-B.efi.
+var entrySlot = regexp.MustCompile(`(?i)^cairn-[^/]+-([AB])(\+[0-9]+(-[0-9]+)?)?\.efi$`)
 
 // SelectedSlot is the slot whose entry the loader booted, read from an efivarfs file's
 // contents (4 bytes of attributes, then a NUL-terminated UTF-16LE string). ok is false when
@@ -34,5 +37,5 @@ func SelectedSlot(v []byte) (disklayout.Slot, bool) {
 	if m == nil {
 		return "", false
 	}
-	return disklayout.Slot(m[1]), true
+	return disklayout.Slot(strings.ToUpper(m[1])), true
 }

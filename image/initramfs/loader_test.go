@@ -24,6 +24,11 @@ func TestSelectedSlot(t *testing.T) {
 		{efiString("cairn-1.0.1-B.efi"), disklayout.SlotB, true},
 		{efiString("cairn-1.0.2-A+2-1.efi"), disklayout.SlotA, true},
 		{efiString("cairn-1.0.2-A+0-3.efi"), disklayout.SlotA, true},
+		// As systemd-boot writes them: IDs folded to lower case.
+		{efiString("cairn-1.0.1-b.efi"), disklayout.SlotB, true},
+		{efiString("cairn-1.0.2-a+2-1.efi"), disklayout.SlotA, true},
+		{efiString("CAIRN-1.0.2-A.EFI"), disklayout.SlotA, true},
+		{efiString("cairn-1.0.0-c.efi"), "", false},
 		{efiString("cairn-1.0.0-C.efi"), "", false},
 		{efiString("auto-efi-shell"), "", false},
 		{efiString("cairn-1.0.1-B.conf"), "", false},
