@@ -64,7 +64,7 @@ func New(t testing.TB) *Disk {
 	}
 	f.Truncate(disklayout.MinDiskSize())
 	f.Close()
-	loop := run(t, "losetup", "-f", "--show", img)
+	loop := run(t, "losetup", "--direct-io=on", "-f", "--show", img)
 	d := &Disk{Loop: loop}
 	t.Cleanup(func() {
 		exec.Command("partx", "-d", loop).Run()
