@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cairn-os/cairn/runtime/stage1"
 )
@@ -87,7 +88,27 @@ func TestPrivateUsers(t *testing.T) {
 	if uid != shift {
 		t.Fatalf("the app runs as host uid %d, want %d", uid, shift)
 	}
-	e.run("stop", uuid)
+	// A killed rkt run leaves the roots' path under UsernsRootDir to gc, which removes it.
+	if err := syscall.Kill(int(e.status(uuid)["pid"].(float64)), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); e.status(uuid)["state"] != "exited"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("pod not exited after its rkt run was killed")
+		}
+	}
+	if _, err := os.Stat(filepath.Join(stage1.UsernsRootDir, uuid)); err != nil {
+		t.Fatalf("a killed pod's path under %s is gone before gc: %v", stage1.UsernsRootDir, err)
+	}
+	if r := e.run("gc", "--grace-period=0s"); r.code != 0 {
+		t.Fatalf("gc: %d %s", r.code, r.err)
+	}
+	if _, err := os.Stat(filepath.Join(stage1.UsernsRootDir, uuid)); !os.IsNotExist(err) {
+		t.Fatalf("gc left the pod's path under %s: %v", stage1.UsernsRootDir, err)
+	}
+	if left := e.podLeftovers(); len(left) > 0 {
+		t.Fatalf("left after gc: %v", left)
+	}
 }
 
 func ownerOf(t *testing.T, path string) uint32 {
