@@ -184,7 +184,9 @@ func preparePod(ctx context.Context, env *Env, f *podFlags, apps []appSpec) (*po
 		NetPluginDirs: append([]string{filepath.Join(env.G.LocalConfig, "net.d")}, network.DefaultPluginDirs...),
 		Interactive:   f.interactive, NoOverlay: f.noOverlay, InsecureSeccomp: ins.Has(insecure.Seccomp)}
 	if f.privateUsers {
-		opts.PrivateUsers = stage1.RandomPrivateUsers()
+		if opts.PrivateUsers, err = stage1.NewPrivateUsers(filepath.Join(env.G.Dir, "pods")); err != nil {
+			return nil, err
+		}
 	}
 	if err := opts.Validate(); err != nil {
 		return nil, err

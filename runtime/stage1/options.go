@@ -202,13 +202,38 @@ func ResolvConf(o *Options, cni *cnitypes.DNS) []byte {
 func ImagesInUse(podsDir string) ([]string, error) {
 	seen := map[string]bool{}
 	var ids []string
+	err := eachPodOptions(podsDir, func(o *Options) {
+		for _, a := range o.Apps {
+			if a.ImageID != "" && !seen[a.ImageID] {
+				seen[a.ImageID] = true
+				ids = append(ids, a.ImageID)
+			}
+		}
+	})
+	return ids, err
+}
+
+// UIDShiftsInUse returns the --private-users blocks of the pods that are not gone yet: their
+// files (upper dirs, empty volumes) still belong to them.
+func UIDShiftsInUse(podsDir string) (map[uint32]bool, error) {
+	shifts := map[uint32]bool{}
+	err := eachPodOptions(podsDir, func(o *Options) {
+		if o.PrivateUsers != nil {
+			shifts[o.PrivateUsers.Shift] = true
+		}
+	})
+	return shifts, err
+}
+
+// eachPodOptions calls fn with the options of every pod past its embryo phase.
+func eachPodOptions(podsDir string, fn func(*Options)) error {
 	for _, ph := range []string{"prepare", "prepared", "run", "exited-garbage", "garbage"} {
 		ents, err := os.ReadDir(filepath.Join(podsDir, ph))
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			return nil, err
+			return err
 		}
 		for _, e := range ents {
 			b, err := os.ReadFile(filepath.Join(podsDir, ph, e.Name(), OptionsFile))
@@ -219,13 +244,8 @@ func ImagesInUse(podsDir string) ([]string, error) {
 			if json.Unmarshal(b, &o) != nil {
 				continue
 			}
-			for _, a := range o.Apps {
-				if a.ImageID != "" && !seen[a.ImageID] {
-					seen[a.ImageID] = true
-					ids = append(ids, a.ImageID)
-				}
-			}
+			fn(&o)
 		}
 	}
-	return ids, nil
+	return nil
 }

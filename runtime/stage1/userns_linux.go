@@ -25,17 +25,31 @@ type PrivateUsers struct {
 // image may use has a host ID.
 const UIDRangeSize = 1 << 16
 
-// RandomPrivateUsers picks a pod's range as rkt did: a random 65536-aligned block above the
-// host's own first block and below 2^31 (IDs the kernel and most tools treat as signed stay
-// positive). Two pods may draw the same block; the chance is 1 in 32767 per pair.
-func RandomPrivateUsers() *PrivateUsers {
-	return &PrivateUsers{Shift: uint32(1+rand.IntN(1<<15-1)) * UIDRangeSize, Count: UIDRangeSize}
+// NewPrivateUsers picks a pod's block as rkt did, at random: a 65536-aligned block above the
+// host's own first block and below 2^31 (IDs that tools treat as signed stay positive), and
+// not one that another pod in podsDir holds, so that no two pods share host IDs.
+func NewPrivateUsers(podsDir string) (*PrivateUsers, error) {
+	taken, err := UIDShiftsInUse(podsDir)
+	if err != nil {
+		return nil, fmt.Errorf("private users: the blocks of other pods: %w", err)
+	}
+	for i := 0; i < 1000; i++ {
+		u := &PrivateUsers{Shift: drawShift(), Count: UIDRangeSize}
+		if !taken[u.Shift] {
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("private users: no free block of %d IDs (%d pods hold one)", UIDRangeSize, len(taken))
 }
 
-// Validate checks a range read from a pod's options.
+// drawShift draws a block at random (tests replace it).
+var drawShift = func() uint32 { return uint32(1+rand.IntN(1<<15-1)) * UIDRangeSize }
+
+// Validate checks a block read from a pod's options: what NewPrivateUsers makes, nothing
+// that could map a pod's IDs onto the host's own users.
 func (u *PrivateUsers) Validate() error {
-	if u.Shift == 0 || u.Count == 0 || uint64(u.Shift)+uint64(u.Count) > 1<<31 {
-		return fmt.Errorf("private users: shift %d count %d: want a range of host IDs above 0 and below 2^31", u.Shift, u.Count)
+	if u.Shift < UIDRangeSize || u.Shift%UIDRangeSize != 0 || u.Count != UIDRangeSize || uint64(u.Shift)+uint64(u.Count) > 1<<31 {
+		return fmt.Errorf("private users: shift %d count %d: want %d IDs at a multiple of %d from %d to 2^31", u.Shift, u.Count, UIDRangeSize, UIDRangeSize, UIDRangeSize)
 	}
 	return nil
 }
@@ -45,6 +59,10 @@ func (u *PrivateUsers) Validate() error {
 // its exec before running anything, and is killed once its namespace is open.
 func (u *PrivateUsers) usernsFile() (*os.File, error) {
 	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(u.Shift), Size: int(u.Count)}}
+	// The child stops for its tracer, the thread that started it; were that thread to end
+	// (Go ends a locked thread whose goroutine returns), the child would run on.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	p, err := os.StartProcess("/proc/self/exe", []string{"cairn-userns"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWUSER, UidMappings: m, GidMappings: m, Ptrace: true,
 	}})
@@ -115,8 +133,11 @@ func (u *PrivateUsers) shiftOwner(path, like string) error {
 }
 
 // shiftTree moves the owner of every file under dir into the range (--no-overlay, where the
-// app's root is a copy of its own).
+// app's root is a copy of its own). A file with several names is moved once; set-ID bits and
+// file capabilities, which chown clears, are put back.
 func (u *PrivateUsers) shiftTree(dir string) error {
+	type inode struct{ dev, ino uint64 }
+	done := map[inode]bool{}
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -125,13 +146,36 @@ func (u *PrivateUsers) shiftTree(dir string) error {
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
-		mode := st.Mode
+		if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			id := inode{uint64(st.Dev), st.Ino}
+			if done[id] {
+				return nil
+			}
+			done[id] = true
+		}
+		isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+		var caps []byte
+		if !isLink && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if n, err := unix.Lgetxattr(p, "security.capability", nil); err == nil && n > 0 {
+				caps = make([]byte, n)
+				if n, err = unix.Lgetxattr(p, "security.capability", caps); err != nil {
+					return fmt.Errorf("%s: file capabilities: %w", p, err)
+				}
+				caps = caps[:n]
+			}
+		}
 		if err := os.Lchown(p, int(u.hostID(st.Uid)), int(u.hostID(st.Gid))); err != nil {
 			return err
 		}
-		// chown clears set-user-ID and set-group-ID bits; put them back.
-		if mode&(unix.S_ISUID|unix.S_ISGID) != 0 && mode&unix.S_IFMT != unix.S_IFLNK {
-			return unix.Chmod(p, mode&0o7777)
+		if !isLink && st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+			if err := unix.Chmod(p, st.Mode&0o7777); err != nil {
+				return err
+			}
+		}
+		if caps != nil {
+			if err := unix.Lsetxattr(p, "security.capability", caps, 0); err != nil {
+				return fmt.Errorf("%s: file capabilities: %w", p, err)
+			}
 		}
 		return nil
 	})

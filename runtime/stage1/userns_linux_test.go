@@ -147,14 +147,20 @@ func sleeperUID(t *testing.T, arg string) int {
 }
 
 func TestPrivateUsersRange(t *testing.T) {
+	dir := t.TempDir()
 	for i := 0; i < 1000; i++ {
-		u := stage1.RandomPrivateUsers()
-		if err := u.Validate(); err != nil || u.Shift%65536 != 0 || u.Count != 65536 {
-			t.Fatalf("random range %+v: %v", u, err)
+		u, err := stage1.NewPrivateUsers(dir)
+		if err != nil || u.Validate() != nil {
+			t.Fatalf("random range %+v: %v / %v", u, err, u.Validate())
 		}
 	}
-	// Ranges from a pod's options on disk that would map the host's root or wrap around.
-	for _, u := range []stage1.PrivateUsers{{Shift: 0, Count: 65536}, {Shift: 65536, Count: 0}, {Shift: 1 << 31, Count: 65536}, {Shift: 0xffff0000, Count: 0x20000}} {
+	// Ranges from a pod's options on disk that could map a pod's IDs onto the host's own, or
+	// wrap around.
+	for _, u := range []stage1.PrivateUsers{
+		{Shift: 0, Count: 65536}, {Shift: 1, Count: 65536}, {Shift: 1000, Count: 65536}, {Shift: 65536 + 4096, Count: 65536},
+		{Shift: 65536, Count: 0}, {Shift: 65536, Count: 1000}, {Shift: 65536, Count: 1 << 20},
+		{Shift: 1 << 31, Count: 65536}, {Shift: 0xffff0000, Count: 65536},
+	} {
 		if err := u.Validate(); err == nil {
 			t.Errorf("range %+v accepted", u)
 		}
