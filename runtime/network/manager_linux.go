@@ -118,13 +118,16 @@ func (s *State) TeardownNeedsNetns() bool {
 			Plugins []struct {
 				Type   string `json:"type"`
 				IPMasq bool   `json:"ipMasq"`
+				// bridge's MAC spoof check is an nftables chain that its DEL removes only
+				// when it sees the namespace.
+				MacSpoofChk bool `json:"macspoofchk"`
 			} `json:"plugins"`
 		}
 		if err := json.Unmarshal([]byte(a.Conf), &list); err != nil || len(list.Plugins) == 0 {
 			return true
 		}
 		for _, p := range list.Plugins {
-			if !netnsFreeDel[p.Type] || p.IPMasq {
+			if !netnsFreeDel[p.Type] || p.IPMasq || p.MacSpoofChk {
 				return true
 			}
 		}

@@ -57,6 +57,7 @@ func TestTeardownNeedsNetns(t *testing.T) {
 		{st(`{"plugins":[{"type":"ptp","ipMasq":true}]}`), true},                       // finds its rules through the pod's link
 		{st(`{"plugins":[{"type":"ptp"}]}`, `{"plugins":[{"type":"flannel"}]}`), true}, // unknown to Cairn
 		{st(`{"plugins":[{"type":"host-device"}]}`), true},                             // moves the device back
+		{st(`{"plugins":[{"type":"bridge","macspoofchk":true}]}`), true},               // its chain goes with the link
 		{st(`not json`), true},
 		{st(`{"plugins":[]}`), true},
 	} {
