@@ -470,7 +470,7 @@ func TestRootRollbackReported(t *testing.T) {
 	// Back on the old slot, with the server still offering 2.0.0: the rollback is reported,
 	// and 2.0.0 is not installed again.
 	out, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "rolled back from it") {
+	if err != nil || !strings.Contains(string(out), "rolled back from it") || !strings.Contains(string(out), "no update") {
 		t.Fatalf("update_engine -once on the old slot, 2.0.0 still offered: %v\n%s", err, out)
 	}
 	evs := w.events()

@@ -222,15 +222,23 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 	if err != nil || u == nil {
 		return ResultNoUpdate, err
 	}
-	if !force && e.rolledBack(ctx, u.Version) {
+	if !force {
 		// As update_engine kept a rolled-back version off the machine: otherwise a server
 		// that goes on offering it (as long as the rollback report has not made someone pull
 		// it) would have the machine install it, fail three boots and roll back, again and
-		// again.
-		err := fmt.Errorf("version %s: %w", u.Version, ErrRolledBack)
-		e.log().Warn("not applying the update", "version", u.Version, "err", err)
-		e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpIdle, err.Error() })
-		return ResultNoUpdate, err
+		// again. It is no update, not a failure: the checks go on at their pace, and find
+		// the next version when it comes.
+		bad, err := e.rolledBack(ctx, u.Version)
+		if err != nil {
+			e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpIdle, err.Error() })
+			return ResultNoUpdate, err
+		}
+		if bad {
+			why := fmt.Errorf("version %s: %w", u.Version, ErrRolledBack)
+			e.log().Warn("not applying the update", "version", u.Version, "reason", why)
+			e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpIdle, why.Error() })
+			return ResultNoUpdate, nil
+		}
 	}
 	e.log().Info("update available", "version", u.Version, "size", u.Size, "url", u.URL)
 	e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadStarted, Result: omaha.EventResultSuccess})
@@ -286,23 +294,24 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 	return ResultUpdated, nil
 }
 
-// ErrRolledBack refuses a version that this machine installed before and rolled back from.
+// ErrRolledBack is why a version that this machine installed before and rolled back from is
+// not installed again (Status.LastError).
 var ErrRolledBack = errors.New("this machine rolled back from it (it never booted to good); an operator can retry it with update_engine_client -update -force")
 
 // rolledBack reports whether a slot holds version and the loader gave up on it: it booted out
 // of tries without being blessed good. The slot keeps that state until an update overwrites
 // it, which is as long as the version is refused.
-func (e *Engine) rolledBack(ctx context.Context, version string) bool {
+func (e *Engine) rolledBack(ctx context.Context, version string) (bool, error) {
 	st, err := e.Slots.Status(ctx)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("slots: %w", err)
 	}
 	for _, s := range st.Slots {
 		if s.Version == version && s.State == slots.StateBad {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // ReportBoot resolves the record of an applied update after a (re)start: booted into the new
