@@ -100,8 +100,7 @@ func delMasq(podID, netName, ifName string) error {
 	if err != nil {
 		return fmt.Errorf("masquerade: nftables: %w", err)
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: masqTable}
-	ch := &nftables.Chain{Table: t, Name: masqChain}
+	t, ch := masqRefs()
 	if err := delMasqRules(c, t, ch, masqComment(podID, netName, ifName)); err != nil {
 		return err
 	}
@@ -119,14 +118,29 @@ func masqObjects(c *nftables.Conn) (*nftables.Table, *nftables.Chain) {
 	return t, ch
 }
 
-// delMasqRules queues the deletion of the chain's rules that carry comment.
-func delMasqRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, comment string) error {
+// masqRefs names the table and chain, for reading and deleting rules.
+func masqRefs() (*nftables.Table, *nftables.Chain) {
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: masqTable}
+	return t, &nftables.Chain{Table: t, Name: masqChain}
+}
+
+// masqRules lists the chain's rules; a table or chain that does not exist yet has none.
+func masqRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain) ([]*nftables.Rule, error) {
 	rules, err := c.GetRules(t, ch)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("masquerade: list table inet %s chain %s: %w", masqTable, masqChain, err)
+		return nil, fmt.Errorf("masquerade: list table inet %s chain %s: %w", masqTable, masqChain, err)
+	}
+	return rules, nil
+}
+
+// delMasqRules queues the deletion of the chain's rules that carry comment.
+func delMasqRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, comment string) error {
+	rules, err := masqRules(c, t, ch)
+	if err != nil {
+		return err
 	}
 	for _, r := range rules {
 		if got, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok && got == comment {
@@ -174,13 +188,10 @@ func MasqRules() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("masquerade: nftables: %w", err)
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: masqTable}
-	rules, err := c.GetRules(t, &nftables.Chain{Table: t, Name: masqChain})
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
-		return nil, nil
-	}
+	t, ch := masqRefs()
+	rules, err := masqRules(c, t, ch)
 	if err != nil {
-		return nil, fmt.Errorf("masquerade: list table inet %s chain %s: %w", masqTable, masqChain, err)
+		return nil, err
 	}
 	var out []string
 	for _, r := range rules {
