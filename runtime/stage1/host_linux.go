@@ -343,11 +343,11 @@ func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 	return errors.Join(errs...)
 }
 
-// teardownNetworks leaves the CNI networks recorded in the pod's state file and removes the
-// file once that worked, so that a second Clean does nothing.
-func teardownNetworks(ctx context.Context, podDir string) error {
+// teardownNetworks leaves the CNI networks recorded in the pod's state file (st and err, as
+// network.LoadState read it) and removes the file once that worked, so that a second Clean
+// does nothing.
+func teardownNetworks(ctx context.Context, podDir string, st *network.State, err error) error {
 	path := filepath.Join(podDir, NetStateFile)
-	st, err := network.LoadState(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -384,13 +384,14 @@ func Clean(ctx context.Context, podDir string) error {
 	// removes, say); otherwise the namespace goes first, and with it, in the kernel's own
 	// time, the pod's interfaces, which the plugins would otherwise delete one by one.
 	netns := filepath.Join(podDir, nsDir, "net")
-	if st, err := network.LoadState(filepath.Join(podDir, NetStateFile)); err == nil && !st.TeardownNeedsNetns() {
+	st, stErr := network.LoadState(filepath.Join(podDir, NetStateFile))
+	if stErr == nil && !st.TeardownNeedsNetns() {
 		if err := unmountUnder(filepath.Join(podDir, nsDir)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	netErr := make(chan error, 1)
-	go func() { netErr <- teardownNetworks(ctx, podDir) }()
+	go func() { netErr <- teardownNetworks(ctx, podDir, st, stErr) }()
 	if err := unmountUnder(podDir, netns); err != nil {
 		errs = append(errs, err)
 	}
