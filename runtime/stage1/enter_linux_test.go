@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 // openPty opens a pty pair, as a terminal emulator or sshd would for a login.
@@ -23,7 +25,7 @@ func openPty(t *testing.T) (master, slave *os.File) {
 	}
 	t.Cleanup(func() { master.Close() })
 	var n uint32
-	if err := ptyControl(master, func(fd int) (err error) {
+	if err := stage1.FDControl(master, func(fd int) (err error) {
 		if err = unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
 			return err
 		}
@@ -38,18 +40,6 @@ func openPty(t *testing.T) (master, slave *os.File) {
 	}
 	t.Cleanup(func() { slave.Close() })
 	return master, slave
-}
-
-func ptyControl(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
 }
 
 // onTerminal is rkt running on a pty of its own, as in an interactive login: the slave is its
@@ -68,7 +58,7 @@ type onTerminal struct {
 func startOnTerminal(t *testing.T, c *exec.Cmd, rows, cols uint16, gate <-chan struct{}) *onTerminal {
 	t.Helper()
 	master, slave := openPty(t)
-	if err := ptyControl(slave, func(fd int) error {
+	if err := stage1.FDControl(slave, func(fd int) error {
 		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 	}); err != nil {
 		t.Fatal(err)
@@ -136,7 +126,7 @@ func (o *onTerminal) wait() (int, string) {
 		o.t.Fatal(err)
 	}
 	var st *unix.Termios
-	if err := ptyControl(o.slave, func(fd int) (err error) { st, err = unix.IoctlGetTermios(fd, unix.TCGETS); return err }); err != nil {
+	if err := stage1.FDControl(o.slave, func(fd int) (err error) { st, err = unix.IoctlGetTermios(fd, unix.TCGETS); return err }); err != nil {
 		o.t.Fatal(err)
 	}
 	if st.Lflag&(unix.ICANON|unix.ECHO) != unix.ICANON|unix.ECHO || st.Oflag&unix.OPOST == 0 {
@@ -185,7 +175,7 @@ func TestEnterTerminal(t *testing.T) {
 	t.Run("window size follows", func(t *testing.T) {
 		o := startOnTerminal(t, e.cmd("enter", id, "/bin/sh", "-c", "trap 'stty size; exit 4' WINCH; echo ready; while :; do sleep 0.1; done"), 24, 80, nil)
 		o.waitFor("ready")
-		if err := ptyControl(o.slave, func(fd int) error {
+		if err := stage1.FDControl(o.slave, func(fd int) error {
 			return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: 50, Col: 132})
 		}); err != nil {
 			t.Fatal(err)
@@ -248,7 +238,7 @@ func TestInteractiveWindowSize(t *testing.T) {
 	o := startOnTerminal(t, e.cmd("run", "--interactive", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c",
 		"stty size; trap 'stty size; exit 6' WINCH; echo ready; while :; do sleep 0.1; done"), 33, 99, nil)
 	o.waitFor("ready")
-	if err := ptyControl(o.slave, func(fd int) error {
+	if err := stage1.FDControl(o.slave, func(fd int) error {
 		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: 44, Col: 111})
 	}); err != nil {
 		t.Fatal(err)
