@@ -32,6 +32,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	srv := &Server{Dir: *dir, AppID: *appID, EventLog: *events, Rate: *rate, Log: log}
+	if err := srv.LoadEvents(); err != nil {
+		fmt.Fprintf(stderr, "cairn-omaha-server: %v\n", err)
+		return 1
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn-omaha-server: %v\n", err)

@@ -1,15 +1,18 @@
 // Package omahaserver is a small Omaha 3.0 update server for development and tests: it
 // offers the newest payload found in <dir>/<group>/*.cairn to machines tracking that group,
 // serves the payload files (with Range support, optionally rate-limited), and records every
-// event the machines report.
+// event the machines report. A machine that reported rolling back from a version is not
+// offered that version again.
 package omahaserver
 
 import (
+	"bufio"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,6 +63,66 @@ type Server struct {
 	mu     sync.Mutex
 	events []Event
 	hashes map[string]fileHash
+	// rolledBack holds, per machine, the versions it booted back from.
+	rolledBack map[string]map[string]bool
+}
+
+// LoadEvents reads the events an earlier run recorded in EventLog (a missing file is no
+// event), so that a restarted server keeps its log and still knows which machine rolled
+// back from which version.
+func (s *Server) LoadEvents() error {
+	if s.EventLog == "" {
+		return nil
+	}
+	f, err := os.Open(s.EventLog)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var evs []Event
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		var ev Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("event log %s line %d: %w", s.EventLog, line, err)
+		}
+		evs = append(evs, ev)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("event log %s: %w", s.EventLog, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range evs {
+		s.note(ev)
+	}
+	s.events = append(evs, s.events...)
+	return nil
+}
+
+// note remembers a rollback; s.mu is held.
+func (s *Server) note(ev Event) {
+	if ev.ErrorCode != omaha.ErrorCodeRollback || ev.PreviousVersion == "" || ev.MachineID == "" {
+		return
+	}
+	if s.rolledBack == nil {
+		s.rolledBack = map[string]map[string]bool{}
+	}
+	if s.rolledBack[ev.MachineID] == nil {
+		s.rolledBack[ev.MachineID] = map[string]bool{}
+	}
+	s.rolledBack[ev.MachineID][ev.PreviousVersion] = true
+}
+
+// refused reports whether a machine rolled back from a version.
+func (s *Server) refused(machine, version string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rolledBack[machine][version]
 }
 
 type fileHash struct {
@@ -137,7 +200,13 @@ func (s *Server) answer(r *http.Request, app *omaha.AppRequest) *omaha.AppRespon
 		return out
 	}
 	out.UpdateCheck = &omaha.UpdateResponse{Status: omaha.StatusNoUpdate}
-	name, fh, err := s.newest(app.Track)
+	name, fh, err := s.newest(app.Track, func(version string) bool {
+		if s.refused(app.MachineID, version) {
+			s.log().Info("not offering a version the machine rolled back from", "machine", app.MachineID, "version", version)
+			return true
+		}
+		return false
+	})
 	if err != nil {
 		s.log().Warn("looking for payloads", "group", app.Track, "err", err)
 		out.UpdateCheck.Status = omaha.StatusInternalError
@@ -169,6 +238,7 @@ func (s *Server) record(ev Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, ev)
+	s.note(ev)
 	s.log().Info("event", "machine", ev.MachineID, "type", ev.Type.String(), "result", ev.Result, "errorcode", ev.ErrorCode)
 	if s.EventLog == "" {
 		return
@@ -192,8 +262,9 @@ func validGroup(g string) bool {
 	return g != "" && g != "." && g != ".." && !strings.ContainsAny(g, "/\\\x00")
 }
 
-// newest finds the payload with the highest version in the group's directory.
-func (s *Server) newest(group string) (string, fileHash, error) {
+// newest finds the payload with the highest version in the group's directory that skip
+// does not refuse.
+func (s *Server) newest(group string, skip func(version string) bool) (string, fileHash, error) {
 	if !validGroup(group) {
 		return "", fileHash{}, nil
 	}
@@ -207,6 +278,9 @@ func (s *Server) newest(group string) (string, fileHash, error) {
 		fh, err := s.hash(f)
 		if err != nil {
 			s.log().Warn("skipping payload", "path", f, "err", err)
+			continue
+		}
+		if skip(fh.version) {
 			continue
 		}
 		if bestName == "" || payload.CompareVersions(fh.version, best.version) > 0 {

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cairn-os/cairn/update-engine/omaha"
@@ -133,6 +134,45 @@ func TestServer(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("GET /events: %+v", got)
 	}
+	// m1 rolled back from 1.10.0: it is offered the next newest instead; other machines are not
+	// affected, and a restarted server with the same log remembers.
+	offered := func(srv *Server, machine string) string {
+		t.Helper()
+		hs := httptest.NewServer(srv.Handler())
+		defer hs.Close()
+		c := &omaha.Client{URL: hs.URL + UpdatePath, HTTP: hs.Client()}
+		app := &omaha.AppRequest{ID: appID, Version: "1.0.0", Track: "stable", MachineID: machine, UpdateCheck: &omaha.UpdateCheck{}}
+		resp, err := c.Do(context.Background(), &omaha.Request{Protocol: omaha.Protocol, Apps: []*omaha.AppRequest{app}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := resp.Apps[0].FindUpdate()
+		if err != nil || u == nil {
+			t.Fatalf("%s: no update: %v", machine, err)
+		}
+		return u.Version
+	}
+	if v := offered(srv, "m1"); v != "1.9.0" {
+		t.Errorf("m1 rolled back from 1.10.0 and is offered %s", v)
+	}
+	if v := offered(srv, "m2"); v != "1.10.0" {
+		t.Errorf("m2 is offered %s", v)
+	}
+	restarted := &Server{Dir: dir, AppID: appID, EventLog: srv.EventLog}
+	if err := restarted.LoadEvents(); err != nil {
+		t.Fatal(err)
+	}
+	if v := offered(restarted, "m1"); v != "1.9.0" {
+		t.Errorf("after a restart, m1 is offered %s", v)
+	}
+	if evs := restarted.Events(); len(evs) != 2 || evs[1].PreviousVersion != "1.10.0" {
+		t.Errorf("restarted server's events: %+v", evs)
+	}
+	os.WriteFile(srv.EventLog, append(logged, "{\"time\": 3}\n"...), 0o644)
+	if err := (&Server{EventLog: srv.EventLog}).LoadEvents(); err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("a damaged event log: %v", err)
+	}
+
 	// A broken request is a 400, not a crash.
 	res, _ = hs.Client().Post(hs.URL+UpdatePath, "text/xml", bytes.NewReader([]byte("<request")))
 	res.Body.Close()
