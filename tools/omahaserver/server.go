@@ -7,6 +7,7 @@ package omahaserver
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
@@ -85,7 +86,12 @@ func (s *Server) LoadEvents() error {
 	var evs []Event
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
-	for line := 1; sc.Scan(); line++ {
+	line := 0
+	for sc.Scan() {
+		line++
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
 		var ev Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return fmt.Errorf("event log %s line %d: %w", s.EventLog, line, err)
@@ -93,7 +99,7 @@ func (s *Server) LoadEvents() error {
 		evs = append(evs, ev)
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("event log %s: %w", s.EventLog, err)
+		return fmt.Errorf("event log %s after line %d: %w", s.EventLog, line, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

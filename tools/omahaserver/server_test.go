@@ -168,8 +168,8 @@ func TestServer(t *testing.T) {
 	if evs := restarted.Events(); len(evs) != 2 || evs[1].PreviousVersion != "1.10.0" {
 		t.Errorf("restarted server's events: %+v", evs)
 	}
-	os.WriteFile(srv.EventLog, append(logged, "{\"time\": 3}\n"...), 0o644)
-	if err := (&Server{EventLog: srv.EventLog}).LoadEvents(); err == nil || !strings.Contains(err.Error(), "line 3") {
+	os.WriteFile(srv.EventLog, append(logged, "\n{\"time\": 3}\n"...), 0o644)
+	if err := (&Server{EventLog: srv.EventLog}).LoadEvents(); err == nil || !strings.Contains(err.Error(), "line 4") {
 		t.Errorf("a damaged event log: %v", err)
 	}
 
