@@ -2,7 +2,9 @@
 // offers the newest payload found in <dir>/<group>/*.cairn to machines tracking that group,
 // serves the payload files (with Range support, optionally rate-limited), and records every
 // event the machines report. A machine that reported rolling back from a version is not
-// offered that version again.
+// offered that version again by its scheduled checks; a check an operator asked for on the
+// machine (installsource "ondemandupdate") still is, and the engine there refuses it unless
+// forced.
 package omahaserver
 
 import (
@@ -177,7 +179,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := &omaha.Response{Protocol: omaha.Protocol, Server: "cairn-omaha-server", DayStart: &omaha.DayStart{}}
 	for _, app := range req.Apps {
-		resp.Apps = append(resp.Apps, s.answer(r, app))
+		resp.Apps = append(resp.Apps, s.answer(r, req.InstallSource, app))
 	}
 	b, err := omaha.Marshal(resp)
 	if err != nil {
@@ -188,7 +190,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-func (s *Server) answer(r *http.Request, app *omaha.AppRequest) *omaha.AppResponse {
+func (s *Server) answer(r *http.Request, installSource string, app *omaha.AppRequest) *omaha.AppResponse {
 	out := &omaha.AppResponse{ID: app.ID, Status: omaha.StatusOK}
 	if !strings.EqualFold(app.ID, s.AppID) {
 		out.Status = omaha.StatusUnknownApplication
@@ -207,7 +209,7 @@ func (s *Server) answer(r *http.Request, app *omaha.AppRequest) *omaha.AppRespon
 	}
 	out.UpdateCheck = &omaha.UpdateResponse{Status: omaha.StatusNoUpdate}
 	name, fh, err := s.newest(app.Track, func(version string) bool {
-		if s.refused(app.MachineID, version) {
+		if installSource != "ondemandupdate" && s.refused(app.MachineID, version) {
 			s.log().Info("not offering a version the machine rolled back from", "machine", app.MachineID, "version", version)
 			return true
 		}

@@ -134,15 +134,19 @@ func TestServer(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("GET /events: %+v", got)
 	}
-	// m1 rolled back from 1.10.0: it is offered the next newest instead; other machines are not
-	// affected, and a restarted server with the same log remembers.
-	offered := func(srv *Server, machine string) string {
+	// m1 rolled back from 1.10.0: its scheduled checks are offered the next newest instead;
+	// other machines are not affected, and a restarted server with the same log remembers.
+	offered := func(srv *Server, machine string, source ...string) string {
 		t.Helper()
 		hs := httptest.NewServer(srv.Handler())
 		defer hs.Close()
 		c := &omaha.Client{URL: hs.URL + UpdatePath, HTTP: hs.Client()}
 		app := &omaha.AppRequest{ID: appID, Version: "1.0.0", Track: "stable", MachineID: machine, UpdateCheck: &omaha.UpdateCheck{}}
-		resp, err := c.Do(context.Background(), &omaha.Request{Protocol: omaha.Protocol, Apps: []*omaha.AppRequest{app}})
+		req := &omaha.Request{Protocol: omaha.Protocol, InstallSource: "scheduler", Apps: []*omaha.AppRequest{app}}
+		if len(source) > 0 {
+			req.InstallSource = source[0]
+		}
+		resp, err := c.Do(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,6 +161,10 @@ func TestServer(t *testing.T) {
 	}
 	if v := offered(srv, "m2"); v != "1.10.0" {
 		t.Errorf("m2 is offered %s", v)
+	}
+	// An operator's own check on m1 still sees it (the engine there refuses it unless forced).
+	if v := offered(srv, "m1", "ondemandupdate"); v != "1.10.0" {
+		t.Errorf("m1's on-demand check is offered %s", v)
 	}
 	restarted := &Server{Dir: dir, AppID: appID, EventLog: srv.EventLog}
 	if err := restarted.LoadEvents(); err != nil {

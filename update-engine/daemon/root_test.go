@@ -467,7 +467,8 @@ func TestRootRollbackReported(t *testing.T) {
 	if st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateBad {
 		t.Fatalf("after three failed boots: %+v", st)
 	}
-	// Back on the old slot, with the server still offering 2.0.0: the rollback is reported,
+	// Back on the old slot, with the server still offering 2.0.0 (-once is an on-demand
+	// check, which the dev server answers even after a rollback): the rollback is reported,
 	// and 2.0.0 is not installed again.
 	out, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "rolled back from it") || !strings.Contains(string(out), "no update") {
