@@ -209,7 +209,7 @@ func (s *Server) answer(r *http.Request, installSource string, app *omaha.AppReq
 	}
 	out.UpdateCheck = &omaha.UpdateResponse{Status: omaha.StatusNoUpdate}
 	name, fh, err := s.newest(app.Track, func(version string) bool {
-		if installSource != "ondemandupdate" && s.refused(app.MachineID, version) {
+		if installSource != omaha.InstallSourceOnDemand && s.refused(app.MachineID, version) {
 			s.log().Info("not offering a version the machine rolled back from", "machine", app.MachineID, "version", version)
 			return true
 		}

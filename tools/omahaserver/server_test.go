@@ -142,7 +142,7 @@ func TestServer(t *testing.T) {
 		defer hs.Close()
 		c := &omaha.Client{URL: hs.URL + UpdatePath, HTTP: hs.Client()}
 		app := &omaha.AppRequest{ID: appID, Version: "1.0.0", Track: "stable", MachineID: machine, UpdateCheck: &omaha.UpdateCheck{}}
-		req := &omaha.Request{Protocol: omaha.Protocol, InstallSource: "scheduler", Apps: []*omaha.AppRequest{app}}
+		req := &omaha.Request{Protocol: omaha.Protocol, InstallSource: omaha.InstallSourceScheduler, Apps: []*omaha.AppRequest{app}}
 		if len(source) > 0 {
 			req.InstallSource = source[0]
 		}
@@ -163,7 +163,7 @@ func TestServer(t *testing.T) {
 		t.Errorf("m2 is offered %s", v)
 	}
 	// An operator's own check on m1 still sees it (the engine there refuses it unless forced).
-	if v := offered(srv, "m1", "ondemandupdate"); v != "1.10.0" {
+	if v := offered(srv, "m1", omaha.InstallSourceOnDemand); v != "1.10.0" {
 		t.Errorf("m1's on-demand check is offered %s", v)
 	}
 	restarted := &Server{Dir: dir, AppID: appID, EventLog: srv.EventLog}

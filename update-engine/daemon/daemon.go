@@ -105,7 +105,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := e.ReportBoot(ctx); err != nil {
 			log.Warn("reporting the boot result", "err", err)
 		}
-		res, err := e.Update(ctx, "ondemandupdate", o.Force)
+		res, err := e.Update(ctx, omaha.InstallSourceOnDemand, o.Force)
 		if err != nil {
 			log.Error("update failed", "err", err)
 			return 1

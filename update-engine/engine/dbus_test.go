@@ -8,6 +8,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/update-engine/omaha"
 )
 
 func TestDBusInterface(t *testing.T) {
@@ -56,7 +57,7 @@ func TestDBusInterface(t *testing.T) {
 	default:
 		t.Fatal("AttemptUpdate did not start a check")
 	}
-	if _, err := e.Check(ctx, "ondemandupdate"); err != nil {
+	if _, err := e.Check(ctx, omaha.InstallSourceOnDemand); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.After(5 * time.Second)
@@ -119,7 +120,7 @@ func TestWatchDBus(t *testing.T) {
 	if err := stranger.Emit(DBusPath, DBusInterface+".StatusUpdate", int64(0), 1.0, OpNeedReboot, "6.6.6", int64(1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Check(ctx, "ondemandupdate"); err != nil {
+	if _, err := e.Check(ctx, omaha.InstallSourceOnDemand); err != nil {
 		t.Fatal(err)
 	}
 	for {

@@ -413,7 +413,7 @@ func (e *Engine) Run(ctx context.Context, trigger <-chan struct{}) {
 		d := e.Schedule.Delay(first, failures, rnd())
 		e.log().Debug("next update check", "in", d)
 		t := time.NewTimer(d)
-		source := "scheduler"
+		source := omaha.InstallSourceScheduler
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -421,7 +421,7 @@ func (e *Engine) Run(ctx context.Context, trigger <-chan struct{}) {
 		case <-t.C:
 		case <-trigger:
 			t.Stop()
-			source = "ondemandupdate"
+			source = omaha.InstallSourceOnDemand
 		}
 		first = false
 		if err := e.ReportBoot(ctx); err != nil {

@@ -119,11 +119,11 @@ func TestUpdateRebootReport(t *testing.T) {
 	m := newMachine(t)
 	ctx := context.Background()
 	e := m.engine("1.0.0")
-	if res, err := e.Update(ctx, "scheduler", false); err != nil || res != ResultNoUpdate {
+	if res, err := e.Update(ctx, omaha.InstallSourceScheduler, false); err != nil || res != ResultNoUpdate {
 		t.Fatalf("nothing published: %v %v", res, err)
 	}
 	m.publish("2.0.0", m.priv)
-	res, err := e.Update(ctx, "scheduler", false)
+	res, err := e.Update(ctx, omaha.InstallSourceScheduler, false)
 	if err != nil || res != ResultUpdated {
 		t.Fatalf("update: %v %v", res, err)
 	}
@@ -157,7 +157,7 @@ func TestRollbackReported(t *testing.T) {
 	m := newMachine(t)
 	ctx := context.Background()
 	m.publish("2.0.0", m.priv)
-	if _, err := m.engine("1.0.0").Update(ctx, "scheduler", false); err != nil {
+	if _, err := m.engine("1.0.0").Update(ctx, omaha.InstallSourceScheduler, false); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ { // three failed boots of B, then the loader falls back to A
@@ -178,7 +178,7 @@ func TestFailedUpdateReportsError(t *testing.T) {
 	otherKey, _ := payload.ParsePrivateKey(other)
 	m.publish("2.0.0", otherKey)
 	e := m.engine("1.0.0")
-	if _, err := e.Update(context.Background(), "scheduler", false); err == nil {
+	if _, err := e.Update(context.Background(), omaha.InstallSourceScheduler, false); err == nil {
 		t.Fatal("payload signed by an unknown key applied")
 	}
 	if got, want := m.events(), "download started, download finished, update complete/error/18"; got != want {
@@ -194,7 +194,7 @@ func TestResetStatusUndoesUnbootedUpdate(t *testing.T) {
 	ctx := context.Background()
 	m.publish("2.0.0", m.priv)
 	e := m.engine("1.0.0")
-	if _, err := e.Update(ctx, "scheduler", false); err != nil {
+	if _, err := e.Update(ctx, omaha.InstallSourceScheduler, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.ResetStatus(ctx); err != nil {
@@ -309,7 +309,7 @@ func TestBootReportRetried(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	m.publish("2.0.0", m.priv)
-	if _, err := m.engine("1.0.0").Update(ctx, "scheduler", false); err != nil {
+	if _, err := m.engine("1.0.0").Update(ctx, omaha.InstallSourceScheduler, false); err != nil {
 		t.Fatal(err)
 	}
 	m.slots.CountBootAttempt(ctx, disklayout.SlotB)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/slots"
 )
 
@@ -153,7 +154,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 			uctx = context.Background()
 		}
 		go func() {
-			res, uerr = e.Update(uctx, "ondemandupdate", call.Force)
+			res, uerr = e.Update(uctx, omaha.InstallSourceOnDemand, call.Force)
 			close(done)
 		}()
 		for {

@@ -18,6 +18,13 @@ const Protocol = "3.0"
 // MaxMessageSize bounds a request or response body read from the network.
 const MaxMessageSize = 1 << 20
 
+// Install sources (the request's installsource), as CoreOS update_engine sent them: a check
+// the client's own schedule made, or one somebody asked for on the machine.
+const (
+	InstallSourceScheduler = "scheduler"
+	InstallSourceOnDemand  = "ondemandupdate"
+)
+
 // EventType is an <event eventtype>, numbered as in update_engine.
 type EventType int
 
