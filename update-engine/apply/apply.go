@@ -66,7 +66,7 @@ type Applier struct {
 	Keys           []ed25519.PublicKey
 	Board          string
 	CurrentVersion string
-	Force          bool // allow a version that is not newer (operator only)
+	Force          bool // allow a version that is not newer (operator only; the engine also lets it pass a rolled-back one)
 	Tries          int  // boot attempts for the new slot, default 3
 	Log            *slog.Logger
 	OnProgress     func(Progress)

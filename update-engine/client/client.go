@@ -25,7 +25,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	reset := fs.Bool("reset_status", false, "return to idle; undo an applied update that was not booted yet")
 	watch := fs.Bool("watch_for_updates", false, "print every status change")
 	showSlots := fs.Bool("slots", false, "print the A/B slots and their boot state")
-	force := fs.Bool("force", false, "with -update: install even a version that is not newer (operator only)")
+	force := fs.Bool("force", false, "with -update: install even a version that is not newer, or one this machine rolled back from (operator only)")
 	format := fs.String("format", "text", "text or json")
 	socket := fs.String("socket", engine.DefaultSocket, "update_engine's socket")
 	if err := fs.Parse(args); err != nil {
@@ -87,6 +87,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			} else {
 				msg := map[string]string{"no-update": "No update available.", "updated": "Update applied: reboot to use it.",
 					"already-updated": "An update is already applied: reboot to use it."}[final.Result]
+				if s := final.Status; final.Result == "no-update" && s != nil && s.LastError != "" {
+					// An offer the engine did not take (a version this machine rolled back from).
+					msg = "No update applied: " + s.LastError
+				}
 				fmt.Fprintln(stdout, msg)
 			}
 		}

@@ -55,3 +55,26 @@ func TestUsageAndNoDaemon(t *testing.T) {
 		t.Fatalf("failed update: exit %d, %s", code, errb.String())
 	}
 }
+
+// An offer the engine refused is no update, and the client says why.
+func TestUpdateRefusedSaysWhy(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "ue.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		bufio.NewReader(c).ReadString('\n')
+		c.Write([]byte(`{"done":true,"result":"no-update","status":{"current_operation":"UPDATE_STATUS_IDLE","last_error":"version 2.0.0: this machine rolled back from it"}}` + "\n"))
+		c.Close()
+	}()
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), []string{"-socket", ln.Addr().String(), "-update"}, &out, &errb); code != 0 ||
+		out.String() != "No update applied: version 2.0.0: this machine rolled back from it\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+}

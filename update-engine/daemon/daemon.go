@@ -72,7 +72,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.EFIVars, "efivars", "/sys/firmware/efi/efivars", "efivarfs directory")
 	fs.IntVar(&o.Tries, "tries", 3, "boot attempts for a new version before it is rolled back")
 	fs.BoolVar(&o.Once, "once", false, "report the last boot, check and apply once, then exit (0 updated or up to date, 1 failed)")
-	fs.BoolVar(&o.Force, "force", false, "with -once: install even a version that is not newer (operator only)")
+	fs.BoolVar(&o.Force, "force", false, "with -once: install even a version that is not newer, or one this machine rolled back from (operator only)")
 	fs.StringVar(&o.DBus, "dbus", "auto", "serve com.coreos.update1 on the system bus: auto, on, off")
 	fs.DurationVar(&o.InitialCheck, "initial-check", updateconf.DefaultSchedule.Initial, "delay of the first check")
 	fs.DurationVar(&o.Interval, "interval", updateconf.DefaultSchedule.Interval, "delay between checks")

@@ -236,7 +236,9 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		if bad {
 			why := fmt.Errorf("version %s: %w", u.Version, ErrRolledBack)
 			e.log().Warn("not applying the update", "version", u.Version, "reason", why)
-			e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpIdle, why.Error() })
+			e.setStatus(func(s *Status) {
+				s.CurrentOperation, s.NewVersion, s.NewSize, s.LastError = OpIdle, "", 0, why.Error()
+			})
 			return ResultNoUpdate, nil
 		}
 	}

@@ -167,8 +167,24 @@ func TestRollbackReported(t *testing.T) {
 	if err := e.ReportBoot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := m.events(); !strings.HasSuffix(got, "update complete/error/1000/from 2.0.0") {
-		t.Fatalf("events: %s", got)
+	reported := m.events()
+	if !strings.HasSuffix(reported, "update complete/error/1000/from 2.0.0") {
+		t.Fatalf("events: %s", reported)
+	}
+	// Offered 2.0.0 again (on demand: the dev server keeps it from scheduled checks), the
+	// engine does not take it: no update, nothing downloaded, and the status says why.
+	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, false); err != nil || res != ResultNoUpdate {
+		t.Fatalf("2.0.0 offered again: %v %v, want no update", res, err)
+	}
+	if got := m.events(); got != reported {
+		t.Fatalf("events after the refusal: %s (before: %s)", got, reported)
+	}
+	if st := e.Status(); st.CurrentOperation != OpIdle || st.NewVersion != "" || !strings.Contains(st.LastError, ErrRolledBack.Error()) {
+		t.Fatalf("status after the refusal: %+v", st)
+	}
+	// An operator can force it.
+	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, true); err != nil || res != ResultUpdated {
+		t.Fatalf("forced: %v %v", res, err)
 	}
 }
 

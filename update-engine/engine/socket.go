@@ -34,7 +34,8 @@ const (
 // Call is a request line on the socket.
 type Call struct {
 	Method string `json:"method"`
-	// Force lets Update install a version that is not newer (an operator's decision).
+	// Force lets Update install a version that is not newer, or one this machine rolled back
+	// from (an operator's decision).
 	Force bool `json:"force,omitempty"`
 }
 
