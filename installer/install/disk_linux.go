@@ -176,21 +176,20 @@ func (in *installation) writeOEM(ctx context.Context) error {
 // wipe zeroes what was written (and the backup GPT at the end), so that a failed install
 // leaves no table that firmware or the kernel would act on.
 func (in *installation) wipe() error {
-	zero := func(off, n int64) error { return zeroRange(in.disk, off, n) }
 	end := (in.written + 511) &^ 511
-	if err := zero(0, min(end, in.diskSize)); err != nil {
+	if err := zeroRange(in.disk, 0, min(end, in.diskSize)); err != nil {
 		return err
 	}
 	tail := int64(1 << 20)
-	if err := zero(in.diskSize-tail, tail); err != nil {
+	if err := zeroRange(in.disk, in.diskSize-tail, tail); err != nil {
 		return err
 	}
 	return in.disk.Sync()
 }
 
-// zeroRange makes n bytes at off read as zeros: BLKZEROOUT on a block device (a virtual or thin
-// disk, or a loop device, zeroes without data crossing from user space, and often without
-// writing it), a zeroed range of a regular file (tests), else plain writes of zeros.
+// zeroRange makes n bytes at off of the block device read as zeros: BLKZEROOUT (a virtual or
+// thin disk, or a loop device, zeroes without data crossing from user space, and often without
+// writing it), else, for a range the ioctl refuses (not 512-byte aligned), writes of zeros.
 func zeroRange(f *os.File, off, n int64) error {
 	if n <= 0 {
 		return nil
@@ -199,13 +198,9 @@ func zeroRange(f *os.File, off, n int64) error {
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKZEROOUT, uintptr(unsafe.Pointer(&r[0]))); e == 0 {
 		return nil
 	}
-	if unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_ZERO_RANGE, off, n) == nil {
-		return nil
-	}
-	buf := make([]byte, min(n, 1<<20))
 	for done := int64(0); done < n; {
-		c := min(int64(len(buf)), n-done)
-		if _, err := f.WriteAt(buf[:c], off+done); err != nil {
+		c := min(int64(len(zeros)), n-done)
+		if _, err := f.WriteAt(zeros[:c], off+done); err != nil {
 			return err
 		}
 		done += c

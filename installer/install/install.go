@@ -263,7 +263,9 @@ func (in *installation) verify(context.Context) error {
 	return in.signed.Check(in.received)
 }
 
-var zeros = make([]byte, 4<<20)
+// zeros is what isZero compares with and what zeroRange writes where the device does not
+// zero by itself.
+var zeros = make([]byte, 64<<10)
 
 func isZero(b []byte) bool {
 	for len(b) > 0 {
