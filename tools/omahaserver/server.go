@@ -66,8 +66,6 @@ type Server struct {
 	mu     sync.Mutex
 	events []Event
 	hashes map[string]fileHash
-	// rolledBack holds, per machine, the versions it booted back from.
-	rolledBack map[string]map[string]bool
 }
 
 // LoadEvents reads the events an earlier run recorded in EventLog (a missing file is no
@@ -105,32 +103,20 @@ func (s *Server) LoadEvents() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ev := range evs {
-		s.note(ev)
-	}
 	s.events = append(evs, s.events...)
 	return nil
 }
 
-// note remembers a rollback; s.mu is held.
-func (s *Server) note(ev Event) {
-	if ev.ErrorCode != omaha.ErrorCodeRollback || ev.PreviousVersion == "" || ev.MachineID == "" {
-		return
-	}
-	if s.rolledBack == nil {
-		s.rolledBack = map[string]map[string]bool{}
-	}
-	if s.rolledBack[ev.MachineID] == nil {
-		s.rolledBack[ev.MachineID] = map[string]bool{}
-	}
-	s.rolledBack[ev.MachineID][ev.PreviousVersion] = true
-}
-
-// refused reports whether a machine rolled back from a version.
+// refused reports whether a machine reported rolling back from a version.
 func (s *Server) refused(machine, version string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rolledBack[machine][version]
+	for _, ev := range s.events {
+		if ev.ErrorCode == omaha.ErrorCodeRollback && ev.MachineID == machine && ev.PreviousVersion == version {
+			return true
+		}
+	}
+	return false
 }
 
 type fileHash struct {
@@ -246,7 +232,6 @@ func (s *Server) record(ev Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, ev)
-	s.note(ev)
 	s.log().Info("event", "machine", ev.MachineID, "type", ev.Type.String(), "result", ev.Result, "errorcode", ev.ErrorCode)
 	if s.EventLog == "" {
 		return
