@@ -64,6 +64,7 @@ func New(t testing.TB) *Disk {
 	}
 	f.Truncate(disklayout.MinDiskSize())
 	f.Close()
+	// Direct I/O on the backing file, as a partition has no second page cache under it.
 	loop := run(t, "losetup", "--direct-io=on", "-f", "--show", img)
 	d := &Disk{Loop: loop}
 	t.Cleanup(func() {
