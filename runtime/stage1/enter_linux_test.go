@@ -58,14 +58,10 @@ type onTerminal struct {
 func startOnTerminal(t *testing.T, c *exec.Cmd, rows, cols uint16, gate <-chan struct{}) *onTerminal {
 	t.Helper()
 	master, slave := openPty(t)
-	if err := stage1.FDControl(slave, func(fd int) error {
-		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
-	}); err != nil {
-		t.Fatal(err)
-	}
 	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	o := &onTerminal{t: t, master: master, slave: slave, outDone: make(chan struct{}), cmd: c}
+	o.resize(rows, cols)
 	go func() {
 		defer close(o.outDone)
 		if gate != nil {
@@ -90,6 +86,26 @@ func startOnTerminal(t *testing.T, c *exec.Cmd, rows, cols uint16, gate <-chan s
 		}
 	})
 	return o
+}
+
+// resize gives the terminal a new size, as a terminal emulator does when its window changes.
+func (o *onTerminal) resize(rows, cols uint16) {
+	o.t.Helper()
+	if err := stage1.FDControl(o.slave, func(fd int) error {
+		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+// termios is the terminal's mode.
+func (o *onTerminal) termios() *unix.Termios {
+	o.t.Helper()
+	var st *unix.Termios
+	if err := stage1.FDControl(o.slave, func(fd int) (err error) { st, err = unix.IoctlGetTermios(fd, unix.TCGETS); return err }); err != nil {
+		o.t.Fatal(err)
+	}
+	return st
 }
 
 // waitFor waits until the terminal shows s. The limit only keeps a broken rkt from hanging
@@ -125,11 +141,7 @@ func (o *onTerminal) wait() (int, string) {
 	} else if err != nil {
 		o.t.Fatal(err)
 	}
-	var st *unix.Termios
-	if err := stage1.FDControl(o.slave, func(fd int) (err error) { st, err = unix.IoctlGetTermios(fd, unix.TCGETS); return err }); err != nil {
-		o.t.Fatal(err)
-	}
-	if st.Lflag&(unix.ICANON|unix.ECHO) != unix.ICANON|unix.ECHO || st.Oflag&unix.OPOST == 0 {
+	if st := o.termios(); st.Lflag&(unix.ICANON|unix.ECHO) != unix.ICANON|unix.ECHO || st.Oflag&unix.OPOST == 0 {
 		o.t.Errorf("rkt left the terminal in raw mode (lflag %#x oflag %#x)", st.Lflag, st.Oflag)
 	}
 	// With the last slave descriptor closed, the master reads what is left, then EIO.
@@ -157,6 +169,11 @@ func TestEnterTerminal(t *testing.T) {
 	t.Run("pty", func(t *testing.T) {
 		o := startOnTerminal(t, e.cmd("enter", id, "/bin/sh", "-c", "tty; stty size; echo ready; read line; echo got-$line; exit 3"), 37, 101, nil)
 		o.waitFor("ready")
+		// rkt's terminal is raw while the command runs: the container's own pty does the line
+		// editing and echo (a rkt that handed its terminal through would leave it cooked).
+		if st := o.termios(); st.Lflag&(unix.ICANON|unix.ECHO|unix.ISIG) != 0 || st.Oflag&unix.OPOST != 0 {
+			t.Errorf("rkt's terminal is not raw while the command runs (lflag %#x oflag %#x)", st.Lflag, st.Oflag)
+		}
 		// Enter, as a terminal sends it in raw mode: the container's pty turns it into \n.
 		if _, err := o.master.Write([]byte("typed\r")); err != nil {
 			t.Fatal(err)
@@ -175,11 +192,7 @@ func TestEnterTerminal(t *testing.T) {
 	t.Run("window size follows", func(t *testing.T) {
 		o := startOnTerminal(t, e.cmd("enter", id, "/bin/sh", "-c", "trap 'stty size; exit 4' WINCH; echo ready; while :; do sleep 0.1; done"), 24, 80, nil)
 		o.waitFor("ready")
-		if err := stage1.FDControl(o.slave, func(fd int) error {
-			return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: 50, Col: 132})
-		}); err != nil {
-			t.Fatal(err)
-		}
+		o.resize(50, 132)
 		code, out := o.wait()
 		if code != 4 || !strings.Contains(out, "50 132\r\n") {
 			t.Errorf("after a resize to 50x132: exit code %d (want 4), terminal shows %q", code, out)
@@ -238,11 +251,7 @@ func TestInteractiveWindowSize(t *testing.T) {
 	o := startOnTerminal(t, e.cmd("run", "--interactive", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c",
 		"stty size; trap 'stty size; exit 6' WINCH; echo ready; while :; do sleep 0.1; done"), 33, 99, nil)
 	o.waitFor("ready")
-	if err := stage1.FDControl(o.slave, func(fd int) error {
-		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: 44, Col: 111})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	o.resize(44, 111)
 	code, out := o.wait()
 	if code != 6 || !strings.Contains(out, "33 99\r\n") || !strings.Contains(out, "44 111\r\n") {
 		t.Errorf("exit code %d (want 6), terminal shows %q (want 33 99, then 44 111)", code, out)

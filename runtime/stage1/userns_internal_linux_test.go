@@ -37,20 +37,24 @@ func TestShiftTree(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
-	os.MkdirAll(bin, 0o755)
 	suid := filepath.Join(bin, "su")
-	os.WriteFile(suid, []byte("x"), 0o755)
-	os.Chown(suid, 0, 5)
-	unix.Chmod(suid, 0o4755)
-	if err := os.Link(suid, filepath.Join(bin, "su2")); err != nil {
-		t.Fatal(err)
-	}
 	ping := filepath.Join(bin, "ping")
-	os.WriteFile(ping, []byte("y"), 0o755)
+	for _, err := range []error{
+		os.MkdirAll(bin, 0o755),
+		os.WriteFile(suid, []byte("x"), 0o755),
+		os.Chown(suid, 0, 5),
+		unix.Chmod(suid, 0o4755),
+		os.Link(suid, filepath.Join(bin, "su2")),
+		os.WriteFile(ping, []byte("y"), 0o755),
+		os.Symlink("su", filepath.Join(bin, "link")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	// cap_net_raw=ep, as setcap writes it (VFS_CAP_REVISION_2).
 	capNetRaw := []byte{1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	testenv.Require(t, unix.Lsetxattr(ping, "security.capability", capNetRaw, 0) == nil, "this file system keeps no file capabilities")
-	os.Symlink("su", filepath.Join(bin, "link"))
 
 	u := &PrivateUsers{Shift: 9 << 16, Count: UIDRangeSize}
 	if err := u.shiftTree(dir); err != nil {
@@ -75,7 +79,7 @@ func TestShiftTree(t *testing.T) {
 			t.Errorf("%s: %d:%d %o, want %d:%d %o", c.name, st.Uid, st.Gid, st.Mode&0o7777, c.uid, c.gid, c.mode)
 		}
 	}
-	if fi, _ := os.Lstat(filepath.Join(bin, "link")); fi.Sys().(*syscall.Stat_t).Uid != 9<<16 {
+	if fi, err := os.Lstat(filepath.Join(bin, "link")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 9<<16 {
 		t.Error("the symlink itself was not moved")
 	}
 	got := make([]byte, 64)

@@ -150,8 +150,11 @@ func TestPrivateUsersRange(t *testing.T) {
 	dir := t.TempDir()
 	for i := 0; i < 1000; i++ {
 		u, err := stage1.NewPrivateUsers(dir)
-		if err != nil || u.Validate() != nil {
-			t.Fatalf("random range %+v: %v / %v", u, err, u.Validate())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := u.Validate(); err != nil {
+			t.Fatalf("random range %+v: %v", u, err)
 		}
 	}
 	// Ranges from a pod's options on disk that could map a pod's IDs onto the host's own, or
