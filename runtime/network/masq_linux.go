@@ -81,7 +81,7 @@ func addMasq(podID, netName, ifName string, addrs []string) error {
 	}
 	t, ch := masqObjects(c)
 	comment := masqComment(podID, netName, ifName)
-	if err := delMasqRules(c, t, ch, comment); err != nil {
+	if err := delMasqRules(c, comment); err != nil {
 		return err
 	}
 	for _, e := range rules {
@@ -100,8 +100,7 @@ func delMasq(podID, netName, ifName string) error {
 	if err != nil {
 		return fmt.Errorf("masquerade: nftables: %w", err)
 	}
-	t, ch := masqRefs()
-	if err := delMasqRules(c, t, ch, masqComment(podID, netName, ifName)); err != nil {
+	if err := delMasqRules(c, masqComment(podID, netName, ifName)); err != nil {
 		return err
 	}
 	if err := c.Flush(); err != nil {
@@ -118,15 +117,10 @@ func masqObjects(c *nftables.Conn) (*nftables.Table, *nftables.Chain) {
 	return t, ch
 }
 
-// masqRefs names the table and chain, for reading and deleting rules.
-func masqRefs() (*nftables.Table, *nftables.Chain) {
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: masqTable}
-	return t, &nftables.Chain{Table: t, Name: masqChain}
-}
-
 // masqRules lists the chain's rules; a table or chain that does not exist yet has none.
-func masqRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain) ([]*nftables.Rule, error) {
-	rules, err := c.GetRules(t, ch)
+func masqRules(c *nftables.Conn) ([]*nftables.Rule, error) {
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: masqTable}
+	rules, err := c.GetRules(t, &nftables.Chain{Table: t, Name: masqChain})
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}
@@ -137,8 +131,8 @@ func masqRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain) ([]*nfta
 }
 
 // delMasqRules queues the deletion of the chain's rules that carry comment.
-func delMasqRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, comment string) error {
-	rules, err := masqRules(c, t, ch)
+func delMasqRules(c *nftables.Conn, comment string) error {
+	rules, err := masqRules(c)
 	if err != nil {
 		return err
 	}
@@ -188,8 +182,7 @@ func MasqRules() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("masquerade: nftables: %w", err)
 	}
-	t, ch := masqRefs()
-	rules, err := masqRules(c, t, ch)
+	rules, err := masqRules(c)
 	if err != nil {
 		return nil, err
 	}

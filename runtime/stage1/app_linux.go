@@ -155,13 +155,7 @@ func (r *Runner) startInteractive(ctx context.Context, podDir string, c *libcont
 		master.Close()
 		return err
 	}
-	prev := r.restore
-	r.restore = func() {
-		con.Close()
-		if prev != nil {
-			prev()
-		}
-	}
+	r.restore = con.Close // --interactive allows one app
 	return nil
 }
 

@@ -343,16 +343,11 @@ func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 	return errors.Join(errs...)
 }
 
-// teardownNetworks leaves the CNI networks recorded in the pod's state file (st and err, as
-// network.LoadState read it) and removes the file once that worked, so that a second Clean
-// does nothing.
-func teardownNetworks(ctx context.Context, podDir string, st *network.State, err error) error {
-	path := filepath.Join(podDir, NetStateFile)
-	if errors.Is(err, os.ErrNotExist) {
+// teardownNetworks leaves the CNI networks recorded in the pod's state file (st, nil when the
+// pod has none) and removes the file once that worked, so that a second Clean does nothing.
+func teardownNetworks(ctx context.Context, podDir string, st *network.State) error {
+	if st == nil {
 		return nil
-	}
-	if err != nil {
-		return err
 	}
 	// The pod directory moves between phases (run, exited-garbage, garbage): its namespace is
 	// where the pod is now, not where it was when the state was written.
@@ -360,7 +355,7 @@ func teardownNetworks(ctx context.Context, podDir string, st *network.State, err
 	if err := (&network.Manager{}).Teardown(ctx, st); err != nil {
 		return err
 	}
-	return os.Remove(path)
+	return os.Remove(filepath.Join(podDir, NetStateFile))
 }
 
 // Clean undoes everything a pod's stage1 did outside its directory: it kills any process left
@@ -384,14 +379,20 @@ func Clean(ctx context.Context, podDir string) error {
 	// removes, say); otherwise the namespace goes first, and with it, in the kernel's own
 	// time, the pod's interfaces, which the plugins would otherwise delete one by one.
 	netns := filepath.Join(podDir, nsDir, "net")
-	st, stErr := network.LoadState(filepath.Join(podDir, NetStateFile))
-	if stErr == nil && !st.TeardownNeedsNetns() {
+	st, err := network.LoadState(filepath.Join(podDir, NetStateFile))
+	if err != nil {
+		st = nil
+		if !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if st != nil && !st.TeardownNeedsNetns() {
 		if err := unmountUnder(filepath.Join(podDir, nsDir)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	netErr := make(chan error, 1)
-	go func() { netErr <- teardownNetworks(ctx, podDir, st, stErr) }()
+	go func() { netErr <- teardownNetworks(ctx, podDir, st) }()
 	if err := unmountUnder(podDir, netns); err != nil {
 		errs = append(errs, err)
 	}

@@ -213,9 +213,9 @@ func ImagesInUse(podsDir string) ([]string, error) {
 	return ids, err
 }
 
-// UIDShiftsInUse returns the --private-users blocks of the pods that are not gone yet: their
+// uidShiftsInUse returns the --private-users blocks of the pods that are not gone yet: their
 // files (upper dirs, empty volumes) still belong to them.
-func UIDShiftsInUse(podsDir string) (map[uint32]bool, error) {
+func uidShiftsInUse(podsDir string) (map[uint32]bool, error) {
 	shifts := map[uint32]bool{}
 	err := eachPodOptions(podsDir, func(o *Options) {
 		if o.PrivateUsers != nil {

@@ -27,9 +27,10 @@ const UIDRangeSize = 1 << 16
 
 // NewPrivateUsers picks a pod's block as rkt did, at random: a 65536-aligned block above the
 // host's own first block and below 2^31 (IDs that tools treat as signed stay positive), and
-// not one that another pod in podsDir holds, so that no two pods share host IDs.
+// not one that an existing pod in podsDir holds. Nothing locks the draw: two pods prepared at
+// the same moment could draw the same block, a chance of one in 32767, as with rkt.
 func NewPrivateUsers(podsDir string) (*PrivateUsers, error) {
-	taken, err := UIDShiftsInUse(podsDir)
+	taken, err := uidShiftsInUse(podsDir)
 	if err != nil {
 		return nil, fmt.Errorf("private users: the blocks of other pods: %w", err)
 	}
