@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/utils"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // The terminal side of `rkt run --interactive` and `rkt enter`: libcontainer makes a pty inside
@@ -28,7 +29,8 @@ func terminalFile(v any) *os.File {
 	if !ok || f == nil {
 		return nil
 	}
-	if control(f, func(fd int) error { _, err := unix.IoctlGetTermios(fd, unix.TCGETS); return err }) != nil {
+	isTerm := false
+	if control(f, func(fd int) error { isTerm = term.IsTerminal(fd); return nil }) != nil || !isTerm {
 		return nil
 	}
 	return f
@@ -140,9 +142,9 @@ func (r *consoleRequest) receive() (*os.File, error) {
 // console is a pty master attached to the caller's stdin and stdout.
 type console struct {
 	master  *os.File
-	term    *os.File      // whose size the pty follows; nil when the caller has no terminal
-	raw     *os.File      // stdin, put in raw mode
-	saved   *unix.Termios // stdin's mode before
+	term    *os.File    // whose size the pty follows; nil when the caller has no terminal
+	raw     *os.File    // stdin, put in raw mode
+	saved   *term.State // stdin's mode before
 	winch   chan os.Signal
 	stop    chan struct{}
 	outDone chan struct{}
@@ -155,21 +157,10 @@ type console struct {
 func attachConsole(master *os.File, stdin io.Reader, stdout io.Writer) (*console, error) {
 	c := &console{master: master, term: sizingTerminal(stdin, stdout), stop: make(chan struct{}), outDone: make(chan struct{})}
 	if f := terminalFile(stdin); f != nil {
-		if err := control(f, func(fd int) error {
-			st, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-			if err != nil {
-				return err
-			}
-			raw := *st
-			makeRaw(&raw)
-			if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
-				return err
-			}
-			c.raw, c.saved = f, st
-			return nil
-		}); err != nil {
+		if err := control(f, func(fd int) (err error) { c.saved, err = term.MakeRaw(fd); return err }); err != nil {
 			return nil, fmt.Errorf("terminal raw mode: %w", err)
 		}
+		c.raw = f
 	}
 	if c.term != nil {
 		c.winch = make(chan os.Signal, 1)
@@ -192,16 +183,6 @@ func attachConsole(master *os.File, stdin io.Reader, stdout io.Writer) (*console
 		go io.Copy(master, stdin)
 	}
 	return c, nil
-}
-
-// makeRaw is cfmakeraw(3).
-func makeRaw(t *unix.Termios) {
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag &^= unix.CSIZE | unix.PARENB
-	t.Cflag |= unix.CS8
-	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
 }
 
 // resize gives the pty the caller's terminal size; the kernel sends SIGWINCH to the pty's
@@ -269,7 +250,7 @@ func (c *console) Close() {
 			close(c.stop)
 		}
 		if c.raw != nil {
-			control(c.raw, func(fd int) error { return unix.IoctlSetTermios(fd, unix.TCSETS, c.saved) })
+			control(c.raw, func(fd int) error { return term.Restore(fd, c.saved) })
 		}
 		c.master.Close()
 	})
