@@ -11,8 +11,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/cairn-os/cairn/update-engine/engine"
-	"github.com/cairn-os/cairn/update-engine/slots"
+	"github.com/cairn-os/cairn/update-engine/api"
 )
 
 // Run is update_engine_client's main.
@@ -27,45 +26,45 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	showSlots := fs.Bool("slots", false, "print the A/B slots and their boot state")
 	force := fs.Bool("force", false, "with -update: install even a version that is not newer, or one this machine rolled back from (operator only)")
 	format := fs.String("format", "text", "text or json")
-	socket := fs.String("socket", engine.DefaultSocket, "update_engine's socket")
+	socket := fs.String("socket", api.DefaultSocket, "update_engine's socket")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	json := *format == "json"
-	out := &printer{w: stdout, json: json}
+	asJSON := *format == "json"
+	out := &printer{w: stdout, json: asJSON}
 	var err error
 	switch {
 	case *status:
-		err = engine.Dial(ctx, *socket, engine.Call{Method: engine.MethodGetStatus}, func(r engine.Reply) bool {
+		err = api.Dial(ctx, *socket, api.Call{Method: api.MethodGetStatus}, func(r api.Reply) bool {
 			out.status(r.Status)
 			return false
 		})
 	case *check:
-		err = engine.Dial(ctx, *socket, engine.Call{Method: engine.MethodAttemptUpdate}, func(r engine.Reply) bool {
-			if !json {
+		err = api.Dial(ctx, *socket, api.Call{Method: api.MethodAttemptUpdate}, func(r api.Reply) bool {
+			if !asJSON {
 				fmt.Fprintln(stderr, "Initiated update check.")
 			}
 			return false
 		})
 	case *reset:
-		err = engine.Dial(ctx, *socket, engine.Call{Method: engine.MethodResetStatus}, func(r engine.Reply) bool {
+		err = api.Dial(ctx, *socket, api.Call{Method: api.MethodResetStatus}, func(r api.Reply) bool {
 			out.status(r.Status)
 			return false
 		})
 	case *watch:
-		err = engine.Dial(ctx, *socket, engine.Call{Method: engine.MethodWatch}, func(r engine.Reply) bool {
+		err = api.Dial(ctx, *socket, api.Call{Method: api.MethodWatch}, func(r api.Reply) bool {
 			out.status(r.Status)
 			return true
 		})
 	case *showSlots:
-		err = engine.Dial(ctx, *socket, engine.Call{Method: engine.MethodSlots}, func(r engine.Reply) bool {
+		err = api.Dial(ctx, *socket, api.Call{Method: api.MethodSlots}, func(r api.Reply) bool {
 			out.slots(r.Slots)
 			return false
 		})
 	case *update:
-		var final engine.Reply
+		var final api.Reply
 		lastOp := ""
-		err = engine.Dial(ctx, *socket, engine.Call{Method: engine.MethodUpdate, Force: *force}, func(r engine.Reply) bool {
+		err = api.Dial(ctx, *socket, api.Call{Method: api.MethodUpdate, Force: *force}, func(r api.Reply) bool {
 			if r.Done {
 				final = r
 				return false
@@ -82,16 +81,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			if final.Error != "" {
 				err = fmt.Errorf("update failed: %s", final.Error)
-			} else if json {
+			} else if asJSON {
 				out.status(final.Status)
 			} else {
-				msg := map[string]string{"no-update": "No update available.", "updated": "Update applied: reboot to use it.",
-					"already-updated": "An update is already applied: reboot to use it."}[final.Result]
-				if s := final.Status; final.Result == "no-update" && s != nil && s.LastError != "" {
-					// An offer the engine did not take (a version this machine rolled back from).
-					msg = "No update applied: " + s.LastError
-				}
-				fmt.Fprintln(stdout, msg)
+				fmt.Fprintln(stdout, updateMessage(final))
 			}
 		}
 	default:
@@ -106,12 +99,29 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// updateMessage says how an -update ended.
+func updateMessage(final api.Reply) string {
+	switch final.Result {
+	case api.ResultNoUpdate.String():
+		if s := final.Status; s != nil && s.LastError != "" {
+			// An offer the engine did not take (a version this machine rolled back from).
+			return "No update applied: " + s.LastError
+		}
+		return "No update available."
+	case api.ResultUpdated.String():
+		return "Update applied: reboot to use it."
+	case api.ResultAlreadyUpdated.String():
+		return "An update is already applied: reboot to use it."
+	}
+	return ""
+}
+
 type printer struct {
 	w    io.Writer
 	json bool
 }
 
-func (p *printer) status(s *engine.Status) {
+func (p *printer) status(s *api.Status) {
 	if s == nil {
 		return
 	}
@@ -130,7 +140,7 @@ func orDefault(s, d string) string {
 	return s
 }
 
-func (p *printer) slots(st *slots.Status) {
+func (p *printer) slots(st *api.SlotList) {
 	if st == nil {
 		return
 	}
@@ -141,7 +151,7 @@ func (p *printer) slots(st *slots.Status) {
 	fmt.Fprintf(p.w, "%-5s %-7s %-6s %-8s %-5s %-12s %s\n", "SLOT", "ACTIVE", "NEXT", "STATE", "TRIES", "VERSION", "PARTITION")
 	for _, s := range st.Slots {
 		tries := "-"
-		if s.State == slots.StateTrying || s.State == slots.StateBad {
+		if s.State == api.SlotTrying || s.State == api.SlotBad {
 			tries = fmt.Sprint(s.TriesLeft)
 		}
 		fmt.Fprintf(p.w, "%-5s %-7s %-6s %-8s %-5s %-12s %s\n", s.Slot, yes(s.Active), yes(s.NextBoot), s.State, tries,

@@ -9,18 +9,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cairn-os/cairn/update-engine/engine"
+	"github.com/cairn-os/cairn/update-engine/api"
 )
 
 func TestStatusFormat(t *testing.T) {
 	var b bytes.Buffer
-	(&printer{w: &b}).status(&engine.Status{LastCheckedTime: 1700000000, Progress: 0.5, CurrentOperation: engine.OpDownloading, NewVersion: "2.0.0", NewSize: 42})
+	(&printer{w: &b}).status(&api.Status{LastCheckedTime: 1700000000, Progress: 0.5, CurrentOperation: api.OpDownloading, NewVersion: "2.0.0", NewSize: 42})
 	want := "LAST_CHECKED_TIME=1700000000\nPROGRESS=0.500000\nCURRENT_OP=UPDATE_STATUS_DOWNLOADING\nNEW_VERSION=2.0.0\nNEW_SIZE=42\n"
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
 	}
 	b.Reset()
-	(&printer{w: &b, json: true}).status(&engine.Status{CurrentOperation: engine.OpIdle})
+	(&printer{w: &b, json: true}).status(&api.Status{CurrentOperation: api.OpIdle})
 	if !strings.Contains(b.String(), `"current_operation":"UPDATE_STATUS_IDLE"`) {
 		t.Fatalf("json: %s", b.String())
 	}
@@ -76,5 +76,24 @@ func TestUpdateRefusedSaysWhy(t *testing.T) {
 	if code := Run(context.Background(), []string{"-socket", ln.Addr().String(), "-update"}, &out, &errb); code != 0 ||
 		out.String() != "No update applied: version 2.0.0: this machine rolled back from it\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+}
+
+func TestUpdateMessage(t *testing.T) {
+	for _, c := range []struct {
+		reply api.Reply
+		want  string
+	}{
+		{api.Reply{Done: true, Result: "no-update"}, "No update available."},
+		{api.Reply{Done: true, Result: "no-update", Status: &api.Status{CurrentOperation: api.OpIdle}}, "No update available."},
+		{api.Reply{Done: true, Result: "no-update", Status: &api.Status{LastError: "version 2.0.0: rolled back"}}, "No update applied: version 2.0.0: rolled back"},
+		{api.Reply{Done: true, Result: "updated"}, "Update applied: reboot to use it."},
+		{api.Reply{Done: true, Result: "updated", Status: &api.Status{LastError: "stale"}}, "Update applied: reboot to use it."},
+		{api.Reply{Done: true, Result: "already-updated"}, "An update is already applied: reboot to use it."},
+		{api.Reply{Done: true, Result: "something-new"}, ""},
+	} {
+		if got := updateMessage(c.reply); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.reply, got, c.want)
+		}
 	}
 }

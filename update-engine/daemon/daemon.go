@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/engine"
 	"github.com/cairn-os/cairn/update-engine/omaha"
@@ -59,7 +60,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&configs, "config", strings.Join(updateconf.DefaultPaths, ","), "update.conf files, later ones override earlier ones")
 	fs.StringVar(&o.StateDir, "state-dir", "/var/lib/cairn/update", "download and update records")
-	fs.StringVar(&o.Socket, "socket", engine.DefaultSocket, "unix socket for update_engine_client")
+	fs.StringVar(&o.Socket, "socket", api.DefaultSocket, "unix socket for update_engine_client")
 	fs.StringVar(&o.ESPDir, "esp", "/boot", "mounted EFI system partition")
 	fs.StringVar(&o.ESPImage, "esp-image", "", "unmounted EFI system partition (device or image), reached with mtools; overrides -esp")
 	fs.StringVar(&o.Disk, "disk", "", "whole disk holding the slots (default: find them by PARTUUID)")

@@ -22,7 +22,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/tools/omahaserver"
-	"github.com/cairn-os/cairn/update-engine/engine"
+	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
@@ -267,11 +267,11 @@ func (w *world) assertSafe() {
 func (w *world) events() []omahaserver.Event { return w.srv.Events() }
 
 // watchUntil kills cmd when a status matches.
-func (w *world) killWhen(cmd *exec.Cmd, match func(engine.Status) bool) engine.Status {
-	var seen engine.Status
+func (w *world) killWhen(cmd *exec.Cmd, match func(api.Status) bool) api.Status {
+	var seen api.Status
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	engine.Dial(ctx, filepath.Join(w.dir, "ue.sock"), engine.Call{Method: engine.MethodWatch}, func(r engine.Reply) bool {
+	api.Dial(ctx, filepath.Join(w.dir, "ue.sock"), api.Call{Method: api.MethodWatch}, func(r api.Reply) bool {
 		if r.Status != nil && match(*r.Status) {
 			seen = *r.Status
 			cmd.Process.Signal(syscall.SIGKILL)
@@ -410,7 +410,7 @@ func TestRootKillDuringDownloadAndWrite(t *testing.T) {
 
 	cmd := w.startDaemon()
 	go w.client("-update")
-	seen := w.killWhen(cmd, func(s engine.Status) bool { return s.Step == "download" && s.Progress > 0.25 })
+	seen := w.killWhen(cmd, func(s api.Status) bool { return s.Step == "download" && s.Progress > 0.25 })
 	t.Logf("killed at %s %.0f%%", seen.Step, 100*seen.Progress)
 	w.assertSafe()
 	partial, err := os.Stat(filepath.Join(w.dir, "state", "payload.partial"))
@@ -422,7 +422,7 @@ func TestRootKillDuringDownloadAndWrite(t *testing.T) {
 	w.srv.Rate = 0
 	cmd = w.startDaemon()
 	go w.client("-update")
-	seen = w.killWhen(cmd, func(s engine.Status) bool { return s.Step == "write-usr" && s.Progress > 0.2 })
+	seen = w.killWhen(cmd, func(s api.Status) bool { return s.Step == "write-usr" && s.Progress > 0.2 })
 	t.Logf("killed at %s %.0f%%", seen.Step, 100*seen.Progress)
 	w.assertSafe()
 	// USR-B really was half-written when the engine died: its start is the new image.

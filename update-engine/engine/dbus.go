@@ -8,6 +8,8 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+
+	"github.com/cairn-os/cairn/update-engine/api"
 )
 
 // The D-Bus interface of CoreOS update_engine, kept so that agents watching it work unchanged.
@@ -118,7 +120,7 @@ const busName = "org.freedesktop.DBus"
 // asks again whenever com.coreos.update1 gets a new owner (the engine restarted). Only
 // signals from the name's current owner count: anyone on the bus can send a signal. The
 // channel holds the latest status only; it is closed when ctx ends or the bus goes away.
-func WatchDBus(ctx context.Context, conn *dbus.Conn) (<-chan Status, error) {
+func WatchDBus(ctx context.Context, conn *dbus.Conn) (<-chan api.Status, error) {
 	if err := conn.AddMatchSignalContext(ctx, dbus.WithMatchSender(DBusName), dbus.WithMatchObjectPath(DBusPath),
 		dbus.WithMatchInterface(DBusInterface), dbus.WithMatchMember("StatusUpdate")); err != nil {
 		return nil, fmt.Errorf("D-Bus: subscribe to %s.StatusUpdate: %w", DBusInterface, err)
@@ -129,8 +131,8 @@ func WatchDBus(ctx context.Context, conn *dbus.Conn) (<-chan Status, error) {
 	}
 	sigs := make(chan *dbus.Signal, 16)
 	conn.Signal(sigs)
-	out := make(chan Status, 1)
-	send := func(s Status) {
+	out := make(chan api.Status, 1)
+	send := func(s api.Status) {
 		for {
 			select {
 			case out <- s:
@@ -151,7 +153,7 @@ func WatchDBus(ctx context.Context, conn *dbus.Conn) (<-chan Status, error) {
 			return // not running (yet): NameOwnerChanged will say when it is
 		}
 		owner = o
-		var s Status
+		var s api.Status
 		if err := conn.Object(DBusName, DBusPath).CallWithContext(ctx, DBusInterface+".GetStatus", 0).
 			Store(&s.LastCheckedTime, &s.Progress, &s.CurrentOperation, &s.NewVersion, &s.NewSize); err == nil {
 			send(s)
@@ -175,7 +177,7 @@ func WatchDBus(ctx context.Context, conn *dbus.Conn) (<-chan Status, error) {
 						ask()
 					}
 				case sig.Name == DBusInterface+".StatusUpdate" && sig.Path == DBusPath && sig.Sender == owner && owner != "":
-					var s Status
+					var s api.Status
 					if dbus.Store(sig.Body, &s.LastCheckedTime, &s.Progress, &s.CurrentOperation, &s.NewVersion, &s.NewSize) == nil {
 						send(s)
 					}

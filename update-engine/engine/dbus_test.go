@@ -8,6 +8,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 )
 
@@ -46,7 +47,7 @@ func TestDBusInterface(t *testing.T) {
 	if err := obj.Call(DBusInterface+".GetStatus", 0).Store(&last, &progress, &op, &version, &size); err != nil {
 		t.Fatal(err)
 	}
-	if op != OpIdle {
+	if op != api.OpIdle {
 		t.Fatalf("GetStatus op %q", op)
 	}
 	if err := obj.Call(DBusInterface+".AttemptUpdate", 0).Err; err != nil {
@@ -64,7 +65,7 @@ func TestDBusInterface(t *testing.T) {
 	for {
 		select {
 		case s := <-signals:
-			if len(s.Body) == 5 && s.Body[2] == OpUpdateAvailable && s.Body[3] == "2.0.0" {
+			if len(s.Body) == 5 && s.Body[2] == api.OpUpdateAvailable && s.Body[3] == "2.0.0" {
 				if err := obj.Call(DBusInterface+".ResetStatus", 0).Err; err != nil {
 					t.Fatal(err)
 				}
@@ -100,7 +101,7 @@ func TestWatchDBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := func() Status {
+	next := func() api.Status {
 		t.Helper()
 		select {
 		case s, ok := <-statuses:
@@ -111,13 +112,13 @@ func TestWatchDBus(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("no status")
 		}
-		return Status{}
+		return api.Status{}
 	}
-	if s := next(); s.CurrentOperation != OpIdle {
+	if s := next(); s.CurrentOperation != api.OpIdle {
 		t.Fatalf("first status %+v, want the engine's GetStatus (idle)", s)
 	}
 	stranger := connect()
-	if err := stranger.Emit(DBusPath, DBusInterface+".StatusUpdate", int64(0), 1.0, OpNeedReboot, "6.6.6", int64(1)); err != nil {
+	if err := stranger.Emit(DBusPath, DBusInterface+".StatusUpdate", int64(0), 1.0, api.OpNeedReboot, "6.6.6", int64(1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Check(ctx, omaha.InstallSourceOnDemand); err != nil {
@@ -125,10 +126,10 @@ func TestWatchDBus(t *testing.T) {
 	}
 	for {
 		s := next()
-		if s.CurrentOperation == OpNeedReboot || s.NewVersion == "6.6.6" {
+		if s.CurrentOperation == api.OpNeedReboot || s.NewVersion == "6.6.6" {
 			t.Fatalf("took a stranger's signal: %+v", s)
 		}
-		if s.CurrentOperation == OpUpdateAvailable && s.NewVersion == "2.0.0" {
+		if s.CurrentOperation == api.OpUpdateAvailable && s.NewVersion == "2.0.0" {
 			break
 		}
 	}

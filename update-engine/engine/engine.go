@@ -16,35 +16,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/slots"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 
-// Operations, named as CoreOS update_engine's CURRENT_OP values.
-const (
-	OpIdle             = "UPDATE_STATUS_IDLE"
-	OpChecking         = "UPDATE_STATUS_CHECKING_FOR_UPDATE"
-	OpUpdateAvailable  = "UPDATE_STATUS_UPDATE_AVAILABLE"
-	OpDownloading      = "UPDATE_STATUS_DOWNLOADING"
-	OpVerifying        = "UPDATE_STATUS_VERIFYING"
-	OpFinalizing       = "UPDATE_STATUS_FINALIZING"
-	OpNeedReboot       = "UPDATE_STATUS_UPDATED_NEED_REBOOT"
-	OpReportingError   = "UPDATE_STATUS_REPORTING_ERROR_EVENT"
-	updaterVersionName = "CairnUpdateEngine"
-)
-
-// Status is what GetStatus returns and StatusUpdate signals.
-type Status struct {
-	LastCheckedTime  int64   `json:"last_checked_time"`
-	Progress         float64 `json:"progress"`
-	CurrentOperation string  `json:"current_operation"`
-	NewVersion       string  `json:"new_version"`
-	NewSize          int64   `json:"new_size"`
-	Step             string  `json:"step,omitempty"`
-	LastError        string  `json:"last_error,omitempty"`
-}
+const updaterVersionName = "CairnUpdateEngine"
 
 // ErrBusy: an update is already running.
 var ErrBusy = errors.New("an update check or update is already running")
@@ -69,8 +48,8 @@ type Engine struct {
 	// reportMu makes ReportBoot one at a time: the retries after a start and the checks
 	// both call it, and the server must hear of a boot once.
 	reportMu sync.Mutex
-	status   Status
-	subs     map[chan Status]struct{}
+	status   api.Status
+	subs     map[chan api.Status]struct{}
 	busy     bool
 }
 
@@ -89,21 +68,21 @@ func (e *Engine) log() *slog.Logger {
 }
 
 // Status returns the current status.
-func (e *Engine) Status() Status {
+func (e *Engine) Status() api.Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.status.CurrentOperation == "" {
-		e.status.CurrentOperation = OpIdle
+		e.status.CurrentOperation = api.OpIdle
 	}
 	return e.status
 }
 
 // Subscribe returns a channel of status changes; call the returned func to stop.
-func (e *Engine) Subscribe() (<-chan Status, func()) {
-	ch := make(chan Status, 64)
+func (e *Engine) Subscribe() (<-chan api.Status, func()) {
+	ch := make(chan api.Status, 64)
 	e.mu.Lock()
 	if e.subs == nil {
-		e.subs = map[chan Status]struct{}{}
+		e.subs = map[chan api.Status]struct{}{}
 	}
 	e.subs[ch] = struct{}{}
 	e.mu.Unlock()
@@ -114,7 +93,7 @@ func (e *Engine) Subscribe() (<-chan Status, func()) {
 	}
 }
 
-func (e *Engine) setStatus(f func(*Status)) {
+func (e *Engine) setStatus(f func(*api.Status)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.status
@@ -136,7 +115,7 @@ func (e *Engine) begin() error {
 	if e.busy {
 		return ErrBusy
 	}
-	if e.status.CurrentOperation == OpNeedReboot {
+	if e.status.CurrentOperation == api.OpNeedReboot {
 		return nil
 	}
 	e.busy = true
@@ -172,11 +151,11 @@ func (e *Engine) event(ctx context.Context, ev *omaha.EventRequest) error {
 
 // Check asks the server for an update without applying it.
 func (e *Engine) Check(ctx context.Context, installSource string) (*omaha.Update, error) {
-	e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpChecking, "" })
+	e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpChecking, "" })
 	resp, err := e.Omaha.Do(ctx, e.request(installSource, true))
 	now := e.now().Unix()
 	if err != nil {
-		e.setStatus(func(s *Status) { s.CurrentOperation, s.LastCheckedTime, s.LastError = OpIdle, now, err.Error() })
+		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastCheckedTime, s.LastError = api.OpIdle, now, err.Error() })
 		return nil, err
 	}
 	var u *omaha.Update
@@ -185,42 +164,33 @@ func (e *Engine) Check(ctx context.Context, installSource string) (*omaha.Update
 		u, err = app.FindUpdate()
 	}
 	if err != nil {
-		e.setStatus(func(s *Status) { s.CurrentOperation, s.LastCheckedTime, s.LastError = OpIdle, now, err.Error() })
+		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastCheckedTime, s.LastError = api.OpIdle, now, err.Error() })
 		return nil, err
 	}
-	e.setStatus(func(s *Status) {
+	e.setStatus(func(s *api.Status) {
 		s.LastCheckedTime = now
-		s.CurrentOperation = OpIdle
+		s.CurrentOperation = api.OpIdle
 		if u != nil {
-			s.CurrentOperation, s.NewVersion, s.NewSize = OpUpdateAvailable, u.Version, u.Size
+			s.CurrentOperation, s.NewVersion, s.NewSize = api.OpUpdateAvailable, u.Version, u.Size
 		}
 	})
 	return u, nil
 }
 
-// Result of Update.
-type Result int
-
-const (
-	ResultNoUpdate       Result = iota
-	ResultUpdated               // applied: a reboot is needed
-	ResultAlreadyUpdated        // an update was applied earlier and awaits a reboot
-)
-
 // Update checks for an update and applies it, reporting events to the server as
 // update_engine does: download started (13), download finished (14), then update complete
 // (3) with "success, reboot" or an error code.
-func (e *Engine) Update(ctx context.Context, installSource string, force bool) (Result, error) {
+func (e *Engine) Update(ctx context.Context, installSource string, force bool) (api.Result, error) {
 	if err := e.begin(); err != nil {
-		return ResultNoUpdate, err
+		return api.ResultNoUpdate, err
 	}
-	if e.Status().CurrentOperation == OpNeedReboot {
-		return ResultAlreadyUpdated, nil
+	if e.Status().CurrentOperation == api.OpNeedReboot {
+		return api.ResultAlreadyUpdated, nil
 	}
 	defer e.end()
 	u, err := e.Check(ctx, installSource)
 	if err != nil || u == nil {
-		return ResultNoUpdate, err
+		return api.ResultNoUpdate, err
 	}
 	if !force {
 		// As update_engine kept a rolled-back version off the machine: otherwise a server
@@ -230,16 +200,16 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		// the next version when it comes.
 		bad, err := e.rolledBack(ctx, u.Version)
 		if err != nil {
-			e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpIdle, err.Error() })
-			return ResultNoUpdate, err
+			e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpIdle, err.Error() })
+			return api.ResultNoUpdate, err
 		}
 		if bad {
 			why := fmt.Errorf("version %s: %w", u.Version, ErrRolledBack)
 			e.log().Warn("not applying the update", "version", u.Version, "reason", why)
-			e.setStatus(func(s *Status) {
-				s.CurrentOperation, s.NewVersion, s.NewSize, s.LastError = OpIdle, "", 0, why.Error()
+			e.setStatus(func(s *api.Status) {
+				s.CurrentOperation, s.NewVersion, s.NewSize, s.LastError = api.OpIdle, "", 0, why.Error()
 			})
-			return ResultNoUpdate, nil
+			return api.ResultNoUpdate, nil
 		}
 	}
 	e.log().Info("update available", "version", u.Version, "size", u.Size, "url", u.URL)
@@ -260,15 +230,15 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 			downloaded = true
 			e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadFinished, Result: omaha.EventResultSuccess})
 		}
-		e.setStatus(func(s *Status) {
+		e.setStatus(func(s *api.Status) {
 			s.Step = p.Step
 			switch p.Step {
 			case "download":
-				s.CurrentOperation = OpDownloading
+				s.CurrentOperation = api.OpDownloading
 			case "verify-payload":
-				s.CurrentOperation = OpVerifying
+				s.CurrentOperation = api.OpVerifying
 			default:
-				s.CurrentOperation = OpFinalizing
+				s.CurrentOperation = api.OpFinalizing
 			}
 			if p.Total > 0 {
 				s.Progress = float64(p.Done) / float64(p.Total)
@@ -283,17 +253,17 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		if errors.As(err, &se) {
 			code = se.Code
 		}
-		e.setStatus(func(s *Status) { s.CurrentOperation, s.LastError = OpReportingError, err.Error() })
+		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpReportingError, err.Error() })
 		if ctx.Err() == nil {
 			e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultError, ErrorCode: code})
 		}
-		e.setStatus(func(s *Status) { s.CurrentOperation, s.Progress, s.Step = OpIdle, 0, "" })
-		return ResultNoUpdate, err
+		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = api.OpIdle, 0, "" })
+		return api.ResultNoUpdate, err
 	}
 	e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultSuccessReboot})
-	e.setStatus(func(s *Status) { s.CurrentOperation, s.Progress, s.Step = OpNeedReboot, 1, "" })
+	e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = api.OpNeedReboot, 1, "" })
 	e.log().Info("update applied; reboot to use it", "version", u.Version)
-	return ResultUpdated, nil
+	return api.ResultUpdated, nil
 }
 
 // ErrRolledBack is why a version that this machine installed before and rolled back from is
@@ -341,8 +311,8 @@ func (e *Engine) ReportBoot(ctx context.Context) error {
 			ErrorCode: omaha.ErrorCodeRollback, PreviousVersion: p.NewVersion}
 		e.log().Warn("rolled back: the new version never booted to good", "new", p.NewVersion, "running", e.Version)
 	case st.Active == p.PreviousSlot && st.Next == p.NewSlot:
-		e.setStatus(func(s *Status) {
-			s.CurrentOperation, s.NewVersion, s.NewSize, s.Progress = OpNeedReboot, p.NewVersion, p.NewSize, 1
+		e.setStatus(func(s *api.Status) {
+			s.CurrentOperation, s.NewVersion, s.NewSize, s.Progress = api.OpNeedReboot, p.NewVersion, p.NewSize, 1
 		})
 		return nil
 	default:
@@ -378,7 +348,7 @@ func (e *Engine) ResetStatus(ctx context.Context) error {
 			}
 		}
 	}
-	e.setStatus(func(s *Status) { *s = Status{LastCheckedTime: s.LastCheckedTime, CurrentOperation: OpIdle} })
+	e.setStatus(func(s *api.Status) { *s = api.Status{LastCheckedTime: s.LastCheckedTime, CurrentOperation: api.OpIdle} })
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/tools/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/payload"
@@ -119,15 +120,15 @@ func TestUpdateRebootReport(t *testing.T) {
 	m := newMachine(t)
 	ctx := context.Background()
 	e := m.engine("1.0.0")
-	if res, err := e.Update(ctx, omaha.InstallSourceScheduler, false); err != nil || res != ResultNoUpdate {
+	if res, err := e.Update(ctx, omaha.InstallSourceScheduler, false); err != nil || res != api.ResultNoUpdate {
 		t.Fatalf("nothing published: %v %v", res, err)
 	}
 	m.publish("2.0.0", m.priv)
 	res, err := e.Update(ctx, omaha.InstallSourceScheduler, false)
-	if err != nil || res != ResultUpdated {
+	if err != nil || res != api.ResultUpdated {
 		t.Fatalf("update: %v %v", res, err)
 	}
-	if st := e.Status(); st.CurrentOperation != OpNeedReboot || st.NewVersion != "2.0.0" || st.Progress != 1 {
+	if st := e.Status(); st.CurrentOperation != api.OpNeedReboot || st.NewVersion != "2.0.0" || st.Progress != 1 {
 		t.Fatalf("status %+v", st)
 	}
 	if got, want := m.events(), "download started, download finished, update complete/reboot"; got != want {
@@ -135,7 +136,7 @@ func TestUpdateRebootReport(t *testing.T) {
 	}
 	// update_engine restarts before the reboot: still "need reboot".
 	e2 := m.engine("1.0.0")
-	if err := e2.ReportBoot(ctx); err != nil || e2.Status().CurrentOperation != OpNeedReboot {
+	if err := e2.ReportBoot(ctx); err != nil || e2.Status().CurrentOperation != api.OpNeedReboot {
 		t.Fatalf("after restart: %v %+v", err, e2.Status())
 	}
 	// The reboot: the loader takes B (one try used), the new version runs and reports.
@@ -173,17 +174,17 @@ func TestRollbackReported(t *testing.T) {
 	}
 	// Offered 2.0.0 again (on demand: the dev server keeps it from scheduled checks), the
 	// engine does not take it: no update, nothing downloaded, and the status says why.
-	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, false); err != nil || res != ResultNoUpdate {
+	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, false); err != nil || res != api.ResultNoUpdate {
 		t.Fatalf("2.0.0 offered again: %v %v, want no update", res, err)
 	}
 	if got := m.events(); got != reported {
 		t.Fatalf("events after the refusal: %s (before: %s)", got, reported)
 	}
-	if st := e.Status(); st.CurrentOperation != OpIdle || st.NewVersion != "" || !strings.Contains(st.LastError, ErrRolledBack.Error()) {
+	if st := e.Status(); st.CurrentOperation != api.OpIdle || st.NewVersion != "" || !strings.Contains(st.LastError, ErrRolledBack.Error()) {
 		t.Fatalf("status after the refusal: %+v", st)
 	}
 	// An operator can force it.
-	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, true); err != nil || res != ResultUpdated {
+	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, true); err != nil || res != api.ResultUpdated {
 		t.Fatalf("forced: %v %v", res, err)
 	}
 }
@@ -200,7 +201,7 @@ func TestFailedUpdateReportsError(t *testing.T) {
 	if got, want := m.events(), "download started, download finished, update complete/error/18"; got != want {
 		t.Fatalf("events %q, want %q", got, want)
 	}
-	if st := e.Status(); st.CurrentOperation != OpIdle || !strings.Contains(st.LastError, "signature") {
+	if st := e.Status(); st.CurrentOperation != api.OpIdle || !strings.Contains(st.LastError, "signature") {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -217,7 +218,7 @@ func TestResetStatusUndoesUnbootedUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := m.slots.Status(ctx)
-	if st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateEmpty || e.Status().CurrentOperation != OpIdle {
+	if st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateEmpty || e.Status().CurrentOperation != api.OpIdle {
 		t.Fatalf("after reset: %+v %+v", st, e.Status())
 	}
 }
@@ -234,9 +235,9 @@ func TestSocket(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go (&Server{Engine: e, Trigger: make(chan struct{}, 1)}).Serve(ctx, ln)
-	var last Reply
+	var last api.Reply
 	var ops []string
-	if err := Dial(ctx, sock, Call{Method: MethodUpdate}, func(r Reply) bool {
+	if err := api.Dial(ctx, sock, api.Call{Method: api.MethodUpdate}, func(r api.Reply) bool {
 		last = r
 		if r.Status != nil {
 			ops = append(ops, r.Status.CurrentOperation)
@@ -248,15 +249,15 @@ func TestSocket(t *testing.T) {
 	if !last.Done || last.Result != "updated" || last.Error != "" {
 		t.Fatalf("final reply %+v", last)
 	}
-	if s := strings.Join(ops, " "); !strings.Contains(s, OpDownloading) || !strings.Contains(s, OpFinalizing) {
+	if s := strings.Join(ops, " "); !strings.Contains(s, api.OpDownloading) || !strings.Contains(s, api.OpFinalizing) {
 		t.Fatalf("operations seen: %s", s)
 	}
-	var slotsReply Reply
-	Dial(ctx, sock, Call{Method: MethodSlots}, func(r Reply) bool { slotsReply = r; return false })
-	if slotsReply.Slots == nil || slotsReply.Slots.Next != disklayout.SlotB {
+	var slotsReply api.Reply
+	api.Dial(ctx, sock, api.Call{Method: api.MethodSlots}, func(r api.Reply) bool { slotsReply = r; return false })
+	if slotsReply.Slots == nil || slotsReply.Slots.Next != string(disklayout.SlotB) {
 		t.Fatalf("slots %+v", slotsReply)
 	}
-	if err := Dial(ctx, sock, Call{Method: "Nope"}, func(Reply) bool { return false }); err == nil {
+	if err := api.Dial(ctx, sock, api.Call{Method: "Nope"}, func(api.Reply) bool { return false }); err == nil {
 		t.Fatal("unknown method accepted")
 	}
 }
@@ -276,7 +277,7 @@ func TestRunLoopOnDemand(t *testing.T) {
 	for {
 		select {
 		case s := <-ch:
-			if s.CurrentOperation == OpNeedReboot {
+			if s.CurrentOperation == api.OpNeedReboot {
 				if m.srv.Events()[0].Type != omaha.EventTypeUpdateDownloadStarted {
 					t.Fatalf("events %+v", m.srv.Events())
 				}
@@ -307,10 +308,10 @@ func TestSocketUpdateWhileBusyFollows(t *testing.T) {
 	go func() {
 		time.Sleep(200 * time.Millisecond)
 		e.end()
-		e.setStatus(func(s *Status) { s.CurrentOperation = OpNeedReboot })
+		e.setStatus(func(s *api.Status) { s.CurrentOperation = api.OpNeedReboot })
 	}()
-	var last Reply
-	if err := Dial(ctx, sock, Call{Method: MethodUpdate}, func(r Reply) bool { last = r; return !r.Done }); err != nil {
+	var last api.Reply
+	if err := api.Dial(ctx, sock, api.Call{Method: api.MethodUpdate}, func(r api.Reply) bool { last = r; return !r.Done }); err != nil {
 		t.Fatal(err)
 	}
 	if last.Result != "updated" || last.Error != "" {

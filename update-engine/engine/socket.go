@@ -11,45 +11,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/slots"
 )
 
-// DefaultSocket is where the daemon listens when there is no system D-Bus (and always, for
-// update_engine_client).
-const DefaultSocket = "/run/cairn/update_engine.sock"
-
-// Socket methods: GetStatus, AttemptUpdate and ResetStatus mirror the D-Bus interface;
-// Update blocks until the update finished; Watch streams status changes; Slots reports the
-// slots.
-const (
-	MethodGetStatus     = "GetStatus"
-	MethodAttemptUpdate = "AttemptUpdate"
-	MethodResetStatus   = "ResetStatus"
-	MethodUpdate        = "Update"
-	MethodWatch         = "Watch"
-	MethodSlots         = "Slots"
-)
-
-// Call is a request line on the socket.
-type Call struct {
-	Method string `json:"method"`
-	// Force lets Update install a version that is not newer, or one this machine rolled back
-	// from (an operator's decision).
-	Force bool `json:"force,omitempty"`
-}
-
-// Reply is a response line; Update and Watch send several.
-type Reply struct {
-	Status *Status        `json:"status,omitempty"`
-	Slots  *slots.Status  `json:"slots,omitempty"`
-	Done   bool           `json:"done,omitempty"`
-	Result string         `json:"result,omitempty"`
-	Error  string         `json:"error,omitempty"`
-	Extra  map[string]any `json:"extra,omitempty"`
-}
-
-// Server answers Calls on a unix socket.
+// Server answers api.Calls on a unix socket.
 type Server struct {
 	Engine  *Engine
 	Trigger chan<- struct{} // AttemptUpdate pokes the Run loop through it
@@ -90,10 +57,10 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	if err != nil && len(line) == 0 {
 		return
 	}
-	var call Call
+	var call api.Call
 	enc := json.NewEncoder(c)
 	if err := json.Unmarshal(line, &call); err != nil {
-		enc.Encode(Reply{Error: "bad request: " + err.Error()})
+		enc.Encode(api.Reply{Error: "bad request: " + err.Error()})
 		return
 	}
 	// Notice a client that hangs up, to end a Watch.
@@ -103,35 +70,35 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	}()
 	e := s.Engine
 	switch call.Method {
-	case MethodGetStatus:
+	case api.MethodGetStatus:
 		st := e.Status()
-		enc.Encode(Reply{Status: &st})
-	case MethodAttemptUpdate:
+		enc.Encode(api.Reply{Status: &st})
+	case api.MethodAttemptUpdate:
 		select {
 		case s.Trigger <- struct{}{}:
 		default: // a check is already pending
 		}
 		st := e.Status()
-		enc.Encode(Reply{Status: &st, Done: true})
-	case MethodResetStatus:
+		enc.Encode(api.Reply{Status: &st, Done: true})
+	case api.MethodResetStatus:
 		if err := e.ResetStatus(ctx); err != nil {
-			enc.Encode(Reply{Error: err.Error()})
+			enc.Encode(api.Reply{Error: err.Error()})
 			return
 		}
 		st := e.Status()
-		enc.Encode(Reply{Status: &st, Done: true})
-	case MethodSlots:
+		enc.Encode(api.Reply{Status: &st, Done: true})
+	case api.MethodSlots:
 		st, err := e.Slots.Status(ctx)
 		if err != nil {
-			enc.Encode(Reply{Error: err.Error()})
+			enc.Encode(api.Reply{Error: err.Error()})
 			return
 		}
-		enc.Encode(Reply{Slots: st})
-	case MethodWatch:
+		enc.Encode(api.Reply{Slots: slotList(st)})
+	case api.MethodWatch:
 		ch, stop := e.Subscribe()
 		defer stop()
 		st := e.Status()
-		if enc.Encode(Reply{Status: &st}) != nil {
+		if enc.Encode(api.Reply{Status: &st}) != nil {
 			return
 		}
 		for {
@@ -139,16 +106,16 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 			case <-ctx.Done():
 				return
 			case st := <-ch:
-				if enc.Encode(Reply{Status: &st}) != nil {
+				if enc.Encode(api.Reply{Status: &st}) != nil {
 					return
 				}
 			}
 		}
-	case MethodUpdate:
+	case api.MethodUpdate:
 		ch, stop := e.Subscribe()
 		defer stop()
 		done := make(chan struct{})
-		var res Result
+		var res api.Result
 		var uerr error
 		uctx := s.UpdateCtx
 		if uctx == nil {
@@ -161,7 +128,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		for {
 			select {
 			case st := <-ch:
-				enc.Encode(Reply{Status: &st})
+				enc.Encode(api.Reply{Status: &st})
 				continue
 			case <-done:
 			}
@@ -171,7 +138,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 			// The scheduled check is already at work: follow it to its end instead.
 			res, uerr = follow(ctx, e, ch, enc)
 		}
-		r := Reply{Done: true, Result: [...]string{"no-update", "updated", "already-updated"}[res]}
+		r := api.Reply{Done: true, Result: res.String()}
 		if uerr != nil {
 			r.Error = uerr.Error()
 		}
@@ -179,73 +146,52 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		r.Status = &st
 		enc.Encode(r)
 	default:
-		enc.Encode(Reply{Error: fmt.Sprintf("unknown method %q", call.Method)})
-	}
-}
-
-// Dial sends one call to the daemon's socket and hands every reply to fn until fn returns
-// false or the daemon closes the connection.
-func Dial(ctx context.Context, socket string, call Call, fn func(Reply) bool) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", socket)
-	if err != nil {
-		return fmt.Errorf("update_engine at %s: %w", socket, err)
-	}
-	defer c.Close()
-	go func() {
-		<-ctx.Done()
-		c.Close()
-	}()
-	b, _ := json.Marshal(call)
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(c)
-	for {
-		var r Reply
-		if err := dec.Decode(&r); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("update_engine at %s: %w", socket, err)
-		}
-		if r.Error != "" && !r.Done {
-			return errors.New(r.Error)
-		}
-		if !fn(r) {
-			return nil
-		}
+		enc.Encode(api.Reply{Error: fmt.Sprintf("unknown method %q", call.Method)})
 	}
 }
 
 // follow relays the status of an update someone else started until it ends.
-func follow(ctx context.Context, e *Engine, ch <-chan Status, enc *json.Encoder) (Result, error) {
+func follow(ctx context.Context, e *Engine, ch <-chan api.Status, enc *json.Encoder) (api.Result, error) {
 	st := e.Status()
 	for {
 		switch st.CurrentOperation {
-		case OpNeedReboot:
-			return ResultUpdated, nil
-		case OpIdle:
+		case api.OpNeedReboot:
+			return api.ResultUpdated, nil
+		case api.OpIdle:
 			e.mu.Lock()
 			busy := e.busy
 			e.mu.Unlock()
 			if !busy {
 				if st.LastError != "" {
-					return ResultNoUpdate, errors.New(st.LastError)
+					return api.ResultNoUpdate, errors.New(st.LastError)
 				}
-				return ResultNoUpdate, nil
+				return api.ResultNoUpdate, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return ResultNoUpdate, ctx.Err()
+			return api.ResultNoUpdate, ctx.Err()
 		case st = <-ch:
-			enc.Encode(Reply{Status: &st})
+			enc.Encode(api.Reply{Status: &st})
 		case <-time.After(time.Second):
 			st = e.Status()
 		}
 	}
+}
+
+// slotList is the Slots reply for st. Its JSON is st's: update_engine_client -slots
+// -format=json prints what the engine sends.
+func slotList(st *slots.Status) *api.SlotList {
+	if st == nil {
+		return nil
+	}
+	l := &api.SlotList{Active: string(st.Active), Inactive: string(st.Inactive), Next: string(st.Next)}
+	if st.Slots != nil {
+		l.Slots = make([]api.Slot, 0, len(st.Slots))
+	}
+	for _, s := range st.Slots {
+		l.Slots = append(l.Slots, api.Slot{Slot: string(s.Slot), Partition: s.Partition, Entry: s.Entry, Version: s.Version,
+			State: string(s.State), TriesLeft: s.TriesLeft, TriesDone: s.TriesDone, Active: s.Active, NextBoot: s.NextBoot})
+	}
+	return l
 }

@@ -20,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/engine"
 	"github.com/cairn-os/cairn/update-engine/locksmith"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
@@ -168,7 +169,7 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	socket := fs.String("socket", engine.DefaultSocket, "update_engine's socket")
+	socket := fs.String("socket", api.DefaultSocket, "update_engine's socket")
 	rebootCmd := fs.String("reboot-command", "systemctl reboot", "how to reboot")
 	poll := fs.Duration("poll", 30*time.Second, "how often to look at the update engine (without D-Bus) and retry the lock")
 	dbusMode := fs.String("dbus", "auto", "follow update_engine's StatusUpdate signal on the system bus: auto (the socket if there is no bus), on, off (the socket)")
@@ -250,7 +251,7 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 // watchBus follows update_engine's status on the system bus until ctx ends.
-func watchBus(ctx context.Context) (<-chan engine.Status, error) {
+func watchBus(ctx context.Context) (<-chan api.Status, error) {
 	conn, err := engine.SystemBus()
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/engine"
 )
 
@@ -89,7 +90,7 @@ func TestLocksmithdFollowsStatusSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	fake := &fakeEngine{op: engine.OpIdle, asked: make(chan struct{}, 1)}
+	fake := &fakeEngine{op: api.OpIdle, asked: make(chan struct{}, 1)}
 	if err := eng.Export(fake, engine.DBusPath, engine.DBusInterface); err != nil {
 		t.Fatal(err)
 	}
@@ -109,19 +110,19 @@ func TestLocksmithdFollowsStatusSignal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	emit(eng, engine.OpDownloading)
+	emit(eng, api.OpDownloading)
 	// Anyone may send a signal; only the owner of com.coreos.update1 counts.
 	stranger, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stranger.Close()
-	emit(stranger, engine.OpNeedReboot)
+	emit(stranger, api.OpNeedReboot)
 	time.Sleep(300 * time.Millisecond)
 	if _, err := os.Stat(run.rebooted); err == nil {
 		t.Fatal("rebooted on a stranger's signal")
 	}
-	emit(eng, engine.OpNeedReboot)
+	emit(eng, api.OpNeedReboot)
 	run.waitReboot(t)
 }
 
@@ -140,10 +141,10 @@ func TestLocksmithdWithoutBusAsksSocket(t *testing.T) {
 			if err != nil {
 				return
 			}
-			var call engine.Call
+			var call api.Call
 			line, _ := bufio.NewReader(c).ReadBytes('\n')
-			if json.Unmarshal(line, &call) == nil && call.Method == engine.MethodGetStatus {
-				json.NewEncoder(c).Encode(engine.Reply{Status: &engine.Status{CurrentOperation: engine.OpNeedReboot}})
+			if json.Unmarshal(line, &call) == nil && call.Method == api.MethodGetStatus {
+				json.NewEncoder(c).Encode(api.Reply{Status: &api.Status{CurrentOperation: api.OpNeedReboot}})
 			}
 			c.Close()
 		}

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/cairn-os/cairn/update-engine/engine"
+	"github.com/cairn-os/cairn/update-engine/api"
 )
 
 // engineStatus is what locksmithd knows of update_engine. On a system bus it follows the
@@ -22,7 +22,7 @@ type engineStatus struct {
 
 // follow takes statuses from the bus until the channel closes, then falls back to the
 // socket. The returned channel ticks on every change, to wake locksmithd's loop.
-func (s *engineStatus) follow(statuses <-chan engine.Status) <-chan struct{} {
+func (s *engineStatus) follow(statuses <-chan api.Status) <-chan struct{} {
 	changed := make(chan struct{}, 1)
 	tick := func() {
 		select {
@@ -56,11 +56,11 @@ func (s *engineStatus) needReboot(ctx context.Context) (bool, error) {
 	bus, op := s.bus, s.op
 	s.mu.Unlock()
 	if bus {
-		return op == engine.OpNeedReboot, nil
+		return op == api.OpNeedReboot, nil
 	}
 	need := false
-	err := engine.Dial(ctx, s.socket, engine.Call{Method: engine.MethodGetStatus}, func(r engine.Reply) bool {
-		need = r.Status != nil && r.Status.CurrentOperation == engine.OpNeedReboot
+	err := api.Dial(ctx, s.socket, api.Call{Method: api.MethodGetStatus}, func(r api.Reply) bool {
+		need = r.Status != nil && r.Status.CurrentOperation == api.OpNeedReboot
 		return false
 	})
 	return need, err
