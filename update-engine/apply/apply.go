@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -52,10 +53,42 @@ func RequestFromOmaha(u *omaha.Update) Request {
 	return Request{URL: u.URL, Size: u.Size, SHA256: u.SHA256, Version: u.Version}
 }
 
-// Progress is reported as steps run; Done/Total are bytes within the step.
+// Phase is the part of the flow a step belongs to: what the engine reports as its current
+// operation, and what it tells the update server about (the download's end).
+type Phase int
+
+const (
+	PhaseDownload Phase = iota + 1 // fetching the payload
+	PhaseVerify                    // checking it; nothing is written to a slot yet
+	PhaseFinalize                  // installing it into the inactive slot
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseDownload:
+		return "download"
+	case PhaseVerify:
+		return "verify"
+	case PhaseFinalize:
+		return "finalize"
+	}
+	return "Phase(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Progress is reported as steps run: once as a step starts, then as it moves bytes;
+// Done/Total are bytes within the step.
 type Progress struct {
 	Step        string
+	Phase       Phase
 	Done, Total int64
+}
+
+// Options are one Apply's: what an operator asked for and who follows it.
+type Options struct {
+	// Force allows a version that is not newer (operator only; the engine also lets it pass
+	// a rolled-back one).
+	Force      bool
+	OnProgress func(Progress)
 }
 
 // Applier holds everything the steps need. All dependencies are fields.
@@ -66,10 +99,8 @@ type Applier struct {
 	Keys           []ed25519.PublicKey
 	Board          string
 	CurrentVersion string
-	Force          bool // allow a version that is not newer (operator only; the engine also lets it pass a rolled-back one)
-	Tries          int  // boot attempts for the new slot, default 3
+	Tries          int // boot attempts for the new slot, default 3
 	Log            *slog.Logger
-	OnProgress     func(Progress)
 	Now            func() time.Time
 }
 
@@ -85,15 +116,18 @@ func (e *StepError) Unwrap() error { return e.Err }
 
 // Step is one named step of the flow.
 type Step struct {
-	Name string
-	Code omaha.ErrorCode                         // reported when the step fails
-	Run  func(r *run, ctx context.Context) error // a method expression on run
+	Name  string
+	Phase Phase
+	Code  omaha.ErrorCode                         // reported when the step fails
+	Run   func(r *run, ctx context.Context) error // a method expression on run
 }
 
 // run is the state one Apply carries from step to step.
 type run struct {
 	a        *Applier
+	opts     Options
 	req      Request
+	step     Step // the one running
 	target   disklayout.Slot
 	file     string // the downloaded payload
 	header   *payload.Header
@@ -111,15 +145,15 @@ type Result struct {
 // Steps is the flow, in order.
 func Steps() []Step {
 	return []Step{
-		{"download", omaha.ErrorCodeDownloadTransferError, (*run).download},
-		{"verify-payload", omaha.ErrorCodePayloadPubKeyVerify, (*run).verifyPayload},
-		{"invalidate-inactive", omaha.ErrorCodeSetBootError, (*run).invalidate},
-		{"write-usr", omaha.ErrorCodeDownloadWriteError, (*run).writeUSR},
-		{"verify-usr", omaha.ErrorCodeNewRootfsVerification, (*run).verifyUSR},
-		{"write-uki", omaha.ErrorCodeNewKernelVerification, (*run).writeUKI},
-		{"record", omaha.ErrorCodeError, (*run).record},
-		{"set-next-boot", omaha.ErrorCodeSetBootError, (*run).setNext},
-		{"cleanup", omaha.ErrorCodeError, (*run).cleanup},
+		{"download", PhaseDownload, omaha.ErrorCodeDownloadTransferError, (*run).download},
+		{"verify-payload", PhaseVerify, omaha.ErrorCodePayloadPubKeyVerify, (*run).verifyPayload},
+		{"invalidate-inactive", PhaseFinalize, omaha.ErrorCodeSetBootError, (*run).invalidate},
+		{"write-usr", PhaseFinalize, omaha.ErrorCodeDownloadWriteError, (*run).writeUSR},
+		{"verify-usr", PhaseFinalize, omaha.ErrorCodeNewRootfsVerification, (*run).verifyUSR},
+		{"write-uki", PhaseFinalize, omaha.ErrorCodeNewKernelVerification, (*run).writeUKI},
+		{"record", PhaseFinalize, omaha.ErrorCodeError, (*run).record},
+		{"set-next-boot", PhaseFinalize, omaha.ErrorCodeSetBootError, (*run).setNext},
+		{"cleanup", PhaseFinalize, omaha.ErrorCodeError, (*run).cleanup},
 	}
 }
 
@@ -130,14 +164,15 @@ func (a *Applier) log() *slog.Logger {
 	return a.Log
 }
 
-func (a *Applier) progress(p Progress) {
-	if a.OnProgress != nil {
-		a.OnProgress(p)
+// progress reports that done of total bytes of the running step are done.
+func (r *run) progress(done, total int64) {
+	if r.opts.OnProgress != nil {
+		r.opts.OnProgress(Progress{Step: r.step.Name, Phase: r.step.Phase, Done: done, Total: total})
 	}
 }
 
 // Apply runs every step. It holds a lock in StateDir so that only one apply runs at a time.
-func (a *Applier) Apply(ctx context.Context, req Request) (*Result, error) {
+func (a *Applier) Apply(ctx context.Context, req Request, opts Options) (*Result, error) {
 	if err := os.MkdirAll(a.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("update state %s: %w", a.StateDir, err)
 	}
@@ -153,14 +188,15 @@ func (a *Applier) Apply(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, &StepError{Step: "find-slots", Code: omaha.ErrorCodeInstallDeviceOpenError, Err: err}
 	}
-	r := &run{a: a, req: req, target: active.Other()}
+	r := &run{a: a, opts: opts, req: req, target: active.Other()}
 	defer func() { r.bufs.release() }()
 	for _, st := range Steps() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		a.log().Info("update step", "step", st.Name, "slot", r.target, "version", req.Version)
-		a.progress(Progress{Step: st.Name})
+		r.step = st
+		r.progress(0, 0)
 		start := time.Now()
 		if err := st.Run(r, ctx); err != nil {
 			code := st.Code

@@ -137,13 +137,20 @@ func (f *fixture) assertSafe() {
 func TestApplyFullCycle(t *testing.T) {
 	f := newFixture(t)
 	var steps []string
-	f.applier.OnProgress = func(p Progress) {
+	phases := map[string]Phase{}
+	for _, st := range Steps() {
+		phases[st.Name] = st.Phase
+	}
+	onProgress := func(p Progress) {
 		if len(steps) == 0 || steps[len(steps)-1] != p.Step {
 			steps = append(steps, p.Step)
 		}
+		if p.Phase != phases[p.Step] {
+			t.Errorf("progress %+v: phase %v, the step declares %v", p, p.Phase, phases[p.Step])
+		}
 	}
 	req := f.serve("2.0.0.cairn", "2.0.0", f.build("2.0.0", "amd64-usr", "0.1", f.priv))
-	res, err := f.applier.Apply(context.Background(), req)
+	res, err := f.applier.Apply(context.Background(), req, Options{OnProgress: onProgress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,8 +237,7 @@ func TestApplyRefusals(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t)
-			f.applier.Force = c.force
-			_, err := f.applier.Apply(context.Background(), c.setup(f))
+			_, err := f.applier.Apply(context.Background(), c.setup(f), Options{Force: c.force})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("error %v, want %v", err, c.want)
 			}
@@ -246,8 +252,7 @@ func TestApplyRefusals(t *testing.T) {
 
 func TestForcedDowngrade(t *testing.T) {
 	f := newFixture(t)
-	f.applier.Force = true
-	_, err := f.applier.Apply(context.Background(), f.serve("p", "0.9.0", f.build("0.9.0", "amd64-usr", "", f.priv)))
+	_, err := f.applier.Apply(context.Background(), f.serve("p", "0.9.0", f.build("0.9.0", "amd64-usr", "", f.priv)), Options{Force: true})
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != "set-next-boot" {
 		// 0.9.0 sorts after the running 1.0.0: without efivarfs it cannot be pinned.
@@ -255,7 +260,7 @@ func TestForcedDowngrade(t *testing.T) {
 	}
 	f.assertSafe()
 	f.applier.Slots.EFIVars = t.TempDir()
-	if _, err := f.applier.Apply(context.Background(), f.serve("p", "0.9.0", f.build("0.9.0", "amd64-usr", "", f.priv))); err != nil {
+	if _, err := f.applier.Apply(context.Background(), f.serve("p", "0.9.0", f.build("0.9.0", "amd64-usr", "", f.priv)), Options{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(f.applier.Slots.EFIVars, "LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f")); err != nil {
@@ -272,7 +277,7 @@ func TestResumedDownload(t *testing.T) {
 	id, _ := json.Marshal(req)
 	os.WriteFile(filepath.Join(f.applier.StateDir, identityFile), id, 0o600)
 	os.WriteFile(filepath.Join(f.applier.StateDir, partialFile), b[:len(b)/2], 0o600)
-	if _, err := f.applier.Apply(context.Background(), req); err != nil {
+	if _, err := f.applier.Apply(context.Background(), req, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.ranges) != 1 || f.ranges[0] != "bytes="+itoa(len(b)/2)+"-" {
@@ -284,7 +289,7 @@ func TestResumedDownload(t *testing.T) {
 	os.MkdirAll(f2.applier.StateDir, 0o700)
 	os.WriteFile(filepath.Join(f2.applier.StateDir, identityFile), id, 0o600)
 	os.WriteFile(filepath.Join(f2.applier.StateDir, partialFile), []byte("garbage"), 0o600)
-	if _, err := f2.applier.Apply(context.Background(), req2); err != nil {
+	if _, err := f2.applier.Apply(context.Background(), req2, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if len(f2.ranges) != 0 {
@@ -295,18 +300,17 @@ func TestResumedDownload(t *testing.T) {
 func TestCancelledWriteLeavesSlotUnbootable(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	f.applier.OnProgress = func(p Progress) {
+	cancelAtWrite := func(p Progress) {
 		if p.Step == "write-usr" {
 			cancel()
 		}
 	}
-	_, err := f.applier.Apply(ctx, f.serve("p", "2.0.0", f.build("2.0.0", "amd64-usr", "", f.priv)))
+	_, err := f.applier.Apply(ctx, f.serve("p", "2.0.0", f.build("2.0.0", "amd64-usr", "", f.priv)), Options{OnProgress: cancelAtWrite})
 	if err == nil {
 		t.Fatal("cancelled apply succeeded")
 	}
 	f.assertSafe()
-	f.applier.OnProgress = nil
-	if _, err := f.applier.Apply(context.Background(), f.serve("p", "2.0.0", f.build("2.0.0", "amd64-usr", "", f.priv))); err != nil {
+	if _, err := f.applier.Apply(context.Background(), f.serve("p", "2.0.0", f.build("2.0.0", "amd64-usr", "", f.priv)), Options{}); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 }
@@ -327,13 +331,13 @@ func TestStalledDownloadEnds(t *testing.T) {
 	old := StallTimeout
 	StallTimeout = 300 * time.Millisecond
 	defer func() { StallTimeout = old }()
-	_, err := f.applier.Apply(context.Background(), Request{URL: stalled.URL + "/p", Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:]), Version: "2.0.0"})
+	_, err := f.applier.Apply(context.Background(), Request{URL: stalled.URL + "/p", Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:]), Version: "2.0.0"}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "no data for") {
 		t.Fatalf("stalled download: %v", err)
 	}
 	f.assertBUntouched()
 	// A server announcing an absurd size is refused before anything is fetched.
-	_, err = f.applier.Apply(context.Background(), Request{URL: stalled.URL + "/p", Size: MaxPayloadSize + 1, SHA256: hex.EncodeToString(sum[:]), Version: "2.0.0"})
+	_, err = f.applier.Apply(context.Background(), Request{URL: stalled.URL + "/p", Size: MaxPayloadSize + 1, SHA256: hex.EncodeToString(sum[:]), Version: "2.0.0"}, Options{})
 	if !errors.Is(err, ErrMismatch) {
 		t.Fatalf("huge size: %v", err)
 	}
@@ -358,7 +362,7 @@ func TestSignedWrongUSRHash(t *testing.T) {
 	const prefix = 14 // magic, manifest length, signature length
 	copy(b[prefix:], wrong)
 	copy(b[prefix+len(wrong):], ed25519.Sign(f.priv, b[:prefix+len(wrong)]))
-	_, err = f.applier.Apply(context.Background(), f.serve("p", "2.0.0", b))
+	_, err = f.applier.Apply(context.Background(), f.serve("p", "2.0.0", b), Options{})
 	var se *StepError
 	if !errors.Is(err, payload.ErrHashMismatch) || !errors.As(err, &se) || se.Step != "verify-usr" || se.Code != omaha.ErrorCodeNewRootfsVerification {
 		t.Fatalf("error %v, want a hash mismatch in verify-usr", err)
@@ -378,13 +382,46 @@ func TestResumedDownloadOfBadPrefix(t *testing.T) {
 	bad := append([]byte(nil), b[:len(b)/2]...)
 	bad[len(bad)/2] ^= 1
 	os.WriteFile(filepath.Join(f.applier.StateDir, partialFile), bad, 0o600)
-	_, err := f.applier.Apply(context.Background(), req)
+	_, err := f.applier.Apply(context.Background(), req, Options{})
 	var se *StepError
 	if !errors.Is(err, payload.ErrHashMismatch) || !errors.As(err, &se) || se.Step != "download" || se.Code != omaha.ErrorCodePayloadHashMismatch {
 		t.Fatalf("error %v, want the server's hash to fail in download", err)
 	}
 	f.assertBUntouched()
-	if _, err := f.applier.Apply(context.Background(), req); err != nil {
+	if _, err := f.applier.Apply(context.Background(), req, Options{}); err != nil {
 		t.Fatalf("the next run: %v", err)
+	}
+}
+
+// Each step's phase is what the engine reports while it runs: downloading, then verifying
+// before anything touches a slot, then finalizing.
+func TestStepPhases(t *testing.T) {
+	want := []struct {
+		step  string
+		phase Phase
+	}{
+		{"download", PhaseDownload},
+		{"verify-payload", PhaseVerify},
+		{"invalidate-inactive", PhaseFinalize},
+		{"write-usr", PhaseFinalize},
+		{"verify-usr", PhaseFinalize},
+		{"write-uki", PhaseFinalize},
+		{"record", PhaseFinalize},
+		{"set-next-boot", PhaseFinalize},
+		{"cleanup", PhaseFinalize},
+	}
+	steps := Steps()
+	if len(steps) != len(want) {
+		t.Fatalf("%d steps, want %d", len(steps), len(want))
+	}
+	for i, w := range want {
+		if steps[i].Name != w.step || steps[i].Phase != w.phase {
+			t.Errorf("step %d: %s in phase %v, want %s in %v", i, steps[i].Name, steps[i].Phase, w.step, w.phase)
+		}
+	}
+	for p, s := range map[Phase]string{PhaseDownload: "download", PhaseVerify: "verify", PhaseFinalize: "finalize", 0: "Phase(0)"} {
+		if p.String() != s {
+			t.Errorf("Phase(%d).String() = %q, want %q", int(p), p.String(), s)
+		}
 	}
 }

@@ -75,10 +75,10 @@ func (r *run) pool() (*bufPool, error) {
 
 func (r *run) path(name string) string { return filepath.Join(r.a.StateDir, name) }
 
-// progressWriter counts bytes and reports at most every 1% and 250 ms.
+// progressWriter counts the running step's bytes and reports at most every 250 ms, and at
+// the end.
 type progressWriter struct {
 	r          *run
-	step       string
 	done, tot  int64
 	lastReport time.Time
 }
@@ -93,7 +93,7 @@ func (p *progressWriter) at(done int64) {
 	p.done = done
 	if now := time.Now(); now.Sub(p.lastReport) > 250*time.Millisecond || p.done == p.tot {
 		p.lastReport = now
-		p.r.a.progress(Progress{Step: p.step, Done: p.done, Total: p.tot})
+		p.r.progress(p.done, p.tot)
 	}
 }
 
@@ -219,7 +219,7 @@ func (r *run) fetch(ctx context.Context, f *os.File, have int64, h hash.Hash) er
 	default:
 		return fmt.Errorf("download %s: HTTP %s", r.req.URL, res.Status)
 	}
-	pw := &progressWriter{r: r, step: "download", done: have, tot: r.req.Size}
+	pw := &progressWriter{r: r, done: have, tot: r.req.Size}
 	body := &stallReader{r: res.Body, timer: stall, d: StallTimeout}
 	n, err := io.CopyBuffer(io.MultiWriter(f, h, pw), io.LimitReader(body, r.req.Size-have+1), make([]byte, 1<<20))
 	if err != nil {
@@ -297,10 +297,10 @@ func (r *run) verifyPayload(ctx context.Context) error {
 	if m.Board != r.a.Board {
 		return coded(omaha.ErrorCodeWrongBoard, fmt.Errorf("%w: payload board %s, this machine is %s", ErrWrongBoard, m.Board, r.a.Board))
 	}
-	if payload.CompareVersions(m.Version, r.a.CurrentVersion) <= 0 && !r.a.Force {
+	if payload.CompareVersions(m.Version, r.a.CurrentVersion) <= 0 && !r.opts.Force {
 		return coded(omaha.ErrorCodeNotNewer, fmt.Errorf("%w: payload %s, running %s (an operator can force it)", ErrNotNewer, m.Version, r.a.CurrentVersion))
 	}
-	if m.MinSourceVersion != "" && payload.CompareVersions(r.a.CurrentVersion, m.MinSourceVersion) < 0 && !r.a.Force {
+	if m.MinSourceVersion != "" && payload.CompareVersions(r.a.CurrentVersion, m.MinSourceVersion) < 0 && !r.opts.Force {
 		return coded(omaha.ErrorCodeNotNewer, fmt.Errorf("%w: running %s, payload needs at least %s", ErrTooOld, r.a.CurrentVersion, m.MinSourceVersion))
 	}
 	if !slots.ValidVersion(m.Version) {
@@ -360,7 +360,7 @@ func (r *run) writeUSR(ctx context.Context) error {
 	// the exact size (and zstd's frame checksum), and verify-usr hashes what the device
 	// gives back before anything can make the slot bootable. Hashing the decoder's output
 	// as well would hash the same gigabyte twice.
-	pw := &progressWriter{r: r, step: "write-usr", tot: part.Size}
+	pw := &progressWriter{r: r, tot: part.Size}
 	dw := newDeviceWriter(ctx, dst, direct, pool, pw.at)
 	err = payload.Decode(dw, io.NewSectionReader(src, part.Offset, part.CompressedSize), part)
 	if cerr := dw.Close(); err == nil && cerr != nil {
@@ -399,7 +399,7 @@ func (r *run) verifyUSR(ctx context.Context) error {
 		return err
 	}
 	h := sha256.New()
-	pw := &progressWriter{r: r, step: "verify-usr", tot: part.Size}
+	pw := &progressWriter{r: r, tot: part.Size}
 	n, err := hashDevice(ctx, f, part.Size, h, pool, pw.at)
 	if err != nil {
 		return fmt.Errorf("slot %s partition %s: read back: %w", r.target, dev, err)

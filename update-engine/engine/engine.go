@@ -214,11 +214,9 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 	}
 	e.log().Info("update available", "version", u.Version, "size", u.Size, "url", u.URL)
 	e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadStarted, Result: omaha.EventResultSuccess})
-	a := *e.Applier
-	a.Force = a.Force || force
-	downloaded := false
+	downloadReported := false
 	lastTenth := map[string]int64{}
-	a.OnProgress = func(p apply.Progress) {
+	onProgress := func(p apply.Progress) {
 		// Progress in the log (stderr) every 10% of a step that moves bytes.
 		if p.Total > 0 {
 			if tenth := 10 * p.Done / p.Total; tenth > lastTenth[p.Step] {
@@ -226,28 +224,14 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 				e.log().Info("progress", "step", p.Step, "percent", 10*tenth, "bytes", p.Done, "of", p.Total)
 			}
 		}
-		if p.Step != "download" && !downloaded {
-			downloaded = true
+		st := statusOf(p, downloadReported)
+		if st.downloadFinished {
+			downloadReported = true
 			e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadFinished, Result: omaha.EventResultSuccess})
 		}
-		e.setStatus(func(s *api.Status) {
-			s.Step = p.Step
-			switch p.Step {
-			case "download":
-				s.CurrentOperation = api.OpDownloading
-			case "verify-payload":
-				s.CurrentOperation = api.OpVerifying
-			default:
-				s.CurrentOperation = api.OpFinalizing
-			}
-			if p.Total > 0 {
-				s.Progress = float64(p.Done) / float64(p.Total)
-			} else {
-				s.Progress = 0
-			}
-		})
+		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = st.op, st.progress, st.step })
 	}
-	if _, err := a.Apply(ctx, apply.RequestFromOmaha(u)); err != nil {
+	if _, err := e.Applier.Apply(ctx, apply.RequestFromOmaha(u), apply.Options{Force: force, OnProgress: onProgress}); err != nil {
 		code := omaha.ErrorCodeError
 		var se *apply.StepError
 		if errors.As(err, &se) {
