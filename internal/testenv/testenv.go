@@ -1,6 +1,6 @@
-// Package testenv gates the privileged test tiers. A root or VM test that lacks a
-// prerequisite skips with the reason on a developer's machine, and fails when CI=true,
-// so that CI can never go green by skipping the tests that matter.
+// Package testenv gates the privileged test tiers (root, VM). A root or VM test that lacks a
+// prerequisite skips with the reason on a developer's machine, and fails when CI=true, so
+// that CI can never go green by skipping the tests that matter; -short skips them all.
 package testenv
 
 import (
@@ -26,10 +26,24 @@ func Require(t testing.TB, ok bool, format string, args ...any) {
 	t.Skipf("skipping: %s", why)
 }
 
-// RequireRoot gates the root tier: namespaces, mounts, loop devices, netlink.
+// RequireRoot gates the root tier: namespaces, mounts, loop devices, netlink. With -short
+// (make unit) it skips even as root: every privileged test goes through here or RequireVM,
+// so -short means the unit tier alone, whoever runs it.
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("root tier: not with -short")
+	}
 	Require(t, os.Geteuid() == 0, "needs root (namespaces, mounts, netlink)")
+}
+
+// RequireVM gates the VM tier (qemu boots of built images), which also needs root.
+func RequireVM(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("VM tier: not with -short")
+	}
+	RequireRoot(t)
 }
 
 // RequireCommand gates on a program in PATH and returns its path.

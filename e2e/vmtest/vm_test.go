@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/e2e/fleet"
+	"github.com/cairn-os/cairn/e2e/fleettest"
 	"github.com/cairn-os/cairn/image/build"
-	"github.com/cairn-os/cairn/image/e2e"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/gpt"
 	"github.com/cairn-os/cairn/internal/testenv"
@@ -29,8 +30,8 @@ const (
 )
 
 // image returns the directory of the built release the VM tests boot: the end-to-end tests'
-// old release (image/e2e), built once per set of inputs and cached.
-func image(t *testing.T) string { return e2e.ImagesForTest(t).Old }
+// old release (e2e/fleet), built once per set of inputs and cached.
+func image(t *testing.T) string { return fleettest.Images(t).Old }
 
 // overlay makes a qcow2 on top of the built raw disk, so a test can write (or damage) its
 // disk without touching the cached image.
@@ -80,7 +81,7 @@ func TestBlankROOTIsMade(t *testing.T) {
 	vm := boot(t, qemu.Machine{Disk: disk, VarsDir: t.TempDir(), MemoryMB: 1024})
 	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
 	defer cancel()
-	_, took, err := vm.WaitFor(ctx, marker+" version="+e2e.Old+" slot=A")
+	_, took, err := vm.WaitFor(ctx, marker+" version="+fleet.Old+" slot=A")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestRealBuildIsReproducible(t *testing.T) {
 	dir := image(t)
 	testenv.HeavyLock(t)
 	out := filepath.Join(t.TempDir(), "again")
-	b := &build.Builder{Out: out, Config: build.Config{Version: e2e.Old, BinDir: os.Getenv("CAIRN_BIN"), CacheDir: cacheRoot}}
+	b := &build.Builder{Out: out, Config: build.Config{Version: fleet.Old, BinDir: os.Getenv("CAIRN_BIN"), CacheDir: cacheRoot}}
 	start := time.Now()
 	if err := b.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -194,7 +195,7 @@ func TestIPXEBoots(t *testing.T) {
 	vm := boot(t, qemu.Machine{NetBoot: true, TFTPDir: tftp, BootFile: "boot.ipxe", MemoryMB: 2048})
 	ctx, cancel := context.WithTimeout(context.Background(), bootLimit)
 	defer cancel()
-	_, took, err := vm.WaitFor(ctx, marker+" version="+e2e.Old+" slot=pxe")
+	_, took, err := vm.WaitFor(ctx, marker+" version="+fleet.Old+" slot=pxe")
 	if err != nil {
 		t.Fatal(err)
 	}

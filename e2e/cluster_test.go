@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/e2e/fleet"
+	"github.com/cairn-os/cairn/e2e/fleettest"
 	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/slots"
@@ -17,10 +19,10 @@ import (
 // server and reboot into it one at a time (etcd-lock, max 1); then one of them is offered an
 // update whose /usr fails dm-verity, tries it, and comes back on the good slot by itself.
 func TestCluster(t *testing.T) {
-	im := ImagesForTest(t)
+	im := fleettest.Images(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	c, err := NewCluster(ctx, t.TempDir(), im, logWriter{t})
+	c, err := fleet.NewCluster(ctx, t.TempDir(), im, fleettest.Log(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +31,7 @@ func TestCluster(t *testing.T) {
 		watch(t, h)
 	}
 	start := time.Now()
-	if err := c.Boot(ctx, Old, "A"); err != nil {
+	if err := c.Boot(ctx, fleet.Old, "A"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("both hosts up %v after the start", time.Since(start).Round(time.Second))
@@ -62,18 +64,18 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := up.Reboots[len(up.Reboots)-1].Up
-	t.Logf("scenario 4, update: both hosts on %s %v after the offer", New, last.Sub(up.Offered).Round(time.Second))
+	t.Logf("scenario 4, update: both hosts on %s %v after the offer", fleet.New, last.Sub(up.Offered).Round(time.Second))
 	for _, h := range c.Hosts {
-		if got, err := h.Run(ctx, ". /etc/os-release; echo $VERSION_ID"); err != nil || strings.TrimSpace(got) != New {
+		if got, err := h.Run(ctx, ". /etc/os-release; echo $VERSION_ID"); err != nil || strings.TrimSpace(got) != fleet.New {
 			t.Errorf("%s: /etc/os-release says %q (%v)", h.Name, got, err)
 		}
 		gctx, gcancel := context.WithTimeout(ctx, 3*time.Minute)
-		if _, err := WaitGood(gctx, h, disklayout.SlotB); err != nil {
+		if _, err := fleet.WaitGood(gctx, h, disklayout.SlotB); err != nil {
 			t.Error(err)
 		}
 		gcancel()
 		ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)
-		if err := c.WaitEvent(ectx, h, New, omaha.EventResultSuccess, 0); err != nil {
+		if err := c.WaitEvent(ectx, h, fleet.New, omaha.EventResultSuccess, 0); err != nil {
 			t.Errorf("%v; events: %+v", err, c.Fleet.Omaha.Events())
 		}
 		ecancel()
@@ -106,19 +108,19 @@ func TestCluster(t *testing.T) {
 	// Scenario 5, on host 1 alone.
 	c.Hosts[1].Stop()
 	h := c.Hosts[0]
-	rb, err := c.Rollback(ctx, h, im.BadPayload, New, "B")
+	rb, err := c.Rollback(ctx, h, im.BadPayload, fleet.New, "B")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rb.FailedBoots == 0 {
 		t.Error("the bad update was never tried")
 	}
-	t.Logf("scenario 5, rollback: %d failed boots, back on %s %v after the offer", rb.FailedBoots, New, rb.Took.Round(time.Second))
-	st, err := Slots(ctx, h)
+	t.Logf("scenario 5, rollback: %d failed boots, back on %s %v after the offer", rb.FailedBoots, fleet.New, rb.Took.Round(time.Second))
+	st, err := fleet.Slots(ctx, h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Active != disklayout.SlotB || st.Slot(disklayout.SlotA).State != slots.StateBad || st.Slot(disklayout.SlotA).Version != Bad {
+	if st.Active != disklayout.SlotB || st.Slot(disklayout.SlotA).State != slots.StateBad || st.Slot(disklayout.SlotA).Version != fleet.Bad {
 		t.Errorf("%s slots after the rollback: %+v", h.Name, st)
 	}
 	ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)

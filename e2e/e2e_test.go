@@ -13,12 +13,14 @@ import (
 
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 
+	"github.com/cairn-os/cairn/e2e/fleet"
+	"github.com/cairn-os/cairn/e2e/fleettest"
 	"github.com/cairn-os/cairn/image/build"
 	"github.com/cairn-os/cairn/image/qemu"
 )
 
 // watch stops h when the test ends and shows the end of its console if it failed.
-func watch(t *testing.T, h *Host) {
+func watch(t *testing.T, h *fleet.Host) {
 	t.Cleanup(func() {
 		if t.Failed() && h.VM() != nil {
 			t.Logf("%s console, boot %d (last 4000 bytes; every boot's is in %s):\n%s", h.Name, h.Boots(), h.Machine.VarsDir, h.Tail(4000))
@@ -27,7 +29,7 @@ func watch(t *testing.T, h *Host) {
 	})
 }
 
-func run(t *testing.T, ctx context.Context, h *Host, cmd string) string {
+func run(t *testing.T, ctx context.Context, h *fleet.Host, cmd string) string {
 	t.Helper()
 	out, err := h.Run(ctx, cmd)
 	if err != nil {
@@ -36,10 +38,10 @@ func run(t *testing.T, ctx context.Context, h *Host, cmd string) string {
 	return out
 }
 
-// eventually is Eventually that fails the test.
-func eventually(t *testing.T, ctx context.Context, h *Host, cmd string, check func(string) bool) string {
+// eventually is fleet.Eventually that fails the test.
+func eventually(t *testing.T, ctx context.Context, h *fleet.Host, cmd string, check func(string) bool) string {
 	t.Helper()
-	out, err := Eventually(ctx, h, cmd, check)
+	out, err := fleet.Eventually(ctx, h, cmd, check)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,10 +67,10 @@ WantedBy=multi-user.target
 // and the machine then boots from the disk: the config's user, key, file and units are there,
 // and its pod runs under systemd with its output in the unit's journal.
 func TestInstallFromPXE(t *testing.T) {
-	im := ImagesForTest(t)
+	im := fleettest.Images(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	f, err := StartFleet(ctx, t.TempDir(), im)
+	f, err := fleet.StartFleet(ctx, t.TempDir(), im)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func TestInstallFromPXE(t *testing.T) {
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", target, "4G").CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img: %v: %s", err, out)
 	}
-	live, err := NewConfig(f.Key).JSON()
+	live, err := fleet.NewConfig(f.Key).JSON()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +88,7 @@ func TestInstallFromPXE(t *testing.T) {
 	if err := os.WriteFile(liveIgn, live, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pxe := &Host{Name: "live", Key: f.Key, Machine: qemu.Machine{
+	pxe := &fleet.Host{Name: "live", Key: f.Key, Machine: qemu.Machine{
 		Kernel: filepath.Join(im.Old, build.PXEKernel), Initrd: filepath.Join(im.Old, build.PXEInitrd),
 		Append: "console=ttyS0,115200n8", MemoryMB: 2048, CPUs: 2, Disk: target, VarsDir: dir,
 		FwCfg: map[string]string{"opt/org.cairn/config": liveIgn}}}
@@ -95,7 +97,7 @@ func TestInstallFromPXE(t *testing.T) {
 	if err := pxe.Boot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, took, err := pxe.WaitFor(ctx, BootMarker(Old, "pxe")); err != nil {
+	if _, took, err := pxe.WaitFor(ctx, fleet.BootMarker(fleet.Old, "pxe")); err != nil {
 		t.Fatal(err)
 	} else {
 		t.Logf("live PXE system up in %v", took.Round(100*time.Millisecond))
@@ -104,7 +106,7 @@ func TestInstallFromPXE(t *testing.T) {
 	// The config the installed machine boots with: a user with a key and groups, a file, a
 	// unit of our own and the example pod under systemd.
 	const motd = "installed by cairn-install\n"
-	cfg := NewConfig(f.Key).File("/etc/motd", 0o640, motd).
+	cfg := fleet.NewConfig(f.Key).File("/etc/motd", 0o640, motd).
 		Unit("hello.service", helloUnit, true).
 		Unit("e2e-firstboot.service", "[Unit]\nDescription=proof the config's units run\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo e2e-unit-ran > /run/e2e-unit'\n[Install]\nWantedBy=multi-user.target\n", true)
 	cfg.Passwd.Users = append(cfg.Passwd.Users, cfg.Passwd.Users[0])
@@ -119,19 +121,19 @@ func TestInstallFromPXE(t *testing.T) {
 	}
 	run(t, ctx, pxe, "cairn-install validate /tmp/config.ign")
 	installStart := time.Now()
-	out := run(t, ctx, pxe, fmt.Sprintf("cairn-install -d /dev/vda -b %s -V %s -i /tmp/config.ign 2>&1", GuestURL(f.ReleasePort), Old))
+	out := run(t, ctx, pxe, fmt.Sprintf("cairn-install -d /dev/vda -b %s -V %s -i /tmp/config.ign 2>&1", fleet.GuestURL(f.ReleasePort), fleet.Old))
 	t.Logf("cairn-install in %v:\n%s", time.Since(installStart).Round(100*time.Millisecond), lastLines(out, 8))
 	pxe.Run(ctx, "systemctl poweroff --no-block")
 	if err := pxe.WaitExit(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	h := &Host{Name: "installed", Key: f.Key, Machine: qemu.Machine{Disk: target, VarsDir: dir, MemoryMB: 1536, CPUs: 2}}
+	h := &fleet.Host{Name: "installed", Key: f.Key, Machine: qemu.Machine{Disk: target, VarsDir: dir, MemoryMB: 1536, CPUs: 2}}
 	watch(t, h)
 	if err := h.Boot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, took, err := h.WaitFor(ctx, BootMarker(Old, "A"))
+	_, took, err := h.WaitFor(ctx, fleet.BootMarker(fleet.Old, "A"))
 	if err != nil {
 		t.Fatal(err)
 	}

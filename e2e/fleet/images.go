@@ -1,9 +1,4 @@
-// Package e2e proves Cairn end to end: it builds two releases of the OS with Cairn's binaries,
-// boots them in qemu (UEFI, TCG), hands them first-boot configs over fw_cfg, drives them over
-// ssh (a user-mode port forward on the host's loopback) and serves them what a fleet has: an
-// etcd, an Omaha update server, a release server. The tests in this package are the scenarios
-// of the installer issue; cmd/cairn-demo runs the same cluster for people to watch.
-package e2e
+package fleet
 
 import (
 	"context"
@@ -59,7 +54,7 @@ func key(o Options) (string, error) {
 	for _, e := range build.Examples {
 		paths = append(paths, filepath.Join(o.BinDir, e.Binary))
 	}
-	for _, dir := range []string{"image/e2e/images.go", "image/build", "image/initramfs", "image/usrfs", "image/uki", "image/esp", "image/disk", "image/rootfs", "image/packages.txt", "internal/disklayout", "go.sum"} {
+	for _, dir := range []string{"e2e/fleet/images.go", "image/build", "image/initramfs", "image/usrfs", "image/uki", "image/esp", "image/disk", "image/rootfs", "image/packages.txt", "internal/disklayout", "go.sum"} {
 		err := filepath.WalkDir(filepath.Join(o.Source, dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err

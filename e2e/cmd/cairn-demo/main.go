@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cairn-os/cairn/image/e2e"
+	"github.com/cairn-os/cairn/e2e/fleet"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/disklayout"
 )
@@ -63,21 +63,21 @@ func run(ctx context.Context, out, bin, src string) error {
 	}
 	start := time.Now()
 
-	step("Build Cairn %s and %s (and %s, the tests' bad update) with this tree's binaries (cached in /var/cache/cairn-image; cold: ~7 min)", e2e.Old, e2e.New, e2e.Bad)
-	im, err := e2e.Prepare(ctx, e2e.Options{Source: src, BinDir: bin, Progress: os.Stdout})
+	step("Build Cairn %s and %s (and %s, the tests' bad update) with this tree's binaries (cached in /var/cache/cairn-image; cold: ~7 min)", fleet.Old, fleet.New, fleet.Bad)
+	im, err := fleet.Prepare(ctx, fleet.Options{Source: src, BinDir: bin, Progress: os.Stdout})
 	if err != nil {
 		return err
 	}
 	built := time.Since(start)
 
 	step("Start the fleet's services on the host's loopback: etcd, an Omaha update server, a release server")
-	c, err := e2e.NewCluster(ctx, out, im, os.Stdout)
+	c, err := fleet.NewCluster(ctx, out, im, os.Stdout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	fmt.Printf("etcd %s, Omaha %s, flannel network %s in etcd\n", c.Fleet.Etcd.Endpoint,
-		e2e.GuestURL(c.Fleet.OmahaPort), e2e.FlannelNetwork)
+		fleet.GuestURL(c.Fleet.OmahaPort), fleet.FlannelNetwork)
 	cfg := filepath.Join(out, "cairn-1", "config.ign")
 	fmt.Printf("first-boot configs (Ignition 3.4): %s, %s\n", cfg, filepath.Join(out, "cairn-2", "config.ign"))
 	fmt.Println("they set root's ssh key, an address on the cluster cable, flanneld against etcd, the flannel")
@@ -85,7 +85,7 @@ func run(ctx context.Context, out, bin, src string) error {
 
 	step("Boot both hosts in qemu (UEFI, systemd-boot, dm-verity /usr; TCG, so expect ~1 min)")
 	bootStart := time.Now()
-	if err := c.Boot(ctx, e2e.Old, "A"); err != nil {
+	if err := c.Boot(ctx, fleet.Old, "A"); err != nil {
 		return err
 	}
 	booted := time.Since(bootStart)
@@ -99,13 +99,13 @@ func run(ctx context.Context, out, bin, src string) error {
 		return err
 	}
 
-	step("Update both hosts to Cairn %s: download, verify, write slot B, reboot one at a time (etcd lock)", e2e.New)
+	step("Update both hosts to Cairn %s: download, verify, write slot B, reboot one at a time (etcd lock)", fleet.New)
 	up, err := c.Update(ctx, im.NewPayload())
 	if err != nil {
 		return err
 	}
 	for _, h := range c.Hosts {
-		st, err := e2e.WaitGood(ctx, h, disklayout.SlotB)
+		st, err := fleet.WaitGood(ctx, h, disklayout.SlotB)
 		if err != nil {
 			return err
 		}
