@@ -15,7 +15,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -157,9 +156,12 @@ func Steps() []Step {
 	}
 }
 
+// discardLog is the logger of a caller that set none.
+var discardLog = slog.New(slog.DiscardHandler)
+
 func (a *Applier) log() *slog.Logger {
 	if a.Log == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return discardLog
 	}
 	return a.Log
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -60,9 +59,12 @@ func (e *Engine) now() time.Time {
 	return time.Now()
 }
 
+// discardLog is the logger of a caller that set none.
+var discardLog = slog.New(slog.DiscardHandler)
+
 func (e *Engine) log() *slog.Logger {
 	if e.Log == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return discardLog
 	}
 	return e.Log
 }

@@ -3,7 +3,6 @@ package locksmith
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"time"
 
@@ -35,9 +34,12 @@ type Daemon struct {
 	Log     *slog.Logger
 }
 
+// discardLog is the logger of a caller that set none.
+var discardLog = slog.New(slog.DiscardHandler)
+
 func (d *Daemon) log() *slog.Logger {
 	if d.Log == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return discardLog
 	}
 	return d.Log
 }
