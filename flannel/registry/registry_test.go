@@ -1,13 +1,10 @@
 package registry
 
 import (
-	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,24 +13,16 @@ import (
 	"github.com/cairn-os/cairn/flannel/config"
 	"github.com/cairn-os/cairn/flannel/lease"
 	"github.com/cairn-os/cairn/flannel/vxlan"
-	"github.com/cairn-os/cairn/internal/etcdembed"
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
-// startEtcd runs a real single-node etcd on loopback for the test.
-func startEtcd(t *testing.T) *clientv3.Client {
+// etcdClient connects to an etcd of the test's own.
+func etcdClient(t *testing.T) *clientv3.Client {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an etcd member")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(t.TempDir(), "etcd"),
-		ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 5 * time.Second})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{testenv.Etcd(t)}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +34,7 @@ func logger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("test", t.Name())
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.DiscardHandler)
 }
 
 func attrs(pub string) lease.Attrs {
@@ -63,7 +52,7 @@ func mustConfig(t *testing.T, s string) *config.Config {
 }
 
 func TestAcquireReuseReserveExhaust(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdClient(t)
 	ctx := t.Context()
 	cfg := mustConfig(t, `{"Network":"10.9.0.0/28"}`) // three /30 subnets
 	newReg := func() *Registry { return &Registry{Client: c, Log: logger(t), TTL: time.Minute} }
@@ -121,7 +110,7 @@ func TestAcquireReuseReserveExhaust(t *testing.T) {
 }
 
 func TestHintFromSubnetEnv(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdClient(t)
 	cfg := mustConfig(t, `{"Network":"10.9.0.0/16"}`)
 	hint := netip.MustParsePrefix("10.9.77.0/24")
 	l, err := (&Registry{Client: c, Log: logger(t)}).Acquire(t.Context(), cfg, attrs("192.0.2.1"), hint)
@@ -157,7 +146,7 @@ func has(r *Registry, sn netip.Prefix) bool {
 }
 
 func TestWatchExpiryReacquireCompaction(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdClient(t)
 	ctx := t.Context()
 	cfg := mustConfig(t, `{"Network":"10.9.0.0/16"}`)
 
@@ -207,7 +196,7 @@ func TestWatchExpiryReacquireCompaction(t *testing.T) {
 
 // A key whose value another writer broke is nobody's lease, but its subnet is not free.
 func TestCorruptValueOccupiesSubnet(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdClient(t)
 	ctx := t.Context()
 	cfg := mustConfig(t, `{"Network":"10.9.0.0/28"}`)
 	for _, sn := range []string{"10.9.0.4/30", "10.9.0.8/30"} {

@@ -14,7 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/cairn-os/cairn/internal/etcdembed"
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 
@@ -87,17 +87,6 @@ func TestWindow(t *testing.T) {
 	}
 }
 
-// startEtcd runs a real single-node etcd on loopback (flanneld's embedded member) for the test.
-func startEtcd(t *testing.T) string {
-	srv, err := etcdembed.Start(context.Background(), etcdembed.Options{Dir: t.TempDir(), Name: "locksmith-test",
-		ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	return srv.Endpoint
-}
-
 func etcdClient(t *testing.T, endpoint string) *clientv3.Client {
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -110,7 +99,7 @@ func etcdClient(t *testing.T, endpoint string) *clientv3.Client {
 // Three machines need a reboot; with max=1 they reboot one at a time, each releasing the
 // lock when it is back.
 func TestThreeMachinesOneAtATime(t *testing.T) {
-	ep := startEtcd(t)
+	ep := testenv.Etcd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	admin := &EtcdLock{Client: etcdClient(t, ep), Key: SemaphoreKey("")}
@@ -169,7 +158,7 @@ func TestThreeMachinesOneAtATime(t *testing.T) {
 
 // Concurrent lockers never both win, whatever the interleaving of their transactions.
 func TestEtcdLockRace(t *testing.T) {
-	ep := startEtcd(t)
+	ep := testenv.Etcd(t)
 	ctx := context.Background()
 	var wins atomic.Int32
 	var wg sync.WaitGroup

@@ -9,22 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-os/cairn/internal/etcdembed"
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
-// startEtcd runs a real single-node etcd on loopback (flanneld's embedded member) for the test.
-func startEtcd(t *testing.T) string {
-	srv, err := etcdembed.Start(context.Background(), etcdembed.Options{Dir: t.TempDir(), Name: "locksmith-test",
-		ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	return srv.Endpoint
-}
-
 func TestLocksmithdAndCtl(t *testing.T) {
-	ep := startEtcd(t)
+	ep := testenv.Etcd(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "update.conf")
 	os.WriteFile(conf, []byte("REBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_ENDPOINT="+ep+"\n"), 0o644)
