@@ -21,34 +21,18 @@ import (
 	"github.com/cairn-os/cairn/image/bootparams"
 	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/internal/gpt"
+	"github.com/cairn-os/cairn/internal/mount"
 )
 
 // ErrVerity is returned when the /usr partition does not hold the /usr the command line names.
 var ErrVerity = errors.New("/usr does not match its verity root hash")
 
-// Mount is one mount(2) call, as data.
-type Mount struct {
-	Source, Target, FSType string
-	Flags                  uintptr
-	Data                   string
-}
-
-func (m Mount) apply() error {
-	if err := os.MkdirAll(m.Target, 0o755); err != nil {
-		return err
-	}
-	if err := unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data); err != nil {
-		return fmt.Errorf("mount %s on %s (%s): %w", m.Source, m.Target, m.FSType, err)
-	}
-	return nil
-}
-
 // EarlyMounts are the API filesystems early boot needs, moved into the new root at the end.
-var EarlyMounts = []Mount{
-	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
-	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+var EarlyMounts = []mount.Mount{
+	{Source: "proc", Target: "/proc", FSType: "proc", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: unix.MS_NOSUID, Data: "mode=0755"},
+	{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=0755"},
 }
 
 // Init is early boot. Its fields are the paths it works on, so tests can point it elsewhere.
@@ -106,7 +90,7 @@ func (i *Init) Run(ctx context.Context) error {
 
 func (i *Init) mountEarly(context.Context) error {
 	for _, m := range EarlyMounts {
-		if err := m.apply(); err != nil && !errors.Is(err, unix.EBUSY) {
+		if err := m.Apply(); err != nil && !errors.Is(err, unix.EBUSY) {
 			return err
 		}
 	}
@@ -346,7 +330,7 @@ func (i *Init) openVerity(context.Context) error {
 
 func (i *Init) mountRoot(ctx context.Context) error {
 	if i.disk == nil { // PXE: the root is a tmpfs, filled from /usr's skeleton
-		return (Mount{"tmpfs", i.Sysroot, "tmpfs", 0, "mode=0755"}).apply()
+		return mount.Mount{Source: "tmpfs", Target: i.Sysroot, FSType: "tmpfs", Data: "mode=0755"}.Apply()
 	}
 	p, ok := i.disk.FindName("ROOT")
 	if !ok {
@@ -368,17 +352,17 @@ func (i *Init) mountRoot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rootDev := "/dev/" + dev
-	if err := (Mount{rootDev, i.Sysroot, "ext4", 0, ""}).apply(); err != nil {
-		blank, berr := isBlank(rootDev)
+	root := mount.Mount{Source: "/dev/" + dev, Target: i.Sysroot, FSType: "ext4"}
+	if err := root.Apply(); err != nil {
+		blank, berr := isBlank(root.Source)
 		if berr != nil || !blank {
 			return err
 		}
-		i.logf("ROOT %s is blank: making an ext4 filesystem", rootDev)
-		if err := i.mkfsROOT(ctx, rootDev); err != nil {
+		i.logf("ROOT %s is blank: making an ext4 filesystem", root.Source)
+		if err := i.mkfsROOT(ctx, root.Source); err != nil {
 			return err
 		}
-		if err := (Mount{rootDev, i.Sysroot, "ext4", 0, ""}).apply(); err != nil {
+		if err := root.Apply(); err != nil {
 			return err
 		}
 	}
@@ -396,7 +380,7 @@ func (i *Init) mountRoot(ctx context.Context) error {
 const stagedUSR = "/run/cairn/usr"
 
 func (i *Init) mountUSR(context.Context) error {
-	err := (Mount{i.usrNode, stagedUSR, "erofs", unix.MS_RDONLY | unix.MS_NODEV, ""}).apply()
+	err := mount.Mount{Source: i.usrNode, Target: stagedUSR, FSType: "erofs", Flags: unix.MS_RDONLY | unix.MS_NODEV}.Apply()
 	if err != nil {
 		return fmt.Errorf("%w (a verity error here means the slot's /usr is damaged)", err)
 	}
@@ -404,14 +388,7 @@ func (i *Init) mountUSR(context.Context) error {
 }
 
 func (i *Init) moveUSR(context.Context) error {
-	target := filepath.Join(i.Sysroot, "usr")
-	if err := os.MkdirAll(target, 0o755); err != nil {
-		return err
-	}
-	if err := unix.Mount(stagedUSR, target, "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("move %s to %s: %w", stagedUSR, target, err)
-	}
-	return nil
+	return mount.Mount{Source: stagedUSR, Target: filepath.Join(i.Sysroot, "usr"), Flags: unix.MS_MOVE}.Apply()
 }
 
 // isBlank reports whether the first MiB of dev is all zeros: a partition nothing was ever
@@ -466,10 +443,11 @@ func (i *Init) firstBoot(ctx context.Context) error {
 	if i.disk != nil {
 		if p, ok := i.disk.FindName("OEM"); ok {
 			if dev, err := partitionName(filepath.Base(i.diskDev), p.Number); err == nil {
-				if err := (Mount{"/dev/" + dev, OEMMount, "ext4", unix.MS_RDONLY, ""}).apply(); err != nil {
+				oem := mount.Mount{Source: "/dev/" + dev, Target: OEMMount, FSType: "ext4", Flags: unix.MS_RDONLY}
+				if err := oem.Apply(); err != nil {
 					i.logf("OEM partition: %v", err)
 				} else {
-					defer unix.Unmount(OEMMount, 0)
+					defer oem.Unmount(0)
 				}
 			}
 		}
@@ -485,19 +463,16 @@ func (i *Init) firstBoot(ctx context.Context) error {
 
 func (i *Init) switchRoot(context.Context) error {
 	for _, m := range EarlyMounts {
-		target := filepath.Join(i.Sysroot, m.Target)
-		if err := os.MkdirAll(target, 0o755); err != nil {
+		if err := (mount.Mount{Source: m.Target, Target: filepath.Join(i.Sysroot, m.Target), Flags: unix.MS_MOVE}).Apply(); err != nil {
 			return err
-		}
-		if err := unix.Mount(m.Target, target, "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("move %s into the new root: %w", m.Target, err)
 		}
 	}
 	if err := unix.Chdir(i.Sysroot); err != nil {
 		return err
 	}
-	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("move %s to /: %w", i.Sysroot, err)
+	// "." is the new root's mount, entered by the chdir.
+	if err := (mount.Mount{Source: ".", Target: "/", Flags: unix.MS_MOVE}).Apply(); err != nil {
+		return fmt.Errorf("%s: %w", i.Sysroot, err)
 	}
 	if err := unix.Chroot("."); err != nil {
 		return err

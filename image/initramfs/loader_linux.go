@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/internal/disklayout"
+	"github.com/cairn-os/cairn/internal/mount"
 )
 
 // mountEFIVars mounts efivarfs at dir when the machine booted through UEFI; errors mean there
@@ -15,7 +16,7 @@ func mountEFIVars(dir string) {
 	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
 		return
 	}
-	unix.Mount("efivarfs", dir, "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, "")
+	mount.Mount{Source: "efivarfs", Target: dir, FSType: "efivarfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY}.Apply()
 }
 
 // loaderSlot reads LoaderEntrySelected from efivarfs (mounting it if needed).
