@@ -17,6 +17,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-os/cairn/internal/mount"
 	"github.com/cairn-os/cairn/runtime/pod"
 )
 
@@ -404,7 +405,7 @@ func createNetns(path string) error {
 			return
 		}
 		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		errc <- unix.Mount(self, path, "none", unix.MS_BIND, "")
+		errc <- mount.Mount{Source: self, Target: path, Flags: unix.MS_BIND}.Apply()
 	}()
 	if err := <-errc; err != nil {
 		os.Remove(path)
@@ -421,8 +422,8 @@ func isNetns(path string) bool {
 }
 
 func removeNetns(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", path, err)
+	if err := mount.Unmount(path, unix.MNT_DETACH); err != nil {
+		return err
 	}
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return err

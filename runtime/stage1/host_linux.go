@@ -1,7 +1,6 @@
 package stage1
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,103 +18,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-os/cairn/internal/mount"
 	"github.com/cairn-os/cairn/runtime/network"
 )
-
-// apply makes one mount.
-func (m Mount) apply() error {
-	if err := os.MkdirAll(m.Target, 0o755); err != nil && m.Flags&unix.MS_BIND == 0 {
-		return err
-	}
-	if err := unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data); err != nil {
-		return fmt.Errorf("mount %s on %s (%s): %w", m.Source, m.Target, m.FSType, err)
-	}
-	return nil
-}
-
-// mountpoints lists the host's mount points, in mount order. It reads the calling thread's
-// mountinfo: libcontainer leaves some threads in a container's mount namespace (its mount
-// source thread exits locked), and /proc/self is the main thread, which may be one of them.
-func mountpoints() ([]string, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	f, err := os.Open("/proc/thread-self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		out = append(out, unescapeMountinfo(fields[4]))
-	}
-	return out, sc.Err()
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for space) of mountinfo paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// unmountUnder detaches every mount inside dir but those named in keep, deepest first. Running
-// it twice is harmless.
-func unmountUnder(dir string, keep ...string) error {
-	real, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	kept := map[string]bool{}
-	for _, k := range keep {
-		if rel, err := filepath.Rel(dir, k); err == nil {
-			kept[filepath.Join(real, rel)] = true
-		}
-	}
-	var errs []error
-	for attempt := 0; attempt < 3; attempt++ {
-		mps, err := mountpoints()
-		if err != nil {
-			return err
-		}
-		var under []string
-		for _, mp := range UnderDir(mps, real) {
-			if !kept[mp] {
-				under = append(under, mp)
-			}
-		}
-		if len(under) == 0 {
-			return nil
-		}
-		errs = errs[:0]
-		for _, mp := range under {
-			if err := unix.Unmount(mp, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // nsKinds are the namespaces a pod's apps share, with their clone flags.
 var nsKinds = []struct {
@@ -169,8 +74,8 @@ func createSandbox(podDir, hostname string, privateNet bool) (map[string]string,
 			}
 		}
 		for name, p := range paths {
-			m := Mount{Source: "/proc/thread-self/ns/" + name, Target: p, Flags: unix.MS_BIND}
-			if err := m.apply(); err != nil {
+			m := mount.Mount{Source: "/proc/thread-self/ns/" + name, Target: p, Flags: unix.MS_BIND}
+			if err := m.Apply(); err != nil {
 				errc <- err
 				return
 			}
@@ -387,13 +292,13 @@ func Clean(ctx context.Context, podDir string) error {
 		}
 	}
 	if st != nil && !st.TeardownNeedsNetns() {
-		if err := unmountUnder(filepath.Join(podDir, nsDir)); err != nil {
+		if err := mount.UnmountBeneath(filepath.Join(podDir, nsDir)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	netErr := make(chan error, 1)
 	go func() { netErr <- teardownNetworks(ctx, podDir, st) }()
-	if err := unmountUnder(podDir, netns); err != nil {
+	if err := mount.UnmountBeneath(podDir, netns); err != nil {
 		errs = append(errs, err)
 	}
 	if rec != nil {
@@ -407,7 +312,7 @@ func Clean(ctx context.Context, podDir string) error {
 	if err := cleanUsernsRoots(filepath.Base(podDir)); err != nil {
 		errs = append(errs, err)
 	}
-	if err := unmountUnder(podDir); err != nil {
+	if err := mount.UnmountBeneath(podDir); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -4,17 +4,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-)
 
-// Mount is one mount(2) the stage1 makes on the host, as data: Source, Target, FSType, Flags and
-// Data are mount(2)'s arguments.
-type Mount struct {
-	Source string
-	Target string
-	FSType string
-	Flags  uintptr
-	Data   string
-}
+	"github.com/cairn-os/cairn/internal/mount"
+)
 
 // Pod directory layout used by the stage1.
 const (
@@ -32,11 +24,11 @@ func AppRootfs(podDir, app string) string { return filepath.Join(podDir, appsDir
 // OverlayMount is the overlayfs that makes an app's root: the image's read-only trees (lowest
 // first; overlayfs lists the top one first) as lower dirs under a per-pod upper dir, so nothing
 // is copied.
-func OverlayMount(layers []string, podDir, app string) Mount {
+func OverlayMount(layers []string, podDir, app string) mount.Mount {
 	lower := slices.Clone(layers)
 	slices.Reverse(lower)
 	base := filepath.Join(podDir, appsDir, app)
-	return Mount{
+	return mount.Mount{
 		Source: "overlay",
 		Target: filepath.Join(base, "rootfs"),
 		FSType: "overlay",
@@ -44,17 +36,4 @@ func OverlayMount(layers []string, podDir, app string) Mount {
 			",upperdir=" + filepath.Join(base, "upper") +
 			",workdir=" + filepath.Join(base, "work"),
 	}
-}
-
-// UnderDir returns the mount points in mountinfo order that lie strictly inside dir, deepest
-// (last mounted) first: the order to unmount them in.
-func UnderDir(mountpoints []string, dir string) []string {
-	dir = filepath.Clean(dir) + "/"
-	var out []string
-	for i := len(mountpoints) - 1; i >= 0; i-- {
-		if strings.HasPrefix(mountpoints[i], dir) {
-			out = append(out, mountpoints[i])
-		}
-	}
-	return out
 }

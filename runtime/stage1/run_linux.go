@@ -25,6 +25,7 @@ import (
 	// Device cgroup rules (specconv.AllowedDevices) need the devices controller's implementation.
 	_ "github.com/opencontainers/cgroups/devices"
 
+	"github.com/cairn-os/cairn/internal/mount"
 	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/pod"
 )
@@ -434,7 +435,7 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 			}
 		}
 		// A bind mount makes the root a mount point, as an overlay one would be.
-		if err := (Mount{Source: rootfs, Target: rootfs, Flags: unix.MS_BIND | unix.MS_REC}).apply(); err != nil {
+		if err := (mount.Mount{Source: rootfs, Target: rootfs, Flags: unix.MS_BIND | unix.MS_REC}).Apply(); err != nil {
 			return err
 		}
 	} else {
@@ -450,7 +451,7 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 				return fmt.Errorf("private users: %w", err)
 			}
 		}
-		if err := OverlayMount(layers, dir, a.name).apply(); err != nil {
+		if err := OverlayMount(layers, dir, a.name).Apply(); err != nil {
 			return err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cairn-os/cairn/internal/mount"
 	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/network"
 )
@@ -152,19 +153,10 @@ func TestSpecVolumes(t *testing.T) {
 
 func TestOverlayMount(t *testing.T) {
 	m := OverlayMount([]string{"/cas/tree/base", "/cas/tree/top"}, "/pods/run/u", "web")
-	want := Mount{Source: "overlay", Target: "/pods/run/u/apps/web/rootfs", FSType: "overlay",
+	want := mount.Mount{Source: "overlay", Target: "/pods/run/u/apps/web/rootfs", FSType: "overlay",
 		Data: "lowerdir=/cas/tree/top:/cas/tree/base,upperdir=/pods/run/u/apps/web/upper,workdir=/pods/run/u/apps/web/work"}
 	if m != want {
 		t.Errorf("overlay\n got %+v\nwant %+v", m, want)
-	}
-}
-
-func TestUnderDir(t *testing.T) {
-	mps := []string{"/", "/var/lib/rkt/pods/run/a/apps/x/rootfs", "/var/lib/rkt/pods/run/ab", "/var/lib/rkt/pods/run/a/ns/net", "/var/lib/rkt/pods/run/a"}
-	got := UnderDir(mps, "/var/lib/rkt/pods/run/a")
-	want := []string{"/var/lib/rkt/pods/run/a/ns/net", "/var/lib/rkt/pods/run/a/apps/x/rootfs"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v want %v", got, want)
 	}
 }
 

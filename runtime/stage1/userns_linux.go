@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/internal/mount"
 )
 
 // PrivateUsers is a pod's user namespace (--private-users): IDs 0..Count-1 inside are
@@ -217,8 +219,8 @@ func (u *PrivateUsers) exposeRoot(uuid, app, rootfs string) (string, error) {
 	if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", err
 	}
-	if err := unix.Mount(rootfs, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return "", fmt.Errorf("bind %s to %s: %w", rootfs, target, err)
+	if err := (mount.Mount{Source: rootfs, Target: target, Flags: unix.MS_BIND | unix.MS_REC}).Apply(); err != nil {
+		return "", err
 	}
 	return target, nil
 }
@@ -229,7 +231,7 @@ func cleanUsernsRoots(uuid string) error {
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err := unmountUnder(dir); err != nil {
+	if err := mount.UnmountBeneath(dir); err != nil {
 		return err
 	}
 	return os.RemoveAll(dir)
@@ -240,9 +242,6 @@ func cleanUsernsRoots(uuid string) error {
 // namespace belongs to the host's user namespace. The mount is made on a thread of its own that
 // dies with it, so no other goroutine runs in the pod's namespace.
 func mountSysfs(netns, target string) error {
-	if err := os.MkdirAll(target, 0o755); err != nil {
-		return err
-	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread goes when the goroutine ends
@@ -258,7 +257,7 @@ func mountSysfs(netns, target string) error {
 				return
 			}
 		}
-		errc <- unix.Mount("sysfs", target, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		errc <- mount.Mount{Source: "sysfs", Target: target, FSType: "sysfs", Flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC}.Apply()
 	}()
 	if err := <-errc; err != nil {
 		return fmt.Errorf("sysfs for the pod: %w", err)
