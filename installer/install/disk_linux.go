@@ -1,7 +1,6 @@
 package install
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +10,12 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
 	"github.com/cairn-os/cairn/internal/gpt"
+	"github.com/cairn-os/cairn/internal/mount"
 )
 
 // blockName returns the kernel's name (sysfs) of a block device node and its major:minor.
@@ -31,14 +32,14 @@ func blockName(dev string) (string, string, error) {
 	return filepath.Base(link), mm, nil
 }
 
-// inUse names what uses the disk: a mount of it or of one of its partitions, a swap on it,
-// or a holder (device-mapper, md). "" means free.
-func inUse(dev, mountinfo string) (string, error) {
-	name, mm, err := blockName(dev)
+// inUse names what uses the disk: a mount of it or of one of its partitions (in the mount
+// table at path table), a swap on it, or a holder (device-mapper, md). "" means free.
+func inUse(disk, table string) (string, error) {
+	name, mm, err := blockName(disk)
 	if err != nil {
 		return "", err
 	}
-	ours := map[string]string{mm: dev}
+	ours := map[string]string{mm: disk}
 	parts, _ := filepath.Glob("/sys/class/block/" + name + "/" + name + "*")
 	for _, p := range parts {
 		if b, err := os.ReadFile(filepath.Join(p, "dev")); err == nil {
@@ -51,20 +52,16 @@ func inUse(dev, mountinfo string) (string, error) {
 	if h, _ := os.ReadDir("/sys/class/block/" + name + "/holders"); len(h) > 0 {
 		return fmt.Sprintf("%s is held by %s", name, h[0].Name()), nil
 	}
-	f, err := os.Open(mountinfo)
+	dev := func(m *mountinfo.Info) string { return fmt.Sprintf("%d:%d", m.Major, m.Minor) }
+	mounted, err := mount.Table(table, func(m *mountinfo.Info) (skip, stop bool) {
+		_, ok := ours[dev(m)]
+		return !ok, ok // one mount is enough to refuse the disk
+	})
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) > 4 {
-			if node, ok := ours[fs[2]]; ok {
-				return fmt.Sprintf("%s is mounted on %s", node, fs[4]), nil
-			}
-		}
+	if len(mounted) > 0 {
+		return fmt.Sprintf("%s is mounted on %s", ours[dev(mounted[0])], mounted[0].Mountpoint), nil
 	}
 	if b, err := os.ReadFile("/proc/swaps"); err == nil {
 		for _, line := range strings.Split(string(b), "\n")[1:] {
@@ -77,7 +74,7 @@ func inUse(dev, mountinfo string) (string, error) {
 			}
 		}
 	}
-	return "", sc.Err()
+	return "", nil
 }
 
 // rereadPartitions asks the kernel for the new table. Loop devices without partition
@@ -154,10 +151,11 @@ func (in *installation) writeOEM(ctx context.Context) error {
 		return err
 	}
 	defer os.Remove(mnt)
-	if err := unix.Mount(node, mnt, "ext4", 0, ""); err != nil {
-		return fmt.Errorf("mount OEM partition %s: %w", node, err)
+	oem := mount.Mount{Source: node, Target: mnt, FSType: "ext4"}
+	if err := oem.Apply(); err != nil {
+		return fmt.Errorf("OEM partition: %w", err)
 	}
-	defer unix.Unmount(mnt, 0)
+	defer oem.Unmount(0)
 	if in.o.Ignition != nil {
 		if err := atomicfile.WriteFile(filepath.Join(mnt, "config.ign"), in.o.Ignition, 0o600); err != nil {
 			return err
