@@ -62,36 +62,35 @@ var ErrUsage = errors.New("usage")
 func ParseFlags(args []string, env func(string) string, stderr io.Writer) (*Options, error) {
 	fs := flag.NewFlagSet("flanneld", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		endpoints, prefix, ca, cert, key, user, pass string
-		iface, ifaceRegex                            listFlag
-		canReach, publicIP, subnetFile, healthzIP    string
-		ipMasq, version                              bool
-		margin, healthzPort                          int
-		ttl, interval                                time.Duration
-		dataDir, logLevel                            string
-	)
-	fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated etcd endpoints; empty starts an embedded single-node etcd on 127.0.0.1:2379")
-	fs.StringVar(&prefix, "etcd-prefix", registry.DefaultPrefix, "etcd prefix")
-	fs.StringVar(&key, "etcd-keyfile", "", "SSL key file used to secure etcd communication")
-	fs.StringVar(&cert, "etcd-certfile", "", "SSL certification file used to secure etcd communication")
-	fs.StringVar(&ca, "etcd-cafile", "", "SSL Certificate Authority file used to secure etcd communication")
-	fs.StringVar(&user, "etcd-username", "", "username for BasicAuth to etcd")
-	fs.StringVar(&pass, "etcd-password", "", "password for BasicAuth to etcd")
-	fs.Var(&iface, "iface", "interface to use (IP or name) for inter-host communication; may be repeated")
-	fs.Var(&ifaceRegex, "iface-regex", "regex matching the first interface (name or IP) to use; may be repeated")
-	fs.StringVar(&canReach, "iface-can-reach", "", "use the interface that routes to this IP")
-	fs.StringVar(&publicIP, "public-ip", "", "IP accessible by other nodes for inter-host communication")
-	fs.BoolVar(&ipMasq, "ip-masq", false, "setup IP masquerade rule for traffic destined outside of overlay network")
-	fs.StringVar(&subnetFile, "subnet-file", subnetenv.DefaultPath, "filename where env variables (subnet, MTU, ...) will be written to")
-	fs.IntVar(&margin, "subnet-lease-renew-margin", 60, "subnet lease renewal margin, in minutes, ranging from 1 to 1439")
-	fs.StringVar(&healthzIP, "healthz-ip", "0.0.0.0", "the IP address for healthz server to listen")
-	fs.IntVar(&healthzPort, "healthz-port", 0, "the port for healthz server to listen (0 to disable)")
-	fs.BoolVar(&version, "version", false, "print version and exit")
-	fs.DurationVar(&ttl, "subnet-lease-ttl", registry.DefaultTTL, "TTL of the subnet lease (Cairn; stock flannel fixes it at 24h)")
-	fs.StringVar(&dataDir, "data-dir", "/var/lib/flannel", "where the embedded etcd keeps its data")
-	fs.DurationVar(&interval, "reconcile-interval", 10*time.Second, "how often the dataplane is checked against the leases even when nothing was reported")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	o := &Options{}
+	// The flag package cannot parse these into their fields; they are converted, with
+	// flanneld's own messages, once the FLANNELD_* fallback is in.
+	var text struct {
+		endpoints, canReach, publicIP string
+		ifaceRegex                    listFlag
+		margin                        int
+	}
+	fs.StringVar(&text.endpoints, "etcd-endpoints", "", "comma-separated etcd endpoints; empty starts an embedded single-node etcd on 127.0.0.1:2379")
+	fs.StringVar(&o.EtcdPrefix, "etcd-prefix", registry.DefaultPrefix, "etcd prefix")
+	fs.StringVar(&o.EtcdKeyFile, "etcd-keyfile", "", "SSL key file used to secure etcd communication")
+	fs.StringVar(&o.EtcdCertFile, "etcd-certfile", "", "SSL certification file used to secure etcd communication")
+	fs.StringVar(&o.EtcdCAFile, "etcd-cafile", "", "SSL Certificate Authority file used to secure etcd communication")
+	fs.StringVar(&o.EtcdUsername, "etcd-username", "", "username for BasicAuth to etcd")
+	fs.StringVar(&o.EtcdPassword, "etcd-password", "", "password for BasicAuth to etcd")
+	fs.Var((*listFlag)(&o.Iface), "iface", "interface to use (IP or name) for inter-host communication; may be repeated")
+	fs.Var(&text.ifaceRegex, "iface-regex", "regex matching the first interface (name or IP) to use; may be repeated")
+	fs.StringVar(&text.canReach, "iface-can-reach", "", "use the interface that routes to this IP")
+	fs.StringVar(&text.publicIP, "public-ip", "", "IP accessible by other nodes for inter-host communication")
+	fs.BoolVar(&o.IPMasq, "ip-masq", false, "setup IP masquerade rule for traffic destined outside of overlay network")
+	fs.StringVar(&o.SubnetFile, "subnet-file", subnetenv.DefaultPath, "filename where env variables (subnet, MTU, ...) will be written to")
+	fs.IntVar(&text.margin, "subnet-lease-renew-margin", 60, "subnet lease renewal margin, in minutes, ranging from 1 to 1439")
+	fs.StringVar(&o.HealthzIP, "healthz-ip", "0.0.0.0", "the IP address for healthz server to listen")
+	fs.IntVar(&o.HealthzPort, "healthz-port", 0, "the port for healthz server to listen (0 to disable)")
+	fs.BoolVar(&o.Version, "version", false, "print version and exit")
+	fs.DurationVar(&o.LeaseTTL, "subnet-lease-ttl", registry.DefaultTTL, "TTL of the subnet lease (Cairn; stock flannel fixes it at 24h)")
+	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/flannel", "where the embedded etcd keeps its data")
+	fs.DurationVar(&o.ReconcileInterval, "reconcile-interval", 10*time.Second, "how often the dataplane is checked against the leases even when nothing was reported")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return nil, ErrUsage
 	}
@@ -118,11 +117,7 @@ func ParseFlags(args []string, env func(string) string, stderr io.Writer) (*Opti
 		return nil, ErrUsage
 	}
 
-	o := &Options{EtcdPrefix: prefix, EtcdCAFile: ca, EtcdCertFile: cert, EtcdKeyFile: key,
-		EtcdUsername: user, EtcdPassword: pass, Iface: iface, IPMasq: ipMasq, SubnetFile: subnetFile,
-		HealthzIP: healthzIP, HealthzPort: healthzPort, Version: version, LeaseTTL: ttl, DataDir: dataDir,
-		ReconcileInterval: interval, LogLevel: logLevel}
-	for _, e := range strings.Split(endpoints, ",") {
+	for _, e := range strings.Split(text.endpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {
 			o.EtcdEndpoints = append(o.EtcdEndpoints, e)
 		}
@@ -131,7 +126,7 @@ func ParseFlags(args []string, env func(string) string, stderr io.Writer) (*Opti
 		fmt.Fprintf(stderr, "flanneld: "+format+"\n", args...)
 		return nil, ErrUsage
 	}
-	for _, r := range ifaceRegex {
+	for _, r := range text.ifaceRegex {
 		re, err := regexp.Compile(r)
 		if err != nil {
 			return bad("-iface-regex %q: %v", r, err)
@@ -139,30 +134,30 @@ func ParseFlags(args []string, env func(string) string, stderr io.Writer) (*Opti
 		o.IfaceRegex = append(o.IfaceRegex, re)
 	}
 	var err error
-	if canReach != "" {
-		if o.IfaceCanReach, err = netip.ParseAddr(canReach); err != nil {
-			return bad("-iface-can-reach %q is not an IP address", canReach)
+	if text.canReach != "" {
+		if o.IfaceCanReach, err = netip.ParseAddr(text.canReach); err != nil {
+			return bad("-iface-can-reach %q is not an IP address", text.canReach)
 		}
 	}
-	if publicIP != "" {
-		if o.PublicIP, err = netip.ParseAddr(publicIP); err != nil || !o.PublicIP.Is4() {
-			return bad("-public-ip %q is not an IPv4 address", publicIP)
+	if text.publicIP != "" {
+		if o.PublicIP, err = netip.ParseAddr(text.publicIP); err != nil || !o.PublicIP.Is4() {
+			return bad("-public-ip %q is not an IPv4 address", text.publicIP)
 		}
 	}
-	if margin < 1 || margin > 1439 {
-		return bad("-subnet-lease-renew-margin %d must be between 1 and 1439 minutes", margin)
+	if text.margin < 1 || text.margin > 1439 {
+		return bad("-subnet-lease-renew-margin %d must be between 1 and 1439 minutes", text.margin)
 	}
-	o.RenewMargin = time.Duration(margin) * time.Minute
-	if ttl < 2*time.Second {
-		return bad("-subnet-lease-ttl %s is too short", ttl)
+	o.RenewMargin = time.Duration(text.margin) * time.Minute
+	if o.LeaseTTL < 2*time.Second {
+		return bad("-subnet-lease-ttl %s is too short", o.LeaseTTL)
 	}
-	if interval <= 0 || interval > 10*time.Second {
-		return bad("-reconcile-interval %s must be in (0, 10s]", interval)
+	if o.ReconcileInterval <= 0 || o.ReconcileInterval > 10*time.Second {
+		return bad("-reconcile-interval %s must be in (0, 10s]", o.ReconcileInterval)
 	}
-	if healthzPort < 0 || healthzPort > 65535 {
-		return bad("-healthz-port %d out of range", healthzPort)
+	if o.HealthzPort < 0 || o.HealthzPort > 65535 {
+		return bad("-healthz-port %d out of range", o.HealthzPort)
 	}
-	if (cert == "") != (key == "") {
+	if (o.EtcdCertFile == "") != (o.EtcdKeyFile == "") {
 		return bad("-etcd-certfile and -etcd-keyfile go together")
 	}
 	return o, nil

@@ -3,6 +3,9 @@ package flanneld
 import (
 	"errors"
 	"io"
+	"net/netip"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -32,5 +35,82 @@ func TestParseFlags(t *testing.T) {
 		return ""
 	}, io.Discard); !errors.Is(err, ErrUsage) {
 		t.Errorf("bad env accepted: %v", err)
+	}
+}
+
+// Flags and FLANNELD_* variables into Options: a flag given on the command line wins over
+// its variable, a variable fills a flag not given, and the rest keeps stock flannel's defaults.
+func TestParseFlagsOptions(t *testing.T) {
+	defaults := func(edit func(o *Options)) Options {
+		o := Options{EtcdPrefix: "/coreos.com/network", SubnetFile: "/run/flannel/subnet.env", RenewMargin: time.Hour,
+			HealthzIP: "0.0.0.0", LeaseTTL: 24 * time.Hour, DataDir: "/var/lib/flannel", ReconcileInterval: 10 * time.Second,
+			LogLevel: "info"}
+		if edit != nil {
+			edit(&o)
+		}
+		return o
+	}
+	cases := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		want  Options
+		regex []string // want IfaceRegex, as written
+	}{
+		{name: "defaults", want: defaults(nil)},
+		{name: "every flag", args: []string{"-etcd-endpoints", "https://a:2379,https://b:2379", "-etcd-prefix", "/p",
+			"-etcd-cafile", "ca.pem", "-etcd-certfile", "c.pem", "-etcd-keyfile", "k.pem", "-etcd-username", "u", "-etcd-password", "pw",
+			"-iface", "eth0", "-iface-regex", "^en", "-iface-can-reach", "10.0.0.1", "-public-ip", "192.0.2.7", "-ip-masq",
+			"-subnet-file", "/run/s.env", "-subnet-lease-renew-margin", "5", "-healthz-ip", "127.0.0.1", "-healthz-port", "8471",
+			"-version", "-subnet-lease-ttl", "30s", "-data-dir", "/d", "-reconcile-interval", "2s", "-log-level", "debug"},
+			want: Options{EtcdEndpoints: []string{"https://a:2379", "https://b:2379"}, EtcdPrefix: "/p", EtcdCAFile: "ca.pem",
+				EtcdCertFile: "c.pem", EtcdKeyFile: "k.pem", EtcdUsername: "u", EtcdPassword: "pw", Iface: []string{"eth0"},
+				IfaceCanReach: netip.MustParseAddr("10.0.0.1"), PublicIP: netip.MustParseAddr("192.0.2.7"), IPMasq: true,
+				SubnetFile: "/run/s.env", RenewMargin: 5 * time.Minute, HealthzIP: "127.0.0.1", HealthzPort: 8471, Version: true,
+				LeaseTTL: 30 * time.Second, DataDir: "/d", ReconcileInterval: 2 * time.Second, LogLevel: "debug"},
+			regex: []string{"^en"}},
+		{name: "every variable", env: map[string]string{"FLANNELD_ETCD_ENDPOINTS": "http://e:2379", "FLANNELD_ETCD_PREFIX": "/env",
+			"FLANNELD_ETCD_CAFILE": "ca", "FLANNELD_ETCD_CERTFILE": "c", "FLANNELD_ETCD_KEYFILE": "k", "FLANNELD_ETCD_USERNAME": "u",
+			"FLANNELD_ETCD_PASSWORD": "p", "FLANNELD_IFACE": "eth1", "FLANNELD_IFACE_REGEX": "^wl", "FLANNELD_IFACE_CAN_REACH": "fd00::1",
+			"FLANNELD_PUBLIC_IP": "192.0.2.8", "FLANNELD_IP_MASQ": "true", "FLANNELD_SUBNET_FILE": "/s", "FLANNELD_SUBNET_LEASE_RENEW_MARGIN": "1439",
+			"FLANNELD_HEALTHZ_IP": "::", "FLANNELD_HEALTHZ_PORT": "1", "FLANNELD_VERSION": "1", "FLANNELD_SUBNET_LEASE_TTL": "2s",
+			"FLANNELD_DATA_DIR": "/dd", "FLANNELD_RECONCILE_INTERVAL": "10s", "FLANNELD_LOG_LEVEL": "warn"},
+			want: Options{EtcdEndpoints: []string{"http://e:2379"}, EtcdPrefix: "/env", EtcdCAFile: "ca", EtcdCertFile: "c",
+				EtcdKeyFile: "k", EtcdUsername: "u", EtcdPassword: "p", Iface: []string{"eth1"},
+				IfaceCanReach: netip.MustParseAddr("fd00::1"), PublicIP: netip.MustParseAddr("192.0.2.8"), IPMasq: true,
+				SubnetFile: "/s", RenewMargin: 1439 * time.Minute, HealthzIP: "::", HealthzPort: 1, Version: true,
+				LeaseTTL: 2 * time.Second, DataDir: "/dd", ReconcileInterval: 10 * time.Second, LogLevel: "warn"},
+			regex: []string{"^wl"}},
+		{name: "flag wins over its variable", args: []string{"-etcd-prefix", "/flag", "-iface", "eth0", "-iface", "eth2", "-ip-masq=false"},
+			env: map[string]string{"FLANNELD_ETCD_PREFIX": "/env", "FLANNELD_IFACE": "eth9", "FLANNELD_IP_MASQ": "true", "FLANNELD_LOG_LEVEL": "error"},
+			want: defaults(func(o *Options) {
+				o.EtcdPrefix, o.Iface, o.LogLevel = "/flag", []string{"eth0", "eth2"}, "error"
+			})},
+		{name: "last of a repeated flag, endpoints trimmed", args: []string{"-etcd-endpoints", "x", "-etcd-endpoints", " http://a:1 ,, http://b:2 ",
+			"-iface-regex", "a", "-iface-regex", "b"},
+			want:  defaults(func(o *Options) { o.EtcdEndpoints = []string{"http://a:1", "http://b:2"} }),
+			regex: []string{"a", "b"}},
+		{name: "empty variable is not set", env: map[string]string{"FLANNELD_ETCD_PREFIX": "", "FLANNELD_SUBNET_LEASE_RENEW_MARGIN": ""},
+			want: defaults(nil)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := ParseFlags(c.args, func(k string) string { return c.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var regex []string
+			for _, re := range o.IfaceRegex {
+				regex = append(regex, re.String())
+			}
+			if !slices.Equal(regex, c.regex) {
+				t.Errorf("IfaceRegex = %q, want %q", regex, c.regex)
+			}
+			got := *o
+			got.IfaceRegex = nil
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("options\n got %+v\nwant %+v", got, c.want)
+			}
+		})
 	}
 }
