@@ -3,7 +3,6 @@ package reconcile
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -13,7 +12,7 @@ import (
 	"github.com/cairn-os/cairn/flannel/lease"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 func vx(sn, pub, mac string) lease.Lease {
 	hw, _ := net.ParseMAC(mac)

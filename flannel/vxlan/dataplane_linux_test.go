@@ -3,7 +3,6 @@ package vxlan
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -34,7 +33,7 @@ func TestDataplaneInNamespace(t *testing.T) {
 	clustertest.Run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
 	clustertest.Run(t, "ip", "-n", ns, "link", "set", "eth1", "up")
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	local := netip.MustParseAddr("192.168.7.1")
 	peer := func(sn, pub string, mac net.HardwareAddr) lease.Lease {
 		bd, _ := lease.EncodeVXLAN(lease.VXLANData{VNI: 1, VtepMAC: mac})
