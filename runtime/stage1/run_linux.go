@@ -313,7 +313,9 @@ func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodMani
 			if err := os.MkdirAll(d, mode); err != nil {
 				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 			}
-			os.Chmod(d, mode)
+			if err := os.Chmod(d, mode); err != nil { // MkdirAll's mode is under the umask
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
 			uid, gid := 0, 0
 			if v.UID != nil {
 				uid = *v.UID
@@ -324,7 +326,10 @@ func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodMani
 			if u := opts.PrivateUsers; u != nil {
 				uid, gid = int(u.hostID(uint32(uid))), int(u.hostID(uint32(gid)))
 			}
-			os.Chown(d, uid, gid)
+			// Under --private-users a volume left to the host's root is one the pod cannot write.
+			if err := os.Chown(d, uid, gid); err != nil {
+				return nil, fmt.Errorf("volume %s: owner %d:%d: %w", v.Name, uid, gid, err)
+			}
 			v.Source = d
 		case "host":
 			if _, err := os.Stat(v.Source); err != nil {
