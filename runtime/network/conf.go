@@ -28,15 +28,21 @@ type Net struct {
 
 // Masq reports whether the network masquerades (its first plugin has "ipMasq": true): port
 // forwards go through the first such network, as in rkt.
-func (n *Net) Masq() bool {
-	if len(n.List.Plugins) == 0 {
-		return false
+func (n *Net) Masq() (bool, error) { return masq(n.List) }
+
+// masq reads the first plugin's "ipMasq". ParseConf refuses a config whose "ipMasq" is not a
+// boolean, so a network that was loaded answers without an error.
+func masq(l *libcni.NetworkConfigList) (bool, error) {
+	if len(l.Plugins) == 0 {
+		return false, nil
 	}
 	var c struct {
 		IPMasq bool `json:"ipMasq"`
 	}
-	json.Unmarshal(n.List.Plugins[0].Bytes, &c)
-	return c.IPMasq
+	if err := json.Unmarshal(l.Plugins[0].Bytes, &c); err != nil {
+		return false, fmt.Errorf("network %q: \"ipMasq\" must be true or false: %w", l.Name, err)
+	}
+	return c.IPMasq, nil
 }
 
 // The built-in networks, as rkt ships them (a newer cniVersion so that portmap can chain).
@@ -88,6 +94,9 @@ func ParseConf(b []byte) (*libcni.NetworkConfigList, error) {
 		if p.Network.Type == "" || strings.ContainsAny(p.Network.Type, "/\\") {
 			return nil, fmt.Errorf("network %q: plugin %d: bad \"type\" %q", name, i, p.Network.Type)
 		}
+	}
+	if _, err := masq(list); err != nil {
+		return nil, err
 	}
 	return list, nil
 }

@@ -241,7 +241,11 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 	if len(ports) > 0 {
 		fwd = len(nets) - 1
 		for i, n := range nets {
-			if n.Masq() {
+			masq, err := n.Masq()
+			if err != nil {
+				return st, fmt.Errorf("pod %s: %w", podID, err)
+			}
+			if masq {
 				fwd = i
 				break
 			}

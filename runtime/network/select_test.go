@@ -48,13 +48,15 @@ func TestParseConf(t *testing.T) {
 		t.Fatalf("conflist: %+v %v", l, err)
 	}
 	for name, bad := range map[string]string{
-		"not json":   `{"name":`,
-		"no name":    `{"type":"ptp"}`,
-		"bad name":   `{"name":"a b","type":"ptp"}`,
-		"no type":    `{"name":"x"}`,
-		"path type":  `{"name":"x","type":"../../bin/sh"}`,
-		"empty list": `{"name":"x","plugins":[]}`,
-		"huge":       `{"name":"x","type":"ptp","pad":"` + strings.Repeat("a", MaxConfSize) + `"}`,
+		"not json":                     `{"name":`,
+		"no name":                      `{"type":"ptp"}`,
+		"bad name":                     `{"name":"a b","type":"ptp"}`,
+		"no type":                      `{"name":"x"}`,
+		"path type":                    `{"name":"x","type":"../../bin/sh"}`,
+		"empty list":                   `{"name":"x","plugins":[]}`,
+		"ipMasq not a boolean":         `{"name":"x","type":"ptp","ipMasq":"yes"}`,
+		"ipMasq not a boolean in list": `{"name":"x","plugins":[{"type":"bridge","ipMasq":1}]}`,
+		"huge":                         `{"name":"x","type":"ptp","pad":"` + strings.Repeat("a", MaxConfSize) + `"}`,
 	} {
 		if _, err := ParseConf([]byte(bad)); err == nil {
 			t.Errorf("%s: parsed", name)
@@ -75,8 +77,14 @@ func TestLoadAllAndResolve(t *testing.T) {
 	if got := all["mynet"].List.Plugins[0].Network.Type; got != "macvlan" {
 		t.Errorf("/etc did not override /usr/lib: type %s", got)
 	}
-	if all["default"] == nil || !all["default"].Masq() || all["default-restricted"].Masq() {
-		t.Errorf("built-ins: %+v", all)
+	if all["default"] == nil {
+		t.Fatalf("built-ins: %+v", all)
+	}
+	if m, err := all["default"].Masq(); !m || err != nil {
+		t.Errorf("default masquerades: %v %v", m, err)
+	}
+	if m, err := all["default-restricted"].Masq(); m || err != nil {
+		t.Errorf("default-restricted masquerades: %v %v", m, err)
 	}
 	sel, _ := ParseSelection([]string{"default,other,mynet"})
 	nets, err := Resolve(all, sel)
