@@ -1,7 +1,6 @@
 // Package etcdembed runs a single-node etcd: the one flanneld uses when no
 // -etcd-endpoints are given, so that one host works out of the box. It listens on
-// loopback only; several hosts share an external etcd cluster instead. Tests of locksmith use
-// it too.
+// loopback only; several hosts share an external etcd cluster instead.
 package etcdembed
 
 import (
