@@ -48,3 +48,21 @@ func TestUnmountOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestInsideLastFirst is what UnmountBeneath sees of a pod's table: only the pod's own mounts,
+// last mounted first.
+func TestInsideLastFirst(t *testing.T) {
+	var table []*mountinfo.Info
+	filter := Inside("/var/lib/rkt/pods/run/a")
+	for _, mp := range []string{"/", "/var/lib/rkt/pods/run/a/apps/x/rootfs", "/var/lib/rkt/pods/run/ab", "/var/lib/rkt/pods/run/a/ns/net", "/var/lib/rkt/pods/run/a"} {
+		m := &mountinfo.Info{Mountpoint: mp}
+		if skip, _ := filter(m); !skip {
+			table = append(table, m)
+		}
+	}
+	got := unmountOrder(table)
+	want := []string{"/var/lib/rkt/pods/run/a/ns/net", "/var/lib/rkt/pods/run/a/apps/x/rootfs"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v want %v", got, want)
+	}
+}
