@@ -11,6 +11,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 // Globals are rkt's global flags, shared by every subcommand.
@@ -101,7 +103,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ee.Code
 	}
 	fmt.Fprintf(stderr, "rkt: %v\n", err)
-	return 254 // rkt's status for its own failures, distinct from an app's
+	return stage1.ExitFailure
 }
 
 func envOr(key, def string) string {

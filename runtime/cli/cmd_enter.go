@@ -66,7 +66,7 @@ func init() {
 					Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr,
 				})
 				if err != nil {
-					return &ExitError{Code: 254, Err: err}
+					return &ExitError{Code: stage1.ExitFailure, Err: err}
 				}
 				if code != 0 {
 					return &ExitError{Code: code}

@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/store"
 	"github.com/cairn-os/cairn/runtime/trust/trusttest"
 )
@@ -72,7 +73,7 @@ func TestFetchSignedACI(t *testing.T) {
 	e := newRktEnv(t)
 
 	out, errOut, code := e.rkt(t, "", "fetch", im.ACI)
-	if code != 254 || out != "" || !strings.Contains(errOut, "no trusted keys") ||
+	if code != stage1.ExitFailure || out != "" || !strings.Contains(errOut, "no trusted keys") ||
 		!strings.Contains(errOut, "rkt trust --prefix="+fixture.ACIName) {
 		t.Fatalf("fetch without the key: code %d, stderr %q", code, errOut)
 	}
@@ -109,7 +110,7 @@ func TestFetchUnsignedFormats(t *testing.T) {
 	e := newRktEnv(t)
 	for _, p := range []string{im.OCILayout, im.OCIArchive, im.DockerArchive} {
 		_, errOut, code := e.rkt(t, "", "fetch", p)
-		if code != 254 || !strings.Contains(errOut, "--insecure-options=image") {
+		if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=image") {
 			t.Fatalf("fetch %s without --insecure-options=image: code %d, stderr %q", p, code, errOut)
 		}
 		out, _, code := e.rkt(t, "", "--insecure-options=image", "fetch", p)
@@ -133,7 +134,7 @@ func TestFetchDockerRegistry(t *testing.T) {
 	}
 	e := newRktEnv(t)
 	_, errOut, code := e.rkt(t, "", "fetch", "docker://"+ref.String())
-	if code != 254 || !strings.Contains(errOut, "--insecure-options=image") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=image") {
 		t.Fatalf("code %d stderr %q", code, errOut)
 	}
 	out, _, code := e.rkt(t, "", "--insecure-options=image", "fetch", "--full", "docker://"+ref.String())
@@ -164,7 +165,7 @@ func TestFetchDiscoveryAndURL(t *testing.T) {
 
 	// No key and no --trust-keys-from-https: refused.
 	_, errOut, code := e.rkt(t, "", "fetch", "example.com/busybox:1.36")
-	if code != 254 || !strings.Contains(errOut, "no trusted keys") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "no trusted keys") {
 		t.Fatalf("code %d stderr %q", code, errOut)
 	}
 	out, _, code := e.rkt(t, "", "--trust-keys-from-https", "fetch", "--full", "example.com/busybox:1.36")
@@ -178,7 +179,7 @@ func TestFetchDiscoveryAndURL(t *testing.T) {
 	}
 	// Plain http needs --insecure-options=http.
 	_, errOut, code = e.rkt(t, "", "fetch", "http://example.com/dl/example.com/busybox-1.36.aci")
-	if code != 254 || !strings.Contains(errOut, "--insecure-options=http") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=http") {
 		t.Fatalf("http: code %d stderr %q", code, errOut)
 	}
 	if _, _, code = e.rkt(t, "", "--insecure-options=http", "fetch", "http://example.com/dl/example.com/busybox-1.36.aci"); code != 0 {
@@ -199,7 +200,7 @@ func TestFetchBadFlags(t *testing.T) {
 		{[]string{"fetch", "ftp://example.com/x.aci"}, `scheme "ftp" not supported`},
 	} {
 		_, errOut, code := e.rkt(t, "", tc.args...)
-		if code != 254 || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+		if code != stage1.ExitFailure || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("rkt %v: code %d stderr %q; want one line with %q", tc.args, code, errOut, tc.want)
 		}
 	}
@@ -229,7 +230,7 @@ func TestFetchUsesAuthConfig(t *testing.T) {
 		t.Fatal("trust failed")
 	}
 	_, errOut, code := e.rkt(t, "", "fetch", "https://example.com/private.aci")
-	if code != 254 || !strings.Contains(errOut, "401") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "401") {
 		t.Fatalf("without credentials: code %d stderr %q", code, errOut)
 	}
 	os.MkdirAll(filepath.Join(e.local, "auth.d"), 0o755)
@@ -262,7 +263,7 @@ func TestFetchUsesDockerAuth(t *testing.T) {
 	}
 	e := newRktEnv(t)
 	_, errOut, code := e.rkt(t, "", "--insecure-options=image", "fetch", "docker://"+ref.String())
-	if code != 254 || !strings.Contains(errOut, "UNAUTHORIZED") && !strings.Contains(errOut, "401") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "UNAUTHORIZED") && !strings.Contains(errOut, "401") {
 		t.Fatalf("without credentials: code %d stderr %q", code, errOut)
 	}
 	os.MkdirAll(filepath.Join(e.system, "auth.d"), 0o755)
@@ -319,7 +320,7 @@ func TestConfig(t *testing.T) {
 	// A broken file is an error that names it.
 	write(e.local, "stage1.d", "broken.json", `{"rktKind":"stage1","rktVersion":"v2"}`)
 	_, errOut, code := e.rkt(t, "", "config")
-	if code != 254 || !strings.Contains(errOut, "broken.json") || !strings.Contains(errOut, "v2") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "broken.json") || !strings.Contains(errOut, "v2") {
 		t.Fatalf("broken config: code %d stderr %q", code, errOut)
 	}
 }
@@ -343,7 +344,7 @@ func TestFetchTLSOption(t *testing.T) {
 	srv.Handle("/busybox.aci.asc", []byte("unused"))
 	e := newRktEnv(t)
 	_, errOut, code := e.rkt(t, "", "--insecure-options=image", "fetch", "https://example.com/busybox.aci")
-	if code != 254 || !strings.Contains(errOut, "--insecure-options=tls") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=tls") {
 		t.Fatalf("untrusted certificate: code %d stderr %q", code, errOut)
 	}
 	if _, errOut, code = e.rkt(t, "", "--insecure-options=image,tls", "fetch", "https://example.com/busybox.aci"); code != 0 {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-os/cairn/runtime/pod"
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 func init() {
@@ -31,7 +32,7 @@ func init() {
 					env.Log.Warn("gc", "err", e)
 				}
 				if len(res.Errors) > 0 {
-					return &ExitError{Code: 254, Err: fmt.Errorf("%d pods could not be collected", len(res.Errors))}
+					return &ExitError{Code: stage1.ExitFailure, Err: fmt.Errorf("%d pods could not be collected", len(res.Errors))}
 				}
 				return nil
 			},

@@ -257,7 +257,7 @@ func newImageRmCommand(env *Env) *cobra.Command {
 				fmt.Fprintf(env.Stdout, "rm: %d image(s) successfully removed\n", done)
 			}
 			if failed != nil {
-				return &ExitError{Code: 254, Err: fmt.Errorf("rm: %d image(s) not removed", len(args)-done)}
+				return &ExitError{Code: stage1.ExitFailure, Err: fmt.Errorf("rm: %d image(s) not removed", len(args)-done)}
 			}
 			return nil
 		},
@@ -434,7 +434,7 @@ func newImageVerifyCommand(env *Env) *cobra.Command {
 				fmt.Fprintf(env.Stdout, "%s: OK\n", ref)
 			}
 			if bad > 0 {
-				return &ExitError{Code: 254, Err: fmt.Errorf("verify: %d of %d image(s) damaged (rkt image rm them and fetch again)", bad, len(args))}
+				return &ExitError{Code: stage1.ExitFailure, Err: fmt.Errorf("verify: %d of %d image(s) damaged (rkt image rm them and fetch again)", bad, len(args))}
 			}
 			return nil
 		},

@@ -25,8 +25,8 @@ func readUUIDFile(path string) (string, error) {
 }
 
 // eachPod runs do for every pod named in args (and in --uuid-file), as rkt rm and rkt stop
-// do: an error is reported and the others still handled, the exit status is 254 if any failed,
-// and each handled pod's name is printed quoted, as rkt did.
+// do: an error is reported and the others still handled, the exit status is
+// stage1.ExitFailure if any failed, and each handled pod's name is printed quoted, as rkt did.
 func eachPod(env *Env, uuidFile string, args []string, do func(ps *pod.Store, ref string) (string, error)) error {
 	if uuidFile != "" {
 		id, err := readUUIDFile(uuidFile)
@@ -44,7 +44,7 @@ func eachPod(env *Env, uuidFile string, args []string, do func(ps *pod.Store, re
 		name, err := do(ps, ref)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "rkt: %v\n", err)
-			failed = &ExitError{Code: 254}
+			failed = &ExitError{Code: stage1.ExitFailure}
 			continue
 		}
 		fmt.Fprintf(env.Stdout, "%q\n", name)

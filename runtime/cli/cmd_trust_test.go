@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
+	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/trust/trusttest"
 )
 
@@ -17,7 +18,7 @@ func TestTrust(t *testing.T) {
 	e := newRktEnv(t)
 
 	_, errOut, code := e.rkt(t, "no\n", "trust", "--prefix=example.com/app", keyFile)
-	if code != 254 || !strings.Contains(errOut, "not confirmed") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "not confirmed") {
 		t.Fatalf("declined: code %d stderr %q", code, errOut)
 	}
 	prefixDir := filepath.Join(e.local, "trustedkeys/prefix.d/example.com/app")
@@ -48,7 +49,7 @@ func TestTrustFromURLAndDiscovery(t *testing.T) {
 		t.Fatal("trust from https failed")
 	}
 	_, errOut, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app", "http://example.com/key.asc")
-	if code != 254 || !strings.Contains(errOut, "http") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "http") {
 		t.Fatalf("http without --insecure-allow-http: code %d stderr %q", code, errOut)
 	}
 	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--insecure-allow-http", "--prefix=example.com/app", "http://example.com/key.asc"); code != 0 {
@@ -63,7 +64,7 @@ func TestTrustFromURLAndDiscovery(t *testing.T) {
 	// Keys announced on plain http need --insecure-allow-http.
 	srv.Handle("/other", []byte(`<meta name="ac-discovery-pubkeys" content="example.com/other http://example.com/key.asc">`))
 	_, errOut, code = e2.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/other")
-	if code != 254 || !strings.Contains(errOut, "--insecure-options=http") {
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=http") {
 		t.Fatalf("http key without the flag: code %d stderr %q", code, errOut)
 	}
 	if _, _, code = e2.rkt(t, "", "trust", "--skip-fingerprint-review", "--insecure-allow-http", "--prefix=example.com/other"); code != 0 {
@@ -95,7 +96,7 @@ func TestTrustRefuses(t *testing.T) {
 		{[]string{"trust", "--prefix=example.com", "--skip-fingerprint-review", filepath.Join(dir, "missing.asc")}, "no such file"},
 	} {
 		_, errOut, code := e.rkt(t, "", tc.args...)
-		if code != 254 || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+		if code != stage1.ExitFailure || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("rkt %v: code %d stderr %q; want one line with %q", tc.args, code, errOut, tc.want)
 		}
 	}

@@ -32,11 +32,11 @@ type EnterCommand struct {
 func Enter(ctx context.Context, podDir, app string, cmd EnterCommand) (int, error) {
 	c, err := libcontainer.Load(filepath.Join(podDir, libcontainerDir), app)
 	if err != nil {
-		return 254, fmt.Errorf("app %s: %w", app, err)
+		return ExitFailure, fmt.Errorf("app %s: %w", app, err)
 	}
 	st, err := c.Status()
 	if err != nil || st != libcontainer.Running {
-		return 254, fmt.Errorf("app %s: %w (status %v)", app, errNotRunning, st)
+		return ExitFailure, fmt.Errorf("app %s: %w (status %v)", app, errNotRunning, st)
 	}
 	proc := &libcontainer.Process{
 		Args: cmd.Args,
@@ -47,30 +47,30 @@ func Enter(ctx context.Context, podDir, app string, cmd EnterCommand) (int, erro
 	if !cmd.TTY {
 		proc.Stdin, proc.Stdout, proc.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
 		if err := c.Run(proc); err != nil {
-			return 254, fmt.Errorf("app %s: enter: %w", app, err)
+			return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 		}
 		return wait(ctx, proc), nil
 	}
 	req, err := requestConsole(proc, cmd.Stdin, cmd.Stdout)
 	if err != nil {
-		return 254, fmt.Errorf("app %s: enter: %w", app, err)
+		return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 	}
 	defer req.close()
 	if err := c.Run(proc); err != nil {
-		return 254, fmt.Errorf("app %s: enter: %w", app, err)
+		return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 	}
 	master, err := req.receive()
 	if err != nil {
 		proc.Signal(unix.SIGKILL)
 		proc.Wait()
-		return 254, fmt.Errorf("app %s: enter: %w", app, err)
+		return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 	}
 	con, err := attachConsole(master, cmd.Stdin, cmd.Stdout)
 	if err != nil {
 		master.Close()
 		proc.Signal(unix.SIGKILL)
 		proc.Wait()
-		return 254, fmt.Errorf("app %s: enter: %w", app, err)
+		return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 	}
 	code := wait(ctx, proc)
 	con.Close()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
@@ -411,23 +412,23 @@ func TestFaults(t *testing.T) {
 	e := newEnv(t)
 	t.Run("missing image", func(t *testing.T) {
 		r := e.run("run", "--net=none", "--pull-policy=never", "example.com/no-such-image")
-		if r.code != 254 || !strings.Contains(r.err, "example.com/no-such-image") || !strings.Contains(r.err, "not found") {
+		if r.code != stage1.ExitFailure || !strings.Contains(r.err, "example.com/no-such-image") || !strings.Contains(r.err, "not found") {
 			t.Fatalf("code %d stderr %q", r.code, r.err)
 		}
 	})
 	t.Run("bad volume", func(t *testing.T) {
 		r := e.run("run", "--net=none", "--volume=data,kind=host", e.aci)
-		if r.code != 254 || !strings.Contains(r.err, "--volume") {
+		if r.code != stage1.ExitFailure || !strings.Contains(r.err, "--volume") {
 			t.Fatalf("code %d stderr %q", r.code, r.err)
 		}
 		r = e.run("run", "--net=none", e.aci, "--mount=volume=nope,target=/x")
-		if r.code != 254 || !strings.Contains(r.err, "nope") {
+		if r.code != stage1.ExitFailure || !strings.Contains(r.err, "nope") {
 			t.Fatalf("mount of an undeclared volume: code %d stderr %q", r.code, r.err)
 		}
 	})
 	t.Run("exec not found", func(t *testing.T) {
 		r := e.run("run", "--net=none", e.aci, "--exec=/bin/no-such-program")
-		if r.code != 254 || !strings.Contains(r.err, "/bin/no-such-program") || !strings.Contains(r.err, "not found") {
+		if r.code != stage1.ExitFailure || !strings.Contains(r.err, "/bin/no-such-program") || !strings.Contains(r.err, "not found") {
 			t.Fatalf("code %d stderr %q", r.code, r.err)
 		}
 	})

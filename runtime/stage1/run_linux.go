@@ -94,18 +94,18 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	}
 	man, err := p.Manifest()
 	if err != nil {
-		return 254, err
+		return ExitFailure, err
 	}
 	opts, err := ReadOptions(dir)
 	if err != nil {
-		return 254, fmt.Errorf("pod %s: %w", p.UUID, err)
+		return ExitFailure, fmt.Errorf("pod %s: %w", p.UUID, err)
 	}
 	if err := p.WritePID(os.Getpid()); err != nil {
-		return 254, err
+		return ExitFailure, err
 	}
 	cg, err := setupCgroups(log, dir, p.UUID)
 	if err != nil {
-		return 254, err
+		return ExitFailure, err
 	}
 	defer func() {
 		if cerr := Clean(context.WithoutCancel(ctx), dir); cerr != nil {
@@ -120,12 +120,12 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	}()
 	plan, err := r.preparePod(ctx, dir, man, opts)
 	if err != nil {
-		return 254, err
+		return ExitFailure, err
 	}
 	plan.CgroupParent = cg.Parent
 	sel, err := opts.Selection()
 	if err != nil {
-		return 254, err
+		return ExitFailure, err
 	}
 	// The CNI plugins (and the iptables runs they make) take about as long as starting the
 	// apps' containers, so the two go on at once: each container is started up to the point
@@ -148,23 +148,23 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 		// An interactive app execs as it starts (its terminal comes with the exec), so the
 		// network must be there first.
 		if _, err := r.networksJoined(plan, sel, opts, join); err != nil {
-			return 254, err
+			return ExitFailure, err
 		}
 	}
 	for i, ra := range man.Apps {
 		a := &app{name: string(ra.Name), image: opts.Apps[i], runtime: ra}
 		apps = append(apps, a)
 		if err := r.mountApp(plan, opts, a); err != nil {
-			return 254, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
+			return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
 		}
 		if err := r.startApp(ctx, plan, opts, a); err != nil {
-			return 254, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
+			return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
 		}
 	}
 	if !opts.Interactive {
 		restart, err := r.networksJoined(plan, sel, opts, join)
 		if err != nil {
-			return 254, err
+			return ExitFailure, err
 		}
 		if restart {
 			// A network answered with DNS servers, so the apps need the pod's resolv.conf
@@ -174,7 +174,7 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 			for _, a := range apps {
 				a.stop()
 				if err := r.startApp(ctx, plan, opts, a); err != nil {
-					return 254, fmt.Errorf("pod %s: app %s: %w", p.UUID, a.name, err)
+					return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, a.name, err)
 				}
 			}
 		}
@@ -182,7 +182,7 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	for _, a := range apps {
 		if !a.execd {
 			if err := a.container.Exec(); err != nil {
-				return 254, fmt.Errorf("pod %s: app %s: exec: %w", p.UUID, a.name, err)
+				return ExitFailure, fmt.Errorf("pod %s: app %s: exec: %w", p.UUID, a.name, err)
 			}
 			a.execd = true
 		}
@@ -198,10 +198,10 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	}
 	now := time.Now()
 	if err := p.WriteTime(pod.StartedFile, now); err != nil {
-		return 254, err
+		return ExitFailure, err
 	}
 	if err := p.MarkReady(); err != nil {
-		return 254, err
+		return ExitFailure, err
 	}
 	if r.Ready != nil && len(apps) > 0 {
 		if err := r.Ready(ctx, apps[0].pid); err != nil {
