@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,7 +102,7 @@ func parseApps(args []string) ([]appSpec, error) {
 	var apps []appSpec
 	for len(args) > 0 {
 		seg := args
-		if i := indexOf(args, "---"); i >= 0 {
+		if i := slices.Index(args, "---"); i >= 0 {
 			seg, args = args[:i], args[i+1:]
 		} else {
 			args = nil
@@ -115,7 +116,7 @@ func parseApps(args []string) ([]appSpec, error) {
 		}
 		rest := seg[1:]
 		var imgArgs []string
-		if i := indexOf(rest, "--"); i >= 0 {
+		if i := slices.Index(rest, "--"); i >= 0 {
 			rest, imgArgs = rest[:i], rest[i+1:]
 		}
 		fs := appFlagSet(&a.o)
@@ -132,15 +133,6 @@ func parseApps(args []string) ([]appSpec, error) {
 		return nil, errors.New("no image given")
 	}
 	return apps, nil
-}
-
-func indexOf(s []string, v string) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 // parsePodArgs parses rkt run/prepare's command line: global flags and pod flags, then apps.
@@ -335,7 +327,7 @@ func runPod(ctx context.Context, env *Env, p *pod.Pod, stopTimeout time.Duration
 		StopTimeout: stopTimeout, Ready: stage1.SystemdReady(p.UUID, env.Log)}
 	code, err := r.Run(ctx)
 	if err != nil {
-		return &ExitError{Code: 254, Err: err}
+		return &ExitError{Code: stage1.ExitFailure, Err: err}
 	}
 	if code != 0 {
 		return &ExitError{Code: code}
