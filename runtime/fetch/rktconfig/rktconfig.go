@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -153,7 +154,7 @@ func (c *Config) apply(data []byte, sub string, user bool) error {
 	if !ok {
 		return fmt.Errorf("unknown rktKind %q", h.Kind)
 	}
-	if !contains(allowed, sub) {
+	if !slices.Contains(allowed, sub) {
 		return fmt.Errorf("rktKind %q does not belong in %s/", h.Kind, sub)
 	}
 	if user && (h.Kind == "paths" || h.Kind == "stage1") {
@@ -238,15 +239,6 @@ func (c *Config) apply(data []byte, sub string, user bool) error {
 		}
 	}
 	return nil
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Header returns the request headers for host ("example.com" or "example.com:8443"): the
