@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/flannel/subnetenv"
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 var (
@@ -32,9 +33,7 @@ func TestMain(m *testing.M) {
 // newCluster builds flanneld once per test binary and makes a cluster with doc as config.
 func newCluster(t *testing.T, doc string) *Cluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("cluster tests start etcd and flanneld processes")
-	}
+	testenv.SkipShort(t, "cluster tests start etcd and flanneld processes")
 	Require(t)
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "flanneld-bin-")

@@ -19,9 +19,6 @@ import (
 // etcdClient connects to an etcd of the test's own.
 func etcdClient(t *testing.T) *clientv3.Client {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts an etcd member")
-	}
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{testenv.Etcd(t)}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 // the test own any name) and returns its address. It is stopped when the test ends.
 func PrivateBus(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "needs a dbus-daemon")
 	bin := RequireCommand(t, "dbus-daemon")
 	addr := "unix:path=" + filepath.Join(t.TempDir(), "bus")
 	cmd := exec.Command(bin, "--session", "--nofork", "--nopidfile", "--address="+addr)

@@ -20,6 +20,7 @@ import (
 // the test binaries importing testenv do not all link etcd's server.
 func Etcd(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "needs an etcd")
 	bin := RequireCommand(t, "etcd")
 	dir := t.TempDir()
 	var log []byte

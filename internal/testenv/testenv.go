@@ -31,19 +31,24 @@ func Require(t testing.TB, ok bool, format string, args ...any) {
 // so -short means the unit tier alone, whoever runs it.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("root tier: not with -short")
-	}
+	SkipShort(t, "root tier")
 	Require(t, os.Geteuid() == 0, "needs root (namespaces, mounts, netlink)")
 }
 
 // RequireVM gates the VM tier (qemu boots of built images), which also needs root.
 func RequireVM(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("VM tier: not with -short")
-	}
+	SkipShort(t, "VM tier")
 	RequireRoot(t)
+}
+
+// SkipShort skips t under -short: what the test needs (the tier named: root, a VM, a
+// service such as etcd or a bus) is more than the unit tier, which runs anywhere.
+func SkipShort(t testing.TB, tier string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("%s: not with -short", tier)
+	}
 }
 
 // RequireCommand gates on a program in PATH and returns its path.

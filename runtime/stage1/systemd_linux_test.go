@@ -43,9 +43,7 @@ func systemdRootfs(t *testing.T) string {
 	testenv.RequireCommand(t, "mmdebstrap")
 	sources := aptSources()
 	testenv.Require(t, sources != "", "needs the machine's apt sources (/etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list)")
-	if testing.Short() {
-		t.Skip("building the systemd rootfs takes minutes; not in -short")
-	}
+	testenv.SkipShort(t, "building the systemd rootfs takes minutes")
 	lock, err := os.OpenFile(filepath.Join(cacheDir(), ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		os.MkdirAll(cacheDir(), 0o755)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
@@ -168,9 +169,7 @@ func checkStore(t *testing.T, dir string, want []map[string]int) int {
 // points throughout, then checks that the next Open clears the leftovers, that no partial
 // image is visible, and that a retry succeeds.
 func TestKilledImport(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns and kills importing processes")
-	}
+	testenv.SkipShort(t, "spawns and kills importing processes")
 	src, want := bigImage(t, 4, 400, 16<<10) // ~25 MiB in 1600 files
 	// A full import, timed, as the scale for the timed kills.
 	start := time.Now()
@@ -228,9 +227,7 @@ func TestKilledImport(t *testing.T) {
 // TestConcurrentProcesses races several processes importing the same image and another one
 // into one store while another process collects garbage in a loop.
 func TestConcurrentProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns processes")
-	}
+	testenv.SkipShort(t, "spawns processes")
 	src, want := bigImage(t, 3, 100, 8<<10)
 	dir := t.TempDir()
 	other := filepath.Join(t.TempDir(), "other")
@@ -286,9 +283,7 @@ func TestConcurrentProcesses(t *testing.T) {
 // TestKilledACIImport kills an ACI import after extraction and after its blob and tree are in
 // place but before its metadata: neither shows an image, and a retry succeeds.
 func TestKilledACIImport(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns and kills importing processes")
-	}
+	testenv.SkipShort(t, "spawns and kills importing processes")
 	im := fixture.BuildT(t)
 	for _, point := range []string{"aci-staged", "aci-committed"} {
 		t.Run(point, func(t *testing.T) {
