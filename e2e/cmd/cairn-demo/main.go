@@ -28,8 +28,9 @@ func main() {
 	src := flag.String("source", ".", "the source tree (the image builder's files are part of the cache key)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *out, *bin, *src); err != nil {
+	err := run(ctx, *out, *bin, *src)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "cairn-demo:", err)
 		os.Exit(1)
 	}

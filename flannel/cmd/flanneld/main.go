@@ -13,11 +13,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := flanneld.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flanneld.ErrUsage) {
-			os.Exit(2)
-		}
+	err := flanneld.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flanneld.ErrUsage):
+		os.Exit(2)
+	case err != nil:
 		os.Exit(1)
 	}
 }

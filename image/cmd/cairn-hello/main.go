@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,22 +23,24 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	var err error
-	switch {
-	case len(os.Args) == 1:
-		err = greet(ctx)
-	case len(os.Args) == 3 && os.Args[1] == "serve":
-		err = serve(ctx, os.Args[2])
-	case len(os.Args) == 3 && os.Args[1] == "get":
-		err = get(ctx, os.Args[2])
-	default:
-		err = fmt.Errorf("usage: hello | hello serve ADDR | hello get URL")
-	}
+	err := run(ctx, os.Args[1:])
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hello:", err)
 		os.Exit(1)
 	}
+}
+
+func run(ctx context.Context, args []string) error {
+	switch {
+	case len(args) == 0:
+		return greet(ctx)
+	case len(args) == 2 && args[0] == "serve":
+		return serve(ctx, args[1])
+	case len(args) == 2 && args[0] == "get":
+		return get(ctx, args[1])
+	}
+	return errors.New("usage: hello | hello serve ADDR | hello get URL")
 }
 
 // whoami is the pod's hostname and its global addresses.
