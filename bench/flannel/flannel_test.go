@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -195,7 +194,7 @@ func BenchmarkReconcile1000(b *testing.B) {
 	clustertest.Run(b, "ip", "-n", ns, "addr", "add", "192.168.50.1/16", "dev", "eth0")
 	clustertest.Run(b, "ip", "-n", ns, "link", "set", "eth0", "up")
 	clustertest.Run(b, "ip", "-n", ns, "link", "set", "eth1", "up")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	var leases []lease.Lease
 	for i := range 1000 {
 		sn := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256))

@@ -161,7 +161,7 @@ func BenchmarkFetchOCI(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		st.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		st.Log = slog.New(slog.DiscardHandler)
 		// rkt fetch --insecure-options=image,http docker://127.0.0.1:PORT/bench/image:latest:
 		// resolve the manifest, pull the blobs, check digests, extract each layer once.
 		opts, err := insecure.Parse("image,http")
@@ -169,7 +169,7 @@ func BenchmarkFetchOCI(b *testing.B) {
 			b.Fatal(err)
 		}
 		f := &fetch.Fetcher{Store: st, HTTP: &http.Client{}, Insecure: opts, PullPolicy: fetch.PullUpdate,
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			Log: slog.New(slog.DiscardHandler)}
 		fetchImage := func() (string, error) {
 			i, err := f.Fetch(ctx, fetch.Request{Image: "docker://" + ref.String()})
 			if err != nil {

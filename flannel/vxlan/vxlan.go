@@ -9,24 +9,11 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strconv"
 )
 
 // DeviceName is the name stock flannel gives the device of a VNI.
-func DeviceName(vni int) string { return "flannel." + itoa(vni) }
-
-func itoa(v int) string {
-	var b [20]byte
-	i := len(b)
-	if v == 0 {
-		return "0"
-	}
-	for v > 0 {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-	}
-	return string(b[i:])
-}
+func DeviceName(vni int) string { return "flannel." + strconv.Itoa(vni) }
 
 // DerivedMAC is the VtepMAC of a host: derived from its public IP and the VNI, so it is
 // the same after a flanneld restart, a device re-creation or a reboot (flannel#1795: a

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -302,7 +301,7 @@ func TestRunnerAppliesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{Root: root, Sources: []string{filepath.Join(t.TempDir(), "absent"), src}, Marker: DefaultMarker,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log: slog.New(slog.DiscardHandler)}
 	applied, err := r.Run(context.Background())
 	if err != nil || !applied {
 		t.Fatalf("first run: applied %v, %v", applied, err)
@@ -325,7 +324,7 @@ func TestRunnerBadConfigLeavesNoMarker(t *testing.T) {
 	root := newRoot(t)
 	src := filepath.Join(t.TempDir(), "config.ign")
 	os.WriteFile(src, []byte(`{"ignition":{"version":"3.4.0"},"storage":{"disks":[{"device":"/dev/vda"}]}}`), 0o600)
-	r := &Runner{Root: root, Sources: []string{src}, Marker: DefaultMarker, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := &Runner{Root: root, Sources: []string{src}, Marker: DefaultMarker, Log: slog.New(slog.DiscardHandler)}
 	if _, err := r.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "storage.disks") {
 		t.Fatalf("err %v, want one naming storage.disks", err)
 	}

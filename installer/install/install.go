@@ -54,7 +54,7 @@ func Install(ctx context.Context, o Options) (err error) {
 		o.MountInfo = "/proc/self/mountinfo"
 	}
 	if o.Log == nil {
-		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if len(o.Keys) == 0 {
 		return errors.New("no image signing keys: give one with -k (the image's key ships in /usr/share/cairn)")

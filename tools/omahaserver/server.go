@@ -138,7 +138,7 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) log() *slog.Logger {
 	if s.Log == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return slog.New(slog.DiscardHandler)
 	}
 	return s.Log
 }
