@@ -21,9 +21,9 @@ import (
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/store"
-	"github.com/cairn-os/cairn/runtime/trust/trusttest"
 )
 
 // rktEnv runs rkt in-process against a scratch data dir and config dirs.
@@ -69,7 +69,7 @@ func useServer(t *testing.T, srv *fetchtest.Server) {
 // The acceptance: a signed ACI fetches once its key is trusted, and fails clearly
 // while the key is absent.
 func TestFetchSignedACI(t *testing.T) {
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	e := newRktEnv(t)
 
 	out, errOut, code := e.rkt(t, "", "fetch", im.ACI)
@@ -85,7 +85,7 @@ func TestFetchSignedACI(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, "GPG key fingerprint is: ") || !strings.Contains(out, "Added key for prefix") {
 		t.Fatalf("trust: code %d", code)
 	}
-	want := filepath.Join(e.local, "trustedkeys/prefix.d", fixture.ACIName, strings.ToLower(im.Fingerprint))
+	want := filepath.Join(e.local, "trustedkeys/prefix.d", fixture.ACIName, im.Fingerprint)
 	if _, err := os.Stat(want); err != nil {
 		t.Fatalf("key file: %v", err)
 	}
@@ -106,7 +106,7 @@ func TestFetchSignedACI(t *testing.T) {
 }
 
 func TestFetchUnsignedFormats(t *testing.T) {
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	e := newRktEnv(t)
 	for _, p := range []string{im.OCILayout, im.OCIArchive, im.DockerArchive} {
 		_, errOut, code := e.rkt(t, "", "fetch", p)
@@ -151,7 +151,7 @@ func TestFetchDockerRegistry(t *testing.T) {
 }
 
 func TestFetchDiscoveryAndURL(t *testing.T) {
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	srv := fetchtest.New(t)
 	useServer(t, srv)
 	aci, _ := os.ReadFile(im.ACI)
@@ -207,12 +207,12 @@ func TestFetchBadFlags(t *testing.T) {
 }
 
 func TestFetchUsesAuthConfig(t *testing.T) {
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	var buf bytes.Buffer
 	if _, err := fixture.WriteACI(&buf, fixture.ACIOptions{Name: "example.com/private", NoBusybox: true, Exec: []string{"/x"}}); err != nil {
 		t.Fatal(err)
 	}
-	data, asc := buf.Bytes(), pub.Sign(t, buf.Bytes())
+	data, asc := buf.Bytes(), pub.Sign(buf.Bytes())
 	srv := fetchtest.New(t)
 	useServer(t, srv)
 	srv.Mux.HandleFunc("/private.aci", func(w http.ResponseWriter, r *http.Request) {
@@ -334,7 +334,7 @@ func (b *basicAuthenticator) Authorization() (*authn.AuthConfig, error) {
 }
 
 func TestFetchTLSOption(t *testing.T) {
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	srv := fetchtest.New(t)
 	old := newTransport
 	newTransport = func() *http.Transport { return srv.UntrustingClient().Transport.(*http.Transport) }

@@ -12,13 +12,14 @@ import (
 	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
 func TestImageCommands(t *testing.T) {
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	dir := t.TempDir()
 	s, err := store.Open(dir)
 	if err != nil {

@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
+	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 	"github.com/cairn-os/cairn/runtime/stage1"
-	"github.com/cairn-os/cairn/runtime/trust/trusttest"
 )
 
 func TestTrust(t *testing.T) {
-	k := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	k := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	keyFile := filepath.Join(t.TempDir(), "key.asc")
 	os.WriteFile(keyFile, k.Public, 0o644)
 	e := newRktEnv(t)
@@ -38,7 +39,7 @@ func TestTrust(t *testing.T) {
 }
 
 func TestTrustFromURLAndDiscovery(t *testing.T) {
-	k := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	k := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	srv := fetchtest.New(t)
 	useServer(t, srv)
 	srv.Handle("/key.asc", k.Public)
@@ -73,13 +74,13 @@ func TestTrustFromURLAndDiscovery(t *testing.T) {
 }
 
 func TestTrustRefuses(t *testing.T) {
-	k := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	k := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key.asc")
 	os.WriteFile(keyFile, k.Public, 0o644)
-	revoked := trusttest.NewKey(t, "revoked", trusttest.Options{})
+	revoked := fixturetest.NewKey(t, "revoked", fixture.KeyOptions{})
 	revokedFile := filepath.Join(dir, "revoked.asc")
-	os.WriteFile(revokedFile, revoked.Revoke(t), 0o644)
+	os.WriteFile(revokedFile, revoked.Revoke(), 0o644)
 	garbage := filepath.Join(dir, "garbage.asc")
 	os.WriteFile(garbage, []byte("not a key"), 0o644)
 	e := newRktEnv(t)

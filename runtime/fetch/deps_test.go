@@ -10,10 +10,10 @@ import (
 
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/fixture"
-	"github.com/cairn-os/cairn/runtime/trust/trusttest"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 )
 
-func aciWithDeps(t *testing.T, name string, key *trusttest.Key, deps types.Dependencies) *signedACI {
+func aciWithDeps(t *testing.T, name string, key *fixturetest.Key, deps types.Dependencies) *signedACI {
 	t.Helper()
 	var buf bytes.Buffer
 	id, err := fixture.WriteACI(&buf, fixture.ACIOptions{
@@ -23,7 +23,7 @@ func aciWithDeps(t *testing.T, name string, key *trusttest.Key, deps types.Depen
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &signedACI{name: name, data: buf.Bytes(), asc: key.Sign(t, buf.Bytes()), id: id, key: key}
+	return &signedACI{name: name, data: buf.Bytes(), asc: key.Sign(buf.Bytes()), id: id, key: key}
 }
 
 func dep(t *testing.T, name, id string) types.Dependency {
@@ -40,7 +40,7 @@ func dep(t *testing.T, name, id string) types.Dependency {
 
 func TestFetchDependencies(t *testing.T) {
 	ctx := context.Background()
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	base := aciWithDeps(t, "example.com/base", pub, nil)
 	const page = `<meta name="ac-discovery" content="example.com https://example.com/aci/{name}-{version}.{ext}">`
 
@@ -77,7 +77,7 @@ func TestFetchDependencies(t *testing.T) {
 }
 
 func TestFetchDependencyCycle(t *testing.T) {
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	h := newHarness(t)
 	h.trustKey("example.com", pub)
 	// example.com/loop depends on itself, and is not in the store until its dependency is.

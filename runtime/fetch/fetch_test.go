@@ -18,9 +18,9 @@ import (
 	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 	"github.com/cairn-os/cairn/runtime/store"
 	"github.com/cairn-os/cairn/runtime/trust"
-	"github.com/cairn-os/cairn/runtime/trust/trusttest"
 )
 
 // signedACI is a small ACI, its signature and the key that made it.
@@ -29,10 +29,10 @@ type signedACI struct {
 	data []byte
 	asc  []byte
 	id   string
-	key  *trusttest.Key
+	key  *fixturetest.Key
 }
 
-func newACI(t *testing.T, name string, key *trusttest.Key) *signedACI {
+func newACI(t *testing.T, name string, key *fixturetest.Key) *signedACI {
 	t.Helper()
 	var buf bytes.Buffer
 	id, err := fixture.WriteACI(&buf, fixture.ACIOptions{
@@ -42,7 +42,7 @@ func newACI(t *testing.T, name string, key *trusttest.Key) *signedACI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &signedACI{name: name, data: buf.Bytes(), asc: key.Sign(t, buf.Bytes()), id: id, key: key}
+	return &signedACI{name: name, data: buf.Bytes(), asc: key.Sign(buf.Bytes()), id: id, key: key}
 }
 
 type harness struct {
@@ -74,7 +74,7 @@ func (h *harness) fetcher(opts insecure.Options, policy PullPolicy) *Fetcher {
 	}
 }
 
-func (h *harness) trustKey(prefix string, k *trusttest.Key) {
+func (h *harness) trustKey(prefix string, k *fixturetest.Key) {
 	h.t.Helper()
 	key, err := trust.ParseKey(k.Public)
 	if err != nil {
@@ -161,7 +161,7 @@ func writeFile(t *testing.T, path string, data []byte) string {
 func TestFetchLocalACI(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t)
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	a := newACI(t, "example.com/app", pub)
 	dir := t.TempDir()
 	path := writeFile(t, filepath.Join(dir, "app.aci"), a.data)
@@ -197,8 +197,8 @@ func TestFetchLocalACI(t *testing.T) {
 
 func TestFetchLocalACIRefused(t *testing.T) {
 	ctx := context.Background()
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
-	mallory := trusttest.NewKey(t, "mallory", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
+	mallory := fixturetest.NewKey(t, "mallory", fixture.KeyOptions{})
 	a := newACI(t, "example.com/app", pub)
 	other := newACI(t, "example.com/other", pub)
 	for _, tc := range []struct {
@@ -208,7 +208,7 @@ func TestFetchLocalACIRefused(t *testing.T) {
 		is      error
 		mention string
 	}{
-		{"signature by an untrusted key", mallory.Sign(t, a.data), a.data, trust.ErrUntrusted, mallory.Fingerprint},
+		{"signature by an untrusted key", mallory.Sign(a.data), a.data, trust.ErrUntrusted, mallory.Fingerprint},
 		{"signature of other bytes", other.asc, a.data, trust.ErrBadSignature, "does not match"},
 		{"missing .asc", nil, a.data, ErrNoSignature, "app.aci.asc does not exist"},
 		{"truncated ACI", a.asc, a.data[:len(a.data)/2], nil, "app.aci"},
@@ -230,7 +230,7 @@ func TestFetchLocalACIRefused(t *testing.T) {
 
 func TestFetchLocalACIInsecure(t *testing.T) {
 	h := newHarness(t)
-	a := newACI(t, "example.com/app", trusttest.NewKey(t, "k", trusttest.Options{}))
+	a := newACI(t, "example.com/app", fixturetest.NewKey(t, "k", fixture.KeyOptions{}))
 	path := writeFile(t, filepath.Join(t.TempDir(), "app.aci"), a.data) // no .asc, no key
 	img, err := h.fetcher(insecure.Image, PullUpdate).Fetch(context.Background(), Request{Image: path})
 	if err != nil || img.Trusted || img.ID != a.id {
@@ -240,7 +240,7 @@ func TestFetchLocalACIInsecure(t *testing.T) {
 
 func TestFetchSignatureFlag(t *testing.T) {
 	h := newHarness(t)
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	h.trustKey("example.com/app", pub)
 	a := newACI(t, "example.com/app", pub)
 	dir := t.TempDir()
@@ -265,7 +265,7 @@ func serve(h *harness, path string, a *signedACI) *atomic.Int32 {
 func TestFetchURL(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t)
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	h.trustKey("example.com/app", pub)
 	a := newACI(t, "example.com/app", pub)
 	hits := serve(h, "/app.aci", a)
@@ -291,9 +291,9 @@ func TestFetchURL(t *testing.T) {
 
 func TestFetchURLRefused(t *testing.T) {
 	ctx := context.Background()
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	a := newACI(t, "example.com/app", pub)
-	other := newACI(t, "example.com/app", trusttest.NewKey(t, "mallory", trusttest.Options{}))
+	other := newACI(t, "example.com/app", fixturetest.NewKey(t, "mallory", fixture.KeyOptions{}))
 
 	t.Run("plain http", func(t *testing.T) {
 		h := newHarness(t)
@@ -370,7 +370,7 @@ func discoveryPage(prefix, tpl string) []byte {
 
 func TestFetchDiscovery(t *testing.T) {
 	ctx := context.Background()
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	a := newACI(t, "example.com/app", pub)
 	const tpl = "https://example.com/images/{name}-{version}-{os}-{arch}.{ext}"
 	aciPath := "/images/example.com/app-1.0-linux-" + discovery.AppcArch(runtimeArch()) + ".aci"

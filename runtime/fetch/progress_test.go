@@ -9,11 +9,12 @@ import (
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
-	"github.com/cairn-os/cairn/runtime/trust/trusttest"
+	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 )
 
 func TestProgressOnlyWhenAsked(t *testing.T) {
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	a := newACI(t, "example.com/app", pub)
 	for _, show := range []bool{false, true} {
 		h := newHarness(t)

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
-	"github.com/cairn-os/cairn/runtime/trust/trusttest"
+	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 )
 
 // etagServer serves the current ACI with an ETag and counts full downloads.
@@ -47,7 +48,7 @@ func (s *etagServer) register(h *harness) {
 
 func TestFetchUpdateConditional(t *testing.T) {
 	ctx := context.Background()
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	v1 := newACI(t, "example.com/app", pub)
 	v2 := aciWithDeps(t, "example.com/app", pub, nil) // other content, same name
 	h := newHarness(t)
@@ -78,7 +79,7 @@ func TestFetchUpdateConditional(t *testing.T) {
 // An image stored without its signature checked is not reused when the check is on.
 func TestFetchUpdateConditionalUntrusted(t *testing.T) {
 	ctx := context.Background()
-	pub := trusttest.NewKey(t, "publisher", trusttest.Options{})
+	pub := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
 	a := newACI(t, "example.com/app", pub)
 	h := newHarness(t)
 	srv := &etagServer{}

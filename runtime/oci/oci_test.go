@@ -10,11 +10,12 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
 func TestOpen(t *testing.T) {
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	ctx := context.Background()
 	want, err := fixture.BusyboxOCIImage()
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
@@ -284,7 +285,7 @@ func TestConcurrentProcesses(t *testing.T) {
 // place but before its metadata: neither shows an image, and a retry succeeds.
 func TestKilledACIImport(t *testing.T) {
 	testenv.SkipShort(t, "spawns and kills importing processes")
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	for _, point := range []string{"aci-staged", "aci-committed"} {
 		t.Run(point, func(t *testing.T) {
 			dir := t.TempDir()

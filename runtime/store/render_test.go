@@ -15,6 +15,7 @@ import (
 	"github.com/appc/spec/schema/types"
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 )
 
 func importACIT(t *testing.T, s *Store, o fixture.ACIOptions) string {
@@ -144,7 +145,7 @@ func TestRenderWhiteouts(t *testing.T) {
 
 func TestExportAndVerify(t *testing.T) {
 	ctx := context.Background()
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	s := openT(t)
 	a, err := s.ImportFile(ctx, im.ACI, ImportOptions{})
 	if err != nil {

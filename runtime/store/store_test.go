@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 	"github.com/cairn-os/cairn/runtime/image"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -75,7 +76,7 @@ func assertEmpty(t *testing.T, s *Store) {
 
 func TestImportFixtures(t *testing.T) {
 	ctx := context.Background()
-	im := fixture.BuildT(t)
+	im := fixturetest.Build(t)
 	s := openT(t)
 
 	a, err := s.ImportFile(ctx, im.ACI, ImportOptions{Trusted: true, Signer: im.Fingerprint})

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-os/cairn/runtime/trust/trusttest"
+	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
 )
 
 func newStore(t *testing.T) *Store {
@@ -28,7 +29,7 @@ func mustParse(t *testing.T, b []byte) *Key {
 }
 
 func TestParseKey(t *testing.T) {
-	k := trusttest.NewKey(t, "alice", trusttest.Options{})
+	k := fixturetest.NewKey(t, "alice", fixture.KeyOptions{})
 	got := mustParse(t, k.Public)
 	if got.Fingerprint != k.Fingerprint || len(got.Fingerprint) != 40 || strings.ToLower(got.Fingerprint) != got.Fingerprint {
 		t.Fatalf("fingerprint %q, want %q (lowercase hex)", got.Fingerprint, k.Fingerprint)
@@ -42,8 +43,8 @@ func TestParseKey(t *testing.T) {
 }
 
 func TestParseKeyRejects(t *testing.T) {
-	a := trusttest.NewKey(t, "alice", trusttest.Options{})
-	b := trusttest.NewKey(t, "bob", trusttest.Options{})
+	a := fixturetest.NewKey(t, "alice", fixture.KeyOptions{})
+	b := fixturetest.NewKey(t, "bob", fixture.KeyOptions{})
 	var priv bytes.Buffer
 	w, _ := armorEncode(&priv, "PGP PRIVATE KEY BLOCK")
 	a.Entity.SerializePrivate(w, nil)
@@ -66,7 +67,7 @@ func TestParseKeyRejects(t *testing.T) {
 		{"private block", priv.String(), "never a private one"},
 		{"private key in a public block", privAsPublic.String(), "private key"},
 		{"two keys", two.String(), "2 keys"},
-		{"signature block", string(a.Sign(t, []byte("x"))), "PGP SIGNATURE"},
+		{"signature block", string(a.Sign([]byte("x"))), "PGP SIGNATURE"},
 		{"huge", strings.Repeat("A", MaxKeySize+1), "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,10 +81,10 @@ func TestParseKeyRejects(t *testing.T) {
 
 func TestKeyringPrefixes(t *testing.T) {
 	s := newStore(t)
-	root := trusttest.NewKey(t, "root", trusttest.Options{})
-	app := trusttest.NewKey(t, "app", trusttest.Options{})
-	parent := trusttest.NewKey(t, "parent", trusttest.Options{})
-	sys := trusttest.NewKey(t, "system", trusttest.Options{})
+	root := fixturetest.NewKey(t, "root", fixture.KeyOptions{})
+	app := fixturetest.NewKey(t, "app", fixture.KeyOptions{})
+	parent := fixturetest.NewKey(t, "parent", fixture.KeyOptions{})
+	sys := fixturetest.NewKey(t, "system", fixture.KeyOptions{})
 	if _, err := s.AddRootKey(mustParse(t, root.Public)); err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +148,8 @@ func TestKeyringPrefixes(t *testing.T) {
 
 func TestKeyringBadFiles(t *testing.T) {
 	s := newStore(t)
-	a := trusttest.NewKey(t, "a", trusttest.Options{})
-	b := trusttest.NewKey(t, "b", trusttest.Options{})
+	a := fixturetest.NewKey(t, "a", fixture.KeyOptions{})
+	b := fixturetest.NewKey(t, "b", fixture.KeyOptions{})
 	dir := filepath.Join(s.LocalDir, "root.d")
 	os.MkdirAll(dir, 0o755)
 	// A temporary file of an interrupted write is ignored.
@@ -179,22 +180,22 @@ func TestVerify(t *testing.T) {
 	now := time.Now()
 	s := newStore(t)
 	s.Now = func() time.Time { return now }
-	good := trusttest.NewKey(t, "publisher", trusttest.Options{})
-	other := trusttest.NewKey(t, "mallory", trusttest.Options{})
-	expiring := trusttest.NewKey(t, "expiring", trusttest.Options{Created: now.Add(-48 * time.Hour), Lifetime: time.Hour})
-	revoked := trusttest.NewKey(t, "revoked", trusttest.Options{})
+	good := fixturetest.NewKey(t, "publisher", fixture.KeyOptions{})
+	other := fixturetest.NewKey(t, "mallory", fixture.KeyOptions{})
+	expiring := fixturetest.NewKey(t, "expiring", fixture.KeyOptions{Created: now.Add(-48 * time.Hour), Lifetime: time.Hour})
+	revoked := fixturetest.NewKey(t, "revoked", fixture.KeyOptions{})
 	aci := []byte("the bytes of an ACI")
-	sigGood := good.Sign(t, aci)
-	sigExpired := expiring.SignAt(t, aci, now.Add(-47*time.Hour)) // made while the key was valid
-	sigRevoked := revoked.Sign(t, aci)
-	revoked.Revoke(t)
+	sigGood := good.Sign(aci)
+	sigExpired := expiring.SignAt(aci, now.Add(-47*time.Hour)) // made while the key was valid
+	sigRevoked := revoked.Sign(aci)
+	revoked.Revoke()
 
 	const name = "example.com/app"
 	if _, err := s.Verify(name, bytes.NewReader(aci), sigGood); !errors.Is(err, ErrNoKeys) ||
 		!strings.Contains(err.Error(), "rkt trust --prefix=example.com/app") {
 		t.Fatalf("no keys: err %v", err)
 	}
-	for _, k := range []*trusttest.Key{good, expiring, revoked} {
+	for _, k := range []*fixturetest.Key{good, expiring, revoked} {
 		if _, err := s.AddPrefixKey("example.com", mustParse(t, k.Public)); err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +217,7 @@ func TestVerify(t *testing.T) {
 		want    error
 		mention string
 	}{
-		{"untrusted key", aci, other.Sign(t, aci), ErrUntrusted, other.Fingerprint},
+		{"untrusted key", aci, other.Sign(aci), ErrUntrusted, other.Fingerprint},
 		{"other bytes", []byte("the bytes of another ACI"), sigGood, ErrBadSignature, good.Fingerprint},
 		{"truncated image", aci[:5], sigGood, ErrBadSignature, ""},
 		{"expired key", aci, sigExpired, ErrExpired, expiring.Fingerprint},
