@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/update-engine/api"
+	"github.com/cairn-os/cairn/update-engine/api/dbusapi"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/engine"
 	"github.com/cairn-os/cairn/update-engine/omaha"
@@ -180,7 +181,7 @@ func serve(ctx context.Context, o Options, e *engine.Engine, log *slog.Logger) e
 			}
 			log.Info("no system D-Bus; serving the unix socket only", "socket", o.Socket, "reason", err)
 		} else {
-			log.Info("serving D-Bus", "name", engine.DBusName)
+			log.Info("serving D-Bus", "name", dbusapi.Name)
 		}
 	}
 	srv := &engine.Server{Engine: e, Trigger: trigger, UpdateCtx: ctx}
@@ -190,7 +191,7 @@ func serve(ctx context.Context, o Options, e *engine.Engine, log *slog.Logger) e
 }
 
 func serveDBus(ctx context.Context, e *engine.Engine, trigger chan<- struct{}) error {
-	conn, err := engine.SystemBus()
+	conn, err := dbusapi.SystemBus()
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/update-engine/api"
+	"github.com/cairn-os/cairn/update-engine/api/dbusapi"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 )
 
@@ -34,23 +35,23 @@ func TestDBusInterface(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := conn.AddMatchSignal(dbus.WithMatchInterface(DBusInterface), dbus.WithMatchMember("StatusUpdate")); err != nil {
+	if err := conn.AddMatchSignal(dbus.WithMatchInterface(dbusapi.Interface), dbus.WithMatchMember(dbusapi.StatusUpdate)); err != nil {
 		t.Fatal(err)
 	}
 	signals := make(chan *dbus.Signal, 32)
 	conn.Signal(signals)
 
-	obj := conn.Object(DBusName, DBusPath)
+	obj := conn.Object(dbusapi.Name, dbusapi.Path)
 	var last, size int64
 	var progress float64
 	var op, version string
-	if err := obj.Call(DBusInterface+".GetStatus", 0).Store(&last, &progress, &op, &version, &size); err != nil {
+	if err := obj.Call(dbusapi.Interface+".GetStatus", 0).Store(&last, &progress, &op, &version, &size); err != nil {
 		t.Fatal(err)
 	}
 	if op != api.OpIdle {
 		t.Fatalf("GetStatus op %q", op)
 	}
-	if err := obj.Call(DBusInterface+".AttemptUpdate", 0).Err; err != nil {
+	if err := obj.Call(dbusapi.Interface+".AttemptUpdate", 0).Err; err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -66,7 +67,7 @@ func TestDBusInterface(t *testing.T) {
 		select {
 		case s := <-signals:
 			if len(s.Body) == 5 && s.Body[2] == api.OpUpdateAvailable && s.Body[3] == "2.0.0" {
-				if err := obj.Call(DBusInterface+".ResetStatus", 0).Err; err != nil {
+				if err := obj.Call(dbusapi.Interface+".ResetStatus", 0).Err; err != nil {
 					t.Fatal(err)
 				}
 				return
@@ -77,8 +78,8 @@ func TestDBusInterface(t *testing.T) {
 	}
 }
 
-// WatchDBus, as locksmithd uses it: the status at start, then every StatusUpdate of the
-// engine, and nothing from a stranger who sends a lookalike signal.
+// dbusapi.Watch against ServeDBus, as locksmithd uses it: the status at start, then every
+// StatusUpdate of the engine, and nothing from a stranger who sends a lookalike signal.
 func TestWatchDBus(t *testing.T) {
 	addr := testenv.PrivateBus(t)
 	m := newMachine(t)
@@ -97,7 +98,7 @@ func TestWatchDBus(t *testing.T) {
 	if err := ServeDBus(ctx, connect(), e, make(chan struct{}, 1)); err != nil {
 		t.Fatal(err)
 	}
-	statuses, err := WatchDBus(ctx, connect())
+	statuses, err := dbusapi.Watch(ctx, connect())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestWatchDBus(t *testing.T) {
 		t.Fatalf("first status %+v, want the engine's GetStatus (idle)", s)
 	}
 	stranger := connect()
-	if err := stranger.Emit(DBusPath, DBusInterface+".StatusUpdate", int64(0), 1.0, api.OpNeedReboot, "6.6.6", int64(1)); err != nil {
+	if err := stranger.Emit(dbusapi.Path, dbusapi.StatusUpdateSignal, int64(0), 1.0, api.OpNeedReboot, "6.6.6", int64(1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Check(ctx, omaha.InstallSourceOnDemand); err != nil {

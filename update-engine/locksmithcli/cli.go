@@ -21,7 +21,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
 	"github.com/cairn-os/cairn/update-engine/api"
-	"github.com/cairn-os/cairn/update-engine/engine"
+	"github.com/cairn-os/cairn/update-engine/api/dbusapi"
 	"github.com/cairn-os/cairn/update-engine/locksmith"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
@@ -234,7 +234,7 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		switch {
 		case err == nil:
 			d.Changed = status.follow(statuses)
-			log.Info("following update_engine's StatusUpdate on the system bus", "name", engine.DBusName)
+			log.Info("following update_engine's StatusUpdate on the system bus", "name", dbusapi.Name)
 		case *dbusMode == "on":
 			log.Error("locksmithd", "err", err)
 			return 1
@@ -252,11 +252,11 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // watchBus follows update_engine's status on the system bus until ctx ends.
 func watchBus(ctx context.Context) (<-chan api.Status, error) {
-	conn, err := engine.SystemBus()
+	conn, err := dbusapi.SystemBus()
 	if err != nil {
 		return nil, err
 	}
-	statuses, err := engine.WatchDBus(ctx, conn)
+	statuses, err := dbusapi.Watch(ctx, conn)
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -16,7 +16,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/update-engine/api"
-	"github.com/cairn-os/cairn/update-engine/engine"
+	"github.com/cairn-os/cairn/update-engine/api/dbusapi"
 )
 
 // fakeEngine owns com.coreos.update1 and answers GetStatus with op; asked ticks on every call.
@@ -91,10 +91,10 @@ func TestLocksmithdFollowsStatusSignal(t *testing.T) {
 	}
 	defer eng.Close()
 	fake := &fakeEngine{op: api.OpIdle, asked: make(chan struct{}, 1)}
-	if err := eng.Export(fake, engine.DBusPath, engine.DBusInterface); err != nil {
+	if err := eng.Export(fake, dbusapi.Path, dbusapi.Interface); err != nil {
 		t.Fatal(err)
 	}
-	if reply, err := eng.RequestName(engine.DBusName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+	if reply, err := eng.RequestName(dbusapi.Name, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("request name: %v %v", reply, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -106,7 +106,7 @@ func TestLocksmithdFollowsStatusSignal(t *testing.T) {
 		t.Fatal("locksmithd did not ask GetStatus on the bus")
 	}
 	emit := func(c *dbus.Conn, op string) {
-		if err := c.Emit(engine.DBusPath, engine.DBusInterface+".StatusUpdate", int64(0), 0.5, op, "2.0.0", int64(1)); err != nil {
+		if err := c.Emit(dbusapi.Path, dbusapi.StatusUpdateSignal, int64(0), 0.5, op, "2.0.0", int64(1)); err != nil {
 			t.Fatal(err)
 		}
 	}
