@@ -66,7 +66,7 @@ func useServer(t *testing.T, srv *fetchtest.Server) {
 	t.Cleanup(func() { newTransport = old })
 }
 
-// The acceptance: a signed ACI fetches once its key is trusted, and fails clearly
+// A signed ACI fetches once its key is trusted, and fails clearly
 // while the key is absent.
 func TestFetchSignedACI(t *testing.T) {
 	im := fixturetest.Build(t)

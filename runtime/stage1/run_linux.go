@@ -87,7 +87,7 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	dir := p.Path()
 	log := r.Log
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	if r.StopTimeout == 0 {
 		r.StopTimeout = 10 * time.Second

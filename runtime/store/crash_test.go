@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand"
 	"os"
@@ -46,7 +45,7 @@ func helperMain(mode string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	s.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s.Log = slog.New(slog.DiscardHandler)
 	if point := os.Getenv(helperCrashEnv); point != "" {
 		s.hook = func(p string) {
 			if p == point {
@@ -142,7 +141,7 @@ func checkStore(t *testing.T, dir string, want []map[string]int) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s.Log = slog.New(slog.DiscardHandler)
 	if _, _, _, tmp := contents(t, s); len(tmp) != 0 {
 		t.Fatalf("temp files survive Open: %v", tmp)
 	}

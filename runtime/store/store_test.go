@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -26,7 +25,7 @@ func openT(t *testing.T) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s.Log = slog.New(slog.DiscardHandler)
 	return s
 }
 

@@ -280,7 +280,7 @@ func TestResumedDownload(t *testing.T) {
 	if _, err := f.applier.Apply(context.Background(), req, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.ranges) != 1 || f.ranges[0] != "bytes="+itoa(len(b)/2)+"-" {
+	if len(f.ranges) != 1 || f.ranges[0] != "bytes="+strconv.Itoa(len(b)/2)+"-" {
 		t.Fatalf("range requests %v", f.ranges)
 	}
 	// A partial file of another payload is not resumed.
@@ -314,8 +314,6 @@ func TestCancelledWriteLeavesSlotUnbootable(t *testing.T) {
 		t.Fatalf("retry: %v", err)
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestStalledDownloadEnds(t *testing.T) {
 	f := newFixture(t)

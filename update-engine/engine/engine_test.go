@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,7 +98,7 @@ func (m *machine) events() string {
 			x += "/error"
 		}
 		if e.ErrorCode != 0 {
-			x += "/" + itoa(int(e.ErrorCode))
+			x += "/" + strconv.Itoa(int(e.ErrorCode))
 		}
 		if e.PreviousVersion != "" {
 			x += "/from " + e.PreviousVersion
@@ -105,15 +106,6 @@ func (m *machine) events() string {
 		s = append(s, x)
 	}
 	return strings.Join(s, ", ")
-}
-
-func itoa(n int) string {
-	b := []byte{}
-	for n > 0 || len(b) == 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
 }
 
 func TestUpdateRebootReport(t *testing.T) {
