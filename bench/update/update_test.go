@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/internal/disklayout"
-	"github.com/cairn-os/cairn/tools/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/testdisk"
 	"github.com/cairn-os/cairn/update-engine/updateconf"

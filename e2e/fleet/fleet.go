@@ -17,7 +17,7 @@ import (
 	"github.com/cairn-os/cairn/image/build"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/etcdembed"
-	"github.com/cairn-os/cairn/tools/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/locksmith"
 )
 

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/internal/disklayout"
-	"github.com/cairn-os/cairn/tools/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/omaha"

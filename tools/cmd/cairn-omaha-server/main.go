@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/cairn-os/cairn/tools/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/omahaserver"
 )
 
 func main() {
