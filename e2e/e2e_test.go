@@ -168,7 +168,7 @@ func TestInstallFromPXE(t *testing.T) {
 	// cgroup sits in its unit's, with the limit.
 	run(t, ctx, h, "systemd-run --unit=memtest -p Delegate=yes -p KillMode=mixed rkt run --insecure-options=image --memory=48Mi /usr/share/cairn/examples/hello.aci")
 	eventually(t, ctx, h, "grep -r . /sys/fs/cgroup/system.slice/memtest.service --include=memory.max", func(s string) bool {
-		for _, l := range strings.Split(s, "\n") {
+		for l := range strings.SplitSeq(s, "\n") {
 			if strings.Contains(l, "/rkt-") && strings.HasSuffix(l, "/memory.max:50331648") { // 48Mi
 				return true
 			}

@@ -15,7 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +44,7 @@ func BenchmarkPodStartNetDefaultVsNone(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		out := testenv.InPrivateHost(b, "TestInner", innerEnv+"="+rkt)
-		for _, l := range strings.Split(out, "\n") {
+		for l := range strings.SplitSeq(out, "\n") {
 			if _, res, ok := strings.Cut(l, "RESULT "); ok {
 				fmt.Println(strings.TrimSpace(res))
 			}
@@ -54,7 +54,7 @@ func BenchmarkPodStartNetDefaultVsNone(b *testing.B) {
 
 func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	slices.Sort(s)
 	return s[len(s)/2]
 }
 
@@ -107,7 +107,7 @@ func TestInner(t *testing.T) {
 	run("default") // warm: chains made once, caches filled
 	run("none")
 	var defStart, defWhole, noneStart, noneWhole []time.Duration
-	for i := 0; i < runs; i++ {
+	for range runs {
 		s, w := run("default")
 		defStart, defWhole = append(defStart, s), append(defWhole, w)
 		s, w = run("none")

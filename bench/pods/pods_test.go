@@ -13,7 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +74,7 @@ func bundle(b *testing.B, dir string) string {
 
 func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	slices.Sort(s)
 	return s[len(s)/2]
 }
 
@@ -144,7 +144,7 @@ func BenchmarkPodStart(b *testing.B) {
 		timed(b, p.name, p.cmd(-1))
 	}
 	b.ResetTimer()
-	for i := 0; i < runs; i++ {
+	for i := range runs {
 		for j, p := range peers { // interleaved
 			times[j] = append(times[j], timed(b, p.name, p.cmd(i)))
 		}

@@ -93,7 +93,7 @@ func benchImage(b *testing.B, dir string) (v1.Image, []string) {
 	img = mutate.MediaType(img, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	var paths []string
-	for i := 0; i < layers; i++ {
+	for i := range layers {
 		var gz bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
 		zw.Write(layerTar(int64(i)))

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -120,7 +121,7 @@ func vmHWM(status string) int64 {
 	if err != nil {
 		return 0
 	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for l := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
 			var kb int64
 			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
@@ -294,7 +295,7 @@ func (e *benchEnv) measure(n int, cgroup string) results {
 		args := e.args
 		if p := os.Getenv("CAIRN_BENCH_CPUPROFILE"); p != "" && round == n && cgroup == "" {
 			// A CPU profile of the last round's engine: go tool pprof -top FILE.
-			args = append(args[:len(args):len(args)], "-cpuprofile", p)
+			args = append(slices.Clip(args), "-cpuprofile", p)
 		}
 		applyTime, rss, log := timed(e.b, cgroup, e.engine, args...)
 		exec.Command("sync").Run()
@@ -343,7 +344,7 @@ func stepTimes(log string) map[string]time.Duration {
 	}
 	var marks []mark
 	var end time.Time
-	for _, l := range strings.Split(log, "\n") {
+	for l := range strings.SplitSeq(log, "\n") {
 		f := strings.Fields(l)
 		if len(f) < 2 || !strings.HasPrefix(f[0], "time=") {
 			continue

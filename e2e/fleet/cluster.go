@@ -143,7 +143,7 @@ func (c *Cluster) Overlay(ctx context.Context) (*OverlayResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, l := range strings.Split(out, "\n") {
+		for l := range strings.SplitSeq(out, "\n") {
 			if v, ok := strings.CutPrefix(l, "FLANNEL_SUBNET="); ok {
 				r.Subnets[i] = v
 			}
@@ -211,9 +211,7 @@ func (c *Cluster) Update(ctx context.Context, payloadPath string) (*UpdateResult
 	var wg sync.WaitGroup
 	errs := make(chan error, len(c.Hosts))
 	for _, h := range c.Hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			go c.followProgress(wctx, h)
 			if err := h.WaitExit(ctx); err != nil {
 				errs <- err
@@ -240,7 +238,7 @@ func (c *Cluster) Update(ctx context.Context, payloadPath string) (*UpdateResult
 			mu.Lock()
 			r.Reboots = append(r.Reboots, rb)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -279,7 +277,7 @@ func (c *Cluster) followProgress(ctx context.Context, h *Host) {
 			return
 		}
 		var op, prog string
-		for _, l := range strings.Split(out, "\n") {
+		for l := range strings.SplitSeq(out, "\n") {
 			if v, ok := strings.CutPrefix(l, "CURRENT_OP="); ok {
 				op = v
 			}
@@ -508,7 +506,7 @@ func (l *semaphoreLog) maxHolders() int {
 // initLines are the console lines of Cairn's early boot.
 func initLines(console string) string {
 	var out []string
-	for _, l := range strings.Split(console, "\n") {
+	for l := range strings.SplitSeq(console, "\n") {
 		if strings.Contains(l, "cairn-init:") {
 			out = append(out, strings.TrimSpace(l))
 		}

@@ -260,8 +260,7 @@ func (h *Host) RunInput(ctx context.Context, cmd string, stdin io.Reader) (strin
 		c.Close()
 		return out.String(), fmt.Errorf("%s: %q: %w", h.Name, cmd, ctx.Err())
 	}
-	var exit *ssh.ExitError
-	if errors.As(err, &exit) {
+	if exit, ok := errors.AsType[*ssh.ExitError](err); ok {
 		return out.String(), fmt.Errorf("%s: %q exited %d: %w\n%s", h.Name, cmd, exit.ExitStatus(), ErrCommand, out.String())
 	}
 	if err != nil {
@@ -335,7 +334,7 @@ func (h *Host) ESPEntries() ([]string, error) {
 		return nil, fmt.Errorf("%s: list the ESP: %w", h.Name, err)
 	}
 	var names []string
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for l := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
 		if l != "" {
 			names = append(names, filepath.Base(l))
 		}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,9 +54,7 @@ func ParseNetConf(b []byte) (*NetConf, error) {
 // Keys the user set in "delegate" win; the rest are filled as flannel's plugin does.
 func DelegateConf(n *NetConf, env subnetenv.Env) ([]byte, string, error) {
 	d := map[string]any{}
-	for k, v := range n.Delegate {
-		d[k] = v
-	}
+	maps.Copy(d, n.Delegate)
 	if _, ok := d["type"]; !ok {
 		d["type"] = "bridge"
 	}

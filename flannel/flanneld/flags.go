@@ -117,7 +117,7 @@ func ParseFlags(args []string, env func(string) string, stderr io.Writer) (*Opti
 		return nil, ErrUsage
 	}
 
-	for _, e := range strings.Split(text.endpoints, ",") {
+	for e := range strings.SplitSeq(text.endpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {
 			o.EtcdEndpoints = append(o.EtcdEndpoints, e)
 		}

@@ -67,7 +67,7 @@ func (p Params) Cmdline() string {
 func Parse(cmdline string) (Params, error) {
 	var p Params
 	var haveVerity bool
-	for _, word := range strings.Fields(cmdline) {
+	for word := range strings.FieldsSeq(cmdline) {
 		k, v, _ := strings.Cut(word, "=")
 		switch k {
 		case "cairn.usr":

@@ -582,9 +582,9 @@ func installedPackages(status string) (map[string]string, error) {
 		return nil, err
 	}
 	out := map[string]string{}
-	for _, para := range strings.Split(string(b), "\n\n") {
+	for para := range strings.SplitSeq(string(b), "\n\n") {
 		var name, ver, st string
-		for _, line := range strings.Split(para, "\n") {
+		for line := range strings.SplitSeq(para, "\n") {
 			k, v, _ := strings.Cut(line, ": ")
 			switch k {
 			case "Package":

@@ -137,7 +137,7 @@ func file(dest, name string, mode fs.FileMode) FileOp {
 
 func wantedBy(unit string) []string {
 	var out []string
-	for _, line := range strings.Split(unit, "\n") {
+	for line := range strings.SplitSeq(unit, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "WantedBy="); ok {
 			out = append(out, strings.Fields(v)...)
 		}

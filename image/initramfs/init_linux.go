@@ -104,7 +104,7 @@ func (i *Init) loadModules(context.Context) error {
 	} else if err != nil {
 		return err
 	}
-	for _, p := range strings.Fields(string(list)) {
+	for p := range strings.FieldsSeq(string(list)) {
 		f, err := os.Open(p)
 		if err != nil {
 			return err

@@ -47,7 +47,7 @@ func ParseModulesDep(r io.Reader) (*ModuleIndex, error) {
 		}
 		name := ModName(mod)
 		ix.path[name] = mod
-		for _, d := range strings.Fields(deps) {
+		for d := range strings.FieldsSeq(deps) {
 			ix.deps[name] = append(ix.deps[name], ModName(d))
 		}
 	}

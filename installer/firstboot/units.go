@@ -117,7 +117,7 @@ func (a *applier) enable(name string, on bool) error {
 		default:
 			continue
 		}
-		for _, target := range strings.Fields(o.Value) {
+		for target := range strings.FieldsSeq(o.Value) {
 			links = append(links, path.Join(unitDir, target+suffix, name))
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -101,8 +102,8 @@ type installation struct {
 }
 
 func (in *installation) close() {
-	for i := len(in.closers) - 1; i >= 0; i-- {
-		in.closers[i].Close()
+	for _, v := range slices.Backward(in.closers) {
+		v.Close()
 	}
 	if in.disk != nil {
 		in.disk.Close()

@@ -43,7 +43,7 @@ func ParseGUID(s string) (GUID, error) {
 	}
 	hex := strings.ReplaceAll(s, "-", "")
 	var raw [16]byte
-	for i := 0; i < 16; i++ {
+	for i := range 16 {
 		hi, ok1 := unhex(hex[2*i])
 		lo, ok2 := unhex(hex[2*i+1])
 		if !ok1 || !ok2 {
@@ -263,10 +263,7 @@ func protectiveMBR(ss int, sectors uint64) []byte {
 	p[4] = 0xEE
 	p[5], p[6], p[7] = 0xFF, 0xFF, 0xFF
 	binary.LittleEndian.PutUint32(p[8:], 1)
-	size := sectors - 1
-	if size > 0xFFFFFFFF {
-		size = 0xFFFFFFFF
-	}
+	size := min(sectors-1, 0xFFFFFFFF)
 	binary.LittleEndian.PutUint32(p[12:], uint32(size))
 	m[510], m[511] = 0x55, 0xAA
 	return m
@@ -342,7 +339,7 @@ func readAt(r io.ReaderAt, lba, sectors uint64, ss int) (*Table, error) {
 	}
 	t := &Table{SectorSize: ss}
 	copy(t.DiskGUID[:], h[56:72])
-	for i := uint32(0); i < n; i++ {
+	for i := range n {
 		e := entries[uint64(i)*uint64(esize):][:entrySize]
 		var p Partition
 		copy(p.Type[:], e[0:16])
@@ -358,7 +355,7 @@ func readAt(r io.ReaderAt, lba, sectors uint64, ss int) (*Table, error) {
 			return nil, fmt.Errorf("LBA %d: entry %d LBAs %d..%d outside %d..%d", lba, p.Number, p.FirstLBA, p.LastLBA, first, last)
 		}
 		units := make([]uint16, 0, nameUnits)
-		for j := 0; j < nameUnits; j++ {
+		for j := range nameUnits {
 			u := binary.LittleEndian.Uint16(e[56+2*j:])
 			if u == 0 {
 				break

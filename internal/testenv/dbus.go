@@ -25,7 +25,7 @@ func PrivateBus(t testing.TB) string {
 		cmd.Wait()
 	})
 	sock := strings.TrimPrefix(addr, "unix:path=")
-	for i := 0; i < 100; i++ {
+	for range 100 {
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
 			return addr

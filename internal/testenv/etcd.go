@@ -25,7 +25,7 @@ func Etcd(t testing.TB) string {
 	dir := t.TempDir()
 	var log []byte
 	// A free port can be taken by someone else before etcd binds it: try again on new ones.
-	for try := 0; try < 3; try++ {
+	for try := range 3 {
 		url, logs, err := startEtcd(t, bin, filepath.Join(dir, strconv.Itoa(try)))
 		if err == nil {
 			return url

@@ -95,8 +95,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return 0
 	}
-	var ee *ExitError
-	if errors.As(err, &ee) {
+	if ee, ok := errors.AsType[*ExitError](err); ok {
 		if ee.Err != nil {
 			fmt.Fprintf(stderr, "rkt: %v\n", ee.Err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/appc/spec/schema"
@@ -30,7 +31,7 @@ func (f *Fetcher) fetchDependencies(ctx context.Context, m *schema.ImageManifest
 		return nil
 	}
 	chain, _ := ctx.Value(chainKey{}).([]string)
-	chain = append(chain[:len(chain):len(chain)], m.Name.String())
+	chain = append(slices.Clip(chain), m.Name.String())
 	for _, n := range chain[:len(chain)-1] {
 		if n == m.Name.String() {
 			return &cycleError{chain: chain}
@@ -55,8 +56,7 @@ func (f *Fetcher) fetchDependencies(ctx context.Context, m *schema.ImageManifest
 			arg += "," + l.Name.String() + "=" + l.Value
 		}
 		img, err := sub.fetchName(ctx, Request{Image: arg})
-		var cycle *cycleError
-		if errors.As(err, &cycle) {
+		if cycle, ok := errors.AsType[*cycleError](err); ok {
 			return cycle // once, not wrapped at every level of the loop
 		}
 		if err != nil {

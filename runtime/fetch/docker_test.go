@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -124,9 +125,7 @@ func replaceLayers(replace func([]byte) []byte) func(http.Handler) http.Handler 
 				body = replace(body)
 				rec.Header().Set("Content-Length", strconv.Itoa(len(body)))
 			}
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
+			maps.Copy(w.Header(), rec.Header())
 			w.WriteHeader(rec.Code)
 			w.Write(body)
 		})

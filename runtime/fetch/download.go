@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -111,9 +112,7 @@ func (f *Fetcher) addHeaders(req *http.Request) {
 	if f.Header == nil {
 		return
 	}
-	for k, vs := range f.Header(req.URL.Host) {
-		req.Header[k] = vs
-	}
+	maps.Copy(req.Header, f.Header(req.URL.Host))
 }
 
 func checkScheme(u *url.URL, allowHTTP bool) error {

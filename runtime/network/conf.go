@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -114,13 +115,13 @@ func LoadAll(dirs []string) (map[string]*Net, error) {
 		}
 		nets[name] = &Net{Name: name, File: builtinFile(name), Path: builtinPath, List: list}
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		files, err := libcni.ConfFiles(dirs[i], []string{".conf", ".conflist", ".json"})
+	for _, dir := range slices.Backward(dirs) {
+		files, err := libcni.ConfFiles(dir, []string{".conf", ".conflist", ".json"})
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			return nil, fmt.Errorf("network configs in %s: %w", dirs[i], err)
+			return nil, fmt.Errorf("network configs in %s: %w", dir, err)
 		}
 		for _, f := range files {
 			b, err := os.ReadFile(f)

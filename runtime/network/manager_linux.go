@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -352,8 +353,7 @@ func (m *Manager) Teardown(ctx context.Context, st *State) error {
 		// the pod (addresses, rules), and they do so for an empty path.
 		netns = ""
 	}
-	for i := len(st.Nets) - 1; i >= 0; i-- {
-		a := st.Nets[i]
+	for _, a := range slices.Backward(st.Nets) {
 		list, err := libcni.NetworkConfFromBytes([]byte(a.Conf))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))

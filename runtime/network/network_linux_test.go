@@ -135,7 +135,7 @@ func twoPodsAndHost(t *testing.T, m *Manager) {
 		t.Fatalf("masquerade rules after pod-a's teardown: %q, %v", rules, err)
 	}
 	// IPv6 addresses get the ip6 form of the rule, and a retry replaces rather than doubles.
-	for i := 0; i < 2; i++ {
+	for range 2 {
 		if err := addMasq("v6", "six", "eth0", []string{"fd00:28::5/64", "172.16.30.5/24"}); err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +187,7 @@ func portForward(t *testing.T, m *Manager) {
 
 	get := func(url string) (string, error) {
 		var last error
-		for i := 0; i < 50; i++ {
+		for range 50 {
 			c := &http.Client{Timeout: time.Second}
 			resp, err := c.Get(url)
 			if err == nil {
@@ -240,7 +240,7 @@ func noLeaks(t *testing.T, m *Manager) {
 		t.Fatal(err)
 	}
 	before := counts(t)
-	for i := 0; i < 20; i++ {
+	for i := range 20 {
 		sel, _ := ParseSelection(nil)
 		st, err := m.Setup(context.Background(), fmt.Sprintf("p%02d", i), sel, []PortMapping{{HostPort: 9000 + i, ContainerPort: 80, Protocol: "tcp"}})
 		if err != nil {

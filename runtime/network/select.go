@@ -45,7 +45,7 @@ var netName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 func ParseSelection(values []string) (Selection, error) {
 	var items []string
 	for _, v := range values {
-		for _, it := range strings.Split(v, ",") {
+		for it := range strings.SplitSeq(v, ",") {
 			if it = strings.TrimSpace(it); it != "" {
 				items = append(items, it)
 			}
@@ -86,7 +86,7 @@ func ParseSelection(values []string) (Selection, error) {
 		seen[name] = true
 		r := Request{Name: name}
 		if hasArgs {
-			for _, kv := range strings.Split(args, ";") {
+			for kv := range strings.SplitSeq(args, ";") {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok || k == "" || strings.ContainsAny(k+v, " \t") {
 					return sel, fmt.Errorf("%w: argument %q of network %q is not KEY=VALUE", ErrBadNet, kv, name)

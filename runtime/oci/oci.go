@@ -65,7 +65,7 @@ func Sniff(path string) (Kind, error) {
 	}
 	defer zr.Close()
 	tr := tar.NewReader(zr)
-	for i := 0; i < 4096; i++ {
+	for range 4096 {
 		hdr, err := tr.Next()
 		if err != nil {
 			break

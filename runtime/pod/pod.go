@@ -344,7 +344,7 @@ func (s *Store) Get(ref string) (*Pod, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("empty pod UUID: %w", ErrNotFound)
 	}
-	for attempt := 0; attempt < 3; attempt++ {
+	for range 3 {
 		if ValidUUID(ref) {
 			for _, ph := range Phases {
 				p := &Pod{UUID: ref, Phase: ph, store: s, fd: -1}

@@ -128,7 +128,7 @@ func TestExitRecord(t *testing.T) {
 }
 
 func TestUUID(t *testing.T) {
-	for i := 0; i < 100; i++ {
+	for range 100 {
 		u, err := NewUUID()
 		if err != nil || !ValidUUID(u) || u[14] != '4' {
 			t.Fatalf("%q %v", u, err)

@@ -244,7 +244,7 @@ func (o *Overrides) Apply(a *types.App) ([]schema.Mount, error) {
 
 func splitCaps(s string) []string {
 	var out []string
-	for _, c := range strings.Split(s, ",") {
+	for c := range strings.SplitSeq(s, ",") {
 		c = strings.ToUpper(strings.TrimSpace(c))
 		if c == "" {
 			continue
@@ -260,7 +260,7 @@ func splitCaps(s string) []string {
 // ParseMountFlag parses rkt's --mount volume=NAME,target=PATH.
 func ParseMountFlag(s string) (schema.Mount, error) {
 	var m schema.Mount
-	for _, kv := range strings.Split(s, ",") {
+	for kv := range strings.SplitSeq(s, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return m, fmt.Errorf("--mount %q: %q is not KEY=VALUE", s, kv)

@@ -90,7 +90,7 @@ func checkExec(ap *AppPlan) error {
 			pathEnv = ev.Value
 		}
 	}
-	for _, d := range strings.Split(pathEnv, ":") {
+	for d := range strings.SplitSeq(pathEnv, ":") {
 		if d != "" && execIn(ap.Rootfs, path.Join(d, name)) == nil {
 			return nil
 		}

@@ -62,7 +62,7 @@ type ProcCgroup struct {
 // ParseProcCgroup parses the text of /proc/PID/cgroup.
 func ParseProcCgroup(text string) (ProcCgroup, error) {
 	var pc ProcCgroup
-	for _, line := range strings.Split(text, "\n") {
+	for line := range strings.SplitSeq(text, "\n") {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}

@@ -117,7 +117,7 @@ func enableControllers(dir string) string {
 	}
 	ctl := filepath.Join(dir, "cgroup.subtree_control")
 	if os.WriteFile(ctl, []byte(want), 0o644) != nil {
-		for _, c := range strings.Fields(want) {
+		for c := range strings.FieldsSeq(want) {
 			os.WriteFile(ctl, []byte(c), 0o644)
 		}
 	}

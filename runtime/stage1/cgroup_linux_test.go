@@ -59,7 +59,7 @@ func TestCgroup2MoveInner(t *testing.T) {
 			for _, pid := range cgroupPIDs(d) {
 				unix.Kill(pid, unix.SIGKILL)
 			}
-			for i := 0; i < 100; i++ {
+			for i := range 100 {
 				if err := unix.Rmdir(d); err == nil || errors.Is(err, unix.ENOENT) {
 					break
 				} else if i == 99 {

@@ -135,8 +135,7 @@ func (o *onTerminal) wait() (int, string) {
 		o.t.Fatalf("rkt did not exit; the terminal shows %q", o.out.String())
 	}
 	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
 		o.t.Fatal(err)

@@ -118,7 +118,7 @@ func ownUnifiedCgroup() (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for l := range strings.SplitSeq(string(b), "\n") {
 		if p, ok := strings.CutPrefix(l, "0::"); ok {
 			return filepath.Join("/sys/fs/cgroup/unified", p), true
 		}
@@ -163,7 +163,7 @@ func cgroupPIDs(dir string) []int {
 		return nil
 	}
 	var pids []int
-	for _, f := range strings.Fields(string(b)) {
+	for f := range strings.FieldsSeq(string(b)) {
 		if n, err := strconv.Atoi(f); err == nil {
 			pids = append(pids, n)
 		}
@@ -231,7 +231,7 @@ func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 	for _, p := range rec.podCgroups() {
 		for _, d := range cgroupDirs(p) {
 			var err error
-			for i := 0; i < 50; i++ { // rmdir is EBUSY for a moment after the last exit
+			for range 50 { // rmdir is EBUSY for a moment after the last exit
 				if err = unix.Rmdir(d); err == nil || errors.Is(err, unix.ENOENT) || !errors.Is(err, unix.EBUSY) {
 					break
 				}

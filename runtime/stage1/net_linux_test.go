@@ -94,9 +94,9 @@ func (n *netEnv) podArgs(args ...string) []string {
 func (n *netEnv) ip(uuid, net string) string {
 	n.t.Helper()
 	r := n.run("status", uuid)
-	for _, l := range strings.Split(r.out, "\n") {
+	for l := range strings.SplitSeq(r.out, "\n") {
 		if v, ok := strings.CutPrefix(l, "networks="); ok {
-			for _, e := range strings.Split(v, ",") {
+			for e := range strings.SplitSeq(v, ",") {
 				if addr, ok := strings.CutPrefix(e, net+":ip4="); ok {
 					return addr
 				}
@@ -109,7 +109,7 @@ func (n *netEnv) ip(uuid, net string) string {
 
 func dialRead(addr string) (string, error) {
 	var last error
-	for i := 0; i < 50; i++ {
+	for range 50 {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.SetDeadline(time.Now().Add(3 * time.Second))
@@ -185,7 +185,7 @@ func webImage(t *testing.T, n *netEnv) string {
 
 func httpGet(url string) (string, error) {
 	var last error
-	for i := 0; i < 50; i++ {
+	for range 50 {
 		c := &http.Client{Timeout: time.Second}
 		resp, err := c.Get(url)
 		if err == nil {
@@ -301,7 +301,7 @@ func noNetworkLeaks(t *testing.T, n *netEnv) {
 		t.Fatalf("warm-up pod: %d %s", r.code, r.err)
 	}
 	before := hostNetLeftovers(t)
-	for i := 0; i < 20; i++ {
+	for i := range 20 {
 		args := n.podArgs("--net=default", fmt.Sprintf("--port=http:%d", 9001+i), web, "--exec=/bin/true")
 		if i%4 == 3 {
 			// Some pods are killed, not ended: rkt gc must release what they held.

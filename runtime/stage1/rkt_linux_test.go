@@ -172,7 +172,7 @@ func (e *env) run(args ...string) result {
 func (e *env) podLeftovers() []string {
 	var left []string
 	mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
-	for _, l := range strings.Split(string(mi), "\n") {
+	for l := range strings.SplitSeq(string(mi), "\n") {
 		if strings.Contains(l, e.dir) {
 			left = append(left, "mount "+l)
 		}
@@ -197,7 +197,7 @@ func (e *env) podLeftovers() []string {
 		}
 	}
 	own, _ := os.ReadFile("/proc/self/cgroup")
-	for _, line := range strings.Split(strings.TrimSpace(string(own)), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(string(own)), "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 || parts[1] == "" {
 			continue
@@ -555,12 +555,10 @@ func TestParallelPodsWithGC(t *testing.T) {
 	}()
 	var wg sync.WaitGroup
 	codes := make([]result, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for i := range n {
+		wg.Go(func() {
 			codes[i] = e.run("run", "--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "sleep 0.$((RANDOM % 5)); exit "+strconv.Itoa(i%3))
-		}()
+		})
 	}
 	wg.Wait()
 	close(stop)

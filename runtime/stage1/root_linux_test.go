@@ -80,7 +80,7 @@ func writeBusybox(dir string) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range strings.Fields(string(out)) {
+	for a := range strings.FieldsSeq(string(out)) {
 		if a != "busybox" {
 			os.Symlink("busybox", filepath.Join(dir, "bin", a))
 		}
@@ -202,7 +202,7 @@ func leftovers(t *testing.T, p *pod.Pod) []string {
 	t.Helper()
 	var left []string
 	mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
-	for _, l := range strings.Split(string(mi), "\n") {
+	for l := range strings.SplitSeq(string(mi), "\n") {
 		if strings.Contains(l, p.UUID) {
 			left = append(left, "mount: "+l)
 		}

@@ -239,8 +239,7 @@ func waitExit(p *libcontainer.Process) pod.AppExit {
 	st, err := p.Wait()
 	e := pod.AppExit{FinishedAt: time.Now().UTC()}
 	if st == nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			st = ee.ProcessState
 		}
 	}

@@ -38,7 +38,7 @@ var seccompSets = map[string][]string{
 func ParseSeccompFlag(s string) (*types.Isolator, error) {
 	mode, errno := "", ""
 	var set []string
-	for _, f := range strings.Split(s, ",") {
+	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
 		switch {
 		case strings.HasPrefix(f, "mode="):

@@ -40,7 +40,7 @@ func bootSystemdCgroup2(t *testing.T, rktBin string) *guest {
 	testenv.Require(t, ok, "needs a cgroup2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
 	own, _ := os.ReadFile("/proc/self/cgroup")
 	cur := "/"
-	for _, l := range strings.Split(string(own), "\n") {
+	for l := range strings.SplitSeq(string(own), "\n") {
 		if p, ok := strings.CutPrefix(l, "0::"); ok {
 			cur = p
 		}

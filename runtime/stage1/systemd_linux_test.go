@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,7 +141,7 @@ func startSystemd(t *testing.T, rktBin, recipe, sub string, cleanup func()) *gue
 		}
 		time.Sleep(50 * time.Millisecond)
 		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
-		for _, f := range strings.Fields(string(kids)) {
+		for f := range strings.FieldsSeq(string(kids)) {
 			pid, _ := strconv.Atoi(f)
 			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.HasSuffix(exe, "/systemd") {
 				g.pid = pid
@@ -183,7 +184,7 @@ func (g *guest) must(args ...string) string {
 // removeSandboxCgroups removes the recipe's delegated sub-cgroup and what systemd made in it.
 func removeSandboxCgroups(t *testing.T, sub string) {
 	own, _ := os.ReadFile("/proc/self/cgroup")
-	for _, line := range strings.Split(strings.TrimSpace(string(own)), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(string(own)), "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {
 			continue
@@ -207,14 +208,14 @@ func removeCgroupTree(t *testing.T, dir string) {
 		}
 		return nil
 	})
-	for i := len(dirs) - 1; i >= 0; i-- {
+	for _, dir := range slices.Backward(dirs) {
 		for try := 0; ; try++ {
-			err := unix.Rmdir(dirs[i])
+			err := unix.Rmdir(dir)
 			if err == nil || errors.Is(err, unix.ENOENT) {
 				break
 			}
 			if busy := errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST); !busy || try == 99 {
-				t.Errorf("cgroup left: %s: %v", dirs[i], err)
+				t.Errorf("cgroup left: %s: %v", dir, err)
 				break
 			}
 			time.Sleep(20 * time.Millisecond)

@@ -36,7 +36,7 @@ func NewPrivateUsers(podsDir string) (*PrivateUsers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("private users: the blocks of other pods: %w", err)
 	}
-	for i := 0; i < 1000; i++ {
+	for range 1000 {
 		u := &PrivateUsers{Shift: drawShift(), Count: UIDRangeSize}
 		if !taken[u.Shift] {
 			return u, nil

@@ -148,7 +148,7 @@ func sleeperUID(t *testing.T, arg string) int {
 
 func TestPrivateUsersRange(t *testing.T) {
 	dir := t.TempDir()
-	for i := 0; i < 1000; i++ {
+	for range 1000 {
 		u, err := stage1.NewPrivateUsers(dir)
 		if err != nil {
 			t.Fatal(err)

@@ -62,7 +62,7 @@ func helperMain(mode string) int {
 			return 1
 		}
 	case "gc":
-		for i := 0; i < 20; i++ {
+		for range 20 {
 			if _, err := s.GC(ctx, -1); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
@@ -102,10 +102,10 @@ func bigImage(t *testing.T, layers, files, size int) (string, []map[string]int) 
 	words := []string{"cairn ", "rkt ", "overlay ", "layer ", "store ", "tree ", "blob ", "digest "}
 	var tars [][]byte
 	var want []map[string]int
-	for l := 0; l < layers; l++ {
+	for l := range layers {
 		var es []fixture.Entry
 		w := map[string]int{}
-		for f := 0; f < files; f++ {
+		for f := range files {
 			var b strings.Builder
 			for b.Len() < size {
 				b.WriteString(words[rng.Intn(len(words))])
@@ -236,15 +236,14 @@ func TestConcurrentProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cmds []*exec.Cmd
-	for i := 0; i < 3; i++ {
+	for range 3 {
 		cmds = append(cmds, helper(t, "import", dir, src, ""))
 	}
 	cmds = append(cmds, helper(t, "import", dir, other, ""), helper(t, "gc", dir, "", ""))
 	var wg sync.WaitGroup
 	errs := make([]error, len(cmds))
 	for i, c := range cmds {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = c.Wait() }()
+		wg.Go(func() { errs[i] = c.Wait() })
 	}
 	wg.Wait()
 	for i, err := range errs {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
@@ -47,10 +48,8 @@ func (s *Store) image(ctx context.Context, rs []*record, r *record, chain []stri
 				if err != nil {
 					return nil, fmt.Errorf("image %s: %w", r.Name, err)
 				}
-				for _, id := range chain {
-					if id == dr.ID {
-						return nil, fmt.Errorf("image %s: %w: dependency cycle through %s", r.Name, ErrDependency, dr.Name)
-					}
+				if slices.Contains(chain, dr.ID) {
+					return nil, fmt.Errorf("image %s: %w: dependency cycle through %s", r.Name, ErrDependency, dr.Name)
 				}
 				dimg, err := s.image(ctx, rs, dr, append(chain, r.ID))
 				if err != nil {

@@ -358,9 +358,7 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for i, j := range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			if lctx.Err() != nil {
@@ -371,7 +369,7 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 				errs[i] = fmt.Errorf("layer %s: %w", j.digest, errs[i])
 				cancel()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for _, err := range errs { // the first real failure, not the cancellations it caused

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cairn-os/cairn/runtime/aci"
 	"github.com/cairn-os/cairn/runtime/image"
@@ -166,12 +167,12 @@ func applyLayer(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
+	for _, dir := range slices.Backward(dirs) {
 		var st unix.Stat_t
-		if err := unix.Lstat(filepath.Join(src, dirs[i]), &st); err != nil {
+		if err := unix.Lstat(filepath.Join(src, dir), &st); err != nil {
 			return err
 		}
-		if err := copyMeta(filepath.Join(dst, dirs[i]), &st); err != nil {
+		if err := copyMeta(filepath.Join(dst, dir), &st); err != nil {
 			return err
 		}
 	}

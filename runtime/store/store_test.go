@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -31,8 +32,8 @@ func openT(t *testing.T) *Store {
 
 func readLayerFile(t *testing.T, img *image.Image, rel string) string {
 	t.Helper()
-	for i := len(img.Layers) - 1; i >= 0; i-- {
-		b, err := os.ReadFile(filepath.Join(img.Layers[i], rel))
+	for _, v := range slices.Backward(img.Layers) {
+		b, err := os.ReadFile(filepath.Join(v, rel))
 		if err == nil {
 			return string(b)
 		}

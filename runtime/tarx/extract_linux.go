@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -464,8 +465,7 @@ func (x *extractor) fdMeta(fd int, name string, hdr *tar.Header, mode uint32) er
 // mtime is set after its last child was written.
 func (x *extractor) finish() error {
 	x.dropCache("")
-	for i := len(x.dirs) - 1; i >= 0; i-- {
-		d := x.dirs[i]
+	for _, d := range slices.Backward(x.dirs) {
 		how := &unix.OpenHow{
 			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_SYMLINKS,

@@ -3,6 +3,7 @@ package tarx
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -19,10 +20,8 @@ func CleanName(name string) (string, error) {
 	if strings.HasPrefix(name, "/") {
 		return "", fmt.Errorf("%w: absolute path", ErrUnsafe)
 	}
-	for _, c := range strings.Split(name, "/") {
-		if c == ".." {
-			return "", fmt.Errorf("%w: path contains \"..\"", ErrUnsafe)
-		}
+	if slices.Contains(strings.Split(name, "/"), "..") {
+		return "", fmt.Errorf("%w: path contains \"..\"", ErrUnsafe)
 	}
 	return path.Clean(name), nil
 }

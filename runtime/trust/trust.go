@@ -95,7 +95,7 @@ func checkPrefix(prefix string) (string, error) {
 		return "", fmt.Errorf("prefix %q is not a valid appc image name: %w", prefix, err)
 	}
 	// appc's check is about characters only; ".." between slashes passes it.
-	for _, e := range strings.Split(prefix, "/") {
+	for e := range strings.SplitSeq(prefix, "/") {
 		if e == "." || e == ".." || e == "" {
 			return "", fmt.Errorf("prefix %q is not a valid appc image name: path element %q", prefix, e)
 		}

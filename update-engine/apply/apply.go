@@ -202,8 +202,7 @@ func (a *Applier) Apply(ctx context.Context, req Request, opts Options) (*Result
 		start := time.Now()
 		if err := st.Run(r, ctx); err != nil {
 			code := st.Code
-			var ce *codedError
-			if errors.As(err, &ce) {
+			if ce, ok := errors.AsType[*codedError](err); ok {
 				code = ce.code
 			}
 			return nil, &StepError{Step: st.Name, Code: code, Err: err}

@@ -43,7 +43,7 @@ func newBufPool() (*bufPool, error) {
 		return nil, fmt.Errorf("I/O buffers: %w", err)
 	}
 	p := &bufPool{mem: mem}
-	for i := 0; i < ioBufs; i++ {
+	for i := range ioBufs {
 		p.bufs = append(p.bufs, mem[i*ioBufSize:(i+1)*ioBufSize:(i+1)*ioBufSize])
 	}
 	return p, nil

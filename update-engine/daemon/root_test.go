@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/internal/disklayout"
-	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/omaha"
+	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
 	"github.com/cairn-os/cairn/update-engine/testdisk"
@@ -213,7 +213,7 @@ func (w *world) startDaemon() *exec.Cmd {
 		}
 	})
 	sock := filepath.Join(w.dir, "ue.sock")
-	for i := 0; i < 200; i++ {
+	for range 200 {
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
 			return cmd
@@ -458,7 +458,7 @@ func TestRootRollbackReported(t *testing.T) {
 		t.Fatalf("update: %v\n%s", err, out)
 	}
 	ctx := context.Background()
-	for i := 0; i < 3; i++ { // three boots of B that never reach boot-complete.target
+	for range 3 { // three boots of B that never reach boot-complete.target
 		if err := w.slots().CountBootAttempt(ctx, disklayout.SlotB); err != nil {
 			t.Fatal(err)
 		}

@@ -18,8 +18,7 @@ func TestDBusInterface(t *testing.T) {
 	m := newMachine(t)
 	m.publish("2.0.0", m.priv)
 	e := m.engine("1.0.0")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	srvConn, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)

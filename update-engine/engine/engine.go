@@ -235,8 +235,7 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 	}
 	if _, err := e.Applier.Apply(ctx, apply.RequestFromOmaha(u), apply.Options{Force: force, OnProgress: onProgress}); err != nil {
 		code := omaha.ErrorCodeError
-		var se *apply.StepError
-		if errors.As(err, &se) {
+		if se, ok := errors.AsType[*apply.StepError](err); ok {
 			code = se.Code
 		}
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpReportingError, err.Error() })

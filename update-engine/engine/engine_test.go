@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/internal/disklayout"
-	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/omaha"
+	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
@@ -153,7 +153,7 @@ func TestRollbackReported(t *testing.T) {
 	if _, err := m.engine("1.0.0").Update(ctx, omaha.InstallSourceScheduler, false); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 3; i++ { // three failed boots of B, then the loader falls back to A
+	for range 3 { // three failed boots of B, then the loader falls back to A
 		m.slots.CountBootAttempt(ctx, disklayout.SlotB)
 	}
 	e := m.engine("1.0.0")
@@ -224,8 +224,7 @@ func TestSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	go (&Server{Engine: e, Trigger: make(chan struct{}, 1)}).Serve(ctx, ln)
 	var last api.Reply
 	var ops []string
@@ -258,8 +257,7 @@ func TestRunLoopOnDemand(t *testing.T) {
 	m := newMachine(t)
 	m.publish("2.0.0", m.priv)
 	e := m.engine("1.0.0")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	trigger := make(chan struct{}, 1)
 	ch, stop := e.Subscribe()
 	defer stop()
@@ -290,8 +288,7 @@ func TestSocketUpdateWhileBusyFollows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	go (&Server{Engine: e, Trigger: make(chan struct{}, 1)}).Serve(ctx, ln)
 	// The scheduler holds the engine: a client's Update must wait for that run's result.
 	if err := e.begin(); err != nil {

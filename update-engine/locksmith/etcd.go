@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -102,10 +103,8 @@ func (l *EtcdLock) Held(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, h := range s.Holders {
-		if h == l.ID {
-			return true, nil
-		}
+	if slices.Contains(s.Holders, l.ID) {
+		return true, nil
 	}
 	return false, nil
 }

@@ -108,12 +108,10 @@ func TestThreeMachinesOneAtATime(t *testing.T) {
 	}
 	var rebooting, maxRebooting, rebooted atomic.Int32
 	var wg sync.WaitGroup
-	for i := 0; i < 3; i++ {
+	for i := range 3 {
 		id := fmt.Sprintf("machine-%d", i)
 		lock := &EtcdLock{Client: etcdClient(t, ep), Key: SemaphoreKey(""), ID: id}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			d := &Daemon{Strategy: updateconf.StrategyEtcdLock, Locker: lock, Poll: 20 * time.Millisecond,
 				NeedReboot: func(context.Context) (bool, error) { return true, nil },
 				Reboot: func(context.Context) error {
@@ -138,7 +136,7 @@ func TestThreeMachinesOneAtATime(t *testing.T) {
 			if err := after.ReleaseAfterBoot(ctx); err != nil {
 				t.Errorf("%s: release: %v", id, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if rebooted.Load() != 3 || maxRebooting.Load() != 1 {
@@ -162,17 +160,15 @@ func TestEtcdLockRace(t *testing.T) {
 	ctx := context.Background()
 	var wins atomic.Int32
 	var wg sync.WaitGroup
-	for i := 0; i < 3; i++ {
+	for i := range 3 {
 		l := &EtcdLock{Client: etcdClient(t, ep), Key: SemaphoreKey("race"), ID: fmt.Sprint(i)}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := l.Lock(ctx); err == nil {
 				wins.Add(1)
 			} else if !errors.Is(err, ErrNoSemaphore) {
 				t.Error(err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if wins.Load() != 1 {

@@ -354,10 +354,7 @@ type throttled struct {
 
 func (t *throttled) Write(p []byte) (int, error) {
 	written := 0
-	chunk := int(t.rate / 20)
-	if chunk < 1 {
-		chunk = 1
-	}
+	chunk := max(int(t.rate/20), 1)
 	for len(p) > 0 {
 		n := min(chunk, len(p))
 		m, err := t.ResponseWriter.Write(p[:n])

@@ -79,7 +79,7 @@ func Build(w io.Writer, o BuildOptions, key ed25519.PrivateKey) (*Manifest, erro
 	// Offsets depend on the manifest length, which depends on the offsets' digits: iterate
 	// until the length is stable (twice is enough in practice).
 	var raw []byte
-	for i := 0; i < 4; i++ {
+	for range 4 {
 		hlen := int64(prefixLen) + int64(len(raw)) + ed25519.SignatureSize
 		off := hlen
 		for j := range m.Parts {

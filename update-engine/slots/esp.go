@@ -112,7 +112,7 @@ func (m MtoolsESP) List(ctx context.Context, dir string) ([]string, error) {
 	}
 	var names []string
 	prefix := strings.TrimSuffix(mpath(dir), "/") + "/"
-	for _, l := range strings.Split(out.String(), "\n") {
+	for l := range strings.SplitSeq(out.String(), "\n") {
 		l = strings.TrimSpace(l)
 		if n, ok := strings.CutPrefix(l, prefix); ok && n != "" && !strings.HasSuffix(n, "/") && n != "." && n != ".." {
 			names = append(names, n)
@@ -123,7 +123,7 @@ func (m MtoolsESP) List(ctx context.Context, dir string) ([]string, error) {
 
 func (m MtoolsESP) mkdirAll(ctx context.Context, dir string) error {
 	cur := ""
-	for _, part := range strings.Split(dir, "/") {
+	for part := range strings.SplitSeq(dir, "/") {
 		if part == "" {
 			continue
 		}

@@ -102,7 +102,7 @@ func (s *Slots) ActiveSlot() (disklayout.Slot, error) {
 // GUID (CAIRN_USR_PARTUUID) decides; CAIRN_SLOT is used when the GUID is absent.
 func ActiveFromBootEnv(env string) (disklayout.Slot, error) {
 	var named string
-	for _, line := range strings.Split(env, "\n") {
+	for line := range strings.SplitSeq(env, "\n") {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
 		if !ok {
 			continue
@@ -128,7 +128,7 @@ func ActiveFromBootEnv(env string) (disklayout.Slot, error) {
 // /dev/disk/by-partuuid/<guid>, else cairn.slot=.
 func ActiveFromCmdline(cmdline string) (disklayout.Slot, error) {
 	var named disklayout.Slot
-	for _, f := range strings.Fields(cmdline) {
+	for f := range strings.FieldsSeq(cmdline) {
 		k, v, ok := strings.Cut(f, "=")
 		if ok && k == "cairn.slot" && (v == "A" || v == "B") {
 			named = disklayout.Slot(v)

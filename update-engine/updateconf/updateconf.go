@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -63,9 +64,7 @@ var Defaults = map[string]string{
 // Load reads paths in order over the defaults. Missing files are skipped.
 func Load(paths []string) (*Config, error) {
 	raw := map[string]string{}
-	for k, v := range Defaults {
-		raw[k] = v
-	}
+	maps.Copy(raw, Defaults)
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -78,9 +77,7 @@ func Load(paths []string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("update config %s: %w", p, err)
 		}
-		for k, v := range kv {
-			raw[k] = v
-		}
+		maps.Copy(raw, kv)
 	}
 	return FromMap(raw)
 }
@@ -94,7 +91,7 @@ func FromMap(raw map[string]string) (*Config, error) {
 		LockGroup: raw["LOCKSMITHD_GROUP"], FleetLockURL: raw["FLEETLOCK_URL"], Raw: raw,
 	}
 	if e := raw["LOCKSMITHD_ENDPOINT"]; e != "" {
-		for _, s := range strings.Split(e, ",") {
+		for s := range strings.SplitSeq(e, ",") {
 			if s = strings.TrimSpace(s); s != "" {
 				c.EtcdEndpoints = append(c.EtcdEndpoints, s)
 			}

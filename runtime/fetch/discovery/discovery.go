@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -54,7 +55,7 @@ func ParseApp(s string) (*App, error) {
 // CheckName refuses names with empty, "." or ".." path elements, which appc's identifier
 // check lets through and which must never reach a file path or a URL path.
 func CheckName(name string) error {
-	for _, e := range strings.Split(name, "/") {
+	for e := range strings.SplitSeq(name, "/") {
 		if e == "" || e == "." || e == ".." {
 			return fmt.Errorf("path element %q not allowed", e)
 		}
@@ -198,9 +199,7 @@ func (c *Client) fetchPage(ctx context.Context, page string, app *App) (*Result,
 		return nil, fmt.Errorf("%s: %w", page, err)
 	}
 	if c.Header != nil {
-		for k, vs := range c.Header(u.Host) {
-			req.Header[k] = vs
-		}
+		maps.Copy(req.Header, c.Header(u.Host))
 	}
 	client := *c.HTTP
 	domain := hostOnly(u.Host)
@@ -303,9 +302,7 @@ var unrendered = regexp.MustCompile(`\{[^{}]*\}`)
 
 func templateVars(app *App) map[string]string {
 	vars := map[string]string{}
-	for k, v := range app.Labels {
-		vars[k] = v
-	}
+	maps.Copy(vars, app.Labels)
 	vars["name"] = app.Name // a label called "name" cannot override the name
 	return vars
 }

@@ -58,7 +58,7 @@ func Names() []string {
 // an unknown value is an error that lists the accepted ones.
 func Parse(s string) (Options, error) {
 	var o Options
-	for _, v := range strings.Split(s, ",") {
+	for v := range strings.SplitSeq(s, ",") {
 		v = strings.ToLower(strings.TrimSpace(v))
 		if v == "" {
 			continue
