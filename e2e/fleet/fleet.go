@@ -17,8 +17,8 @@ import (
 	"github.com/cairn-os/cairn/image/build"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/etcdembed"
-	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/locksmith"
+	"github.com/cairn-os/cairn/update-engine/omahaserver"
 )
 
 // HostGateway is the host's loopback as guests reach it through qemu's user-mode network.
