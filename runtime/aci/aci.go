@@ -160,7 +160,7 @@ func ManifestFromTar(r io.Reader) (*schema.ImageManifest, error) {
 			return nil, fmt.Errorf("read ACI: %w", err)
 		}
 		if hdr.Name == ManifestName || hdr.Name == "./"+ManifestName {
-			if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
+			if hdr.Typeflag != tar.TypeReg { // tar.Reader turns the legacy TypeRegA into TypeReg
 				return nil, fmt.Errorf("%w: manifest is not a regular file", ErrInvalidManifest)
 			}
 			if hdr.Size > MaxManifestSize {

@@ -118,3 +118,36 @@ func TestDecompressAndManifestFromTar(t *testing.T) {
 		t.Fatal("manifest found in a tar without one")
 	}
 }
+
+// An entry added with no Typeflag (tar's zero value, the legacy TypeRegA) is a regular file,
+// body included.
+func TestWriterZeroTypeflag(t *testing.T) {
+	m := schema.BlankImageManifest()
+	m.Name = "example.com/legacy"
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, m, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Add(&tar.Header{Name: "legacy", Mode: 0o644, Size: 2}, strings.NewReader("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&buf)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("rootfs/legacy not found: %v", err)
+		}
+		if hdr.Name != RootfsDir+"/legacy" {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if hdr.Typeflag != tar.TypeReg || err != nil || string(b) != "ok" {
+			t.Fatalf("rootfs/legacy: type %q, body %q, %v; want a regular file holding \"ok\"", hdr.Typeflag, b, err)
+		}
+		return
+	}
+}

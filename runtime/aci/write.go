@@ -49,10 +49,14 @@ func (w *Writer) Add(hdr *tar.Header, body io.Reader) error {
 	if h.ModTime.IsZero() {
 		h.ModTime = w.mtime
 	}
+	if h.Typeflag == 0 {
+		// The zero value is tar's legacy TypeRegA, a regular file (tar.Writer writes it so).
+		h.Typeflag = tar.TypeReg
+	}
 	if err := w.tw.WriteHeader(&h); err != nil {
 		return fmt.Errorf("ACI entry %s: %w", h.Name, err)
 	}
-	if body != nil && (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) {
+	if body != nil && h.Typeflag == tar.TypeReg {
 		if _, err := io.CopyN(w.tw, body, h.Size); err != nil {
 			return fmt.Errorf("ACI entry %s: %w", h.Name, err)
 		}

@@ -77,8 +77,8 @@ func describePod(p *pod.Pod) podInfo {
 		if ra.Image.Name != nil {
 			ai.Image = ra.Image.Name.String()
 		}
-		switch {
-		case pi.State == pod.Prepared || pi.State == pod.Preparing || pi.State == pod.AbortedPrepare:
+		switch pi.State {
+		case pod.Prepared, pod.Preparing, pod.AbortedPrepare:
 			ai.State = "prepared"
 		default:
 			if e, ok, _ := p.Exit(ai.Name); ok {

@@ -24,7 +24,7 @@ import (
 // one-layer image to it and returns the docker:// reference.
 func pushSmall(t *testing.T, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
-	var h http.Handler = registry.New(registry.Logger(quietLogger()))
+	h := registry.New(registry.Logger(quietLogger()))
 	if wrap != nil {
 		h = wrap(h)
 	}

@@ -70,10 +70,9 @@ type dirCache struct {
 }
 
 type dirMeta struct {
-	name     string
-	hdr      *tar.Header
-	mode     uint32
-	setOwner bool
+	name string
+	hdr  *tar.Header
+	mode uint32
 }
 
 type extractor struct {
@@ -138,7 +137,7 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		return x.mkdir(pfd, name, base, hdr, mode)
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into this
 		return x.file(pfd, name, base, hdr, tr, mode)
 	case tar.TypeSymlink:
 		if err := x.clear(pfd, name, base); err != nil {
