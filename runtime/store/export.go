@@ -89,8 +89,11 @@ func (s *Store) Export(ctx context.Context, ref string, w io.Writer) error {
 		_, err := io.Copy(tw, body)
 		return err
 	}
-	tw.WriteHeader(&tar.Header{Name: "blobs/", Typeflag: tar.TypeDir, Mode: 0o755})
-	tw.WriteHeader(&tar.Header{Name: "blobs/sha256/", Typeflag: tar.TypeDir, Mode: 0o755})
+	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
+		if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+			return fmt.Errorf("export %s: %s: %w", r.ID, dir, err)
+		}
+	}
 	if err := add("oci-layout", 30, strings.NewReader(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
 		return err
 	}
@@ -246,12 +249,14 @@ func verifyTree(ctx context.Context, r io.Reader, tree string, trusted, whiteout
 			if err != nil || lerr != nil || l != hdr.Linkname {
 				return fmt.Errorf("%w: symlink %s missing or changed", ErrCorrupt, name)
 			}
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into this
 			if err != nil || !st.Mode().IsRegular() || st.Size() != hdr.Size {
 				return fmt.Errorf("%w: file %s missing or resized", ErrCorrupt, name)
 			}
 			h.Reset()
-			io.Copy(h, tr)
+			if _, rerr := io.Copy(h, tr); rerr != nil {
+				return fmt.Errorf("%w: file %s: %v", ErrCorrupt, name, rerr)
+			}
 			want := h.Sum(nil)
 			f, err := os.Open(p)
 			if err != nil {

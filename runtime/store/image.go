@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,7 +18,7 @@ const maxDependencyDepth = 32
 
 // image builds the pod-facing view of r. rs are all records, for resolving an ACI's
 // dependencies; with rs nil the dependencies are left out.
-func (s *Store) image(ctx context.Context, rs []*record, r *record, chain []string) (*image.Image, error) {
+func (s *Store) image(rs []*record, r *record, chain []string) (*image.Image, error) {
 	img := &image.Image{
 		ID:         r.ID,
 		Format:     r.Format,
@@ -51,7 +50,7 @@ func (s *Store) image(ctx context.Context, rs []*record, r *record, chain []stri
 				if slices.Contains(chain, dr.ID) {
 					return nil, fmt.Errorf("image %s: %w: dependency cycle through %s", r.Name, ErrDependency, dr.Name)
 				}
-				dimg, err := s.image(ctx, rs, dr, append(chain, r.ID))
+				dimg, err := s.image(rs, dr, append(chain, r.ID))
 				if err != nil {
 					return nil, err
 				}

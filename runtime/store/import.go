@@ -56,7 +56,7 @@ func (s *Store) getImported(ctx context.Context, id string) (*image.Image, error
 		if rerr != nil {
 			return nil, rerr
 		}
-		return s.image(ctx, nil, r, nil)
+		return s.image(nil, r, nil)
 	}
 	return img, err
 }
@@ -71,7 +71,7 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 	if err != nil {
 		return "", err
 	}
-	defer removeAll(tmp)
+	defer s.removeTemp(tmp)
 
 	zr, _, err := aci.Decompress(r)
 	if err != nil {
@@ -328,7 +328,7 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 	if err != nil {
 		return "", err
 	}
-	defer removeAll(stage)
+	defer s.removeTemp(stage)
 
 	// One job per distinct blob; a tree is extracted by the first job that needs it.
 	var jobs []*layerJob

@@ -45,7 +45,7 @@ func (s *Store) Render(ctx context.Context, ref, dir string, opts RenderOptions)
 	if !opts.Dependencies {
 		deps = nil
 	}
-	img, err := s.image(ctx, deps, r, nil)
+	img, err := s.image(deps, r, nil)
 	if err != nil {
 		return err
 	}

@@ -214,3 +214,25 @@ func TestExportAndVerify(t *testing.T) {
 		t.Fatalf("verify tampered blob: %v; want ErrCorrupt naming the blob", err)
 	}
 }
+
+// errWriter fails every write, as a full disk or a closed pipe would.
+type errWriter struct{ err error }
+
+func (w errWriter) Write([]byte) (int, error) { return 0, w.err }
+
+// An export that cannot write says so, for either format, from its very first write.
+func TestExportWriteError(t *testing.T) {
+	ctx := context.Background()
+	im := fixturetest.Build(t)
+	s := openT(t)
+	for _, src := range []string{im.ACI, im.OCILayout} {
+		img, err := s.ImportFile(ctx, src, ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := errors.New("no space left")
+		if err := s.Export(ctx, img.ID, errWriter{full}); !errors.Is(err, full) {
+			t.Errorf("export %s (%s) to a failing writer: %v, want the write error", img.ID, img.Format, err)
+		}
+	}
+}

@@ -120,13 +120,27 @@ func removeAll(p string) error {
 	if err == nil || !errors.Is(err, fs.ErrPermission) {
 		return err
 	}
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o700)
+	werr := filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		if err := os.Chmod(q, 0o700); err != nil {
+			return fmt.Errorf("chmod %s: %w", q, err)
 		}
 		return nil
 	})
-	return os.RemoveAll(p)
+	if err := os.RemoveAll(p); err != nil {
+		return errors.Join(err, werr) // werr names a directory that stayed read-only
+	}
+	return nil
+}
+
+// removeTemp removes an import's temporary directory once the import is over; one that is
+// left is removed by the next Open or GC.
+func (s *Store) removeTemp(dir string) {
+	if err := removeAll(dir); err != nil {
+		s.Log.Warn("temporary directory left behind", "dir", dir, "err", err)
+	}
 }
 
 func (s *Store) lock(ctx context.Context, how int) (*flock, error) {
@@ -289,7 +303,7 @@ func (s *Store) Get(ctx context.Context, ref string) (*image.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.image(ctx, rs, r, nil)
+	return s.image(rs, r, nil)
 }
 
 // List returns every image in the store, oldest import first. An ACI whose dependencies are
@@ -301,9 +315,9 @@ func (s *Store) List(ctx context.Context) ([]*image.Image, error) {
 	}
 	imgs := make([]*image.Image, 0, len(rs))
 	for _, r := range rs {
-		img, err := s.image(ctx, rs, r, nil)
+		img, err := s.image(rs, r, nil)
 		if errors.Is(err, ErrDependency) {
-			img, err = s.image(ctx, nil, r, nil)
+			img, err = s.image(nil, r, nil)
 		}
 		if err != nil {
 			return nil, err
