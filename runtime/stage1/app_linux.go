@@ -2,7 +2,6 @@ package stage1
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -126,7 +125,7 @@ func copyLayers(layers []string, dir string) error {
 // startInteractive starts an app on a terminal: libcontainer hands back the pty master over a
 // socket, and rkt run copies between it and its own stdin/stdout (terminal_linux.go). The
 // caller's terminal is put back, after the app's last output, by r.restore at the end of Run.
-func (r *Runner) startInteractive(ctx context.Context, podDir string, c *libcontainer.Container, proc *libcontainer.Process, a *app) error {
+func (r *Runner) startInteractive(podDir string, c *libcontainer.Container, proc *libcontainer.Process, a *app) error {
 	req, err := requestConsole(proc, r.Stdin, r.Stdout)
 	if err != nil {
 		return err

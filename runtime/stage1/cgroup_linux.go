@@ -88,17 +88,25 @@ func (m cgroupMover) enter(plan CgroupPlan, own string) (string, error) {
 		return "", fmt.Errorf("create %s: %w", leaf, err)
 	}
 	if err := writeProcs(leaf, m.PID); err != nil {
-		unix.Rmdir(leaf)
-		return "", fmt.Errorf("move pid %d into %s: %w", m.PID, leaf, err)
+		return "", removeLeaf(leaf, fmt.Errorf("move pid %d into %s: %w", m.PID, leaf, err))
 	}
 	// Checked after the move, so that a process that arrives in between is seen too.
 	if others := cgroupPIDs(ownDir); len(others) > 0 {
-		if err := writeProcs(ownDir, m.PID); err == nil {
-			unix.Rmdir(leaf)
+		err := fmt.Errorf("cgroup %s: %w (pids %v)", own, errSharedCgroup, others)
+		if berr := writeProcs(ownDir, m.PID); berr != nil {
+			return "", errors.Join(err, fmt.Errorf("move pid %d back into %s: %w", m.PID, ownDir, berr))
 		}
-		return "", fmt.Errorf("cgroup %s: %w (pids %v)", own, errSharedCgroup, others)
+		return "", removeLeaf(leaf, err)
 	}
 	return enableControllers(ownDir), nil
+}
+
+// removeLeaf removes the leaf that a failed move made, adding to err if that fails too.
+func removeLeaf(leaf string, err error) error {
+	if rerr := unix.Rmdir(leaf); rerr != nil {
+		return errors.Join(err, fmt.Errorf("remove %s: %w", leaf, rerr))
+	}
+	return err
 }
 
 func writeProcs(dir string, pid int) error {
@@ -118,7 +126,8 @@ func enableControllers(dir string) string {
 	ctl := filepath.Join(dir, "cgroup.subtree_control")
 	if os.WriteFile(ctl, []byte(want), 0o644) != nil {
 		for c := range strings.FieldsSeq(want) {
-			os.WriteFile(ctl, []byte(c), 0o644)
+			// One that fails is left out; what was enabled is read back below.
+			_ = os.WriteFile(ctl, []byte(c), 0o644)
 		}
 	}
 	got, _ := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))

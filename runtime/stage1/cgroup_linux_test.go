@@ -55,7 +55,11 @@ func TestCgroup2MoveInner(t *testing.T) {
 		if err := writeProcs(filepath.Join(mnt, start), os.Getpid()); err != nil {
 			t.Errorf("move back to %s: %v", start, err)
 		}
-		for _, d := range cgroupDirs(filepath.Join(mnt, tree)) {
+		dirs, err := cgroupDirs(filepath.Join(mnt, tree))
+		if err != nil {
+			t.Error(err)
+		}
+		for _, d := range dirs {
 			for _, pid := range cgroupPIDs(d) {
 				unix.Kill(pid, unix.SIGKILL)
 			}

@@ -27,7 +27,8 @@ type EnterCommand struct {
 
 // Enter runs a command inside a running app's container, in all its namespaces and cgroups, as
 // root with the app's capability set and seccomp filter (rkt enter). It returns the command's
-// exit status once the command has exited and, with a pty, its output has been copied.
+// exit status once the command has exited and, with a pty, its output has been copied and the
+// caller's terminal put back (a terminal left in raw mode is an error, with the status).
 // Cancelling ctx (SIGINT, SIGTERM to rkt) sends the command SIGTERM.
 func Enter(ctx context.Context, podDir, app string, cmd EnterCommand) (int, error) {
 	c, err := libcontainer.Load(filepath.Join(podDir, libcontainerDir), app)
@@ -61,20 +62,28 @@ func Enter(ctx context.Context, podDir, app string, cmd EnterCommand) (int, erro
 	}
 	master, err := req.receive()
 	if err != nil {
-		proc.Signal(unix.SIGKILL)
-		proc.Wait()
+		abandon(proc)
 		return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 	}
 	con, err := attachConsole(master, cmd.Stdin, cmd.Stdout)
 	if err != nil {
 		master.Close()
-		proc.Signal(unix.SIGKILL)
-		proc.Wait()
+		abandon(proc)
 		return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 	}
 	code := wait(ctx, proc)
-	con.Close()
+	if err := con.Close(); err != nil {
+		return code, fmt.Errorf("app %s: enter: %w", app, err)
+	}
 	return code, nil
+}
+
+// abandon kills and reaps a command that Enter gives up on. Neither can fail in a way that
+// matters: the signal only when the command has exited already, the wait with the status
+// of a command that was killed, and Enter returns the error that led here.
+func abandon(proc *libcontainer.Process) {
+	_ = proc.Signal(unix.SIGKILL)
+	_, _ = proc.Wait()
 }
 
 // wait returns proc's exit status; if ctx ends first, proc gets SIGTERM.
@@ -84,7 +93,8 @@ func wait(ctx context.Context, proc *libcontainer.Process) int {
 	go func() {
 		select {
 		case <-ctx.Done():
-			proc.Signal(unix.SIGTERM)
+			// It fails only when proc has just exited, which waitExit sees anyway.
+			_ = proc.Signal(unix.SIGTERM)
 		case <-done:
 		}
 	}()

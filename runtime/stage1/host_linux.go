@@ -144,17 +144,26 @@ func joinNestedUnified(podDir, app string, pid int) error {
 	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
 }
 
-// cgroupDirs lists a cgroup and its descendants, deepest first.
-func cgroupDirs(root string) []string {
+// cgroupDirs lists a cgroup and its descendants, deepest first. Cgroups that are gone, or go
+// while they are listed, are left out.
+func cgroupDirs(root string) ([]string, error) {
 	var dirs []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return err
+		case d.IsDir():
 			dirs = append(dirs, p)
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("list cgroups under %s: %w", root, err)
+	}
 	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-	return dirs
+	return dirs, nil
 }
 
 func cgroupPIDs(dir string) []int {
@@ -180,7 +189,11 @@ func PodProcesses(podDir string) ([]int, error) {
 	seen := map[int]bool{}
 	var out []int
 	for _, p := range rec.podCgroups() {
-		for _, d := range cgroupDirs(p) {
+		dirs, err := cgroupDirs(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range dirs {
 			for _, pid := range cgroupPIDs(d) {
 				if !seen[pid] {
 					seen[pid] = true
@@ -199,10 +212,19 @@ func KillPod(podDir string, sig unix.Signal) error {
 	if err != nil {
 		return err
 	}
+	return kill(pids, sig)
+}
+
+// kill sends sig to every process of pids; one that has exited since it was listed is not
+// an error.
+func kill(pids []int, sig unix.Signal) error {
+	var errs []error
 	for _, pid := range pids {
-		unix.Kill(pid, sig)
+		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // emptyCgroups kills what is left in the pod's cgroups and removes them, deepest first, then
@@ -210,26 +232,33 @@ func KillPod(podDir string, sig unix.Signal) error {
 func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		left := 0
+		var pids []int
 		for _, p := range rec.podCgroups() {
-			for _, d := range cgroupDirs(p) {
-				for _, pid := range cgroupPIDs(d) {
-					left++
-					unix.Kill(pid, unix.SIGKILL)
-				}
+			dirs, err := cgroupDirs(p)
+			if err != nil {
+				return err
+			}
+			for _, d := range dirs {
+				pids = append(pids, cgroupPIDs(d)...)
 			}
 		}
-		if left == 0 {
+		if len(pids) == 0 {
 			break
 		}
+		kerr := kill(pids, unix.SIGKILL)
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("pod cgroups: %d processes would not die", left)
+			return errors.Join(fmt.Errorf("pod cgroups: %d processes would not die", len(pids)), kerr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	var errs []error
 	for _, p := range rec.podCgroups() {
-		for _, d := range cgroupDirs(p) {
+		dirs, err := cgroupDirs(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, d := range dirs {
 			var err error
 			for range 50 { // rmdir is EBUSY for a moment after the last exit
 				if err = unix.Rmdir(d); err == nil || errors.Is(err, unix.ENOENT) || !errors.Is(err, unix.EBUSY) {

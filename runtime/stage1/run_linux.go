@@ -48,7 +48,7 @@ type Runner struct {
 	// Ready is called once every app has started (sd_notify, machined registration).
 	Ready func(ctx context.Context, leader int) error
 
-	restore func() // puts the caller's terminal back after --interactive
+	restore func() error // puts the caller's terminal back after --interactive
 }
 
 type app struct {
@@ -64,18 +64,32 @@ type app struct {
 	done      chan struct{}
 }
 
+// signal sends sig to the app's container; an app that has exited already is not an error.
+func (a *app) signal(sig unix.Signal) error {
+	err := a.container.Signal(sig)
+	if err == nil || errors.Is(err, libcontainer.ErrNotRunning) || errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	return fmt.Errorf("app %s: %s: %w", a.name, unix.SignalName(sig), err)
+}
+
 // stop kills and removes the container of an app that has not exec'd yet; its root stays
 // mounted, so that it can be started again.
-func (a *app) stop() {
+func (a *app) stop() error {
 	if a.container == nil {
-		return
+		return nil
 	}
-	a.container.Signal(unix.SIGKILL)
+	if err := a.signal(unix.SIGKILL); err != nil {
+		return err
+	}
 	if a.process != nil {
-		a.process.Wait()
+		_, _ = a.process.Wait() // reaps it: killed by design, its status says nothing
 	}
-	a.container.Destroy()
+	if err := a.container.Destroy(); err != nil {
+		return fmt.Errorf("app %s: remove container: %w", a.name, err)
+	}
 	a.container, a.process, a.pid = nil, nil, 0
+	return nil
 }
 
 // Run starts the pod's apps and waits until all of them have exited, or until ctx is
@@ -115,10 +129,12 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 
 	defer func() {
 		if r.restore != nil {
-			r.restore()
+			if err := r.restore(); err != nil {
+				log.Warn("terminal left in raw mode (the reset command restores it)", "pod", p.UUID, "err", err)
+			}
 		}
 	}()
-	plan, err := r.preparePod(ctx, dir, man, opts)
+	plan, err := r.preparePod(dir, man, opts)
 	if err != nil {
 		return ExitFailure, err
 	}
@@ -131,16 +147,25 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	// apps' containers, so the two go on at once: each container is started up to the point
 	// just before its app's exec, and the apps exec only once the pod is on its networks.
 	join := r.joinNetworks(ctx, plan, sel, opts)
-	defer join.wait() // before Clean, which reads the state the join writes
+	defer func() {
+		// Before Clean, which reads the state the join writes. Its error is networksJoined's
+		// to report; when Run fails before asking, Run's own error is the one that matters.
+		_, _ = join.wait()
+	}()
 	apps := make([]*app, 0, len(man.Apps))
 	defer func() {
 		for _, a := range apps {
-			if a.container != nil {
-				a.container.Signal(unix.SIGKILL)
-				if a.done != nil {
-					<-a.done
-				}
-				a.container.Destroy()
+			if a.container == nil {
+				continue
+			}
+			if err := a.signal(unix.SIGKILL); err != nil {
+				log.Warn("kill app", "pod", p.UUID, "err", err)
+			}
+			if a.done != nil {
+				<-a.done
+			}
+			if err := a.container.Destroy(); err != nil {
+				log.Warn("remove app container", "pod", p.UUID, "app", a.name, "err", err)
 			}
 		}
 	}()
@@ -157,7 +182,7 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 		if err := r.mountApp(plan, opts, a); err != nil {
 			return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
 		}
-		if err := r.startApp(ctx, plan, opts, a); err != nil {
+		if err := r.startApp(plan, opts, a); err != nil {
 			return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
 		}
 	}
@@ -172,8 +197,10 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 			// yet, are started again.
 			log.Debug("restarting the apps' containers with the networks' resolv.conf", "pod", p.UUID)
 			for _, a := range apps {
-				a.stop()
-				if err := r.startApp(ctx, plan, opts, a); err != nil {
+				if err := a.stop(); err != nil {
+					return ExitFailure, fmt.Errorf("pod %s: %w", p.UUID, err)
+				}
+				if err := r.startApp(plan, opts, a); err != nil {
 					return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, a.name, err)
 				}
 			}
@@ -221,13 +248,17 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	case <-ctx.Done():
 		log.Debug("stopping pod", "pod", p.UUID)
 		for _, a := range apps {
-			a.container.Signal(unix.SIGTERM)
+			if err := a.signal(unix.SIGTERM); err != nil {
+				log.Warn("stop app", "pod", p.UUID, "err", err)
+			}
 		}
 		select {
 		case <-all:
 		case <-time.After(r.StopTimeout):
 			for _, a := range apps {
-				a.container.Signal(unix.SIGKILL)
+				if err := a.signal(unix.SIGKILL); err != nil {
+					log.Warn("kill app", "pod", p.UUID, "err", err)
+				}
 			}
 			<-all
 		}
@@ -260,7 +291,7 @@ func waitExit(p *libcontainer.Process) pod.AppExit {
 
 // preparePod makes the pod-level pieces: sandbox namespaces, its networks, /etc files, empty
 // volumes.
-func (r *Runner) preparePod(ctx context.Context, dir string, man *schema.PodManifest, opts *Options) (*PodPlan, error) {
+func (r *Runner) preparePod(dir string, man *schema.PodManifest, opts *Options) (*PodPlan, error) {
 	hostname := opts.Hostname
 	if hostname == "" {
 		hostname = "rkt-" + r.Pod.UUID
@@ -478,7 +509,7 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 
 // startApp builds an app's container and starts it up to just before the app's exec, which
 // the caller does with a.container.Exec (an interactive app is exec'd here).
-func (r *Runner) startApp(ctx context.Context, plan *PodPlan, opts *Options, a *app) error {
+func (r *Runner) startApp(plan *PodPlan, opts *Options, a *app) error {
 	dir := plan.Dir
 	spec, err := Spec(plan, a.plan)
 	if err != nil {
@@ -500,7 +531,7 @@ func (r *Runner) startApp(ctx context.Context, plan *PodPlan, opts *Options, a *
 	a.container = c
 	proc := processFromSpec(spec.Process, true)
 	if spec.Process.Terminal {
-		return r.startInteractive(ctx, dir, c, proc, a)
+		return r.startInteractive(dir, c, proc, a)
 	}
 	proc.Stdout, proc.Stderr = r.Stdout, r.Stderr
 	// Start stops the app just before its exec, so it can change cgroups with nothing forked.

@@ -149,6 +149,7 @@ type console struct {
 	stop    chan struct{}
 	outDone chan struct{}
 	once    sync.Once
+	err     error // Close's
 }
 
 // attachConsole copies stdin to the master and the master to stdout. A terminal stdin goes in
@@ -179,8 +180,9 @@ func attachConsole(master *os.File, stdin io.Reader, stdout io.Writer) (*console
 	}
 	go c.copyOut(stdout)
 	if stdin != nil {
-		// This goroutine can stay blocked reading stdin after Close; the next write fails.
-		go io.Copy(master, stdin)
+		// This goroutine can stay blocked reading stdin after Close; the next write fails,
+		// which ends it: there is nobody left to tell.
+		go func() { _, _ = io.Copy(master, stdin) }()
 	}
 	return c, nil
 }
@@ -192,7 +194,8 @@ func (c *console) resize() {
 	if ws == nil {
 		return
 	}
-	control(c.master, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) })
+	// Best effort: a pty that keeps its old size still works, and the next SIGWINCH retries.
+	_ = control(c.master, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) })
 }
 
 // copyOut copies the pty's output until every slave descriptor is closed (EIO), or until
@@ -222,7 +225,8 @@ func (c *console) copyOut(w io.Writer) {
 		}
 	}
 	// A non-blocking read of a pty master first flushes the kernel's pending input to it.
-	control(c.master, func(fd int) error {
+	// The drain ends with an error by design (EAGAIN once it is empty, EIO without slaves).
+	_ = control(c.master, func(fd int) error {
 		for total := 0; total < 16<<20; {
 			n, err := unix.Read(fd, buf)
 			if err == unix.EINTR {
@@ -239,8 +243,9 @@ func (c *console) copyOut(w io.Writer) {
 }
 
 // Close is called once the command has exited: it copies what is left of its output, stops
-// following the window size, restores the caller's terminal and closes the master.
-func (c *console) Close() {
+// following the window size, restores the caller's terminal and closes the master. Its error
+// says that the caller's terminal was left in raw mode.
+func (c *console) Close() error {
 	c.once.Do(func() {
 		if c.master.SetReadDeadline(time.Now()) == nil {
 			<-c.outDone
@@ -250,8 +255,11 @@ func (c *console) Close() {
 			close(c.stop)
 		}
 		if c.raw != nil {
-			control(c.raw, func(fd int) error { return term.Restore(fd, c.saved) })
+			if err := control(c.raw, func(fd int) error { return term.Restore(fd, c.saved) }); err != nil {
+				c.err = fmt.Errorf("restore terminal %s: %w", c.raw.Name(), err)
+			}
 		}
 		c.master.Close()
 	})
+	return c.err
 }

@@ -74,7 +74,7 @@ func (u *PrivateUsers) usernsFile() (*os.File, error) {
 	}
 	defer func() {
 		p.Kill()
-		p.Wait()
+		_, _ = p.Wait() // reaps it: killed by design, its status says nothing
 	}()
 	f, err := os.Open("/proc/" + strconv.Itoa(p.Pid) + "/ns/user")
 	if err != nil {
