@@ -104,8 +104,9 @@ carry no such signature and need --insecure-options=image.`,
 	fs.BoolVar(&fl.storeOnly, "store-only", false, "use only available images in the store (do not discover or download from remote URLs)")
 	// Deprecated as in rkt, but warned about here: cobra would print its notice on stdout,
 	// where scripts read the image ID.
-	fs.MarkHidden("no-store")
-	fs.MarkHidden("store-only")
+	// MarkHidden fails only for a flag that is not defined; both are, just above.
+	_ = fs.MarkHidden("no-store")
+	_ = fs.MarkHidden("store-only")
 	fs.StringArrayVar(&fl.signatures, "signature", nil, "local signature file (or URL) for the image in the same position")
 	fs.BoolVar(&fl.allowOffDomain, "allow-off-domain", false, "accept appc discovery pages that point to another domain")
 	return cmd

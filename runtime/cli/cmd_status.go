@@ -32,7 +32,9 @@ func init() {
 							return env.Ctx.Err()
 						case <-time.After(20 * time.Millisecond):
 						}
-						p.Refresh()
+						if err := p.Refresh(); err != nil {
+							return err // removed while waiting (rkt rm, gc)
+						}
 					}
 					if p.State() != pod.Running {
 						return fmt.Errorf("pod %s: %s before it was ready", p.UUID, p.State())

@@ -24,12 +24,17 @@ func newProgressBar(w io.Writer, what string, total int64) *progressBar {
 }
 
 func (p *progressBar) Write(b []byte) (int, error) {
-	p.n += int64(len(b))
+	p.add(len(b))
+	return len(b), nil
+}
+
+// add counts n more bytes.
+func (p *progressBar) add(n int) {
+	p.n += int64(n)
 	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond {
 		p.last = now
 		p.draw()
 	}
-	return len(b), nil
 }
 
 func (p *progressBar) draw() {

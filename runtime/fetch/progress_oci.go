@@ -66,7 +66,7 @@ type progressReader struct {
 func (r *progressReader) Read(b []byte) (int, error) {
 	n, err := r.rc.Read(b)
 	r.bar.mu.Lock()
-	r.bar.bar.Write(b[:n])
+	r.bar.bar.add(n)
 	r.bar.mu.Unlock()
 	return n, err
 }

@@ -98,5 +98,7 @@ func (s *Server) serves(host string) bool {
 
 // Handle serves body at path (e.g. "/app" or "/images/app.aci").
 func (s *Server) Handle(path string, body []byte) {
-	s.Mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { w.Write(body) })
+	s.Mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(body) // a failed write is the client gone; it sees a short body
+	})
 }
