@@ -9,7 +9,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -264,7 +266,9 @@ func (c *Cluster) AddHost(extraArgs ...string) *Host {
 	c.hosts = append(c.hosts, h)
 	c.mu.Unlock()
 	dir := filepath.Join(c.Dir, fmt.Sprintf("h%d", i))
-	os.MkdirAll(dir, 0o755)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	h.SubnetFile = filepath.Join(dir, "subnet.env")
 	h.LogFile = filepath.Join(dir, "flanneld.log")
 	iface := "eth0"
@@ -448,9 +452,19 @@ func (c *Cluster) cleanup() {
 	}
 	c.StopEtcd()
 	for _, h := range hosts {
-		exec.Command("ip", "netns", "del", h.NS).Run()
+		c.delNS(h.NS)
 	}
-	exec.Command("ip", "netns", "del", c.UnderNS).Run()
+	c.delNS(c.UnderNS)
+}
+
+// delNS deletes a network namespace of the cluster; one left behind fails the test.
+func (c *Cluster) delNS(ns string) {
+	if _, err := os.Stat(filepath.Join("/run/netns", ns)); errors.Is(err, fs.ErrNotExist) {
+		return // never made: its test stopped before
+	}
+	if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+		c.T.Errorf("ip netns del %s: %v\n%s", ns, err, out)
+	}
 }
 
 func tail(s string, n int) string {

@@ -130,29 +130,31 @@ func Add(args *skel.CmdArgs) error {
 	return types.PrintResult(res, n.CNIVersion)
 }
 
-func saved(args *skel.CmdArgs) (*NetConf, []byte, string, string, error) {
+// saved reads the delegate config Add saved for args' container: the config, its path and
+// the delegate plugin's type.
+func saved(args *skel.CmdArgs) ([]byte, string, string, error) {
 	n, err := ParseNetConf(args.StdinData)
 	if err != nil {
-		return nil, nil, "", "", err
+		return nil, "", "", err
 	}
 	p, err := n.savePath(args.ContainerID, args.IfName)
 	if err != nil {
-		return nil, nil, "", "", err
+		return nil, "", "", err
 	}
 	conf, err := os.ReadFile(p)
 	if err != nil {
-		return n, nil, p, "", err
+		return nil, p, "", err
 	}
 	var t struct{ Type string }
 	if err := json.Unmarshal(conf, &t); err != nil || t.Type == "" {
-		return n, nil, p, "", fmt.Errorf("saved delegate config %s is corrupt", p)
+		return nil, p, "", fmt.Errorf("saved delegate config %s is corrupt", p)
 	}
-	return n, conf, p, t.Type, nil
+	return conf, p, t.Type, nil
 }
 
 // Del handles CNI DEL; a container it never saw is not an error.
 func Del(args *skel.CmdArgs) error {
-	_, conf, p, typ, err := saved(args)
+	conf, p, typ, err := saved(args)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -167,7 +169,7 @@ func Del(args *skel.CmdArgs) error {
 
 // Check handles CNI CHECK.
 func Check(args *skel.CmdArgs) error {
-	_, conf, _, typ, err := saved(args)
+	conf, _, typ, err := saved(args)
 	if err != nil {
 		return err
 	}

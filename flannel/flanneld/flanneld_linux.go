@@ -304,8 +304,9 @@ func (d *Daemon) onLeaseChange(l lease.Lease) {
 	d.trigger()
 }
 
-// pass is one reconcile pass: device, then routes, neighbours and FDB from the lease set.
-func (d *Daemon) pass(ctx context.Context) error {
+// pass is one reconcile pass: device, then routes, neighbours and FDB from the lease set. A
+// failure is logged and kept for /healthz; the loop's next pass retries.
+func (d *Daemon) pass(ctx context.Context) {
 	dp := d.dp
 	links, err := dp.Ensure(ctx)
 	if err == nil {
@@ -332,7 +333,6 @@ func (d *Daemon) pass(ctx context.Context) error {
 	if err != nil {
 		d.Log.Warn("reconcile pass failed; will retry", "err", err)
 	}
-	return err
 }
 
 func (d *Daemon) reconcileLoop(ctx context.Context) {
@@ -371,6 +371,11 @@ func (d *Daemon) serveHealth(ctx context.Context) {
 	if d.Opts.HealthzPort == 0 {
 		return
 	}
+	ok := func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.WriteString(w, "ok\n"); err != nil {
+			d.Log.Debug("health check went away", "path", r.URL.Path, "client", r.RemoteAddr, "err", err)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
@@ -380,7 +385,7 @@ func (d *Daemon) serveHealth(ctx context.Context) {
 			http.Error(w, fmt.Sprintf("dataplane not reconciled since %s: %v", last.Format(time.RFC3339), lastErr), http.StatusServiceUnavailable)
 			return
 		}
-		io.WriteString(w, "ok\n")
+		ok(w, r)
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
@@ -390,7 +395,7 @@ func (d *Daemon) serveHealth(ctx context.Context) {
 			http.Error(w, "subnet not leased yet", http.StatusServiceUnavailable)
 			return
 		}
-		io.WriteString(w, "ok\n")
+		ok(w, r)
 	})
 	addr := net.JoinHostPort(d.Opts.HealthzIP, strconv.Itoa(d.Opts.HealthzPort))
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -68,7 +69,8 @@ func (d *Dataplane) Ensure(ctx context.Context) (Links, error) {
 	name := want.Name()
 	links := Links{Underlay: want.Underlay}
 	l, err := netlink.LinkByName(name)
-	if err == nil {
+	switch {
+	case err == nil:
 		vx, ok := l.(*netlink.Vxlan)
 		if !ok || vx.VxlanId != want.VNI || vx.Port != want.Port || !vx.SrcAddr.Equal(want.Local.AsSlice()) ||
 			vx.VtepDevIndex != want.Underlay || vx.GBP != want.GBP {
@@ -78,10 +80,10 @@ func (d *Dataplane) Ensure(ctx context.Context) (Links, error) {
 			}
 			l = nil
 		}
-	} else if !errors.As(err, new(netlink.LinkNotFoundError)) {
-		return links, fmt.Errorf("device %s: %w", name, err)
-	} else {
+	case errors.As(err, new(netlink.LinkNotFoundError)):
 		l = nil
+	default:
+		return links, fmt.Errorf("device %s: %w", name, err)
 	}
 	if l == nil {
 		vx := &netlink.Vxlan{
@@ -351,9 +353,10 @@ func (d *Dataplane) subscribeLoop(ctx context.Context, what string, run func(don
 		if err != nil {
 			d.Log.Warn("netlink subscription failed", "kind", what, "err", err)
 		}
+		// Pace re-subscription after a broken subscription.
 		select {
 		case <-ctx.Done():
-		case <-timeAfter(ctx):
+		case <-time.After(time.Second):
 		}
 	}
 }
