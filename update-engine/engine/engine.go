@@ -142,13 +142,20 @@ func (e *Engine) request(installSource string, check bool, events ...*omaha.Even
 		OS: &omaha.OS{Platform: "Cairn", Version: e.Version, ServicePack: e.Version + "_" + e.Board}, Apps: []*omaha.AppRequest{app}}
 }
 
-// event sends one event; failures are logged, as update_engine did: events are best effort.
-func (e *Engine) event(ctx context.Context, ev *omaha.EventRequest) error {
-	_, err := e.Omaha.Do(ctx, e.request("", false, ev))
-	if err != nil {
+// event sends one event and logs a failure, as update_engine did: the progress events of an
+// update are best effort, and an update goes on without them.
+func (e *Engine) event(ctx context.Context, ev *omaha.EventRequest) {
+	if err := e.sendEvent(ctx, ev); err != nil {
 		e.log().Warn("sending event", "type", ev.Type.String(), "result", ev.Result, "err", err)
 	}
-	return err
+}
+
+// sendEvent sends one event, for a caller that must know the server has it.
+func (e *Engine) sendEvent(ctx context.Context, ev *omaha.EventRequest) error {
+	if _, err := e.Omaha.Do(ctx, e.request("", false, ev)); err != nil {
+		return fmt.Errorf("event %s (result %d): %w", ev.Type, ev.Result, err)
+	}
+	return nil
 }
 
 // Check asks the server for an update without applying it.
@@ -304,7 +311,7 @@ func (e *Engine) ReportBoot(ctx context.Context) error {
 		e.log().Info("dropping a stale update record", "record", p)
 		return os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile))
 	}
-	if err := e.event(ctx, ev); err != nil {
+	if err := e.sendEvent(ctx, ev); err != nil {
 		return err
 	}
 	return os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile))

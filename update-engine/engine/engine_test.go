@@ -91,10 +91,10 @@ func (m *machine) events() string {
 	var s []string
 	for _, e := range m.srv.Events() {
 		x := e.Type.String()
-		switch {
-		case e.Result == omaha.EventResultSuccessReboot:
+		switch e.Result {
+		case omaha.EventResultSuccessReboot:
 			x += "/reboot"
-		case e.Result == omaha.EventResultError:
+		case omaha.EventResultError:
 			x += "/error"
 		}
 		if e.ErrorCode != 0 {

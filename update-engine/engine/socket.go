@@ -55,57 +55,69 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	if err != nil && len(line) == 0 {
 		return
 	}
-	var call api.Call
 	enc := json.NewEncoder(c)
+	// A reply that cannot be written means the client went away: its connection is served
+	// no longer.
+	send := func(r api.Reply) error { return enc.Encode(r) }
+	var call api.Call
 	if err := json.Unmarshal(line, &call); err != nil {
-		enc.Encode(api.Reply{Error: "bad request: " + err.Error()})
+		if err := send(api.Reply{Error: "bad request: " + err.Error()}); err != nil {
+			s.Engine.log().Debug("socket client went away", "err", err)
+		}
 		return
 	}
-	// Notice a client that hangs up, to end a Watch.
+	// Notice a client that hangs up, to end a Watch. Whatever ends the copy, EOF or an
+	// error, the client is gone.
 	go func() {
-		io.Copy(io.Discard, c)
+		_, _ = io.Copy(io.Discard, c)
 		cancel()
 	}()
+	if err := s.answer(ctx, call, send); err != nil {
+		s.Engine.log().Debug("socket client went away", "method", call.Method, "err", err)
+	}
+}
+
+// answer serves one call. Its error is a reply send could not write; the engine's own
+// errors go to the client in the reply.
+func (s *Server) answer(ctx context.Context, call api.Call, send func(api.Reply) error) error {
 	e := s.Engine
 	switch call.Method {
 	case api.MethodGetStatus:
 		st := e.Status()
-		enc.Encode(api.Reply{Status: &st})
+		return send(api.Reply{Status: &st})
 	case api.MethodAttemptUpdate:
 		select {
 		case s.Trigger <- struct{}{}:
 		default: // a check is already pending
 		}
 		st := e.Status()
-		enc.Encode(api.Reply{Status: &st, Done: true})
+		return send(api.Reply{Status: &st, Done: true})
 	case api.MethodResetStatus:
 		if err := e.ResetStatus(ctx); err != nil {
-			enc.Encode(api.Reply{Error: err.Error()})
-			return
+			return send(api.Reply{Error: err.Error()})
 		}
 		st := e.Status()
-		enc.Encode(api.Reply{Status: &st, Done: true})
+		return send(api.Reply{Status: &st, Done: true})
 	case api.MethodSlots:
 		st, err := e.Slots.Status(ctx)
 		if err != nil {
-			enc.Encode(api.Reply{Error: err.Error()})
-			return
+			return send(api.Reply{Error: err.Error()})
 		}
-		enc.Encode(api.Reply{Slots: slotList(st)})
+		return send(api.Reply{Slots: slotList(st)})
 	case api.MethodWatch:
 		ch, stop := e.Subscribe()
 		defer stop()
 		st := e.Status()
-		if enc.Encode(api.Reply{Status: &st}) != nil {
-			return
+		if err := send(api.Reply{Status: &st}); err != nil {
+			return err
 		}
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case st := <-ch:
-				if enc.Encode(api.Reply{Status: &st}) != nil {
-					return
+				if err := send(api.Reply{Status: &st}); err != nil {
+					return err
 				}
 			}
 		}
@@ -123,18 +135,26 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 			res, uerr = e.Update(uctx, omaha.InstallSourceOnDemand, call.Force)
 			close(done)
 		}()
+	relay:
 		for {
 			select {
 			case st := <-ch:
-				enc.Encode(api.Reply{Status: &st})
-				continue
+				if err := send(api.Reply{Status: &st}); err != nil {
+					// The update goes on without its client; Serve still waits for it.
+					<-done
+					return err
+				}
 			case <-done:
+				break relay
 			}
-			break
 		}
 		if errors.Is(uerr, ErrBusy) {
 			// The scheduled check is already at work: follow it to its end instead.
-			res, uerr = follow(ctx, e, ch, enc)
+			var werr error
+			res, uerr = follow(ctx, e, ch, func(r api.Reply) error { werr = send(r); return werr })
+			if werr != nil {
+				return werr
+			}
 		}
 		r := api.Reply{Done: true, Result: res.String()}
 		if uerr != nil {
@@ -142,14 +162,15 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		}
 		st := e.Status()
 		r.Status = &st
-		enc.Encode(r)
+		return send(r)
 	default:
-		enc.Encode(api.Reply{Error: fmt.Sprintf("unknown method %q", call.Method)})
+		return send(api.Reply{Error: fmt.Sprintf("unknown method %q", call.Method)})
 	}
 }
 
-// follow relays the status of an update someone else started until it ends.
-func follow(ctx context.Context, e *Engine, ch <-chan api.Status, enc *json.Encoder) (api.Result, error) {
+// follow relays the status of an update someone else started until it ends, or until send
+// fails.
+func follow(ctx context.Context, e *Engine, ch <-chan api.Status, send func(api.Reply) error) (api.Result, error) {
 	st := e.Status()
 	for {
 		switch st.CurrentOperation {
@@ -170,7 +191,9 @@ func follow(ctx context.Context, e *Engine, ch <-chan api.Status, enc *json.Enco
 		case <-ctx.Done():
 			return api.ResultNoUpdate, ctx.Err()
 		case st = <-ch:
-			enc.Encode(api.Reply{Status: &st})
+			if err := send(api.Reply{Status: &st}); err != nil {
+				return api.ResultNoUpdate, err
+			}
 		case <-time.After(time.Second):
 			st = e.Status()
 		}

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/update-engine/api"
@@ -56,5 +58,53 @@ func TestSlotStates(t *testing.T) {
 		if string(c.slots) != c.api {
 			t.Errorf("slots state %q, api says %q", c.slots, c.api)
 		}
+	}
+}
+
+// A client that goes away is written to no more, and an update it started runs to its end
+// before its handler returns (Serve waits for handlers, so for the update too).
+func TestAnswerClientGone(t *testing.T) {
+	gone := errors.New("broken pipe")
+	for _, c := range []struct {
+		name string
+		busy bool // the scheduler holds the engine: the call follows its run
+	}{
+		{"own update", false},
+		{"followed update", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := newMachine(t)
+			m.publish("2.0.0", m.priv)
+			e := m.engine("1.0.0")
+			if c.busy {
+				if err := e.begin(); err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					time.Sleep(100 * time.Millisecond)
+					e.setStatus(func(s *api.Status) { s.CurrentOperation = api.OpDownloading })
+					time.Sleep(100 * time.Millisecond)
+					e.end()
+					e.setStatus(func(s *api.Status) { s.CurrentOperation = api.OpNeedReboot })
+				}()
+			}
+			sends := 0
+			send := func(api.Reply) error {
+				sends++
+				return gone
+			}
+			err := (&Server{Engine: e}).answer(t.Context(), api.Call{Method: api.MethodUpdate}, send)
+			if !errors.Is(err, gone) {
+				t.Fatalf("answer: %v, want the failed write's error", err)
+			}
+			if sends != 1 {
+				t.Errorf("%d writes, want none after the first failed", sends)
+			}
+			if !c.busy {
+				if op := e.Status().CurrentOperation; op != api.OpNeedReboot {
+					t.Errorf("answer returned with the update at %q, want it applied", op)
+				}
+			}
+		})
 	}
 }
