@@ -54,7 +54,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case *watch:
 		err = api.Dial(ctx, *socket, api.Call{Method: api.MethodWatch}, func(r api.Reply) bool {
 			out.status(r.Status)
-			return true
+			return out.err == nil
 		})
 	case *showSlots:
 		err = api.Dial(ctx, *socket, api.Call{Method: api.MethodSlots}, func(r api.Reply) bool {
@@ -79,18 +79,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = fmt.Errorf("update_engine went away before the update finished")
 		}
 		if err == nil {
-			if final.Error != "" {
+			switch {
+			case final.Error != "":
 				err = fmt.Errorf("update failed: %s", final.Error)
-			} else if asJSON {
+			case asJSON:
 				out.status(final.Status)
-			} else {
-				fmt.Fprintln(stdout, updateMessage(final))
+			default:
+				out.printf("%s\n", updateMessage(final))
 			}
 		}
 	default:
 		fmt.Fprintln(stderr, "update_engine_client: say what to do: -status, -check_for_update, -update, -reset_status, -watch_for_updates or -slots")
 		fs.PrintDefaults()
 		return 2
+	}
+	if err == nil && out.err != nil {
+		err = fmt.Errorf("writing the result to stdout: %w", out.err)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "update_engine_client: %v\n", err)
@@ -116,9 +120,24 @@ func updateMessage(final api.Reply) string {
 	return ""
 }
 
+// printer writes results. It keeps the first failed write in err and writes no more: the
+// command then fails, for a result nobody could read is no result.
 type printer struct {
 	w    io.Writer
 	json bool
+	err  error
+}
+
+func (p *printer) printf(format string, a ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, a...)
+	}
+}
+
+func (p *printer) encode(v any) {
+	if p.err == nil {
+		p.err = json.NewEncoder(p.w).Encode(v)
+	}
 }
 
 func (p *printer) status(s *api.Status) {
@@ -126,10 +145,10 @@ func (p *printer) status(s *api.Status) {
 		return
 	}
 	if p.json {
-		json.NewEncoder(p.w).Encode(s)
+		p.encode(s)
 		return
 	}
-	fmt.Fprintf(p.w, "LAST_CHECKED_TIME=%d\nPROGRESS=%f\nCURRENT_OP=%s\nNEW_VERSION=%s\nNEW_SIZE=%d\n",
+	p.printf("LAST_CHECKED_TIME=%d\nPROGRESS=%f\nCURRENT_OP=%s\nNEW_VERSION=%s\nNEW_SIZE=%d\n",
 		s.LastCheckedTime, s.Progress, s.CurrentOperation, orDefault(s.NewVersion, "0.0.0.0"), s.NewSize)
 }
 
@@ -145,16 +164,16 @@ func (p *printer) slots(st *api.SlotList) {
 		return
 	}
 	if p.json {
-		json.NewEncoder(p.w).Encode(st)
+		p.encode(st)
 		return
 	}
-	fmt.Fprintf(p.w, "%-5s %-7s %-6s %-8s %-5s %-12s %s\n", "SLOT", "ACTIVE", "NEXT", "STATE", "TRIES", "VERSION", "PARTITION")
+	p.printf("%-5s %-7s %-6s %-8s %-5s %-12s %s\n", "SLOT", "ACTIVE", "NEXT", "STATE", "TRIES", "VERSION", "PARTITION")
 	for _, s := range st.Slots {
 		tries := "-"
 		if s.State == api.SlotTrying || s.State == api.SlotBad {
 			tries = fmt.Sprint(s.TriesLeft)
 		}
-		fmt.Fprintf(p.w, "%-5s %-7s %-6s %-8s %-5s %-12s %s\n", s.Slot, yes(s.Active), yes(s.NextBoot), s.State, tries,
+		p.printf("%-5s %-7s %-6s %-8s %-5s %-12s %s\n", s.Slot, yes(s.Active), yes(s.NextBoot), s.State, tries,
 			orDefault(s.Version, "-"), strings.TrimSpace(s.Partition))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,35 @@ func TestUpdateMessage(t *testing.T) {
 	} {
 		if got := updateMessage(c.reply); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.reply, got, c.want)
+		}
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// A result that cannot be written to stdout fails the command, in either format.
+func TestStdoutFailureFails(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "ue.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			bufio.NewReader(c).ReadString('\n')
+			c.Write([]byte(`{"status":{"current_operation":"UPDATE_STATUS_IDLE"}}` + "\n"))
+		}()
+		var errb bytes.Buffer
+		code := Run(context.Background(), []string{"-socket", ln.Addr().String(), "-status", "-format", format}, failingWriter{}, &errb)
+		if code != 1 || !strings.Contains(errb.String(), "no space left on device") {
+			t.Errorf("%s: exit %d, stderr %q", format, code, errb.String())
 		}
 	}
 }
