@@ -390,9 +390,11 @@ func (r *run) verifyUSR(ctx context.Context) error {
 	}
 	defer f.Close()
 	if !direct {
-		// Drop cached pages so that the hash is of what reached the device, not of the cache.
+		// Drop cached pages so that the hash is of what reached the device, not of the cache,
+		// and again after, to leave the running system no pages of a /usr it does not use.
+		// fadvise fails only on a bad descriptor or advice.
 		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
-		defer unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		defer func() { _ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED) }()
 	}
 	pool, err := r.pool()
 	if err != nil {

@@ -65,7 +65,9 @@ func (f *FleetLock) post(ctx context.Context, path string) error {
 		return nil
 	}
 	fe := &FleetLockError{Status: res.StatusCode}
-	json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(fe)
+	// Kind and value are detail: a server, or a proxy in front of it, that sends no JSON
+	// body has still refused, with its status.
+	_ = json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(fe)
 	return fe
 }
 

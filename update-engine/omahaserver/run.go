@@ -48,7 +48,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		hs.Shutdown(sctx)
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("connections still open at shutdown", "err", err)
+		}
 	}()
 	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintf(stderr, "cairn-omaha-server: %v\n", err)

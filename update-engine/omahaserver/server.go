@@ -173,7 +173,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	w.Write(b)
+	if _, err := w.Write(b); err != nil {
+		s.log().Warn("writing the response", "client", r.RemoteAddr, "err", err)
+	}
 }
 
 func (s *Server) answer(r *http.Request, installSource string, app *omaha.AppRequest) *omaha.AppResponse {
@@ -377,5 +379,7 @@ func (t *throttled) Write(p []byte) (int, error) {
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(s.Events())
+	if err := json.NewEncoder(w).Encode(s.Events()); err != nil {
+		s.log().Warn("writing the events", "client", r.RemoteAddr, "err", err)
+	}
 }

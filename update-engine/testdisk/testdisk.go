@@ -51,6 +51,14 @@ func run(t testing.TB, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// undo runs a cleanup command; a failure leaves a device behind, which fails the test.
+func undo(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
 // New makes and attaches a disk (root only; skips or, under CI, fails without prerequisites).
 func New(t testing.TB) *Disk {
 	testenv.RequireRoot(t)
@@ -62,20 +70,21 @@ func New(t testing.TB) *Disk {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Truncate(disklayout.MinDiskSize())
+	err = f.Truncate(disklayout.MinDiskSize())
 	f.Close()
+	if err != nil {
+		t.Fatalf("disk image %s: %v", img, err)
+	}
 	// Direct I/O on the backing file, as a partition has no second page cache under it.
 	loop := run(t, "losetup", "--direct-io=on", "-f", "--show", img)
 	d := &Disk{Loop: loop}
-	t.Cleanup(func() {
-		exec.Command("partx", "-d", loop).Run()
-		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v %s", loop, err, out)
-		}
-	})
+	t.Cleanup(func() { undo(t, "losetup", "-d", loop) })
 	// sgdisk on the loop device, not the file: the kernel must see the same bytes.
 	run(t, "sgdisk", append(SgdiskArgs(), loop)...)
 	run(t, "partx", "-a", loop)
+	// Before losetup -d (cleanups run last first), and only once there are partitions:
+	// partx -d fails on a disk that has none.
+	t.Cleanup(func() { undo(t, "partx", "-d", loop) })
 	for _, p := range disklayout.Partitions {
 		if _, err := os.Stat(d.Part(p.Number)); err != nil {
 			t.Fatalf("partition %s: %v", p.Label, err)
