@@ -236,9 +236,15 @@ func (a *applier) writeOwned(file string, data []byte, mode os.FileMode, uid, gi
 	return os.Lchown(p, uid, gid)
 }
 
-// ids resolves an owner to numeric IDs; unset parts are root's (0), as in Ignition.
-func (a *applier) ids(o Owner) (int, int, error) {
+// ids resolves an owner to numeric IDs. Unset parts are, as in Ignition, those of the node
+// kept at the path (an existing one that is not overwritten), or root's (0) for a new node.
+func (a *applier) ids(o Owner, kept fs.FileInfo) (int, int, error) {
 	uid, gid := 0, 0
+	if kept != nil {
+		if u, g, ok := ownerOf(kept); ok {
+			uid, gid = u, g
+		}
+	}
 	switch {
 	case o.UID != nil:
 		uid = *o.UID
@@ -267,19 +273,24 @@ func (a *applier) dir(d Dir) error {
 	if err != nil {
 		return err
 	}
-	uid, gid, err := a.ids(d.Owner)
+	fi, statErr := os.Lstat(p)
+	exists := statErr == nil
+	var kept fs.FileInfo
+	if exists && !d.Overwrite {
+		kept = fi
+	}
+	uid, gid, err := a.ids(d.Owner, kept)
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.Path, err)
 	}
-	fi, err := os.Lstat(p)
 	switch {
-	case err == nil && d.Overwrite:
+	case exists && d.Overwrite:
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
-	case err == nil && !fi.IsDir():
+	case exists && !fi.IsDir():
 		return fmt.Errorf("%s: a non-directory exists there and overwrite is false", d.Path)
-	case err == nil && d.Mode == nil:
+	case exists && d.Mode == nil:
 		m := fi.Mode()
 		d.Mode = &m
 	}
@@ -304,12 +315,16 @@ func (a *applier) file(f File) error {
 	if err != nil {
 		return err
 	}
-	uid, gid, err := a.ids(f.Owner)
+	fi, statErr := os.Lstat(p)
+	exists := statErr == nil
+	var kept fs.FileInfo
+	if exists && !f.Overwrite {
+		kept = fi
+	}
+	uid, gid, err := a.ids(f.Owner, kept)
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.Path, err)
 	}
-	fi, statErr := os.Lstat(p)
-	exists := statErr == nil
 	var data []byte
 	switch {
 	case exists && f.Overwrite:
@@ -317,7 +332,6 @@ func (a *applier) file(f File) error {
 			return err
 		}
 		data = f.Data
-		exists = false
 	case exists && !fi.Mode().IsRegular():
 		return fmt.Errorf("%s: a non-file exists there and overwrite is false", f.Path)
 	case exists && f.Data != nil:
@@ -366,7 +380,7 @@ func (a *applier) link(l Link) error {
 		if !l.Overwrite {
 			if !l.Hard && fi.Mode()&os.ModeSymlink != 0 {
 				if t, _ := os.Readlink(p); t == l.Target {
-					return a.chownLink(p, l)
+					return a.chownLink(p, l, fi)
 				}
 			}
 			return fmt.Errorf("%s: something exists there and overwrite is false", l.Path)
@@ -385,11 +399,12 @@ func (a *applier) link(l Link) error {
 	if err := os.Symlink(l.Target, p); err != nil {
 		return err
 	}
-	return a.chownLink(p, l)
+	return a.chownLink(p, l, nil)
 }
 
-func (a *applier) chownLink(p string, l Link) error {
-	uid, gid, err := a.ids(l.Owner)
+// chownLink sets the owner of the symbolic link at p; kept is the link already there, if any.
+func (a *applier) chownLink(p string, l Link, kept fs.FileInfo) error {
+	uid, gid, err := a.ids(l.Owner, kept)
 	if err != nil {
 		return fmt.Errorf("%s: %w", l.Path, err)
 	}

@@ -247,6 +247,52 @@ func TestApplyFullConfig(t *testing.T) {
 	}
 }
 
+// A node kept at its path (one there before, not overwritten) keeps the parts of its owner
+// the config does not name, as Ignition's; a new or overwritten node is root's.
+func TestApplyOwnerDefaults(t *testing.T) {
+	testenv.RequireRoot(t) // chown
+	const id = 1234        // the owner of what is there before
+	file := func(root, p string) error { return os.WriteFile(filepath.Join(root, p), []byte("before\n"), 0o644) }
+	dir := func(root, p string) error { return os.Mkdir(filepath.Join(root, p), 0o755) }
+	link := func(root, p string) error { return os.Symlink("/usr/share/zoneinfo/UTC", filepath.Join(root, p)) }
+	for _, c := range []struct {
+		name     string
+		path     string
+		before   func(root, p string) error // nil: nothing there
+		storage  string                     // the config's storage, of one node at path
+		uid, gid int
+	}{
+		{"appended file", "etc/motd", file, `"files":[{"path":"/etc/motd","append":[{"source":"data:,x"}]}]`, id, id},
+		{"kept file, group named", "etc/motd", file, `"files":[{"path":"/etc/motd","group":{"id":50}}]`, id, 50},
+		{"kept file, user named", "etc/motd", file, `"files":[{"path":"/etc/motd","user":{"id":60}}]`, 60, id},
+		{"overwritten file", "etc/motd", file, `"files":[{"path":"/etc/motd","overwrite":true,"contents":{"source":"data:,x"}}]`, 0, 0},
+		{"new file", "etc/new", nil, `"files":[{"path":"/etc/new","contents":{"source":"data:,x"}}]`, 0, 0},
+		{"kept directory", "var/app", dir, `"directories":[{"path":"/var/app","mode":448}]`, id, id},
+		{"overwritten directory", "var/app", dir, `"directories":[{"path":"/var/app","overwrite":true}]`, 0, 0},
+		{"kept link", "etc/localtime", link, `"links":[{"path":"/etc/localtime","target":"/usr/share/zoneinfo/UTC"}]`, id, id},
+		{"overwritten link", "etc/localtime", link, `"links":[{"path":"/etc/localtime","target":"/usr/share/zoneinfo/UTC","overwrite":true}]`, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := newRoot(t)
+			os.MkdirAll(filepath.Join(root, "var"), 0o755)
+			if c.before != nil {
+				if err := c.before(root, c.path); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Lchown(filepath.Join(root, c.path), id, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := apply(t, root, []byte(`{"ignition":{"version":"3.4.0"},"storage":{`+c.storage+`}}`)); err != nil {
+				t.Fatal(err)
+			}
+			if uid, gid := fileOwner(t, filepath.Join(root, c.path)); uid != c.uid || gid != c.gid {
+				t.Errorf("owned by %d:%d, want %d:%d", uid, gid, c.uid, c.gid)
+			}
+		})
+	}
+}
+
 func TestApplyStaysInsideRoot(t *testing.T) {
 	testenv.RequireRoot(t)
 	root := newRoot(t)
