@@ -89,7 +89,11 @@ func (in *installation) rereadPartitions(ctx context.Context) error {
 		in.o.Log.Warn("the kernel did not re-read the partition table; reboot before using the disk", "err", err)
 		return nil
 	}
-	exec.CommandContext(ctx, "partx", "-d", in.o.Device).Run() // stale entries of an earlier table
+	// Drop stale entries of an earlier table. This fails on a disk that has none, the usual
+	// case; an entry it could not drop shows as partx -a's failure.
+	if out, derr := exec.CommandContext(ctx, "partx", "-d", in.o.Device).CombinedOutput(); derr != nil {
+		in.o.Log.Debug("partx removed no partitions", "err", derr, "output", strings.TrimSpace(string(out)))
+	}
 	if out, perr := exec.CommandContext(ctx, "partx", "-a", in.o.Device).CombinedOutput(); perr != nil {
 		in.o.Log.Warn("partx could not add the partitions", "err", perr, "output", strings.TrimSpace(string(out)))
 	}
@@ -144,7 +148,12 @@ func (in *installation) writeOEM(ctx context.Context) error {
 			return fmt.Errorf("no node for partition %d and losetup failed: %w", p.Number, err)
 		}
 		node = strings.TrimSpace(string(out))
-		defer exec.Command("losetup", "-d", node).Run()
+		defer func() {
+			if out, err := exec.Command("losetup", "-d", node).CombinedOutput(); err != nil {
+				in.o.Log.Warn("loop device over the OEM partition left attached", "device", node, "err", err,
+					"output", strings.TrimSpace(string(out)))
+			}
+		}()
 	}
 	mnt, err := os.MkdirTemp("", "cairn-install-oem-")
 	if err != nil {
@@ -155,7 +164,12 @@ func (in *installation) writeOEM(ctx context.Context) error {
 	if err := oem.Apply(); err != nil {
 		return fmt.Errorf("OEM partition: %w", err)
 	}
-	defer oem.Unmount(0)
+	defer func() {
+		// What was written is synced below: the disk is installed all the same.
+		if err := oem.Unmount(0); err != nil {
+			in.o.Log.Warn("OEM partition left mounted", "device", node, "err", err)
+		}
+	}()
 	if in.o.Ignition != nil {
 		if err := atomicfile.WriteFile(filepath.Join(mnt, "config.ign"), in.o.Ignition, 0o600); err != nil {
 			return err

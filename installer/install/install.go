@@ -136,44 +136,35 @@ func (in *installation) checkDisk(ctx context.Context) error {
 }
 
 // source opens a release file, local or remote.
-func (in *installation) source(ctx context.Context, name string) (io.ReadCloser, int64, error) {
+func (in *installation) source(ctx context.Context, name string) (io.ReadCloser, error) {
 	if in.o.Image != "" {
 		p := in.o.Image
 		if name != ImageName {
 			p = strings.TrimSuffix(strings.TrimSuffix(in.o.Image, ".zst"), ".bin") + name[len(ImageName)-len(".bin"):]
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, 0, err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-		return f, fi.Size(), nil
+		return os.Open(p)
 	}
 	if in.o.BaseURL == "" || in.o.Version == "" {
-		return nil, 0, errors.New("give an image file, or a base URL and a version")
+		return nil, errors.New("give an image file, or a base URL and a version")
 	}
 	u := strings.TrimSuffix(in.o.BaseURL, "/") + "/" + in.o.Version + "/" + name
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	resp, err := in.o.HTTP.Do(req)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, 0, fmt.Errorf("GET %s: %s", u, resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
-	return resp.Body, resp.ContentLength, nil
+	return resp.Body, nil
 }
 
 func (in *installation) getSignature(ctx context.Context) error {
-	r, _, err := in.source(ctx, ImageName+".sig")
+	r, err := in.source(ctx, ImageName+".sig")
 	if err != nil {
 		return err
 	}
@@ -196,7 +187,7 @@ func (in *installation) openImage(ctx context.Context) error {
 	if strings.HasSuffix(in.o.Image, ".zst") || (in.o.Image == "" && in.o.BaseURL != "") {
 		name += ".zst"
 	}
-	r, _, err := in.source(ctx, name)
+	r, err := in.source(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -233,7 +224,7 @@ func (in *installation) writeImage(ctx context.Context) error {
 			if in.written+int64(n) > in.signed.Size {
 				return fmt.Errorf("%w: image is longer than the signed %d bytes", imagesig.ErrBadSignature, in.signed.Size)
 			}
-			h.Write(buf[:n])
+			_, _ = h.Write(buf[:n]) // a Hasher writes to a hash, and a hash.Hash never fails a Write
 			// Most of a disk image is zeros (the empty slot, free space in filesystems): those
 			// runs are zeroed on the device rather than written.
 			var err error
