@@ -202,8 +202,7 @@ func (b *Builder) installCairn(context.Context) error {
 func Apply(root string, ops []FileOp) error {
 	for _, op := range ops {
 		p := filepath.Join(root, op.Path)
-		switch {
-		case op.Remove:
+		if op.Remove {
 			matches, err := filepath.Glob(p)
 			if err != nil {
 				return err

@@ -157,7 +157,7 @@ func (i *Init) findUSR(ctx context.Context) error {
 		// Both slots can carry the same /usr (the same release installed twice, or an update
 		// whose data is damaged but whose hash tree is not): the slot of the entry the loader
 		// booted decides, so that boot counting and the running slot stay the same thing.
-		if slot, ok := loaderSlot(); ok {
+		if slot, err := loaderSlot(); err == nil {
 			guid := gpt.MustParseGUID(slot.Partition().GUID)
 			match = func(p gpt.Partition, dev string) bool {
 				return p.Type == usrType && p.GUID == guid && i.topHashOf(dev) == i.params.RootHash
@@ -165,7 +165,7 @@ func (i *Init) findUSR(ctx context.Context) error {
 			what = "USR-" + string(slot) + " (the loader booted its entry) with root hash " + i.params.RootHash
 			i.logf("the loader booted slot %s's entry", slot)
 		} else {
-			i.logf("the loader did not say which entry it booted: taking the USR partition with the root hash")
+			i.logf("the loader did not say which entry it booted (%v): taking the USR partition with the root hash", err)
 		}
 	}
 	deadline := time.Now().Add(i.Wait)
@@ -447,7 +447,13 @@ func (i *Init) firstBoot(ctx context.Context) error {
 				if err := oem.Apply(); err != nil {
 					i.logf("OEM partition: %v", err)
 				} else {
-					defer oem.Unmount(0)
+					defer func() {
+						// The boot goes on: a mount left behind holds the partition
+						// read-only under the old root, and the log says why.
+						if err := oem.Unmount(0); err != nil {
+							i.logf("OEM partition: %v", err)
+						}
+					}()
 				}
 			}
 		}
@@ -578,7 +584,13 @@ func (i *Init) Fail(err error) {
 	i.logf("BOOT FAILED: %v", err)
 	i.logf("this slot does not boot; restarting in 5 seconds")
 	time.Sleep(5 * time.Second)
-	unix.Sync()
-	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
-	select {}
+	// PID 1 must not return: its exit is a kernel panic that, without panic=, hangs the
+	// machine with no word of why. reboot(2) returns only when it failed (no CAP_SYS_BOOT,
+	// say): the machine says so and tries again.
+	for {
+		unix.Sync()
+		err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+		i.logf("restart: %v; trying again in a minute", err)
+		time.Sleep(time.Minute)
+	}
 }

@@ -1,6 +1,8 @@
 package initramfs
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -10,24 +12,34 @@ import (
 	"github.com/cairn-os/cairn/internal/mount"
 )
 
-// mountEFIVars mounts efivarfs at dir when the machine booted through UEFI; errors mean there
-// is nothing to read.
-func mountEFIVars(dir string) {
+// mountEFIVars mounts efivarfs at dir when the machine booted through UEFI.
+func mountEFIVars(dir string) error {
 	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
-		return
+		return errors.New("not booted through UEFI")
 	}
-	mount.Mount{Source: "efivarfs", Target: dir, FSType: "efivarfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY}.Apply()
+	m := mount.Mount{Source: "efivarfs", Target: dir, FSType: "efivarfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY}
+	if err := m.Apply(); err != nil {
+		return fmt.Errorf("efivarfs: %w", err)
+	}
+	return nil
 }
 
-// loaderSlot reads LoaderEntrySelected from efivarfs (mounting it if needed).
-func loaderSlot() (disklayout.Slot, bool) {
+// loaderSlot reads LoaderEntrySelected from efivarfs (mounting it if needed). Its error says
+// why the loader named no slot.
+func loaderSlot() (disklayout.Slot, error) {
 	dir := "/sys/firmware/efi/efivars"
 	if _, err := os.Stat(filepath.Join(dir, LoaderEntrySelected)); err != nil {
-		mountEFIVars(dir)
+		if err := mountEFIVars(dir); err != nil {
+			return "", err
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(dir, LoaderEntrySelected))
 	if err != nil {
-		return "", false
+		return "", err
 	}
-	return SelectedSlot(b)
+	slot, ok := SelectedSlot(b)
+	if !ok {
+		return "", fmt.Errorf("%s names no Cairn slot's entry", LoaderEntrySelected)
+	}
+	return slot, nil
 }

@@ -133,7 +133,8 @@ type VM struct {
 	started time.Time
 }
 
-// Start boots m. Console output is kept (Console) and copied to log when not nil.
+// Start boots m. Console output is kept (Console) and copied to log when not nil, until a
+// write to log fails.
 func Start(ctx context.Context, m Machine, log io.Writer) (*VM, error) {
 	if m.Kernel == "" && !m.NetBoot {
 		if m.VarsDir == "" {
@@ -164,7 +165,11 @@ func Start(ctx context.Context, m Machine, log io.Writer) (*VM, error) {
 				vm.console.Write(buf[:n])
 				vm.mu.Unlock()
 				if log != nil {
-					log.Write(buf[:n])
+					if _, err := log.Write(buf[:n]); err != nil {
+						// Console keeps everything; a copy that failed (a full disk, say)
+						// is given up rather than failed again at every chunk.
+						log = nil
+					}
 				}
 				select {
 				case vm.changed <- struct{}{}:
