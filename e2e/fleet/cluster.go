@@ -346,14 +346,19 @@ type RollbackResult struct {
 // Rollback offers the bad release to h (running goodVersion from goodSlot) and follows it
 // through the failing boots of the bad slot until it is back on goodVersion from goodSlot. The other host should
 // be stopped: h then boots with both cores.
-func (c *Cluster) Rollback(ctx context.Context, h *Host, badPayload, goodVersion, goodSlot string) (*RollbackResult, error) {
+func (c *Cluster) Rollback(ctx context.Context, h *Host, badPayload, goodVersion, goodSlot string) (_ *RollbackResult, err error) {
 	if _, err := c.MachineID(ctx, h); err != nil {
 		return nil, err
 	}
 	if err := c.Fleet.Offer(badPayload, Bad); err != nil {
 		return nil, err
 	}
-	defer c.Fleet.Withdraw(Bad)
+	// A bad release left on offer would be installed by every later check.
+	defer func() {
+		if werr := c.Fleet.Withdraw(Bad); werr != nil {
+			err = errors.Join(err, fmt.Errorf("withdraw Cairn %s: %w", Bad, werr))
+		}
+	}()
 	start := time.Now()
 	r := &RollbackResult{}
 	h.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -100,7 +101,13 @@ func (f *Fleet) serve(h http.Handler) (int, error) {
 	}
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 	f.servers = append(f.servers, s)
-	go s.Serve(l)
+	go func() {
+		// Serve ends with ErrServerClosed at Close. Any other end leaves the guests refused:
+		// say why where go test and cairn-demo show it (the harness has no logger of its own).
+		if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			slog.Warn("fleet: a service stopped serving", "addr", l.Addr().String(), "err", err)
+		}
+	}()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

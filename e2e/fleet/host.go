@@ -136,7 +136,7 @@ func (h *Host) Boot(ctx context.Context) error {
 	if h.logFile != nil {
 		h.logFile.Close()
 	}
-	var w io.Writer = io.Discard
+	w := io.Discard
 	if h.Machine.VarsDir != "" {
 		f, err := os.Create(filepath.Join(h.Machine.VarsDir, fmt.Sprintf("console-%d.log", h.boots)))
 		if err != nil {

@@ -21,13 +21,24 @@ func main() {
 		os.Exit(1)
 	}
 	if *asJSON {
-		json.NewEncoder(os.Stdout).Encode(im)
-		return
+		err = json.NewEncoder(os.Stdout).Encode(im)
+	} else {
+		_, err = fmt.Printf("aci            %s (%s %s:%s)\n"+
+			"signature      %s\n"+
+			"signing key    %s (fingerprint %s)\n"+
+			"oci layout     %s (%s)\n"+
+			"oci archive    %s\n"+
+			"docker archive %s (%s)\n",
+			im.ACI, im.ACIID[:7+32], fixture.ACIName, fixture.ACIVersion,
+			im.ASC,
+			im.PublicKeyPath, im.Fingerprint,
+			im.OCILayout, fixture.OCIName,
+			im.OCIArchive,
+			im.DockerArchive, fixture.DockerName)
 	}
-	fmt.Printf("aci            %s (%s %s:%s)\n", im.ACI, im.ACIID[:7+32], fixture.ACIName, fixture.ACIVersion)
-	fmt.Printf("signature      %s\n", im.ASC)
-	fmt.Printf("signing key    %s (fingerprint %s)\n", im.PublicKeyPath, im.Fingerprint)
-	fmt.Printf("oci layout     %s (%s)\n", im.OCILayout, fixture.OCIName)
-	fmt.Printf("oci archive    %s\n", im.OCIArchive)
-	fmt.Printf("docker archive %s (%s)\n", im.DockerArchive, fixture.DockerName)
+	// The paths are the result: a caller that cannot read them has none.
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cairn-mkimage: writing the paths: %v\n", err)
+		os.Exit(1)
+	}
 }
