@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"github.com/cairn-os/cairn/runtime/fetch"
 	insecureopt "github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/fetch/rktconfig"
-	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/store"
 	"github.com/cairn-os/cairn/runtime/trust"
 )
@@ -30,13 +28,6 @@ var newTransport = func() *http.Transport {
 
 func init() {
 	register(newFetchCommand)
-	FetchImage = func(ctx context.Context, env *Env, st *store.Store, ref string) (*image.Image, error) {
-		f, err := newFetcher(env, st, fetch.PullNew)
-		if err != nil {
-			return nil, err
-		}
-		return f.Fetch(ctx, fetch.Request{Image: ref})
-	}
 }
 
 type fetchFlags struct {

@@ -35,10 +35,6 @@ func init() {
 				if err != nil {
 					return err
 				}
-				if err := p.MarkRunning(); err != nil {
-					p.Close()
-					return err
-				}
 				return runPod(env.Ctx, env, p, stopTimeout)
 			},
 		}

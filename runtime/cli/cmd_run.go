@@ -10,16 +10,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/appc/spec/schema"
-	"github.com/appc/spec/schema/types"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/runtime/fetch"
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/pod"
+	"github.com/cairn-os/cairn/runtime/stage0"
 	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/store"
 )
@@ -72,34 +71,37 @@ func (f *podFlags) define(fs *pflag.FlagSet, withRun bool) {
 	}
 }
 
-// appSpec is one IMAGE and its per-app flags.
-type appSpec struct {
-	image string
-	o     stage1.Overrides
+// appFlags are one IMAGE's flags, as given.
+type appFlags struct {
+	image                                        string
+	name, exec, user, group, workingDir          string
+	env, mounts                                  []string
+	memory, cpu, capsRetain, capsRemove, seccomp string
+	args                                         []string
 }
 
-func appFlagSet(o *stage1.Overrides) *pflag.FlagSet {
+func appFlagSet(o *appFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("app", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
-	fs.StringVar(&o.Name, "name", "", "app name")
-	fs.StringVar(&o.Exec, "exec", "", "command to run instead of the image's")
-	fs.StringVar(&o.User, "user", "", "user to run as (name or UID)")
-	fs.StringVar(&o.Group, "group", "", "group to run as (name or GID)")
-	fs.StringVar(&o.WorkingDir, "working-dir", "", "working directory")
-	fs.StringArrayVar(&o.Env, "set-env", nil, "environment variable NAME=VALUE")
-	fs.StringArrayVar(&o.Env, "environment", nil, "environment variable NAME=VALUE")
-	fs.StringArrayVar(&o.Mounts, "mount", nil, "mount a pod volume: volume=NAME,target=PATH")
-	fs.StringVar(&o.Memory, "memory", "", "memory limit")
-	fs.StringVar(&o.CPU, "cpu", "", "CPU limit")
-	fs.StringVar(&o.CapsRetain, "caps-retain", "", "capabilities to keep")
-	fs.StringVar(&o.CapsRemove, "caps-remove", "", "capabilities to drop")
-	fs.StringVar(&o.Seccomp, "seccomp", "", "seccomp filter")
+	fs.StringVar(&o.name, "name", "", "app name")
+	fs.StringVar(&o.exec, "exec", "", "command to run instead of the image's")
+	fs.StringVar(&o.user, "user", "", "user to run as (name or UID)")
+	fs.StringVar(&o.group, "group", "", "group to run as (name or GID)")
+	fs.StringVar(&o.workingDir, "working-dir", "", "working directory")
+	fs.StringArrayVar(&o.env, "set-env", nil, "environment variable NAME=VALUE")
+	fs.StringArrayVar(&o.env, "environment", nil, "environment variable NAME=VALUE")
+	fs.StringArrayVar(&o.mounts, "mount", nil, "mount a pod volume: volume=NAME,target=PATH")
+	fs.StringVar(&o.memory, "memory", "", "memory limit")
+	fs.StringVar(&o.cpu, "cpu", "", "CPU limit")
+	fs.StringVar(&o.capsRetain, "caps-retain", "", "capabilities to keep")
+	fs.StringVar(&o.capsRemove, "caps-remove", "", "capabilities to drop")
+	fs.StringVar(&o.seccomp, "seccomp", "", "seccomp filter")
 	return fs
 }
 
 // parseApps splits rkt's "IMAGE [app flags] [-- args] [--- IMAGE ...]" form.
-func parseApps(args []string) ([]appSpec, error) {
-	var apps []appSpec
+func parseApps(args []string) ([]appFlags, error) {
+	var apps []appFlags
 	for len(args) > 0 {
 		seg := args
 		if i := slices.Index(args, "---"); i >= 0 {
@@ -110,7 +112,7 @@ func parseApps(args []string) ([]appSpec, error) {
 		if len(seg) == 0 {
 			return nil, errors.New("empty app between --- separators")
 		}
-		a := appSpec{image: seg[0]}
+		a := appFlags{image: seg[0]}
 		if strings.HasPrefix(a.image, "-") {
 			return nil, fmt.Errorf("expected an image, got flag %q", a.image)
 		}
@@ -119,14 +121,14 @@ func parseApps(args []string) ([]appSpec, error) {
 		if i := slices.Index(rest, "--"); i >= 0 {
 			rest, imgArgs = rest[:i], rest[i+1:]
 		}
-		fs := appFlagSet(&a.o)
+		fs := appFlagSet(&a)
 		if err := fs.Parse(rest); err != nil {
 			return nil, fmt.Errorf("image %s: %w", a.image, err)
 		}
 		if fs.NArg() > 0 {
 			return nil, fmt.Errorf("image %s: unexpected %q (image arguments go after --)", a.image, fs.Args())
 		}
-		a.o.Args = imgArgs
+		a.args = imgArgs
 		apps = append(apps, a)
 	}
 	if len(apps) == 0 {
@@ -135,8 +137,66 @@ func parseApps(args []string) ([]appSpec, error) {
 	return apps, nil
 }
 
+// app turns one IMAGE's flags into a stage0 app.
+func (f *appFlags) app() (stage0.App, error) {
+	a := stage0.App{Image: f.image, Name: f.name, Exec: f.exec, Args: f.args, User: f.user, Group: f.group,
+		WorkingDir: f.workingDir, Env: f.env, Memory: f.memory, CPU: f.cpu,
+		CapsRetain: splitList(f.capsRetain), CapsRemove: splitList(f.capsRemove)}
+	for _, m := range f.mounts {
+		sm, err := parseMountFlag(m)
+		if err != nil {
+			return a, fmt.Errorf("image %s: %w", f.image, err)
+		}
+		a.Mounts = append(a.Mounts, sm)
+	}
+	if f.seccomp != "" {
+		sc, err := parseSeccompFlag(f.seccomp)
+		if err != nil {
+			return a, fmt.Errorf("image %s: %w", f.image, err)
+		}
+		a.Seccomp = sc
+	}
+	return a, nil
+}
+
+// config turns rkt run's and prepare's flags into the pod to prepare.
+func (f *podFlags) config(env *Env, apps []appFlags) (*stage0.Config, error) {
+	ins, err := insecure.Parse(env.G.InsecureOptions)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &stage0.Config{
+		Network: stage0.Network{Net: f.net, Hostname: f.hostname, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOpt: f.dnsOpt,
+			DNSDomain: f.dnsDomain, HostsEntries: f.hostsEntries},
+		Ports: f.ports, Env: f.setEnv, Memory: f.memory, CPU: f.cpu,
+		CapsRetain: splitList(f.capsRetain), CapsRemove: splitList(f.capsRemove),
+		Interactive: f.interactive, NoOverlay: f.noOverlay, PrivateUsers: f.privateUsers,
+		InsecureSeccomp: ins.Has(insecure.Seccomp), UUIDFileSave: f.uuidFileSave,
+	}
+	if f.seccomp != "" {
+		if cfg.Seccomp, err = parseSeccompFlag(f.seccomp); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range f.volumes {
+		vol, err := parseVolumeFlag(v)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Volumes = append(cfg.Volumes, vol)
+	}
+	for i := range apps {
+		a, err := apps[i].app()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Apps = append(cfg.Apps, a)
+	}
+	return cfg, nil
+}
+
 // parsePodArgs parses rkt run/prepare's command line: global flags and pod flags, then apps.
-func parsePodArgs(c *cobra.Command, env *Env, f *podFlags, withRun bool, args []string) ([]appSpec, error) {
+func parsePodArgs(c *cobra.Command, env *Env, f *podFlags, withRun bool, args []string) ([]appFlags, error) {
 	fs := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
 	fs.SetInterspersed(false)
 	fs.SetOutput(env.Stderr)
@@ -161,171 +221,72 @@ func parsePodArgs(c *cobra.Command, env *Env, f *podFlags, withRun bool, args []
 
 var errHelp = errors.New("help shown")
 
-// preparePod resolves images, writes the pod manifest and stage1 options into a new pod in the
-// prepare phase, and returns it still locked.
-func preparePod(ctx context.Context, env *Env, f *podFlags, apps []appSpec) (*pod.Pod, error) {
-	ins, err := insecure.Parse(env.G.InsecureOptions)
-	if err != nil {
-		return nil, err
-	}
-	opts := &stage1.Options{Net: strings.Join(f.net, ","), Hostname: f.hostname,
-		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOpt: f.dnsOpt, DNSDomain: f.dnsDomain, HostsEntries: f.hostsEntries,
-		NetConfDirs: []string{filepath.Join(env.G.LocalConfig, "net.d"), filepath.Join(env.G.SystemConfig, "net.d")},
-		// As rkt: third-party plugins beside the local configs first, then Cairn's and the
-		// distribution's.
-		NetPluginDirs: append([]string{filepath.Join(env.G.LocalConfig, "net.d")}, network.DefaultPluginDirs...),
-		Interactive:   f.interactive, NoOverlay: f.noOverlay, InsecureSeccomp: ins.Has(insecure.Seccomp)}
-	if f.privateUsers {
-		if opts.PrivateUsers, err = stage1.NewPrivateUsers(filepath.Join(env.G.Dir, "pods")); err != nil {
-			return nil, err
-		}
-	}
-	if err := opts.Validate(); err != nil {
-		return nil, err
-	}
-	if f.interactive && len(apps) != 1 {
-		return nil, errors.New("--interactive needs exactly one app")
-	}
-	man := schema.BlankPodManifest()
-	for _, v := range f.volumes {
-		vol, err := stage1.ParseVolumeFlag(v)
-		if err != nil {
-			return nil, err
-		}
-		man.Volumes = append(man.Volumes, vol)
+// host is stage0's view of this rkt: its pods, its store and fetcher, its network configs.
+func host(env *Env, pullPolicy string) (*stage0.Host, error) {
+	if pullPolicy != "new" && pullPolicy != "never" {
+		return nil, fmt.Errorf("--pull-policy=%s: want never or new", pullPolicy)
 	}
 	st, err := store.Open(env.G.Dir)
 	if err != nil {
 		return nil, err
 	}
 	st.Log = env.Log
-	taken := map[string]bool{}
-	var declared []network.ImagePort
-	for _, a := range apps {
-		img, err := getImage(ctx, env, st, a.image, f.pullPolicy)
-		if err != nil {
-			return nil, err
-		}
-		declared = append(declared, network.DeclaredPorts(img)...)
-		if err := st.Touch(ctx, img.ID); err != nil {
-			env.Log.Debug("recording image use", "image", img.ID, "err", err)
-		}
-		app, err := stage1.AppFromImage(img)
-		if err != nil {
-			return nil, err
-		}
-		o := a.o
-		o.Env = append(append([]string(nil), f.setEnv...), o.Env...)
-		for _, d := range []struct {
-			dst *string
-			def string
-		}{{&o.Memory, f.memory}, {&o.CPU, f.cpu}, {&o.CapsRetain, f.capsRetain}, {&o.CapsRemove, f.capsRemove}, {&o.Seccomp, f.seccomp}} {
-			if *d.dst == "" {
-				*d.dst = d.def
-			}
-		}
-		mounts, err := o.Apply(app)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", a.image, err)
-		}
-		var name types.ACName
-		if o.Name != "" {
-			n, err := types.NewACName(o.Name)
-			if err != nil {
-				return nil, fmt.Errorf("--name %q: %w", o.Name, err)
-			}
-			name = *n
-		} else if name, err = stage1.AppName(img.Name, taken); err != nil {
-			return nil, err
-		}
-		if taken[string(name)] {
-			return nil, fmt.Errorf("two apps named %q; use --name", name)
-		}
-		taken[string(name)] = true
-		ri, ann, err := stage1.RuntimeImage(img)
-		if err != nil {
-			return nil, err
-		}
-		man.Apps = append(man.Apps, schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann})
-		opts.Apps = append(opts.Apps, stage1.AppImage{Name: string(name), ImageID: img.ID, Layers: img.Layers})
-	}
-	if opts.Ports, err = network.Forwards(f.ports, declared); err != nil {
-		return nil, err
-	}
-	if err := opts.Validate(); err != nil {
-		return nil, err
-	}
-	for _, ra := range man.Apps {
-		for _, m := range ra.Mounts {
-			if man.Volumes == nil || !hasVolume(man.Volumes, m.Volume) {
-				return nil, fmt.Errorf("app %s: --mount volume=%s: %w", ra.Name, m.Volume, stage1.ErrNoVolume)
-			}
-		}
-	}
-	ps := pod.NewStore(env.G.Dir)
-	p, err := ps.Create()
+	return &stage0.Host{
+		Pods:        pod.NewStore(env.G.Dir),
+		Images:      &storeImages{env: env, st: st, pull: pullPolicy},
+		NetConfDirs: []string{filepath.Join(env.G.LocalConfig, "net.d"), filepath.Join(env.G.SystemConfig, "net.d")},
+		// As rkt: third-party plugins beside the local configs first, then Cairn's and the
+		// distribution's.
+		NetPluginDirs: append([]string{filepath.Join(env.G.LocalConfig, "net.d")}, network.DefaultPluginDirs...),
+		Log:           env.Log,
+	}, nil
+}
+
+// storeImages finds images in the store, fetching those that are not there under
+// --pull-policy=new, and records their use.
+type storeImages struct {
+	env  *Env
+	st   *store.Store
+	pull string
+}
+
+func (s *storeImages) Image(ctx context.Context, ref string) (*image.Image, error) {
+	img, err := s.get(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*pod.Pod, error) { p.Close(); return nil, err }
-	if err := p.WriteManifest(man); err != nil {
-		return fail(err)
+	if err := s.st.Touch(ctx, img.ID); err != nil {
+		s.env.Log.Debug("recording image use", "image", img.ID, "err", err)
 	}
-	if err := opts.Write(p.Path()); err != nil {
-		return fail(err)
-	}
-	if err := p.WriteTime(pod.CreatedFile, time.Now()); err != nil {
-		return fail(err)
-	}
-	if f.uuidFileSave != "" {
-		if err := atomicfile.WriteFile(f.uuidFileSave, []byte(p.UUID+"\n"), 0o644); err != nil {
-			return fail(fmt.Errorf("--uuid-file-save: %w", err))
-		}
-	}
-	return p, nil
+	return img, nil
 }
 
-func hasVolume(vs []types.Volume, n types.ACName) bool {
-	for _, v := range vs {
-		if v.Name == n {
-			return true
-		}
-	}
-	return false
-}
-
-// getImage finds an image in the store, fetching it first when a fetcher is wired in.
-func getImage(ctx context.Context, env *Env, st *store.Store, ref, pull string) (*image.Image, error) {
-	if pull != "new" && pull != "never" {
-		return nil, fmt.Errorf("--pull-policy=%s: want never or new", pull)
-	}
-	img, err := st.Get(ctx, ref)
+func (s *storeImages) get(ctx context.Context, ref string) (*image.Image, error) {
+	img, err := s.st.Get(ctx, ref)
 	if err == nil {
 		return img, nil
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
-	if FetchImage != nil && pull == "new" {
-		img, ferr := FetchImage(ctx, env, st, ref)
-		if ferr != nil {
-			return nil, fmt.Errorf("image %s: not in the store, and fetching it failed: %w", ref, ferr)
-		}
-		return img, nil
+	if s.pull != "new" {
+		return nil, fmt.Errorf("image %s: %w (rkt fetch it first)", ref, err)
 	}
-	return nil, fmt.Errorf("image %s: %w (rkt fetch it first)", ref, err)
+	f, err := newFetcher(s.env, s.st, fetch.PullNew)
+	if err != nil {
+		return nil, err
+	}
+	img, err = f.Fetch(ctx, fetch.Request{Image: ref})
+	if err != nil {
+		return nil, fmt.Errorf("image %s: not in the store, and fetching it failed: %w", ref, err)
+	}
+	return img, nil
 }
 
-// FetchImage, when set (by the fetch command's file), brings an image that is not in the store
-// into it, for rkt run and rkt prepare.
-var FetchImage func(ctx context.Context, env *Env, st *store.Store, ref string) (*image.Image, error)
-
-// runPod runs a pod whose directory is in the run phase and locked, in the foreground.
+// runPod runs a prepared pod, locked, in the foreground.
 func runPod(ctx context.Context, env *Env, p *pod.Pod, stopTimeout time.Duration) error {
-	defer p.Close()
-	r := &stage1.Runner{Pod: p, Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr, Log: env.Log,
-		StopTimeout: stopTimeout, Ready: stage1.SystemdReady(p.UUID, env.Log)}
-	code, err := r.Run(ctx)
+	code, err := stage0.Run(ctx, p, stage0.RunOptions{Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr,
+		Log: env.Log, StopTimeout: stopTimeout})
 	if err != nil {
 		return &ExitError{Code: stage1.ExitFailure, Err: err}
 	}
@@ -348,7 +309,15 @@ func podCommand(env *Env, use, short string, withRun bool, done func(*pod.Pod, *
 			}
 			return err
 		}
-		p, err := preparePod(env.Ctx, env, &f, apps)
+		cfg, err := f.config(env, apps)
+		if err != nil {
+			return err
+		}
+		h, err := host(env, f.pullPolicy)
+		if err != nil {
+			return err
+		}
+		p, err := h.Prepare(env.Ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -362,10 +331,6 @@ func init() {
 		return podCommand(env, "run [flags] IMAGE [app flags] [-- image-args] [--- IMAGE ...]",
 			"Run images in a new pod, in the foreground", true,
 			func(p *pod.Pod, f *podFlags) error {
-				if err := p.MarkRunning(); err != nil {
-					p.Close()
-					return err
-				}
 				return runPod(env.Ctx, env, p, f.stopTimeout)
 			})
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/pod"
+	"github.com/cairn-os/cairn/runtime/stage0"
 	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
@@ -119,10 +121,14 @@ func busyboxImage(t *testing.T) *image.Image {
 	}
 }
 
-type appDef struct {
-	name string
-	img  *image.Image
-	o    stage1.Overrides
+// testImages are images by reference, for stage0.
+type testImages map[string]*image.Image
+
+func (ti testImages) Image(_ context.Context, ref string) (*image.Image, error) {
+	if img, ok := ti[ref]; ok {
+		return img, nil
+	}
+	return nil, fmt.Errorf("image %s: not found", ref)
 }
 
 type podResult struct {
@@ -133,33 +139,13 @@ type podResult struct {
 	pod    *pod.Pod
 }
 
-// preparePod writes a pod the way rkt run does, and returns it locked in the run phase.
-func preparePod(t *testing.T, data string, opts stage1.Options, vols []types.Volume, apps ...appDef) *pod.Pod {
+// preparePod prepares a pod with stage0, as rkt run does, and returns it locked in the run
+// phase.
+func preparePod(t *testing.T, data string, images testImages, cfg *stage0.Config) *pod.Pod {
 	t.Helper()
-	ps := pod.NewStore(data)
-	man := schema.BlankPodManifest()
-	man.Volumes = vols
-	for _, a := range apps {
-		app, err := stage1.AppFromImage(a.img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mounts, err := a.o.Apply(app)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ri, ann, _ := stage1.RuntimeImage(a.img)
-		man.Apps = append(man.Apps, schema.RuntimeApp{Name: types.ACName(a.name), Image: ri, App: app, Mounts: mounts, Annotations: ann})
-		opts.Apps = append(opts.Apps, stage1.AppImage{Name: a.name, ImageID: a.img.ID, Layers: a.img.Layers})
-	}
-	p, err := ps.Create()
+	h := &stage0.Host{Pods: pod.NewStore(data), Images: images}
+	p, err := h.Prepare(context.Background(), cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.WriteManifest(man); err != nil {
-		t.Fatal(err)
-	}
-	if err := opts.Write(p.Path()); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.MarkRunning(); err != nil {
@@ -171,6 +157,9 @@ func preparePod(t *testing.T, data string, opts stage1.Options, vols []types.Vol
 	})
 	return p
 }
+
+// noNet is a pod with only loopback.
+var noNet = stage0.Network{Net: []string{"none"}}
 
 func runPod(t *testing.T, ctx context.Context, p *pod.Pod) podResult {
 	t.Helper()
@@ -233,7 +222,7 @@ func requireClean(t *testing.T, p *pod.Pod) {
 func TestRunEcho(t *testing.T) {
 	img := busyboxImage(t)
 	data := t.TempDir()
-	p := preparePod(t, data, stage1.Options{Net: "none"}, nil, appDef{name: "busybox", img: img})
+	p := preparePod(t, data, testImages{"busybox": img}, &stage0.Config{Network: noNet, Apps: []stage0.App{{Image: "busybox"}}})
 	res := runPod(t, context.Background(), p)
 	if res.err != nil || res.code != 0 {
 		t.Fatalf("run: code %d err %v stderr %q", res.code, res.err, res.stderr)
@@ -249,9 +238,10 @@ func TestRunEcho(t *testing.T) {
 
 func TestExitCodeIsFirstApps(t *testing.T) {
 	img := busyboxImage(t)
-	p := preparePod(t, t.TempDir(), stage1.Options{Net: "none"}, nil,
-		appDef{name: "first", img: img, o: stage1.Overrides{Exec: "/bin/sh", Args: []string{"-c", "sleep 0.2; exit 7"}}},
-		appDef{name: "second", img: img, o: stage1.Overrides{Exec: "/bin/sh", Args: []string{"-c", "exit 3"}}})
+	p := preparePod(t, t.TempDir(), testImages{"busybox": img}, &stage0.Config{Network: noNet, Apps: []stage0.App{
+		{Image: "busybox", Name: "first", Exec: "/bin/sh", Args: []string{"-c", "sleep 0.2; exit 7"}},
+		{Image: "busybox", Name: "second", Exec: "/bin/sh", Args: []string{"-c", "exit 3"}},
+	}})
 	res := runPod(t, context.Background(), p)
 	if res.err != nil || res.code != 7 {
 		t.Fatalf("code %d err %v, want 7 (the first app's)", res.code, res.err)
@@ -262,10 +252,19 @@ func TestExitCodeIsFirstApps(t *testing.T) {
 	requireClean(t, p)
 }
 
+// stage0 refuses a command that is not in the image; stage1 checks again in the app's root,
+// here for a pod manifest changed after it was prepared.
 func TestExecNotFound(t *testing.T) {
 	img := busyboxImage(t)
-	p := preparePod(t, t.TempDir(), stage1.Options{Net: "none"}, nil,
-		appDef{name: "a", img: img, o: stage1.Overrides{Exec: "/no/such/binary"}})
+	p := preparePod(t, t.TempDir(), testImages{"busybox": img}, &stage0.Config{Network: noNet, Apps: []stage0.App{{Image: "busybox", Name: "a"}}})
+	man, err := p.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	man.Apps[0].App.Exec = types.Exec{"/no/such/binary"}
+	if err := p.WriteManifest(man); err != nil {
+		t.Fatal(err)
+	}
 	res := runPod(t, context.Background(), p)
 	if !errors.Is(res.err, stage1.ErrExecNotFound) {
 		t.Fatalf("err %v, want ErrExecNotFound", res.err)

@@ -3,7 +3,6 @@ package stage1
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/appc/spec/schema/types"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -33,61 +32,26 @@ var seccompSets = map[string][]string{
 	"@appc.io/empty":            nil,
 }
 
-// ParseSeccompFlag parses rkt's --seccomp mode=remove|retain[,errno=ENAME],SYSCALL|@SET... into
-// the matching appc isolator.
-func ParseSeccompFlag(s string) (*types.Isolator, error) {
-	mode, errno := "", ""
-	var set []string
-	for f := range strings.SplitSeq(s, ",") {
-		f = strings.TrimSpace(f)
-		switch {
-		case strings.HasPrefix(f, "mode="):
-			mode = strings.TrimPrefix(f, "mode=")
-		case strings.HasPrefix(f, "errno="):
-			errno = strings.TrimPrefix(f, "errno=")
-		case f != "":
-			set = append(set, f)
-		}
-	}
-	if len(set) == 0 {
-		return nil, fmt.Errorf("--seccomp %q: no syscalls or @sets given", s)
-	}
-	if errno != "" {
-		if _, err := errnoValue(errno); err != nil {
-			return nil, fmt.Errorf("--seccomp %q: %w", s, err)
-		}
-	}
-	for _, e := range set {
-		if strings.HasPrefix(e, "@") {
-			if _, ok := seccompSets[e]; !ok {
-				return nil, fmt.Errorf("--seccomp %q: unknown set %s (known: %s)", s, e, strings.Join(setNames(), ", "))
-			}
-		}
-	}
-	switch mode {
-	case "remove":
-		iso, err := types.NewLinuxSeccompRemoveSet(errno, set...)
-		if err != nil {
-			return nil, fmt.Errorf("--seccomp %q: %w", s, err)
-		}
-		return iso.AsIsolator()
-	case "retain":
-		iso, err := types.NewLinuxSeccompRetainSet(errno, set...)
-		if err != nil {
-			return nil, fmt.Errorf("--seccomp %q: %w", s, err)
-		}
-		return iso.AsIsolator()
-	}
-	return nil, fmt.Errorf("--seccomp %q: mode must be remove or retain", s)
-}
-
-func setNames() []string {
+// SeccompSetNames lists the named sets that --seccomp and the seccomp isolators accept.
+func SeccompSetNames() []string {
 	var n []string
 	for k := range seccompSets {
 		n = append(n, k)
 	}
 	sort.Strings(n)
 	return n
+}
+
+// IsSeccompSet says whether name is one of the named sets.
+func IsSeccompSet(name string) bool {
+	_, ok := seccompSets[name]
+	return ok
+}
+
+// KnownErrno says whether name is an errno a seccomp filter can return (ENOSYS, EPERM...).
+func KnownErrno(name string) bool {
+	_, err := errnoValue(name)
+	return err == nil
 }
 
 func errnoValue(name string) (uint, error) {

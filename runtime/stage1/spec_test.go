@@ -13,13 +13,11 @@ import (
 	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cairn-os/cairn/internal/mount"
-	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/network"
 )
 
@@ -94,10 +92,23 @@ func TestSpecHostNetwork(t *testing.T) {
 
 func TestSpecIsolators(t *testing.T) {
 	a := testApp("/bin/true")
-	o := Overrides{Memory: "64M", CPU: "500m", CapsRemove: "NET_BIND_SERVICE,kill", Seccomp: "mode=retain,errno=ENOSYS,read,write,exit_group"}
-	if _, err := o.Apply(a.App.App); err != nil {
+	mem, err := types.NewResourceMemoryIsolator("64M", "64M")
+	if err != nil {
 		t.Fatal(err)
 	}
+	cpu, err := types.NewResourceCPUIsolator("500m", "500m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove, err := types.NewLinuxCapabilitiesRevokeSet("CAP_NET_BIND_SERVICE", "CAP_KILL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retain, err := types.NewLinuxSeccompRetainSet("ENOSYS", "read", "write", "exit_group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.App.App.Isolators = types.Isolators{mem.AsIsolator(), cpu.AsIsolator(), isolator(t, remove), isolator(t, retain)}
 	s, err := Spec(testPod(), a)
 	if err != nil {
 		t.Fatal(err)
@@ -115,15 +126,27 @@ func TestSpecIsolators(t *testing.T) {
 	if sc.DefaultAction != specs.ActErrno || *sc.DefaultErrnoRet != 38 || !reflect.DeepEqual(sc.Syscalls[0].Names, []string{"execve", "exit_group", "read", "write"}) {
 		t.Errorf("retain seccomp %+v", sc)
 	}
-	o = Overrides{CapsRetain: "CAP_CHOWN,SYS_ADMIN"}
-	if _, err := o.Apply(a.App.App); err != nil {
+	keep, err := types.NewLinuxCapabilitiesRetainSet("CAP_CHOWN", "CAP_SYS_ADMIN")
+	if err != nil {
 		t.Fatal(err)
 	}
+	a.App.App.Isolators.ReplaceIsolatorsByName(isolator(t, keep), []types.ACIdentifier{types.LinuxCapabilitiesRevokeSetName})
 	isos, _ := decodedIsolators(a.App.App.Isolators)
 	caps, _ := Capabilities(isos)
 	if !reflect.DeepEqual(caps, []string{"CAP_CHOWN", "CAP_SYS_ADMIN"}) {
 		t.Errorf("retain caps %v", caps)
 	}
+}
+
+func isolator(t *testing.T, v interface {
+	AsIsolator() (*types.Isolator, error)
+}) types.Isolator {
+	t.Helper()
+	i, err := v.AsIsolator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *i
 }
 
 func TestSpecVolumes(t *testing.T) {
@@ -160,64 +183,6 @@ func TestOverlayMount(t *testing.T) {
 	}
 }
 
-func TestAppFromOCIImage(t *testing.T) {
-	img := &image.Image{Format: image.OCI, Name: "docker.io/library/nginx:1.25", OCIConfig: &v1.ConfigFile{Config: v1.Config{
-		Entrypoint: []string{"/docker-entrypoint.sh"}, Cmd: []string{"nginx", "-g", "daemon off;"},
-		Env: []string{"PATH=/usr/sbin:/bin", "NGINX_VERSION=1.25"}, User: "101:102", WorkingDir: "/srv"}}}
-	a, err := AppFromImage(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual([]string(a.Exec), []string{"/docker-entrypoint.sh", "nginx", "-g", "daemon off;"}) ||
-		a.User != "101" || a.Group != "102" || a.WorkingDirectory != "/srv" {
-		t.Errorf("app %+v", a)
-	}
-	if v, _ := a.Environment.Get("NGINX_VERSION"); v != "1.25" {
-		t.Errorf("env %v", a.Environment)
-	}
-	n, _ := AppName(img.Name, map[string]bool{"nginx": true})
-	if n != "nginx-2" {
-		t.Errorf("app name %q", n)
-	}
-	o := Overrides{Args: []string{"-v"}}
-	if _, err := o.Apply(a); err != nil || !reflect.DeepEqual([]string(a.Exec), []string{"/docker-entrypoint.sh", "-v"}) {
-		t.Errorf("image args: %v %v", a.Exec, err)
-	}
-}
-
-func TestParseFlags(t *testing.T) {
-	good := []string{"data,kind=host,source=/srv,readOnly=true", "s,kind=empty,mode=0700"}
-	for _, v := range good {
-		if _, err := ParseVolumeFlag(v); err != nil {
-			t.Errorf("--volume %q: %v", v, err)
-		}
-	}
-	bad := []string{"", "data", "data,kind=host", "data,kind=host,source=rel", "data,kind=nfs,source=/x", "Bad_Name,kind=empty", "d,kind=host,source=/x,readOnly=maybe"}
-	for _, v := range bad {
-		if _, err := ParseVolumeFlag(v); err == nil {
-			t.Errorf("--volume %q accepted", v)
-		}
-	}
-	if _, err := ParseMountFlag("volume=data,target=/data"); err != nil {
-		t.Error(err)
-	}
-	for _, m := range []string{"volume=data", "target=/x", "volume=data,target=rel", "volume=data,target=/x,extra=1", "volume=BAD,target=/x"} {
-		if _, err := ParseMountFlag(m); err == nil {
-			t.Errorf("--mount %q accepted", m)
-		}
-	}
-	for _, s := range []string{"mode=remove,@rkt/default-blacklist", "mode=retain,errno=ENOSYS,read,write"} {
-		if _, err := ParseSeccompFlag(s); err != nil {
-			t.Errorf("--seccomp %q: %v", s, err)
-		}
-	}
-	for _, s := range []string{"mode=remove", "read,write", "mode=keep,read", "mode=remove,errno=EWHAT,read", "mode=remove,@nope/set"} {
-		if _, err := ParseSeccompFlag(s); err == nil {
-			t.Errorf("--seccomp %q accepted", s)
-		}
-	}
-}
-
 func TestOptionsValidate(t *testing.T) {
 	for _, ok := range []Options{
 		{Net: "none", DNS: []string{"10.0.0.1", "::1"}, Apps: []AppImage{{Name: "a", Layers: []string{"/t"}}}},
@@ -246,29 +211,6 @@ func TestOptionsValidate(t *testing.T) {
 			t.Errorf("%+v accepted", o)
 		}
 	}
-}
-
-func FuzzParseFlags(f *testing.F) {
-	for _, s := range []string{"data,kind=host,source=/srv,readOnly=true", "volume=data,target=/data", "mode=retain,errno=ENOSYS,read", "mode=remove,@rkt/default-blacklist", ",,=,", "\x00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if v, err := ParseVolumeFlag(s); err == nil && v.Kind == "host" && !strings.HasPrefix(v.Source, "/") {
-			t.Fatalf("host volume with relative source accepted: %q", s)
-		}
-		if m, err := ParseMountFlag(s); err == nil && !strings.HasPrefix(m.Path, "/") {
-			t.Fatalf("relative mount target accepted: %q", s)
-		}
-		if iso, err := ParseSeccompFlag(s); err == nil {
-			isos, err := decodedIsolators(types.Isolators{*iso})
-			if err != nil {
-				t.Fatalf("accepted --seccomp %q does not encode: %v", s, err)
-			}
-			if _, err := SeccompSpec(isos); err != nil {
-				t.Fatalf("accepted --seccomp %q does not build a filter: %v", s, err)
-			}
-		}
-	})
 }
 
 func TestImagesInUse(t *testing.T) {

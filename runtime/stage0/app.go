@@ -1,0 +1,348 @@
+package stage0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/appc/spec/schema"
+	"github.com/appc/spec/schema/types"
+
+	"github.com/cairn-os/cairn/runtime/image"
+	"github.com/cairn-os/cairn/runtime/network"
+	"github.com/cairn-os/cairn/runtime/stage1"
+)
+
+// PreparedApp is one app ready to join a pod: its entry in the pod manifest, where its root
+// comes from, and the ports its image declares (for --port).
+type PreparedApp struct {
+	Runtime schema.RuntimeApp
+	Image   stage1.AppImage
+	Ports   []network.ImagePort
+}
+
+// PrepareApp resolves an app's image and makes its entry in the pod manifest: the image's
+// app, then the pod's defaults (cfg), then the app's own settings. man is the pod manifest
+// so far: the app's name must be free in it and its mounts must name its volumes.
+func (h *Host) PrepareApp(ctx context.Context, cfg *Config, man *schema.PodManifest, a *App) (*PreparedApp, error) {
+	img, err := h.Images.Image(ctx, a.Image)
+	if err != nil {
+		return nil, err
+	}
+	app, err := AppFromImage(img)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := applyApp(app, cfg, a)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", a.Image, err)
+	}
+	var name types.ACName
+	if a.Name != "" {
+		n, err := types.NewACName(a.Name)
+		if err != nil {
+			return nil, fmt.Errorf("--name %q: %w", a.Name, err)
+		}
+		name = *n
+	} else if name, err = AppName(img.Name, appNames(man)); err != nil {
+		return nil, err
+	}
+	if man.Apps.Get(name) != nil {
+		return nil, fmt.Errorf("two apps named %q; use --name", name)
+	}
+	for _, m := range mounts {
+		if !hasVolume(man.Volumes, m.Volume) {
+			return nil, fmt.Errorf("app %s: --mount volume=%s: %w", name, m.Volume, stage1.ErrNoVolume)
+		}
+	}
+	ri, ann := RuntimeImage(img)
+	return &PreparedApp{
+		Runtime: schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann},
+		Image:   stage1.AppImage{Name: string(name), ImageID: img.ID, Layers: img.Layers},
+		Ports:   network.DeclaredPorts(img),
+	}, nil
+}
+
+func appNames(man *schema.PodManifest) map[string]bool {
+	taken := map[string]bool{}
+	for _, ra := range man.Apps {
+		taken[string(ra.Name)] = true
+	}
+	return taken
+}
+
+func hasVolume(vs []types.Volume, n types.ACName) bool {
+	for _, v := range vs {
+		if v.Name == n {
+			return true
+		}
+	}
+	return false
+}
+
+// applyApp puts the pod's defaults and the app's settings over the image's app, and returns
+// the app's mounts.
+func applyApp(app *types.App, cfg *Config, a *App) ([]schema.Mount, error) {
+	if a.Exec != "" {
+		app.Exec = types.Exec{a.Exec}
+	}
+	if len(a.Args) > 0 {
+		if len(app.Exec) == 0 {
+			return nil, stage1.ErrNoExec
+		}
+		app.Exec = append(types.Exec{app.Exec[0]}, a.Args...)
+	}
+	if a.User != "" {
+		app.User = a.User
+	}
+	if a.Group != "" {
+		app.Group = a.Group
+	}
+	if a.WorkingDir != "" {
+		app.WorkingDirectory = a.WorkingDir
+	}
+	for _, kv := range append(append([]string(nil), cfg.Env...), a.Env...) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("environment %q: want NAME=VALUE", kv)
+		}
+		app.Environment.Set(k, v)
+	}
+	if err := applyIsolators(app, cfg, a); err != nil {
+		return nil, err
+	}
+	if len(app.Exec) == 0 {
+		return nil, stage1.ErrNoExec
+	}
+	return append([]schema.Mount(nil), a.Mounts...), nil
+}
+
+// applyIsolators replaces the image's isolators with the app's, or else the pod's, settings.
+func applyIsolators(app *types.App, cfg *Config, a *App) error {
+	memory, cpu := or(a.Memory, cfg.Memory), or(a.CPU, cfg.CPU)
+	if memory != "" {
+		iso, err := types.NewResourceMemoryIsolator(memory, memory)
+		if err != nil {
+			return fmt.Errorf("--memory %q: %w", memory, err)
+		}
+		app.Isolators.ReplaceIsolatorsByName(iso.AsIsolator(), []types.ACIdentifier{types.ResourceMemoryName})
+	}
+	if cpu != "" {
+		iso, err := types.NewResourceCPUIsolator(cpu, cpu)
+		if err != nil {
+			return fmt.Errorf("--cpu %q: %w", cpu, err)
+		}
+		app.Isolators.ReplaceIsolatorsByName(iso.AsIsolator(), []types.ACIdentifier{types.ResourceCPUName})
+	}
+	retain, remove := a.CapsRetain, a.CapsRemove
+	if len(retain) == 0 && len(remove) == 0 {
+		retain, remove = cfg.CapsRetain, cfg.CapsRemove
+	}
+	capNames := []types.ACIdentifier{types.LinuxCapabilitiesRetainSetName, types.LinuxCapabilitiesRevokeSetName}
+	switch {
+	case len(retain) > 0 && len(remove) > 0:
+		return errors.New("--caps-retain and --caps-remove are mutually exclusive")
+	case len(retain) > 0:
+		iso, err := types.NewLinuxCapabilitiesRetainSet(CapabilityNames(retain)...)
+		if err != nil {
+			return fmt.Errorf("--caps-retain: %w", err)
+		}
+		i, err := iso.AsIsolator()
+		if err != nil {
+			return err
+		}
+		app.Isolators.ReplaceIsolatorsByName(*i, capNames)
+	case len(remove) > 0:
+		iso, err := types.NewLinuxCapabilitiesRevokeSet(CapabilityNames(remove)...)
+		if err != nil {
+			return fmt.Errorf("--caps-remove: %w", err)
+		}
+		i, err := iso.AsIsolator()
+		if err != nil {
+			return err
+		}
+		app.Isolators.ReplaceIsolatorsByName(*i, capNames)
+	}
+	sc := a.Seccomp
+	if sc == nil {
+		sc = cfg.Seccomp
+	}
+	if sc != nil {
+		iso, err := sc.Isolator()
+		if err != nil {
+			return err
+		}
+		app.Isolators.ReplaceIsolatorsByName(*iso, []types.ACIdentifier{types.LinuxSeccompRemoveSetName, types.LinuxSeccompRetainSetName})
+	}
+	return nil
+}
+
+func or(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}
+
+// CapabilityNames writes capabilities as appc and libcontainer name them: upper case, with
+// the CAP_ prefix (kill and CAP_KILL are the same capability).
+func CapabilityNames(caps []string) []string {
+	var out []string
+	for _, c := range caps {
+		c = strings.ToUpper(strings.TrimSpace(c))
+		if c == "" {
+			continue
+		}
+		if !strings.HasPrefix(c, "CAP_") {
+			c = "CAP_" + c
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// Isolator is the appc isolator of the filter, checked: a known mode and errno, and @sets
+// that exist.
+func (s *Seccomp) Isolator() (*types.Isolator, error) {
+	if len(s.Set) == 0 {
+		return nil, fmt.Errorf("--seccomp %s: no syscalls or @sets given", s)
+	}
+	for _, e := range s.Set {
+		if strings.HasPrefix(e, "@") && !stage1.IsSeccompSet(e) {
+			return nil, fmt.Errorf("--seccomp %s: unknown set %s (known: %s)", s, e, strings.Join(stage1.SeccompSetNames(), ", "))
+		}
+	}
+	if s.Errno != "" && !stage1.KnownErrno(s.Errno) {
+		return nil, fmt.Errorf("--seccomp %s: unknown errno %q", s, s.Errno)
+	}
+	switch s.Mode {
+	case "remove":
+		iso, err := types.NewLinuxSeccompRemoveSet(s.Errno, s.Set...)
+		if err != nil {
+			return nil, fmt.Errorf("--seccomp %s: %w", s, err)
+		}
+		return iso.AsIsolator()
+	case "retain":
+		iso, err := types.NewLinuxSeccompRetainSet(s.Errno, s.Set...)
+		if err != nil {
+			return nil, fmt.Errorf("--seccomp %s: %w", s, err)
+		}
+		return iso.AsIsolator()
+	}
+	return nil, fmt.Errorf("--seccomp %s: mode must be remove or retain", s)
+}
+
+// String writes the filter as --seccomp takes it.
+func (s *Seccomp) String() string {
+	parts := []string{"mode=" + s.Mode}
+	if s.Errno != "" {
+		parts = append(parts, "errno="+s.Errno)
+	}
+	return strings.Join(append(parts, s.Set...), ",")
+}
+
+// AppFromImage returns the appc app an image runs by default: the ACI's app section, or the OCI
+// config's Entrypoint+Cmd, Env, User and WorkingDir in appc terms.
+func AppFromImage(img *image.Image) (*types.App, error) {
+	switch img.Format {
+	case image.ACI:
+		if img.ACIManifest == nil {
+			return nil, fmt.Errorf("image %s: no ACI manifest", img.Name)
+		}
+		if img.ACIManifest.App == nil {
+			return &types.App{User: "0", Group: "0"}, nil
+		}
+		a := *img.ACIManifest.App
+		a.Exec = append(types.Exec(nil), a.Exec...)
+		a.Environment = append(types.Environment(nil), a.Environment...)
+		a.Isolators = append(types.Isolators(nil), a.Isolators...)
+		a.MountPoints = append([]types.MountPoint(nil), a.MountPoints...)
+		return &a, nil
+	case image.OCI:
+		a := &types.App{User: "0", Group: "0"}
+		if img.OCIConfig == nil {
+			return a, nil
+		}
+		c := img.OCIConfig.Config
+		a.Exec = append(append(types.Exec{}, c.Entrypoint...), c.Cmd...)
+		for _, kv := range c.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			if k != "" {
+				a.Environment.Set(k, v)
+			}
+		}
+		if c.User != "" {
+			u, g, ok := strings.Cut(c.User, ":")
+			a.User = u
+			if ok {
+				a.Group = g
+			} else if _, err := strconv.Atoi(u); err != nil {
+				a.Group = "" // resolved from the user's passwd entry at run time
+			}
+		}
+		a.WorkingDirectory = c.WorkingDir
+		return a, nil
+	}
+	return nil, fmt.Errorf("image %s: unknown format %q", img.Name, img.Format)
+}
+
+// RuntimeImage is the image reference a pod manifest keeps for an app, and the annotation
+// that keeps the image's store ID.
+func RuntimeImage(img *image.Image) (schema.RuntimeImage, types.Annotations) {
+	var ri schema.RuntimeImage
+	var ann types.Annotations
+	ann.Set(stage1.AnnotationImageID, img.ID)
+	if h, err := types.NewHash(img.ID); err == nil {
+		ri.ID = *h
+	} else {
+		// OCI digest: appc only has sha512 image IDs, so keep a stable stand-in.
+		ri.ID = *types.NewHashSHA512([]byte(img.ID))
+	}
+	if n, err := types.NewACIdentifier(sanitizeName(img.Name)); err == nil {
+		ri.Name = n
+	}
+	for k, v := range img.Labels {
+		if n, err := types.NewACIdentifier(k); err == nil {
+			ri.Labels = append(ri.Labels, types.Label{Name: *n, Value: v})
+		}
+	}
+	return ri, ann
+}
+
+// sanitizeName maps an OCI reference (docker.io/library/busybox:latest) onto an appc name.
+func sanitizeName(s string) string {
+	s = strings.ToLower(s)
+	if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
+		s = s[:i]
+	}
+	if i := strings.Index(s, "@"); i >= 0 {
+		s = s[:i]
+	}
+	n, err := types.SanitizeACIdentifier(s)
+	if err != nil {
+		return "app"
+	}
+	return n
+}
+
+// AppName derives a default app name from an image name, as rkt does (its last path element),
+// made unique within the pod.
+func AppName(imageName string, taken map[string]bool) (types.ACName, error) {
+	base := path.Base(sanitizeName(imageName))
+	n, err := types.SanitizeACName(base)
+	if err != nil || n == "" {
+		n = "app"
+	}
+	name := n
+	for i := 2; taken[name]; i++ {
+		name = fmt.Sprintf("%s-%d", n, i)
+	}
+	an, err := types.NewACName(name)
+	if err != nil {
+		return "", err
+	}
+	return *an, nil
+}

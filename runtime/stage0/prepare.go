@@ -1,0 +1,85 @@
+package stage0
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/appc/spec/schema"
+
+	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/runtime/network"
+	"github.com/cairn-os/cairn/runtime/pod"
+	"github.com/cairn-os/cairn/runtime/stage1"
+)
+
+// Prepare makes a pod of cfg. Every app is resolved and checked before the pod directory
+// exists, so that a mistake leaves nothing behind; then the pod is created (phase prepare,
+// locked) with its manifest, stage1's options and its creation time, and its UUID is written
+// to cfg.UUIDFileSave. The caller marks the pod prepared, or runs it.
+func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
+	opts := &stage1.Options{
+		Net: strings.Join(cfg.Net, ","), Hostname: cfg.Hostname,
+		DNS: cfg.DNS, DNSSearch: cfg.DNSSearch, DNSOpt: cfg.DNSOpt, DNSDomain: cfg.DNSDomain,
+		HostsEntries: cfg.HostsEntries,
+		NetConfDirs:  h.NetConfDirs, NetPluginDirs: h.NetPluginDirs,
+		Interactive: cfg.Interactive, NoOverlay: cfg.NoOverlay, InsecureSeccomp: cfg.InsecureSeccomp,
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Interactive && len(cfg.Apps) != 1 {
+		return nil, fmt.Errorf("--interactive needs exactly one app")
+	}
+	if cfg.PrivateUsers {
+		var err error
+		if opts.PrivateUsers, err = stage1.NewPrivateUsers(h.Pods.Dir); err != nil {
+			return nil, err
+		}
+	}
+	man := schema.BlankPodManifest()
+	man.Volumes = append(man.Volumes, cfg.Volumes...)
+	var declared []network.ImagePort
+	for i := range cfg.Apps {
+		pa, err := h.PrepareApp(ctx, cfg, man, &cfg.Apps[i])
+		if err != nil {
+			return nil, err
+		}
+		man.Apps = append(man.Apps, pa.Runtime)
+		opts.Apps = append(opts.Apps, pa.Image)
+		declared = append(declared, pa.Ports...)
+	}
+	var err error
+	if opts.Ports, err = network.Forwards(cfg.Ports, declared); err != nil {
+		return nil, err
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return h.create(man, opts, cfg.UUIDFileSave)
+}
+
+// create makes the pod directory and writes the pod's files into it.
+func (h *Host) create(man *schema.PodManifest, opts *stage1.Options, uuidFile string) (*pod.Pod, error) {
+	p, err := h.Pods.Create()
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*pod.Pod, error) { p.Close(); return nil, err }
+	if err := p.WriteManifest(man); err != nil {
+		return fail(err)
+	}
+	if err := opts.Write(p.Path()); err != nil {
+		return fail(err)
+	}
+	if err := p.WriteTime(pod.CreatedFile, time.Now()); err != nil {
+		return fail(err)
+	}
+	if uuidFile != "" {
+		if err := atomicfile.WriteFile(uuidFile, []byte(p.UUID+"\n"), 0o644); err != nil {
+			return fail(fmt.Errorf("--uuid-file-save: %w", err))
+		}
+	}
+	return p, nil
+}
