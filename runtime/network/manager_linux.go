@@ -31,7 +31,11 @@ type Manager struct {
 	// StateFile, when set, receives the state before every plugin call and at the end, so
 	// that a setup killed half way can still be torn down by whoever finds the file.
 	StateFile string
-	Log       *slog.Logger
+	// HostNetnsPin, when set, is where setup bind-mounts the network namespace it runs in, the
+	// one that holds the pod's host side (veths, routes, masquerade and port-forward rules), so
+	// that a teardown run from another namespace acts in this one.
+	HostNetnsPin string
+	Log          *slog.Logger
 }
 
 func (m *Manager) save(st *State) error {
@@ -53,15 +57,33 @@ type PortMapping struct {
 	HostIP        string `json:"hostIP,omitempty"`
 }
 
+// Phase is how far a network's ADD got.
+type Phase string
+
+const (
+	// Adding is recorded before ADD: the ADD may have been cut short, and what it made is
+	// unknown. A state written before phases were recorded reads as Adding too.
+	Adding Phase = ""
+	// Added: ADD succeeded.
+	Added Phase = "added"
+	// AddFailed: ADD returned an error; the plugins undo what they did themselves.
+	AddFailed Phase = "failed"
+)
+
 // Attachment is a pod's membership of one network.
 type Attachment struct {
 	Name    string        `json:"name"`
 	IfName  string        `json:"ifName"`
 	Conf    string        `json:"conf"` // the config list as applied (with portmap if chained)
 	Args    [][2]string   `json:"args,omitempty"`
+	Phase   Phase         `json:"phase,omitempty"`
 	IPs     []string      `json:"ips"`
 	Gateway string        `json:"gateway,omitempty"`
 	DNS     *cnitypes.DNS `json:"dns,omitempty"`
+	// HostLinks are the interfaces outside the pod that ADD reported (a veth's host end, a
+	// bridge). Teardown deletes the pod's own among them (ownLinks), so that the host side
+	// goes even when something else keeps the pod's namespace alive.
+	HostLinks []HostLink `json:"hostLinks,omitempty"`
 	// Masq says that Cairn masquerades this attachment's addresses (masq_linux.go) in place
 	// of the plugin's "ipMasq".
 	Masq bool `json:"masq,omitempty"`
@@ -78,6 +100,10 @@ type State struct {
 	Ports    []PortMapping `json:"ports,omitempty"`
 	// PluginDirs are where the plugins were found, so that teardown finds the same ones.
 	PluginDirs []string `json:"pluginDirs,omitempty"`
+	// HostNetNS pins the network namespace that setup ran in (Manager.HostNetnsPin), and
+	// HostNetNSID names it as /proc/PID/ns/net does ("net:[4026531840]").
+	HostNetNS   string `json:"hostNetns,omitempty"`
+	HostNetNSID string `json:"hostNetnsID,omitempty"`
 }
 
 // Save writes the state atomically (temp file and rename), without fsync, like the pod's other
@@ -110,12 +136,15 @@ func LoadState(path string) (*State, error) {
 var netnsFreeDel = map[string]bool{"ptp": true, "bridge": true, "macvlan": true, "ipvlan": true, "portmap": true}
 
 // TeardownNeedsNetns reports whether some plugin must see the pod's network namespace to undo
-// what it did: a plugin outside netnsFreeDel, or one that masquerades by itself (it finds the
-// addresses whose rules it removes on the pod's interface). When it is false, the namespace
-// can be dropped first and the kernel takes the interfaces apart in the background, which
-// spares the plugins the slow, synchronous removal of each link.
+// what it did: a plugin outside netnsFreeDel, one that masquerades by itself (it finds the
+// addresses whose rules it removes on the pod's interface), or any plugin whose ADD did not
+// succeed (it may have made interfaces that no record names). When it is false, the namespace
+// can be dropped first, and teardown deletes the host ends of the pod's links itself.
 func (s *State) TeardownNeedsNetns() bool {
 	for _, a := range s.Nets {
+		if a.Phase != Added {
+			return true
+		}
 		var list struct {
 			Plugins []struct {
 				Type   string `json:"type"`
@@ -231,6 +260,12 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 			}
 		}
 	}()
+	if m.HostNetnsPin != "" {
+		if st.HostNetNSID, err = pinNetns(m.HostNetnsPin); err != nil {
+			return st, fmt.Errorf("pod %s: %w", podID, err)
+		}
+		st.HostNetNS = m.HostNetnsPin
+	}
 	if own {
 		// A namespace made here has lo down; a sandbox brings up its own.
 		lo, _ := libcni.NetworkConfFromBytes([]byte(loopbackConf))
@@ -293,15 +328,29 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 		}
 		start := time.Now()
 		res, err := m.cni().AddNetworkList(ctx, list, rt)
-		if err != nil {
-			return st, fmt.Errorf("pod %s: network %s (%s): %w", podID, n.Name, n.Path, err)
-		}
 		a := &st.Nets[len(st.Nets)-1]
+		if err != nil {
+			err = fmt.Errorf("pod %s: network %s (%s): %w", podID, n.Name, n.Path, err)
+			if ctx.Err() == nil {
+				// Returned, not cut short: the state says so, for teardown (see del).
+				a.Phase = AddFailed
+				if serr := m.save(st); serr != nil {
+					err = errors.Join(err, serr)
+				}
+			}
+			return st, err
+		}
+		a.Phase = Added
 		if r, err := current.NewResultFromResult(res); err == nil {
 			for _, ip := range r.IPs {
 				a.IPs = append(a.IPs, ip.Address.String())
 				if ip.Gateway != nil && a.Gateway == "" {
 					a.Gateway = ip.Gateway.String()
+				}
+			}
+			for _, i := range r.Interfaces {
+				if i.Sandbox == "" {
+					a.HostLinks = append(a.HostLinks, HostLink{Name: i.Name, MAC: i.Mac})
 				}
 			}
 			if len(r.DNS.Nameservers) > 0 {
@@ -336,9 +385,13 @@ func withPortmap(list *libcni.NetworkConfigList) (*libcni.NetworkConfigList, err
 	return libcni.NetworkConfFromBytes(b)
 }
 
-// Teardown leaves every network in reverse order (CNI DEL releases addresses, interfaces,
-// masquerade and port-forward rules), then removes the namespace. It is idempotent and goes on
-// past failures, returning them all, so that gc can retry a half torn-down pod.
+// Teardown leaves every network in reverse order, then removes the namespace. For each
+// network it removes the masquerade rules and the host ends of the pod's links itself, then
+// runs CNI DEL, which releases the addresses and port-forward rules: an address is free for
+// the next pod only once nothing routes it to this one, even when another mount namespace
+// keeps this pod's network namespace alive. All of it happens in the network namespace that
+// setup ran in (State.HostNetNS), wherever Teardown runs. It is idempotent and goes on past
+// failures, returning them all, so that gc can retry a half torn-down pod.
 func (m *Manager) Teardown(ctx context.Context, st *State) error {
 	if st == nil || st.NetNS == "" {
 		return nil
@@ -346,13 +399,65 @@ func (m *Manager) Teardown(ctx context.Context, st *State) error {
 	if len(st.PluginDirs) > 0 && len(m.PluginDirs) == 0 {
 		m = &Manager{PluginDirs: st.PluginDirs, CacheDir: m.CacheDir, Log: m.Log}
 	}
+	host, err := m.hostNetns(st)
+	if err != nil {
+		return fmt.Errorf("pod %s: network teardown: %w", st.PodID, err)
+	}
 	var errs []error
+	if err := inNetns(host, func() error { return m.leave(ctx, st) }); err != nil {
+		errs = append(errs, err)
+	}
+	if st.OwnNetNS {
+		if err := removeNetns(st.NetNS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 && st.HostNetNS != "" {
+		// Kept until everything is undone: a retry must find the namespace again.
+		if err := removeNetns(st.HostNetNS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("pod %s: network teardown: %w", st.PodID, errors.Join(errs...))
+	}
+	return nil
+}
+
+// hostNetns is the namespace teardown must enter: the pinned one when it is not the caller's,
+// else "" (stay). A pin that is gone (a reboot, or an unmount by hand) leaves nothing to enter:
+// the namespace went with it, or can no longer be found, and so did its links and rules.
+func (m *Manager) hostNetns(st *State) (string, error) {
+	if st.HostNetNS == "" {
+		return "", nil
+	}
+	here, err := threadNetnsID()
+	if err != nil {
+		return "", err
+	}
+	if !isNetns(st.HostNetNS) {
+		if st.HostNetNSID != here {
+			m.log().Debug("the pod's host network namespace is gone, and its links and rules with it",
+				"pod", st.PodID, "netns", st.HostNetNSID, "pin", st.HostNetNS)
+		}
+		return "", nil
+	}
+	pinned, err := netnsID(st.HostNetNS)
+	if err != nil || pinned == here {
+		return "", err
+	}
+	return st.HostNetNS, nil
+}
+
+// leave undoes each attachment, last first; the caller is in the pod's host network namespace.
+func (m *Manager) leave(ctx context.Context, st *State) error {
 	netns := st.NetNS
 	if !isNetns(netns) {
 		// Gone, or no longer a namespace mount: plugins must still release what lives outside
 		// the pod (addresses, rules), and they do so for an empty path.
 		netns = ""
 	}
+	var errs []error
 	for _, a := range slices.Backward(st.Nets) {
 		list, err := libcni.NetworkConfFromBytes([]byte(a.Conf))
 		if err != nil {
@@ -372,22 +477,57 @@ func (m *Manager) Teardown(ctx context.Context, st *State) error {
 				errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
 			}
 		}
+		// With the pod's namespace in reach, DEL removes the pod's links (and a plugin that
+		// masquerades by itself finds its rules through them); removeHostLinks is then the
+		// check that nothing was left. Without it, the host ends go first, before DEL frees
+		// the addresses they route.
+		if netns == "" {
+			if err := removeHostLinks(a); err != nil {
+				errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
+				continue
+			}
+		}
 		start := time.Now()
-		if err := m.cni().DelNetworkList(ctx, list, rt); err != nil {
+		if err := m.del(ctx, list, rt, a); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
 			continue
 		}
+		if netns != "" {
+			if err := removeHostLinks(a); err != nil {
+				errs = append(errs, fmt.Errorf("network %s: %w", a.Name, err))
+				continue
+			}
+		}
 		m.log().Debug("left network", "pod", st.PodID, "net", a.Name, "if", a.IfName, "took", time.Since(start))
 	}
-	if st.OwnNetNS {
-		if err := removeNetns(st.NetNS); err != nil {
-			errs = append(errs, err)
+	return errors.Join(errs...)
+}
+
+// del runs CNI DEL for one attachment. A network whose ADD did not succeed may have failed on
+// its arguments, which its DEL then cannot parse either (IP=notanip): that DEL is tried again
+// without them, which releases what the plugins keep by pod and interface (host-local's
+// lease). If that fails too, a failed ADD's plugins undid their own work, so the error is
+// only logged; an ADD that was cut short may have left anything, so its error stands.
+func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf, a Attachment) error {
+	err := m.cni().DelNetworkList(ctx, list, rt)
+	if err == nil || a.Phase == Added {
+		return err
+	}
+	if len(rt.Args) > 0 {
+		bare := *rt
+		bare.Args = nil
+		berr := m.cni().DelNetworkList(ctx, list, &bare)
+		if berr == nil {
+			m.log().Debug("left a network without its arguments", "pod", rt.ContainerID, "net", a.Name, "err", err)
+			return nil
 		}
+		err = errors.Join(err, fmt.Errorf("without its arguments: %w", berr))
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("pod %s: network teardown: %w", st.PodID, errors.Join(errs...))
+	if a.Phase == AddFailed {
+		m.log().Warn("a network whose ADD failed could not be deleted either", "pod", rt.ContainerID, "net", a.Name, "err", err)
+		return nil
 	}
-	return nil
+	return err
 }
 
 // createNetns makes a new network namespace and bind-mounts it at path. The namespace is made

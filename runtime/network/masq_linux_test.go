@@ -43,10 +43,11 @@ func TestTeardownNeedsNetns(t *testing.T) {
 	st := func(confs ...string) *State {
 		s := &State{}
 		for _, c := range confs {
-			s.Nets = append(s.Nets, Attachment{Conf: c})
+			s.Nets = append(s.Nets, Attachment{Conf: c, Phase: Added})
 		}
 		return s
 	}
+	phase := func(s *State, p Phase) *State { s.Nets[len(s.Nets)-1].Phase = p; return s }
 	for _, c := range []struct {
 		st   *State
 		want bool
@@ -54,10 +55,12 @@ func TestTeardownNeedsNetns(t *testing.T) {
 		{st(), false},
 		{st(`{"plugins":[{"type":"ptp","ipMasq":false},{"type":"portmap"}]}`), false},
 		{st(`{"plugins":[{"type":"macvlan"}]}`, `{"plugins":[{"type":"bridge"}]}`), false},
-		{st(`{"plugins":[{"type":"ptp","ipMasq":true}]}`), true},                       // finds its rules through the pod's link
-		{st(`{"plugins":[{"type":"ptp"}]}`, `{"plugins":[{"type":"flannel"}]}`), true}, // unknown to Cairn
-		{st(`{"plugins":[{"type":"host-device"}]}`), true},                             // moves the device back
-		{st(`{"plugins":[{"type":"bridge","macspoofchk":true}]}`), true},               // its chain goes with the link
+		{st(`{"plugins":[{"type":"ptp","ipMasq":true}]}`), true},                                        // finds its rules through the pod's link
+		{st(`{"plugins":[{"type":"ptp"}]}`, `{"plugins":[{"type":"flannel"}]}`), true},                  // unknown to Cairn
+		{st(`{"plugins":[{"type":"host-device"}]}`), true},                                              // moves the device back
+		{st(`{"plugins":[{"type":"bridge","macspoofchk":true}]}`), true},                                // its chain goes with the link
+		{phase(st(`{"plugins":[{"type":"ptp"}]}`), Adding), true},                                       // may have made links no record names
+		{phase(st(`{"plugins":[{"type":"ptp"}]}`, `{"plugins":[{"type":"bridge"}]}`), AddFailed), true}, // the same, for a plugin that failed
 		{st(`not json`), true},
 		{st(`{"plugins":[]}`), true},
 	} {

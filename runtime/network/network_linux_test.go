@@ -5,15 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/internal/mount"
 	"github.com/cairn-os/cairn/internal/testenv"
 )
 
@@ -28,7 +33,7 @@ func TestNetworkingInPrivateHost(t *testing.T) {
 	testenv.RequireFile(t, "/usr/lib/cni/ptp")
 	testenv.RequireFile(t, "/usr/lib/cni/portmap")
 	testenv.RequireFile(t, "/bin/busybox")
-	for _, name := range []string{"TwoPodsAndHost", "PortForward", "NoLeaksOver20Pods", "FailuresLeakNothing"} {
+	for _, name := range []string{"TwoPodsAndHost", "PortForward", "NoLeaksOver20Pods", "FailuresLeakNothing", "HeldNamespace", "TeardownElsewhere"} {
 		t.Run(name, func(t *testing.T) {
 			t.Logf("%s", testenv.InPrivateHost(t, "TestInHost", innerEnv+"="+name))
 		})
@@ -52,6 +57,10 @@ func TestInHost(t *testing.T) {
 		noLeaks(t, m)
 	case "FailuresLeakNothing":
 		failures(t, m)
+	case "HeldNamespace":
+		heldNamespace(t, m)
+	case "TeardownElsewhere":
+		teardownElsewhere(t, m)
 	default:
 		t.Fatalf("unknown scenario %q", scenario)
 	}
@@ -292,5 +301,141 @@ func failures(t *testing.T, m *Manager) {
 	}
 	if _, err := os.Stat(m.NetnsPath("bad2")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("netns left after a config error: %v", err)
+	}
+}
+
+// sandbox makes a namespace as a pod's sandbox does and attaches it, as rkt run does.
+func sandbox(t *testing.T, m *Manager, id string, nets ...string) *State {
+	t.Helper()
+	path := "/run/netns/" + id
+	if err := createNetns(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeNetns(path) })
+	sel, err := ParseSelection(nets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Attach(context.Background(), id, path, sel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// heldNamespace: something else (an open file here; a mount namespace that copied the pod's
+// bind mount, in practice) keeps a pod's network namespace alive after the pod. Its teardown
+// must still take its veth and route off the host before its address goes to the next pod,
+// whose traffic would otherwise go to the dead pod's namespace.
+func heldNamespace(t *testing.T, m *Manager) {
+	old := sandbox(t, m, "old", "default:IP=172.16.28.50")
+	hold, err := os.Open(old.NetNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	oldLink := old.Nets[0].HostLinks
+	if len(oldLink) != 1 || !strings.HasPrefix(oldLink[0].Name, "veth") || oldLink[0].MAC == "" {
+		t.Fatalf("host links recorded: %+v", oldLink)
+	}
+	// As the pod's Clean does: the namespace's mount goes first, then the networks.
+	if err := removeNetns(old.NetNS); err != nil {
+		t.Fatal(err)
+	}
+	if old.TeardownNeedsNetns() {
+		t.Fatal("the default network's teardown should not need the namespace")
+	}
+	if err := m.Teardown(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, "ip", "-o", "link", "show"); strings.Contains(out, oldLink[0].Name) {
+		t.Fatalf("the old pod's veth %s is left:\n%s", oldLink[0].Name, out)
+	}
+	next := sandbox(t, m, "next", "default:IP=172.16.28.50")
+	defer m.Teardown(context.Background(), next)
+	if got := ip(next); got != "172.16.28.50" {
+		t.Fatalf("the next pod has %s", got)
+	}
+	if out := sh(t, "ip", "route", "show", "172.16.28.50"); strings.Count(out, "\n") != 1 || !strings.Contains(out, next.Nets[0].HostLinks[0].Name) {
+		t.Fatalf("routes to the address: %q; want the one through the next pod's veth %s", out, next.Nets[0].HostLinks[0].Name)
+	}
+	srv := inPod(next, "/bin/busybox", "sh", "-c", "while true; do echo next | /bin/busybox nc -l -p 7000; done")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	var got string
+	for range 50 {
+		c, err := net.DialTimeout("tcp", "172.16.28.50:7000", time.Second)
+		if err == nil {
+			b, _ := io.ReadAll(c)
+			c.Close()
+			if got = string(b); got != "" {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got != "next\n" {
+		t.Fatalf("the host reached %q at the next pod's address, want its answer", got)
+	}
+}
+
+// teardownElsewhere: a pod's host side (its masquerade rule, veth and lease) is torn down by
+// a process in another network namespace, as `rkt gc` run from elsewhere does.
+func teardownElsewhere(t *testing.T, m *Manager) {
+	pin := filepath.Join(t.TempDir(), "host-netns")
+	m.HostNetnsPin = pin
+	st := sandbox(t, m, "far")
+	if !isNetns(pin) || !strings.HasPrefix(st.HostNetNSID, "net:[") {
+		t.Fatalf("host namespace not pinned: %+v", st)
+	}
+	if rules, _ := MasqRules(); !slices.Contains(rules, "rkt-far default eth0") {
+		t.Fatalf("masquerade rules %q", rules)
+	}
+	veth := st.Nets[0].HostLinks[0].Name
+	elsewhere := func(f func() error) error {
+		errc := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends in the new namespace
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				errc <- err
+				return
+			}
+			errc <- f()
+		}()
+		return <-errc
+	}
+	// A pin that is some other kind of namespace cannot be entered: the error says which.
+	uts := filepath.Join(t.TempDir(), "uts")
+	os.WriteFile(uts, nil, 0o444)
+	if err := (mount.Mount{Source: "/proc/self/ns/uts", Target: uts, Flags: unix.MS_BIND}).Apply(); err != nil {
+		t.Fatal(err)
+	}
+	defer mount.Unmount(uts, unix.MNT_DETACH)
+	wrong := *st
+	wrong.HostNetNS = uts
+	if err := elsewhere(func() error { return m.Teardown(context.Background(), &wrong) }); err == nil || !strings.Contains(err.Error(), uts) {
+		t.Fatalf("teardown through a pin that is no network namespace: %v", err)
+	}
+
+	if err := elsewhere(func() error { return m.Teardown(context.Background(), st) }); err != nil {
+		t.Fatal(err)
+	}
+	if rules, _ := MasqRules(); slices.Contains(rules, "rkt-far default eth0") {
+		t.Fatalf("masquerade rule left after a teardown from another namespace: %q", rules)
+	}
+	if out := sh(t, "ip", "-o", "link", "show"); strings.Contains(out, veth) {
+		t.Fatalf("veth %s left:\n%s", veth, out)
+	}
+	if leases, _ := filepath.Glob("/var/lib/cni/networks/default/172.*"); len(leases) != 0 {
+		t.Fatalf("leases left: %v", leases)
+	}
+	if _, err := os.Stat(pin); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pin left after teardown: %v", err)
+	}
+	// Once done, a retry from anywhere finds nothing to do.
+	if err := elsewhere(func() error { return m.Teardown(context.Background(), st) }); err != nil {
+		t.Fatalf("second teardown: %v", err)
 	}
 }
