@@ -42,6 +42,9 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts Options) (Result
 		if err != nil {
 			return x.res, readErr(err)
 		}
+		if err := x.charge(hdr.Name, declaredSize(hdr)); err != nil {
+			return x.res, err
+		}
 		if err := x.entry(hdr, tr); err != nil {
 			return x.res, err
 		}
@@ -50,6 +53,22 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts Options) (Result
 		return x.res, err
 	}
 	return x.res, nil
+}
+
+// declaredSize is what an entry's content will occupy once written: a regular file's size
+// from its header, which for a sparse file is its logical size, holes included.
+func declaredSize(hdr *tar.Header) int64 {
+	if hdr.Typeflag == tar.TypeReg {
+		return hdr.Size
+	}
+	return 0
+}
+
+func (x *extractor) charge(name string, size int64) error {
+	if x.opts.Limit == nil {
+		return nil
+	}
+	return x.opts.Limit.Charge(name, size)
 }
 
 // readErr classifies an error from the tar reader; errors of the underlying stream (a digest
@@ -222,6 +241,11 @@ func (x *extractor) mkdirAll(p string) error {
 		}
 		defer unix.Close(fd)
 		pfd = fd
+	}
+	// Implied directories are charged too: one entry with a deep name could otherwise create
+	// thousands of them.
+	if err := x.charge(p+"/", 0); err != nil {
+		return err
 	}
 	if err := unix.Mkdirat(pfd, path.Base(p), 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("create directory %q: %w", p, err)

@@ -3,7 +3,8 @@
 // resolved beneath the root with openat2(RESOLVE_BENEATH), so a symlink or hardlink from the
 // archive can never lead a later entry out of it, and device nodes, setuid/setgid bits and file
 // capabilities are dropped unless the caller vouches for the source. OCI whiteouts become
-// overlayfs whiteouts, so extracted layers stack as overlay lower dirs.
+// overlayfs whiteouts, so extracted layers stack as overlay lower dirs. A Limit, consulted
+// before anything is written, bounds what an archive may expand to.
 package tarx
 
 import (
@@ -31,6 +32,18 @@ type Options struct {
 	Whiteouts bool
 	// Owners applies the entries' uid/gid (needs CAP_CHOWN). Without it files belong to the caller.
 	Owners bool
+	// Limit, when set, is charged for every entry before it is written.
+	Limit Limit
+}
+
+// Limit bounds what an extraction writes. Extract charges it before each entry with the
+// entry's name and, for a regular file, the size its header declares (a sparse file counts
+// whole: its holes are written out as zeros), and before each directory it creates for an
+// entry's missing parents, with size 0. So every name and every byte of file content that
+// lands beneath the root was charged first. An error from Charge stops the extraction;
+// Extract's error wraps it.
+type Limit interface {
+	Charge(name string, size int64) error
 }
 
 // Result counts what was extracted and names what was dropped.
