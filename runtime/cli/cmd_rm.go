@@ -16,6 +16,14 @@ import (
 // cleanPod is the pod package's cleaner: the stage1's gc entry point.
 func cleanPod(ctx context.Context, p *pod.Pod) error { return stage1.Clean(ctx, p.Path()) }
 
+// podStore is the pods directory, with stage1's look into a pod's cgroups, so that a pod
+// whose rkt run was killed while its apps run on is seen running (orphaned), not exited.
+func podStore(env *Env) *pod.Store {
+	ps := pod.NewStore(env.G.Dir)
+	ps.Alive = func(p *pod.Pod) bool { return stage1.PodAlive(p.Path()) }
+	return ps
+}
+
 func readUUIDFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -38,7 +46,7 @@ func eachPod(env *Env, uuidFile string, args []string, do func(ps *pod.Store, re
 	if len(args) == 0 {
 		return errors.New("no pod UUID given")
 	}
-	ps := pod.NewStore(env.G.Dir)
+	ps := podStore(env)
 	var failed error
 	for _, ref := range args {
 		name, err := do(ps, ref)

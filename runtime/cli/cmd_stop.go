@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -19,7 +21,7 @@ func init() {
 			Short: "Stop running pods: SIGTERM to the apps, SIGKILL after the pod's stop timeout (--force: at once)",
 			RunE: func(_ *cobra.Command, args []string) error {
 				return eachPod(env, uuidFile, args, func(ps *pod.Store, ref string) (string, error) {
-					if err := stopPod(ps, ref, force); err != nil {
+					if err := stopPod(env.Ctx, ps, ref, force); err != nil {
 						return "", err
 					}
 					if p, err := ps.Get(ref); err == nil {
@@ -35,15 +37,32 @@ func init() {
 	})
 }
 
+// orphanStopTimeout is how long the apps of a pod without its supervisor get between
+// SIGTERM and SIGKILL from rkt stop (rkt run's default --stop-timeout).
+const orphanStopTimeout = 10 * time.Second
+
 // stopPod asks a pod's supervisor (rkt run) to stop it; with force it kills every process of
-// the pod directly, and the supervisor then sees its apps exit and tears the pod down.
-func stopPod(ps *pod.Store, ref string, force bool) error {
+// the pod directly, and the supervisor then sees its apps exit and tears the pod down. A pod
+// whose rkt run was killed has no supervisor to ask: its processes get SIGTERM (SIGKILL with
+// force) from rkt stop itself, which waits until they are gone and kills those left after
+// orphanStopTimeout; rkt gc then takes the pod down.
+func stopPod(ctx context.Context, ps *pod.Store, ref string, force bool) error {
 	p, err := ps.Get(ref)
 	if err != nil {
 		return err
 	}
 	if st := p.State(); st != pod.Running {
 		return fmt.Errorf("pod %s is %s, not running", p.UUID, st)
+	}
+	if p.Orphaned() {
+		timeout := orphanStopTimeout
+		if force {
+			timeout = 0
+		}
+		if err := stage1.StopPod(ctx, p.Path(), timeout); err != nil {
+			return fmt.Errorf("pod %s: %w", p.UUID, err)
+		}
+		return nil
 	}
 	if force {
 		return stage1.KillPod(p.Path(), unix.SIGKILL)

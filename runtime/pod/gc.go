@@ -13,18 +13,39 @@ import (
 // a pod whose rkt run was killed may have any subset of it left.
 type Cleaner func(ctx context.Context, p *Pod) error
 
+// GCOptions say what one gc pass collects.
+type GCOptions struct {
+	// GracePeriod is how long a pod stays in exited-garbage, counted from its mark, before
+	// it is removed; abandoned embryos older than it are removed too.
+	GracePeriod time.Duration
+	// ExpirePrepared is how long a prepared pod that never ran is kept (rkt's default is a
+	// day); zero collects every prepared pod, a negative value none.
+	ExpirePrepared time.Duration
+	// MarkOnly moves exited pods and aborted prepares to the garbage and stops there:
+	// nothing is removed and no prepared pod expires (rkt gc --mark-only).
+	MarkOnly bool
+	// Clean undoes what a stage1 left outside a pod directory. It runs before a pod is
+	// removed, and before an orphaned pod (see Pod.Orphaned) is marked, to kill its apps.
+	Clean Cleaner
+}
+
 // GCResult says what one gc pass did, pod by pod.
 type GCResult struct {
 	Marked  []string // moved run -> exited-garbage, or prepare -> garbage
+	Expired []string // prepared pods older than ExpirePrepared, moved to garbage
+	Kept    []string // in exited-garbage, within the grace period
 	Removed []string
 	Errors  []error
 }
 
 // GC runs rkt's two-pass garbage collection. Mark: exited pods in run/ move to exited-garbage/,
-// aborted prepares in prepare/ move to garbage/. Sweep: pods in exited-garbage/ whose grace
-// period (since they were marked) is over, and every pod in garbage/, are locked exclusively,
-// cleaned and deleted. Pods locked by someone else are skipped and left for the next pass.
-func (s *Store) GC(ctx context.Context, grace time.Duration, clean Cleaner) (GCResult, error) {
+// aborted prepares in prepare/ move to garbage/; an orphaned pod (its supervisor killed, its
+// apps alive) is cleaned first, which kills its apps, and then marked like an exited one.
+// Expire: prepared pods older than ExpirePrepared move to garbage/. Sweep: pods in
+// exited-garbage/ whose grace period (since they were marked) is over, and every pod in
+// garbage/, are locked exclusively, cleaned and deleted. Pods locked by someone else are
+// skipped and left for the next pass.
+func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	var res GCResult
 	pods, err := s.List()
 	if err != nil {
@@ -44,6 +65,15 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, clean Cleaner) (GCR
 			if err := p.Lock(true, false); err != nil {
 				continue // running or preparing
 			}
+			if p.Orphaned() && opts.Clean != nil {
+				// Marked while its apps run, it would say "exited garbage" of a pod that
+				// runs until the sweep, a grace period later.
+				if err := opts.Clean(ctx, p); err != nil {
+					p.Close()
+					res.Errors = append(res.Errors, fmt.Errorf("pod %s: stop orphaned apps: %w", p.UUID, err))
+					continue
+				}
+			}
 			err := p.move(to)
 			p.Close()
 			if err == nil {
@@ -52,10 +82,13 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, clean Cleaner) (GCR
 				res.Errors = append(res.Errors, err)
 			}
 		case PhaseEmbryo:
+			if opts.MarkOnly {
+				continue
+			}
 			// An embryo is locked from just after its mkdir until it moves to prepare; one
 			// that is unlocked and older than the grace period was abandoned in between.
 			// (Removing a locked one would pull the directory from under its creator.)
-			if ct, err := p.ChangeTime(); err == nil && now.Sub(ct) > grace {
+			if ct, err := p.ChangeTime(); err == nil && now.Sub(ct) > opts.GracePeriod {
 				if err := p.Lock(true, false); err != nil {
 					continue
 				}
@@ -64,7 +97,29 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, clean Cleaner) (GCR
 				}
 				p.Close()
 			}
+		case PhasePrepared:
+			if opts.MarkOnly || opts.ExpirePrepared < 0 {
+				continue
+			}
+			// The rename into prepared/ set the ctime; nothing writes into the directory
+			// until the pod runs.
+			if ct, err := p.ChangeTime(); err != nil || now.Sub(ct) < opts.ExpirePrepared {
+				continue
+			}
+			if err := p.Lock(true, false); err != nil {
+				continue // rkt run-prepared is starting it
+			}
+			err := p.move(PhaseGarbage)
+			p.Close()
+			if err == nil {
+				res.Expired = append(res.Expired, p.UUID)
+			} else if !errors.Is(err, ErrNotFound) {
+				res.Errors = append(res.Errors, err)
+			}
 		}
+	}
+	if opts.MarkOnly {
+		return res, nil
 	}
 	pods, err = s.List()
 	if err != nil {
@@ -81,14 +136,18 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, clean Cleaner) (GCR
 		}
 		if p.Phase == PhaseExitedGarbage {
 			ct, err := p.ChangeTime()
-			if err != nil || now.Sub(ct) < grace {
+			if err != nil {
+				continue
+			}
+			if now.Sub(ct) < opts.GracePeriod {
+				res.Kept = append(res.Kept, p.UUID)
 				continue
 			}
 		}
 		if err := p.Lock(true, false); err != nil {
 			continue
 		}
-		err := p.destroy(ctx, clean)
+		err := p.destroy(ctx, opts.Clean)
 		p.Close()
 		if err != nil {
 			res.Errors = append(res.Errors, err)
@@ -116,6 +175,9 @@ func (s *Store) Remove(ctx context.Context, uuid string, clean Cleaner) error {
 		return err
 	}
 	defer p.Close()
+	if p.Orphaned() {
+		return fmt.Errorf("pod %s: %w: it is running (its rkt run is gone, its apps are not); stop it first (rkt stop %s)", p.UUID, ErrState, p.UUID)
+	}
 	switch p.Phase {
 	case PhaseRun:
 		err = p.move(PhaseExitedGarbage)

@@ -59,6 +59,11 @@ var (
 // Store is the pods directory, <dir>/pods.
 type Store struct {
 	Dir string
+	// Alive, when set, reports whether any process of a pod still runs (stage1 looks in the
+	// pod's cgroups). It is asked only about a pod in the run phase whose lock nobody holds:
+	// one whose supervisor (rkt run) is gone. Such a pod whose apps run on is orphaned, and
+	// is Running, not Exited. Without it, the lock alone decides.
+	Alive func(p *Pod) bool
 }
 
 // NewStore returns the pod store of rkt's data directory (for example /var/lib/rkt).
@@ -294,7 +299,7 @@ func (p *Pod) State() State {
 	case PhasePrepared:
 		return Prepared
 	case PhaseRun:
-		if held {
+		if held || p.store.orphaned(p) {
 			return Running
 		}
 		return Exited
@@ -310,6 +315,27 @@ func (p *Pod) State() State {
 		return Garbage
 	}
 	return State("unknown")
+}
+
+// orphaned reports whether a run-phase pod whose lock is free has processes left.
+func (s *Store) orphaned(p *Pod) bool {
+	return p.Phase == PhaseRun && s.Alive != nil && s.Alive(p)
+}
+
+// Orphaned reports whether the pod runs without its supervisor: it is in the run phase, no
+// process holds its lock (rkt run was killed), and its apps still run. Nothing will record
+// their exits or stop them at a timeout, so rkt stop signals them itself, and rkt gc
+// collects the pod, killing them.
+func (p *Pod) Orphaned() bool {
+	if p.Phase != PhaseRun {
+		return false
+	}
+	if p.fd < 0 {
+		if held, err := p.probe(); err != nil || held {
+			return false
+		}
+	}
+	return p.store.orphaned(p)
 }
 
 // List returns every pod in every phase, sorted by UUID. A pod that moves while it is listed

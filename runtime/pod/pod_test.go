@@ -45,7 +45,7 @@ func TestLifecycleByRenameAndLock(t *testing.T) {
 	if err := s.Remove(context.Background(), p.UUID, nil); !errors.Is(err, ErrState) {
 		t.Fatalf("rm of a running pod: %v", err)
 	}
-	res, _ := s.GC(context.Background(), 0, nil)
+	res, _ := s.GC(context.Background(), GCOptions{})
 	if len(res.Marked)+len(res.Removed) != 0 {
 		t.Fatalf("gc touched a running pod: %+v", res)
 	}
@@ -55,14 +55,14 @@ func TestLifecycleByRenameAndLock(t *testing.T) {
 	}
 	cleaned := 0
 	clean := func(context.Context, *Pod) error { cleaned++; return nil }
-	res, err = s.GC(context.Background(), time.Hour, clean)
+	res, err = s.GC(context.Background(), GCOptions{GracePeriod: time.Hour, Clean: clean})
 	if err != nil || len(res.Marked) != 1 || len(res.Removed) != 0 {
 		t.Fatalf("gc with grace: %+v %v", res, err)
 	}
 	if q, _ := s.Get(p.UUID); q.State() != ExitedGarbage {
 		t.Fatalf("marked pod: %s", q.State())
 	}
-	res, _ = s.GC(context.Background(), 0, clean)
+	res, _ = s.GC(context.Background(), GCOptions{Clean: clean})
 	if len(res.Removed) != 1 || cleaned != 1 {
 		t.Fatalf("sweep: %+v cleaned %d", res, cleaned)
 	}
@@ -81,7 +81,7 @@ func TestAbortedPrepareIsCollected(t *testing.T) {
 	if q, _ := s.Get(p.UUID); q.State() != AbortedPrepare {
 		t.Fatalf("state %s", q.State())
 	}
-	res, _ := s.GC(context.Background(), time.Hour, nil)
+	res, _ := s.GC(context.Background(), GCOptions{GracePeriod: time.Hour})
 	if len(res.Removed) != 1 {
 		t.Fatalf("aborted prepare not removed: %+v", res)
 	}
