@@ -12,12 +12,16 @@ import (
 func init() {
 	register(func(env *Env) *cobra.Command {
 		var pretty bool
+		var uuidFile string
 		c := &cobra.Command{
-			Use:   "cat-manifest UUID",
+			Use:   "cat-manifest --uuid-file=FILE | UUID",
 			Short: "Print a pod's appc pod manifest",
-			Args:  cobra.ExactArgs(1),
 			RunE: func(_ *cobra.Command, args []string) error {
-				p, err := pod.NewStore(env.G.Dir).Get(args[0])
+				ref, err := podRef(args, uuidFile)
+				if err != nil {
+					return err
+				}
+				p, err := pod.NewStore(env.G.Dir).Get(ref)
 				if err != nil {
 					return err
 				}
@@ -38,6 +42,7 @@ func init() {
 			},
 		}
 		c.Flags().BoolVar(&pretty, "pretty-print", true, "indent the manifest")
+		c.Flags().StringVar(&uuidFile, "uuid-file", "", "read the pod UUID from this file instead of an argument")
 		return c
 	})
 }

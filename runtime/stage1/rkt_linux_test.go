@@ -381,21 +381,30 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-// A rkt run killed with SIGKILL leaves mounts, namespaces, cgroups and app processes; gc
-// removes all of them.
+// A rkt run killed with SIGKILL leaves its apps running (reparented to the host's init), and
+// its mounts, namespaces and cgroups: the pod is running, orphaned, with its app's pid in
+// place of rkt run's; gc stops the apps and removes all of it.
 func TestGCAfterSIGKILL(t *testing.T) {
 	e := newEnv(t)
-	id, _ := e.start("--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "sleep 1000 & sleep 1000")
+	id, wait := e.start("--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "sleep 1000 & sleep 1000")
 	pid := int(e.status(id)["pid"].(float64))
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for e.status(id)["state"] != "exited" {
-		if time.Now().After(deadline) {
-			t.Fatal("pod not exited after its rkt run was killed")
-		}
-		time.Sleep(20 * time.Millisecond)
+	wait()
+	st := e.status(id)
+	apid, _ := st["pid"].(float64)
+	if st["state"] != "running" || apid == 0 || int(apid) == pid {
+		t.Fatalf("pod whose rkt run (pid %d) was killed, its app alive: %v; want running with the app's pid", pid, st)
+	}
+	if cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", int(apid))); err != nil || !strings.Contains(string(cg), "/rkt-"+id+"/busybox") {
+		t.Fatalf("pid %d is not the pod's app: %v %s", int(apid), err, cg)
+	}
+	if r := e.run("status", id); !strings.Contains(r.out, "state=running\n") || !strings.Contains(r.out, fmt.Sprintf("pid=%d\n", int(apid))) || !strings.Contains(r.out, "exited=false\n") {
+		t.Fatalf("status text: %q", r.out)
+	}
+	if r := e.run("rm", id); r.code == 0 || !strings.Contains(r.err, "stop it first") {
+		t.Fatalf("rm of an orphaned pod: %d %q", r.code, r.err)
 	}
 	if left := e.podLeftovers(); len(left) == 0 {
 		t.Fatal("a killed rkt run left nothing behind: the leftover check is blind")
@@ -405,6 +414,51 @@ func TestGCAfterSIGKILL(t *testing.T) {
 	}
 	if left := e.podLeftovers(); len(left) > 0 {
 		t.Fatalf("leftovers after gc:\n%s", strings.Join(left, "\n"))
+	}
+	if r := e.run("status", id); r.code == 0 {
+		t.Fatalf("pod still there after gc: %q", r.out)
+	}
+}
+
+// rkt stop of a pod whose rkt run was killed signals the apps itself (they trap SIGTERM and
+// exit), waits for them, and leaves an exited pod for gc.
+func TestStopOrphanedPod(t *testing.T) {
+	e := newEnv(t)
+	id, wait := e.start("--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+	if err := syscall.Kill(int(e.status(id)["pid"].(float64)), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if st := e.status(id); st["state"] != "running" {
+		t.Fatalf("orphaned pod: %v", st)
+	}
+	start := time.Now()
+	if r := e.run("stop", id); r.code != 0 || r.out != fmt.Sprintf("%q\n", id) {
+		t.Fatalf("stop of an orphaned pod: %d %q %q", r.code, r.out, r.err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stop took %s: the app's SIGTERM trap did not end it", d)
+	}
+	if st := e.status(id); st["state"] != "exited" {
+		t.Fatalf("after stop: %v", st)
+	}
+	if r := e.run("gc", "--grace-period=0s"); r.code != 0 {
+		t.Fatalf("gc: %d %s", r.code, r.err)
+	}
+	if left := e.podLeftovers(); len(left) > 0 {
+		t.Fatalf("leftovers after gc:\n%s", strings.Join(left, "\n"))
+	}
+	// --force kills an orphaned pod that ignores SIGTERM.
+	id, wait = e.start("--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+	if err := syscall.Kill(int(e.status(id)["pid"].(float64)), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if r := e.run("stop", "--force", id); r.code != 0 {
+		t.Fatalf("stop --force: %d %q", r.code, r.err)
+	}
+	if st := e.status(id); st["state"] != "exited" {
+		t.Fatalf("after stop --force: %v", st)
 	}
 }
 
