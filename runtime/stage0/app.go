@@ -26,8 +26,13 @@ type PreparedApp struct {
 
 // PrepareApp resolves an app's image and makes its entry in the pod manifest: the image's
 // app, then the pod's defaults (cfg), then the app's own settings. man is the pod manifest
-// so far: the app's name must be free in it and its mounts must name its volumes.
+// so far: the app's name must be free in it and its mounts must name its volumes. The result
+// is checked against the image: its command is an executable file there, its user and group
+// resolve, its isolators are ones stage1 can apply.
 func (h *Host) PrepareApp(ctx context.Context, cfg *Config, man *schema.PodManifest, a *App) (*PreparedApp, error) {
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
 	img, err := h.Images.Image(ctx, a.Image)
 	if err != nil {
 		return nil, err
@@ -57,6 +62,16 @@ func (h *Host) PrepareApp(ctx context.Context, cfg *Config, man *schema.PodManif
 		if !hasVolume(man.Volumes, m.Volume) {
 			return nil, fmt.Errorf("app %s: --mount volume=%s: %w", name, m.Volume, stage1.ErrNoVolume)
 		}
+	}
+	if err := checkIsolators(app.Isolators); err != nil {
+		return nil, fmt.Errorf("app %s: %w", name, err)
+	}
+	t := tree(img.Layers)
+	if err := t.checkExec(app); err != nil {
+		return nil, fmt.Errorf("app %s: image %s: %w", name, a.Image, err)
+	}
+	if err := t.checkUser(app); err != nil {
+		return nil, fmt.Errorf("app %s: image %s: %w", name, a.Image, err)
 	}
 	ri, ann := RuntimeImage(img)
 	return &PreparedApp{

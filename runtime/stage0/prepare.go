@@ -14,11 +14,16 @@ import (
 	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
-// Prepare makes a pod of cfg. Every app is resolved and checked before the pod directory
-// exists, so that a mistake leaves nothing behind; then the pod is created (phase prepare,
-// locked) with its manifest, stage1's options and its creation time, and its UUID is written
-// to cfg.UUIDFileSave. The caller marks the pod prepared, or runs it.
+// Prepare makes a pod of cfg. Everything is checked before the pod directory exists, so that
+// a mistake leaves nothing behind: the values, the networks named (net.d), the host volumes'
+// sources, where the UUID goes, and each app against its image (its command, its user, its
+// isolators). Then the pod is created (phase prepare, locked) with its manifest, stage1's
+// options and its creation time, and its UUID is written to cfg.UUIDFileSave. The caller
+// marks the pod prepared, or runs it.
 func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	opts := &stage1.Options{
 		Net: strings.Join(cfg.Net, ","), Hostname: cfg.Hostname,
 		DNS: cfg.DNS, DNSSearch: cfg.DNSSearch, DNSOpt: cfg.DNSOpt, DNSDomain: cfg.DNSDomain,
@@ -29,8 +34,16 @@ func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Interactive && len(cfg.Apps) != 1 {
-		return nil, fmt.Errorf("--interactive needs exactly one app")
+	if err := checkNetworks(h.NetConfDirs, cfg.Net); err != nil {
+		return nil, err
+	}
+	if err := checkHostVolumes(cfg.Volumes); err != nil {
+		return nil, err
+	}
+	if cfg.UUIDFileSave != "" {
+		if err := checkUUIDFile(cfg.UUIDFileSave); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.PrivateUsers {
 		var err error
