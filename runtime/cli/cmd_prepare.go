@@ -11,9 +11,9 @@ import (
 
 func init() {
 	register(func(env *Env) *cobra.Command {
-		return podCommand(env, "prepare [flags] IMAGE [app flags] [-- image-args] [--- IMAGE ...]",
+		return podCommand(env, "prepare [flags] IMAGE [app flags] [-- image-args [---]] [IMAGE ...]",
 			"Prepare a pod to run later with rkt run-prepared; prints its UUID", false,
-			func(p *pod.Pod, _ *podFlags) error {
+			func(p *pod.Pod, _ *podArgs) error {
 				if err := p.MarkPrepared(); err != nil {
 					return err
 				}

@@ -101,6 +101,7 @@ func hasVolume(vs []types.Volume, n types.ACName) bool {
 // applyApp puts the pod's defaults and the app's settings over the image's app, and returns
 // the app's mounts.
 func applyApp(app *types.App, cfg *Config, a *App) ([]schema.Mount, error) {
+	// As in rkt: --exec replaces the image's command, arguments are appended to the command.
 	if a.Exec != "" {
 		app.Exec = types.Exec{a.Exec}
 	}
@@ -108,7 +109,7 @@ func applyApp(app *types.App, cfg *Config, a *App) ([]schema.Mount, error) {
 		if len(app.Exec) == 0 {
 			return nil, stage1.ErrNoExec
 		}
-		app.Exec = append(types.Exec{app.Exec[0]}, a.Args...)
+		app.Exec = append(app.Exec, a.Args...)
 	}
 	if a.User != "" {
 		app.User = a.User

@@ -1,12 +1,15 @@
 package stage0
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 
+	"github.com/appc/spec/schema/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cairn-os/cairn/runtime/image"
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 func TestAppFromOCIImage(t *testing.T) {
@@ -28,8 +31,32 @@ func TestAppFromOCIImage(t *testing.T) {
 	if n != "nginx-2" {
 		t.Errorf("app name %q", n)
 	}
-	if _, err := applyApp(a, &Config{}, &App{Args: []string{"-v"}}); err != nil || !reflect.DeepEqual([]string(a.Exec), []string{"/docker-entrypoint.sh", "-v"}) {
-		t.Errorf("image args: %v %v", a.Exec, err)
+}
+
+// Arguments are appended to the image's command, or to --exec's, which replaces the image's.
+func TestAppArgs(t *testing.T) {
+	img := &image.Image{Format: image.OCI, Name: "example.com/worker", OCIConfig: &v1.ConfigFile{Config: v1.Config{
+		Entrypoint: []string{"/worker"}, Cmd: []string{"--default"}}}}
+	for _, c := range []struct {
+		app  App
+		want []string
+	}{
+		{App{}, []string{"/worker", "--default"}},
+		{App{Args: []string{"--loglevel", "verbose"}}, []string{"/worker", "--default", "--loglevel", "verbose"}},
+		{App{Exec: "/bin/ov"}, []string{"/bin/ov"}},
+		{App{Exec: "/bin/ov", Args: []string{"--loglevel", "verbose"}}, []string{"/bin/ov", "--loglevel", "verbose"}},
+	} {
+		a, err := AppFromImage(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := applyApp(a, &Config{}, &c.app); err != nil || !reflect.DeepEqual([]string(a.Exec), c.want) {
+			t.Errorf("%+v: exec %q %v, want %q", c.app, a.Exec, err, c.want)
+		}
+	}
+	a := &types.App{}
+	if _, err := applyApp(a, &Config{}, &App{Args: []string{"x"}}); !errors.Is(err, stage1.ErrNoExec) {
+		t.Errorf("arguments for an image without a command: %v", err)
 	}
 }
 

@@ -93,9 +93,9 @@ type Config struct {
 type App struct {
 	Image string // what Images resolves: an image ID, name, path or URL
 	Name  string // the app's name in the pod; default: from the image's name
-	// Exec replaces the image's command.
+	// Exec replaces the image's command (its arguments included).
 	Exec string
-	// Args are the command's arguments (after --).
+	// Args are appended to the command (rkt's "IMAGE -- ARGS").
 	Args       []string
 	User       string // name or number, resolved in the image
 	Group      string
