@@ -161,7 +161,7 @@ func TestRollbackReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	reported := m.events()
-	if !strings.HasSuffix(reported, "update complete/error/1000/from 2.0.0") {
+	if !strings.HasSuffix(reported, "update complete/error/44/from 2.0.0") {
 		t.Fatalf("events: %s", reported)
 	}
 	// Offered 2.0.0 again (on demand: the dev server keeps it from scheduled checks), the

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"strings"
 )
 
 // Protocol is the only Omaha protocol version spoken.
@@ -25,7 +27,7 @@ const (
 	InstallSourceOnDemand  = "ondemandupdate"
 )
 
-// EventType is an <event eventtype>, numbered as in update_engine.
+// EventType is an <event eventtype>, numbered as in update_engine, plus Nebraska's 800.
 type EventType int
 
 const (
@@ -35,6 +37,11 @@ const (
 	EventTypeUpdateComplete         EventType = 3
 	EventTypeUpdateDownloadStarted  EventType = 13
 	EventTypeUpdateDownloadFinished EventType = 14
+	// EventTypeUpdateInstalled is Nebraska's (and CoreRoller's) "installed, completion
+	// prevented by the instance": written, but not yet running. Nebraska records it for any
+	// application, where update_engine's 3/1 counts as complete for every application but
+	// Flatcar's.
+	EventTypeUpdateInstalled EventType = 800
 )
 
 func (t EventType) String() string {
@@ -49,6 +56,8 @@ func (t EventType) String() string {
 		return "download started"
 	case EventTypeUpdateDownloadFinished:
 		return "download finished"
+	case EventTypeUpdateInstalled:
+		return "update installed"
 	}
 	return fmt.Sprintf("event type %d", int(t))
 }
@@ -63,9 +72,24 @@ const (
 	EventResultDeferred      EventResult = 9
 )
 
-// ErrorCode is an <event errorcode>. Codes below 100 follow update_engine's action exit
-// codes, so dashboards built for Container Linux read them the same way; codes from 1000 up
-// are Cairn's own.
+func (r EventResult) String() string {
+	switch r {
+	case EventResultError:
+		return "error"
+	case EventResultSuccess:
+		return "success"
+	case EventResultSuccessReboot:
+		return "success, rebooted"
+	case EventResultDeferred:
+		return "deferred"
+	}
+	return fmt.Sprintf("event result %d", int(r))
+}
+
+// ErrorCode is an <event errorcode>. Codes below 1000 are Flatcar update_engine's action
+// codes (its action_processor.h), the table Nebraska's console decodes, so that a Cairn
+// host's errors read there as a Flatcar host's do; codes from 1000 up are Cairn's own, for
+// failures update_engine had no code for.
 type ErrorCode int
 
 const (
@@ -84,16 +108,74 @@ const (
 	ErrorCodeOmahaResponseInvalid     ErrorCode = 34
 	ErrorCodeOmahaErrorInHTTPResponse ErrorCode = 37
 
+	// ErrorCodeUpdateIgnoredPerPolicy: the machine declined the offered version. update_engine
+	// sent it for a version it had rolled back from; so does Cairn.
+	ErrorCodeUpdateIgnoredPerPolicy ErrorCode = 35
 	// ErrorCodeRollback: the machine booted back into the previous version after an update
-	// (the new slot ran out of boot tries without being marked good).
-	ErrorCodeRollback ErrorCode = 1000
+	// (the new slot ran out of boot tries without being marked good). Flatcar's RollbackError.
+	ErrorCodeRollback ErrorCode = 44
+
 	// ErrorCodeWrongBoard: the payload is for another board.
 	ErrorCodeWrongBoard ErrorCode = 1001
 	// ErrorCodeNotNewer: the payload's version is not newer than the running one.
 	ErrorCodeNotNewer ErrorCode = 1002
 	// ErrorCodeSetBootError: the boot entry of the new slot could not be written.
 	ErrorCodeSetBootError ErrorCode = 1003
+	// ErrorCodeUpdateCanceled: an installed update was undone on the machine
+	// (update_engine_client -reset_status) before it was booted.
+	ErrorCodeUpdateCanceled ErrorCode = 1004
+	// ErrorCodeInterrupted: the engine stopped (or the machine went down) in the middle of
+	// an update; the next check starts over.
+	ErrorCodeInterrupted ErrorCode = 1005
 )
+
+func (c ErrorCode) String() string {
+	switch c {
+	case ErrorCodeSuccess:
+		return "success"
+	case ErrorCodeError:
+		return "error"
+	case ErrorCodeOmahaRequestError:
+		return "omaha request error"
+	case ErrorCodeInstallDeviceOpenError:
+		return "install device open error"
+	case ErrorCodeDownloadTransferError:
+		return "download transfer error"
+	case ErrorCodePayloadHashMismatch:
+		return "payload hash mismatch"
+	case ErrorCodePayloadSizeMismatch:
+		return "payload size mismatch"
+	case ErrorCodePayloadVerification:
+		return "payload verification error"
+	case ErrorCodeDownloadWriteError:
+		return "download write error"
+	case ErrorCodeNewRootfsVerification:
+		return "new rootfs verification error"
+	case ErrorCodeNewKernelVerification:
+		return "new kernel verification error"
+	case ErrorCodePayloadPubKeyVerify:
+		return "payload public key verification error"
+	case ErrorCodeOmahaResponseInvalid:
+		return "omaha response invalid"
+	case ErrorCodeUpdateIgnoredPerPolicy:
+		return "update ignored per policy"
+	case ErrorCodeOmahaErrorInHTTPResponse:
+		return "omaha error in HTTP response"
+	case ErrorCodeRollback:
+		return "rollback"
+	case ErrorCodeWrongBoard:
+		return "wrong board"
+	case ErrorCodeNotNewer:
+		return "not newer"
+	case ErrorCodeSetBootError:
+		return "set boot entry error"
+	case ErrorCodeUpdateCanceled:
+		return "update canceled"
+	case ErrorCodeInterrupted:
+		return "update interrupted"
+	}
+	return fmt.Sprintf("error code %d", int(c))
+}
 
 // Request is an Omaha <request>.
 type Request struct {
@@ -102,7 +184,7 @@ type Request struct {
 	Version        string        `xml:"version,attr,omitempty"`
 	UpdaterVersion string        `xml:"updaterversion,attr,omitempty"`
 	InstallSource  string        `xml:"installsource,attr,omitempty"`
-	IsMachine      int           `xml:"ismachine,attr,omitempty"`
+	IsMachine      Int           `xml:"ismachine,attr,omitempty"`
 	OS             *OS           `xml:"os"`
 	Apps           []*AppRequest `xml:"app"`
 }
@@ -115,19 +197,22 @@ type OS struct {
 	Arch        string `xml:"arch,attr,omitempty"`
 }
 
-// AppRequest is a request's <app>. Track is the update group (GROUP in update.conf).
+// AppRequest is a request's <app>. Track is the update group (GROUP in update.conf). The
+// machine's alias, OEM, OEM version and aleph version (the version first installed) are
+// CoreOS update_engine's extensions, which Nebraska shows with the instance.
 type AppRequest struct {
 	ID           string          `xml:"appid,attr"`
 	Version      string          `xml:"version,attr,omitempty"`
 	Track        string          `xml:"track,attr,omitempty"`
 	BootID       string          `xml:"bootid,attr,omitempty"`
 	MachineID    string          `xml:"machineid,attr,omitempty"`
+	MachineAlias string          `xml:"machinealias,attr,omitempty"`
 	OEM          string          `xml:"oem,attr,omitempty"`
 	OEMVersion   string          `xml:"oemversion,attr,omitempty"`
 	AlephVersion string          `xml:"alephversion,attr,omitempty"`
 	Board        string          `xml:"board,attr,omitempty"`
 	Lang         string          `xml:"lang,attr,omitempty"`
-	DeltaOK      bool            `xml:"delta_okay,attr,omitempty"`
+	DeltaOK      Bool            `xml:"delta_okay,attr,omitempty"`
 	Ping         *PingRequest    `xml:"ping"`
 	UpdateCheck  *UpdateCheck    `xml:"updatecheck"`
 	Events       []*EventRequest `xml:"event"`
@@ -135,7 +220,7 @@ type AppRequest struct {
 
 // PingRequest is <ping active="1">.
 type PingRequest struct {
-	Active int `xml:"active,attr,omitempty"`
+	Active Int `xml:"active,attr,omitempty"`
 }
 
 // UpdateCheck is the request's <updatecheck>.
@@ -160,9 +245,10 @@ type Response struct {
 	Apps     []*AppResponse `xml:"app"`
 }
 
-// DayStart is <daystart elapsed_seconds>.
+// DayStart is <daystart elapsed_seconds>. It is kept as sent: the engine does not use it,
+// and update_engine did not fail on a value that is not a number either.
 type DayStart struct {
-	ElapsedSeconds int64 `xml:"elapsed_seconds,attr"`
+	ElapsedSeconds string `xml:"elapsed_seconds,attr"`
 }
 
 // App statuses and update check statuses.
@@ -214,14 +300,15 @@ type Manifest struct {
 	Actions  []Action  `xml:"actions>action"`
 }
 
-// Package is one downloadable file. SHA1 is base64 (the classic "hash"); SHA256 is hex, as
-// Nebraska sends it in hash_sha256.
+// Package is one downloadable file. SHA1 is base64 (the classic "hash"). SHA256
+// (hash_sha256) is kept as sent: Nebraska sends hex, go-omaha's server base64; FindUpdate
+// reads both.
 type Package struct {
 	Name     string `xml:"name,attr"`
 	SHA1     string `xml:"hash,attr,omitempty"`
 	SHA256   string `xml:"hash_sha256,attr,omitempty"`
 	Size     int64  `xml:"size,attr"`
-	Required bool   `xml:"required,attr"`
+	Required Bool   `xml:"required,attr"`
 }
 
 // Action is an <action>; update_engine reads the postinstall action's sha256 (base64).
@@ -229,9 +316,9 @@ type Action struct {
 	Event                 string `xml:"event,attr"`
 	DisplayVersion        string `xml:"DisplayVersion,attr,omitempty"`
 	SHA256                string `xml:"sha256,attr,omitempty"`
-	NeedsAdmin            bool   `xml:"needsadmin,attr,omitempty"`
-	IsDelta               bool   `xml:"IsDelta,attr,omitempty"`
-	DisablePayloadBackoff bool   `xml:"DisablePayloadBackoff,attr,omitempty"`
+	NeedsAdmin            Bool   `xml:"needsadmin,attr,omitempty"`
+	IsDelta               Bool   `xml:"IsDelta,attr,omitempty"`
+	DisablePayloadBackoff Bool   `xml:"DisablePayloadBackoff,attr,omitempty"`
 }
 
 // ErrMalformed wraps every parse failure.
@@ -263,7 +350,7 @@ func ParseRequest(r io.Reader) (*Request, error) {
 		return nil, err
 	}
 	if req.Protocol != Protocol {
-		return nil, fmt.Errorf("%w: protocol %q, want %s", ErrMalformed, req.Protocol, Protocol)
+		return nil, fmt.Errorf("%w: request protocol=%q, want %s", ErrMalformed, req.Protocol, Protocol)
 	}
 	return &req, nil
 }
@@ -275,7 +362,7 @@ func ParseResponse(r io.Reader) (*Response, error) {
 		return nil, err
 	}
 	if resp.Protocol != Protocol {
-		return nil, fmt.Errorf("%w: protocol %q, want %s", ErrMalformed, resp.Protocol, Protocol)
+		return nil, fmt.Errorf("%w: response protocol=%q, want %s", ErrMalformed, resp.Protocol, Protocol)
 	}
 	return &resp, nil
 }
@@ -289,10 +376,23 @@ func Marshal(v any) ([]byte, error) {
 	return append([]byte(xml.Header), b...), nil
 }
 
+// SameApp reports whether two app ids name the same application: Omaha's GUIDs are
+// compared without case and with or without their braces, as Nebraska does.
+func SameApp(a, b string) bool {
+	norm := func(s string) string {
+		s = strings.TrimSpace(s)
+		if len(s) > 2 && s[0] == '{' && s[len(s)-1] == '}' {
+			s = strings.TrimSpace(s[1 : len(s)-1])
+		}
+		return s
+	}
+	return strings.EqualFold(norm(a), norm(b))
+}
+
 // App returns the response's app with the given id.
 func (r *Response) App(id string) (*AppResponse, error) {
 	for _, a := range r.Apps {
-		if a.ID == id {
+		if SameApp(a.ID, id) {
 			return a, nil
 		}
 	}
@@ -308,14 +408,15 @@ type Update struct {
 	SHA256  string // hex
 }
 
-// FindUpdate interprets an app's updatecheck: (nil, nil) for "no update".
+// FindUpdate interprets an app's updatecheck: (nil, nil) for "no update". An error names
+// the element and attribute that was missing or wrong.
 func (a *AppResponse) FindUpdate() (*Update, error) {
 	if a.Status != StatusOK {
 		return nil, fmt.Errorf("omaha app %s: status %q", a.ID, a.Status)
 	}
 	uc := a.UpdateCheck
 	if uc == nil {
-		return nil, fmt.Errorf("%w: app %s has no updatecheck", ErrMalformed, a.ID)
+		return nil, fmt.Errorf("%w: app %s has no <updatecheck>", ErrMalformed, a.ID)
 	}
 	switch uc.Status {
 	case StatusNoUpdate:
@@ -324,25 +425,55 @@ func (a *AppResponse) FindUpdate() (*Update, error) {
 	default:
 		return nil, fmt.Errorf("omaha app %s: updatecheck status %q", a.ID, uc.Status)
 	}
-	if uc.Manifest == nil || uc.URLs == nil || len(uc.URLs.URLs) == 0 || len(uc.Manifest.Packages) == 0 {
-		return nil, fmt.Errorf("%w: updatecheck ok without urls, manifest or package", ErrMalformed)
+	if uc.URLs == nil || len(uc.URLs.URLs) == 0 {
+		return nil, fmt.Errorf("%w: updatecheck status=\"ok\" without <urls><url codebase>", ErrMalformed)
 	}
-	pkg := uc.Manifest.Packages[0]
-	u := &Update{Version: uc.Manifest.Version, Name: pkg.Name, Size: pkg.Size, SHA256: pkg.SHA256}
-	if u.SHA256 == "" {
-		for _, act := range uc.Manifest.Actions {
-			if act.Event == "postinstall" && act.SHA256 != "" {
-				h, err := base64ToHex(act.SHA256)
-				if err != nil {
-					return nil, fmt.Errorf("%w: postinstall sha256: %v", ErrMalformed, err)
-				}
-				u.SHA256 = h
+	if uc.Manifest == nil {
+		return nil, fmt.Errorf("%w: updatecheck status=\"ok\" without <manifest>", ErrMalformed)
+	}
+	m := uc.Manifest
+	if m.Version == "" {
+		return nil, fmt.Errorf("%w: manifest version=\"\"", ErrMalformed)
+	}
+	if len(m.Packages) == 0 {
+		return nil, fmt.Errorf("%w: manifest %s has no <package>", ErrMalformed, m.Version)
+	}
+	pkg := m.Packages[0]
+	if pkg.Name == "" {
+		return nil, fmt.Errorf("%w: manifest %s: package name=\"\"", ErrMalformed, m.Version)
+	}
+	if pkg.Size <= 0 {
+		return nil, fmt.Errorf("%w: package %q: size=\"%d\": not a positive byte count", ErrMalformed, pkg.Name, pkg.Size)
+	}
+	sum, err := packageSHA256(pkg, m.Actions)
+	if err != nil {
+		return nil, err
+	}
+	base := uc.URLs.URLs[0].CodeBase
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: url codebase=%q: not an http or https URL", ErrMalformed, base)
+	}
+	return &Update{Version: m.Version, Name: pkg.Name, Size: pkg.Size, SHA256: sum, URL: joinURL(base, pkg.Name)}, nil
+}
+
+// packageSHA256 is the package's SHA-256 in hex: its hash_sha256, or else the postinstall
+// action's sha256 (update_engine's place for it, and where Nebraska puts it).
+func packageSHA256(pkg Package, actions []Action) (string, error) {
+	if pkg.SHA256 != "" {
+		h, err := sha256Hex(pkg.SHA256)
+		if err != nil {
+			return "", fmt.Errorf("%w: package %q: hash_sha256=%q: %v", ErrMalformed, pkg.Name, pkg.SHA256, err)
+		}
+		return h, nil
+	}
+	for _, act := range actions {
+		if act.Event == "postinstall" && act.SHA256 != "" {
+			h, err := sha256Hex(act.SHA256)
+			if err != nil {
+				return "", fmt.Errorf("%w: postinstall action: sha256=%q: %v", ErrMalformed, act.SHA256, err)
 			}
+			return h, nil
 		}
 	}
-	if u.Version == "" || pkg.Name == "" || u.Size <= 0 || len(u.SHA256) != 64 {
-		return nil, fmt.Errorf("%w: update without version, package name, size or sha256", ErrMalformed)
-	}
-	u.URL = joinURL(uc.URLs.URLs[0].CodeBase, pkg.Name)
-	return u, nil
+	return "", fmt.Errorf("%w: package %q has no SHA-256 (hash_sha256, or sha256 on the postinstall action); its SHA-1 alone is not enough", ErrMalformed, pkg.Name)
 }
