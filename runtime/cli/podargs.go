@@ -70,11 +70,13 @@ func (p *podArgs) flagSet(name string, withRun bool) *pflag.FlagSet {
 	fs.Lookup("net").NoOptDefVal = "default"
 	fs.StringArrayVar(&c.Ports, "port", nil, "forward a host port to a port the image declares: NAME:[HOSTIP:]HOSTPORT")
 	fs.StringVar(&c.Hostname, "hostname", "", `pod's hostname (default "rkt-$UUID")`)
-	fs.StringArrayVar(&c.DNS, "dns", nil, "name servers for the pod: host, none or addresses")
+	fs.Var(flagFunc{kind: "strings", set: func(v string) error { c.DNS = append(c.DNS, splitList(v)...); return nil }},
+		"dns", "name servers for the pod: host, none or addresses (comma-separated; the flag may repeat)")
 	fs.StringArrayVar(&c.DNSSearch, "dns-search", nil, "DNS search domains")
 	fs.StringArrayVar(&c.DNSOpt, "dns-opt", nil, "DNS resolver options (resolv.conf options)")
 	fs.StringVar(&c.DNSDomain, "dns-domain", "", "DNS domain (resolv.conf domain)")
-	fs.StringArrayVar(&c.HostsEntries, "hosts-entry", nil, "entries for the pod's /etc/hosts: IP=HOSTNAME, or host for the host's /etc/hosts")
+	fs.Var(flagFunc{kind: "strings", set: func(v string) error { c.HostsEntries = append(c.HostsEntries, splitList(v)...); return nil }},
+		"hosts-entry", "entries for the pod's /etc/hosts: IP=HOSTNAME[,IP=HOSTNAME...] (the flag may repeat), or host for the host's /etc/hosts")
 	fs.BoolVar(&c.NoOverlay, "no-overlay", false, "copy image trees instead of using overlayfs")
 	fs.BoolVar(&c.PrivateUsers, "private-users", false, "run the pod in a user namespace: its IDs 0-65535 are a random range of unprivileged host IDs")
 	fs.StringVar(&c.UUIDFileSave, "uuid-file-save", "", "write the pod UUID to this file")

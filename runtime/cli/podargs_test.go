@@ -46,6 +46,9 @@ func TestParsePodArgs(t *testing.T) {
 		{[]string{"--caps-retain=CAP_KILL,net_admin", "img", "--caps-remove", "CAP_CHOWN", "--mount", "volume=v,target=/v"},
 			stage0.Config{CapsRetain: []string{"CAP_KILL", "net_admin"}, Apps: []stage0.App{{Image: "img", CapsRemove: []string{"CAP_CHOWN"},
 				Mounts: []schema.Mount{{Volume: "v", Path: "/v"}}}}}},
+		{[]string{"--hosts-entry", "198.51.100.0=host1,198.51.100.1=host2", "--hosts-entry", "198.51.100.0=host3", "--dns=8.8.8.8,8.8.4.4", "--dns", "1.1.1.1", "img"},
+			stage0.Config{Network: stage0.Network{HostsEntries: []string{"198.51.100.0=host1", "198.51.100.1=host2", "198.51.100.0=host3"},
+				DNS: []string{"8.8.8.8", "8.8.4.4", "1.1.1.1"}}, Apps: []stage0.App{{Image: "img"}}}},
 		{[]string{"img", "--seccomp=mode=retain,errno=ENOSYS,read,write"},
 			stage0.Config{Apps: []stage0.App{{Image: "img", Seccomp: &stage0.Seccomp{Mode: "retain", Errno: "ENOSYS", Set: []string{"read", "write"}}}}}},
 	} {

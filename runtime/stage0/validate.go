@@ -46,7 +46,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--volume %s: unknown kind %q (want host or empty)", v.Name, v.Kind)
 		}
 	}
-	if _, err := network.ParseSelection(c.Net); err != nil {
+	if err := c.Network.Validate(); err != nil {
 		return err
 	}
 	if err := checkEnv("--set-env", c.Env); err != nil {
@@ -59,6 +59,17 @@ func (c *Config) Validate() error {
 		if err := c.Apps[i].Validate(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// Validate checks the network settings on their own (stage1.Options checks the addresses).
+func (n *Network) Validate() error {
+	if _, err := network.ParseSelection(n.Net); err != nil {
+		return err
+	}
+	if len(n.DNS) == 1 && (n.DNS[0] == "host" || n.DNS[0] == "none") && (len(n.DNSSearch) > 0 || len(n.DNSOpt) > 0 || n.DNSDomain != "") {
+		return fmt.Errorf("--dns-search, --dns-opt and --dns-domain cannot go with --dns=%s", n.DNS[0])
 	}
 	return nil
 }

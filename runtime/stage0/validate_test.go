@@ -35,6 +35,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Apps: one, Volumes: []types.Volume{{Name: "a", Kind: "nfs"}}}, "nfs"},
 		{Config{Apps: one, Network: Network{Net: []string{"host", "default"}}}, "host"},
 		{Config{Apps: one, Env: []string{"NOEQUALS"}}, "NOEQUALS"},
+		{Config{Apps: one, Network: Network{DNS: []string{"host"}, DNSSearch: []string{"example.com"}}}, "--dns=host"},
 		{Config{Apps: []App{{Image: "img", Name: "Bad_Name"}}}, "Bad_Name"},
 		{Config{Apps: []App{{Image: "img", WorkingDir: "rel"}}}, "rel"},
 	} {

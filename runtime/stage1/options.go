@@ -78,7 +78,7 @@ func (o *Options) Validate() error {
 			continue
 		}
 		ip, name, ok := strings.Cut(h, "=")
-		if _, err := netip.ParseAddr(ip); !ok || err != nil || name == "" || strings.ContainsAny(name, " \t\n#") {
+		if _, err := netip.ParseAddr(ip); !ok || err != nil || name == "" || strings.ContainsAny(name, " \t\n#,=") {
 			return fmt.Errorf("--hosts-entry=%s: want host or IP=HOSTNAME", h)
 		}
 	}
@@ -145,13 +145,22 @@ func (o *Options) Selection() (network.Selection, error) {
 	return network.ParseSelection(vals)
 }
 
-// HostsFile is the pod's /etc/hosts: localhost, the pod's name, and --hosts-entry IP=HOST pairs.
+// HostsFile is the pod's /etc/hosts: localhost, the pod's name, and the --hosts-entry IP=HOST
+// pairs, one line per address with its names in the order given, as rkt wrote them.
 func HostsFile(hostname string, entries []string) []byte {
 	b := "127.0.0.1\tlocalhost localhost.localdomain " + hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	var ips []string
+	names := map[string][]string{}
 	for _, e := range entries {
 		if ip, name, ok := strings.Cut(e, "="); ok {
-			b += ip + "\t" + name + "\n"
+			if _, seen := names[ip]; !seen {
+				ips = append(ips, ip)
+			}
+			names[ip] = append(names[ip], name)
 		}
+	}
+	for _, ip := range ips {
+		b += ip + "\t" + strings.Join(names[ip], " ") + "\n"
 	}
 	return []byte(b)
 }

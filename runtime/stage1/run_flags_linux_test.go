@@ -75,3 +75,14 @@ func TestRunAppArguments(t *testing.T) {
 		}
 	}
 }
+
+// --hosts-entry takes comma-separated IP=HOST pairs and repeats; each address gets one line
+// with its names, as in rkt's DNS documentation.
+func TestRunHostsEntries(t *testing.T) {
+	e := newEnv(t)
+	r := e.run("run", "--net=none", "--hosts-entry", "198.51.100.0=host1,198.51.100.1=host2", "--hosts-entry", "198.51.100.0=host3",
+		e.aci, "--exec=/bin/cat", "--", "/etc/hosts")
+	if r.code != 0 || !strings.HasSuffix(r.out, "\n198.51.100.0\thost1 host3\n198.51.100.1\thost2\n") {
+		t.Fatalf("code %d /etc/hosts %q err %q", r.code, r.out, r.err)
+	}
+}

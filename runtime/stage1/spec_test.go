@@ -200,6 +200,7 @@ func TestOptionsValidate(t *testing.T) {
 		{Net: "none", Ports: []network.PortMapping{{Name: "http", HostPort: 80, ContainerPort: 8080, Protocol: "tcp"}}},
 		{HostsEntries: []string{"host", "10.0.0.2=db"}},
 		{HostsEntries: []string{"db"}},
+		{HostsEntries: []string{"10.0.0.2=db,10.0.0.3=web"}},
 		{DNS: []string{"host", "1.1.1.1"}},
 		{DNS: []string{"not-an-ip"}},
 		{Hostname: "a b"},
@@ -290,5 +291,10 @@ func TestResolvConfPrecedence(t *testing.T) {
 	}
 	if got := string(HostsFile("pod", []string{"10.0.0.2=db"})); !strings.Contains(got, "10.0.0.2\tdb\n") || !strings.Contains(got, "localhost.localdomain pod\n") {
 		t.Errorf("hosts: %q", got)
+	}
+	// rkt's documented example: --hosts-entry 198.51.100.0=host1,198.51.100.1=host2 --hosts-entry 198.51.100.0=host3
+	got := string(HostsFile("pod", []string{"198.51.100.0=host1", "198.51.100.1=host2", "198.51.100.0=host3"}))
+	if !strings.HasSuffix(got, "\n198.51.100.0\thost1 host3\n198.51.100.1\thost2\n") {
+		t.Errorf("hosts entries grouped by address: %q", got)
 	}
 }
