@@ -100,8 +100,9 @@ func (o *Opened) Close() {
 }
 
 // Open opens the OCI image at path. ref picks one image when the file holds several (by
-// reference name or tag); tmpDir receives an unpacked OCI archive.
-func Open(ctx context.Context, path, ref, tmpDir string) (*Opened, error) {
+// reference name or tag); tmpDir receives an unpacked OCI archive, bounded by limit when it
+// is set.
+func Open(ctx context.Context, path, ref, tmpDir string, limit tarx.Limit) (*Opened, error) {
 	kind, err := Sniff(path)
 	if err != nil {
 		return nil, err
@@ -119,7 +120,7 @@ func Open(ctx context.Context, path, ref, tmpDir string) (*Opened, error) {
 			return nil, err
 		}
 		cleanup := func() { os.RemoveAll(dir) }
-		if err := unpack(ctx, path, dir); err != nil {
+		if err := unpack(ctx, path, dir, limit); err != nil {
 			cleanup()
 			return nil, fmt.Errorf("OCI archive %s: %w", path, err)
 		}
@@ -139,7 +140,7 @@ func Open(ctx context.Context, path, ref, tmpDir string) (*Opened, error) {
 	return nil, fmt.Errorf("%s: %w", path, ErrUnknownFormat)
 }
 
-func unpack(ctx context.Context, path, dir string) error {
+func unpack(ctx context.Context, path, dir string, limit tarx.Limit) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -150,7 +151,7 @@ func unpack(ctx context.Context, path, dir string) error {
 		return err
 	}
 	defer zr.Close()
-	if _, err := tarx.Extract(ctx, zr, dir, tarx.Options{}); err != nil {
+	if _, err := tarx.Extract(ctx, zr, dir, tarx.Options{Limit: limit}); err != nil {
 		return err
 	}
 	// A layout holds files and directories only: a symlink would make the layout reader

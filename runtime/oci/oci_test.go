@@ -30,7 +30,7 @@ func TestOpen(t *testing.T) {
 		{im.OCIArchive, fixture.OCIName, Archive},
 		{im.DockerArchive, fixture.DockerName, DockerArchive},
 	} {
-		o, err := Open(ctx, tc.path, "", t.TempDir())
+		o, err := Open(ctx, tc.path, "", t.TempDir(), nil)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.path, err)
 		}
@@ -52,10 +52,10 @@ func TestOpenRejects(t *testing.T) {
 	ctx := context.Background()
 	junk := filepath.Join(t.TempDir(), "junk")
 	os.WriteFile(junk, []byte("this is not an image"), 0o644)
-	if _, err := Open(ctx, junk, "", t.TempDir()); !errors.Is(err, ErrUnknownFormat) {
+	if _, err := Open(ctx, junk, "", t.TempDir(), nil); !errors.Is(err, ErrUnknownFormat) {
 		t.Errorf("junk: %v; want ErrUnknownFormat", err)
 	}
-	if _, err := Open(ctx, t.TempDir(), "", t.TempDir()); !errors.Is(err, ErrUnknownFormat) {
+	if _, err := Open(ctx, t.TempDir(), "", t.TempDir(), nil); !errors.Is(err, ErrUnknownFormat) {
 		t.Errorf("empty dir: %v; want ErrUnknownFormat", err)
 	}
 	// Two images in one layout: a name must pick one.
@@ -75,14 +75,14 @@ func TestOpenRejects(t *testing.T) {
 	if err := p.AppendImage(b, layout.WithAnnotations(map[string]string{refNameAnno: "example.com/b:1"})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(ctx, dir, "", t.TempDir()); !errors.Is(err, ErrNoImage) {
+	if _, err := Open(ctx, dir, "", t.TempDir(), nil); !errors.Is(err, ErrNoImage) {
 		t.Errorf("two images, no name: %v; want ErrNoImage", err)
 	}
-	o, err := Open(ctx, dir, "example.com/b:1", t.TempDir())
+	o, err := Open(ctx, dir, "example.com/b:1", t.TempDir(), nil)
 	if err != nil || o.Name != "example.com/b:1" {
 		t.Fatalf("pick b: %v %v", o, err)
 	}
-	if _, err := Open(ctx, dir, "example.com/c:1", t.TempDir()); !errors.Is(err, ErrNoImage) {
+	if _, err := Open(ctx, dir, "example.com/c:1", t.TempDir(), nil); !errors.Is(err, ErrNoImage) {
 		t.Errorf("unknown name: %v; want ErrNoImage", err)
 	}
 }
@@ -97,7 +97,7 @@ func TestArchiveOnlyFilesAndDirs(t *testing.T) {
 		tw.WriteHeader(&tar.Header{Name: "index.json", Typeflag: typ, Linkname: "/etc/hostname", Mode: 0o644})
 		tw.Close()
 		f.Close()
-		if _, err := Open(context.Background(), p, "", t.TempDir()); !errors.Is(err, ErrInvalidArchive) || !strings.Contains(err.Error(), "index.json") {
+		if _, err := Open(context.Background(), p, "", t.TempDir(), nil); !errors.Is(err, ErrInvalidArchive) || !strings.Contains(err.Error(), "index.json") {
 			t.Errorf("index.json of type %q: %v; want ErrInvalidArchive naming it", typ, err)
 		}
 	}

@@ -8,7 +8,8 @@
 //
 //	cas/lock                   store-wide flock: shared while importing or touching an image,
 //	                           exclusive while removing (rm, gc) and while clearing tmp/
-//	cas/blob/sha512/<hex>      an ACI as imported, uncompressed; its image ID is "sha512-<hex>"
+//	cas/blob/sha512/<hex>      an ACI as fetched (gzip, bzip2, xz or plain; older stores kept it
+//	                           plain); its image ID "sha512-<hex>" is the digest of the tar inside
 //	cas/blob/sha256/<hex>      an OCI blob by digest: manifest, config, compressed layer
 //	cas/tree/sha512-<hex>/     an extracted ACI: manifest and rootfs/ (the lower dir)
 //	cas/tree/sha256-<hex>/     an extracted OCI layer, named by its diffID (sha256 of the
@@ -26,4 +27,8 @@
 // double an import's time); `rkt image verify` re-checks them against their digests.
 // Two images sharing a layer share its blob and tree. Remove and GC delete an image's metadata
 // first, then every blob and tree that no remaining image references.
+//
+// Archives are untrusted: an import is bounded by its Limits (size, names, compression
+// ratio), checked as each entry is read and before it is written, and an import that goes
+// past one is abandoned like any failed import, leaving nothing.
 package store

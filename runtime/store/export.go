@@ -47,8 +47,8 @@ func readLimited(p string, limit int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, limit))
 }
 
-// Export writes the image ref names to w: an ACI as the (uncompressed) ACI it was imported
-// as, an OCI image as an OCI archive (a tar of an image layout).
+// Export writes the image ref names to w: an ACI as the uncompressed ACI it holds (as rkt
+// exported them), an OCI image as an OCI archive (a tar of an image layout).
 func (s *Store) Export(ctx context.Context, ref string, w io.Writer) error {
 	r, err := s.resolve(ref)
 	if err != nil {
@@ -60,7 +60,12 @@ func (s *Store) Export(ctx context.Context, ref string, w io.Writer) error {
 			return fmt.Errorf("export %s: %w", r.ID, err)
 		}
 		defer f.Close()
-		_, err = io.Copy(w, f)
+		zr, _, err := aci.Decompress(f)
+		if err != nil {
+			return fmt.Errorf("export %s: %w: %v", r.ID, ErrCorrupt, err)
+		}
+		defer zr.Close()
+		_, err = io.Copy(w, zr)
 		return err
 	}
 	raw, err := s.CatManifest(ctx, r.ID)
@@ -123,21 +128,16 @@ func (s *Store) Verify(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
+	if r.Format == image.ACI {
+		if err := s.verifyACI(ctx, r); err != nil {
+			return fmt.Errorf("image %s: %w", r.ID, err)
+		}
+		return nil
+	}
 	for _, b := range r.Blobs {
 		if err := verifyBlob(s.BlobPath(b), b); err != nil {
 			return fmt.Errorf("image %s: %w", r.ID, err)
 		}
-	}
-	if r.Format == image.ACI {
-		f, err := os.Open(s.BlobPath(r.Blobs[0]))
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := verifyTree(ctx, f, s.TreePath(r.Trees[0]), r.Trusted, false); err != nil {
-			return fmt.Errorf("image %s: %w", r.ID, err)
-		}
-		return nil
 	}
 	for i, t := range r.Trees {
 		b := r.Blobs[2+i]
@@ -157,6 +157,37 @@ func (s *Store) Verify(ctx context.Context, ref string) error {
 		}
 	}
 	return nil
+}
+
+// verifyACI checks an ACI's blob (compressed as it was fetched, or plain from an older
+// store) against the image ID, the digest of the tar inside, and the image's tree against
+// that tar, in one pass. A blob that does not match is reported before a tree that does not.
+func (s *Store) verifyACI(ctx context.Context, r *record) error {
+	digest := r.Blobs[0]
+	f, err := os.Open(s.BlobPath(digest))
+	if err != nil {
+		return fmt.Errorf("%w: blob %s: %v", ErrCorrupt, digest, err)
+	}
+	defer f.Close()
+	h := sha512.New()
+	var treeErr error
+	zr, _, err := aci.Decompress(f)
+	if err == nil {
+		defer zr.Close()
+		tee := io.TeeReader(zr, h)
+		treeErr = verifyTree(ctx, tee, s.TreePath(r.Trees[0]), r.Trusted, false)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, tee)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: blob %s: %v", ErrCorrupt, digest, err)
+	}
+	if got := "sha512:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+		return fmt.Errorf("%w: blob %s holds content with digest %s", ErrCorrupt, digest, got)
+	}
+	return treeErr
 }
 
 // noExtras reports a file in the tree that its archive does not hold (something added later).

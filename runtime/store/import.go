@@ -34,7 +34,8 @@ import (
 )
 
 // ImportACI adds the ACI read from r (plain tar, or gzip, bzip2 or xz compressed) to the
-// store. Importing an image that is already there changes nothing and returns it.
+// store, keeping it as it came. Importing an image that is already there changes nothing and
+// returns it.
 func (s *Store) ImportACI(ctx context.Context, r io.Reader, opts ImportOptions) (*image.Image, error) {
 	what := "ACI"
 	if opts.Source != "" {
@@ -73,30 +74,36 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 	}
 	defer s.removeTemp(tmp)
 
-	zr, _, err := aci.Decompress(r)
-	if err != nil {
-		return "", err
-	}
-	defer zr.Close()
+	// The blob is the ACI as it came, compressed or not; its ID is the digest of the tar
+	// inside, so the stream is hashed after decompression.
 	blob, err := os.Create(filepath.Join(tmp, "blob"))
 	if err != nil {
 		return "", err
 	}
 	defer blob.Close()
-	h := sha512.New()
 	bw := bufio.NewWriterSize(blob, 1<<20)
-	cw := &countWriter{}
-	tee := io.TeeReader(zr, io.MultiWriter(bw, h, cw))
+	raw := &countingReader{r: io.TeeReader(r, bw)}
+	zr, _, err := aci.Decompress(raw)
+	if err != nil {
+		return "", err
+	}
+	defer zr.Close()
+	h := sha512.New()
+	tee := io.TeeReader(zr, h)
 	tree := filepath.Join(tmp, "tree")
 	if err := os.Mkdir(tree, 0o755); err != nil {
 		return "", err
 	}
-	res, err := tarx.Extract(ctx, tee, tree, tarx.Options{Trusted: opts.Trusted, Owners: s.owners})
+	limit := newBudget(opts.Limits).layer(func() int64 { return raw.n })
+	res, err := tarx.Extract(ctx, tee, tree, tarx.Options{Trusted: opts.Trusted, Owners: s.owners, Limit: limit})
 	if err != nil {
 		return "", err
 	}
 	if _, err := io.Copy(io.Discard, tee); err != nil { // tar padding after the end marker
 		return "", trailerErr(err)
+	}
+	if _, err := io.Copy(io.Discard, raw); err != nil { // what the decompressor left unread
+		return "", err
 	}
 	if err := bw.Flush(); err != nil {
 		return "", err
@@ -145,7 +152,7 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 	rec := &record{
 		ID: id, Format: image.ACI, Name: m.Name.String(), Labels: labels,
 		ImportTime: now, LastUsed: now, Source: opts.Source, Trusted: opts.Trusted, Signer: opts.Signer,
-		Size:    cw.n + res.Bytes,
+		Size:    raw.n + res.Bytes,
 		Dropped: len(res.Dropped),
 		Blobs:   []string{"sha512:" + sum},
 		Trees:   []string{id},
@@ -207,10 +214,6 @@ func trailerErr(err error) error {
 	}
 	return fmt.Errorf("after the end of the archive: %w", err)
 }
-
-type countWriter struct{ n int64 }
-
-func (c *countWriter) Write(b []byte) (int, error) { c.n += int64(len(b)); return len(b), nil }
 
 var hexDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
@@ -352,6 +355,7 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 		}
 	}
 	// Layers are independent: stage two at a time (decompression and hashing are CPU-bound).
+	b := newBudget(opts.Limits)
 	errs := make([]error, len(jobs))
 	sem := make(chan struct{}, min(2, runtime.GOMAXPROCS(0)))
 	var wg sync.WaitGroup
@@ -365,7 +369,7 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 				errs[i] = lctx.Err()
 				return
 			}
-			if errs[i] = s.stageLayer(lctx, j, opts.Trusted); errs[i] != nil {
+			if errs[i] = s.stageLayer(lctx, j, opts.Trusted, b); errs[i] != nil {
 				errs[i] = fmt.Errorf("layer %s: %w", j.digest, errs[i])
 				cancel()
 			}
@@ -492,8 +496,9 @@ type layerJob struct {
 }
 
 // stageLayer reads a layer's compressed blob once, storing it, hashing it and (when the tree
-// is missing) extracting it, and checks both digests before anything is committed.
-func (s *Store) stageLayer(ctx context.Context, j *layerJob, trusted bool) error {
+// is missing) extracting it within the import's budget, and checks both digests before
+// anything is committed.
+func (s *Store) stageLayer(ctx context.Context, j *layerJob, trusted bool, b *budget) error {
 	if err := os.Mkdir(j.dir, 0o700); err != nil {
 		return err
 	}
@@ -509,7 +514,8 @@ func (s *Store) stageLayer(ctx context.Context, j *layerJob, trusted bool) error
 	defer blob.Close()
 	ch := sha256.New()
 	bw := bufio.NewWriterSize(blob, 1<<20)
-	tee := io.TeeReader(rc, io.MultiWriter(bw, ch))
+	in := &countingReader{r: rc}
+	tee := io.TeeReader(in, io.MultiWriter(bw, ch))
 
 	if j.extract {
 		tree := filepath.Join(j.dir, "tree")
@@ -523,7 +529,8 @@ func (s *Store) stageLayer(ctx context.Context, j *layerJob, trusted bool) error
 		defer ur.Close()
 		dh := sha256.New()
 		uTee := io.TeeReader(ur, dh)
-		res, err := tarx.Extract(ctx, uTee, tree, tarx.Options{Trusted: trusted, Whiteouts: true, Owners: s.owners})
+		limit := b.layer(func() int64 { return in.n })
+		res, err := tarx.Extract(ctx, uTee, tree, tarx.Options{Trusted: trusted, Whiteouts: true, Owners: s.owners, Limit: limit})
 		if err != nil {
 			return err
 		}
@@ -612,7 +619,12 @@ func (s *Store) ImportFile(ctx context.Context, path string, opts ImportOptions)
 		defer f.Close()
 		return s.ImportACI(ctx, f, opts)
 	}
-	o, err := oci.Open(ctx, path, opts.Name, s.path("tmp"))
+	// An archive is unpacked under its own budget: its blobs are counted again as layers.
+	var size int64
+	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
+	}
+	o, err := oci.Open(ctx, path, opts.Name, s.path("tmp"), newBudget(opts.Limits).layer(func() int64 { return size }))
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}

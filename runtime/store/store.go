@@ -25,6 +25,8 @@ var (
 	ErrDigest     = errors.New("content does not match its digest")
 	ErrDependency = errors.New("image dependency not in store")
 	ErrCorrupt    = errors.New("store content is damaged")
+	// ErrTooLarge marks an image refused because extracting it would go past its Limits.
+	ErrTooLarge = errors.New("image too large")
 )
 
 // ImportOptions describe where an image came from and how far it is trusted.
@@ -39,6 +41,8 @@ type ImportOptions struct {
 	Trusted bool
 	// Signer names the key that verified the signature (a fingerprint), when Trusted.
 	Signer string
+	// Limits bound what the import may extract; zero fields are DefaultLimits'.
+	Limits Limits
 }
 
 // Store is an open image store. Its methods are safe for concurrent use by goroutines and by
