@@ -47,6 +47,43 @@ const unifiedMount = "/sys/fs/cgroup"
 // stage1CgroupSuffix names rkt run's own leaf beside the pod's cgroup on v2: rkt-<uuid>-stage1.
 const stage1CgroupSuffix = "-stage1"
 
+// ErrNoCgroupFS says /sys/fs/cgroup holds no cgroup filesystem, so a pod has nowhere to put
+// its cgroups.
+var ErrNoCgroupFS = errors.New("no cgroup filesystem under /sys/fs/cgroup")
+
+// Filesystem types (statfs f_type) that /sys/fs/cgroup may be.
+const (
+	fsCgroup2 = 0x63677270 // the unified hierarchy (v2)
+	fsTmpfs   = 0x01021994 // the directory of v1 hierarchies (v1, hybrid)
+	fsCgroup1 = 0x0027e0eb // one v1 hierarchy mounted there directly
+	fsSysfs   = 0x62656572 // nothing mounted: sysfs's own empty directory
+)
+
+// checkCgroupFS says whether a filesystem of type fsType at /sys/fs/cgroup can hold the pod's
+// cgroups (exists false: the directory is missing). The usual reason it cannot is
+// `ip netns exec`, which mounts a fresh sysfs over /sys in a mount namespace of its own (so
+// that /sys/class/net shows the namespace's devices), hiding the cgroup mounts beneath it.
+func checkCgroupFS(fsType int64, exists bool) error {
+	if exists {
+		switch fsType {
+		case fsCgroup2, fsTmpfs, fsCgroup1:
+			return nil
+		}
+	}
+	var found string
+	switch {
+	case !exists:
+		found = "no such directory"
+	case fsType == fsSysfs:
+		found = "an empty sysfs directory"
+	default:
+		found = fmt.Sprintf("a filesystem of type %#x", fsType)
+	}
+	return fmt.Errorf("%w (%s): is this `ip netns exec`, which mounts a new /sys? "+
+		"Enter the network namespace with `nsenter --net=/var/run/netns/NAME rkt ...` instead, "+
+		"or mount the cgroup hierarchies at /sys/fs/cgroup", ErrNoCgroupFS, found)
+}
+
 // ErrBadProcCgroup is returned for /proc/PID/cgroup text that is not "ID:CONTROLLERS:PATH" lines.
 var ErrBadProcCgroup = errors.New("malformed /proc/PID/cgroup")
 

@@ -22,9 +22,25 @@ import (
 // down to the pod (cgroup v2 has no controllers in a cgroup with processes).
 var errSharedCgroup = errors.New("other processes share it")
 
+// CheckCgroups fails with ErrNoCgroupFS, saying why and what to do, when /sys/fs/cgroup holds
+// no cgroup filesystem (a pod could not be given cgroups).
+func CheckCgroups() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(unifiedMount, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return checkCgroupFS(0, false)
+		}
+		return fmt.Errorf("pod cgroup: statfs %s: %w", unifiedMount, err)
+	}
+	return checkCgroupFS(st.Type, true)
+}
+
 // setupCgroups places the pod's cgroups (see PlanCgroups), moving rkt run into its leaf on
 // v2, records them in the pod directory, and returns where libcontainer puts the apps.
 func setupCgroups(log *slog.Logger, podDir, uuid string) (CgroupPlan, error) {
+	if err := CheckCgroups(); err != nil {
+		return CgroupPlan{}, err
+	}
 	mode := CgroupV1
 	if cgroups.IsCgroup2UnifiedMode() {
 		mode = CgroupV2

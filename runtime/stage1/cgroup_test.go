@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/appc/spec/schema"
@@ -139,5 +140,40 @@ func TestSpecCgroupsPath(t *testing.T) {
 		if s.Linux.CgroupsPath != tc.want {
 			t.Errorf("parent %q: CgroupsPath %q, want %q", tc.parent, s.Linux.CgroupsPath, tc.want)
 		}
+	}
+}
+
+func TestCheckCgroupFS(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fsType int64
+		exists bool
+		ok     bool
+		found  string
+	}{
+		{"cgroup v2", fsCgroup2, true, true, ""},
+		{"v1 or hybrid tmpfs", fsTmpfs, true, true, ""},
+		{"one v1 hierarchy", fsCgroup1, true, true, ""},
+		{"ip netns exec's sysfs", fsSysfs, true, false, "an empty sysfs directory"},
+		{"something else", 0xef53, true, false, "type 0xef53"},
+		{"missing", 0, false, false, "no such directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkCgroupFS(tc.fsType, tc.exists)
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNoCgroupFS) {
+				t.Fatalf("err %v, want ErrNoCgroupFS", err)
+			}
+			for _, want := range []string{tc.found, "ip netns exec", "nsenter --net=/var/run/netns/NAME"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
 	}
 }
