@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
+	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
 	"github.com/spf13/cobra"
 
@@ -30,7 +32,7 @@ func init() {
 				default:
 					return fmt.Errorf("--tty=%s: want auto, true or false", tty)
 				}
-				p, err := pod.NewStore(env.G.Dir).Get(args[0])
+				p, err := podStore(env).Get(args[0])
 				if err != nil {
 					return err
 				}
@@ -42,10 +44,9 @@ func init() {
 					return err
 				}
 				if appName == "" {
-					if len(m.Apps) != 1 {
-						return fmt.Errorf("pod %s has %d apps: choose one with --app", p.UUID, len(m.Apps))
+					if appName, err = onlyApp(env, m, "enter"); err != nil {
+						return err
 					}
-					appName = string(m.Apps[0].Name)
 				}
 				ra := m.Apps.Get(types.ACName(appName))
 				if ra == nil {
@@ -80,4 +81,21 @@ func init() {
 		c.Flags().Lookup("tty").NoOptDefVal = "true"
 		return c
 	})
+}
+
+// onlyApp is the app a command (enter, export) means when no --app names one: the pod's only
+// app. A pod of several apps gets them listed on stderr, as rkt lists them, and an error
+// saying to choose.
+func onlyApp(env *Env, m *schema.PodManifest, command string) (string, error) {
+	switch len(m.Apps) {
+	case 0:
+		return "", errors.New("pod contains zero apps")
+	case 1:
+		return string(m.Apps[0].Name), nil
+	}
+	fmt.Fprintln(env.Stderr, "Pod contains multiple apps:")
+	for _, ra := range m.Apps {
+		fmt.Fprintf(env.Stderr, "\t%s\n", ra.Name)
+	}
+	return "", fmt.Errorf("unable to determine app name: specify app using \"rkt %s --app= ...\"", command)
 }

@@ -426,12 +426,16 @@ func newImageVerifyCommand(env *Env) *cobra.Command {
 			}
 			bad := 0
 			for _, ref := range args {
-				if err := s.Verify(env.Ctx, ref); err != nil {
-					fmt.Fprintf(env.Stderr, "rkt: %v\n", err)
+				img, err := s.Get(env.Ctx, ref)
+				if err == nil {
+					err = s.Verify(env.Ctx, img.ID)
+				}
+				if err != nil {
+					fmt.Fprintf(env.Stderr, "rkt: verification failed for image %s: %v\n", ref, err)
 					bad++
 					continue
 				}
-				fmt.Fprintf(env.Stdout, "%s: OK\n", ref)
+				fmt.Fprintf(env.Stdout, "successfully verified checksum for image: %q (%q)\n", ref, img.ID)
 			}
 			if bad > 0 {
 				return &ExitError{Code: stage1.ExitFailure, Err: fmt.Errorf("verify: %d of %d image(s) damaged (rkt image rm them and fetch again)", bad, len(args))}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,8 +72,11 @@ func TestImageCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"name": "example.com/busybox"`) {
 		t.Fatalf("cat-manifest: %d %q", code, out)
 	}
-	if out, _, code = rkt("image", "verify", a.ID, fixture.OCIName); code != 0 || strings.Count(out, ": OK") != 2 {
-		t.Fatalf("verify: %d %q", code, out)
+	// rkt's words: the name as given, then the full ID it resolved to.
+	want := fmt.Sprintf("successfully verified checksum for image: %q (%q)\n", a.ID, a.ID) +
+		fmt.Sprintf("successfully verified checksum for image: %q (%q)\n", fixture.OCIName, o.ID)
+	if out, _, code = rkt("image", "verify", a.ID, fixture.OCIName); code != 0 || out != want {
+		t.Fatalf("verify: %d %q, want %q", code, out, want)
 	}
 
 	exp := filepath.Join(t.TempDir(), "out.aci")
