@@ -6,22 +6,29 @@
 //	                     rktKind "dockerAuth": credentials for Docker/OCI registries
 //	paths.d/*.json       rktKind "paths": the data directory and stage1 images directory
 //	stage1.d/*.json      rktKind "stage1": the default stage1 image
+//	store.d/*.json       rktKind "store": limits on what an image may extract to in the
+//	                     store (Cairn's own kind: rkt had no limit)
 //
 // A user's directory may only hold credentials, as in rkt.
 package rktconfig
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 )
 
 // MaxFileSize bounds one config file.
@@ -60,6 +67,16 @@ type Stage1 struct {
 	Location string `json:"location,omitempty"`
 }
 
+// Store is the "store" kind: limits on what one image may extract to. A zero field is not
+// set, and the store's default applies.
+type Store struct {
+	MaxImageSize        int64 // bytes of file content; "20GiB", "500MB" or a number of bytes
+	MaxImageEntries     int64 // files, directories and links
+	MaxCompressionRatio int64 // extracted size over the archive's, per layer
+	// From names, by field ("maxImageSize", ...), the file that set it.
+	From map[string]string
+}
+
 // Config is the effective configuration.
 type Config struct {
 	// Auth and DockerAuth map a host or registry to its credentials (the last file wins).
@@ -67,6 +84,7 @@ type Config struct {
 	DockerAuth map[string]Credentials
 	Paths      Paths
 	Stage1     Stage1
+	Store      Store
 }
 
 // Dir is one configuration directory and whether it may set more than credentials.
@@ -88,6 +106,7 @@ var subdirs = map[string][]string{
 	"dockerAuth": {"auth.d"},
 	"paths":      {"paths.d"},
 	"stage1":     {"stage1.d"},
+	"store":      {"store.d"},
 }
 
 // Load reads dirs in order (system, local, user), each later one overriding.
@@ -97,7 +116,7 @@ func Load(dirs ...Dir) (*Config, error) {
 		if d.Path == "" {
 			continue
 		}
-		for _, sub := range []string{"auth.d", "paths.d", "stage1.d"} {
+		for _, sub := range []string{"auth.d", "paths.d", "stage1.d", "store.d"} {
 			if err := c.loadDir(filepath.Join(d.Path, sub), sub, d.User); err != nil {
 				return nil, err
 			}
@@ -123,7 +142,7 @@ func (c *Config) loadDir(dir, sub string, user bool) error {
 		if err != nil {
 			return fmt.Errorf("config %s: %w", path, err)
 		}
-		if err := c.apply(data, sub, user); err != nil {
+		if err := c.apply(path, data, sub, user); err != nil {
 			return fmt.Errorf("config %s: %w", path, err)
 		}
 	}
@@ -141,8 +160,8 @@ func readFile(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// apply merges one file's content.
-func (c *Config) apply(data []byte, sub string, user bool) error {
+// apply merges the content of one file, path.
+func (c *Config) apply(path string, data []byte, sub string, user bool) error {
 	var h header
 	if err := json.Unmarshal(data, &h); err != nil {
 		return fmt.Errorf("not JSON: %v", err)
@@ -157,7 +176,7 @@ func (c *Config) apply(data []byte, sub string, user bool) error {
 	if !slices.Contains(allowed, sub) {
 		return fmt.Errorf("rktKind %q does not belong in %s/", h.Kind, sub)
 	}
-	if user && (h.Kind == "paths" || h.Kind == "stage1") {
+	if user && h.Kind != "auth" && h.Kind != "dockerAuth" {
 		return fmt.Errorf("rktKind %q is not allowed in a user configuration", h.Kind)
 	}
 	strict := func(v any) error {
@@ -237,8 +256,79 @@ func (c *Config) apply(data []byte, sub string, user bool) error {
 		if s.Location != "" {
 			c.Stage1.Location = s.Location
 		}
+	case "store":
+		var s struct {
+			header
+			MaxImageSize        *size  `json:"maxImageSize"`
+			MaxImageEntries     *int64 `json:"maxImageEntries"`
+			MaxCompressionRatio *int64 `json:"maxCompressionRatio"`
+		}
+		if err := strict(&s); err != nil {
+			return err
+		}
+		for _, f := range []struct {
+			name string
+			v    *int64
+			dst  *int64
+		}{
+			{"maxImageSize", (*int64)(s.MaxImageSize), &c.Store.MaxImageSize},
+			{"maxImageEntries", s.MaxImageEntries, &c.Store.MaxImageEntries},
+			{"maxCompressionRatio", s.MaxCompressionRatio, &c.Store.MaxCompressionRatio},
+		} {
+			if f.v == nil {
+				continue
+			}
+			if *f.v <= 0 {
+				return fmt.Errorf("%s must be positive", f.name)
+			}
+			*f.dst = *f.v
+			if c.Store.From == nil {
+				c.Store.From = map[string]string{}
+			}
+			c.Store.From[f.name] = path
+		}
 	}
 	return nil
+}
+
+// size is a number of bytes written as a JSON number or as a string with a unit ("20GiB",
+// "500 MB", "1048576").
+type size int64
+
+func (z *size) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		n, err := humanize.ParseBytes(s)
+		if err != nil || n > math.MaxInt64 {
+			return fmt.Errorf("size %q: want bytes, or a number with a unit such as 20GiB or 500MB", s)
+		}
+		*z = size(n)
+		return nil
+	}
+	var n int64
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(&n); err != nil {
+		return fmt.Errorf("size %s: want bytes, or a string with a unit such as \"20GiB\"", b)
+	}
+	*z = size(n)
+	return nil
+}
+
+// formatSize writes n back as the config takes it: in the largest binary unit that holds it
+// exactly, else in bytes.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // Header returns the request headers for host ("example.com" or "example.com:8443"): the
@@ -296,6 +386,19 @@ func (c *Config) Stage0() map[string][]entry {
 	out = append(out, entry{"rktVersion": "v1", "rktKind": "paths", "data": c.Paths.Data, "stage1-images": c.Paths.Stage1Images})
 	if c.Stage1 != (Stage1{}) {
 		out = append(out, entry{"rktVersion": "v1", "rktKind": "stage1", "name": c.Stage1.Name, "version": c.Stage1.Version, "location": c.Stage1.Location})
+	}
+	if st := c.Store; st.MaxImageSize != 0 || st.MaxImageEntries != 0 || st.MaxCompressionRatio != 0 {
+		e := entry{"rktVersion": "v1", "rktKind": "store"}
+		if st.MaxImageSize != 0 {
+			e["maxImageSize"] = formatSize(st.MaxImageSize)
+		}
+		if st.MaxImageEntries != 0 {
+			e["maxImageEntries"] = st.MaxImageEntries
+		}
+		if st.MaxCompressionRatio != 0 {
+			e["maxCompressionRatio"] = st.MaxCompressionRatio
+		}
+		out = append(out, e)
 	}
 	return map[string][]entry{"stage0": out}
 }
