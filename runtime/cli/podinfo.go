@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"maps"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -212,9 +213,7 @@ func stringMap[M ~map[string]string](m M) map[string]string {
 		return nil
 	}
 	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
+	maps.Copy(out, m)
 	return out
 }
 
