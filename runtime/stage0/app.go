@@ -17,11 +17,13 @@ import (
 )
 
 // PreparedApp is one app ready to join a pod: its entry in the pod manifest, where its root
-// comes from, and the ports its image declares (for --port).
+// comes from, the ports its image declares (for --port), and the empty volumes made for its
+// image's mount points that nothing else fills (they join the pod's volumes).
 type PreparedApp struct {
 	Runtime schema.RuntimeApp
 	Image   stage1.AppImage
 	Ports   []network.ImagePort
+	Volumes []types.Volume
 }
 
 // PrepareApp resolves an app's image and makes its entry in the pod manifest: the image's
@@ -74,11 +76,52 @@ func (h *Host) PrepareApp(ctx context.Context, cfg *Config, man *schema.PodManif
 		return nil, fmt.Errorf("app %s: image %s: %w", name, a.Image, err)
 	}
 	ri, ann := RuntimeImage(img)
-	return &PreparedApp{
+	pa := &PreparedApp{
 		Runtime: schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann},
 		Image:   stage1.AppImage{Name: string(name), ImageID: img.ID, Layers: img.Layers},
 		Ports:   network.DeclaredPorts(img),
-	}, nil
+	}
+	pa.Volumes = implicitVolumes(&pa.Runtime, man.Volumes)
+	for _, v := range pa.Volumes {
+		h.log().Warn("no volume for the mount point: an empty volume is made for it, removed with the pod",
+			"app", name, "mountPoint", strings.TrimPrefix(string(v.Name), string(name)+"-"), "volume", v.Name)
+	}
+	return pa, nil
+}
+
+// implicitVolumes gives each of the app's mount points that no mount of the app (by path) and
+// no pod volume (by name) fills an empty volume of its own, as rkt's stage1 did: named
+// <app>-<mount point>, mode 0755, owned by root, read-only if the mount point is, and
+// mounted into the app (ra.Mounts). Unlike rkt, the volumes are written into the pod
+// manifest, so that it shows every volume the pod has.
+func implicitVolumes(ra *schema.RuntimeApp, vols []types.Volume) []types.Volume {
+	if ra.App == nil {
+		return nil
+	}
+	taken := map[types.ACName]bool{}
+	for _, v := range vols {
+		taken[v.Name] = true
+	}
+	mounted := map[string]bool{}
+	for _, m := range ra.Mounts {
+		mounted[path.Clean(m.Path)] = true
+	}
+	var out []types.Volume
+	for _, mp := range ra.App.MountPoints {
+		if mounted[path.Clean(mp.Path)] || taken[mp.Name] {
+			continue
+		}
+		name := types.ACName(string(ra.Name) + "-" + string(mp.Name))
+		for i := 2; taken[name]; i++ {
+			name = types.ACName(fmt.Sprintf("%s-%s-%d", ra.Name, mp.Name, i))
+		}
+		taken[name] = true
+		mode, id, ro := "0755", 0, mp.ReadOnly
+		out = append(out, types.Volume{Name: name, Kind: "empty", Mode: &mode, UID: &id, GID: &id, ReadOnly: &ro})
+		ra.Mounts = append(ra.Mounts, schema.Mount{Volume: name, Path: mp.Path})
+		mounted[path.Clean(mp.Path)] = true
+	}
+	return out
 }
 
 func appNames(man *schema.PodManifest) map[string]bool {

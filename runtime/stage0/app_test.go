@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -64,5 +65,28 @@ func TestCapabilityNames(t *testing.T) {
 	got := CapabilityNames([]string{"CAP_CHOWN", "sys_admin", " kill ", ""})
 	if want := []string{"CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_KILL"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestImplicitVolumes(t *testing.T) {
+	ra := schema.RuntimeApp{Name: "web", App: &types.App{MountPoints: []types.MountPoint{
+		{Name: "data", Path: "/data"},                   // a pod volume of that name fills it
+		{Name: "logs", Path: "/var/log/"},               // a mount at its path fills it
+		{Name: "cache", Path: "/cache", ReadOnly: true}, // nothing does
+		{Name: "tmp", Path: "/tmp"},                     // nothing does; web-tmp is taken
+	}}, Mounts: []schema.Mount{{Volume: "logvol", Path: "/var/log"}}}
+	vols := []types.Volume{{Name: "data", Kind: "empty"}, {Name: "logvol", Kind: "empty"}, {Name: "web-tmp", Kind: "empty"}}
+	got := implicitVolumes(&ra, vols)
+	mode, id, ro, rw := "0755", 0, true, false
+	want := []types.Volume{
+		{Name: "web-cache", Kind: "empty", Mode: &mode, UID: &id, GID: &id, ReadOnly: &ro},
+		{Name: "web-tmp-2", Kind: "empty", Mode: &mode, UID: &id, GID: &id, ReadOnly: &rw},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("volumes\n got %+v\nwant %+v", got, want)
+	}
+	wantMounts := []schema.Mount{{Volume: "logvol", Path: "/var/log"}, {Volume: "web-cache", Path: "/cache"}, {Volume: "web-tmp-2", Path: "/tmp"}}
+	if !reflect.DeepEqual(ra.Mounts, wantMounts) {
+		t.Errorf("mounts %+v, want %+v", ra.Mounts, wantMounts)
 	}
 }

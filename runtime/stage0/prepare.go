@@ -60,6 +60,7 @@ func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
 			return nil, err
 		}
 		man.Apps = append(man.Apps, pa.Runtime)
+		man.Volumes = append(man.Volumes, pa.Volumes...)
 		opts.Apps = append(opts.Apps, pa.Image)
 		declared = append(declared, pa.Ports...)
 	}

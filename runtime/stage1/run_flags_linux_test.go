@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/appc/spec/schema/types"
+
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/store"
 )
@@ -84,5 +86,46 @@ func TestRunHostsEntries(t *testing.T) {
 		e.aci, "--exec=/bin/cat", "--", "/etc/hosts")
 	if r.code != 0 || !strings.HasSuffix(r.out, "\n198.51.100.0\thost1 host3\n198.51.100.1\thost2\n") {
 		t.Fatalf("code %d /etc/hosts %q err %q", r.code, r.out, r.err)
+	}
+}
+
+// An image's mount point that no volume fills gets an empty volume of its own, shown in the
+// pod manifest; a read-only mount point's volume is read-only.
+func TestRunImplicitVolume(t *testing.T) {
+	e := newEnv(t)
+	id, r := e.runUUID("--net=none", e.aci, "--exec=/bin/sh", "--", "-c", "echo x > /data/f && cat /data/f && grep -c ' /data ' /proc/self/mountinfo")
+	if r.code != 0 || r.out != "x\n1\n" {
+		t.Fatalf("code %d out %q err %q", r.code, r.out, r.err)
+	}
+	m := e.run("cat-manifest", id)
+	if !strings.Contains(m.out, `"name": "busybox-data"`) || !strings.Contains(m.out, `"kind": "empty"`) || !strings.Contains(m.out, `"path": "/data"`) {
+		t.Fatalf("pod manifest: %s", m.out)
+	}
+	e.importACI(fixture.ACIOptions{Name: "example.com/worker-backup", App: &types.App{
+		Exec: types.Exec{"/bin/sh", "-c", "touch /backup/x 2>/dev/null || echo read-only"}, User: "0", Group: "0",
+		MountPoints: []types.MountPoint{{Name: "work", Path: "/backup", ReadOnly: true}}}})
+	r = e.run("run", "--net=none", "example.com/worker-backup")
+	if r.code != 0 || r.out != "read-only\n" {
+		t.Fatalf("read-only mount point: code %d out %q err %q", r.code, r.out, r.err)
+	}
+}
+
+// rkt's MapReduce example: two images whose mount points share one host volume by name, the
+// backup's read-only.
+func TestRunMapReduceExample(t *testing.T) {
+	e := newEnv(t)
+	e.importACI(fixture.ACIOptions{Name: "example.com/reduce-worker", App: &types.App{
+		Exec: types.Exec{"/bin/sh", "-c", "echo reduced > /var/lib/work/out"}, User: "0", Group: "0",
+		MountPoints: []types.MountPoint{{Name: "work", Path: "/var/lib/work"}}}})
+	e.importACI(fixture.ACIOptions{Name: "example.com/worker-backup", App: &types.App{
+		Exec: types.Exec{"/bin/sh", "-c", "for i in $(seq 100); do [ -s /backup/out ] && break; sleep 0.05; done; cat /backup/out; touch /backup/x 2>/dev/null || echo read-only"},
+		User: "0", Group: "0", MountPoints: []types.MountPoint{{Name: "work", Path: "/backup", ReadOnly: true}}}})
+	work := t.TempDir()
+	r := e.run("run", "--net=none", "--volume=work,kind=host,source="+work, "example.com/reduce-worker", "example.com/worker-backup")
+	if r.code != 0 || r.out != "reduced\nread-only\n" {
+		t.Fatalf("code %d out %q err %q", r.code, r.out, r.err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(work, "out")); string(b) != "reduced\n" {
+		t.Fatalf("host volume: %q", b)
 	}
 }

@@ -271,8 +271,8 @@ func baseMounts() []specs.Mount {
 }
 
 // appMounts: kernel filesystems, the pod's /etc files, then volumes. An app mounts a volume
-// where a --mount (pod manifest mount) says, or where the image declares a mount point of the
-// same name.
+// where a --mount (pod manifest mount) says, and where the image declares a mount point of the
+// volume's name, unless a mount is there already (rkt's rule).
 func appMounts(pod *PodPlan, app *AppPlan) ([]specs.Mount, error) {
 	ms := baseMounts()
 	if pod.PrivateUsers != nil {
@@ -306,12 +306,21 @@ func appMounts(pod *PodPlan, app *AppPlan) ([]specs.Mount, error) {
 	var wants []want
 	done := map[string]bool{}
 	for _, m := range app.App.Mounts {
-		wants = append(wants, want{m.Volume, m.Path, false})
-		done[string(m.Volume)] = true
+		ro := false // a mount of a mount point's volume is read-only if the mount point is
+		if app.App.App != nil {
+			for _, mp := range app.App.App.MountPoints {
+				if mp.Name == m.Volume {
+					ro = mp.ReadOnly
+					break
+				}
+			}
+		}
+		wants = append(wants, want{m.Volume, m.Path, ro})
+		done[path.Clean(m.Path)] = true
 	}
 	if app.App.App != nil {
 		for _, mp := range app.App.App.MountPoints {
-			if done[string(mp.Name)] {
+			if done[path.Clean(mp.Path)] {
 				continue
 			}
 			if _, ok := vols[mp.Name]; !ok {

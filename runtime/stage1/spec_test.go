@@ -168,6 +168,21 @@ func TestSpecVolumes(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("volume mounts\n got %+v\nwant %+v", got, want)
 	}
+	// rkt's rule: a mount point is filled once, by a mount at its path or by its volume; a
+	// mount of a read-only mount point's volume is read-only.
+	a.App.App.MountPoints = []types.MountPoint{{Name: "scratch", Path: "/s", ReadOnly: true}, {Name: "data", Path: "/tmp/s"}}
+	s, err = Spec(p, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = s.Mounts[len(s.Mounts)-2:]
+	want = []specs.Mount{
+		{Destination: "/tmp/s", Type: "bind", Source: "/p/volumes/scratch", Options: []string{"rbind", "ro"}},
+		{Destination: "/s", Type: "bind", Source: "/p/volumes/scratch", Options: []string{"rbind", "ro"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("mount points\n got %+v\nwant %+v", got, want)
+	}
 	a.App.Mounts = []schema.Mount{{Volume: "nope", Path: "/n"}}
 	if _, err := Spec(p, a); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("mount of a missing volume: %v", err)
