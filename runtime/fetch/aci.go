@@ -42,7 +42,7 @@ func (f *Fetcher) fetchPath(ctx context.Context, req Request) (*image.Image, err
 			return nil, unsignedErr(req.Image, string(kind))
 		}
 		f.log().Warn("image signature verification is disabled (--insecure-options=image)", "image", req.Image)
-		return f.Store.ImportFile(ctx, path, store.ImportOptions{Source: path})
+		return f.Store.ImportFile(ctx, path, store.ImportOptions{Source: path, Limits: f.Limits})
 	}
 	var sig []byte
 	if !f.Insecure.Has(insecure.Image) {
@@ -146,7 +146,7 @@ func (f *Fetcher) importACI(ctx context.Context, file *os.File, sig []byte, sour
 	if want != "" && name != want {
 		return nil, fmt.Errorf("ACI %s: %w: its manifest names %q, not %q", source, ErrNameMismatch, name, want)
 	}
-	opts := store.ImportOptions{Name: name, Source: source}
+	opts := store.ImportOptions{Name: name, Source: source, Limits: f.Limits}
 	if f.Insecure.Has(insecure.Image) {
 		f.log().Warn("image signature verification is disabled (--insecure-options=image)", "image", name)
 	} else {

@@ -91,7 +91,10 @@ type Fetcher struct {
 	// CacheDir remembers, per ACI URL, the validators (ETag, Last-Modified) of the last
 	// download, for conditional requests under --pull-policy=update; none when empty.
 	CacheDir string
-	Log      *slog.Logger
+	// Limits bound what each imported image may extract to (the store's defaults where
+	// zero).
+	Limits store.Limits
+	Log    *slog.Logger
 }
 
 // Request is one image argument, with the detached signature given for it (--signature).
