@@ -15,7 +15,8 @@ func init() {
 			Short: "Print configuration for each stage in JSON format",
 			Long: `Prints the effective configuration read from the system (--system-config, /usr/lib/rkt),
 local (--local-config, /etc/rkt) and user (--user-config) directories: auth.d (kinds auth and
-dockerAuth), paths.d and stage1.d, in rkt's config.json format.`,
+dockerAuth), paths.d and stage1.d, in rkt's config.json format, and store.d (kind store, the
+limits on what an image may extract to: maxImageSize, maxImageEntries, maxCompressionRatio).`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				cfg, err := loadConfig(env)

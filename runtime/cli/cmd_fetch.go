@@ -126,6 +126,19 @@ func loadConfig(env *Env) (*rktconfig.Config, error) {
 	)
 }
 
+// storeLimits are the limits on what an image may extract to, from store.d; the store's
+// defaults apply where none is set, and an error for a limit says to raise it in the local
+// configuration.
+func storeLimits(cfg *rktconfig.Config, localConfig string) store.Limits {
+	return store.Limits{
+		MaxImageSize:        cfg.Store.MaxImageSize,
+		MaxImageEntries:     cfg.Store.MaxImageEntries,
+		MaxCompressionRatio: cfg.Store.MaxCompressionRatio,
+		Origin:              cfg.Store.From,
+		ConfigDir:           filepath.Join(localConfig, "store.d"),
+	}
+}
+
 func trustStore(env *Env) *trust.Store { return trust.New(env.G.LocalConfig, env.G.SystemConfig) }
 
 // newFetcher wires a fetcher from the global flags and the configuration.
@@ -158,6 +171,7 @@ func newFetcher(env *Env, st fetch.Store, policy fetch.PullPolicy) (*fetch.Fetch
 		},
 		TempDir:  filepath.Join(env.G.Dir, "tmp"),
 		CacheDir: filepath.Join(env.G.Dir, "remote"),
+		Limits:   storeLimits(cfg, env.G.LocalConfig),
 		Log:      env.Log,
 	}
 	if fetch.IsTerminal(env.Stderr) {

@@ -68,16 +68,16 @@ func (l Limits) withDefaults() Limits {
 // setting stopped it, where it was set and how to raise it.
 func (l Limits) exceeded(setting, what, entry string) error {
 	var where string
-	if f := l.Origin[setting]; f != "" {
-		where = ", set in " + f
-	} else if l.setting(setting) == DefaultLimits.setting(setting) {
+	switch f := l.Origin[setting]; {
+	case f != "":
+		where = ", set in " + f + "; raise it there"
+	case l.setting(setting) == DefaultLimits.setting(setting):
 		where = ", the default"
+		if l.ConfigDir != "" {
+			where += fmt.Sprintf("; raise it in a file in %s: {\"rktKind\": \"store\", \"rktVersion\": \"v1\", %q: ...}", l.ConfigDir, setting)
+		}
 	}
-	raise := ""
-	if l.ConfigDir != "" {
-		raise = fmt.Sprintf("; raise it in a file in %s: {\"rktKind\": \"store\", \"rktVersion\": \"v1\", %q: ...}", l.ConfigDir, setting)
-	}
-	return fmt.Errorf("%w: %s at entry %q (store limit %s%s%s)", ErrTooLarge, what, strings.TrimPrefix(entry, "./"), setting, where, raise)
+	return fmt.Errorf("%w: %s at entry %q (store limit %s%s)", ErrTooLarge, what, strings.TrimPrefix(entry, "./"), setting, where)
 }
 
 func (l Limits) setting(name string) int64 {
