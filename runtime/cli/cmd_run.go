@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -62,6 +63,7 @@ func host(env *Env, pullPolicy string) (*stage0.Host, error) {
 		// As rkt: third-party plugins beside the local configs first, then Cairn's and the
 		// distribution's.
 		NetPluginDirs: append([]string{filepath.Join(env.G.LocalConfig, "net.d")}, network.DefaultPluginDirs...),
+		Environ:       os.Environ(),
 		Log:           env.Log,
 	}, nil
 }

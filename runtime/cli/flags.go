@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/appc/spec/schema"
@@ -80,4 +81,39 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseGIDs parses --supplementary-gids: comma-separated group IDs.
+func parseGIDs(s string) ([]int, error) {
+	var gids []int
+	for _, f := range strings.Split(s, ",") {
+		g, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || g < 0 {
+			return nil, fmt.Errorf("--supplementary-gids %q: %q is not a group ID", s, f)
+		}
+		gids = append(gids, g)
+	}
+	return gids, nil
+}
+
+// setKV adds a NAME=VALUE flag value to a map.
+func setKV(flag string, m *map[string]string, s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%s %q: want NAME=VALUE", flag, s)
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	(*m)[k] = v
+	return nil
+}
+
+// parseBool parses a boolean flag's value.
+func parseBool(flag, s string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%s=%s: want true or false", flag, s)
+	}
+	return b, nil
 }

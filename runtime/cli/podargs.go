@@ -80,6 +80,8 @@ func (p *podArgs) flagSet(name string, withRun bool) *pflag.FlagSet {
 	fs.BoolVar(&c.NoOverlay, "no-overlay", false, "copy image trees instead of using overlayfs")
 	fs.BoolVar(&c.PrivateUsers, "private-users", false, "run the pod in a user namespace: its IDs 0-65535 are a random range of unprivileged host IDs")
 	fs.StringVar(&c.UUIDFileSave, "uuid-file-save", "", "write the pod UUID to this file")
+	fs.BoolVar(&c.InheritEnv, "inherit-env", false, "give the apps the variables of rkt's environment that their images do not set")
+	fs.StringArrayVar(&c.EnvFiles, "set-env-file", nil, "file of NAME=VALUE lines: variables for every app (# and ; start comments)")
 	fs.StringVar(&p.pullPolicy, "pull-policy", "new", "when to fetch images: never (store only) or new (fetch those not in the store)")
 	if withRun {
 		fs.BoolVar(&c.Interactive, "interactive", false, "run the (single) app on a terminal with stdin attached")
@@ -102,12 +104,38 @@ func (p *podArgs) flagSet(name string, withRun bool) *pflag.FlagSet {
 	p.appFlag(fs, "set-env", "environment variable NAME=VALUE: of every app before the first image, else of the app",
 		func(v string) error { c.Env = append(c.Env, v); return nil },
 		func(a *stage0.App, v string) error { a.Env = append(a.Env, v); return nil })
-	p.appFlag(fs, "mount", "mount a pod volume into the app: volume=NAME,target=PATH", nil,
+	p.appFlag(fs, "mount", "mount a pod volume: volume=NAME,target=PATH; before the first image into every app",
+		func(v string) error {
+			m, err := parseMountFlag(v)
+			c.Mounts = append(c.Mounts, m)
+			return err
+		},
 		func(a *stage0.App, v string) error {
 			m, err := parseMountFlag(v)
 			a.Mounts = append(a.Mounts, m)
 			return err
 		})
+	p.appFlag(fs, "supplementary-gids", "supplementary group IDs of the app, comma-separated (replace the image's)", nil,
+		func(a *stage0.App, v string) error {
+			gids, err := parseGIDs(v)
+			a.SupplementaryGIDs = gids
+			return err
+		})
+	p.appFlag(fs, "user-annotation", "annotation NAME=VALUE of the app (of the pod before the first image)",
+		func(v string) error { return setKV("--user-annotation", &c.UserAnnotations, v) },
+		func(a *stage0.App, v string) error { return setKV("--user-annotation", &a.UserAnnotations, v) })
+	p.appFlag(fs, "user-label", "label NAME=VALUE of the app (of the pod before the first image)",
+		func(v string) error { return setKV("--user-label", &c.UserLabels, v) },
+		func(a *stage0.App, v string) error { return setKV("--user-label", &a.UserLabels, v) })
+	p.appFlag(fs, "readonly-rootfs", "mount the app's root read-only (every app's before the first image)",
+		func(v string) (err error) { c.ReadOnlyRootFS, err = parseBool("--readonly-rootfs", v); return err },
+		func(a *stage0.App, v string) error {
+			b, err := parseBool("--readonly-rootfs", v)
+			a.ReadOnlyRootFS = &b
+			return err
+		})
+	ro := fs.Lookup("readonly-rootfs")
+	ro.NoOptDefVal, ro.Value = "true", flagFunc{kind: "bool", set: ro.Value.Set}
 	p.appFlag(fs, "memory", "memory limit (e.g. 64M)",
 		func(v string) error { c.Memory = v; return nil },
 		func(a *stage0.App, v string) error { a.Memory = v; return nil })

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/appc/spec/schema"
+	"github.com/appc/spec/schema/types"
 
 	"github.com/cairn-os/cairn/runtime/stage0"
 )
@@ -18,6 +19,11 @@ func parseRun(args ...string) (*stage0.Config, error) {
 
 // rkt run's command line, as rkt's documentation writes it, into the pod to prepare.
 func TestParsePodArgs(t *testing.T) {
+	yes, no := true, false
+	logs, err := parseVolumeFlag("logs,kind=empty")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want stage0.Config
@@ -49,6 +55,16 @@ func TestParsePodArgs(t *testing.T) {
 		{[]string{"--hosts-entry", "198.51.100.0=host1,198.51.100.1=host2", "--hosts-entry", "198.51.100.0=host3", "--dns=8.8.8.8,8.8.4.4", "--dns", "1.1.1.1", "img"},
 			stage0.Config{Network: stage0.Network{HostsEntries: []string{"198.51.100.0=host1", "198.51.100.1=host2", "198.51.100.0=host3"},
 				DNS: []string{"8.8.8.8", "8.8.4.4", "1.1.1.1"}}, Apps: []stage0.App{{Image: "img"}}}},
+		{[]string{"--inherit-env", "--set-env-file=/a", "--set-env-file", "/b", "--volume=logs,kind=empty", "--mount", "volume=logs,target=/var/log",
+			"--readonly-rootfs", "--user-annotation=team=infra", "--user-label=tier=1", "img", "--readonly-rootfs=false",
+			"--supplementary-gids=10,20", "--user-annotation", "owner=me", "--user-label=app=web", "img2", "--readonly-rootfs"},
+			stage0.Config{InheritEnv: true, EnvFiles: []string{"/a", "/b"}, ReadOnlyRootFS: true,
+				Volumes:         []types.Volume{logs},
+				Mounts:          []schema.Mount{{Volume: "logs", Path: "/var/log"}},
+				UserAnnotations: map[string]string{"team": "infra"}, UserLabels: map[string]string{"tier": "1"},
+				Apps: []stage0.App{{Image: "img", ReadOnlyRootFS: &no, SupplementaryGIDs: []int{10, 20},
+					UserAnnotations: map[string]string{"owner": "me"}, UserLabels: map[string]string{"app": "web"}},
+					{Image: "img2", ReadOnlyRootFS: &yes}}}},
 		{[]string{"img", "--seccomp=mode=retain,errno=ENOSYS,read,write"},
 			stage0.Config{Apps: []stage0.App{{Image: "img", Seccomp: &stage0.Seccomp{Mode: "retain", Errno: "ENOSYS", Set: []string{"read", "write"}}}}}},
 	} {
@@ -78,6 +94,10 @@ func TestParsePodArgsErrors(t *testing.T) {
 		{[]string{"img", "--mount=volume=v"}, "--mount"},
 		{[]string{"--volume=v,kind=host,source=rel", "img"}, "--volume"},
 		{[]string{"img", "--seccomp=mode=keep,read"}, "mode"},
+		{[]string{"img", "--supplementary-gids=10,x"}, "--supplementary-gids"},
+		{[]string{"--supplementary-gids=10", "img"}, "--supplementary-gids must follow an image"},
+		{[]string{"img", "--user-label=nolabel"}, "--user-label"},
+		{[]string{"img", "--readonly-rootfs=maybe"}, "--readonly-rootfs"},
 	} {
 		_, err := parseRun(c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -43,9 +43,17 @@ func (h *Host) PrepareApp(ctx context.Context, cfg *Config, man *schema.PodManif
 	if err != nil {
 		return nil, err
 	}
-	mounts, err := applyApp(app, cfg, a)
+	env, err := h.env(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := applyApp(app, cfg, env, a); err != nil {
 		return nil, fmt.Errorf("image %s: %w", a.Image, err)
+	}
+	mounts := mergeMounts(a.Mounts, cfg.Mounts)
+	readOnly := cfg.ReadOnlyRootFS
+	if a.ReadOnlyRootFS != nil {
+		readOnly = *a.ReadOnlyRootFS
 	}
 	var name types.ACName
 	if a.Name != "" {
@@ -77,7 +85,7 @@ func (h *Host) PrepareApp(ctx context.Context, cfg *Config, man *schema.PodManif
 	}
 	ri, ann := RuntimeImage(img)
 	pa := &PreparedApp{
-		Runtime: schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann},
+		Runtime: schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann, ReadOnlyRootFS: readOnly},
 		Image:   stage1.AppImage{Name: string(name), ImageID: img.ID, Layers: img.Layers},
 		Ports:   network.DeclaredPorts(img),
 	}
@@ -141,16 +149,29 @@ func hasVolume(vs []types.Volume, n types.ACName) bool {
 	return false
 }
 
-// applyApp puts the pod's defaults and the app's settings over the image's app, and returns
-// the app's mounts.
-func applyApp(app *types.App, cfg *Config, a *App) ([]schema.Mount, error) {
+// mergeMounts is the app's mounts, then the pod's at paths the app does not mount (rkt's
+// MergeMounts).
+func mergeMounts(app, pod []schema.Mount) []schema.Mount {
+	var out []schema.Mount
+	seen := map[string]bool{}
+	for _, m := range append(append([]schema.Mount(nil), app...), pod...) {
+		if p := path.Clean(m.Path); !seen[p] {
+			seen[p] = true
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// applyApp puts the pod's defaults and the app's settings over the image's app.
+func applyApp(app *types.App, cfg *Config, env *podEnv, a *App) error {
 	// As in rkt: --exec replaces the image's command, arguments are appended to the command.
 	if a.Exec != "" {
 		app.Exec = types.Exec{a.Exec}
 	}
 	if len(a.Args) > 0 {
 		if len(app.Exec) == 0 {
-			return nil, stage1.ErrNoExec
+			return stage1.ErrNoExec
 		}
 		app.Exec = append(app.Exec, a.Args...)
 	}
@@ -160,23 +181,26 @@ func applyApp(app *types.App, cfg *Config, a *App) ([]schema.Mount, error) {
 	if a.Group != "" {
 		app.Group = a.Group
 	}
+	if a.SupplementaryGIDs != nil {
+		app.SupplementaryGIDs = append([]int(nil), a.SupplementaryGIDs...)
+	}
 	if a.WorkingDir != "" {
 		app.WorkingDirectory = a.WorkingDir
 	}
-	for _, kv := range append(append([]string(nil), cfg.Env...), a.Env...) {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("environment %q: want NAME=VALUE", kv)
-		}
-		app.Environment.Set(k, v)
+	env.apply(&app.Environment, a.Env)
+	if a.UserAnnotations != nil {
+		app.UserAnnotations = types.UserAnnotations(a.UserAnnotations)
+	}
+	if a.UserLabels != nil {
+		app.UserLabels = types.UserLabels(a.UserLabels)
 	}
 	if err := applyIsolators(app, cfg, a); err != nil {
-		return nil, err
+		return err
 	}
 	if len(app.Exec) == 0 {
-		return nil, stage1.ErrNoExec
+		return stage1.ErrNoExec
 	}
-	return append([]schema.Mount(nil), a.Mounts...), nil
+	return nil
 }
 
 // applyIsolators replaces the image's isolators with the app's, or else the pod's, settings.

@@ -51,12 +51,12 @@ func TestAppArgs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := applyApp(a, &Config{}, &c.app); err != nil || !reflect.DeepEqual([]string(a.Exec), c.want) {
+		if err := applyApp(a, &Config{}, &podEnv{}, &c.app); err != nil || !reflect.DeepEqual([]string(a.Exec), c.want) {
 			t.Errorf("%+v: exec %q %v, want %q", c.app, a.Exec, err, c.want)
 		}
 	}
 	a := &types.App{}
-	if _, err := applyApp(a, &Config{}, &App{Args: []string{"x"}}); !errors.Is(err, stage1.ErrNoExec) {
+	if err := applyApp(a, &Config{}, &podEnv{}, &App{Args: []string{"x"}}); !errors.Is(err, stage1.ErrNoExec) {
 		t.Errorf("arguments for an image without a command: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/appc/spec/schema"
+	"github.com/appc/spec/schema/types"
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
 	"github.com/cairn-os/cairn/runtime/network"
@@ -53,6 +54,12 @@ func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
 	}
 	man := schema.BlankPodManifest()
 	man.Volumes = append(man.Volumes, cfg.Volumes...)
+	if cfg.UserAnnotations != nil {
+		man.UserAnnotations = types.UserAnnotations(cfg.UserAnnotations)
+	}
+	if cfg.UserLabels != nil {
+		man.UserLabels = types.UserLabels(cfg.UserLabels)
+	}
 	var declared []network.ImagePort
 	for i := range cfg.Apps {
 		pa, err := h.PrepareApp(ctx, cfg, man, &cfg.Apps[i])

@@ -34,7 +34,9 @@ type Host struct {
 	// first match wins.
 	NetConfDirs   []string
 	NetPluginDirs []string
-	Log           *slog.Logger
+	// Environ is the environment that Config.InheritEnv passes on (the caller's, in rkt).
+	Environ []string
+	Log     *slog.Logger
 }
 
 func (h *Host) log() *slog.Logger {
@@ -67,6 +69,9 @@ type Config struct {
 
 	// Volumes are the pod's volumes (--volume).
 	Volumes []types.Volume
+	// Mounts go into every app (--mount before the first image); an app's own mount of the
+	// same path wins.
+	Mounts []schema.Mount
 	// Ports forward host ports to ports the apps' images declare: NAME:[HOSTIP:]HOSTPORT.
 	Ports []string
 	Network
@@ -77,8 +82,18 @@ type Config struct {
 	CapsRetain []string // capabilities an app keeps (replaces the default set)
 	CapsRemove []string // capabilities dropped from the default set
 	Seccomp    *Seccomp
-	// Env are variables for every app (NAME=VALUE), over the image's; an app's Env wins.
-	Env []string
+	// ReadOnlyRootFS mounts every app's root read-only, unless the app says otherwise.
+	ReadOnlyRootFS bool
+	// The environment of every app, in rkt's order: the image's; then, with InheritEnv, the
+	// variables of Host.Environ that the image does not set; then those of EnvFiles (files
+	// of NAME=VALUE lines), then Env (NAME=VALUE), each over what came before; an app's own
+	// Env last.
+	InheritEnv bool
+	EnvFiles   []string
+	Env        []string
+	// UserAnnotations and UserLabels are the pod's, free-form, for the user.
+	UserAnnotations map[string]string
+	UserLabels      map[string]string
 
 	Interactive  bool // the one app gets the caller's terminal and stdin
 	NoOverlay    bool // copy the image trees instead of stacking them with overlayfs
@@ -96,12 +111,20 @@ type App struct {
 	// Exec replaces the image's command (its arguments included).
 	Exec string
 	// Args are appended to the command (rkt's "IMAGE -- ARGS").
-	Args       []string
-	User       string // name or number, resolved in the image
-	Group      string
-	WorkingDir string
-	Env        []string       // NAME=VALUE, over the pod's
-	Mounts     []schema.Mount // pod volumes mounted into this app
+	Args  []string
+	User  string // name or number, resolved in the image
+	Group string
+	// SupplementaryGIDs, when not nil, replace the image's supplementary groups.
+	SupplementaryGIDs []int
+	WorkingDir        string
+	Env               []string       // NAME=VALUE, over the pod's
+	Mounts            []schema.Mount // pod volumes mounted into this app
+	// ReadOnlyRootFS, when set, says whether the app's root is read-only.
+	ReadOnlyRootFS *bool
+	// UserAnnotations and UserLabels, when not nil, replace the image's.
+	UserAnnotations map[string]string
+	UserLabels      map[string]string
+
 	Memory     string
 	CPU        string
 	CapsRetain []string

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -52,6 +53,20 @@ func (c *Config) Validate() error {
 	if err := checkEnv("--set-env", c.Env); err != nil {
 		return err
 	}
+	for _, m := range c.Mounts {
+		if !path.IsAbs(m.Path) {
+			return fmt.Errorf("--mount volume=%s,target=%s: the target must be an absolute path", m.Volume, m.Path)
+		}
+		if !hasVolume(c.Volumes, m.Volume) {
+			return fmt.Errorf("--mount volume=%s: %w", m.Volume, stage1.ErrNoVolume)
+		}
+	}
+	if err := checkKeys("--user-annotation", c.UserAnnotations); err != nil {
+		return err
+	}
+	if err := checkKeys("--user-label", c.UserLabels); err != nil {
+		return err
+	}
 	if err := checkIsolatorFlags(c.Memory, c.CPU, c.CapsRetain, c.CapsRemove, c.Seccomp); err != nil {
 		return err
 	}
@@ -95,8 +110,28 @@ func (a *App) Validate() error {
 			return fmt.Errorf("image %s: --mount volume=%s,target=%s: the target must be an absolute path", a.Image, m.Volume, m.Path)
 		}
 	}
+	for _, g := range a.SupplementaryGIDs {
+		if g < 0 || int64(g) >= math.MaxUint32 {
+			return fmt.Errorf("image %s: --supplementary-gids: %d is not a group ID", a.Image, g)
+		}
+	}
+	if err := checkKeys("--user-annotation", a.UserAnnotations); err != nil {
+		return fmt.Errorf("image %s: %w", a.Image, err)
+	}
+	if err := checkKeys("--user-label", a.UserLabels); err != nil {
+		return fmt.Errorf("image %s: %w", a.Image, err)
+	}
 	if err := checkIsolatorFlags(a.Memory, a.CPU, a.CapsRetain, a.CapsRemove, a.Seccomp); err != nil {
 		return fmt.Errorf("image %s: %w", a.Image, err)
+	}
+	return nil
+}
+
+func checkKeys(flag string, m map[string]string) error {
+	for k := range m {
+		if k == "" {
+			return fmt.Errorf("%s: an empty name", flag)
+		}
 	}
 	return nil
 }

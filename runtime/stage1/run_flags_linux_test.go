@@ -129,3 +129,64 @@ func TestRunMapReduceExample(t *testing.T) {
 		t.Fatalf("host volume: %q", b)
 	}
 }
+
+// rkt's environment example: --inherit-env, --set-env-file, --set-env and --environment in
+// their order of precedence.
+func TestRunEnvironment(t *testing.T) {
+	e := newEnv(t)
+	file := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(file, []byte("# from a file\nFROM_FILE=file\nEXAMPLE_OVERRIDE=file\n"), 0o644)
+	show := []string{"--exec=/bin/sh", "--", "-c", "echo $EXAMPLE_ENV $FOO $EXAMPLE_OVERRIDE $FROM_FILE $FROM_IMAGE"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{append([]string{"--inherit-env", "--set-env=FOO=bar", "--set-env=EXAMPLE_OVERRIDE=over", e.aci}, show...), "hello bar over aci\n"},
+		{append([]string{"--inherit-env", "--set-env=FOO=bar", "--set-env=EXAMPLE_OVERRIDE=over", e.aci, "--environment=EXAMPLE_OVERRIDE=ride"}, show...), "hello bar ride aci\n"},
+		{append([]string{"--set-env-file=" + file, e.aci}, show...), "file file aci\n"},
+		{append([]string{"--set-env-file=" + file, "--set-env=EXAMPLE_OVERRIDE=over", e.aci}, show...), "over file aci\n"},
+	} {
+		cmd := e.cmd(append([]string{"run", "--net=none"}, c.args...)...)
+		cmd.Env = append(os.Environ(), "EXAMPLE_ENV=hello", "EXAMPLE_OVERRIDE=under", "FROM_IMAGE=host")
+		out, err := cmd.Output()
+		if err != nil || string(out) != c.want {
+			t.Errorf("rkt run %q: %q %v, want %q", c.args, out, err, c.want)
+		}
+	}
+}
+
+// --readonly-rootfs, --supplementary-gids, --user-annotation, --user-label and a --mount
+// before the first image, for every app.
+func TestRunAppSettings(t *testing.T) {
+	e := newEnv(t)
+	try := []string{"--exec=/bin/sh", "--", "-c", "touch /x 2>/dev/null && echo rw || echo ro"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{append([]string{e.aci}, try...), "rw\n"},
+		{append([]string{e.aci, "--readonly-rootfs"}, try...), "ro\n"},
+		{append([]string{"--readonly-rootfs", e.aci}, try...), "ro\n"},
+		{append([]string{"--readonly-rootfs", e.aci, "--readonly-rootfs=false"}, try...), "rw\n"},
+		{[]string{e.aci, "--user=app", "--group=app", "--supplementary-gids=2000,3000", "--exec=/bin/id", "--", "-G"}, "1000 2000 3000\n"},
+	} {
+		r := e.run(append([]string{"run", "--net=none"}, c.args...)...)
+		if r.code != 0 || r.out != c.want {
+			t.Errorf("rkt run %q: code %d out %q err %q, want %q", c.args, r.code, r.out, r.err, c.want)
+		}
+	}
+	id, r := e.runUUID("--net=none", "--user-annotation=team=infra", "--user-label=tier=1",
+		e.aci, "--user-annotation=owner=me", "--user-label=app=web", "--exec=/bin/true")
+	m := e.run("cat-manifest", id)
+	for _, want := range []string{`"owner": "me"`, `"app": "web"`, `"team": "infra"`, `"tier": "1"`} {
+		if r.code != 0 || !strings.Contains(m.out, want) {
+			t.Errorf("pod manifest without %s: %s (%s)", want, m.out, r.err)
+		}
+	}
+	r = e.run("run", "--net=none", "--volume=shared,kind=empty", "--mount", "volume=shared,target=/shared",
+		e.aci, "--name=writer", "--exec=/bin/sh", "--", "-c", "echo from-writer > /shared/f",
+		"---", e.aci, "--name=reader", "--exec=/bin/sh", "--", "-c", "for i in $(seq 100); do [ -s /shared/f ] && break; sleep 0.05; done; cat /shared/f")
+	if r.code != 0 || r.out != "from-writer\n" {
+		t.Errorf("a pod-level --mount: code %d out %q err %q", r.code, r.out, r.err)
+	}
+}
