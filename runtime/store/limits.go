@@ -34,12 +34,11 @@ type Limits struct {
 	ConfigDir string
 }
 
-// DefaultLimits apply where Limits leaves a field zero. 16 GiB is above what real images
-// extract to (CUDA development images, among the largest in common use, stay under 10 GiB)
-// while it still stops an endless archive long before it fills a disk of terabytes;
-// 1,000,000 names is about twice a whole Debian development machine's root file system;
-// real layers compress 2 to 10-fold (text-heavy ones up to about 20), so 100-fold is a bomb
-// or a file of zeros, which RatioGrace still lets through when it is small.
+// DefaultLimits apply where Limits leaves a field zero. 16 GiB holds ordinary images many
+// times over (the largest machine-learning images may need more) and bounds what one image
+// takes of a disk; 1,000,000 names is about twice a whole Debian development machine's root
+// file system; real layers compress a few-fold (text-heavy ones rarely past 20), so 100-fold
+// is a bomb or a large file of zeros, which RatioGrace still lets through when it is small.
 var DefaultLimits = Limits{MaxImageSize: 16 << 30, MaxImageEntries: 1_000_000, MaxCompressionRatio: 100}
 
 // RatioGrace is how much a layer may extract before MaxCompressionRatio applies: a small
