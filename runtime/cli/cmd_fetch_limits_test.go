@@ -39,6 +39,14 @@ func TestFetchStoreLimits(t *testing.T) {
 	if n := e.images(t); n != 0 {
 		t.Fatalf("%d images after a refused fetch", n)
 	}
+	// rkt prepare (and run) fetch a missing image the same way, within the same limits.
+	_, errOut, code = e.rkt(t, "", "--insecure-options=image", "prepare", layout)
+	if code != stage1.ExitFailure || !strings.Contains(errOut, "image too large: extracts to more than 16 GiB") {
+		t.Fatalf("prepare of a TiB sparse file: code %d, stderr %q", code, errOut)
+	}
+	if n := e.images(t); n != 0 {
+		t.Fatalf("%d images after a refused prepare", n)
+	}
 
 	im := fixturetest.Build(t)
 	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix="+fixture.ACIName, im.PublicKeyPath); code != 0 {
