@@ -1,7 +1,8 @@
 // Package engine is the update engine's policy: when to ask the Omaha server, what to tell it
-// (events after each stage, the result of the reboot into a new version, rollbacks), the
-// status that update_engine_client and D-Bus watchers see, and the periodic check loop. The
-// work itself is apply's; the boot state is slots'.
+// (events after each stage, the result of the reboot into a new version once it is blessed
+// good, rollbacks, a declined version, an update that was interrupted or undone), the status
+// that update_engine_client and D-Bus watchers see, and the periodic check loop. The work
+// itself is apply's; the boot state is slots'.
 package engine
 
 import (
@@ -35,8 +36,17 @@ type Engine struct {
 
 	AppID, Group, Board string
 	MachineID, BootID   string
-	OEM                 string
-	Version             string // running OS version
+	// MachineAlias names the machine in the server's instance list (MACHINE_ALIAS, else the
+	// host name); OEM and OEMVersion are the OEM's ID and VERSION_ID; AlephVersion is the
+	// version this machine was first installed with. Nebraska shows all four.
+	MachineAlias    string
+	OEM, OEMVersion string
+	AlephVersion    string
+	Version         string // running OS version
+
+	// BlessPoll is how often a new version running on trial looks whether it has been
+	// blessed good, to report the update complete (default 10 s).
+	BlessPoll time.Duration
 
 	Schedule updateconf.Schedule
 	Now      func() time.Time
@@ -47,9 +57,12 @@ type Engine struct {
 	// reportMu makes ReportBoot one at a time: the retries after a start and the checks
 	// both call it, and the server must hear of a boot once.
 	reportMu sync.Mutex
-	status   api.Status
-	subs     map[chan api.Status]struct{}
-	busy     bool
+	// attemptMu is held by an Update while its attempt runs: ReportBoot leaves the attempt
+	// record alone then, since that update reports its own end.
+	attemptMu sync.Mutex
+	status    api.Status
+	subs      map[chan api.Status]struct{}
+	busy      bool
 }
 
 func (e *Engine) now() time.Time {
@@ -132,7 +145,8 @@ func (e *Engine) end() {
 
 func (e *Engine) request(installSource string, check bool, events ...*omaha.EventRequest) *omaha.Request {
 	app := &omaha.AppRequest{ID: e.AppID, Version: e.Version, Track: e.Group, BootID: e.BootID, MachineID: e.MachineID,
-		OEM: e.OEM, Board: e.Board, Lang: "en-US", Events: events}
+		MachineAlias: e.MachineAlias, OEM: e.OEM, OEMVersion: e.OEMVersion, AlephVersion: e.AlephVersion,
+		Board: e.Board, Lang: "en-US", Events: events}
 	if check {
 		app.Ping = &omaha.PingRequest{Active: 1}
 		app.UpdateCheck = &omaha.UpdateCheck{}
@@ -146,15 +160,16 @@ func (e *Engine) request(installSource string, check bool, events ...*omaha.Even
 // update are best effort, and an update goes on without them.
 func (e *Engine) event(ctx context.Context, ev *omaha.EventRequest) {
 	if err := e.sendEvent(ctx, ev); err != nil {
-		e.log().Warn("sending event", "type", ev.Type.String(), "result", ev.Result, "err", err)
+		e.log().Warn("sending event", "event", ev.String(), "err", err)
 	}
 }
 
 // sendEvent sends one event, for a caller that must know the server has it.
 func (e *Engine) sendEvent(ctx context.Context, ev *omaha.EventRequest) error {
 	if _, err := e.Omaha.Do(ctx, e.request("", false, ev)); err != nil {
-		return fmt.Errorf("event %s (result %d): %w", ev.Type, ev.Result, err)
+		return fmt.Errorf("event %s: %w", ev, err)
 	}
+	e.log().Debug("event sent", "event", ev.String())
 	return nil
 }
 
@@ -186,9 +201,11 @@ func (e *Engine) Check(ctx context.Context, installSource string) (*omaha.Update
 	return u, nil
 }
 
-// Update checks for an update and applies it, reporting events to the server as
-// update_engine does: download started (13), download finished (14), then update complete
-// (3) with "success, reboot" or an error code.
+// Update checks for an update and applies it, reporting events to the server: download
+// started (13/1), download finished (14/1), then installed (800/1) or an error (3/0 with
+// the failed step's code). The new version reports the update complete (3/2) itself, once it
+// runs and is blessed good (ReportBoot). A version the machine rolled back from is declined
+// with error 35, so that the server does not hold it as an update in progress.
 func (e *Engine) Update(ctx context.Context, installSource string, force bool) (api.Result, error) {
 	if err := e.begin(); err != nil {
 		return api.ResultNoUpdate, err
@@ -197,6 +214,16 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		return api.ResultAlreadyUpdated, nil
 	}
 	defer e.end()
+	e.attemptMu.Lock()
+	defer e.attemptMu.Unlock()
+	// While the running version is on trial, the other slot holds the version to fall back
+	// to: no update may overwrite it.
+	if _, outcome, err := e.bootOutcome(ctx); err != nil {
+		return api.ResultNoUpdate, err
+	} else if outcome == bootOnTrial {
+		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpIdle, ErrOnTrial.Error() })
+		return api.ResultNoUpdate, ErrOnTrial
+	}
 	u, err := e.Check(ctx, installSource)
 	if err != nil || u == nil {
 		return api.ResultNoUpdate, err
@@ -215,6 +242,9 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		if bad {
 			why := fmt.Errorf("version %s: %w", u.Version, ErrRolledBack)
 			e.log().Warn("not applying the update", "version", u.Version, "reason", why)
+			// The server granted it: tell it the machine declines, as update_engine did, so
+			// that it does not count an update in progress until its timeout.
+			e.event(ctx, omaha.Failed(omaha.ErrorCodeUpdateIgnoredPerPolicy))
 			e.setStatus(func(s *api.Status) {
 				s.CurrentOperation, s.NewVersion, s.NewSize, s.LastError = api.OpIdle, "", 0, why.Error()
 			})
@@ -222,8 +252,14 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		}
 	}
 	e.log().Info("update available", "version", u.Version, "size", u.Size, "url", u.URL)
-	e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadStarted, Result: omaha.EventResultSuccess})
-	downloadReported := false
+	// The server holds the machine as updating from the first event on: the record makes the
+	// next start tell it how the attempt ended, should this process not live to.
+	if err := writeAttempt(e.Applier.StateDir, attempt{Version: u.Version}); err != nil {
+		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpIdle, err.Error() })
+		return api.ResultNoUpdate, err
+	}
+	e.event(ctx, omaha.DownloadStarted())
+	var prog progressState
 	lastTenth := map[string]int64{}
 	onProgress := func(p apply.Progress) {
 		// Progress in the log (stderr) every 10% of a step that moves bytes.
@@ -233,10 +269,10 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 				e.log().Info("progress", "step", p.Step, "percent", 10*tenth, "bytes", p.Done, "of", p.Total)
 			}
 		}
-		st := statusOf(p, downloadReported)
+		var st stepStatus
+		st, prog = statusOf(prog, p)
 		if st.downloadFinished {
-			downloadReported = true
-			e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateDownloadFinished, Result: omaha.EventResultSuccess})
+			e.event(ctx, omaha.DownloadFinished())
 		}
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = st.op, st.progress, st.step })
 	}
@@ -247,20 +283,38 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		}
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpReportingError, err.Error() })
 		if ctx.Err() == nil {
-			e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultError, ErrorCode: code})
+			e.endAttempt(ctx, omaha.Failed(code))
 		}
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = api.OpIdle, 0, "" })
 		return api.ResultNoUpdate, err
 	}
-	e.event(ctx, &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultSuccessReboot})
+	e.endAttempt(ctx, omaha.Installed())
 	e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = api.OpNeedReboot, 1, "" })
 	e.log().Info("update applied; reboot to use it", "version", u.Version)
 	return api.ResultUpdated, nil
 }
 
+// endAttempt sends the event that ends an attempt and drops the attempt's record once the
+// server has it; until then the record stays, for the next ReportBoot to send again.
+func (e *Engine) endAttempt(ctx context.Context, ev *omaha.EventRequest) {
+	if err := e.sendEvent(ctx, ev); err != nil {
+		e.log().Warn("sending event; will be sent again before the next check", "event", ev.String(), "err", err)
+		return
+	}
+	if err := removeAttempt(e.Applier.StateDir); err != nil {
+		e.log().Warn("removing the attempt record", "err", err)
+	}
+}
+
 // ErrRolledBack is why a version that this machine installed before and rolled back from is
 // not installed again (Status.LastError).
 var ErrRolledBack = errors.New("this machine rolled back from it (it never booted to good); an operator can retry it with update_engine_client -update -force")
+
+// ErrOnTrial: the running version is a new update that has not been blessed good yet
+// (systemd-bless-boot marks it after boot-complete.target). Its completion is reported, and
+// updates are checked for, once it is; until then the other slot holds the version the boot
+// loader falls back to.
+var ErrOnTrial = errors.New("the running version is on trial: not yet blessed good (boot-complete.target); no update until it is")
 
 // rolledBack reports whether a slot holds version and the loader gave up on it: it booted out
 // of tries without being blessed good. The slot keeps that state until an update overwrites
@@ -278,47 +332,121 @@ func (e *Engine) rolledBack(ctx context.Context, version string) (bool, error) {
 	return false, nil
 }
 
+// bootOutcome is where the machine stands with an applied update (its record, pending.json).
+type bootOutcome int
+
+const (
+	bootNoRecord   bootOutcome = iota // no applied update
+	bootNeedReboot                    // applied, not booted yet
+	bootOnTrial                       // booted, not yet blessed good
+	bootComplete                      // booted and blessed good
+	bootRolledBack                    // the new slot ran out of tries; back on the old one
+	bootStale                         // a record that matches none of these
+)
+
+// bootOutcome reads the record of an applied update and the slots.
+func (e *Engine) bootOutcome(ctx context.Context) (*apply.Pending, bootOutcome, error) {
+	p, err := apply.ReadPending(e.Applier.StateDir)
+	if err != nil || p == nil {
+		return nil, bootNoRecord, err
+	}
+	st, err := e.Slots.Status(ctx)
+	if err != nil {
+		return p, bootNoRecord, fmt.Errorf("slots: %w", err)
+	}
+	newSlot := st.Slot(p.NewSlot)
+	switch {
+	case st.Active == p.NewSlot && e.Version == p.NewVersion && newSlot.State == slots.StateGood:
+		return p, bootComplete, nil
+	case st.Active == p.NewSlot && e.Version == p.NewVersion:
+		// Trying, or at its last try (the loader counted it down to 0 as it booted it).
+		return p, bootOnTrial, nil
+	case st.Active == p.PreviousSlot && newSlot.Version == p.NewVersion && newSlot.State == slots.StateBad:
+		return p, bootRolledBack, nil
+	case st.Active == p.PreviousSlot && st.Next == p.NewSlot:
+		return p, bootNeedReboot, nil
+	}
+	return p, bootStale, nil
+}
+
 // ReportBoot resolves the record of an applied update after a (re)start: booted into the new
-// slot → "update complete" with the previous version; back on the old slot with the new one
-// out of tries → a rollback error event; not rebooted yet → status "need reboot". The record
-// is kept until the server has acknowledged the event.
+// slot and blessed good → "update complete" (3/2) with the previous version; booted into it
+// but not blessed yet → ErrOnTrial, and the record is kept (a rollback by boot counting is
+// still to come, and is then reported while the server has the update in progress); back on
+// the old slot with the new one out of tries → a rollback error event (44); not rebooted yet
+// → status "need reboot". The record is kept until the server has acknowledged the event.
+// Then an attempt that ended without the server hearing of it is reported: installed, undone
+// (1004) or interrupted (1005).
 func (e *Engine) ReportBoot(ctx context.Context) error {
 	e.reportMu.Lock()
 	defer e.reportMu.Unlock()
-	p, err := apply.ReadPending(e.Applier.StateDir)
-	if err != nil || p == nil {
-		return err
-	}
-	st, err := e.Slots.Status(ctx)
+	p, outcome, err := e.bootOutcome(ctx)
 	if err != nil {
 		return err
 	}
 	var ev *omaha.EventRequest
-	switch {
-	case st.Active == p.NewSlot && e.Version == p.NewVersion:
-		ev = &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultSuccess, PreviousVersion: p.PreviousVersion}
-		e.log().Info("running the updated version", "version", e.Version, "previous", p.PreviousVersion)
-	case st.Active == p.PreviousSlot && st.Slot(p.NewSlot).Version == p.NewVersion && st.Slot(p.NewSlot).State == slots.StateBad:
-		ev = &omaha.EventRequest{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultError,
-			ErrorCode: omaha.ErrorCodeRollback, PreviousVersion: p.NewVersion}
+	switch outcome {
+	case bootComplete:
+		ev = omaha.Complete(p.PreviousVersion)
+		e.log().Info("running the updated version, blessed good", "version", e.Version, "previous", p.PreviousVersion)
+	case bootRolledBack:
+		ev = omaha.RolledBack(p.NewVersion)
 		e.log().Warn("rolled back: the new version never booted to good", "new", p.NewVersion, "running", e.Version)
-	case st.Active == p.PreviousSlot && st.Next == p.NewSlot:
+	case bootOnTrial:
+		return ErrOnTrial
+	case bootNeedReboot:
 		e.setStatus(func(s *api.Status) {
 			s.CurrentOperation, s.NewVersion, s.NewSize, s.Progress = api.OpNeedReboot, p.NewVersion, p.NewSize, 1
 		})
-		return nil
-	default:
+	case bootStale:
 		e.log().Info("dropping a stale update record", "record", p)
-		return os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile))
+		if err := os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile)); err != nil {
+			return err
+		}
 	}
+	if ev != nil {
+		if err := e.sendEvent(ctx, ev); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile)); err != nil {
+			return err
+		}
+		// The complete or rollback report ends the attempt too.
+		return removeAttempt(e.Applier.StateDir)
+	}
+	return e.reportAttempt(ctx, outcome == bootNeedReboot)
+}
+
+// reportAttempt tells the server how an attempt it has not heard the end of ended: installed
+// (applied is true), undone, or interrupted. Nebraska holds a machine that reported a
+// download as updating, and answers its checks with "update in progress" until it hears.
+func (e *Engine) reportAttempt(ctx context.Context, applied bool) error {
+	if !e.attemptMu.TryLock() {
+		return nil // an update is running and reports its own end
+	}
+	defer e.attemptMu.Unlock()
+	a, err := readAttempt(e.Applier.StateDir)
+	if err != nil || a == nil {
+		return err
+	}
+	ev := omaha.Failed(omaha.ErrorCodeInterrupted)
+	switch {
+	case a.Canceled:
+		ev = omaha.Failed(omaha.ErrorCodeUpdateCanceled)
+	case applied:
+		ev = omaha.Installed()
+	}
+	e.log().Info("reporting how an earlier attempt ended", "version", a.Version, "event", ev.String())
 	if err := e.sendEvent(ctx, ev); err != nil {
 		return err
 	}
-	return os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile))
+	return removeAttempt(e.Applier.StateDir)
 }
 
 // ResetStatus returns to idle. After an applied update that has not been booted yet, it
-// undoes it (the new slot is made unbootable again), as update_engine's ResetStatus did.
+// undoes it (the new slot is made unbootable again), as update_engine's ResetStatus did;
+// the server hears of it (error 1004) with the next report, since a D-Bus caller should not
+// wait for the network.
 func (e *Engine) ResetStatus(ctx context.Context) error {
 	e.mu.Lock()
 	busy := e.busy
@@ -335,6 +463,9 @@ func (e *Engine) ResetStatus(ctx context.Context) error {
 			if err := e.Slots.Invalidate(ctx, p.NewSlot); err != nil {
 				return fmt.Errorf("reset: %w", err)
 			}
+			if err := writeAttempt(e.Applier.StateDir, attempt{Version: p.NewVersion, Canceled: true}); err != nil {
+				return fmt.Errorf("reset: %w", err)
+			}
 			if err := os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile)); err != nil {
 				return err
 			}
@@ -345,7 +476,7 @@ func (e *Engine) ResetStatus(ctx context.Context) error {
 }
 
 // reportBootWithRetries calls ReportBoot until it succeeds, waiting 5 s, then twice as long
-// each time, at most 5 min.
+// each time, at most 5 min; while the running version is on trial, it looks every BlessPoll.
 func (e *Engine) reportBootWithRetries(ctx context.Context) {
 	wait := 5 * time.Second
 	for {
@@ -353,14 +484,27 @@ func (e *Engine) reportBootWithRetries(ctx context.Context) {
 		if err == nil {
 			return
 		}
-		e.log().Warn("reporting the boot result; will retry", "err", err, "in", wait)
+		next := wait
+		if errors.Is(err, ErrOnTrial) {
+			next = e.blessPoll()
+			e.log().Debug("waiting for the running version to be blessed good", "in", next)
+		} else {
+			e.log().Warn("reporting the boot result; will retry", "err", err, "in", wait)
+			wait = min(2*wait, 5*time.Minute)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(next):
 		}
-		wait = min(2*wait, 5*time.Minute)
 	}
+}
+
+func (e *Engine) blessPoll() time.Duration {
+	if e.BlessPoll > 0 {
+		return e.BlessPoll
+	}
+	return 10 * time.Second
 }
 
 // Run checks on the schedule until ctx ends; a value on trigger starts a check at once.
@@ -388,7 +532,10 @@ func (e *Engine) Run(ctx context.Context, trigger <-chan struct{}) {
 			source = omaha.InstallSourceOnDemand
 		}
 		first = false
-		if err := e.ReportBoot(ctx); err != nil {
+		if err := e.ReportBoot(ctx); errors.Is(err, ErrOnTrial) {
+			e.log().Info("no update check while the running version is on trial", "version", e.Version)
+			continue
+		} else if err != nil {
 			e.log().Warn("reporting the boot result", "err", err)
 		}
 		if _, err := e.Update(ctx, source, false); err != nil && !errors.Is(err, ErrBusy) {

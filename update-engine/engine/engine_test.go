@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -37,6 +38,9 @@ type machine struct {
 	keys    []ed25519.PublicKey
 	priv    ed25519.PrivateKey
 	slots   *slots.Slots
+
+	mu       sync.Mutex
+	requests []*omaha.Request // every Omaha request the server answered, in order
 }
 
 func newMachine(t *testing.T) *machine {
@@ -54,7 +58,19 @@ func newMachine(t *testing.T) *machine {
 	m.slots = &slots.Slots{ESP: esp, Cmdline: m.cmdline, BootEnv: filepath.Join(m.dir, "no-boot.env"), EFIVars: filepath.Join(m.dir, "none"),
 		PartitionPath: func(s disklayout.Slot) (string, error) { return filepath.Join(m.dir, "usr-"+string(s)), nil }}
 	m.srv = &omahaserver.Server{Dir: filepath.Join(m.dir, "payloads"), AppID: appID}
-	hs := httptest.NewServer(m.srv.Handler())
+	inner := m.srv.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			body, _ := io.ReadAll(r.Body)
+			if req, err := omaha.ParseRequest(bytes.NewReader(body)); err == nil {
+				m.mu.Lock()
+				m.requests = append(m.requests, req)
+				m.mu.Unlock()
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		inner.ServeHTTP(w, r)
+	}))
 	t.Cleanup(hs.Close)
 	m.url = hs.URL + omahaserver.UpdatePath
 	return m
@@ -85,6 +101,13 @@ func (m *machine) engine(version string) *Engine {
 		Slots:   m.slots, AppID: appID, Group: "stable", Board: "amd64-usr", MachineID: "machine-1", Version: version,
 		Schedule: updateconf.Schedule{Initial: time.Hour, Interval: time.Hour},
 	}
+}
+
+// sent returns the Omaha requests the server has answered so far.
+func (m *machine) sent() []*omaha.Request {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*omaha.Request(nil), m.requests...)
 }
 
 func (m *machine) events() string {
@@ -123,26 +146,44 @@ func TestUpdateRebootReport(t *testing.T) {
 	if st := e.Status(); st.CurrentOperation != api.OpNeedReboot || st.NewVersion != "2.0.0" || st.Progress != 1 {
 		t.Fatalf("status %+v", st)
 	}
-	if got, want := m.events(), "download started, download finished, update complete/reboot"; got != want {
+	if got, want := m.events(), "download started, download finished, update installed"; got != want {
 		t.Fatalf("events %q, want %q", got, want)
 	}
-	// update_engine restarts before the reboot: still "need reboot".
+	// update_engine restarts before the reboot: still "need reboot", and nothing to report.
 	e2 := m.engine("1.0.0")
 	if err := e2.ReportBoot(ctx); err != nil || e2.Status().CurrentOperation != api.OpNeedReboot {
 		t.Fatalf("after restart: %v %+v", err, e2.Status())
 	}
-	// The reboot: the loader takes B (one try used), the new version runs and reports.
+	// The reboot: the loader takes B (one try used), the new version runs on trial: nothing
+	// is reported, and no update may overwrite slot A, the one to fall back to.
 	m.slots.CountBootAttempt(ctx, disklayout.SlotB)
 	m.boot(disklayout.SlotB)
 	e3 := m.engine("2.0.0")
+	if err := e3.ReportBoot(ctx); !errors.Is(err, ErrOnTrial) {
+		t.Fatalf("report on trial: %v, want ErrOnTrial", err)
+	}
+	m.publish("3.0.0", m.priv)
+	if res, err := e3.Update(ctx, omaha.InstallSourceOnDemand, false); !errors.Is(err, ErrOnTrial) || res != api.ResultNoUpdate {
+		t.Fatalf("update on trial: %v %v, want ErrOnTrial", res, err)
+	}
+	if got, want := m.events(), "download started, download finished, update installed"; got != want {
+		t.Fatalf("events on trial %q, want %q", got, want)
+	}
+	// systemd-bless-boot marks B good: the update is complete.
+	if err := m.slots.MarkGood(ctx, disklayout.SlotB); err != nil {
+		t.Fatal(err)
+	}
 	if err := e3.ReportBoot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := m.events(); !strings.HasSuffix(got, "update complete/from 1.0.0") {
-		t.Fatalf("events after reboot: %s", got)
+	if got, want := m.events(), "download started, download finished, update installed, update complete/reboot/from 1.0.0"; got != want {
+		t.Fatalf("events after the bless %q, want %q", got, want)
 	}
 	if p, _ := apply.ReadPending(e3.Applier.StateDir); p != nil {
 		t.Fatal("pending record kept after the report")
+	}
+	if a, _ := readAttempt(e3.Applier.StateDir); a != nil {
+		t.Fatalf("attempt record kept after the report: %+v", a)
 	}
 }
 
@@ -161,16 +202,17 @@ func TestRollbackReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	reported := m.events()
-	if !strings.HasSuffix(reported, "update complete/error/44/from 2.0.0") {
+	if !strings.HasSuffix(reported, "update installed, update complete/error/44/from 2.0.0") {
 		t.Fatalf("events: %s", reported)
 	}
 	// Offered 2.0.0 again (on demand: the dev server keeps it from scheduled checks), the
-	// engine does not take it: no update, nothing downloaded, and the status says why.
+	// engine does not take it: no update, nothing downloaded, the status says why, and the
+	// server hears that the machine declines it (35), so that it holds no update in progress.
 	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, false); err != nil || res != api.ResultNoUpdate {
 		t.Fatalf("2.0.0 offered again: %v %v, want no update", res, err)
 	}
-	if got := m.events(); got != reported {
-		t.Fatalf("events after the refusal: %s (before: %s)", got, reported)
+	if got, want := m.events(), reported+", update complete/error/35"; got != want {
+		t.Fatalf("events after the refusal: %s, want %s", got, want)
 	}
 	if st := e.Status(); st.CurrentOperation != api.OpIdle || st.NewVersion != "" || !strings.Contains(st.LastError, ErrRolledBack.Error()) {
 		t.Fatalf("status after the refusal: %+v", st)
@@ -178,6 +220,137 @@ func TestRollbackReported(t *testing.T) {
 	// An operator can force it.
 	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, true); err != nil || res != api.ResultUpdated {
 		t.Fatalf("forced: %v %v", res, err)
+	}
+}
+
+// The new version boots once, is never blessed good (boot-complete.target is not reached),
+// and the loader falls back after its last try: the rollback is reported, and no "complete"
+// came before it, so that the server still had the update in progress when it heard.
+func TestRollbackAfterBootingTheNewVersion(t *testing.T) {
+	m := newMachine(t)
+	ctx := context.Background()
+	m.publish("2.0.0", m.priv)
+	if _, err := m.engine("1.0.0").Update(ctx, omaha.InstallSourceScheduler, false); err != nil {
+		t.Fatal(err)
+	}
+	m.slots.CountBootAttempt(ctx, disklayout.SlotB)
+	m.boot(disklayout.SlotB)
+	if err := m.engine("2.0.0").ReportBoot(ctx); !errors.Is(err, ErrOnTrial) {
+		t.Fatalf("first boot of B: %v, want ErrOnTrial", err)
+	}
+	for range 2 {
+		m.slots.CountBootAttempt(ctx, disklayout.SlotB)
+	}
+	m.boot(disklayout.SlotA)
+	if err := m.engine("1.0.0").ReportBoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.events(), "download started, download finished, update installed, update complete/error/44/from 2.0.0"; got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+}
+
+// An attempt the server has not heard the end of is reported by the next start: interrupted
+// (the process died mid-update), installed (the machine went down before the event went
+// out), or undone (reset_status).
+func TestAttemptEndReported(t *testing.T) {
+	ctx := context.Background()
+	t.Run("interrupted", func(t *testing.T) {
+		m := newMachine(t)
+		m.publish("2.0.0", m.priv)
+		m.srv.Rate = 10 << 10 // slow enough for the cancel to come mid-download
+		e := m.engine("1.0.0")
+		// The download is cancelled half-way, as a stopped daemon's is.
+		uctx, cancel := context.WithCancel(ctx)
+		ch, stop := e.Subscribe()
+		go func() {
+			defer stop()
+			for s := range ch {
+				if s.CurrentOperation == api.OpDownloading {
+					cancel()
+					return
+				}
+			}
+		}()
+		if _, err := e.Update(uctx, omaha.InstallSourceScheduler, false); err == nil {
+			t.Fatal("cancelled update succeeded")
+		}
+		if got := m.events(); got != "download started" {
+			t.Fatalf("events %q", got)
+		}
+		if err := m.engine("1.0.0").ReportBoot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := m.events(), "download started, update complete/error/1005"; got != want {
+			t.Fatalf("events %q, want %q", got, want)
+		}
+		// Once.
+		if err := m.engine("1.0.0").ReportBoot(ctx); err != nil || m.events() != "download started, update complete/error/1005" {
+			t.Fatalf("reported again: %v %s", err, m.events())
+		}
+	})
+	t.Run("installed", func(t *testing.T) {
+		m := newMachine(t)
+		m.publish("2.0.0", m.priv)
+		e := m.engine("1.0.0")
+		if _, err := e.Update(ctx, omaha.InstallSourceScheduler, false); err != nil {
+			t.Fatal(err)
+		}
+		// As if the installed event had never left: the record is there again.
+		if err := writeAttempt(e.Applier.StateDir, attempt{Version: "2.0.0"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.engine("1.0.0").ReportBoot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := m.events(), "download started, download finished, update installed, update installed"; got != want {
+			t.Fatalf("events %q, want %q", got, want)
+		}
+	})
+	t.Run("undone", func(t *testing.T) {
+		m := newMachine(t)
+		m.publish("2.0.0", m.priv)
+		e := m.engine("1.0.0")
+		if _, err := e.Update(ctx, omaha.InstallSourceScheduler, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ResetStatus(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ReportBoot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := m.events(), "download started, download finished, update installed, update complete/error/1004"; got != want {
+			t.Fatalf("events %q, want %q", got, want)
+		}
+	})
+}
+
+// The request carries what Nebraska shows of a machine: its alias, OEM and OEM version, and
+// the version it was first installed with.
+func TestRequestAttributes(t *testing.T) {
+	m := newMachine(t)
+	e := m.engine("1.0.0")
+	e.MachineAlias, e.OEM, e.OEMVersion = "node-1", "qemu", "0.3"
+	aleph, err := AlephVersion(e.Applier.StateDir, "0.9.0")
+	if err != nil || aleph != "0.9.0" {
+		t.Fatalf("aleph %q %v", aleph, err)
+	}
+	// Written once: a later version does not replace it.
+	if aleph, err = AlephVersion(e.Applier.StateDir, "1.0.0"); err != nil || aleph != "0.9.0" {
+		t.Fatalf("aleph after an update %q %v", aleph, err)
+	}
+	e.AlephVersion = aleph
+	if _, err := e.Update(context.Background(), omaha.InstallSourceScheduler, false); err != nil {
+		t.Fatal(err)
+	}
+	reqs := m.sent()
+	if len(reqs) != 1 || len(reqs[0].Apps) != 1 {
+		t.Fatalf("requests %+v", reqs)
+	}
+	a := reqs[0].Apps[0]
+	if a.MachineAlias != "node-1" || a.OEM != "qemu" || a.OEMVersion != "0.3" || a.AlephVersion != "0.9.0" || a.MachineID != "machine-1" || a.Version != "1.0.0" {
+		t.Fatalf("request app %+v", a)
 	}
 }
 
@@ -308,8 +481,9 @@ func TestSocketUpdateWhileBusyFollows(t *testing.T) {
 	}
 }
 
-// TestBootReportRetried: after the reboot into an update the network may not be up when the
-// engine starts; the report must still reach the server, without waiting for a check.
+// TestBootReportRetried: after the reboot into an update the version is blessed good a
+// little later, and the network may not be up when the engine starts; the report must
+// still reach the server, without waiting for a check.
 func TestBootReportRetried(t *testing.T) {
 	m := newMachine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -320,6 +494,12 @@ func TestBootReportRetried(t *testing.T) {
 	}
 	m.slots.CountBootAttempt(ctx, disklayout.SlotB)
 	m.boot(disklayout.SlotB)
+	// Blessed good a moment after the engine starts, as systemd-bless-boot does once
+	// boot-complete.target is reached.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		m.slots.MarkGood(ctx, disklayout.SlotB)
+	}()
 	var mu sync.Mutex
 	refused := 0
 	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -338,9 +518,10 @@ func TestBootReportRetried(t *testing.T) {
 	defer flaky.Close()
 	e := m.engine("2.0.0")
 	e.Omaha.URL = flaky.URL + omahaserver.UpdatePath
+	e.BlessPoll = 100 * time.Millisecond
 	done := make(chan struct{})
 	go func() { e.Run(ctx, nil); close(done) }()
-	for !strings.HasSuffix(m.events(), "update complete/from 1.0.0") {
+	for !strings.HasSuffix(m.events(), "update complete/reboot/from 1.0.0") {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("the boot report never arrived; events: %s", m.events())
