@@ -41,6 +41,11 @@ func parsePodArgs(c *cobra.Command, env *Env, p *podArgs, withRun bool, args []s
 		return err
 	}
 	p.cfg.InsecureSeccomp = ins.Has(insecure.Seccomp)
+	if p.podManifest != "" {
+		if p.cfg.PodManifest, err = readPodManifest(p.podManifest); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -3,8 +3,11 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"time"
 
+	"github.com/appc/spec/schema"
 	"github.com/spf13/pflag"
 
 	"github.com/cairn-os/cairn/runtime/stage0"
@@ -19,6 +22,7 @@ type podArgs struct {
 	cur         int // the app that app flags apply to, -1 before the first image
 	pullPolicy  string
 	stopTimeout time.Duration
+	podManifest string
 	help        bool
 }
 
@@ -82,6 +86,7 @@ func (p *podArgs) flagSet(name string, withRun bool) *pflag.FlagSet {
 	fs.StringVar(&c.UUIDFileSave, "uuid-file-save", "", "write the pod UUID to this file")
 	fs.BoolVar(&c.InheritEnv, "inherit-env", false, "give the apps the variables of rkt's environment that their images do not set")
 	fs.StringArrayVar(&c.EnvFiles, "set-env-file", nil, "file of NAME=VALUE lines: variables for every app (# and ; start comments)")
+	fs.StringVar(&p.podManifest, "pod-manifest", "", "run the pod this appc pod manifest describes (its images must be in the store); only the network flags, --interactive, --no-overlay, --private-users and --uuid-file-save go with it")
 	fs.StringVar(&p.pullPolicy, "pull-policy", "new", "when to fetch images: never (store only) or new (fetch those not in the store)")
 	if withRun {
 		fs.BoolVar(&c.Interactive, "interactive", false, "run the (single) app on a terminal with stdin attached")
@@ -200,8 +205,26 @@ func (p *podArgs) parse(fs *pflag.FlagSet, args []string) error {
 			i += n - 1
 		}
 	}
-	if len(p.cfg.Apps) == 0 {
+	if len(p.cfg.Apps) == 0 && p.podManifest == "" {
 		return errors.New("no image given")
 	}
 	return nil
+}
+
+// readPodManifest reads the --pod-manifest file, bounded.
+func readPodManifest(name string) (*schema.PodManifest, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("--pod-manifest: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, stage0.MaxPodManifest+1))
+	if err != nil {
+		return nil, fmt.Errorf("--pod-manifest %s: %w", name, err)
+	}
+	m, err := stage0.ParsePodManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("--pod-manifest %s: %w", name, err)
+	}
+	return m, nil
 }

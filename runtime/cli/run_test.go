@@ -17,8 +17,9 @@ import (
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
-// withBusybox imports the busybox ACI (app /bin/sh, users root and app) into e's store.
-func withBusybox(t *testing.T, e *rktEnv) {
+// withBusybox imports the busybox ACI (app /bin/sh, users root and app, mount point data)
+// into e's store and returns its ID.
+func withBusybox(t *testing.T, e *rktEnv) string {
 	t.Helper()
 	testenv.RequireFile(t, fixture.BusyboxPath)
 	st, err := store.Open(e.dir)
@@ -35,9 +36,11 @@ func withBusybox(t *testing.T, e *rktEnv) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.ImportACI(context.Background(), &buf, store.ImportOptions{Name: fixture.ACIName, Trusted: true}); err != nil {
+	img, err := st.ImportACI(context.Background(), &buf, store.ImportOptions{Name: fixture.ACIName, Trusted: true})
+	if err != nil {
 		t.Fatal(err)
 	}
+	return img.ID
 }
 
 // pods lists every pod directory, in any phase.
@@ -100,5 +103,59 @@ func TestRunChecksBeforeThePodExists(t *testing.T) {
 	}
 	if out, _, code := e.rkt(t, "", "list", "--no-legend"); code != 0 || strings.TrimSpace(out) != "" {
 		t.Errorf("rkt list after the failures: code %d, %q", code, out)
+	}
+}
+
+// --pod-manifest: a manifest is checked like flags before any pod exists, and a good one
+// makes the pod it describes.
+func TestPodManifest(t *testing.T) {
+	e := newRktEnv(t)
+	id := withBusybox(t, e)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	app := `{"name":"web","image":{"id":"` + id + `"},"app":{"exec":["/bin/sh","-c","echo from the manifest"],"user":"0","group":"0"}}`
+	plain := `{"name":"plain","image":{"id":"` + id + `"}}` // the image's app, with its mount point
+	good := write("good.json", `{"acKind":"PodManifest","acVersion":"0.8.11","apps":[`+app+`,`+plain+`],"userLabels":{"tier":"1"}}`)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pod-manifest=" + good, fixture.ACIName}, "conflict"},
+		{[]string{"--pod-manifest=" + good, "--volume=v,kind=empty"}, "--volume and --pod-manifest conflict"},
+		{[]string{"--pod-manifest=" + good, "--set-env=A=1"}, "--set-env and --pod-manifest conflict"},
+		{[]string{"--pod-manifest=" + filepath.Join(dir, "missing.json")}, "missing.json"},
+		{[]string{"--pod-manifest=" + write("bad.json", `{"acKind":"PodManifest","acVersion":"0.8.11","apps":[`)}, "bad.json"},
+		{[]string{"--pod-manifest=" + write("none.json", `{"acKind":"PodManifest","acVersion":"0.8.11","apps":[]}`)}, "no apps"},
+		{[]string{"--pod-manifest=" + write("unknown.json", `{"acKind":"PodManifest","acVersion":"0.8.11","apps":[{"name":"a","image":{"id":"sha512-`+strings.Repeat("c", 128)+`"}}]}`)}, "sha512-ccc"},
+		{[]string{"--pod-manifest=" + write("exec.json", strings.Replace(`{"acKind":"PodManifest","acVersion":"0.8.11","apps":[`+app+`]}`, "/bin/sh", "/bin/nope", 1))}, "/bin/nope"},
+		{[]string{"--pod-manifest=" + write("caps.json", strings.Replace(`{"acKind":"PodManifest","acVersion":"0.8.11","apps":[`+app+`]}`,
+			`"user":"0"`, `"isolators":[{"name":"os/linux/capabilities-retain-set","value":{"set":["CAP_NOPE"]}}],"user":"0"`, 1))}, "CAP_NOPE"},
+		{[]string{"--interactive", "--pod-manifest=" + write("two.json", `{"acKind":"PodManifest","acVersion":"0.8.11","apps":[`+app+`,`+strings.Replace(app, `"web"`, `"web2"`, 1)+`]}`)}, "--interactive"},
+	} {
+		args := append([]string{"run", "--net=none"}, c.args...)
+		_, errOut, code := e.rkt(t, "", args...)
+		if code != stage1.ExitFailure || !strings.Contains(errOut, c.want) {
+			t.Errorf("rkt %s: code %d, stderr %q; want an error naming %q", strings.Join(args, " "), code, errOut, c.want)
+		}
+		if left := e.pods(t); len(left) > 0 {
+			t.Fatalf("rkt %s left pods behind: %v", strings.Join(args, " "), left)
+		}
+	}
+	out, errOut, code := e.rkt(t, "", "prepare", "--net=none", "--pod-manifest="+good)
+	uuid := strings.TrimSpace(out)
+	if code != 0 || len(uuid) != 36 {
+		t.Fatalf("prepare --pod-manifest: code %d out %q err %q", code, out, errOut)
+	}
+	m, _, _ := e.rkt(t, "", "cat-manifest", uuid)
+	for _, want := range []string{`"echo from the manifest"`, `"tier": "1"`, `"name": "plain-data"`, `"echo hello"`, `"cairn-os.org/image-id"`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("prepared pod's manifest has no %s:\n%s", want, m)
+		}
 	}
 }

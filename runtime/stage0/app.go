@@ -68,31 +68,40 @@ func (h *Host) PrepareApp(ctx context.Context, cfg *Config, man *schema.PodManif
 	if man.Apps.Get(name) != nil {
 		return nil, fmt.Errorf("two apps named %q; use --name", name)
 	}
-	for _, m := range mounts {
-		if !hasVolume(man.Volumes, m.Volume) {
-			return nil, fmt.Errorf("app %s: --mount volume=%s: %w", name, m.Volume, stage1.ErrNoVolume)
+	ri, ann := RuntimeImage(img)
+	ra := schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann, ReadOnlyRootFS: readOnly}
+	return h.finishApp(img, ra, man.Volumes)
+}
+
+// finishApp checks an app's entry in the pod manifest against its image and the pod's
+// volumes: its mounts name volumes, its command is an executable file of the image, its user
+// and group resolve there, its isolators are ones stage1 can apply. It gives the image's
+// mount points that nothing fills their empty volumes.
+func (h *Host) finishApp(img *image.Image, ra schema.RuntimeApp, vols []types.Volume) (*PreparedApp, error) {
+	for _, m := range ra.Mounts {
+		if !hasVolume(vols, m.Volume) {
+			return nil, fmt.Errorf("app %s: --mount volume=%s: %w", ra.Name, m.Volume, stage1.ErrNoVolume)
 		}
 	}
-	if err := checkIsolators(app.Isolators); err != nil {
-		return nil, fmt.Errorf("app %s: %w", name, err)
+	if err := checkIsolators(ra.App.Isolators); err != nil {
+		return nil, fmt.Errorf("app %s: %w", ra.Name, err)
 	}
 	t := tree(img.Layers)
-	if err := t.checkExec(app); err != nil {
-		return nil, fmt.Errorf("app %s: image %s: %w", name, a.Image, err)
+	if err := t.checkExec(ra.App); err != nil {
+		return nil, fmt.Errorf("app %s: image %s: %w", ra.Name, img.Name, err)
 	}
-	if err := t.checkUser(app); err != nil {
-		return nil, fmt.Errorf("app %s: image %s: %w", name, a.Image, err)
+	if err := t.checkUser(ra.App); err != nil {
+		return nil, fmt.Errorf("app %s: image %s: %w", ra.Name, img.Name, err)
 	}
-	ri, ann := RuntimeImage(img)
 	pa := &PreparedApp{
-		Runtime: schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann, ReadOnlyRootFS: readOnly},
-		Image:   stage1.AppImage{Name: string(name), ImageID: img.ID, Layers: img.Layers},
+		Runtime: ra,
+		Image:   stage1.AppImage{Name: string(ra.Name), ImageID: img.ID, Layers: img.Layers},
 		Ports:   network.DeclaredPorts(img),
 	}
-	pa.Volumes = implicitVolumes(&pa.Runtime, man.Volumes)
+	pa.Volumes = implicitVolumes(&pa.Runtime, vols)
 	for _, v := range pa.Volumes {
 		h.log().Warn("no volume for the mount point: an empty volume is made for it, removed with the pod",
-			"app", name, "mountPoint", strings.TrimPrefix(string(v.Name), string(name)+"-"), "volume", v.Name)
+			"app", ra.Name, "mountPoint", strings.TrimPrefix(string(v.Name), string(ra.Name)+"-"), "volume", v.Name)
 	}
 	return pa, nil
 }

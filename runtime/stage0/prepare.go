@@ -38,7 +38,11 @@ func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
 	if err := checkNetworks(h.NetConfDirs, cfg.Net); err != nil {
 		return nil, err
 	}
-	if err := checkHostVolumes(cfg.Volumes); err != nil {
+	vols := cfg.Volumes
+	if cfg.PodManifest != nil {
+		vols = cfg.PodManifest.Volumes
+	}
+	if err := checkHostVolumes(vols); err != nil {
 		return nil, err
 	}
 	if cfg.UUIDFileSave != "" {
@@ -51,6 +55,22 @@ func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
 		if opts.PrivateUsers, err = stage1.NewPrivateUsers(h.Pods.Dir); err != nil {
 			return nil, err
 		}
+	}
+	man, err := h.manifest(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return h.create(man, opts, cfg.UUIDFileSave)
+}
+
+// manifest makes the pod manifest, from the flags' apps or from cfg.PodManifest, and puts
+// the apps' images and port forwards into opts.
+func (h *Host) manifest(ctx context.Context, cfg *Config, opts *stage1.Options) (*schema.PodManifest, error) {
+	if cfg.PodManifest != nil {
+		return h.prepareManifest(ctx, cfg, opts)
 	}
 	man := schema.BlankPodManifest()
 	man.Volumes = append(man.Volumes, cfg.Volumes...)
@@ -75,10 +95,7 @@ func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
 	if opts.Ports, err = network.Forwards(cfg.Ports, declared); err != nil {
 		return nil, err
 	}
-	if err := opts.Validate(); err != nil {
-		return nil, err
-	}
-	return h.create(man, opts, cfg.UUIDFileSave)
+	return man, nil
 }
 
 // create makes the pod directory and writes the pod's files into it.

@@ -66,6 +66,11 @@ type Network struct {
 // Config is a pod to prepare.
 type Config struct {
 	Apps []App
+	// PodManifest, instead of Apps, is the whole pod (rkt's --pod-manifest, read with
+	// ParsePodManifest): its apps, volumes, mounts, ports and annotations. Only the settings
+	// a manifest has no field for go with it: Network, Interactive, NoOverlay, PrivateUsers,
+	// InsecureSeccomp and UUIDFileSave.
+	PodManifest *schema.PodManifest
 
 	// Volumes are the pod's volumes (--volume).
 	Volumes []types.Volume

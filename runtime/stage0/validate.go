@@ -25,10 +25,20 @@ const MinMemory = 4096
 // Validate checks what can be checked without looking at the host or the images: each value
 // on its own and the combinations rkt refuses.
 func (c *Config) Validate() error {
-	if len(c.Apps) == 0 {
+	apps := len(c.Apps)
+	if c.PodManifest != nil {
+		if f := c.conflictsWithManifest(); f != "" {
+			return fmt.Errorf("%s and --pod-manifest conflict: the pod manifest is the whole pod (only the network flags, --interactive, --no-overlay, --private-users and --uuid-file-save go with it)", f)
+		}
+		if err := checkPodManifest(c.PodManifest); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadPodManifest, err)
+		}
+		apps = len(c.PodManifest.Apps)
+	}
+	if apps == 0 {
 		return errors.New("no image given")
 	}
-	if c.Interactive && len(c.Apps) != 1 {
+	if c.Interactive && apps != 1 {
 		return errors.New("--interactive needs exactly one app")
 	}
 	seen := map[types.ACName]bool{}

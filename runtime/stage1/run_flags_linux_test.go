@@ -190,3 +190,30 @@ func TestRunAppSettings(t *testing.T) {
 		t.Errorf("a pod-level --mount: code %d out %q err %q", r.code, r.out, r.err)
 	}
 }
+
+// rkt's pod manifest walkthrough: the manifest of a pod that ran, edited, runs as a pod of
+// its own (rkt run --pod-manifest), and through rkt prepare --pod-manifest.
+func TestRunPodManifest(t *testing.T) {
+	e := newEnv(t)
+	id, r := e.runUUID("--net=none", e.aci, "--exec=/bin/echo", "--", "first")
+	if r.code != 0 || r.out != "first\n" {
+		t.Fatalf("first pod: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	m := e.run("cat-manifest", id)
+	pm := filepath.Join(t.TempDir(), "pod-manifest.json")
+	if err := os.WriteFile(pm, []byte(strings.Replace(m.out, `"first"`, `"from the manifest"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = e.run("run", "--net=none", "--pod-manifest="+pm)
+	if r.code != 0 || r.out != "from the manifest\n" {
+		t.Fatalf("run --pod-manifest: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	r = e.run("prepare", "--net=none", "--pod-manifest="+pm)
+	uuid := strings.TrimSpace(r.out)
+	if r.code != 0 || len(uuid) != 36 {
+		t.Fatalf("prepare --pod-manifest: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	if r = e.run("run-prepared", uuid); r.code != 0 || r.out != "from the manifest\n" {
+		t.Fatalf("run-prepared: code %d out %q err %q", r.code, r.out, r.err)
+	}
+}
