@@ -7,6 +7,7 @@ package daemon
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -70,7 +71,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.OSRelease, "os-release", "/usr/lib/os-release", "os-release of the running version")
 	fs.StringVar(&o.MachineIDF, "machine-id", "/etc/machine-id", "machine id file")
 	fs.StringVar(&o.BootIDF, "boot-id", "/proc/sys/kernel/random/boot_id", "boot id file")
-	fs.StringVar(&o.OEMRelease, "oem-release", "/usr/share/oem/oem-release", "OEM release file (ID=)")
+	fs.StringVar(&o.OEMRelease, "oem-release", "/usr/share/oem/oem-release", "OEM release file (ID=, VERSION_ID=)")
 	fs.StringVar(&o.EFIVars, "efivars", "/sys/firmware/efi/efivars", "efivarfs directory")
 	fs.IntVar(&o.Tries, "tries", 3, "boot attempts for a new version before it is rolled back")
 	fs.BoolVar(&o.Once, "once", false, "report the last boot, check and apply once, then exit (0 updated or up to date, 1 failed)")
@@ -104,7 +105,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if o.Once {
-		if err := e.ReportBoot(ctx); err != nil {
+		if err := e.ReportBoot(ctx); errors.Is(err, engine.ErrOnTrial) {
+			log.Info("the running version waits to be blessed good", "version", e.Version)
+		} else if err != nil {
 			log.Warn("reporting the boot result", "err", err)
 		}
 		res, err := e.Update(ctx, omaha.InstallSourceOnDemand, o.Force)
@@ -144,6 +147,10 @@ func New(o Options, log *slog.Logger) (*engine.Engine, error) {
 	if o.Disk != "" {
 		sl.PartitionPath = slots.DiskPartitions(o.Disk)
 	}
+	aleph, err := engine.AlephVersion(o.StateDir, version)
+	if err != nil {
+		return nil, err
+	}
 	sched := updateconf.DefaultSchedule
 	sched.Initial, sched.Interval = o.InitialCheck, o.Interval
 	if sched.Fuzz > sched.Interval/2 {
@@ -158,7 +165,8 @@ func New(o Options, log *slog.Logger) (*engine.Engine, error) {
 		Applier: &apply.Applier{Slots: sl, HTTP: &http.Client{Transport: transport}, StateDir: o.StateDir, Keys: keys,
 			Board: cfg.Board, CurrentVersion: version, Tries: o.Tries, Log: log},
 		Slots: sl, AppID: cfg.AppID, Group: cfg.Group, Board: cfg.Board,
-		MachineID: readTrim(o.MachineIDF), BootID: braced(readTrim(o.BootIDF)), OEM: keyOf(o.OEMRelease, "ID"),
+		MachineID: readTrim(o.MachineIDF), BootID: braced(readTrim(o.BootIDF)), MachineAlias: machineAlias(cfg),
+		OEM: keyOf(o.OEMRelease, "ID"), OEMVersion: keyOf(o.OEMRelease, "VERSION_ID"), AlephVersion: aleph,
 		Version: version, Schedule: sched, Log: log,
 	}, nil
 }
@@ -215,6 +223,16 @@ func startCPUProfile(path string) (func(), error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// machineAlias is how the machine is named to the update server, as Flatcar's update_engine
+// does: MACHINE_ALIAS from update.conf, else the host name.
+func machineAlias(cfg *updateconf.Config) string {
+	if a := strings.TrimSpace(cfg.Raw["MACHINE_ALIAS"]); a != "" {
+		return a
+	}
+	h, _ := os.Hostname() // no name is no alias
+	return h
 }
 
 func readTrim(path string) string {

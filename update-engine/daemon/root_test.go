@@ -140,7 +140,9 @@ func newWorld(t *testing.T) *world {
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
 	os.WriteFile(filepath.Join(w.dir, "update.conf"), []byte(fmt.Sprintf(
-		"GROUP=stable\nSERVER=http://%s%s\nPUBLIC_KEYS=%s\nBOARD=amd64-usr\n", w.addr, omahaserver.UpdatePath, filepath.Join(w.dir, "key.pem"))), 0o644)
+		"GROUP=stable\nSERVER=http://%s%s\nPUBLIC_KEYS=%s\nBOARD=amd64-usr\nAPP_ID=%s\nMACHINE_ALIAS=rack-4-node-2\n",
+		w.addr, omahaserver.UpdatePath, filepath.Join(w.dir, "key.pem"), appID)), 0o644)
+	os.WriteFile(filepath.Join(w.dir, "oem-release"), []byte("ID=qemu\nVERSION_ID=0.3\nNAME=\"QEMU\"\n"), 0o644)
 	return w
 }
 
@@ -193,7 +195,7 @@ func (w *world) engineArgs(extra ...string) []string {
 	return append([]string{"-config", filepath.Join(w.dir, "update.conf"), "-state-dir", filepath.Join(w.dir, "state"),
 		"-socket", filepath.Join(w.dir, "ue.sock"), "-esp-image", w.d.Part(1), "-disk", w.d.Loop,
 		"-cmdline", filepath.Join(w.dir, "cmdline"), "-boot-env", filepath.Join(w.dir, "no-boot.env"), "-os-release", filepath.Join(w.dir, "os-release"),
-		"-machine-id", filepath.Join(w.dir, "machine-id"), "-boot-id", filepath.Join(w.dir, "boot-id"),
+		"-machine-id", filepath.Join(w.dir, "machine-id"), "-boot-id", filepath.Join(w.dir, "boot-id"), "-oem-release", filepath.Join(w.dir, "oem-release"),
 		"-efivars", filepath.Join(w.dir, "no-efivars"), "-dbus", "off", "-initial-check", "1h", "-interval", "1h"}, extra...)
 }
 
@@ -325,23 +327,36 @@ func TestRootFullCycleAndReboot(t *testing.T) {
 	for _, e := range w.events() {
 		kinds = append(kinds, fmt.Sprintf("%d/%d", e.Type, e.Result))
 	}
-	if got := strings.Join(kinds, " "); got != "13/1 14/1 3/2" {
-		t.Fatalf("events %s, want 13/1 14/1 3/2", got)
+	if got := strings.Join(kinds, " "); got != "13/1 14/1 800/1" {
+		t.Fatalf("events %s, want 13/1 14/1 800/1", got)
+	}
+	if e := w.events()[0]; e.MachineAlias != "rack-4-node-2" || e.OEM != "qemu" || e.OEMVersion != "0.3" || e.AlephVersion != "1.0.0" {
+		t.Fatalf("machine attributes in %+v", e)
 	}
 
-	// Reboot: the loader counts a try on B, the new version runs and reports itself.
+	// Reboot: the loader counts a try on B, and the new version runs on trial: it reports
+	// nothing and checks for nothing until it is blessed good.
 	if err := w.slots().CountBootAttempt(context.Background(), disklayout.SlotB); err != nil {
 		t.Fatal(err)
 	}
 	w.boot(disklayout.SlotB, "2.0.0")
 	w.unpublish()
-	cmd := exec.Command(w.engineBin, w.engineArgs("-once")...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("update_engine -once after reboot: %v\n%s", err, out)
+	before := len(w.events())
+	trial, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput()
+	if err == nil || !strings.Contains(string(trial), "on trial") || len(w.events()) != before {
+		t.Fatalf("update_engine -once on trial: %v, events %+v\n%s", err, w.events()[before:], trial)
+	}
+	// systemd-bless-boot marks it good after boot-complete.target: the update is complete.
+	if err := w.slots().MarkGood(context.Background(), disklayout.SlotB); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput(); err != nil {
+		t.Fatalf("update_engine -once after the bless: %v\n%s", err, out)
 	}
 	evs := w.events()
 	last := evs[len(evs)-1]
-	if last.Type != omaha.EventTypeUpdateComplete || last.Result != omaha.EventResultSuccess || last.PreviousVersion != "1.0.0" || last.Version != "2.0.0" {
+	if last.Type != omaha.EventTypeUpdateComplete || last.Result != omaha.EventResultSuccessReboot || last.PreviousVersion != "1.0.0" || last.Version != "2.0.0" ||
+		last.AlephVersion != "1.0.0" {
 		t.Fatalf("after reboot: %+v", last)
 	}
 }
@@ -436,6 +451,15 @@ func TestRootKillDuringDownloadAndWrite(t *testing.T) {
 		t.Fatalf("download not resumed from %d: ranges %v", partial.Size(), ranges)
 	}
 
+	// The restarted engine tells the server that the attempt it saw start was interrupted.
+	interrupted := false
+	for _, e := range w.events() {
+		interrupted = interrupted || (e.Result == omaha.EventResultError && e.ErrorCode == omaha.ErrorCodeInterrupted)
+	}
+	if !interrupted {
+		t.Fatalf("no interrupted attempt reported: %+v", w.events())
+	}
+
 	// A clean retry goes through.
 	w.startDaemon()
 	if out, err := w.client("-update"); err != nil || !strings.Contains(out, "reboot") {
@@ -475,17 +499,26 @@ func TestRootRollbackReported(t *testing.T) {
 		t.Fatalf("update_engine -once on the old slot, 2.0.0 still offered: %v\n%s", err, out)
 	}
 	evs := w.events()
-	var rollback *omahaserver.Event
+	var rollback, declined *omahaserver.Event
 	for i := range evs {
 		if evs[i].Type == omaha.EventTypeUpdateComplete && evs[i].Result == omaha.EventResultError {
-			rollback = &evs[i]
+			switch evs[i].ErrorCode {
+			case omaha.ErrorCodeRollback:
+				rollback = &evs[i]
+			case omaha.ErrorCodeUpdateIgnoredPerPolicy:
+				declined = &evs[i]
+			}
 		}
 		if evs[i].Type == omaha.EventTypeUpdateDownloadStarted && rollback != nil {
 			t.Fatalf("the rolled-back version was downloaded again: %+v", evs[i:])
 		}
 	}
-	if rollback == nil || rollback.ErrorCode != omaha.ErrorCodeRollback || rollback.PreviousVersion != "2.0.0" || rollback.Version != "1.0.0" {
+	if rollback == nil || rollback.PreviousVersion != "2.0.0" || rollback.Version != "1.0.0" {
 		t.Fatalf("rollback event %+v in %+v", rollback, evs)
+	}
+	// The offer is declined in so many words, so that the server does not hold it in progress.
+	if declined == nil || declined.Version != "1.0.0" {
+		t.Fatalf("no event declining 2.0.0 in %+v", evs)
 	}
 	if st := w.status(); st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateBad {
 		t.Fatalf("after the refusal: %+v", st)

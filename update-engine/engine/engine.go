@@ -218,11 +218,19 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 	defer e.attemptMu.Unlock()
 	// While the running version is on trial, the other slot holds the version to fall back
 	// to: no update may overwrite it.
-	if _, outcome, err := e.bootOutcome(ctx); err != nil {
+	_, outcome, err := e.bootOutcome(ctx)
+	if err != nil {
 		return api.ResultNoUpdate, err
-	} else if outcome == bootOnTrial {
+	}
+	if outcome == bootOnTrial {
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpIdle, ErrOnTrial.Error() })
 		return api.ResultNoUpdate, ErrOnTrial
+	}
+	// The end of an earlier attempt first: Nebraska refuses the check of a machine it holds
+	// as updating.
+	if err := e.settleAttempt(ctx, outcome == bootNeedReboot); err != nil {
+		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpIdle, err.Error() })
+		return api.ResultNoUpdate, err
 	}
 	u, err := e.Check(ctx, installSource)
 	if err != nil || u == nil {
@@ -422,9 +430,14 @@ func (e *Engine) ReportBoot(ctx context.Context) error {
 // download as updating, and answers its checks with "update in progress" until it hears.
 func (e *Engine) reportAttempt(ctx context.Context, applied bool) error {
 	if !e.attemptMu.TryLock() {
-		return nil // an update is running and reports its own end
+		return nil // an update is running: it settles the record before its check
 	}
 	defer e.attemptMu.Unlock()
+	return e.settleAttempt(ctx, applied)
+}
+
+// settleAttempt is reportAttempt for a caller that holds attemptMu.
+func (e *Engine) settleAttempt(ctx context.Context, applied bool) error {
 	a, err := readAttempt(e.Applier.StateDir)
 	if err != nil || a == nil {
 		return err

@@ -1,10 +1,13 @@
 // Package omahaserver is a small Omaha 3.0 update server for development and tests: it
 // offers the newest payload found in <dir>/<group>/*.cairn to machines tracking that group,
 // serves the payload files (with Range support, optionally rate-limited), and records every
-// event the machines report. A machine that reported rolling back from a version is not
-// offered that version again by its scheduled checks; a check an operator asked for on the
-// machine (installsource "ondemandupdate") still is, and the engine there refuses it unless
-// forced.
+// event the machines report, with what the machine said of itself (alias, OEM, aleph
+// version). Events mean what they mean to Nebraska (omaha.Kind): 13/1 downloading, 14/1
+// downloaded, 800/1 (or update_engine's 3/1) installed, 3/2 with a previous version
+// complete, result 0 an error with its code. A machine that reported rolling back from a
+// version (error 44) is not offered that version again by its scheduled checks; a check an
+// operator asked for on the machine (installsource "ondemandupdate") still is, and the engine
+// there declines it (error 35) unless forced.
 package omahaserver
 
 import (
@@ -23,6 +26,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +54,16 @@ type Event struct {
 	Result          omaha.EventResult `json:"result"`
 	ErrorCode       omaha.ErrorCode   `json:"error_code,omitempty"`
 	PreviousVersion string            `json:"previous_version,omitempty"`
+	MachineAlias    string            `json:"machine_alias,omitempty"`
+	OEM             string            `json:"oem,omitempty"`
+	OEMVersion      string            `json:"oem_version,omitempty"`
+	AlephVersion    string            `json:"aleph_version,omitempty"`
+}
+
+// Kind is what the event tells about the machine's update.
+func (e Event) Kind() omaha.Kind {
+	ev := omaha.EventRequest{Type: e.Type, Result: e.Result, ErrorCode: e.ErrorCode, PreviousVersion: e.PreviousVersion}
+	return ev.Kind()
 }
 
 // Server serves one application's payloads.
@@ -163,7 +177,10 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	resp := &omaha.Response{Protocol: omaha.Protocol, Server: "cairn-omaha-server", DayStart: &omaha.DayStart{}}
+	now := s.now().UTC()
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	resp := &omaha.Response{Protocol: omaha.Protocol, Server: "cairn-omaha-server",
+		DayStart: &omaha.DayStart{ElapsedSeconds: strconv.Itoa(int(now.Sub(midnight) / time.Second))}}
 	for _, app := range req.Apps {
 		resp.Apps = append(resp.Apps, s.answer(r, req.InstallSource, app))
 	}
@@ -180,13 +197,14 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) answer(r *http.Request, installSource string, app *omaha.AppRequest) *omaha.AppResponse {
 	out := &omaha.AppResponse{ID: app.ID, Status: omaha.StatusOK}
-	if !strings.EqualFold(app.ID, s.AppID) {
+	if !omaha.SameApp(app.ID, s.AppID) {
 		out.Status = omaha.StatusUnknownApplication
 		return out
 	}
 	for _, ev := range app.Events {
 		s.record(Event{Time: s.now().UTC(), AppID: app.ID, MachineID: app.MachineID, Track: app.Track, Version: app.Version,
-			Type: ev.Type, Result: ev.Result, ErrorCode: ev.ErrorCode, PreviousVersion: ev.PreviousVersion})
+			Type: ev.Type, Result: ev.Result, ErrorCode: ev.ErrorCode, PreviousVersion: ev.PreviousVersion,
+			MachineAlias: app.MachineAlias, OEM: app.OEM, OEMVersion: app.OEMVersion, AlephVersion: app.AlephVersion})
 		out.Events = append(out.Events, &omaha.EventResponse{Status: omaha.StatusOK})
 	}
 	if app.Ping != nil {
@@ -234,7 +252,8 @@ func (s *Server) record(ev Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, ev)
-	s.log().Info("event", "machine", ev.MachineID, "type", ev.Type.String(), "result", ev.Result, "errorcode", ev.ErrorCode)
+	s.log().Info("event", "machine", ev.MachineID, "alias", ev.MachineAlias, "version", ev.Version, "kind", ev.Kind(),
+		"type", int(ev.Type), "result", int(ev.Result), "errorcode", int(ev.ErrorCode), "previous", ev.PreviousVersion)
 	if s.EventLog == "" {
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/payload"
@@ -186,5 +187,45 @@ func TestServer(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusBadRequest {
 		t.Fatalf("garbage request: %d", res.StatusCode)
+	}
+}
+
+// The app id is matched as Nebraska matches it; events are recorded with what the machine
+// says of itself and read as Nebraska reads them; the daystart is a number of seconds.
+func TestServerAppsAndEventKinds(t *testing.T) {
+	dir := t.TempDir()
+	writePayload(t, dir, "stable", "2.0.0")
+	noon := time.Date(2026, 11, 27, 12, 0, 5, 0, time.UTC)
+	srv := &Server{Dir: dir, AppID: appID, Now: func() time.Time { return noon }}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	c := &omaha.Client{URL: hs.URL + UpdatePath, HTTP: hs.Client()}
+	resp, err := c.Do(context.Background(), &omaha.Request{Protocol: omaha.Protocol, Apps: []*omaha.AppRequest{{
+		ID: strings.ToUpper(strings.Trim(appID, "{}")), Version: "1.0.0", Track: "stable", MachineID: "m1", UpdateCheck: &omaha.UpdateCheck{}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.DayStart == nil || resp.DayStart.ElapsedSeconds != "43205" {
+		t.Fatalf("daystart %+v", resp.DayStart)
+	}
+	if u, err := resp.Apps[0].FindUpdate(); err != nil || u == nil || u.Version != "2.0.0" {
+		t.Fatalf("app id without braces, in capitals: %+v %v", u, err)
+	}
+	events := []*omaha.EventRequest{omaha.DownloadStarted(), omaha.DownloadFinished(), omaha.Installed(), omaha.Complete("1.0.0"),
+		omaha.RolledBack("2.0.0"), {Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultSuccessReboot, PreviousVersion: "0.0.0.0"}}
+	if _, err := c.Do(context.Background(), &omaha.Request{Protocol: omaha.Protocol, Apps: []*omaha.AppRequest{{
+		ID: appID, Version: "1.0.0", Track: "stable", MachineID: "m1", MachineAlias: "node-1", OEM: "qemu", OEMVersion: "0.3", AlephVersion: "0.9.0",
+		Events: events}}}); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range srv.Events() {
+		kinds = append(kinds, string(e.Kind()))
+		if e.MachineAlias != "node-1" || e.OEM != "qemu" || e.OEMVersion != "0.3" || e.AlephVersion != "0.9.0" {
+			t.Fatalf("event %+v", e)
+		}
+	}
+	if got, want := strings.Join(kinds, " "), "downloading downloaded installed complete error "; got != want {
+		t.Fatalf("kinds %q, want %q", got, want)
 	}
 }
