@@ -157,6 +157,7 @@ func init() {
 		return podCommand(env, "run [flags] IMAGE [app flags] [-- image-args [---]] [IMAGE ...]",
 			"Run images in a new pod, in the foreground", true,
 			func(pd *pod.Pod, p *podArgs) error {
+				warnMDSRegister(env, p.mdsRegister)
 				return runPod(env.Ctx, env, pd, p.stopTimeout)
 			})
 	})

@@ -23,6 +23,8 @@ type podArgs struct {
 	pullPolicy  string
 	stopTimeout time.Duration
 	podManifest string
+	quiet       bool // prepare: stdout has only the UUID, as it has without it
+	mdsRegister bool // accepted, ignored: Cairn has no metadata service
 	help        bool
 }
 
@@ -91,6 +93,9 @@ func (p *podArgs) flagSet(name string, withRun bool) *pflag.FlagSet {
 	if withRun {
 		fs.BoolVar(&c.Interactive, "interactive", false, "run the (single) app on a terminal with stdin attached")
 		fs.DurationVar(&p.stopTimeout, "stop-timeout", 10*time.Second, "time apps get between SIGTERM and SIGKILL when the pod is stopped")
+		fs.BoolVar(&p.mdsRegister, "mds-register", false, "accepted for rkt's scripts; Cairn has no metadata service")
+	} else {
+		fs.BoolVar(&p.quiet, "quiet", false, "print only the UUID (rkt prepare prints nothing else on stdout anyway)")
 	}
 
 	// App flags; some are defaults for every app before the first image.

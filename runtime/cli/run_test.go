@@ -147,7 +147,7 @@ func TestPodManifest(t *testing.T) {
 			t.Fatalf("rkt %s left pods behind: %v", strings.Join(args, " "), left)
 		}
 	}
-	out, errOut, code := e.rkt(t, "", "prepare", "--net=none", "--pod-manifest="+good)
+	out, errOut, code := e.rkt(t, "", "prepare", "--quiet", "--net=none", "--pod-manifest="+good)
 	uuid := strings.TrimSpace(out)
 	if code != 0 || len(uuid) != 36 {
 		t.Fatalf("prepare --pod-manifest: code %d out %q err %q", code, out, errOut)
@@ -156,6 +156,36 @@ func TestPodManifest(t *testing.T) {
 	for _, want := range []string{`"echo from the manifest"`, `"tier": "1"`, `"name": "plain-data"`, `"echo hello"`, `"cairn-os.org/image-id"`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("prepared pod's manifest has no %s:\n%s", want, m)
+		}
+	}
+}
+
+// rkt run-prepared's network flags are checked before the pod runs; a refused one leaves the
+// pod prepared, to run with better flags.
+func TestRunPreparedRefusedChange(t *testing.T) {
+	e := newRktEnv(t)
+	withBusybox(t, e)
+	out, errOut, code := e.rkt(t, "", "prepare", "--quiet", "--net=none", fixture.ACIName)
+	uuid := strings.TrimSpace(out)
+	if code != 0 || len(uuid) != 36 {
+		t.Fatalf("prepare --quiet: code %d stdout %q stderr %q", code, out, errOut)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--net=nosuchnet"}, "nosuchnet"},
+		{[]string{"--hosts-entry=not-an-entry"}, "not-an-entry"},
+		{[]string{"--dns=host", "--dns-search=example.com"}, "--dns=host"},
+		{[]string{"--hostname=two words"}, "two words"},
+	} {
+		args := c.args
+		_, errOut, code := e.rkt(t, "", append(append([]string{"run-prepared"}, args...), uuid)...)
+		if code != stage1.ExitFailure || !strings.Contains(errOut, c.want) {
+			t.Errorf("run-prepared %q: code %d, stderr %q, want an error naming %q", args, code, errOut, c.want)
+		}
+		if left := e.pods(t); len(left) != 1 || left[0] != "prepared/"+uuid {
+			t.Fatalf("run-prepared %q: pods %v, want the pod still prepared", args, left)
 		}
 	}
 }

@@ -2,8 +2,8 @@ package stage0
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/appc/spec/schema"
@@ -26,7 +26,7 @@ func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
 		return nil, err
 	}
 	opts := &stage1.Options{
-		Net: strings.Join(cfg.Net, ","), Hostname: cfg.Hostname,
+		Net: cfg.netOption(), Hostname: cfg.Hostname,
 		DNS: cfg.DNS, DNSSearch: cfg.DNSSearch, DNSOpt: cfg.DNSOpt, DNSDomain: cfg.DNSDomain,
 		HostsEntries: cfg.HostsEntries,
 		NetConfDirs:  h.NetConfDirs, NetPluginDirs: h.NetPluginDirs,
@@ -73,7 +73,9 @@ func (h *Host) manifest(ctx context.Context, cfg *Config, opts *stage1.Options) 
 		return h.prepareManifest(ctx, cfg, opts)
 	}
 	man := schema.BlankPodManifest()
-	man.Volumes = append(man.Volumes, cfg.Volumes...)
+	for _, v := range cfg.Volumes {
+		man.Volumes = append(man.Volumes, volumeDefaults(v))
+	}
 	if cfg.UserAnnotations != nil {
 		man.UserAnnotations = types.UserAnnotations(cfg.UserAnnotations)
 	}
@@ -100,6 +102,10 @@ func (h *Host) manifest(ctx context.Context, cfg *Config, opts *stage1.Options) 
 
 // create makes the pod directory and writes the pod's files into it.
 func (h *Host) create(man *schema.PodManifest, opts *stage1.Options, uuidFile string) (*pod.Pod, error) {
+	// Encoding runs the appc schema's last checks: a manifest that fails them makes no pod.
+	if _, err := json.Marshal(man); err != nil {
+		return nil, fmt.Errorf("pod manifest: %w", err)
+	}
 	p, err := h.Pods.Create()
 	if err != nil {
 		return nil, err
@@ -120,4 +126,25 @@ func (h *Host) create(man *schema.PodManifest, opts *stage1.Options, uuidFile st
 		}
 	}
 	return p, nil
+}
+
+// volumeDefaults fills in what appc requires of an empty volume and --volume defaults: mode
+// 0755, owned by root.
+func volumeDefaults(v types.Volume) types.Volume {
+	if v.Kind != "empty" {
+		return v
+	}
+	if v.Mode == nil {
+		m := "0755"
+		v.Mode = &m
+	}
+	if v.UID == nil {
+		id := 0
+		v.UID = &id
+	}
+	if v.GID == nil {
+		id := 0
+		v.GID = &id
+	}
+	return v
 }

@@ -99,6 +99,9 @@ func (n *Network) Validate() error {
 	return nil
 }
 
+// netOption is --net as stage1's options keep it.
+func (n *Network) netOption() string { return strings.Join(n.Net, ",") }
+
 // Validate checks an app's settings on their own.
 func (a *App) Validate() error {
 	if a.Image == "" {

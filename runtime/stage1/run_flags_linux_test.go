@@ -217,3 +217,21 @@ func TestRunPodManifest(t *testing.T) {
 		t.Fatalf("run-prepared: code %d out %q err %q", r.code, r.out, r.err)
 	}
 }
+
+// rkt run-prepared takes the network flags rkt allows there: they replace what the pod was
+// prepared with.
+func TestRunPreparedFlags(t *testing.T) {
+	e := newEnv(t)
+	r := e.run("prepare", "--quiet", "--net=host", "--hostname=before", e.aci, "--exec=/bin/sh", "--",
+		"-c", "hostname; tail -n 1 /etc/hosts; grep -v '^#' /etc/resolv.conf; ls /sys/class/net | wc -l")
+	uuid := strings.TrimSpace(r.out)
+	if r.code != 0 || len(uuid) != 36 {
+		t.Fatalf("prepare --quiet: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	r = e.run("run-prepared", "--net=none", "--hostname=after", "--hosts-entry=10.0.0.7=db,10.0.0.7=database",
+		"--dns=10.0.0.53", "--dns-search=example.com", "--mds-register=false", uuid)
+	want := "after\n10.0.0.7\tdb database\n\nsearch example.com\nnameserver 10.0.0.53\n1\n"
+	if r.code != 0 || r.out != want {
+		t.Fatalf("run-prepared: code %d out %q err %q, want %q", r.code, r.out, r.err, want)
+	}
+}
