@@ -53,8 +53,9 @@ var errHelp = errors.New("help shown")
 
 // host is stage0's view of this rkt: its pods, its store and fetcher, its network configs.
 func host(env *Env, pullPolicy string) (*stage0.Host, error) {
-	if pullPolicy != "new" && pullPolicy != "never" {
-		return nil, fmt.Errorf("--pull-policy=%s: want never or new", pullPolicy)
+	pull, err := fetch.ParsePullPolicy(pullPolicy)
+	if err != nil {
+		return nil, err
 	}
 	st, err := store.Open(env.G.Dir)
 	if err != nil {
@@ -63,7 +64,7 @@ func host(env *Env, pullPolicy string) (*stage0.Host, error) {
 	st.Log = env.Log
 	return &stage0.Host{
 		Pods:        pod.NewStore(env.G.Dir),
-		Images:      &storeImages{env: env, st: st, pull: pullPolicy},
+		Images:      &storeImages{env: env, st: st, pull: pull},
 		NetConfDirs: []string{filepath.Join(env.G.LocalConfig, "net.d"), filepath.Join(env.G.SystemConfig, "net.d")},
 		// As rkt: third-party plugins beside the local configs first, then Cairn's and the
 		// distribution's.
@@ -73,12 +74,12 @@ func host(env *Env, pullPolicy string) (*stage0.Host, error) {
 	}, nil
 }
 
-// storeImages finds images in the store, fetching those that are not there under
-// --pull-policy=new, and records their use.
+// storeImages finds images by rkt's pull policies: never looks only in the store, new fetches
+// what is not there, update asks the remote each time. It records their use.
 type storeImages struct {
 	env  *Env
 	st   *store.Store
-	pull string
+	pull fetch.PullPolicy
 }
 
 func (s *storeImages) Image(ctx context.Context, ref string) (*image.Image, error) {
@@ -93,6 +94,13 @@ func (s *storeImages) Image(ctx context.Context, ref string) (*image.Image, erro
 }
 
 func (s *storeImages) get(ctx context.Context, ref string) (*image.Image, error) {
+	if s.pull == fetch.PullUpdate {
+		f, err := newFetcher(s.env, s.st, fetch.PullUpdate)
+		if err != nil {
+			return nil, err
+		}
+		return f.Fetch(ctx, fetch.Request{Image: ref})
+	}
 	img, err := s.st.Get(ctx, ref)
 	if err == nil {
 		return img, nil
@@ -100,12 +108,16 @@ func (s *storeImages) get(ctx context.Context, ref string) (*image.Image, error)
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
-	if s.pull != "new" {
-		return nil, fmt.Errorf("image %s: %w (rkt fetch it first)", ref, err)
+	f, ferr := newFetcher(s.env, s.st, s.pull)
+	if ferr != nil {
+		return nil, ferr
 	}
-	f, err := newFetcher(s.env, s.st, fetch.PullNew)
-	if err != nil {
-		return nil, err
+	if s.pull == fetch.PullNever {
+		// The fetcher also knows stored images by the path or URL they came from.
+		if img, ferr := f.Fetch(ctx, fetch.Request{Image: ref}); ferr == nil {
+			return img, nil
+		}
+		return nil, fmt.Errorf("image %s: %w (rkt fetch it first)", ref, err)
 	}
 	img, err = f.Fetch(ctx, fetch.Request{Image: ref})
 	if err != nil {

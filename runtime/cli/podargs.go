@@ -89,7 +89,7 @@ func (p *podArgs) flagSet(name string, withRun bool) *pflag.FlagSet {
 	fs.BoolVar(&c.InheritEnv, "inherit-env", false, "give the apps the variables of rkt's environment that their images do not set")
 	fs.StringArrayVar(&c.EnvFiles, "set-env-file", nil, "file of NAME=VALUE lines: variables for every app (# and ; start comments)")
 	fs.StringVar(&p.podManifest, "pod-manifest", "", "run the pod this appc pod manifest describes (its images must be in the store); only the network flags, --interactive, --no-overlay, --private-users and --uuid-file-save go with it")
-	fs.StringVar(&p.pullPolicy, "pull-policy", "new", "when to fetch images: never (store only) or new (fetch those not in the store)")
+	fs.StringVar(&p.pullPolicy, "pull-policy", "new", "when to fetch images: new (those not in the store), update (ask the remote each time) or never (the store only)")
 	if withRun {
 		fs.BoolVar(&c.Interactive, "interactive", false, "run the (single) app on a terminal with stdin attached")
 		fs.DurationVar(&p.stopTimeout, "stop-timeout", 10*time.Second, "time apps get between SIGTERM and SIGKILL when the pod is stopped")
