@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -359,20 +358,21 @@ func heldNamespace(t *testing.T, m *Manager) {
 	if out := sh(t, "ip", "route", "show", "172.16.28.50"); strings.Count(out, "\n") != 1 || !strings.Contains(out, next.Nets[0].HostLinks[0].Name) {
 		t.Fatalf("routes to the address: %q; want the one through the next pod's veth %s", out, next.Nets[0].HostLinks[0].Name)
 	}
-	srv := inPod(next, "/bin/busybox", "sh", "-c", "while true; do echo next | /bin/busybox nc -l -p 7000; done")
+	www := t.TempDir()
+	os.WriteFile(filepath.Join(www, "index.html"), []byte("next\n"), 0o644)
+	srv := inPod(next, "/bin/busybox", "httpd", "-f", "-p", "7000", "-h", www)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
 	var got string
 	for range 50 {
-		c, err := net.DialTimeout("tcp", "172.16.28.50:7000", time.Second)
-		if err == nil {
-			b, _ := io.ReadAll(c)
-			c.Close()
-			if got = string(b); got != "" {
-				break
-			}
+		c := &http.Client{Timeout: time.Second}
+		if resp, err := c.Get("http://172.16.28.50:7000/"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got = string(b)
+			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -279,14 +280,17 @@ func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 
 // teardownNetworks leaves the CNI networks recorded in the pod's state file (st, nil when the
 // pod has none) and removes the file once that worked, so that a second Clean does nothing.
-func teardownNetworks(ctx context.Context, podDir string, st *network.State) error {
+func teardownNetworks(ctx context.Context, podDir string, st *network.State, log *slog.Logger) error {
 	if st == nil {
 		return nil
 	}
-	// The pod directory moves between phases (run, exited-garbage, garbage): its namespace is
-	// where the pod is now, not where it was when the state was written.
+	// The pod directory moves between phases (run, exited-garbage, garbage): its namespaces
+	// are where the pod is now, not where it was when the state was written.
 	st.NetNS = filepath.Join(podDir, nsDir, "net")
-	if err := (&network.Manager{}).Teardown(ctx, st); err != nil {
+	if st.HostNetNS != "" {
+		st.HostNetNS = filepath.Join(podDir, hostNetnsFile)
+	}
+	if err := (&network.Manager{Log: log}).Teardown(ctx, st); err != nil {
 		return err
 	}
 	return os.Remove(filepath.Join(podDir, NetStateFile))
@@ -297,7 +301,10 @@ func teardownNetworks(ctx context.Context, podDir string, st *network.State) err
 // and removes the cgroups.
 // It is the gc entry point and also the end of every rkt run; it is safe to run any number of
 // times, on a pod in any state of teardown.
-func Clean(ctx context.Context, podDir string) error {
+func Clean(ctx context.Context, podDir string) error { return CleanWithLog(ctx, podDir, nil) }
+
+// CleanWithLog is Clean, telling log (nil for none) what it finds on the way.
+func CleanWithLog(ctx context.Context, podDir string, log *slog.Logger) error {
 	rec, err := readCgroupRecord(podDir)
 	var errs []error
 	if err != nil {
@@ -310,9 +317,12 @@ func Clean(ctx context.Context, podDir string) error {
 	// Leaving the networks runs plugin processes, the slow part, so the mounts and cgroups
 	// are taken apart meanwhile. The network namespace's mount waits for it only when a
 	// plugin needs the namespace for its DEL (to find the addresses whose masquerade rules it
-	// removes, say); otherwise the namespace goes first, and with it, in the kernel's own
-	// time, the pod's interfaces, which the plugins would otherwise delete one by one.
+	// removes, say); otherwise the namespace goes first, and the kernel takes the pod's side
+	// of its links apart in its own time (teardown deletes their host side).
 	netns := filepath.Join(podDir, nsDir, "net")
+	// The pin of the namespace that holds the pod's host side stays until the networks are
+	// left: a gc that retries must find it.
+	hostNetns := filepath.Join(podDir, hostNetnsFile)
 	st, err := network.LoadState(filepath.Join(podDir, NetStateFile))
 	if err != nil {
 		st = nil
@@ -326,8 +336,8 @@ func Clean(ctx context.Context, podDir string) error {
 		}
 	}
 	netErr := make(chan error, 1)
-	go func() { netErr <- teardownNetworks(ctx, podDir, st) }()
-	if err := mount.UnmountBeneath(podDir, netns); err != nil {
+	go func() { netErr <- teardownNetworks(ctx, podDir, st, log) }()
+	if err := mount.UnmountBeneath(podDir, netns, hostNetns); err != nil {
 		errs = append(errs, err)
 	}
 	if rec != nil {
@@ -335,13 +345,17 @@ func Clean(ctx context.Context, podDir string) error {
 			errs = append(errs, err)
 		}
 	}
+	var keep []string
 	if err := <-netErr; err != nil {
 		errs = append(errs, err)
+		if st != nil {
+			keep = append(keep, hostNetns)
+		}
 	}
 	if err := cleanUsernsRoots(filepath.Base(podDir)); err != nil {
 		errs = append(errs, err)
 	}
-	if err := mount.UnmountBeneath(podDir); err != nil {
+	if err := mount.UnmountBeneath(podDir, keep...); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -12,6 +12,7 @@ import (
 const (
 	appsDir         = "apps"         // apps/<name>/{rootfs,upper,work}
 	nsDir           = "ns"           // ns/{net,ipc,uts}: the sandbox's namespaces, bind-mounted
+	hostNetnsFile   = "host-netns"   // the network namespace rkt run joined the networks from, bind-mounted
 	volumesDir      = "volumes"      // volumes/<name>: kind=empty volumes
 	etcDir          = "etc"          // etc/{hosts,resolv.conf}
 	libcontainerDir = "libcontainer" // libcontainer's state root, one dir per app

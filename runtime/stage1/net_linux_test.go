@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestPodNetworks(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"TwoPodsAndHost", "PortForward", "Flannel", "CNIDNS", "NoLeaks", "BadInput"} {
+	for _, name := range []string{"TwoPodsAndHost", "PortForward", "Flannel", "CNIDNS", "NoLeaks", "BadInput", "UnjoinedNetworkGC", "HeldNamespace", "GCElsewhere"} {
 		t.Run(name, func(t *testing.T) {
 			env := []string{netHostEnv + "=" + name}
 			if os.Getenv("CAIRN_BIN") == "" {
@@ -76,6 +77,12 @@ func TestPodNetworksInHost(t *testing.T) {
 		noNetworkLeaks(t, n)
 	case "BadInput":
 		badNetworkInput(t, n)
+	case "UnjoinedNetworkGC":
+		unjoinedNetworkGC(t, n)
+	case "HeldNamespace":
+		heldNamespace(t, n)
+	case "GCElsewhere":
+		gcElsewhere(t, n)
 	default:
 		t.Fatalf("unknown scenario %q", scenario)
 	}
@@ -354,6 +361,122 @@ func badNetworkInput(t *testing.T, n *netEnv) {
 	os.WriteFile(filepath.Join(netd, "40-broken.conf"), []byte(`{"name": "broken", "type": `), 0o644)
 	if r := n.run(append([]string{"run"}, n.podArgs("--net=default", n.aci, "--exec=/bin/true")...)...); r.code == 0 || !strings.Contains(r.err, "40-broken.conf") {
 		t.Fatalf("malformed config: %d %q", r.code, r.err)
+	}
+}
+
+// pods lists the pods of the data directory, in any phase.
+func (n *netEnv) pods() []string {
+	var out []string
+	for _, ph := range []string{"embryo", "prepare", "prepared", "run", "exited-garbage", "garbage"} {
+		ents, _ := os.ReadDir(filepath.Join(n.dir, "pods", ph))
+		for _, e := range ents {
+			out = append(out, ph+"/"+e.Name())
+		}
+	}
+	return out
+}
+
+// unjoinedNetworkGC: a pod whose network was never joined (its plugin refused the argument)
+// is collected by the first gc, which exits 0, and leaves nothing behind.
+func unjoinedNetworkGC(t *testing.T, n *netEnv) {
+	before := hostNetLeftovers(t)
+	r := n.run(append([]string{"run"}, n.podArgs("--net=default:IP=notanip", n.aci, "--exec=/bin/true")...)...)
+	if r.code == 0 || !strings.Contains(r.err, "notanip") {
+		t.Fatalf("--net=default:IP=notanip: code %d, stderr %q; want an error naming the argument", r.code, r.err)
+	}
+	for i := range 2 {
+		if r := n.run("gc", "--grace-period=0s"); r.code != 0 {
+			t.Fatalf("gc %d: code %d, stderr %q", i+1, r.code, r.err)
+		}
+	}
+	if left := n.pods(); len(left) > 0 {
+		t.Fatalf("pods left after gc: %v", left)
+	}
+	if left := n.podLeftovers(); len(left) > 0 {
+		t.Fatalf("left on the host: %v", left)
+	}
+	if after, ok := sameLeftovers(t, before); !ok {
+		t.Fatalf("leaked: before %s, after %s", before, after)
+	}
+}
+
+// heldNamespace: a mount namespace made while a pod runs keeps a copy of the pod's network
+// namespace mount, and with it the namespace, after the pod. The next pod given the same
+// address must get the host's traffic to it, not the dead pod's namespace.
+func heldNamespace(t *testing.T, n *netEnv) {
+	const addr = "172.16.28.50"
+	serve := func(name string) (uuid string, wait func() result) {
+		uuid, wait = n.start(n.podArgs("--net=default:IP="+addr, n.aci, "--exec=/bin/sh", "--", "-c",
+			"trap 'exit 0' TERM; while :; do echo "+name+" | nc -l -p 7000 & wait $!; done")...)
+		if ip := n.ip(uuid, "default"); ip != addr {
+			t.Fatalf("pod %s has %s, want %s", name, ip, addr)
+		}
+		if got, err := dialRead(addr + ":7000"); err != nil || got != name+"\n" {
+			t.Fatalf("host to pod %s: %q %v", name, got, err)
+		}
+		return uuid, wait
+	}
+	old, waitOld := serve("old")
+	holder := exec.Command("unshare", "--mount", "--propagation", "unchanged", "sleep", "600")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	own, _ := os.Readlink("/proc/self/ns/mnt")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", holder.Process.Pid))
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", holder.Process.Pid)); ns != own && string(comm) == "sleep\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unshare --mount did not start")
+		}
+	}
+	if r := n.run("stop", old); r.code != 0 {
+		t.Fatalf("stop: %d %s", r.code, r.err)
+	}
+	if r := waitOld(); r.code != 0 {
+		t.Fatalf("the stopped pod's rkt run: %d %s", r.code, r.err)
+	}
+	if out, _ := exec.Command("ip", "-o", "link", "show", "type", "veth").Output(); len(out) > 0 {
+		t.Fatalf("the stopped pod's veth is left:\n%s", out)
+	}
+	serve("new")
+	routes, _ := exec.Command("ip", "route", "show", addr).Output()
+	veths, _ := exec.Command("ip", "-o", "link", "show", "type", "veth").Output()
+	if bytes.Count(routes, []byte("\n")) != 1 || bytes.Count(veths, []byte("\n")) != 1 {
+		t.Fatalf("routes to %s:\n%sveths:\n%s\nwant the new pod's one", addr, routes, veths)
+	}
+}
+
+// gcElsewhere: rkt gc run from another network namespace than rkt run's removes the pod's
+// masquerade rule, veth and lease from rkt run's.
+func gcElsewhere(t *testing.T, n *netEnv) {
+	before := hostNetLeftovers(t)
+	uuid, wait := n.start(n.podArgs("--net=default", n.aci, "--exec=/bin/sleep", "--", "600")...)
+	rule := "rkt-" + uuid + " default eth0"
+	if rules, err := network.MasqRules(); err != nil || !slices.Contains(rules, rule) {
+		t.Fatalf("masquerade rules %q, %v; want %q", rules, err, rule)
+	}
+	if err := unix.Kill(int(n.status(uuid)["pid"].(float64)), unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	gc := exec.Command("unshare", "--net", n.rkt, "--dir="+n.dir, "--debug", "gc", "--grace-period=0s")
+	if out, err := gc.CombinedOutput(); err != nil {
+		t.Fatalf("gc from another network namespace: %v\n%s", err, out)
+	}
+	if rules, _ := network.MasqRules(); slices.Contains(rules, rule) {
+		t.Fatalf("masquerade rule %q left after gc from another network namespace", rule)
+	}
+	if left := n.pods(); len(left) > 0 {
+		t.Fatalf("pods left after gc: %v", left)
+	}
+	if left := n.podLeftovers(); len(left) > 0 {
+		t.Fatalf("left on the host: %v", left)
+	}
+	if after, ok := sameLeftovers(t, before); !ok {
+		t.Fatalf("leaked: before %s, after %s", before, after)
 	}
 }
 

@@ -122,7 +122,7 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 		return ExitFailure, err
 	}
 	defer func() {
-		if cerr := Clean(context.WithoutCancel(ctx), dir); cerr != nil {
+		if cerr := CleanWithLog(context.WithoutCancel(ctx), dir, log); cerr != nil {
 			log.Warn("pod cleanup incomplete; rkt gc will retry", "pod", p.UUID, "err", cerr)
 		}
 	}()
@@ -423,7 +423,8 @@ func (r *Runner) joinNetworks(ctx context.Context, plan *PodPlan, sel network.Se
 	if sel.Mode != network.Contained || !(sel.All || len(sel.Nets) > 0) {
 		return nil
 	}
-	m := &network.Manager{ConfDirs: opts.NetConfDirs, PluginDirs: opts.NetPluginDirs, StateFile: filepath.Join(plan.Dir, NetStateFile), Log: r.Log}
+	m := &network.Manager{ConfDirs: opts.NetConfDirs, PluginDirs: opts.NetPluginDirs, StateFile: filepath.Join(plan.Dir, NetStateFile),
+		HostNetnsPin: filepath.Join(plan.Dir, hostNetnsFile), Log: r.Log}
 	j := &netJoin{done: make(chan struct{})}
 	go func() {
 		defer close(j.done)
