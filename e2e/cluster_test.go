@@ -75,7 +75,7 @@ func TestCluster(t *testing.T) {
 		}
 		gcancel()
 		ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)
-		if err := c.WaitEvent(ectx, h, fleet.New, omaha.EventResultSuccess, 0); err != nil {
+		if err := c.WaitEvent(ectx, h, fleet.New, omaha.KindComplete, 0); err != nil {
 			t.Errorf("%v; events: %+v", err, c.Fleet.Omaha.Events())
 		}
 		ecancel()
@@ -125,7 +125,7 @@ func TestCluster(t *testing.T) {
 	}
 	ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer ecancel()
-	if err := c.WaitEvent(ectx, h, "", omaha.EventResultError, omaha.ErrorCodeRollback); err != nil {
+	if err := c.WaitEvent(ectx, h, "", omaha.KindError, omaha.ErrorCodeRollback); err != nil {
 		t.Errorf("%v; events: %+v", err, c.Fleet.Omaha.Events())
 	}
 }

@@ -319,19 +319,19 @@ func WaitGood(ctx context.Context, h *Host, slot disklayout.Slot) (*slots.Status
 	return &st, err
 }
 
-// WaitEvent waits for an update-complete event of h's with result and code (and version,
-// unless empty) at the Omaha server.
-func (c *Cluster) WaitEvent(ctx context.Context, h *Host, version string, result omaha.EventResult, code omaha.ErrorCode) error {
+// WaitEvent waits for an event of h's at the Omaha server that tells kind (complete: the
+// new version running and blessed good; error: with code), from version unless empty.
+func (c *Cluster) WaitEvent(ctx context.Context, h *Host, version string, kind omaha.Kind, code omaha.ErrorCode) error {
 	id := c.ids[h]
 	for {
 		for _, e := range c.Fleet.Omaha.Events() {
-			if e.MachineID == id && e.Type == omaha.EventTypeUpdateComplete && e.Result == result && e.ErrorCode == code && (version == "" || e.Version == version) {
+			if e.MachineID == id && e.Kind() == kind && e.ErrorCode == code && (version == "" || e.Version == version) {
 				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s never reported %v/%v for %q: %w", h.Name, result, code, version, ctx.Err())
+			return fmt.Errorf("%s never reported %s (code %d) from %q: %w", h.Name, kind, code, version, ctx.Err())
 		case <-time.After(time.Second):
 		}
 	}

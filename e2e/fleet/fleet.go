@@ -20,6 +20,7 @@ import (
 	"github.com/cairn-os/cairn/internal/etcdembed"
 	"github.com/cairn-os/cairn/update-engine/locksmith"
 	"github.com/cairn-os/cairn/update-engine/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 
 // HostGateway is the host's loopback as guests reach it through qemu's user-mode network.
@@ -81,7 +82,7 @@ func StartFleet(ctx context.Context, dir string, im *Images) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	f.Omaha = &omahaserver.Server{Dir: filepath.Join(dir, "omaha"), AppID: "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}",
+	f.Omaha = &omahaserver.Server{Dir: filepath.Join(dir, "omaha"), AppID: updateconf.Defaults["APP_ID"],
 		EventLog: filepath.Join(dir, "omaha-events.jsonl")}
 	if f.OmahaPort, err = f.serve(f.Omaha.Handler()); err != nil {
 		f.Close()

@@ -55,7 +55,7 @@ type Config struct {
 var Defaults = map[string]string{
 	"GROUP":           "stable",
 	"SERVER":          "https://update.cairn-os.example/v1/update/",
-	"APP_ID":          "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}",
+	"APP_ID":          "io.github.cairn-os.cairn", // Cairn's product id: an application of its own in Nebraska
 	"BOARD":           "amd64-usr",
 	"PUBLIC_KEYS":     "/usr/share/cairn/update-keys",
 	"REBOOT_STRATEGY": StrategyBestEffort,
