@@ -108,8 +108,8 @@ const (
 	ErrorCodeOmahaResponseInvalid     ErrorCode = 34
 	ErrorCodeOmahaErrorInHTTPResponse ErrorCode = 37
 
-	// ErrorCodeUpdateIgnoredPerPolicy: the machine declined the offered version. update_engine
-	// sent it for a version it had rolled back from; so does Cairn.
+	// ErrorCodeUpdateIgnoredPerPolicy: the machine declined the offered version (update_engine's
+	// code for an offered update it ignores); Cairn sends it for a version it rolled back from.
 	ErrorCodeUpdateIgnoredPerPolicy ErrorCode = 35
 	// ErrorCodeRollback: the machine booted back into the previous version after an update
 	// (the new slot ran out of boot tries without being marked good). Flatcar's RollbackError.
