@@ -86,7 +86,7 @@ func splitList(s string) []string {
 // parseGIDs parses --supplementary-gids: comma-separated group IDs.
 func parseGIDs(s string) ([]int, error) {
 	var gids []int
-	for _, f := range strings.Split(s, ",") {
+	for f := range strings.SplitSeq(s, ",") {
 		g, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || g < 0 {
 			return nil, fmt.Errorf("--supplementary-gids %q: %q is not a group ID", s, f)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -102,8 +103,8 @@ func onlySeparators(rest []string) bool {
 // it is opaque, or where a whiteout or a non-directory hides what is below.
 func (t tree) dirs(components []string) ([]string, error) {
 	dirs := make([]string, 0, len(t))
-	for i := len(t) - 1; i >= 0; i-- {
-		dirs = append(dirs, t[i])
+	for _, l := range slices.Backward(t) {
+		dirs = append(dirs, l)
 	}
 	for _, c := range components {
 		var next []string
