@@ -218,17 +218,28 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 	defer e.attemptMu.Unlock()
 	// While the running version is on trial, the other slot holds the version to fall back
 	// to: no update may overwrite it.
-	_, outcome, err := e.bootOutcome(ctx)
+	p, outcome, err := e.bootOutcome(ctx)
 	if err != nil {
 		return api.ResultNoUpdate, err
 	}
-	if outcome == bootOnTrial {
+	switch outcome {
+	case bootOnTrial:
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpIdle, ErrOnTrial.Error() })
 		return api.ResultNoUpdate, ErrOnTrial
+	case bootNeedReboot:
+		// Applied by an earlier run (this one has not reported the boot yet): the update
+		// waits for its reboot, and Nebraska would refuse a check now.
+		if err := e.settleAttempt(ctx, true); err != nil {
+			e.log().Warn("reporting the earlier attempt", "err", err)
+		}
+		e.setStatus(func(s *api.Status) {
+			s.CurrentOperation, s.NewVersion, s.NewSize, s.Progress = api.OpNeedReboot, p.NewVersion, p.NewSize, 1
+		})
+		return api.ResultAlreadyUpdated, nil
 	}
 	// The end of an earlier attempt first: Nebraska refuses the check of a machine it holds
 	// as updating.
-	if err := e.settleAttempt(ctx, outcome == bootNeedReboot); err != nil {
+	if err := e.settleAttempt(ctx, false); err != nil {
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpIdle, err.Error() })
 		return api.ResultNoUpdate, err
 	}
@@ -547,6 +558,7 @@ func (e *Engine) Run(ctx context.Context, trigger <-chan struct{}) {
 		first = false
 		if err := e.ReportBoot(ctx); errors.Is(err, ErrOnTrial) {
 			e.log().Info("no update check while the running version is on trial", "version", e.Version)
+			e.setStatus(func(s *api.Status) { s.LastError = err.Error() })
 			continue
 		} else if err != nil {
 			e.log().Warn("reporting the boot result", "err", err)

@@ -154,6 +154,14 @@ func TestUpdateRebootReport(t *testing.T) {
 	if err := e2.ReportBoot(ctx); err != nil || e2.Status().CurrentOperation != api.OpNeedReboot {
 		t.Fatalf("after restart: %v %+v", err, e2.Status())
 	}
+	// A client's update before the restarted engine has looked: the same, and no check (a
+	// server holding the machine as installed would refuse it).
+	before := len(m.sent())
+	e4 := m.engine("1.0.0")
+	if res, err := e4.Update(ctx, omaha.InstallSourceOnDemand, false); err != nil || res != api.ResultAlreadyUpdated || len(m.sent()) != before ||
+		e4.Status().CurrentOperation != api.OpNeedReboot || e4.Status().NewVersion != "2.0.0" {
+		t.Fatalf("update after restart: %v %v, %d requests, status %+v", res, err, len(m.sent())-before, e4.Status())
+	}
 	// The reboot: the loader takes B (one try used), the new version runs on trial: nothing
 	// is reported, and no update may overwrite slot A, the one to fall back to.
 	m.slots.CountBootAttempt(ctx, disklayout.SlotB)
