@@ -99,9 +99,11 @@ func (h *Host) finishApp(img *image.Image, ra schema.RuntimeApp, vols []types.Vo
 		Ports:   network.DeclaredPorts(img),
 	}
 	pa.Volumes = implicitVolumes(&pa.Runtime, vols)
-	for _, v := range pa.Volumes {
-		h.log().Warn("no volume for the mount point: an empty volume is made for it, removed with the pod",
-			"app", ra.Name, "mountPoint", strings.TrimPrefix(string(v.Name), string(ra.Name)+"-"), "volume", v.Name)
+	for _, m := range pa.Runtime.Mounts {
+		if hasVolume(pa.Volumes, m.Volume) {
+			h.log().Warn("no volume for the image's mount point: an empty volume is made for it, removed with the pod",
+				"app", ra.Name, "path", m.Path, "volume", m.Volume)
+		}
 	}
 	return pa, nil
 }
