@@ -321,7 +321,7 @@ func CleanWithLog(ctx context.Context, podDir string, log *slog.Logger) error {
 	// of its links apart in its own time (teardown deletes their host side).
 	netns := filepath.Join(podDir, nsDir, "net")
 	// The pin of the namespace that holds the pod's host side stays until the networks are
-	// left: a gc that retries must find it.
+	// left, and so does the pod's own when teardown needs it: a gc that retries must find them.
 	hostNetns := filepath.Join(podDir, hostNetnsFile)
 	st, err := network.LoadState(filepath.Join(podDir, NetStateFile))
 	if err != nil {
@@ -349,7 +349,7 @@ func CleanWithLog(ctx context.Context, podDir string, log *slog.Logger) error {
 	if err := <-netErr; err != nil {
 		errs = append(errs, err)
 		if st != nil {
-			keep = append(keep, hostNetns)
+			keep = append(keep, hostNetns, netns)
 		}
 	}
 	if err := cleanUsernsRoots(filepath.Base(podDir)); err != nil {

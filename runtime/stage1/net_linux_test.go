@@ -44,7 +44,7 @@ func TestPodNetworks(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"TwoPodsAndHost", "PortForward", "Flannel", "CNIDNS", "NoLeaks", "BadInput", "UnjoinedNetworkGC", "HeldNamespace", "GCElsewhere"} {
+	for _, name := range []string{"TwoPodsAndHost", "PortForward", "Flannel", "CNIDNS", "NoLeaks", "BadInput", "UnjoinedNetworkGC", "HeldNamespace", "GCElsewhere", "TeardownRetried"} {
 		t.Run(name, func(t *testing.T) {
 			env := []string{netHostEnv + "=" + name}
 			if os.Getenv("CAIRN_BIN") == "" {
@@ -83,6 +83,8 @@ func TestPodNetworksInHost(t *testing.T) {
 		heldNamespace(t, n)
 	case "GCElsewhere":
 		gcElsewhere(t, n)
+	case "TeardownRetried":
+		teardownRetried(t, n)
 	default:
 		t.Fatalf("unknown scenario %q", scenario)
 	}
@@ -468,6 +470,56 @@ func gcElsewhere(t *testing.T, n *netEnv) {
 	}
 	if rules, _ := network.MasqRules(); slices.Contains(rules, rule) {
 		t.Fatalf("masquerade rule %q left after gc from another network namespace", rule)
+	}
+	if left := n.pods(); len(left) > 0 {
+		t.Fatalf("pods left after gc: %v", left)
+	}
+	if left := n.podLeftovers(); len(left) > 0 {
+		t.Fatalf("left on the host: %v", left)
+	}
+	if after, ok := sameLeftovers(t, before); !ok {
+		t.Fatalf("leaked: before %s, after %s", before, after)
+	}
+}
+
+// teardownRetried: a network whose DEL fails keeps the pod, and the mounts of its namespaces,
+// until a gc succeeds; that gc leaves nothing.
+func teardownRetried(t *testing.T, n *netEnv) {
+	netd := filepath.Join(n.conf, "net.d")
+	refuse := filepath.Join(t.TempDir(), "refuse-del")
+	os.WriteFile(refuse, nil, 0o644)
+	// ptp under another name, whose DEL fails while the file exists.
+	os.WriteFile(filepath.Join(netd, "flaky"), []byte(`#!/bin/sh
+[ "$CNI_COMMAND" = DEL ] && [ -e `+refuse+` ] && { echo '{"code":999,"msg":"DEL refused"}'; exit 1; }
+exec /usr/lib/cni/ptp
+`), 0o755)
+	os.WriteFile(filepath.Join(netd, "10-flaky.conf"), []byte(`{"cniVersion":"0.4.0","name":"flaky","type":"flaky","ipam":{"type":"host-local","subnet":"10.77.0.0/24"}}`), 0o644)
+	before := hostNetLeftovers(t)
+	r := n.run(append([]string{"run"}, n.podArgs("--net=flaky", n.aci, "--exec=/bin/true")...)...)
+	if r.code != 0 || !strings.Contains(r.err, "DEL refused") {
+		t.Fatalf("run: code %d, stderr %q; want the app's 0 and a warning about the teardown", r.code, r.err)
+	}
+	pinned := func() (host, pod bool) {
+		mi, _ := os.ReadFile("/proc/self/mountinfo")
+		for l := range strings.SplitSeq(string(mi), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], n.dir) {
+				host = host || strings.HasSuffix(f[4], "/host-netns")
+				pod = pod || strings.HasSuffix(f[4], "/ns/net")
+			}
+		}
+		return host, pod
+	}
+	for i := range 2 {
+		if host, pod := pinned(); !host || !pod {
+			t.Fatalf("after %d failed teardowns: host namespace pinned %v, pod namespace pinned %v", i+1, host, pod)
+		}
+		if r := n.run("gc", "--grace-period=0s"); r.code == 0 || !strings.Contains(r.err, "DEL refused") {
+			t.Fatalf("gc while DEL fails: code %d, stderr %q", r.code, r.err)
+		}
+	}
+	os.Remove(refuse)
+	if r := n.run("gc", "--grace-period=0s"); r.code != 0 {
+		t.Fatalf("gc: code %d, stderr %q", r.code, r.err)
 	}
 	if left := n.pods(); len(left) > 0 {
 		t.Fatalf("pods left after gc: %v", left)
