@@ -16,9 +16,9 @@ import (
 )
 
 // Prepare makes a pod of cfg. Everything is checked before the pod directory exists, so that
-// a mistake leaves nothing behind: the values, the networks named (net.d), the host volumes'
-// sources, where the UUID goes, and each app against its image (its command, its user, its
-// isolators). Then the pod is created (phase prepare, locked) with its manifest, stage1's
+// a mistake leaves nothing behind: the values, that the host can give the pod cgroups, the
+// networks named (net.d), the host volumes' sources, where the UUID goes, and each app
+// against its image (its command, its user, its isolators). Then the pod is created (phase prepare, locked) with its manifest, stage1's
 // options and its creation time, and its UUID is written to cfg.UUIDFileSave. The caller
 // marks the pod prepared, or runs it.
 func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
@@ -33,6 +33,9 @@ func (h *Host) Prepare(ctx context.Context, cfg *Config) (*pod.Pod, error) {
 		Interactive: cfg.Interactive, NoOverlay: cfg.NoOverlay, InsecureSeccomp: cfg.InsecureSeccomp,
 	}
 	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkHost(); err != nil {
 		return nil, err
 	}
 	if err := checkNetworks(h.NetConfDirs, cfg.Net); err != nil {

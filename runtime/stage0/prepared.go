@@ -21,9 +21,12 @@ type Changes struct {
 }
 
 // LockPrepared locks a prepared pod for rkt run-prepared and applies ch to it, checked as
-// Prepare checks them, the networks named included. A pod whose changes are refused stays
+// Prepare checks them, the networks named and the host's cgroups included. A pod whose changes are refused stays
 // prepared, unchanged, for another try.
 func (h *Host) LockPrepared(uuid string, ch *Changes) (*pod.Pod, error) {
+	if err := checkHost(); err != nil {
+		return nil, err
+	}
 	p, err := h.Pods.LockPrepared(uuid)
 	if err != nil {
 		return nil, err
