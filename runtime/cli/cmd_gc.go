@@ -42,7 +42,7 @@ those that have been there longer than the grace period. Prepared pods that were
 are removed once older than --expire-prepared. --grace-period=0s removes at once.`,
 			Args: cobra.NoArgs,
 			RunE: func(*cobra.Command, []string) error {
-				opts.Clean = cleanPod
+				opts.Clean = cleaner(env)
 				res, err := podStore(env).GC(env.Ctx, opts)
 				if err != nil {
 					return err

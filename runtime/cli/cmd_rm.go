@@ -13,8 +13,11 @@ import (
 	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
-// cleanPod is the pod package's cleaner: the stage1's gc entry point.
-func cleanPod(ctx context.Context, p *pod.Pod) error { return stage1.Clean(ctx, p.Path()) }
+// cleaner is the pod package's cleaner: the stage1's gc entry point, logging to env's logger
+// (a teardown's warnings and what it skipped are the operator's to see).
+func cleaner(env *Env) func(context.Context, *pod.Pod) error {
+	return func(ctx context.Context, p *pod.Pod) error { return stage1.CleanWithLog(ctx, p.Path(), env.Log) }
+}
 
 // podStore is the pods directory, with stage1's look into a pod's cgroups, so that a pod
 // whose rkt run was killed while its apps run on is seen running (orphaned), not exited.
@@ -68,7 +71,7 @@ func init() {
 			Short: "Remove pods that are not running",
 			RunE: func(_ *cobra.Command, args []string) error {
 				return eachPod(env, uuidFile, args, func(ps *pod.Store, ref string) (string, error) {
-					return ref, ps.Remove(env.Ctx, ref, cleanPod)
+					return ref, ps.Remove(env.Ctx, ref, cleaner(env))
 				})
 			},
 		}

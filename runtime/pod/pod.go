@@ -152,11 +152,12 @@ func (s *Store) Create() (*Pod, error) {
 	if err := s.ensureDirs(); err != nil {
 		return nil, err
 	}
-	// A gc with no grace period may remove the embryo in the instant between its mkdir and
-	// its lock: start again with a new one.
+	// A gc with no grace period may take the embryo in the instant between its mkdir and its
+	// lock: it then holds the lock (ErrLocked) while it removes the directory, or has removed
+	// it (ErrNotFound). Either way the embryo is gc's: start again with a new one.
 	for try := 0; ; try++ {
 		p, err := s.create()
-		if err == nil || !errors.Is(err, ErrNotFound) || try == 2 {
+		if err == nil || !(errors.Is(err, ErrNotFound) || errors.Is(err, ErrLocked)) || try == 2 {
 			return p, err
 		}
 	}
@@ -172,7 +173,9 @@ func (s *Store) create() (*Pod, error) {
 		return nil, fmt.Errorf("pod %s: create: %w", id, err)
 	}
 	if err := p.lock(unix.LOCK_EX | unix.LOCK_NB); err != nil {
-		os.Remove(p.Path())
+		if !errors.Is(err, ErrLocked) { // a locked embryo is gc's to remove
+			os.Remove(p.Path())
+		}
 		return nil, err
 	}
 	if err := p.move(PhasePrepare); err != nil {
