@@ -1,0 +1,350 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cairn-os/cairn/console/rollout"
+)
+
+// Group is an update group: the machines whose track is Track, offered the package of
+// Channel under Policy.
+type Group struct {
+	ID          string         `json:"id"`
+	AppID       string         `json:"app_id"`
+	Name        string         `json:"name"`
+	Description string         `json:"description"`
+	Track       string         `json:"track"`
+	ChannelID   string         `json:"channel_id,omitempty"`
+	Channel     string         `json:"channel,omitempty"`    // its name
+	Version     string         `json:"version,omitempty"`    // its package's version: the target
+	PackageID   string         `json:"package_id,omitempty"` // its package
+	Policy      rollout.Policy `json:"policy"`
+	// Paused: no update is granted. PausedBy is a user, or "rollout" when the group
+	// halted itself; PausedReason says why.
+	Paused       bool      `json:"paused"`
+	PausedReason string    `json:"paused_reason,omitempty"`
+	PausedBy     string    `json:"paused_by,omitempty"`
+	PausedAt     time.Time `json:"paused_at"`
+	// ResumedAt: failures of attempts before it do not count towards a halt.
+	ResumedAt       time.Time `json:"resumed_at"`
+	ApprovedVersion string    `json:"approved_version,omitempty"`
+	RolloutVersion  string    `json:"rollout_version,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+}
+
+// Rollout is the group as rollout.Decide reads it.
+func (g *Group) Rollout() rollout.Group {
+	return rollout.Group{Policy: g.Policy, Paused: g.Paused, PausedReason: g.PausedReason, ApprovedVersion: g.ApprovedVersion}
+}
+
+const groupCols = `g.id, g.app_id, g.name, g.description, g.track, COALESCE(g.channel_id, ''), COALESCE(c.name, ''), COALESCE(p.version, ''),
+	COALESCE(p.id, ''), g.policy, g.paused, g.paused_reason, g.paused_by, g.paused_at, g.resumed_at, g.approved_version, g.rollout_version, g.created_at`
+const groupFrom = ` FROM update_groups g LEFT JOIN channels c ON c.id = g.channel_id LEFT JOIN packages p ON p.id = c.package_id`
+
+func scanGroup(sc interface{ Scan(...any) error }) (*Group, error) {
+	var g Group
+	var policy string
+	var pausedAt, resumedAt, created int64
+	if err := sc.Scan(&g.ID, &g.AppID, &g.Name, &g.Description, &g.Track, &g.ChannelID, &g.Channel, &g.Version, &g.PackageID,
+		&policy, &g.Paused, &g.PausedReason, &g.PausedBy, &pausedAt, &resumedAt, &g.ApprovedVersion, &g.RolloutVersion, &created); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(policy), &g.Policy); err != nil {
+		return nil, fmt.Errorf("group %s: stored policy: %w", g.ID, err)
+	}
+	g.PausedAt, g.ResumedAt, g.CreatedAt = fromMicros(pausedAt), fromMicros(resumedAt), fromMicros(created)
+	return &g, nil
+}
+
+// GroupSpec is what an operator sets of a group.
+type GroupSpec struct {
+	Name        string         `json:"name"`
+	Description string         `json:"description"`
+	Track       string         `json:"track"`
+	ChannelID   string         `json:"channel_id"`
+	Policy      rollout.Policy `json:"policy"`
+}
+
+func (sp *GroupSpec) check() error {
+	sp.Name, sp.Track = strings.TrimSpace(sp.Name), strings.TrimSpace(sp.Track)
+	if sp.Name == "" {
+		return fmt.Errorf("group: %w: a name is required", ErrInvalid)
+	}
+	if sp.Track == "" {
+		sp.Track = sp.Name
+	}
+	if err := sp.Policy.Validate(); err != nil {
+		return fmt.Errorf("group %s: %w: %w", sp.Name, ErrInvalid, err)
+	}
+	return nil
+}
+
+// CreateGroup adds a group.
+func (s *Store) CreateGroup(ctx context.Context, appID string, sp GroupSpec) (*Group, error) {
+	if err := sp.check(); err != nil {
+		return nil, err
+	}
+	policy, err := json.Marshal(sp.Policy)
+	if err != nil {
+		return nil, err
+	}
+	id := newID()
+	err = s.Write(ctx, func(tx *Tx) error {
+		if err := tx.checkChannel(ctx, appID, sp.ChannelID); err != nil {
+			return err
+		}
+		_, err := tx.exec(ctx, `INSERT INTO update_groups (id, app_id, name, description, track, channel_id, policy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, appID, sp.Name, sp.Description, sp.Track, nullable(sp.ChannelID), string(policy), micros(s.now()))
+		switch {
+		case isUnique(err):
+			return fmt.Errorf("group %s: %w: track %q has a group", sp.Name, ErrConflict, sp.Track)
+		case isForeignKey(err):
+			return fmt.Errorf("group %s: application %s: %w", sp.Name, appID, ErrNotFound)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.Group(ctx, appID, id)
+}
+
+func (t *Tx) checkChannel(ctx context.Context, appID, channelID string) error {
+	if channelID == "" {
+		return nil
+	}
+	var n int
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM channels WHERE app_id = ? AND id = ?`, appID, channelID).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("channel %s: %w", channelID, ErrNotFound)
+	}
+	return nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Group finds an application's group by id, name or track.
+func (s *Store) Group(ctx context.Context, appID, ref string) (*Group, error) {
+	g, err := scanGroup(s.queryRow(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.app_id = ? AND (g.id = ? OR g.track = ? OR g.name = ?) ORDER BY g.id = ? DESC, g.track = ? DESC LIMIT 1`,
+		appID, ref, ref, ref, ref, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("group %q: %w", ref, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("group %q: %w", ref, err)
+	}
+	return g, nil
+}
+
+// Groups lists an application's groups by name.
+func (s *Store) Groups(ctx context.Context, appID string) ([]*Group, error) {
+	return s.groups(ctx, s.r, `WHERE g.app_id = ? ORDER BY g.name`, appID)
+}
+
+// AllGroups lists every application's groups.
+func (s *Store) AllGroups(ctx context.Context) ([]*Group, error) {
+	return s.groups(ctx, s.r, `ORDER BY g.app_id, g.name`)
+}
+
+func (s *Store) groups(ctx context.Context, r reader, where string, args ...any) ([]*Group, error) {
+	rows, err := r.QueryContext(ctx, s.q(`SELECT `+groupCols+groupFrom+` `+where), args...)
+	if err != nil {
+		return nil, fmt.Errorf("groups: %w", err)
+	}
+	defer rows.Close()
+	var out []*Group
+	for rows.Next() {
+		g, err := scanGroup(rows)
+		if err != nil {
+			return nil, fmt.Errorf("groups: %w", err)
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// UpdateGroup replaces what an operator sets of a group.
+func (s *Store) UpdateGroup(ctx context.Context, appID, id string, sp GroupSpec) (*Group, error) {
+	if err := sp.check(); err != nil {
+		return nil, err
+	}
+	policy, err := json.Marshal(sp.Policy)
+	if err != nil {
+		return nil, err
+	}
+	err = s.Write(ctx, func(tx *Tx) error {
+		if err := tx.checkChannel(ctx, appID, sp.ChannelID); err != nil {
+			return err
+		}
+		res, err := tx.exec(ctx, `UPDATE update_groups SET name = ?, description = ?, track = ?, channel_id = ?, policy = ? WHERE app_id = ? AND id = ?`,
+			sp.Name, sp.Description, sp.Track, nullable(sp.ChannelID), string(policy), appID, id)
+		if isUnique(err) {
+			return fmt.Errorf("group %s: %w: track %q has a group", sp.Name, ErrConflict, sp.Track)
+		}
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("group %s: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.Group(ctx, appID, id)
+}
+
+// Pause stops a group's updates, with the reason and who paused it.
+func (s *Store) Pause(ctx context.Context, appID, id, reason, by string) error {
+	return s.Write(ctx, func(tx *Tx) error { return tx.Pause(ctx, appID, id, reason, by) })
+}
+
+// Pause is Store.Pause within the transaction.
+func (t *Tx) Pause(ctx context.Context, appID, id, reason, by string) error {
+	res, err := t.exec(ctx, `UPDATE update_groups SET paused = ?, paused_reason = ?, paused_by = ?, paused_at = ? WHERE app_id = ? AND id = ?`,
+		true, reason, by, micros(t.Now()), appID, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("group %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Resume lets a paused or halted group grant updates again. The failures that halted it
+// stop counting: a halt is judged on the attempts after the resume.
+func (s *Store) Resume(ctx context.Context, appID, id string) error {
+	return s.Write(ctx, func(tx *Tx) error {
+		res, err := tx.exec(ctx, `UPDATE update_groups SET paused = ?, paused_reason = '', paused_by = '', resumed_at = ? WHERE app_id = ? AND id = ?`,
+			false, micros(tx.Now()), appID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("group %s: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// Approve lets a group whose policy wants an admin's approval roll out version.
+func (s *Store) Approve(ctx context.Context, appID, id, version string) error {
+	return s.Write(ctx, func(tx *Tx) error {
+		res, err := tx.exec(ctx, `UPDATE update_groups SET approved_version = ? WHERE app_id = ? AND id = ?`, version, appID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("group %s: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// DeleteGroup removes a group; its instances stay, without a group until their next check.
+func (s *Store) DeleteGroup(ctx context.Context, appID, id string) error {
+	return s.Write(ctx, func(tx *Tx) error {
+		res, err := tx.exec(ctx, `DELETE FROM update_groups WHERE app_id = ? AND id = ?`, appID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("group %s: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// GroupByTrack finds the group of an application whose machines send track, and locks it
+// against other writers until the transaction ends (on PostgreSQL; SQLite has one writer),
+// so that two checks cannot both take the group's last free slot. The lock is FOR NO KEY
+// UPDATE, which instances' foreign key checks (KEY SHARE) do not wait for, so that a check
+// that registered its instance first cannot deadlock with another. (nil, nil) when there
+// is none.
+func (t *Tx) GroupByTrack(ctx context.Context, appID, track string) (*Group, error) {
+	lock := ""
+	if t.s.dialect == Postgres {
+		lock = ` FOR NO KEY UPDATE OF g`
+	}
+	g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.app_id = ? AND g.track = ?`+lock, appID, track))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("group of track %q: %w", track, err)
+	}
+	return g, nil
+}
+
+// Group finds a group by id within the transaction, locked as GroupByTrack locks.
+func (t *Tx) Group(ctx context.Context, id string) (*Group, error) {
+	lock := ""
+	if t.s.dialect == Postgres {
+		lock = ` FOR NO KEY UPDATE OF g`
+	}
+	g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.id = ?`+lock, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("group %s: %w", id, ErrNotFound)
+	}
+	return g, err
+}
+
+// StartRollout records that version's rollout began in the group (its first grant).
+func (t *Tx) StartRollout(ctx context.Context, groupID, version string) error {
+	_, err := t.exec(ctx, `UPDATE update_groups SET rollout_version = ? WHERE id = ?`, version, groupID)
+	return err
+}
+
+// RolloutStats counts the group's instances for rollout.Decide: updates in flight (granted
+// within the timeout and not ended), granted within the period, and for the target version
+// the instances that completed it, and since the last resume the attempts and their
+// failures. Each count is one query on an index of its own, so that a check costs little
+// more in a group of 10,000 machines than in one of ten.
+func (t *Tx) RolloutStats(ctx context.Context, g *Group, now time.Time) (rollout.Stats, error) {
+	var st rollout.Stats
+	timeoutCut := micros(now.Add(-time.Duration(g.Policy.UpdateTimeout)))
+	periodCut := micros(now.Add(-time.Duration(g.Policy.Period)))
+	since := micros(g.ResumedAt)
+	qs := []struct {
+		dst   *int
+		query string
+		args  []any
+	}{
+		{&st.InFlight, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND update_in_progress = ? AND granted_at > ?`, []any{g.ID, true, timeoutCut}},
+		{&st.GrantedInPeriod, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_at > ?`, []any{g.ID, periodCut}},
+		{&st.Completed, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status = ?`, []any{g.ID, g.Version, rollout.StatusComplete}},
+		{&st.Failures, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status IN (?, ?) AND status_at >= ?`,
+			[]any{g.ID, g.Version, rollout.StatusError, rollout.StatusTimedOut, since}},
+	}
+	if g.Policy.MaxUpdatesPerPeriod == 0 {
+		qs = append(qs[:1], qs[2:]...)
+	}
+	for _, q := range qs {
+		if err := t.queryRow(ctx, q.query, q.args...).Scan(q.dst); err != nil {
+			return st, fmt.Errorf("group %s: rollout stats: %w", g.ID, err)
+		}
+	}
+	// Attempts matter only to a share of failures.
+	if st.Failures > 0 || g.Policy.HaltErrors > 0 {
+		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status <> ? AND status_at >= ?`,
+			g.ID, g.Version, rollout.StatusUndefined, since).Scan(&st.Attempts); err != nil {
+			return st, fmt.Errorf("group %s: rollout stats: %w", g.ID, err)
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,314 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cairn-os/cairn/console/rollout"
+)
+
+// Instance is one machine running one application.
+type Instance struct {
+	AppID        string `json:"app_id"`
+	ID           string `json:"id"` // machine id
+	GroupID      string `json:"group_id,omitempty"`
+	Track        string `json:"track"`
+	Alias        string `json:"alias"`
+	IP           string `json:"ip"`
+	Version      string `json:"version"`
+	Board        string `json:"board"`
+	OEM          string `json:"oem"`
+	OEMVersion   string `json:"oem_version"`
+	AlephVersion string `json:"aleph_version"`
+	// Status is the state of its last update (rollout.Status), since StatusAt; ErrorCode
+	// is the error that ended it, for status error.
+	Status           rollout.Status `json:"status"`
+	StatusAt         time.Time      `json:"status_at"`
+	ErrorCode        int            `json:"error_code,omitempty"`
+	UpdateInProgress bool           `json:"update_in_progress"`
+	// GrantedVersion and GrantedAt are its last update's (Nebraska's last update version).
+	GrantedVersion string    `json:"granted_version,omitempty"`
+	GrantedAt      time.Time `json:"granted_at"`
+	// RolledBackVersion is the version it last reported rolling back from (error 44).
+	RolledBackVersion string `json:"rolled_back_version,omitempty"`
+	// HoldReason says why its last check was not offered its group's version.
+	HoldReason string `json:"hold_reason,omitempty"`
+	// Progress (0 to 1) and Step, when the machine reports them.
+	Progress    float64   `json:"progress"`
+	Step        string    `json:"step,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	LastCheckAt time.Time `json:"last_check_at"`
+}
+
+// Rollout is the instance as rollout.Decide reads it.
+func (in *Instance) Rollout(onDemand bool) rollout.Instance {
+	return rollout.Instance{Version: in.Version, Status: in.Status, GrantedVersion: in.GrantedVersion, GrantedAt: in.GrantedAt,
+		RolledBackVersion: in.RolledBackVersion, OnDemand: onDemand}
+}
+
+const instanceCols = `app_id, id, COALESCE(group_id, ''), track, alias, ip, version, board, oem, oem_version, aleph_version, status, status_at,
+	error_code, update_in_progress, granted_version, granted_at, rolled_back_version, hold_reason, progress, step, created_at, last_check_at`
+
+func scanInstance(sc interface{ Scan(...any) error }) (*Instance, error) {
+	var in Instance
+	var statusAt, grantedAt, created, lastCheck int64
+	if err := sc.Scan(&in.AppID, &in.ID, &in.GroupID, &in.Track, &in.Alias, &in.IP, &in.Version, &in.Board, &in.OEM, &in.OEMVersion,
+		&in.AlephVersion, &in.Status, &statusAt, &in.ErrorCode, &in.UpdateInProgress, &in.GrantedVersion, &grantedAt,
+		&in.RolledBackVersion, &in.HoldReason, &in.Progress, &in.Step, &created, &lastCheck); err != nil {
+		return nil, err
+	}
+	in.StatusAt, in.GrantedAt, in.CreatedAt, in.LastCheckAt = fromMicros(statusAt), fromMicros(grantedAt), fromMicros(created), fromMicros(lastCheck)
+	return &in, nil
+}
+
+// CheckIn is what a machine's request says of it.
+type CheckIn struct {
+	AppID, MachineID                 string
+	GroupID                          string // "" when its track names no group
+	Track, Alias, IP, Version, Board string
+	OEM, OEMVersion, AlephVersion    string
+	Check                            bool // a ping or an update check, not events alone
+	Time                             time.Time
+}
+
+// CheckIn registers the machine or updates what it says of itself (an empty alias, OEM or
+// aleph version keeps the one known, as in Nebraska), and returns the instance as stored.
+func (t *Tx) CheckIn(ctx context.Context, c CheckIn) (*Instance, error) {
+	at := micros(c.Time)
+	lastCheck := int64(0)
+	if c.Check {
+		lastCheck = at
+	}
+	// One statement either way: the machine's first request inserts it, later ones update
+	// it, and the row comes back as stored.
+	in, err := scanInstance(t.queryRow(ctx, `INSERT INTO instances (app_id, id, group_id, track, alias, ip, version, board, oem, oem_version,
+		aleph_version, created_at, last_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (app_id, id) DO UPDATE SET group_id = excluded.group_id, track = excluded.track,
+			alias = CASE WHEN excluded.alias = '' THEN instances.alias ELSE excluded.alias END,
+			ip = excluded.ip, version = excluded.version,
+			board = CASE WHEN excluded.board = '' THEN instances.board ELSE excluded.board END,
+			oem = CASE WHEN excluded.oem = '' THEN instances.oem ELSE excluded.oem END,
+			oem_version = CASE WHEN excluded.oem_version = '' THEN instances.oem_version ELSE excluded.oem_version END,
+			aleph_version = CASE WHEN excluded.aleph_version = '' THEN instances.aleph_version ELSE excluded.aleph_version END,
+			last_check_at = CASE WHEN excluded.last_check_at = 0 THEN instances.last_check_at ELSE excluded.last_check_at END
+		RETURNING `+instanceCols,
+		c.AppID, c.MachineID, nullable(c.GroupID), c.Track, c.Alias, c.IP, c.Version, c.Board, c.OEM, c.OEMVersion, c.AlephVersion, at, lastCheck))
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", c.MachineID, err)
+	}
+	return in, nil
+}
+
+// SetStatus moves an instance to status (with the error code that ended its update, if
+// any), records it in the instance's history, and ends its update in progress unless the
+// status is one of an update under way.
+func (t *Tx) SetStatus(ctx context.Context, in *Instance, status rollout.Status, code int, at time.Time) error {
+	if _, err := t.exec(ctx, `UPDATE instances SET status = ?, status_at = ?, error_code = ?, update_in_progress = ? WHERE app_id = ? AND id = ?`,
+		status, micros(at), code, status.InProgress(), in.AppID, in.ID); err != nil {
+		return fmt.Errorf("instance %s: status %s: %w", in.ID, status, err)
+	}
+	in.Status, in.StatusAt, in.ErrorCode, in.UpdateInProgress = status, at, code, status.InProgress()
+	return t.addHistory(ctx, in, status, in.GrantedVersion, code, at)
+}
+
+// SetRolledBack records the version the instance rolled back from.
+func (t *Tx) SetRolledBack(ctx context.Context, in *Instance, version string) error {
+	_, err := t.exec(ctx, `UPDATE instances SET rolled_back_version = ? WHERE app_id = ? AND id = ?`, version, in.AppID, in.ID)
+	in.RolledBackVersion = version
+	return err
+}
+
+// Grant records that the instance was offered version: status granted, in progress, its
+// grant time; and the reason it was held, if any, is gone.
+func (t *Tx) Grant(ctx context.Context, in *Instance, version string, at time.Time) error {
+	if _, err := t.exec(ctx, `UPDATE instances SET status = ?, status_at = ?, error_code = 0, update_in_progress = ?, granted_version = ?,
+		granted_at = ?, hold_reason = '', progress = 0, step = '' WHERE app_id = ? AND id = ?`,
+		rollout.StatusGranted, micros(at), true, version, micros(at), in.AppID, in.ID); err != nil {
+		return fmt.Errorf("instance %s: grant %s: %w", in.ID, version, err)
+	}
+	in.Status, in.StatusAt, in.ErrorCode, in.UpdateInProgress, in.GrantedVersion, in.GrantedAt, in.HoldReason =
+		rollout.StatusGranted, at, 0, true, version, at, ""
+	return t.addHistory(ctx, in, rollout.StatusGranted, version, 0, at)
+}
+
+// SetHold records why the instance's check got no offer ("" for none), when it changed.
+func (t *Tx) SetHold(ctx context.Context, in *Instance, reason string) error {
+	if in.HoldReason == reason {
+		return nil
+	}
+	_, err := t.exec(ctx, `UPDATE instances SET hold_reason = ? WHERE app_id = ? AND id = ?`, reason, in.AppID, in.ID)
+	in.HoldReason = reason
+	return err
+}
+
+func (t *Tx) addHistory(ctx context.Context, in *Instance, status rollout.Status, version string, code int, at time.Time) error {
+	_, err := t.exec(ctx, `INSERT INTO instance_history (app_id, instance_id, group_id, status, version, error_code, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		in.AppID, in.ID, in.GroupID, status, version, code, micros(at))
+	if err != nil {
+		return fmt.Errorf("instance %s: history: %w", in.ID, err)
+	}
+	return nil
+}
+
+// SetProgress records the step and progress an instance reports of its update.
+func (s *Store) SetProgress(ctx context.Context, appID, id, step string, progress float64) error {
+	return s.Write(ctx, func(tx *Tx) error {
+		res, err := tx.exec(ctx, `UPDATE instances SET step = ?, progress = ? WHERE app_id = ? AND id = ?`, step, progress, appID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// TimedOut lists a group's instances whose update was granted before cutoff and is still in
+// progress.
+func (t *Tx) TimedOut(ctx context.Context, groupID string, cutoff time.Time) ([]*Instance, error) {
+	rows, err := t.query(ctx, `SELECT `+instanceCols+` FROM instances WHERE group_id = ? AND update_in_progress = ? AND granted_at <= ?`,
+		groupID, true, micros(cutoff))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Instance
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// Instance finds one instance of an application.
+func (s *Store) Instance(ctx context.Context, appID, id string) (*Instance, error) {
+	in, err := scanInstance(s.queryRow(ctx, `SELECT `+instanceCols+` FROM instances WHERE app_id = ? AND id = ?`, appID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("instance %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", id, err)
+	}
+	return in, nil
+}
+
+// InstanceFilter selects instances; empty fields select all.
+type InstanceFilter struct {
+	GroupID string
+	Status  rollout.Status
+	Version string
+	// Search matches the machine id, alias or IP (a substring, any case).
+	Search string
+	// Sort is one of id, alias, ip, version, status, last_check (default), with Desc.
+	Sort string
+	Desc bool
+	// Page counts from 1; PerPage is 50 by default, 1000 at most.
+	Page, PerPage int
+}
+
+var instanceSorts = map[string]string{"id": "id", "alias": "alias", "ip": "ip", "version": "version", "status": "status",
+	"last_check": "last_check_at", "status_at": "status_at", "": "last_check_at"}
+
+// Instances lists an application's instances by filter, one page, and how many match in all.
+func (s *Store) Instances(ctx context.Context, appID string, f InstanceFilter) ([]*Instance, int, error) {
+	col, ok := instanceSorts[f.Sort]
+	if !ok {
+		return nil, 0, fmt.Errorf("instances: %w: sort %q", ErrInvalid, f.Sort)
+	}
+	if f.Status != "" && !validStatus(f.Status) {
+		return nil, 0, fmt.Errorf("instances: %w: status %q", ErrInvalid, f.Status)
+	}
+	where := []string{"app_id = ?"}
+	args := []any{appID}
+	if f.GroupID != "" {
+		where, args = append(where, "group_id = ?"), append(args, f.GroupID)
+	}
+	if f.Status != "" {
+		where, args = append(where, "status = ?"), append(args, f.Status)
+	}
+	if f.Version != "" {
+		where, args = append(where, "version = ?"), append(args, f.Version)
+	}
+	if f.Search != "" {
+		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(f.Search)) + "%"
+		where = append(where, `(LOWER(id) LIKE ? ESCAPE '\' OR LOWER(alias) LIKE ? ESCAPE '\' OR LOWER(ip) LIKE ? ESCAPE '\')`)
+		args = append(args, like, like, like)
+	}
+	cond := " WHERE " + strings.Join(where, " AND ")
+	var total int
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM instances`+cond, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("instances: %w", err)
+	}
+	per := f.PerPage
+	if per <= 0 {
+		per = 50
+	}
+	per = min(per, 1000)
+	page := max(f.Page, 1)
+	order := " ASC"
+	if f.Desc {
+		order = " DESC"
+	}
+	rows, err := s.query(ctx, `SELECT `+instanceCols+` FROM instances`+cond+` ORDER BY `+col+order+`, id LIMIT ? OFFSET ?`,
+		append(args, per, (page-1)*per)...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("instances: %w", err)
+	}
+	defer rows.Close()
+	out := []*Instance{}
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("instances: %w", err)
+		}
+		out = append(out, in)
+	}
+	return out, total, rows.Err()
+}
+
+func validStatus(s rollout.Status) bool {
+	for _, v := range rollout.Statuses {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// HistoryEntry is one status an instance went through.
+type HistoryEntry struct {
+	Status    rollout.Status `json:"status"`
+	Version   string         `json:"version"`
+	ErrorCode int            `json:"error_code,omitempty"`
+	GroupID   string         `json:"group_id,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+}
+
+// History is an instance's status history, newest first, at most limit entries.
+func (s *Store) History(ctx context.Context, appID, id string, limit int) ([]*HistoryEntry, error) {
+	rows, err := s.query(ctx, `SELECT status, version, error_code, COALESCE(group_id, ''), created_at FROM instance_history
+		WHERE app_id = ? AND instance_id = ? ORDER BY id DESC LIMIT ?`, appID, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: history: %w", id, err)
+	}
+	defer rows.Close()
+	out := []*HistoryEntry{}
+	for rows.Next() {
+		var h HistoryEntry
+		var at int64
+		if err := rows.Scan(&h.Status, &h.Version, &h.ErrorCode, &h.GroupID, &at); err != nil {
+			return nil, err
+		}
+		h.CreatedAt = fromMicros(at)
+		out = append(out, &h)
+	}
+	return out, rows.Err()
+}
