@@ -281,7 +281,9 @@ func (t *Tx) GroupByTrack(ctx context.Context, appID, track string) (*Group, err
 	if t.s.dialect == Postgres {
 		lock = ` FOR NO KEY UPDATE OF g`
 	}
-	g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.app_id = ? AND g.track = ?`+lock, appID, track))
+	// A track may also be a group's id, as machines set up with Nebraska's group UUIDs send.
+	g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.app_id = ? AND (g.track = ? OR g.id = ?) ORDER BY g.track = ? DESC LIMIT 1`+lock,
+		appID, track, strings.ToLower(track), track))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
