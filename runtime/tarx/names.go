@@ -8,8 +8,9 @@ import (
 )
 
 // CleanName turns an archive entry name into a clean relative path ("a/b"), or "." for the root
-// itself. It refuses absolute names, ".." components and NUL bytes, rather than rewriting them:
-// an archive that contains them was not made by an honest tool.
+// itself ("./", or "/" as umoci names it when a directory is inserted at the root). It refuses
+// other absolute names, ".." components and NUL bytes, rather than rewriting them: an archive
+// that contains them was not made by an honest tool.
 func CleanName(name string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("%w: empty name", ErrUnsafe)
@@ -17,11 +18,14 @@ func CleanName(name string) (string, error) {
 	if strings.IndexByte(name, 0) >= 0 {
 		return "", fmt.Errorf("%w: name contains a NUL byte", ErrUnsafe)
 	}
-	if strings.HasPrefix(name, "/") {
-		return "", fmt.Errorf("%w: absolute path", ErrUnsafe)
-	}
 	if slices.Contains(strings.Split(name, "/"), "..") {
 		return "", fmt.Errorf("%w: path contains \"..\"", ErrUnsafe)
+	}
+	if strings.HasPrefix(name, "/") {
+		if path.Clean(name) == "/" {
+			return ".", nil
+		}
+		return "", fmt.Errorf("%w: absolute path", ErrUnsafe)
 	}
 	return path.Clean(name), nil
 }
