@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -260,11 +261,21 @@ func resolveIn(rs []*record, ref string) (*record, error) {
 			return nil, fmt.Errorf("%w: %s matches %d images", ErrAmbiguous, ref, len(found))
 		}
 	}
-	var best *record
+	// An image named exactly so wins over a Docker image that answers to the name as a short
+	// name (an ACI "redis" over docker.io/library/redis:latest), as in rkt, whose Docker images
+	// had only their registry names; the newest of each.
+	var best, short *record
 	for _, r := range rs { // sorted by import time: the last match is the newest
-		if matchName(r, ref) {
+		switch {
+		case !matchName(r, ref):
+		case r.Format == image.OCI && r.Name != ref && !slices.Contains(r.Aliases, ref):
+			short = r
+		default:
 			best = r
 		}
+	}
+	if best == nil {
+		best = short
 	}
 	if best == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)

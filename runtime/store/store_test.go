@@ -2,6 +2,7 @@ package store
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -374,6 +375,29 @@ func TestDockerShortNames(t *testing.T) {
 	} {
 		if got := matchName(r, ref); got != want {
 			t.Errorf("matchName(%q) = %v, want %v", ref, got, want)
+		}
+	}
+}
+
+// A name that an image carries wins over a Docker image's short name, whichever came last.
+func TestExactNameBeforeShortName(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t)
+	var buf bytes.Buffer
+	if _, err := fixture.WriteACI(&buf, fixture.ACIOptions{Name: "redis", NoBusybox: true, Files: map[string]string{"aci": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	aci, err := s.ImportACI(ctx, &buf, ImportOptions{Name: "redis"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oci, err := s.ImportOCI(ctx, ociT(t, layerT(t, map[string]string{"oci": "x"})), ImportOptions{Name: "docker.io/library/redis:latest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ref, want := range map[string]string{"redis": aci.ID, "redis:latest": oci.ID, "library/redis": oci.ID, "docker.io/library/redis:latest": oci.ID} {
+		if got, err := s.Get(ctx, ref); err != nil || got.ID != want {
+			t.Errorf("Get(%s) = %v, %v; want %s", ref, got, err, want)
 		}
 	}
 }
