@@ -73,6 +73,13 @@ func createSandbox(podDir, hostname string, privateNet bool) (map[string]string,
 				errc <- fmt.Errorf("loopback up: %w", err)
 				return
 			}
+			// ICMP echo sockets for every group, as Docker opens them in a container's own
+			// network namespace: ping works without CAP_NET_RAW, which apps lack by default.
+			// The sysctl is this thread's network namespace's.
+			if err := os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647"), 0); err != nil {
+				errc <- fmt.Errorf("ping_group_range: %w", err)
+				return
+			}
 		}
 		for name, p := range paths {
 			m := mount.Mount{Source: "/proc/thread-self/ns/" + name, Target: p, Flags: unix.MS_BIND}
