@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cairn-os/cairn/runtime/stage1"
 )
@@ -57,6 +58,20 @@ var commands []func(*Env) *cobra.Command
 // register adds a subcommand; called from the init of each cmd_*.go file.
 func register(f func(*Env) *cobra.Command) { commands = append(commands, f) }
 
+// stage1ImageFlags are rkt's flags that chose a stage1 image (for run, prepare and app
+// sandbox). They are refused with the reason rather than as unknown flags.
+var stage1ImageFlags = []string{"stage1-url", "stage1-path", "stage1-name", "stage1-hash", "stage1-from-dir"}
+
+// refuseStage1Image fails when flags set one of stage1ImageFlags.
+func refuseStage1Image(flags *pflag.FlagSet) error {
+	for _, n := range stage1ImageFlags {
+		if f := flags.Lookup(n); f != nil && f.Changed {
+			return fmt.Errorf("--%s: Cairn's stage1 is built in (libcontainer, in the rkt binary): there is no stage1 image to choose", n)
+		}
+	}
+	return nil
+}
+
 // Run executes rkt with args (without the program name) and returns its exit status.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	env := &Env{Ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: stderr}
@@ -65,19 +80,20 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Short:         "rkt, the pod-native container engine of Cairn",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(*cobra.Command, []string) {
-			level := slog.LevelInfo
-			if env.G.Debug {
-				level = slog.LevelDebug
-			}
-			env.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-		},
+	}
+	pf := root.PersistentFlags()
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		level := slog.LevelInfo
+		if env.G.Debug {
+			level = slog.LevelDebug
+		}
+		env.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+		return refuseStage1Image(pf)
 	}
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	pf := root.PersistentFlags()
 	pf.StringVar(&env.G.Dir, "dir", envOr("RKT_DIR", "/var/lib/rkt"), "rkt data directory")
 	pf.StringVar(&env.G.LocalConfig, "local-config", "/etc/rkt", "local configuration directory")
 	pf.StringVar(&env.G.SystemConfig, "system-config", "/usr/lib/rkt", "system configuration directory")
@@ -86,6 +102,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"comma-separated list of security features to disable: none,image,tls,ondisk,http,pubkey,capabilities,paths,seccomp,all-fetch,all-run,all")
 	pf.BoolVar(&env.G.TrustKeysFromHTTPS, "trust-keys-from-https", false, "automatically trust gpg keys fetched from https")
 	pf.BoolVar(&env.G.Debug, "debug", false, "print out more debug information to stderr")
+	for _, n := range stage1ImageFlags {
+		pf.String(n, "", "rkt's stage1 image flag: refused, Cairn's stage1 is built in")
+		// MarkHidden fails only for a flag that is not defined; this one is, just above.
+		_ = pf.MarkHidden(n)
+	}
 	for _, f := range commands {
 		root.AddCommand(f(env))
 	}

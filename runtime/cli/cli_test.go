@@ -27,3 +27,24 @@ func TestUnknownCommandFails(t *testing.T) {
 		t.Fatalf("code %d, stderr %q; want failure naming the command", code, errOut)
 	}
 }
+
+// rkt's stage1 image flags are refused with the reason, before anything is done, wherever
+// they stand on the command line.
+func TestStage1ImageFlagsRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		flag string
+		args []string
+	}{
+		{"--stage1-path", []string{"--stage1-path=/tmp/stage1.aci", "run", "coreos.com/etcd:v2.0.0"}},
+		{"--stage1-url", []string{"run", "--stage1-url=https://example.com/stage1.aci", "coreos.com/etcd:v2.0.0"}},
+		{"--stage1-name", []string{"prepare", "--stage1-name=coreos.com/rkt/stage1-coreos", "coreos.com/etcd:v2.0.0"}},
+		{"--stage1-hash", []string{"--stage1-hash=sha512-0123", "list"}},
+		{"--stage1-from-dir", []string{"list", "--stage1-from-dir=stage1-fly.aci"}},
+	} {
+		_, errOut, code := run(t, append([]string{"--dir=" + dir}, c.args...)...)
+		if code != 254 || !strings.Contains(errOut, c.flag+": Cairn's stage1 is built in") {
+			t.Errorf("rkt %q: code %d, stderr %q; want 254 naming %s", c.args, code, errOut, c.flag)
+		}
+	}
+}

@@ -12,6 +12,10 @@ import (
 	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
+// defaultEnterCommand is what rkt enter runs when given no command: /bin/sh, which images
+// have far more often than rkt's /bin/bash.
+const defaultEnterCommand = "/bin/sh"
+
 func init() {
 	register(func(env *Env) *cobra.Command {
 		var appName, tty string
@@ -60,7 +64,8 @@ func init() {
 				}
 				cmd := args[1:]
 				if len(cmd) == 0 {
-					cmd = []string{"/bin/sh"}
+					cmd = []string{defaultEnterCommand}
+					fmt.Fprintf(env.Stderr, "No command specified, assuming %q\n", defaultEnterCommand)
 				}
 				code, err := stage1.Enter(env.Ctx, p.Path(), appName, stage1.EnterCommand{
 					Args: cmd, Env: appEnv, TTY: useTTY,

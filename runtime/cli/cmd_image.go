@@ -245,22 +245,33 @@ func newImageRmCommand(env *Env) *cobra.Command {
 			done := 0
 			var failed error
 			for _, ref := range args {
-				if err := s.Remove(env.Ctx, ref); err != nil {
+				// rkt named the removed image by its ID, whatever named it on the command line.
+				img, err := s.Get(env.Ctx, ref)
+				if err == nil {
+					err = s.Remove(env.Ctx, img.ID)
+				}
+				if err != nil {
 					fmt.Fprintf(env.Stderr, "rkt: %v\n", err)
 					failed = err
 					continue
 				}
 				done++
-				fmt.Fprintf(env.Stdout, "successfully removed aci for image: %q\n", ref)
+				fmt.Fprintf(env.Stdout, "successfully removed aci for image: %q\n", img.ID)
 			}
-			if done > 0 {
-				fmt.Fprintf(env.Stdout, "rm: %d image(s) successfully removed\n", done)
-			}
+			removedCount(env, "rm", done)
 			if failed != nil {
 				return &ExitError{Code: stage1.ExitFailure, Err: fmt.Errorf("rm: %d image(s) not removed", len(args)-done)}
 			}
 			return nil
 		},
+	}
+}
+
+// removedCount says on stderr how many images rkt image rm or gc removed, when it removed any,
+// as rkt did.
+func removedCount(env *Env, cmd string, n int) {
+	if n > 0 {
+		fmt.Fprintf(env.Stderr, "%s: %d image(s) successfully removed\n", cmd, n)
 	}
 }
 
@@ -316,7 +327,7 @@ extracted tree that no image references, and whatever interrupted fetches left b
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "gc: %d image(s) successfully removed\n", len(removed))
+			removedCount(env, "gc", len(removed))
 			return nil
 		},
 	}

@@ -101,11 +101,15 @@ func TestImageCommands(t *testing.T) {
 		t.Fatalf("extract: hello = %q", b)
 	}
 
-	if out, errOut, code := rkt("image", "rm", a.ID, "sha512-ffff"); code != stage1.ExitFailure || !strings.Contains(out, "1 image(s) successfully removed") || !strings.Contains(errOut, "sha512-ffff") {
+	if out, errOut, code := rkt("image", "rm", a.ID, "sha512-ffff"); code != stage1.ExitFailure || !strings.Contains(errOut, "1 image(s) successfully removed") || !strings.Contains(errOut, "sha512-ffff") ||
+		out != fmt.Sprintf("successfully removed aci for image: %q\n", a.ID) {
 		t.Fatalf("rm: %d %q %q", code, out, errOut)
 	}
-	if out, _, code := rkt("image", "gc", "--grace-period=0s"); code != 0 || !strings.Contains(out, o.ID) || !strings.Contains(out, "1 image(s)") {
-		t.Fatalf("gc: %d %q", code, out)
+	if out, errOut, code := rkt("image", "gc", "--grace-period=0s"); code != 0 || !strings.Contains(out, o.ID) || !strings.Contains(errOut, "1 image(s)") {
+		t.Fatalf("gc: %d %q %q", code, out, errOut)
+	}
+	if out, errOut, code := rkt("image", "gc", "--grace-period=0s"); code != 0 || out != "" || errOut != "" {
+		t.Fatalf("gc with nothing to remove: %d %q %q", code, out, errOut)
 	}
 	if out, _, _ := rkt("image", "list", "--no-legend"); strings.TrimSpace(out) != "" {
 		t.Fatalf("list after rm and gc: %q", out)

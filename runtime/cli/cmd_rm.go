@@ -71,7 +71,12 @@ func init() {
 			Short: "Remove pods that are not running",
 			RunE: func(_ *cobra.Command, args []string) error {
 				return eachPod(env, uuidFile, args, func(ps *pod.Store, ref string) (string, error) {
-					return ref, ps.Remove(env.Ctx, ref, cleaner(env))
+					// rkt printed the removed pod's full UUID, whatever prefix named it.
+					p, err := ps.Get(ref)
+					if err != nil {
+						return "", err
+					}
+					return p.UUID, ps.Remove(env.Ctx, p.UUID, cleaner(env))
 				})
 			},
 		}

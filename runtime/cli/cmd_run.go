@@ -29,6 +29,9 @@ func parsePodArgs(c *cobra.Command, env *Env, p *podArgs, withRun bool, args []s
 	if err := p.parse(fs, args); err != nil {
 		return err
 	}
+	if err := refuseStage1Image(fs); err != nil {
+		return err
+	}
 	if env.G.Debug { // --debug came through this parser, after the logger was made
 		env.Log = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
