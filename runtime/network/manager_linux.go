@@ -326,6 +326,7 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 		if err := m.save(st); err != nil {
 			return st, err
 		}
+		m.log().Debug("loading network", "pod", podID, "net", n.Name, "type", pluginTypes(list), "conf", n.Path)
 		start := time.Now()
 		res, err := m.cni().AddNetworkList(ctx, list, rt)
 		a := &st.Nets[len(st.Nets)-1]
@@ -365,6 +366,15 @@ func (m *Manager) attach(ctx context.Context, podID, netns string, own bool, net
 		m.log().Debug("joined network", "pod", podID, "net", n.Name, "if", rt.IfName, "ips", a.IPs, "took", time.Since(start))
 	}
 	return st, m.save(st)
+}
+
+// pluginTypes are the types of a network's plugins, in their order: what --debug says it loads.
+func pluginTypes(list *libcni.NetworkConfigList) string {
+	ts := make([]string, 0, len(list.Plugins))
+	for _, p := range list.Plugins {
+		ts = append(ts, p.Network.Type)
+	}
+	return strings.Join(ts, ",")
 }
 
 // withPortmap chains the portmap plugin after a network's plugins.
