@@ -110,14 +110,20 @@ func reviewKey(env *Env, in *bufio.Reader, k *fetch.AnnouncedKey, prefix string,
 	for _, id := range k.Key.UserIDs() {
 		fmt.Fprintf(env.Stderr, "\t%s\n", id)
 	}
+	// As rkt said it: for prefix "P", or for every image with --root.
+	what := fmt.Sprintf("for prefix %q", prefix)
+	if root {
+		what = "for every image"
+	}
 	if skip {
+		fmt.Fprintf(env.Stderr, "Trusting %q %s without fingerprint review.\n", k.Location, what)
 		return nil
 	}
 	fmt.Fprint(env.Stderr, "Are you sure you want to trust this key (yes/no)?\n")
 	line, _ := in.ReadString('\n')
 	switch strings.ToLower(strings.TrimSpace(line)) {
 	case "yes", "y":
-		fmt.Fprintf(env.Stderr, "Trusting %q\n", k.Location)
+		fmt.Fprintf(env.Stderr, "Trusting %q %s after fingerprint review.\n", k.Location, what)
 		return nil
 	}
 	return fmt.Errorf("key %s from %s not trusted: not confirmed (answer yes, or use --skip-fingerprint-review)", k.Key.Fingerprint, k.Location)

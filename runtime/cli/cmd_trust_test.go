@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,12 +30,14 @@ func TestTrust(t *testing.T) {
 	grouped := strings.ToUpper(k.Fingerprint[:4]) + " " + strings.ToUpper(k.Fingerprint[4:8])
 	out, errOut, code := e.rkt(t, "yes\n", "trust", "--prefix=example.com/app", keyFile)
 	if code != 0 || !strings.Contains(errOut, grouped) || !strings.Contains(errOut, "publisher@example.com") ||
-		!strings.Contains(out, filepath.Join(prefixDir, k.Fingerprint)) {
-		t.Fatalf("accepted: code %d", code)
+		!strings.Contains(out, filepath.Join(prefixDir, k.Fingerprint)) ||
+		!strings.Contains(errOut, fmt.Sprintf("Trusting %q for prefix \"example.com/app\" after fingerprint review.\n", keyFile)) {
+		t.Fatalf("accepted: code %d stderr %q", code, errOut)
 	}
-	out, _, code = e.rkt(t, "", "trust", "--root", "--skip-fingerprint-review", keyFile)
-	if code != 0 || !strings.Contains(out, filepath.Join(e.local, "trustedkeys/root.d", k.Fingerprint)) {
-		t.Fatalf("root: code %d stdout %q", code, out)
+	out, errOut, code = e.rkt(t, "", "trust", "--root", "--skip-fingerprint-review", keyFile)
+	if code != 0 || !strings.Contains(out, filepath.Join(e.local, "trustedkeys/root.d", k.Fingerprint)) ||
+		!strings.Contains(errOut, fmt.Sprintf("Trusting %q for every image without fingerprint review.\n", keyFile)) {
+		t.Fatalf("root: code %d stdout %q stderr %q", code, out, errOut)
 	}
 }
 
