@@ -112,6 +112,11 @@ func (p *Pod) AppRecord(app string) (r AppRecord, ok bool, err error) {
 type App struct {
 	AppRecord
 	Runtime schema.RuntimeApp
+	// ExitKnown says the app's exit status was recorded (ExitCode, Signal and FinishedAt
+	// are its): an app found exited only because its pod no longer runs has none.
+	ExitKnown bool
+	// Supervised says the state is a sandbox supervisor's record, with the app's own times.
+	Supervised bool
 }
 
 // Apps lists the pod's apps, as its manifest has them, each with its state. It is the one
@@ -140,26 +145,25 @@ func (p *Pod) AppsIn(s State) ([]App, error) {
 			return nil, err
 		}
 		if ok {
+			a.Supervised, a.ExitKnown = true, rec.State == AppExited
 			a.AppRecord = supervised(rec, s, marked)
 		} else {
 			a.AppRecord = AppRecord{Name: name, State: podAppState(s)}
+			e, ok, err := p.Exit(name)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				a.State, a.ExitKnown = AppExited, true
+				a.ExitCode, a.Signal, a.FinishedAt = e.ExitCode, e.Signal, e.FinishedAt
+			} else if a.State == AppExited {
+				a.FinishedAt = marked
+			}
 			if a.State != AppUnknown {
 				a.CreatedAt = created
 			}
 			if a.State == AppRunning || a.State == AppExited {
 				a.StartedAt = started
-			}
-			e, ok, err := p.Exit(name)
-			if err != nil {
-				return nil, err
-			}
-			switch {
-			case ok:
-				a.State = AppExited
-				a.ExitCode, a.Signal, a.FinishedAt = e.ExitCode, e.Signal, e.FinishedAt
-				a.Reason = ExitReason(e.ExitCode, false)
-			case a.State == AppExited:
-				a.FinishedAt = marked
 			}
 		}
 		apps = append(apps, a)

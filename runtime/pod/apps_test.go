@@ -94,10 +94,10 @@ func TestApps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := apps[0]; a.State != AppExited || a.PID != 0 {
+	if a := apps[0]; a.State != AppExited || a.PID != 0 || a.ExitKnown {
 		t.Fatalf("supervised app of an exited pod: %+v", a)
 	}
-	if a := apps[1]; a.State != AppExited || a.ExitCode != 3 || a.Reason != ReasonError {
+	if a := apps[1]; a.State != AppExited || a.ExitCode != 3 || !a.ExitKnown {
 		t.Fatalf("exited app of rkt run: %+v", a)
 	}
 }
