@@ -141,7 +141,37 @@ type CgroupPlan struct {
 // PlanCgroups places pod uuid's cgroups for a caller whose cgroup2 path (the "0::" line of
 // /proc/self/cgroup) is own; own is not used on v1.
 func PlanCgroups(mode CgroupMode, own, uuid string) (CgroupPlan, error) {
-	name := CgroupParent(uuid)
+	return PlanCgroupsIn(mode, own, uuid, "")
+}
+
+// ErrBadCgroupParent says a cgroup parent is not a clean cgroup path.
+var ErrBadCgroupParent = errors.New("cgroup parent must be a clean path without '..'")
+
+// CheckCgroupParent checks a cgroup parent (rkt app sandbox --cgroup-parent).
+func CheckCgroupParent(parent string) error {
+	if parent == "" {
+		return nil
+	}
+	if path.Clean(parent) != parent || parent == "/" || parent == "." || strings.Contains(parent, "..") ||
+		strings.ContainsAny(parent, "\n\x00") {
+		return fmt.Errorf("%q: %w", parent, ErrBadCgroupParent)
+	}
+	return nil
+}
+
+// PlanCgroupsIn is PlanCgroups for a pod whose cgroup goes under parent (a CRI server's
+// CgroupParent): <parent>/rkt-<uuid>, its apps below it. An absolute parent is a path from
+// the root of each hierarchy, and the caller stays in its own cgroup; a relative one is
+// taken as libcontainer takes a relative path on v1, from the caller's own cgroup (on v2 too,
+// where the caller moves into its leaf as for a pod without a parent). "" is PlanCgroups.
+func PlanCgroupsIn(mode CgroupMode, own, uuid, parent string) (CgroupPlan, error) {
+	if err := CheckCgroupParent(parent); err != nil {
+		return CgroupPlan{}, err
+	}
+	name := path.Join(parent, CgroupParent(uuid))
+	if path.IsAbs(parent) {
+		return CgroupPlan{Mode: mode, Parent: name, Fallback: name}, nil
+	}
 	if mode != CgroupV2 {
 		return CgroupPlan{Mode: mode, Parent: name}, nil
 	}
@@ -156,7 +186,7 @@ func PlanCgroups(mode CgroupMode, own, uuid string) (CgroupPlan, error) {
 	return CgroupPlan{
 		Mode:     mode,
 		Parent:   path.Join(own, name),
-		Stage1:   path.Join(own, name+stage1CgroupSuffix),
+		Stage1:   path.Join(own, CgroupParent(uuid)+stage1CgroupSuffix),
 		Fallback: path.Join(path.Dir(own), name),
 	}, nil
 }

@@ -35,9 +35,10 @@ func CheckCgroups() error {
 	return checkCgroupFS(st.Type, true)
 }
 
-// setupCgroups places the pod's cgroups (see PlanCgroups), moving rkt run into its leaf on
-// v2, records them in the pod directory, and returns where libcontainer puts the apps.
-func setupCgroups(log *slog.Logger, podDir, uuid string) (CgroupPlan, error) {
+// setupCgroups places the pod's cgroups (see PlanCgroupsIn) under parent ("" for the
+// caller's own cgroup), moving rkt run into its leaf on v2, records them in the pod
+// directory, and returns where libcontainer puts the apps.
+func setupCgroups(log *slog.Logger, podDir, uuid, parent string) (CgroupPlan, error) {
 	if err := CheckCgroups(); err != nil {
 		return CgroupPlan{}, err
 	}
@@ -57,12 +58,12 @@ func setupCgroups(log *slog.Logger, podDir, uuid string) (CgroupPlan, error) {
 		}
 		own = pc.Unified
 	}
-	plan, err := PlanCgroups(mode, own, uuid)
+	plan, err := PlanCgroupsIn(mode, own, uuid, parent)
 	if err != nil {
 		return CgroupPlan{}, fmt.Errorf("pod cgroup: %w", err)
 	}
 	if mode == CgroupV1 {
-		_, err := recordCgroups(podDir, uuid)
+		_, err := recordCgroups(podDir, plan.Parent)
 		return plan, err
 	}
 	// Recorded before the move, so that gc finds the leaf if rkt run dies right after it.
@@ -150,19 +151,19 @@ func enableControllers(dir string) string {
 	return strings.TrimSpace(string(got))
 }
 
-// recordCgroups records the v1 pod cgroup: libcontainer's paths for the relative parent, in
+// recordCgroups records the v1 pod cgroup: libcontainer's paths for parent (the plan's), in
 // every hierarchy.
-func recordCgroups(podDir, uuid string) (cgroupRecord, error) {
-	m, err := cgmanager.New(&cgroups.Cgroup{Path: CgroupParent(uuid), Resources: &cgroups.Resources{}})
+func recordCgroups(podDir, parent string) (cgroupRecord, error) {
+	m, err := cgmanager.New(&cgroups.Cgroup{Path: parent, Resources: &cgroups.Resources{}})
 	if err != nil {
 		return nil, fmt.Errorf("pod cgroup: %w", err)
 	}
 	rec := cgroupRecord(m.GetPaths())
-	if u, ok := ownUnifiedCgroup(); ok {
+	if u, ok := ownUnifiedCgroup(); ok && !filepath.IsAbs(parent) {
 		// libcontainer's fs manager puts the hybrid unified cgroup under the hierarchy's root
 		// (rec[""]), not under ours; startApp moves apps to this nested one, where systemd
-		// still counts them as the caller's unit's.
-		rec[recordNested] = filepath.Join(u, CgroupParent(uuid))
+		// still counts them as the caller's unit's. An absolute parent is where it is meant.
+		rec[recordNested] = filepath.Join(u, parent)
 	}
 	return rec, writeCgroupRecord(podDir, rec)
 }

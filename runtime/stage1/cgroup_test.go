@@ -177,3 +177,40 @@ func TestCheckCgroupFS(t *testing.T) {
 		})
 	}
 }
+
+// A sandbox's cgroup parent (the CRI's CgroupParent): absolute from each hierarchy's root,
+// relative from the caller's cgroup, as libcontainer takes a relative path.
+func TestPlanCgroupsIn(t *testing.T) {
+	for _, tc := range []struct {
+		mode           CgroupMode
+		own, parent    string
+		want           CgroupPlan
+		wantErrContain string
+	}{
+		{mode: CgroupV1, parent: "/kubepods/pod1", want: CgroupPlan{Mode: CgroupV1, Parent: "/kubepods/pod1/rkt-u1", Fallback: "/kubepods/pod1/rkt-u1"}},
+		{mode: CgroupV2, own: "/system.slice/cri.service", parent: "/kubepods/pod1",
+			want: CgroupPlan{Mode: CgroupV2, Parent: "/kubepods/pod1/rkt-u1", Fallback: "/kubepods/pod1/rkt-u1"}},
+		{mode: CgroupV1, parent: "pods", want: CgroupPlan{Mode: CgroupV1, Parent: "pods/rkt-u1"}},
+		{mode: CgroupV2, own: "/system.slice/cri.service", parent: "pods", want: CgroupPlan{Mode: CgroupV2,
+			Parent: "/system.slice/cri.service/pods/rkt-u1", Stage1: "/system.slice/cri.service/rkt-u1-stage1", Fallback: "/system.slice/pods/rkt-u1"}},
+		{mode: CgroupV2, own: "/", parent: "pods", want: CgroupPlan{Mode: CgroupV2, Parent: "/pods/rkt-u1", Fallback: "/pods/rkt-u1"}},
+		{mode: CgroupV2, own: "/system.slice/x.service", want: CgroupPlan{Mode: CgroupV2,
+			Parent: "/system.slice/x.service/rkt-u1", Stage1: "/system.slice/x.service/rkt-u1-stage1", Fallback: "/system.slice/rkt-u1"}},
+		{mode: CgroupV1, parent: "/a/../b", wantErrContain: "clean path"},
+		{mode: CgroupV1, parent: "../up", wantErrContain: "clean path"},
+		{mode: CgroupV1, parent: "/a//b", wantErrContain: "clean path"},
+		{mode: CgroupV1, parent: "/", wantErrContain: "clean path"},
+		{mode: CgroupV1, parent: "a/", wantErrContain: "clean path"},
+	} {
+		got, err := PlanCgroupsIn(tc.mode, tc.own, "u1", tc.parent)
+		if tc.wantErrContain != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErrContain) {
+				t.Errorf("%s %q: %+v %v, want an error", tc.mode, tc.parent, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s own %q parent %q: %+v %v, want %+v", tc.mode, tc.own, tc.parent, got, err, tc.want)
+		}
+	}
+}

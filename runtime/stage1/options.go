@@ -50,6 +50,12 @@ type Options struct {
 	PrivateUsers *PrivateUsers `json:"privateUsers,omitempty"`
 	// InsecureSeccomp (--insecure-options=seccomp) runs apps without a seccomp filter.
 	InsecureSeccomp bool `json:"insecureSeccomp,omitempty"`
+	// Sandbox says the pod is a sandbox (rkt app sandbox): it starts with no apps, and its
+	// supervisor adds and removes them on request (runtime/podapi) and lives on without them.
+	Sandbox bool `json:"sandbox,omitempty"`
+	// CgroupParent, for a sandbox, is where its cgroup goes (PlanCgroupsIn); "" is under
+	// the supervisor's own cgroup.
+	CgroupParent string `json:"cgroupParent,omitempty"`
 	// Apps lists each app's image trees, in pod manifest order.
 	Apps []AppImage `json:"apps"`
 }
@@ -97,6 +103,9 @@ func (o *Options) Validate() error {
 		if err := o.PrivateUsers.Validate(); err != nil {
 			return err
 		}
+	}
+	if err := CheckCgroupParent(o.CgroupParent); err != nil {
+		return fmt.Errorf("--cgroup-parent: %w", err)
 	}
 	if o.Hostname != "" && (len(o.Hostname) > 64 || strings.ContainsAny(o.Hostname, " /\n\t\x00")) {
 		return fmt.Errorf("--hostname %q: not a valid host name", o.Hostname)

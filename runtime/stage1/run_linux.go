@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/appc/spec/schema"
+	"github.com/appc/spec/schema/types"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
@@ -114,10 +115,13 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	if err != nil {
 		return ExitFailure, fmt.Errorf("pod %s: %w", p.UUID, err)
 	}
+	if opts.Sandbox {
+		return r.runSandbox(ctx, log, man, opts)
+	}
 	if err := p.WritePID(os.Getpid()); err != nil {
 		return ExitFailure, err
 	}
-	cg, err := setupCgroups(log, dir, p.UUID)
+	cg, err := setupCgroups(log, dir, p.UUID, opts.CgroupParent)
 	if err != nil {
 		return ExitFailure, err
 	}
@@ -331,46 +335,56 @@ func (r *Runner) preparePod(dir string, man *schema.PodManifest, opts *Options) 
 		return nil, err
 	}
 	for _, v := range man.Volumes {
-		switch v.Kind {
-		case "empty":
-			d := filepath.Join(dir, volumesDir, string(v.Name))
-			mode := os.FileMode(0o755)
-			if v.Mode != nil {
-				if m, err := strconv.ParseUint(*v.Mode, 8, 32); err == nil {
-					mode = os.FileMode(m)
-				}
-			}
-			if err := os.MkdirAll(d, mode); err != nil {
-				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
-			}
-			if err := os.Chmod(d, mode); err != nil { // MkdirAll's mode is under the umask
-				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
-			}
-			uid, gid := 0, 0
-			if v.UID != nil {
-				uid = *v.UID
-			}
-			if v.GID != nil {
-				gid = *v.GID
-			}
-			if u := opts.PrivateUsers; u != nil {
-				uid, gid = int(u.hostID(uint32(uid))), int(u.hostID(uint32(gid)))
-			}
-			// Under --private-users a volume left to the host's root is one the pod cannot write.
-			if err := os.Chown(d, uid, gid); err != nil {
-				return nil, fmt.Errorf("volume %s: owner %d:%d: %w", v.Name, uid, gid, err)
-			}
-			v.Source = d
-		case "host":
-			if _, err := os.Stat(v.Source); err != nil {
-				return nil, fmt.Errorf("volume %s: host source: %w", v.Name, err)
-			}
-		default:
-			return nil, fmt.Errorf("volume %s: unknown kind %q (want host or empty)", v.Name, v.Kind)
+		v, err := makeVolume(dir, v, opts.PrivateUsers)
+		if err != nil {
+			return nil, err
 		}
 		plan.Volumes = append(plan.Volumes, v)
 	}
 	return plan, nil
+}
+
+// makeVolume makes an empty volume's directory (its Source, in the returned copy) with its
+// mode and owner, or checks that a host volume's source exists.
+func makeVolume(podDir string, v types.Volume, pu *PrivateUsers) (types.Volume, error) {
+	switch v.Kind {
+	case "empty":
+		d := filepath.Join(podDir, volumesDir, string(v.Name))
+		mode := os.FileMode(0o755)
+		if v.Mode != nil {
+			if m, err := strconv.ParseUint(*v.Mode, 8, 32); err == nil {
+				mode = os.FileMode(m)
+			}
+		}
+		if err := os.MkdirAll(d, mode); err != nil {
+			return v, fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		if err := os.Chmod(d, mode); err != nil { // MkdirAll's mode is under the umask
+			return v, fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		uid, gid := 0, 0
+		if v.UID != nil {
+			uid = *v.UID
+		}
+		if v.GID != nil {
+			gid = *v.GID
+		}
+		if pu != nil {
+			uid, gid = int(pu.hostID(uint32(uid))), int(pu.hostID(uint32(gid)))
+		}
+		// Under --private-users a volume left to the host's root is one the pod cannot write.
+		if err := os.Chown(d, uid, gid); err != nil {
+			return v, fmt.Errorf("volume %s: owner %d:%d: %w", v.Name, uid, gid, err)
+		}
+		v.Source = d
+	case "host":
+		if _, err := os.Stat(v.Source); err != nil {
+			return v, fmt.Errorf("volume %s: host source: %w", v.Name, err)
+		}
+	default:
+		return v, fmt.Errorf("volume %s: unknown kind %q (want host or empty)", v.Name, v.Kind)
+	}
+	return v, nil
 }
 
 // setResolvConf decides the pod's /etc/resolv.conf from the flags and the networks' DNS
@@ -508,30 +522,40 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 	return nil
 }
 
-// startApp builds an app's container and starts it up to just before the app's exec, which
-// the caller does with a.container.Exec (an interactive app is exec'd here).
-func (r *Runner) startApp(plan *PodPlan, opts *Options, a *app) error {
-	dir := plan.Dir
+// newContainer creates an app's container (a.container) from its spec and returns the
+// process that starts it, not started yet.
+func newContainer(plan *PodPlan, opts *Options, a *app) (*libcontainer.Process, error) {
 	spec, err := Spec(plan, a.plan)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if opts.InsecureSeccomp {
 		spec.Linux.Seccomp = nil
 	} else if !seccomp.Enabled {
-		return ErrNoSeccomp
+		return nil, ErrNoSeccomp
 	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: a.name, Spec: spec})
 	if err != nil {
-		return fmt.Errorf("container config: %w", err)
+		return nil, fmt.Errorf("container config: %w", err)
 	}
-	c, err := libcontainer.Create(filepath.Join(dir, libcontainerDir), a.name, cfg)
+	c, err := libcontainer.Create(filepath.Join(plan.Dir, libcontainerDir), a.name, cfg)
 	if err != nil {
-		return fmt.Errorf("create container: %w", err)
+		return nil, fmt.Errorf("create container: %w", err)
 	}
 	a.container = c
-	proc := processFromSpec(spec.Process, true)
-	if spec.Process.Terminal {
+	return processFromSpec(spec.Process, true), nil
+}
+
+// startApp builds an app's container and starts it up to just before the app's exec, which
+// the caller does with a.container.Exec (an interactive app is exec'd here).
+func (r *Runner) startApp(plan *PodPlan, opts *Options, a *app) error {
+	dir := plan.Dir
+	proc, err := newContainer(plan, opts, a)
+	if err != nil {
+		return err
+	}
+	c := a.container
+	if plan.Terminal {
 		return r.startInteractive(dir, c, proc, a)
 	}
 	proc.Stdout, proc.Stderr = r.Stdout, r.Stderr

@@ -64,6 +64,8 @@ type AppPlan struct {
 	Rootfs         string // host path of the app's mounted root
 	UID, GID       uint32
 	AdditionalGIDs []uint32
+	// Terminal runs the app on a pty of its own (a sandbox's app added with a tty).
+	Terminal bool
 }
 
 // Spec builds the OCI runtime spec of one app: its own mount and PID namespaces and root, the
@@ -77,7 +79,8 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 	}
 	a := ra.App
 	env := []string{"PATH=" + DefaultPath, "AC_APP_NAME=" + string(ra.Name)}
-	if pod.Terminal {
+	terminal := pod.Terminal || app.Terminal
+	if terminal {
 		env = append(env, "TERM=xterm")
 	}
 	for _, ev := range a.Environment {
@@ -133,7 +136,7 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 		Root:     &specs.Root{Path: app.Rootfs, Readonly: ra.ReadOnlyRootFS},
 		Hostname: hostname,
 		Process: &specs.Process{
-			Terminal:        pod.Terminal,
+			Terminal:        terminal,
 			Args:            append([]string(nil), a.Exec...),
 			Env:             env,
 			Cwd:             cwd,

@@ -237,6 +237,21 @@ func cleanUsernsRoots(uuid string) error {
 	return os.RemoveAll(dir)
 }
 
+// unexposeRoot undoes exposeRoot for one app (removed from its sandbox).
+func unexposeRoot(uuid, app string) error {
+	target := filepath.Join(UsernsRootDir, uuid, app)
+	if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := mount.UnmountBeneath(target); err != nil {
+		return err
+	}
+	if err := mount.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	return os.Remove(target)
+}
+
 // mountSysfs mounts a sysfs for the pod's network namespace (the host's when netns is "") at
 // target, read-only. Apps in a user namespace cannot mount one themselves: the sandbox's network
 // namespace belongs to the host's user namespace. The mount is made on a thread of its own that
