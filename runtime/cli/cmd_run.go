@@ -66,7 +66,7 @@ func host(env *Env, pullPolicy string) (*stage0.Host, error) {
 	}
 	st.Log = env.Log
 	return &stage0.Host{
-		Pods:        pod.NewStore(env.G.Dir),
+		Pods:        podStore(env),
 		Images:      &storeImages{env: env, st: st, pull: pull},
 		NetConfDirs: []string{filepath.Join(env.G.LocalConfig, "net.d"), filepath.Join(env.G.SystemConfig, "net.d")},
 		// As rkt: third-party plugins beside the local configs first, then Cairn's and the

@@ -65,7 +65,13 @@ func stopPod(ctx context.Context, ps *pod.Store, ref string, force bool) error {
 		return nil
 	}
 	if force {
-		return stage1.KillPod(p.Path(), unix.SIGKILL)
+		if err := stage1.KillPod(p.Path(), unix.SIGKILL); err != nil {
+			return err
+		}
+		// A sandbox's supervisor lives on without apps: it is asked to end too.
+		if opts, err := stage1.ReadOptions(p.Path()); err != nil || !opts.Sandbox {
+			return nil
+		}
 	}
 	pid, err := p.PID()
 	if err != nil {

@@ -61,6 +61,13 @@ type podApp struct {
 	State     appState
 	Exit      *pod.AppExit
 	Mounts    []mountJSON
+	// The app's own times (its pod's for an app of rkt run) and, for an app of a
+	// sandbox, why it exited, its pid while it runs, its log.
+	Created, Started, Finished time.Time
+	Reason                     string
+	PID                        int
+	LogPath                    string
+	Supervised                 bool // a sandbox's app: the times are its own
 
 	UserAnnotations map[string]string
 	UserLabels      map[string]string
@@ -86,21 +93,12 @@ func readPod(p *pod.Pod) podInfo {
 	}
 	pi.UserAnnotations = stringMap(m.UserAnnotations)
 	pi.UserLabels = stringMap(m.UserLabels)
-	for _, ra := range m.Apps {
-		a := podApp{Name: string(ra.Name), ImageName: imageName(ra.Image), ImageID: ra.Image.ID.String(), State: appStateOf(pi.State)}
-		if id, ok := ra.Annotations.Get(stage1.AnnotationImageID); ok {
-			a.ImageID = id
-		}
-		if ra.App != nil {
-			a.UserAnnotations = stringMap(ra.App.UserAnnotations)
-			a.UserLabels = stringMap(ra.App.UserLabels)
-		}
-		a.Mounts = appMounts(m, ra)
-		if e, ok, _ := p.Exit(a.Name); ok {
-			a.Exit = &e
-			a.State = appExited
-		}
-		pi.Apps = append(pi.Apps, a)
+	apps, err := p.AppsIn(pi.State)
+	if err != nil {
+		return pi
+	}
+	for _, pa := range apps {
+		pi.Apps = append(pi.Apps, appInfo(m, pa))
 	}
 	if pi.Orphaned {
 		pi.PID = orphanPID(p.Path(), pi.Apps)
@@ -122,18 +120,23 @@ func orphanPID(podDir string, apps []podApp) int {
 	return 0
 }
 
-// appStateOf is an app's state as rkt infers it from its pod's, before its exit record is
-// looked at.
-func appStateOf(s pod.State) appState {
-	switch s {
-	case pod.Prepared:
-		return appCreated
-	case pod.Running:
-		return appRunning
-	case pod.Deleting, pod.Exited, pod.ExitedGarbage, pod.Garbage:
-		return appExited
+// appInfo is what rkt list, status and app status show of one app of the pod manifest m.
+func appInfo(m *schema.PodManifest, pa pod.App) podApp {
+	ra := pa.Runtime
+	a := podApp{Name: string(ra.Name), ImageName: imageName(ra.Image), ImageID: ra.Image.ID.String(), State: appState(pa.State),
+		Created: pa.CreatedAt, Started: pa.StartedAt, Finished: pa.FinishedAt, Reason: pa.Reason, PID: pa.PID, LogPath: pa.LogPath, Supervised: pa.Supervised}
+	if id, ok := ra.Annotations.Get(stage1.AnnotationImageID); ok {
+		a.ImageID = id
 	}
-	return appUnknown
+	if ra.App != nil {
+		a.UserAnnotations = stringMap(ra.App.UserAnnotations)
+		a.UserLabels = stringMap(ra.App.UserLabels)
+	}
+	a.Mounts = appMounts(m, ra)
+	if pa.ExitKnown {
+		a.Exit = &pod.AppExit{ExitCode: pa.ExitCode, Signal: pa.Signal, FinishedAt: pa.FinishedAt}
+	}
+	return a
 }
 
 // imageName is the image's name with its version label, as rkt list shows it
@@ -248,8 +251,11 @@ type appJSON struct {
 	UserAnnotations map[string]string `json:"user_annotations,omitempty"`
 	UserLabels      map[string]string `json:"user_labels,omitempty"`
 
-	Image  string `json:"image,omitempty"`
-	Signal string `json:"signal,omitempty"`
+	Image   string `json:"image,omitempty"`
+	Signal  string `json:"signal,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	PID     int    `json:"pid,omitempty"`
+	LogPath string `json:"log_path,omitempty"`
 }
 
 type mountJSON struct {
@@ -296,28 +302,41 @@ func (pi *podInfo) json() podJSON {
 		})
 	}
 	for i, a := range pi.Apps {
-		aj := appJSON{
-			Name: a.Name, State: a.State, ImageID: a.ImageID, Image: a.ImageName, Mounts: a.Mounts,
-			UserAnnotations: a.UserAnnotations, UserLabels: a.UserLabels,
-		}
-		if a.State != appUnknown {
-			aj.CreatedAt = unixTime(pi.Created, true)
-		}
-		if a.State == appRunning || a.State == appExited {
-			aj.StartedAt = unixTime(pi.Started, true)
-		}
-		switch {
-		case a.Exit != nil:
-			code := a.Exit.ExitCode
-			aj.ExitCode, aj.Signal, aj.FinishedAt = &code, a.Exit.Signal, unixTime(a.Exit.FinishedAt, true)
-			if i == 0 && pi.State != pod.Running {
-				pj.ExitCode = &code
+		if !a.Supervised {
+			// An app of rkt run has its pod's times, as in rkt.
+			if a.Created.IsZero() && a.State != appUnknown {
+				a.Created = pi.Created
 			}
-		case a.State == appExited:
-			aj.FinishedAt = unixTime(pi.Marked, true)
+			if a.Started.IsZero() && (a.State == appRunning || a.State == appExited) {
+				a.Started = pi.Started
+			}
+			if a.Finished.IsZero() && a.State == appExited {
+				a.Finished = pi.Marked
+			}
+		}
+		aj := a.json()
+		if a.Exit != nil && i == 0 && pi.State != pod.Running {
+			pj.ExitCode = aj.ExitCode
 		}
 		pj.AppNames = append(pj.AppNames, a.Name)
 		pj.Apps = append(pj.Apps, aj)
 	}
 	return pj
+}
+
+func (a *podApp) json() appJSON {
+	aj := appJSON{
+		Name: a.Name, State: a.State, ImageID: a.ImageID, Image: a.ImageName, Mounts: a.Mounts,
+		UserAnnotations: a.UserAnnotations, UserLabels: a.UserLabels,
+		CreatedAt: unixTime(a.Created, true), StartedAt: unixTime(a.Started, true),
+		Reason: a.Reason, PID: a.PID, LogPath: a.LogPath,
+	}
+	switch {
+	case a.Exit != nil:
+		code := a.Exit.ExitCode
+		aj.ExitCode, aj.Signal, aj.FinishedAt = &code, a.Exit.Signal, unixTime(a.Exit.FinishedAt, true)
+	case a.State == appExited:
+		aj.FinishedAt = unixTime(a.Finished, true)
+	}
+	return aj
 }
