@@ -76,7 +76,7 @@ func TestCluster(t *testing.T) {
 		gcancel()
 		ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)
 		if err := c.WaitEvent(ectx, h, fleet.New, omaha.KindComplete, 0); err != nil {
-			t.Errorf("%v; events: %+v", err, c.Fleet.Omaha.Events())
+			t.Errorf("%v; events: %+v", err, eventsOf(c.Fleet))
 		}
 		ecancel()
 	}
@@ -126,6 +126,15 @@ func TestCluster(t *testing.T) {
 	ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer ecancel()
 	if err := c.WaitEvent(ectx, h, "", omaha.KindError, omaha.ErrorCodeRollback); err != nil {
-		t.Errorf("%v; events: %+v", err, c.Fleet.Omaha.Events())
+		t.Errorf("%v; events: %+v", err, eventsOf(c.Fleet))
 	}
+}
+
+// eventsOf is the console's events, or why they could not be read, for a failure message.
+func eventsOf(f *fleet.Fleet) any {
+	evs, err := f.Events()
+	if err != nil {
+		return err
+	}
+	return evs
 }

@@ -1,6 +1,6 @@
 // Package update benchmarks the update engine's apply against dd: a 1 GiB /usr image (half
-// random, half text-like, so zstd halves it) is signed into a payload, served by the dev Omaha
-// server on 127.0.0.1, and applied by update_engine -once to USR-B of a loop-device disk; the
+// random, half text-like, so zstd halves it) is signed into a payload, served by a console
+// (cairn-console, in-process, SQLite) on 127.0.0.1, and applied by update_engine -once to USR-B of a loop-device disk; the
 // peer is `dd bs=4M conv=fsync` of the uncompressed image to the same partition, and also
 // `dd oflag=direct` (the engine's own way to write). It prints the time of each apply step, the
 // ratio of throughputs and the peak RSS of both; then it runs the engine and `dd oflag=direct`
@@ -14,8 +14,6 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,11 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/console/consoletest"
 	"github.com/cairn-os/cairn/internal/disklayout"
-	"github.com/cairn-os/cairn/update-engine/omahaserver"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/testdisk"
-	"github.com/cairn-os/cairn/update-engine/updateconf"
 	"golang.org/x/sys/unix"
 )
 
@@ -139,9 +136,8 @@ func BenchmarkApplyVsDD(b *testing.B) {
 	writeImage(b, img)
 	uki := filepath.Join(dir, "uki.efi")
 	os.WriteFile(uki, bytes.Repeat([]byte("UKI "), 10<<18), 0o644) // 10 MiB
-	privPEM, pubPEM, _ := payload.GenerateKey()
-	priv, _ := payload.ParsePrivateKey(privPEM)
-	os.WriteFile(filepath.Join(dir, "key.pem"), pubPEM, 0o644)
+	console := consoletest.Start(b, consoletest.Options{})
+	priv := console.Key
 	os.MkdirAll(filepath.Join(dir, "payloads", "stable"), 0o755)
 	pf, _ := os.Create(filepath.Join(dir, "payloads", "stable", "2.0.0.cairn"))
 	m, err := payload.Build(pf, payload.BuildOptions{Version: "2.0.0", Board: "amd64-usr",
@@ -152,13 +148,9 @@ func BenchmarkApplyVsDD(b *testing.B) {
 	}
 	usrPart, _ := m.Part("usr")
 
-	srv := &omahaserver.Server{Dir: filepath.Join(dir, "payloads"), AppID: updateconf.Defaults["APP_ID"]}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	hs := &http.Server{Handler: srv.Handler()}
-	go hs.Serve(ln)
-	defer hs.Close()
-	os.WriteFile(filepath.Join(dir, "update.conf"), []byte(fmt.Sprintf("SERVER=http://%s%s\nPUBLIC_KEYS=%s\n",
-		ln.Addr(), omahaserver.UpdatePath, filepath.Join(dir, "key.pem"))), 0o644)
+	console.Publish("stable", filepath.Join(dir, "payloads", "stable", "2.0.0.cairn"))
+	os.WriteFile(filepath.Join(dir, "update.conf"), []byte(fmt.Sprintf("SERVER=%s\nPUBLIC_KEYS=%s\n",
+		console.UpdateURL(), console.PublicKeyFile)), 0o644)
 	os.WriteFile(filepath.Join(dir, "cmdline"), []byte("mount.usr=PARTUUID="+disklayout.GUIDUSRA), 0o644)
 	os.WriteFile(filepath.Join(dir, "os-release"), []byte("VERSION_ID=1.0.0\n"), 0o644)
 	d.ESP.Create(b.Context(), "EFI/Linux/cairn-1.0.0-A.efi", strings.NewReader("A"))
@@ -167,7 +159,7 @@ func BenchmarkApplyVsDD(b *testing.B) {
 	engineArgs := []string{"-once", "-config", filepath.Join(dir, "update.conf"),
 		"-state-dir", filepath.Join(dir, "state"), "-esp-image", d.Part(1), "-disk", d.Loop,
 		"-cmdline", filepath.Join(dir, "cmdline"), "-os-release", filepath.Join(dir, "os-release"),
-		"-machine-id", "/dev/null", "-boot-id", "/dev/null", "-efivars", "/nonexistent", "-dbus", "off"}
+		"-machine-id", filepath.Join(dir, "machine-id"), "-boot-id", "/dev/null", "-efivars", "/nonexistent", "-dbus", "off"}
 	env := benchEnv{b: b, dir: dir, img: img, usr: d.Part(4), engine: engineBin, args: engineArgs}
 	// The same device throttled (blkio) to the write speed of a SATA SSD or a fast cloud
 	// volume, for the engine and dd alike: where the disk, not this host's page-cache-backed
@@ -252,6 +244,7 @@ type benchEnv struct {
 	b                     *testing.B
 	dir, img, usr, engine string
 	args                  []string
+	runs                  int // engine runs so far, each a new machine id
 }
 
 type results struct {
@@ -292,6 +285,10 @@ func (e *benchEnv) measure(n int, cgroup string) results {
 			runDD()
 		}
 		os.RemoveAll(filepath.Join(e.dir, "state"))
+		// Each run is a machine of its own to the console, which would hold one machine's
+		// second update of the same version as in progress.
+		e.runs++
+		os.WriteFile(filepath.Join(e.dir, "machine-id"), fmt.Appendf(nil, "bench%027d\n", e.runs), 0o644)
 		args := e.args
 		if p := os.Getenv("CAIRN_BENCH_CPUPROFILE"); p != "" && round == n && cgroup == "" {
 			// A CPU profile of the last round's engine: go tool pprof -top FILE.

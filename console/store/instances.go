@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -274,14 +275,7 @@ func (s *Store) Instances(ctx context.Context, appID string, f InstanceFilter) (
 	return out, total, rows.Err()
 }
 
-func validStatus(s rollout.Status) bool {
-	for _, v := range rollout.Statuses {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func validStatus(s rollout.Status) bool { return slices.Contains(rollout.Statuses, s) }
 
 // HistoryEntry is one status an instance went through.
 type HistoryEntry struct {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -237,15 +238,21 @@ func (s *Store) Write(ctx context.Context, f func(*Tx) error) error {
 	}
 	t := &Tx{s: s, tx: tx}
 	if err := f(t); err != nil {
-		tx.Rollback()
-		return err
+		return errors.Join(err, rollback(tx))
 	}
 	if err := t.writeAudit(ctx); err != nil {
-		tx.Rollback()
-		return err
+		return errors.Join(err, rollback(tx))
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("database: commit: %w", err)
+	}
+	return nil
+}
+
+// rollback ends a failed transaction; a connection already gone took it with it.
+func rollback(tx *sql.Tx) error {
+	if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) && !errors.Is(err, driver.ErrBadConn) {
+		return fmt.Errorf("database: rollback: %w", err)
 	}
 	return nil
 }

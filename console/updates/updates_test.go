@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -99,10 +100,10 @@ func history(t *testing.T, c *consoletest.Console, id string) string {
 		t.Fatal(err)
 	}
 	var s []string
-	for i := len(h) - 1; i >= 0; i-- {
-		x := string(h[i].Status)
-		if h[i].ErrorCode != 0 {
-			x += fmt.Sprintf(" %d", h[i].ErrorCode)
+	for _, e := range slices.Backward(h) {
+		x := string(e.Status)
+		if e.ErrorCode != 0 {
+			x += fmt.Sprintf(" %d", e.ErrorCode)
 		}
 		s = append(s, x)
 	}

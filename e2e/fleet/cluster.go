@@ -109,7 +109,7 @@ func (c *Cluster) Boot(ctx context.Context, version, slot string) error {
 	return nil
 }
 
-// MachineID is h's /etc/machine-id: its name in the Omaha server's events and in the reboot
+// MachineID is h's /etc/machine-id: its instance id in the console and in the reboot
 // semaphore.
 func (c *Cluster) MachineID(ctx context.Context, h *Host) (string, error) {
 	if id, ok := c.ids[h]; ok {
@@ -319,13 +319,17 @@ func WaitGood(ctx context.Context, h *Host, slot disklayout.Slot) (*slots.Status
 	return &st, err
 }
 
-// WaitEvent waits for an event of h's at the Omaha server that tells kind (complete: the
+// WaitEvent waits for an event of h's at the console that tells kind (complete: the
 // new version running and blessed good; error: with code), from version unless empty.
 func (c *Cluster) WaitEvent(ctx context.Context, h *Host, version string, kind omaha.Kind, code omaha.ErrorCode) error {
 	id := c.ids[h]
 	for {
-		for _, e := range c.Fleet.Omaha.Events() {
-			if e.MachineID == id && e.Kind() == kind && e.ErrorCode == code && (version == "" || e.Version == version) {
+		evs, err := c.Fleet.Events()
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.InstanceID == id && e.Kind() == kind && e.ErrorCode == code && (version == "" || e.Version == version) {
 				return nil
 			}
 		}

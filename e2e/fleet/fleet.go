@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,11 +16,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cairn-os/cairn/console/server"
+	"github.com/cairn-os/cairn/console/store"
+	"github.com/cairn-os/cairn/console/updates"
 	"github.com/cairn-os/cairn/image/build"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/etcdembed"
 	"github.com/cairn-os/cairn/update-engine/locksmith"
-	"github.com/cairn-os/cairn/update-engine/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 
@@ -30,21 +34,27 @@ const HostGateway = "10.0.2.2"
 const FlannelNetwork = "10.5.0.0/16"
 
 // Fleet is what the machines of a test reach on the host's loopback: an etcd (flannel's
-// leases, locksmith's reboot semaphore), an Omaha update server and a release server.
+// leases, locksmith's reboot semaphore), the update service (cairn-console) and a release
+// server.
 type Fleet struct {
 	Dir    string
 	Images *Images
 	Key    *Key
 
-	Etcd                             *etcdembed.Server
-	Client                           *clientv3.Client
-	Omaha                            *omahaserver.Server
-	EtcdPort, OmahaPort, ReleasePort int
-	servers                          []*http.Server
-	closeOnce                        sync.Once
+	Etcd   *etcdembed.Server
+	Client *clientv3.Client
+	// Console is the fleet's cairn-console, in-process: its SQLite database and payloads
+	// under Dir/console, the release key's public half trusted, the application Cairn with
+	// a group and channel "stable" (no rollout limits). App is that application.
+	Console                            *server.Server
+	App                                *store.App
+	EtcdPort, ConsolePort, ReleasePort int
+	servers                            []*http.Server
+	stopConsole                        context.CancelFunc
+	closeOnce                          sync.Once
 }
 
-// StartFleet starts the fleet's services, with state under dir. The Omaha server offers
+// StartFleet starts the fleet's services, with state under dir. The console offers
 // nothing until Offer.
 func StartFleet(ctx context.Context, dir string, im *Images) (*Fleet, error) {
 	f := &Fleet{Dir: dir, Images: im}
@@ -78,13 +88,7 @@ func StartFleet(ctx context.Context, dir string, im *Images) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "omaha", "stable"), 0o755); err != nil {
-		f.Close()
-		return nil, err
-	}
-	f.Omaha = &omahaserver.Server{Dir: filepath.Join(dir, "omaha"), AppID: updateconf.Defaults["APP_ID"],
-		EventLog: filepath.Join(dir, "omaha-events.jsonl")}
-	if f.OmahaPort, err = f.serve(f.Omaha.Handler()); err != nil {
+	if err := f.startConsole(ctx); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -112,11 +116,54 @@ func (f *Fleet) serve(h http.Handler) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// startConsole starts the fleet's cairn-console.
+func (f *Fleet) startConsole(ctx context.Context) error {
+	kb, err := os.ReadFile(f.Images.Key)
+	if err != nil {
+		return err
+	}
+	priv, err := payload.ParsePrivateKey(kb)
+	if err != nil {
+		return fmt.Errorf("release key %s: %w", f.Images.Key, err)
+	}
+	dir := filepath.Join(f.Dir, "console")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, filepath.Join(dir, "console.db"), store.Options{})
+	if err != nil {
+		return err
+	}
+	if _, err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return err
+	}
+	f.Console = server.New(server.Config{Store: st, PayloadDir: filepath.Join(dir, "payloads"),
+		Keys: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, Log: slog.New(slog.DiscardHandler)})
+	if f.App, err = f.Console.EnsureApp(ctx, updateconf.Defaults["APP_ID"], "Cairn"); err != nil {
+		return err
+	}
+	if _, err := f.Console.EnsureGroup(ctx, f.App.ID, "stable"); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	f.stopConsole = cancel
+	go f.Console.Run(rctx)
+	f.ConsolePort, err = f.serve(f.Console.Handler())
+	return err
+}
+
 // Close stops the services.
 func (f *Fleet) Close() {
 	f.closeOnce.Do(func() {
 		for _, s := range f.servers {
 			s.Close()
+		}
+		if f.stopConsole != nil {
+			f.stopConsole()
+		}
+		if f.Console != nil {
+			f.Console.Store.Close()
 		}
 		if f.Client != nil {
 			f.Client.Close()
@@ -133,13 +180,25 @@ func (f *Fleet) KeyFile() string { return filepath.Join(f.Dir, "id_ed25519") }
 // GuestURL is the URL a guest reaches a fleet service's port at.
 func GuestURL(port int) string { return "http://" + HostGateway + ":" + strconv.Itoa(port) }
 
-// Offer makes the Omaha server offer the payload at path (as the newest of group stable).
+// Offer uploads the payload at path to the console and publishes it on channel stable.
 func (f *Fleet) Offer(path, version string) error {
-	dst := filepath.Join(f.Dir, "omaha", "stable", "cairn-"+version+".cairn")
-	if err := os.Link(path, dst); err != nil && !errors.Is(err, os.ErrExist) {
+	ctx := context.Background()
+	p, err := f.Console.ImportFile(ctx, f.App.ID, path, "e2e")
+	if err != nil {
+		return fmt.Errorf("offer %s: %w", version, err)
+	}
+	if p.Version != version {
+		return fmt.Errorf("offer %s: %s is version %s", version, path, p.Version)
+	}
+	if err := f.Console.Publish(ctx, f.App.ID, "stable", p, "e2e"); err != nil {
 		return fmt.Errorf("offer %s: %w", version, err)
 	}
 	return nil
+}
+
+// Events are the events the console recorded, oldest first.
+func (f *Fleet) Events() ([]*store.Event, error) {
+	return f.Console.Store.Events(context.Background(), store.EventFilter{AppID: f.App.ID, Oldest: true, Limit: 10000})
 }
 
 // SetFlannelConfig writes the overlay's network config where flanneld reads it.
@@ -178,7 +237,7 @@ func (f *Fleet) ClusterConfig(n int) *Config {
 		Unit("flanneld.service", "", true).
 		File("/etc/rkt/net.d/10-flannel.conf", 0o644, `{"cniVersion":"1.0.0","name":"flannel","type":"flannel","delegate":{"bridge":"cni0"}}`+"\n").
 		File("/etc/cairn/update.conf", 0o644, fmt.Sprintf(
-			"GROUP=stable\nSERVER=%s%s\nREBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_ENDPOINT=%s\n", GuestURL(f.OmahaPort), omahaserver.UpdatePath, etcd))
+			"GROUP=stable\nSERVER=%s%s\nREBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_ENDPOINT=%s\n", GuestURL(f.ConsolePort), updates.UpdatePath, etcd))
 }
 
 // NewHost makes a machine with its own disk over the old release in dir, booting cfg on its
@@ -219,9 +278,33 @@ func ClusterLinks() ([2][]qemu.Link, error) {
 	}, nil
 }
 
-// Withdraw stops offering version.
+// Withdraw stops offering version: channel stable goes back to the newest other verified
+// package (none if there is none).
 func (f *Fleet) Withdraw(version string) error {
-	return os.Remove(filepath.Join(f.Dir, "omaha", "stable", "cairn-"+version+".cairn"))
+	ctx := context.Background()
+	pkgs, err := f.Console.Store.Packages(ctx, f.App.ID)
+	if err != nil {
+		return err
+	}
+	var back *store.Package
+	for _, p := range pkgs {
+		if p.Version != version && p.Verified() && (back == nil || payload.CompareVersions(p.Version, back.Version) > 0) {
+			back = p
+		}
+	}
+	ch, err := f.Console.Store.Channel(ctx, f.App.ID, "stable")
+	if err != nil {
+		return err
+	}
+	id := ""
+	if back != nil {
+		id = back.ID
+	}
+	if err := f.Console.Store.SetChannelPackage(store.WithAudit(ctx, store.Activity{AppID: f.App.ID, Version: version, Kind: "channel.published",
+		Actor: "e2e", Message: fmt.Sprintf("withdrew %s from channel stable", version)}), f.App.ID, ch.ID, id); err != nil {
+		return fmt.Errorf("withdraw %s: %w", version, err)
+	}
+	return nil
 }
 
 // NewPayload is the new release's update payload.

@@ -23,7 +23,7 @@ import (
 	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/omaha"
-	"github.com/cairn-os/cairn/update-engine/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/omaha/omahatest"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
 	"github.com/cairn-os/cairn/update-engine/testdisk"
@@ -80,7 +80,7 @@ type world struct {
 	d                    *disk
 	dir                  string
 	priv                 ed25519.PrivateKey
-	srv                  *omahaserver.Server
+	srv                  *omahatest.Server
 	addr                 string
 	mu                   sync.Mutex
 	ranges               []string
@@ -107,7 +107,7 @@ func newWorld(t *testing.T) *world {
 	os.WriteFile(filepath.Join(w.dir, "machine-id"), []byte("0123456789abcdef0123456789abcdef\n"), 0o644)
 	os.WriteFile(filepath.Join(w.dir, "boot-id"), []byte("11111111-2222-3333-4444-555555555555\n"), 0o644)
 
-	w.srv = &omahaserver.Server{Dir: filepath.Join(w.dir, "payloads"), AppID: appID}
+	w.srv = &omahatest.Server{Dir: filepath.Join(w.dir, "payloads"), AppID: appID}
 	os.MkdirAll(filepath.Join(w.srv.Dir, "stable"), 0o755)
 	inner := w.srv.Handler()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -141,7 +141,7 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { hs.Close() })
 	os.WriteFile(filepath.Join(w.dir, "update.conf"), []byte(fmt.Sprintf(
 		"GROUP=stable\nSERVER=http://%s%s\nPUBLIC_KEYS=%s\nBOARD=amd64-usr\nAPP_ID=%s\nMACHINE_ALIAS=rack-4-node-2\n",
-		w.addr, omahaserver.UpdatePath, filepath.Join(w.dir, "key.pem"), appID)), 0o644)
+		w.addr, omahatest.UpdatePath, filepath.Join(w.dir, "key.pem"), appID)), 0o644)
 	os.WriteFile(filepath.Join(w.dir, "oem-release"), []byte("ID=qemu\nVERSION_ID=0.3\nNAME=\"QEMU\"\n"), 0o644)
 	return w
 }
@@ -266,7 +266,7 @@ func (w *world) assertSafe() {
 	}
 }
 
-func (w *world) events() []omahaserver.Event { return w.srv.Events() }
+func (w *world) events() []omahatest.Event { return w.srv.Events() }
 
 // watchUntil kills cmd when a status matches.
 func (w *world) killWhen(cmd *exec.Cmd, match func(api.Status) bool) api.Status {
@@ -491,15 +491,15 @@ func TestRootRollbackReported(t *testing.T) {
 	if st.Next != disklayout.SlotA || st.Slot(disklayout.SlotB).State != slots.StateBad {
 		t.Fatalf("after three failed boots: %+v", st)
 	}
-	// Back on the old slot, with the server still offering 2.0.0 (-once is an on-demand
-	// check, which the dev server answers even after a rollback): the rollback is reported,
-	// and 2.0.0 is not installed again.
+	// Back on the old slot, with the server still offering 2.0.0 (as Nebraska does; -once is
+	// an on-demand check, which the console too answers after a rollback): the rollback is
+	// reported, and 2.0.0 is not installed again.
 	out, err := exec.Command(w.engineBin, w.engineArgs("-once")...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "rolled back from it") || !strings.Contains(string(out), "no update") {
 		t.Fatalf("update_engine -once on the old slot, 2.0.0 still offered: %v\n%s", err, out)
 	}
 	evs := w.events()
-	var rollback, declined *omahaserver.Event
+	var rollback, declined *omahatest.Event
 	for i := range evs {
 		if evs[i].Type == omaha.EventTypeUpdateComplete && evs[i].Result == omaha.EventResultError {
 			switch evs[i].ErrorCode {

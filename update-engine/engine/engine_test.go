@@ -21,7 +21,7 @@ import (
 	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/omaha"
-	"github.com/cairn-os/cairn/update-engine/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/omaha/omahatest"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
@@ -33,7 +33,7 @@ type machine struct {
 	t       *testing.T
 	dir     string
 	cmdline string
-	srv     *omahaserver.Server
+	srv     *omahatest.Server
 	url     string
 	keys    []ed25519.PublicKey
 	priv    ed25519.PrivateKey
@@ -57,7 +57,7 @@ func newMachine(t *testing.T) *machine {
 	esp.Create(context.Background(), "EFI/Linux/cairn-1.0.0-A.efi", strings.NewReader("A"))
 	m.slots = &slots.Slots{ESP: esp, Cmdline: m.cmdline, BootEnv: filepath.Join(m.dir, "no-boot.env"), EFIVars: filepath.Join(m.dir, "none"),
 		PartitionPath: func(s disklayout.Slot) (string, error) { return filepath.Join(m.dir, "usr-"+string(s)), nil }}
-	m.srv = &omahaserver.Server{Dir: filepath.Join(m.dir, "payloads"), AppID: appID}
+	m.srv = &omahatest.Server{Dir: filepath.Join(m.dir, "payloads"), AppID: appID}
 	inner := m.srv.Handler()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
@@ -72,7 +72,7 @@ func newMachine(t *testing.T) *machine {
 		inner.ServeHTTP(w, r)
 	}))
 	t.Cleanup(hs.Close)
-	m.url = hs.URL + omahaserver.UpdatePath
+	m.url = hs.URL + omahatest.UpdatePath
 	return m
 }
 
@@ -213,8 +213,8 @@ func TestRollbackReported(t *testing.T) {
 	if !strings.HasSuffix(reported, "update installed, update complete/error/44/from 2.0.0") {
 		t.Fatalf("events: %s", reported)
 	}
-	// Offered 2.0.0 again (on demand: the dev server keeps it from scheduled checks), the
-	// engine does not take it: no update, nothing downloaded, the status says why, and the
+	// Offered 2.0.0 again (as Nebraska offers it; the console only to a check asked for on
+	// the machine), the engine does not take it: no update, nothing downloaded, the status says why, and the
 	// server hears that the machine declines it (35), so that it holds no update in progress.
 	if res, err := e.Update(ctx, omaha.InstallSourceOnDemand, false); err != nil || res != api.ResultNoUpdate {
 		t.Fatalf("2.0.0 offered again: %v %v, want no update", res, err)
@@ -525,7 +525,7 @@ func TestBootReportRetried(t *testing.T) {
 	}))
 	defer flaky.Close()
 	e := m.engine("2.0.0")
-	e.Omaha.URL = flaky.URL + omahaserver.UpdatePath
+	e.Omaha.URL = flaky.URL + omahatest.UpdatePath
 	e.BlessPoll = 100 * time.Millisecond
 	done := make(chan struct{})
 	go func() { e.Run(ctx, nil); close(done) }()

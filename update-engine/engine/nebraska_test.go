@@ -28,7 +28,7 @@ import (
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/omaha"
-	"github.com/cairn-os/cairn/update-engine/omahaserver"
+	"github.com/cairn-os/cairn/update-engine/omaha/omahatest"
 )
 
 // cairnProductID is the application id Cairn's engine sends by default: Nebraska finds an
@@ -98,7 +98,7 @@ func TestNebraskaInner(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			pub := newMachine(t)
 			pub.publish("2.0.0", pub.priv)
-			group := neb.offer(t, c.nebApp, c.track, filepath.Join(pub.srv.Dir, "stable", "2.0.0.cairn"), pub.url[:len(pub.url)-len(omahaserver.UpdatePath)]+"/payloads/stable/")
+			group := neb.offer(t, c.nebApp, c.track, filepath.Join(pub.srv.Dir, "stable", "2.0.0.cairn"), pub.url[:len(pub.url)-len(omahatest.UpdatePath)]+"/payloads/stable/")
 			engine := func(m *machine, id, version string) *Engine {
 				e := m.engine(version)
 				e.Omaha.URL = neb.base + "/v1/update/"

@@ -71,18 +71,18 @@ func run(ctx context.Context, out, bin, src string) error {
 	}
 	built := time.Since(start)
 
-	step("Start the fleet's services on the host's loopback: etcd, an Omaha update server, a release server")
+	step("Start the fleet's services on the host's loopback: etcd, the update console (cairn-console), a release server")
 	c, err := fleet.NewCluster(ctx, out, im, os.Stdout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	fmt.Printf("etcd %s, Omaha %s, flannel network %s in etcd\n", c.Fleet.Etcd.Endpoint,
-		fleet.GuestURL(c.Fleet.OmahaPort), fleet.FlannelNetwork)
+	fmt.Printf("etcd %s, console (Omaha at /v1/update/) %s, flannel network %s in etcd\n", c.Fleet.Etcd.Endpoint,
+		fleet.GuestURL(c.Fleet.ConsolePort), fleet.FlannelNetwork)
 	cfg := filepath.Join(out, "cairn-1", "config.ign")
 	fmt.Printf("first-boot configs (Ignition 3.4): %s, %s\n", cfg, filepath.Join(out, "cairn-2", "config.ign"))
 	fmt.Println("they set root's ssh key, an address on the cluster cable, flanneld against etcd, the flannel")
-	fmt.Println("CNI network, updates from the Omaha server with REBOOT_STRATEGY=etcd-lock, and on cairn-1 a pod unit")
+	fmt.Println("CNI network, updates from the console with REBOOT_STRATEGY=etcd-lock, and on cairn-1 a pod unit")
 
 	step("Boot both hosts in qemu (UEFI, systemd-boot, dm-verity /usr; TCG, so expect ~1 min)")
 	bootStart := time.Now()
