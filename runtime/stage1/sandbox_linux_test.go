@@ -122,6 +122,16 @@ func (e *env) sandbox(args ...string) *sandboxProc {
 }
 
 func (s *sandboxProc) errText() string { b, _ := os.ReadFile(s.stderr); return string(b) }
+
+// waitOutput waits until the apps' output on the sandbox's stdout has text.
+func (s *sandboxProc) waitOutput(t *testing.T, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.outText(), text); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the apps' output never had %q: %q", text, s.outText())
+		}
+	}
+}
 func (s *sandboxProc) outText() string { b, _ := os.ReadFile(s.stdout); return string(b) }
 
 // wait waits for the sandbox to exit and returns its exit code.
@@ -232,9 +242,7 @@ func TestAppVerbs(t *testing.T) {
 		t.Fatalf("exited app: %v", st)
 	}
 	want := "hi aci\nsbhost\n10.9.8.7\tdb.example\nnameserver 192.0.2.53\nfrom host\nmade\n"
-	for deadline := time.Now().Add(5 * time.Second); sb.outText() != want && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
+	sb.waitOutput(t, want)
 	if got := sb.outText(); got != want {
 		t.Fatalf("the app's output on the sandbox's stdout: %q, want %q", got, want)
 	}
@@ -258,9 +266,10 @@ func TestAppVerbs(t *testing.T) {
 		t.Fatalf("completed app: %v", st)
 	}
 	e.must("app", "add", id, e.aci, "--name=server", "--user-annotation=role=web", "--exec=/bin/sh", "--", "-c",
-		"trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done")
+		"trap 'echo got-term; exit 0' TERM; echo server-ready; while :; do sleep 0.1; done")
 	e.must("app", "start", id, "--app=server")
 	st = e.waitApp(id, "server", "running")
+	sb.waitOutput(t, "server-ready\n") // its trap is set
 	e.must("app", "start", id, "--app=server") // starting a running app does nothing
 	if pid, _ := st["pid"].(float64); pid <= 0 {
 		t.Fatalf("running app without its pid: %v", st)
@@ -315,7 +324,7 @@ func TestAppVerbs(t *testing.T) {
 	}
 
 	// Not a sandbox: rkt run's pods have no app-level API, but list and status read them.
-	runID, _ := e.start("--net=none", e.aci, "--exec=/bin/sleep", "--", "1000")
+	runID, waitRun := e.start("--net=none", e.aci, "--exec=/bin/sleep", "--", "1000")
 	t.Cleanup(func() { e.run("stop", "--force", runID) })
 	if r := e.runT("app", "add", runID, e.aci); r.code == 0 || !strings.Contains(r.err, "not a sandbox") {
 		t.Fatalf("app add to a pod of rkt run: %d %q", r.code, r.err)
@@ -325,9 +334,12 @@ func TestAppVerbs(t *testing.T) {
 	}
 
 	// rkt stop of the sandbox: its apps get SIGTERM, it exits 0, gc leaves nothing.
-	e.must("app", "add", id, e.aci, "--name=last", "--exec=/bin/sh", "--", "-c", "trap 'echo last-term; exit 0' TERM; while :; do sleep 0.1; done")
+	e.must("app", "add", id, e.aci, "--name=last", "--exec=/bin/sh", "--", "-c", "echo kept > /kept; trap 'echo last-term; exit 0' TERM; echo last-ready; while :; do sleep 0.1; done")
 	e.must("app", "start", id, "--app=last")
-	e.waitApp(id, "last", "running")
+	sb.waitOutput(t, "last-ready\n")
+	if r := e.runT("rm", id); r.code == 0 || !strings.Contains(r.err, "running") {
+		t.Fatalf("rm of a running sandbox: %d %q", r.code, r.err)
+	}
 	e.must("stop", id)
 	if code := sb.wait(); code != 0 {
 		t.Fatalf("sandbox exit code %d: %s", code, sb.errText())
@@ -344,7 +356,17 @@ func TestAppVerbs(t *testing.T) {
 	if r := e.runT("app", "stop", id, "--app=last"); r.code != 0 || !strings.Contains(r.out, "already stopped") {
 		t.Fatalf("app stop in a stopped pod: %d %q %q", r.code, r.out, r.err)
 	}
+	if out := e.must("status", id); !strings.Contains(out, "app-last=0\n") {
+		t.Fatalf("status of the stopped sandbox: %q", out)
+	}
+	aci := filepath.Join(t.TempDir(), "last.aci")
+	e.must("export", "--app=last", id, aci)
+	if fi, err := os.Stat(aci); err != nil || fi.Size() == 0 {
+		t.Fatalf("export of a sandbox's app: %v", err)
+	}
+	e.must("rm", id)
 	e.run("stop", "--force", runID)
+	waitRun() // rkt run takes its pod down
 	e.must("gc", "--grace-period=0s")
 	if left := e.podLeftovers(); len(left) > 0 {
 		t.Fatalf("leftovers after gc:\n%s", strings.Join(left, "\n"))
@@ -753,5 +775,52 @@ func TestSandboxNetworksInHost(t *testing.T) {
 	}
 	if after, ok := sameLeftovers(t, before); !ok {
 		t.Fatalf("leaked: before %s, after %s", before, after)
+	}
+}
+
+// A sandbox's cgroup goes under the cgroup parent it is given (the CRI's CgroupParent):
+// absolute from each hierarchy's root, or relative to rkt's own cgroup; each app has its own
+// cgroup under the pod's, and gc removes the pod's.
+func TestSandboxCgroupParent(t *testing.T) {
+	e := newEnv(t)
+	parent := fmt.Sprintf("/cairn-test-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
+		for _, d := range dirs {
+			syscall.Rmdir(d)
+		}
+	})
+	for _, p := range []string{parent, "pods"} {
+		sb := e.sandbox("--net=none", "--stop-timeout=1s", "--cgroup-parent="+p)
+		id := sb.uuid
+		e.must("app", "add", id, e.aci, "--name=sleeper", "--exec=/bin/sleep", "--", "1000")
+		e.must("app", "start", id, "--app=sleeper")
+		pid := int(e.waitApp(id, "sleeper", "running")["pid"].(float64))
+		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := p + "/rkt-" + id + "/sleeper\n"
+		if !strings.HasPrefix(p, "/") {
+			want = "/" + want // under rkt's own cgroup, whatever it is
+		}
+		mem := ""
+		for l := range strings.SplitSeq(string(cg), "\n") {
+			if strings.Contains(l, ":memory:") || strings.HasPrefix(l, "0::") && mem == "" {
+				mem = l + "\n"
+			}
+		}
+		if !strings.HasSuffix(mem, want) || strings.HasPrefix(p, "/") && !strings.HasSuffix(mem, ":"+want) {
+			t.Fatalf("--cgroup-parent=%s: the app's cgroup %q, want it to end in %q", p, mem, want)
+		}
+		e.must("stop", id)
+		sb.wait()
+		e.must("gc", "--grace-period=0s")
+		if left, _ := filepath.Glob("/sys/fs/cgroup/*" + parent + "/rkt-" + id); len(left) > 0 {
+			t.Fatalf("cgroups left: %v", left)
+		}
+		if left := e.podLeftovers(); len(left) > 0 {
+			t.Fatalf("leftovers:\n%s", strings.Join(left, "\n"))
+		}
 	}
 }
