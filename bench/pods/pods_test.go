@@ -88,11 +88,9 @@ func timed(b *testing.B, name string, cmd *exec.Cmd) time.Duration {
 	return time.Since(start)
 }
 
-func BenchmarkPodStart(b *testing.B) {
-	testenv.RequireRoot(b)
-	testenv.RequireFile(b, fixture.BusyboxPath)
-	rkt := rktBinary(b)
-	dir := b.TempDir()
+// trueImage stores the busybox ACI whose app is /bin/true in a new rkt data directory
+// under dir, and returns that directory.
+func trueImage(b *testing.B, dir string) string {
 	data := filepath.Join(dir, "rkt")
 	st, err := store.Open(data)
 	if err != nil {
@@ -106,6 +104,15 @@ func BenchmarkPodStart(b *testing.B) {
 	if _, err := st.ImportACI(context.Background(), &aci, store.ImportOptions{Name: fixture.ACIName, Trusted: true}); err != nil {
 		b.Fatal(err)
 	}
+	return data
+}
+
+func BenchmarkPodStart(b *testing.B) {
+	testenv.RequireRoot(b)
+	testenv.RequireFile(b, fixture.BusyboxPath)
+	rkt := rktBinary(b)
+	dir := b.TempDir()
+	data := trueImage(b, dir)
 	bdir := filepath.Join(dir, "bundle")
 	os.MkdirAll(bdir, 0o755)
 

@@ -1,0 +1,117 @@
+package pods
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/runtime/fixture"
+)
+
+// appRuns is how many times each is timed in BenchmarkAppStart.
+const appRuns = 30
+
+// BenchmarkAppStart times adding and starting busybox /bin/true in a sandbox that runs
+// already (`rkt app add` then `rkt app start`: the image resolved and checked, the root
+// mounted, the container created and exec'd; no namespace or network left to make) against
+// `rkt run --net=none` of the same image and `runc run` of the same tree, interleaved,
+// 30 runs each, and prints the medians and ratios.
+func BenchmarkAppStart(b *testing.B) {
+	testenv.RequireRoot(b)
+	testenv.RequireFile(b, fixture.BusyboxPath)
+	rkt := rktBinary(b)
+	dir := b.TempDir()
+	data := trueImage(b, dir)
+	rktCmd := func(args ...string) *exec.Cmd { return exec.Command(rkt, append([]string{"--dir=" + data}, args...)...) }
+
+	uf := filepath.Join(dir, "uuid")
+	sb := rktCmd("app", "sandbox", "--net=none", "--uuid-file-save="+uf)
+	if err := sb.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		sb.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { sb.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			sb.Process.Kill()
+			<-done
+		}
+		rktCmd("gc", "--grace-period=0s").Run()
+	})
+	var uuid string
+	for deadline := time.Now().Add(20 * time.Second); uuid == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("the sandbox did not start")
+		}
+		u, _ := os.ReadFile(uf)
+		uuid = strings.TrimSpace(string(u))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, rkt, "--dir="+data, "status", "--wait-ready=20s", uuid).CombinedOutput(); err != nil {
+		b.Fatalf("sandbox not ready: %v %s", err, out)
+	}
+
+	type peer struct {
+		name string
+		run  func(i int) time.Duration
+	}
+	peers := []peer{
+		{"app add + app start", func(i int) time.Duration {
+			name := fmt.Sprintf("true-%d", i)
+			d := timed(b, "app add", rktCmd("app", "add", uuid, fixture.ACIName, "--name="+name))
+			d += timed(b, "app start", rktCmd("app", "start", uuid, "--app="+name))
+			// Not timed: the app is taken out again, so the pod stays the same size.
+			if out, err := rktCmd("app", "rm", uuid, "--app="+name).CombinedOutput(); err != nil {
+				b.Fatalf("app rm: %v %s", err, out)
+			}
+			return d
+		}},
+		{"rkt run", func(int) time.Duration {
+			return timed(b, "rkt run", rktCmd("run", "--net=none", "--pull-policy=never", fixture.ACIName))
+		}},
+	}
+	if _, err := exec.LookPath("runc"); err == nil {
+		bdir := filepath.Join(dir, "bundle")
+		os.MkdirAll(bdir, 0o755)
+		bundle(b, bdir)
+		peers = append(peers, peer{"runc run", func(i int) time.Duration {
+			c := exec.Command("runc", "--root", filepath.Join(dir, "runc-state"), "run", fmt.Sprintf("bench-%d", i))
+			c.Dir = bdir
+			return timed(b, "runc run", c)
+		}})
+	} else {
+		b.Log("runc not installed: skipping that peer")
+	}
+	for _, p := range peers { // warm caches once
+		p.run(-1)
+	}
+	b.ResetTimer()
+	times := make([][]time.Duration, len(peers))
+	for i := range appRuns {
+		for j, p := range peers { // interleaved
+			times[j] = append(times[j], p.run(i))
+		}
+		if i%10 == 9 {
+			rktCmd("gc", "--grace-period=0s").Run()
+		}
+	}
+	b.StopTimer()
+	app := median(times[0])
+	var lines []string
+	for j, p := range peers {
+		m := median(times[j])
+		lines = append(lines, fmt.Sprintf("%-22s median %8.1f ms  (app/peer %.2f)", p.name, float64(m.Microseconds())/1000, float64(app)/float64(m)))
+	}
+	fmt.Printf("app start in a running sandbox vs pod start, busybox /bin/true, %d interleaved runs each:\n  %s\n", appRuns, strings.Join(lines, "\n  "))
+	b.ReportMetric(float64(app.Microseconds())/1000, "app-ms")
+}
