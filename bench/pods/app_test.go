@@ -28,7 +28,9 @@ func BenchmarkAppStart(b *testing.B) {
 	rkt := rktBinary(b)
 	dir := b.TempDir()
 	data := trueImage(b, dir)
-	rktCmd := func(args ...string) *exec.Cmd { return exec.Command(rkt, append([]string{"--dir=" + data}, args...)...) }
+	rktCmd := func(args ...string) *exec.Cmd {
+		return exec.Command(rkt, append([]string{"--dir=" + data}, args...)...)
+	}
 
 	uf := filepath.Join(dir, "uuid")
 	sb := rktCmd("app", "sandbox", "--net=none", "--uuid-file-save="+uf)

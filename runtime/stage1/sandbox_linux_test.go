@@ -269,7 +269,7 @@ func TestAppVerbs(t *testing.T) {
 		"trap 'echo got-term; exit 0' TERM; echo server-ready; while :; do sleep 0.1; done")
 	e.must("app", "start", id, "--app=server")
 	st = e.waitApp(id, "server", "running")
-	sb.waitOutput(t, "server-ready\n") // its trap is set
+	sb.waitOutput(t, "server-ready\n")         // its trap is set
 	e.must("app", "start", id, "--app=server") // starting a running app does nothing
 	if pid, _ := st["pid"].(float64); pid <= 0 {
 		t.Fatalf("running app without its pid: %v", st)
