@@ -81,3 +81,31 @@ func signingGuide(c *docCase) {
 	r = c.rkt("fetch", "./"+aci)
 	c.want(r.code != 0, "rkt fetch with no key for example.com/hello: %s", r)
 }
+
+// signingMask: a distribution's key for a prefix, in /usr/lib/rkt, is disabled by an empty file
+// of the same name in /etc/rkt. The vendor key here is the replay's, moved from root.d to
+// prefix.d/coreos.com for the case.
+func signingMask(c *docCase) {
+	fp, err := os.ReadFile(filepath.Join(c.r.images, "replay.fingerprint"))
+	if err != nil {
+		c.Fatal(err)
+	}
+	root := "/usr/lib/rkt/trustedkeys/root.d/" + string(fp)
+	vendor := "/usr/lib/rkt/trustedkeys/prefix.d/coreos.com/" + string(fp)
+	mask := "/etc/rkt/trustedkeys/prefix.d/coreos.com/" + string(fp)
+	c.mkdir(filepath.Dir(vendor))
+	if err := os.Rename(root, vendor); err != nil {
+		c.Fatal(err)
+	}
+	defer os.Rename(vendor, root)
+	defer os.RemoveAll("/etc/rkt/trustedkeys")
+	c.fresh()
+	aci := c.file("etcd-v2.0.0-linux-amd64.aci")
+	r := c.rkt("fetch", aci)
+	c.want(r.code == 0 && matchLines(r.out, `sha512-[0-9a-f]{32}`) == nil, "rkt fetch with the vendor's key for coreos.com: %s", r)
+	c.writeFile(mask, "")
+	r = c.rkt("fetch", aci)
+	c.want(r.code != 0 && strings.Contains(r.err, "coreos.com/etcd"), "rkt fetch with the vendor's key masked: %s", r)
+}
+
+func init() { cases["signing/mask"] = signingMask }
