@@ -71,6 +71,7 @@ func init() {
 		c.stopNow(next)
 	}
 	cases["net/ipvlan"] = func(c *docCase) {
+		testenv.RequireFile(c.T, "/usr/lib/cni/ipvlan")
 		// em1 is a veth of this test's host namespace.
 		c.step("ip link add em1 type veth peer name em1-peer && ip link set em1 up && ip link set em1-peer up")
 		defer c.sh("ip link del em1", opts{})

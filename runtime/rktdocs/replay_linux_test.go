@@ -25,8 +25,10 @@ import (
 )
 
 const (
-	// toolsEnv passes the directory of the rkt binary, actool and the stand-ins to the inner test.
+	// toolsEnv and rktEnv pass the directory of actool and the stand-ins, and the rkt binary, to
+	// the inner test.
 	toolsEnv = "CAIRN_RKTDOCS_TOOLS"
+	rktEnv   = "CAIRN_RKTDOCS_RKT"
 	// caseDeadline bounds each case, whatever it waits for: its commands are killed at the
 	// deadline and its pods collected, so that a hung pod cannot hang a shared test run.
 	caseDeadline = 2 * time.Minute
@@ -42,7 +44,7 @@ func TestDocReplay(t *testing.T) {
 	for _, c := range []string{"umoci", "gpg", "script", "ip", "unshare", "find", "tar"} {
 		testenv.RequireCommand(t, c)
 	}
-	for _, p := range []string{"ptp", "bridge", "host-local", "loopback", "ipvlan", "portmap"} {
+	for _, p := range []string{"ptp", "bridge", "host-local", "loopback", "portmap"} {
 		testenv.RequireFile(t, "/usr/lib/cni/"+p)
 	}
 	tools := t.TempDir()
@@ -51,7 +53,7 @@ func TestDocReplay(t *testing.T) {
 		rkt = filepath.Join(d, "rkt")
 		requireSeccomp(t, rkt)
 	} else {
-		goBuild(t, rkt, "-tags", "seccomp", "github.com/cairn-os/cairn/runtime/cmd/rkt")
+		goBuild(t, rkt, "github.com/cairn-os/cairn/runtime/cmd/rkt", "-tags", "seccomp")
 	}
 	goBuild(t, filepath.Join(tools, "actool"), "github.com/appc/spec/actool")
 	images := filepath.Join(tools, "images")
@@ -59,25 +61,22 @@ func TestDocReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	buildStandIns(t, filepath.Join(tools, "actool"), images)
-	out := testenv.InPrivateHost(t, "TestDocReplayInHost", toolsEnv+"="+tools, "CAIRN_RKTDOCS_RKT="+rkt)
-	// The inner test's summary, without its file:line prefix.
+	out := testenv.InPrivateHost(t, "TestDocReplayInHost", toolsEnv+"="+tools, rktEnv+"="+rkt)
+	// The inner test's summary, without its file:line prefixes.
+	summary := regexp.MustCompile(`^\s*\S+\.go:\d+: (rkt's documented examples: .*|\S+: intended difference .*)$`)
 	for l := range strings.SplitSeq(out, "\n") {
-		for _, m := range []string{"rkt's documented examples:", ": intended difference "} {
-			if i := strings.Index(l, m); i >= 0 {
-				if m != "rkt's documented examples:" {
-					i = strings.LastIndex(l[:i], " ") + 1
-				}
-				t.Log(l[i:])
-			}
+		if m := summary.FindStringSubmatch(l); m != nil {
+			t.Log(m[1])
 		}
 	}
 }
 
-func goBuild(t *testing.T, out string, args ...string) {
+// goBuild builds the command pkg into out.
+func goBuild(t *testing.T, out, pkg string, flags ...string) {
 	t.Helper()
-	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args[:len(args)-1]...), args[len(args)-1])...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", args[len(args)-1], err, b)
+	args := append(append([]string{"build", "-o", out}, flags...), pkg)
+	if b, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 }
 
@@ -173,7 +172,6 @@ func privateOverlay(t *testing.T, dir string) {
 
 // replay is what the cases share: the binary, the stand-ins and the store they were fetched into.
 type replay struct {
-	t      *testing.T
 	rkt    string
 	tools  string
 	images string
@@ -182,7 +180,7 @@ type replay struct {
 }
 
 func newReplay(t *testing.T, tools string) *replay {
-	r := &replay{t: t, rkt: os.Getenv("CAIRN_RKTDOCS_RKT"), tools: tools, images: filepath.Join(tools, "images"),
+	r := &replay{rkt: os.Getenv(rktEnv), tools: tools, images: filepath.Join(tools, "images"),
 		dir: t.TempDir(), home: t.TempDir()}
 	// The stand-ins' signing key is a vendor key for every image, where a distribution would put
 	// it, so that /etc/rkt/trustedkeys is left to the examples.
