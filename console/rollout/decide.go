@@ -81,6 +81,7 @@ type Reason string
 
 const (
 	ReasonNone          Reason = ""
+	ReasonNoGroup       Reason = "no group" // the machine's track names no group
 	ReasonNoPackage     Reason = "no package"
 	ReasonUpToDate      Reason = "up to date"
 	ReasonInProgress    Reason = "update in progress"

@@ -272,17 +272,34 @@ func (s *Store) DeleteGroup(ctx context.Context, appID, id string) error {
 
 // GroupByTrack finds the group of an application whose machines send track, and locks it
 // against other writers until the transaction ends (on PostgreSQL; SQLite has one writer),
-// so that two checks cannot both take the group's last free slot. The lock is FOR NO KEY
-// UPDATE, which instances' foreign key checks (KEY SHARE) do not wait for, so that a check
-// that registered its instance first cannot deadlock with another. (nil, nil) when there
-// is none.
+// so that two checks cannot both take the group's last free slot. (nil, nil) when there is
+// none. A check locks only when it may grant: see Store.GroupByTrack and Tx.Group.
 func (t *Tx) GroupByTrack(ctx context.Context, appID, track string) (*Group, error) {
-	lock := ""
+	return groupByTrack(ctx, t.queryRow, appID, track, t.lock())
+}
+
+// lock is the clause that locks a group's row (PostgreSQL); FOR NO KEY UPDATE, which
+// instances' foreign key checks (KEY SHARE) do not wait for, so that a check that registered
+// its instance first cannot deadlock with another.
+func (t *Tx) lock() string {
 	if t.s.dialect == Postgres {
-		lock = ` FOR NO KEY UPDATE OF g`
+		return ` FOR NO KEY UPDATE OF g`
 	}
+	return ""
+}
+
+// GroupByTrack is Tx.GroupByTrack without the lock: for a check that records what the
+// machine said and decides to hold it, which takes nothing of the group's; one that may
+// grant locks the group (Tx.Group) and decides again.
+func (s *Store) GroupByTrack(ctx context.Context, appID, track string) (*Group, error) {
+	return groupByTrack(ctx, s.queryRow, appID, track, "")
+}
+
+type rowFunc func(ctx context.Context, query string, args ...any) *sql.Row
+
+func groupByTrack(ctx context.Context, row rowFunc, appID, track, lock string) (*Group, error) {
 	// A track may also be a group's id, as machines set up with Nebraska's group UUIDs send.
-	g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.app_id = ? AND (g.track = ? OR g.id = ?) ORDER BY g.track = ? DESC LIMIT 1`+lock,
+	g, err := scanGroup(row(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.app_id = ? AND (g.track = ? OR g.id = ?) ORDER BY g.track = ? DESC LIMIT 1`+lock,
 		appID, track, strings.ToLower(track), track))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -295,11 +312,7 @@ func (t *Tx) GroupByTrack(ctx context.Context, appID, track string) (*Group, err
 
 // Group finds a group by id within the transaction, locked as GroupByTrack locks.
 func (t *Tx) Group(ctx context.Context, id string) (*Group, error) {
-	lock := ""
-	if t.s.dialect == Postgres {
-		lock = ` FOR NO KEY UPDATE OF g`
-	}
-	g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.id = ?`+lock, id))
+	g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+groupFrom+` WHERE g.id = ?`+t.lock(), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("group %s: %w", id, ErrNotFound)
 	}
@@ -318,6 +331,16 @@ func (t *Tx) StartRollout(ctx context.Context, groupID, version string) error {
 // failures. Each count is one query on an index of its own, so that a check costs little
 // more in a group of 10,000 machines than in one of ten.
 func (t *Tx) RolloutStats(ctx context.Context, g *Group, now time.Time) (rollout.Stats, error) {
+	return rolloutStats(ctx, t.queryRow, g, now)
+}
+
+// RolloutStats is Tx.RolloutStats outside a transaction, for a check that decides it has
+// nothing to write.
+func (s *Store) RolloutStats(ctx context.Context, g *Group, now time.Time) (rollout.Stats, error) {
+	return rolloutStats(ctx, s.queryRow, g, now)
+}
+
+func rolloutStats(ctx context.Context, row rowFunc, g *Group, now time.Time) (rollout.Stats, error) {
 	var st rollout.Stats
 	timeoutCut := micros(now.Add(-time.Duration(g.Policy.UpdateTimeout)))
 	periodCut := micros(now.Add(-time.Duration(g.Policy.Period)))
@@ -337,13 +360,13 @@ func (t *Tx) RolloutStats(ctx context.Context, g *Group, now time.Time) (rollout
 		qs = append(qs[:1], qs[2:]...)
 	}
 	for _, q := range qs {
-		if err := t.queryRow(ctx, q.query, q.args...).Scan(q.dst); err != nil {
+		if err := row(ctx, q.query, q.args...).Scan(q.dst); err != nil {
 			return st, fmt.Errorf("group %s: rollout stats: %w", g.ID, err)
 		}
 	}
 	// Attempts matter only to a share of failures.
 	if st.Failures > 0 || g.Policy.HaltErrors > 0 {
-		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status <> ? AND status_at >= ?`,
+		if err := row(ctx, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status <> ? AND status_at >= ?`,
 			g.ID, g.Version, rollout.StatusUndefined, since).Scan(&st.Attempts); err != nil {
 			return st, fmt.Errorf("group %s: rollout stats: %w", g.ID, err)
 		}

@@ -36,8 +36,10 @@ type Instance struct {
 	GrantedAt      time.Time `json:"granted_at"`
 	// RolledBackVersion is the version it last reported rolling back from (error 44).
 	RolledBackVersion string `json:"rolled_back_version,omitempty"`
-	// HoldReason says why its last check was not offered its group's version.
-	HoldReason string `json:"hold_reason,omitempty"`
+	// Hold and HoldReason say why its last check was not offered its group's version
+	// (rollout's reason, and the same in words for people).
+	Hold       rollout.Reason `json:"hold,omitempty"`
+	HoldReason string         `json:"hold_reason,omitempty"`
 	// Progress (0 to 1) and Step, when the machine reports them.
 	Progress    float64   `json:"progress"`
 	Step        string    `json:"step,omitempty"`
@@ -52,14 +54,14 @@ func (in *Instance) Rollout(onDemand bool) rollout.Instance {
 }
 
 const instanceCols = `app_id, id, COALESCE(group_id, ''), track, alias, ip, version, board, oem, oem_version, aleph_version, status, status_at,
-	error_code, update_in_progress, granted_version, granted_at, rolled_back_version, hold_reason, progress, step, created_at, last_check_at`
+	error_code, update_in_progress, granted_version, granted_at, rolled_back_version, hold, hold_reason, progress, step, created_at, last_check_at`
 
 func scanInstance(sc interface{ Scan(...any) error }) (*Instance, error) {
 	var in Instance
 	var statusAt, grantedAt, created, lastCheck int64
 	if err := sc.Scan(&in.AppID, &in.ID, &in.GroupID, &in.Track, &in.Alias, &in.IP, &in.Version, &in.Board, &in.OEM, &in.OEMVersion,
 		&in.AlephVersion, &in.Status, &statusAt, &in.ErrorCode, &in.UpdateInProgress, &in.GrantedVersion, &grantedAt,
-		&in.RolledBackVersion, &in.HoldReason, &in.Progress, &in.Step, &created, &lastCheck); err != nil {
+		&in.RolledBackVersion, &in.Hold, &in.HoldReason, &in.Progress, &in.Step, &created, &lastCheck); err != nil {
 		return nil, err
 	}
 	in.StatusAt, in.GrantedAt, in.CreatedAt, in.LastCheckAt = fromMicros(statusAt), fromMicros(grantedAt), fromMicros(created), fromMicros(lastCheck)
@@ -127,22 +129,23 @@ func (t *Tx) SetRolledBack(ctx context.Context, in *Instance, version string) er
 // grant time; and the reason it was held, if any, is gone.
 func (t *Tx) Grant(ctx context.Context, in *Instance, version string, at time.Time) error {
 	if _, err := t.exec(ctx, `UPDATE instances SET status = ?, status_at = ?, error_code = 0, update_in_progress = ?, granted_version = ?,
-		granted_at = ?, hold_reason = '', progress = 0, step = '' WHERE app_id = ? AND id = ?`,
+		granted_at = ?, hold = '', hold_reason = '', progress = 0, step = '' WHERE app_id = ? AND id = ?`,
 		rollout.StatusGranted, micros(at), true, version, micros(at), in.AppID, in.ID); err != nil {
 		return fmt.Errorf("instance %s: grant %s: %w", in.ID, version, err)
 	}
-	in.Status, in.StatusAt, in.ErrorCode, in.UpdateInProgress, in.GrantedVersion, in.GrantedAt, in.HoldReason =
-		rollout.StatusGranted, at, 0, true, version, at, ""
+	in.Status, in.StatusAt, in.ErrorCode, in.UpdateInProgress, in.GrantedVersion, in.GrantedAt, in.Hold, in.HoldReason =
+		rollout.StatusGranted, at, 0, true, version, at, rollout.ReasonNone, ""
 	return t.addHistory(ctx, in, rollout.StatusGranted, version, 0, at)
 }
 
-// SetHold records why the instance's check got no offer ("" for none), when it changed.
-func (t *Tx) SetHold(ctx context.Context, in *Instance, reason string) error {
-	if in.HoldReason == reason {
+// SetHold records why the instance's check got no offer (ReasonNone and "" for none), when
+// it changed.
+func (t *Tx) SetHold(ctx context.Context, in *Instance, hold rollout.Reason, detail string) error {
+	if in.Hold == hold && in.HoldReason == detail {
 		return nil
 	}
-	_, err := t.exec(ctx, `UPDATE instances SET hold_reason = ? WHERE app_id = ? AND id = ?`, reason, in.AppID, in.ID)
-	in.HoldReason = reason
+	_, err := t.exec(ctx, `UPDATE instances SET hold = ?, hold_reason = ? WHERE app_id = ? AND id = ?`, hold, detail, in.AppID, in.ID)
+	in.Hold, in.HoldReason = hold, detail
 	return err
 }
 

@@ -55,6 +55,15 @@ type Service struct {
 	Now     func() time.Time
 	// Observe, when set, is told each request's result and how long it took.
 	Observe func(result string, d time.Duration)
+	// LastCheckResolution is how stale an instance's last check time may get before a check
+	// that changes nothing else writes it (a minute when 0): a fleet's routine checks are
+	// then reads, which SQLite serves concurrently, rather than writes, which it takes one
+	// at a time.
+	LastCheckResolution time.Duration
+}
+
+func noGroup(a *store.App, track string) string {
+	return fmt.Sprintf("no group of %s has track %q", a.Name, track)
 }
 
 func (s *Service) now() time.Time {
@@ -171,11 +180,21 @@ func (s *Service) answerApp(ctx context.Context, req *omaha.Request, app *omaha.
 		}
 		return out, ResultNoUpdate, nil
 	}
+	if len(app.Events) == 0 {
+		out, result, ok, err := s.unchanged(ctx, req, a, app, ip, now)
+		if err != nil {
+			return nil, "", fmt.Errorf("application %s, machine %s: %w", a.ID, app.MachineID, err)
+		}
+		if ok {
+			return out, result, nil
+		}
+	}
 	result := ResultEvent
 	var offer *store.Group
 	err = s.Store.Write(ctx, func(tx *store.Tx) error {
 		offer, result = nil, ResultEvent
-		g, err := tx.GroupByTrack(ctx, a.ID, app.Track)
+		// Unlocked: most checks take nothing of the group's; decide locks it to grant.
+		g, err := s.Store.GroupByTrack(ctx, a.ID, app.Track)
 		if err != nil {
 			return err
 		}
@@ -204,7 +223,7 @@ func (s *Service) answerApp(ctx context.Context, req *omaha.Request, app *omaha.
 		}
 		if g == nil {
 			result = ResultNoUpdate
-			return tx.SetHold(ctx, in, fmt.Sprintf("no group of %s has track %q", a.Name, app.Track))
+			return tx.SetHold(ctx, in, rollout.ReasonNoGroup, noGroup(a, app.Track))
 		}
 		d, err := s.decide(ctx, tx, g, in, req.InstallSource == omaha.InstallSourceOnDemand, now)
 		if err != nil {
@@ -244,6 +263,72 @@ func (s *Service) answerApp(ctx context.Context, req *omaha.Request, app *omaha.
 		s.log().Info("offering update", "app", a.ID, "machine", app.MachineID, "from", app.Version, "to", pkg.Version, "group", offer.Name)
 	}
 	return out, result, nil
+}
+
+// unchanged answers a check that would change nothing in the database, without a write: a
+// known machine that says of itself what it said last time, whose last check is recent,
+// and that is not offered an update now nor held for another reason than last time (the
+// hold's wording, its counts, is refreshed with the last check time). Anything else goes to
+// the write path, which decides again under the group's lock: an offer is only ever made
+// there.
+func (s *Service) unchanged(ctx context.Context, req *omaha.Request, a *store.App, app *omaha.AppRequest, ip string, now time.Time) (*omaha.AppResponse, string, bool, error) {
+	in, err := s.Store.Instance(ctx, a.ID, app.MachineID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, "", false, nil
+	}
+	if err != nil {
+		return nil, "", false, err
+	}
+	g, err := s.Store.GroupByTrack(ctx, a.ID, app.Track)
+	if err != nil {
+		return nil, "", false, err
+	}
+	res := s.LastCheckResolution
+	if res <= 0 {
+		res = time.Minute
+	}
+	groupID := ""
+	if g != nil {
+		groupID = g.ID
+	}
+	same := func(said, known string) bool { return said == "" || said == known }
+	if in.GroupID != groupID || in.Track != app.Track || in.IP != ip || in.Version != app.Version || !same(app.Board, in.Board) ||
+		!same(app.MachineAlias, in.Alias) || !same(app.OEM, in.OEM) || !same(app.OEMVersion, in.OEMVersion) || !same(app.AlephVersion, in.AlephVersion) ||
+		now.Before(in.LastCheckAt) || now.Sub(in.LastCheckAt) >= res || (app.Ping == nil && app.UpdateCheck == nil) {
+		return nil, "", false, nil
+	}
+	if g != nil && in.UpdateInProgress && rollout.TimedOut(g.Policy, in.GrantedAt, now) {
+		return nil, "", false, nil
+	}
+	out := &omaha.AppResponse{ID: app.ID, Status: omaha.StatusOK}
+	if app.Ping != nil {
+		out.Ping = &omaha.PingResponse{Status: omaha.StatusOK}
+	}
+	if app.UpdateCheck == nil {
+		return out, ResultEvent, true, nil
+	}
+	hold, result := rollout.ReasonNoGroup, ResultNoUpdate
+	if g != nil {
+		var st rollout.Stats
+		if g.Version != "" && payload.CompareVersions(in.Version, g.Version) < 0 && !g.Paused {
+			if st, err = s.Store.RolloutStats(ctx, g, now); err != nil {
+				return nil, "", false, err
+			}
+		}
+		d := rollout.Decide(g.Rollout(), g.Version, st, in.Rollout(req.InstallSource == omaha.InstallSourceOnDemand), now)
+		if d.Offer || d.Halt != "" {
+			return nil, "", false, nil
+		}
+		hold = d.Hold
+		if hold != rollout.ReasonNone && hold != rollout.ReasonNoPackage {
+			result = ResultHold
+		}
+	}
+	if hold != in.Hold {
+		return nil, "", false, nil
+	}
+	out.UpdateCheck = &omaha.UpdateResponse{Status: omaha.StatusNoUpdate}
+	return out, result, true, nil
 }
 
 // updateResponse offers pkg as update_engine and Cairn's engine read it: the SHA-1 (base64)
@@ -340,6 +425,20 @@ func (s *Service) decide(ctx context.Context, tx *store.Tx, g *store.Group, in *
 		}
 	}
 	d := rollout.Decide(g.Rollout(), g.Version, st, in.Rollout(onDemand), now)
+	if (d.Offer && !d.Again) || d.Halt != "" {
+		// A grant takes a slot of the group, a halt changes it: decide again with the group
+		// locked (PostgreSQL), so that concurrent checks take turns. g is updated in place
+		// for the caller.
+		locked, err := tx.Group(ctx, g.ID)
+		if err != nil {
+			return rollout.Decision{}, err
+		}
+		*g = *locked
+		if st, err = tx.RolloutStats(ctx, g, now); err != nil {
+			return rollout.Decision{}, err
+		}
+		d = rollout.Decide(g.Rollout(), g.Version, st, in.Rollout(onDemand), now)
+	}
 	if d.Halt != "" {
 		if err := halt(ctx, tx, g, d.Halt, now); err != nil {
 			return d, err
@@ -360,11 +459,11 @@ func (s *Service) decide(ctx context.Context, tx *store.Tx, g *store.Group, in *
 			}
 		}
 	}
-	reason := ""
+	detail := ""
 	if d.Hold != rollout.ReasonNone {
-		reason = d.Detail
+		detail = d.Detail
 	}
-	return d, tx.SetHold(ctx, in, reason)
+	return d, tx.SetHold(ctx, in, d.Hold, detail)
 }
 
 // evaluate halts the group if its failures at its version reached the policy's limit.

@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-os/cairn/console/rollout"
 	"github.com/cairn-os/cairn/console/store"
 	"github.com/cairn-os/cairn/internal/disklayout"
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/update-engine/api"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/engine"
@@ -333,15 +334,21 @@ func TestEngine(t *testing.T) {
 	})
 }
 
-// A rollout of 1 canary, then at most 2 in flight, against machines that report at once.
+// A rollout of 1 canary, then at most 2 in flight, against machines that report at once;
+// on SQLite and on PostgreSQL, where concurrent checks are separate transactions.
 func TestCanariesAndLimits(t *testing.T) {
-	c := consoletest.Start(t, consoletest.Options{})
+	t.Run("sqlite", func(t *testing.T) { canariesAndLimits(t, "") })
+	t.Run("postgres", func(t *testing.T) { canariesAndLimits(t, testenv.Postgres(t)) })
+}
+
+func canariesAndLimits(t *testing.T, dsn string) {
+	c := consoletest.Start(t, consoletest.Options{DSN: dsn})
 	p := rollout.DefaultPolicy()
 	p.Canaries, p.MaxInFlight = 1, 2
 	c.Group("stable", p)
 	c.Publish("stable", c.Payload("2.0.0", nil, nil))
 	var ms []*machine
-	for i := range 6 {
+	for i := range 10 {
 		ms = append(ms, newMachine(t, c, fmt.Sprintf("m%d", i), "1.0.0"))
 	}
 	offered := func() []string {
@@ -370,7 +377,7 @@ func TestCanariesAndLimits(t *testing.T) {
 	if got := offered(); strings.Join(got, " ") != "m2 m3" { // m2's grant again, m3 new
 		t.Fatalf("then offered %v", got)
 	}
-	// Concurrent checks never grant more than the limit.
+	// Concurrent checks of six machines never grant more than the limit.
 	ms[2].update("2.0.0")
 	ms[3].update("2.0.0")
 	var wg sync.WaitGroup
@@ -389,8 +396,11 @@ func TestCanariesAndLimits(t *testing.T) {
 	}
 	wg.Wait()
 	sum, _ := c.Store.Summary(context.Background(), c.App.ID)
-	if sum.Groups[0].InFlight > 2 || sum.Groups[0].OnTarget != 4 {
+	if sum.Groups[0].InFlight != 2 || sum.Groups[0].OnTarget != 4 {
 		t.Fatalf("summary %+v", sum.Groups[0])
+	}
+	if len(got) < 2 {
+		t.Fatalf("concurrent checks offered %v", got)
 	}
 }
 
@@ -530,5 +540,67 @@ func TestOtherClients(t *testing.T) {
 		if res.StatusCode != http.StatusBadRequest {
 			t.Errorf("%.20q: %s", bad, res.Status)
 		}
+	}
+}
+
+// A routine check that changes nothing is answered without a write: the last check time is
+// kept to within a minute, and anything new (an attribute, a hold of another kind, an
+// offer) goes to the write path at once.
+func TestRoutineChecksDoNotWrite(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	at := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	c := consoletest.Start(t, consoletest.Options{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+	p := rollout.DefaultPolicy()
+	p.MaxInFlight = 1
+	c.Group("stable", p)
+	c.Publish("stable", c.Payload("2.0.0", nil, nil))
+	a, b := newMachine(t, c, "a", "1.0.0"), newMachine(t, c, "b", "1.0.0")
+	if a.check() != "2.0.0" || b.check() != "" {
+		t.Fatal("the first machine is not the one in flight")
+	}
+	first := c.Instance("b")
+	if first.Hold != rollout.ReasonMaxInFlight || first.LastCheckAt != now {
+		t.Fatalf("held %+v", first)
+	}
+	at(30 * time.Second)
+	if b.check() != "" {
+		t.Fatal("offered")
+	}
+	if in := c.Instance("b"); in.LastCheckAt != first.LastCheckAt {
+		t.Fatalf("a routine check wrote: last check %v", in.LastCheckAt)
+	}
+	// A new alias is written at once.
+	app := &omaha.AppRequest{ID: consoletest.AppID, Version: "1.0.0", Track: "stable", MachineID: "b", MachineAlias: "renamed",
+		UpdateCheck: &omaha.UpdateCheck{}}
+	if _, err := b.c.Do(ctx, &omaha.Request{Protocol: "3.0", Apps: []*omaha.AppRequest{app}}); err != nil {
+		t.Fatal(err)
+	}
+	if in := c.Instance("b"); in.Alias != "renamed" || in.LastCheckAt != now {
+		t.Fatalf("a new alias not written: %+v", in)
+	}
+	// A minute on, the last check is written again.
+	at(61 * time.Second)
+	b.check()
+	if in := c.Instance("b"); in.LastCheckAt != now {
+		t.Fatalf("last check %v after a minute, want %v", in.LastCheckAt, now)
+	}
+	// Paused: another kind of hold, written at once.
+	at(time.Second)
+	if _, err := c.API("POST", "/apps/"+c.App.ID+"/groups/stable/pause", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.check()
+	if in := c.Instance("b"); in.Hold != rollout.ReasonPaused || !strings.Contains(in.HoldReason, "paused by admin") {
+		t.Fatalf("after the pause %+v", in)
+	}
+	// Resumed, and the slot free: an offer, at once.
+	if _, err := c.API("POST", "/apps/"+c.App.ID+"/groups/stable/resume", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.update("2.0.0")
+	if v := b.check(); v != "2.0.0" {
+		t.Fatalf("a free slot: offered %q", v)
 	}
 }

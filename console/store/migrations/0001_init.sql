@@ -78,7 +78,8 @@ CREATE TABLE instances (
 	granted_version     TEXT NOT NULL DEFAULT '',
 	granted_at          BIGINT NOT NULL DEFAULT 0,
 	rolled_back_version TEXT NOT NULL DEFAULT '',
-	hold_reason         TEXT NOT NULL DEFAULT '',
+	hold                TEXT NOT NULL DEFAULT '', -- why the last check got no offer (rollout.Reason)
+	hold_reason         TEXT NOT NULL DEFAULT '', -- the same, for people
 	progress            DOUBLE PRECISION NOT NULL DEFAULT 0,
 	step                TEXT NOT NULL DEFAULT '',
 	created_at          BIGINT NOT NULL,
