@@ -33,10 +33,11 @@ const logsDir = "logs"
 // on its socket (runtime/podapi). It owns the apps' stdio. It is the only writer of the pod
 // manifest, stage1's options and the apps' state records while it runs.
 type sandbox struct {
-	r    *Runner
-	pod  *pod.Pod
-	plan *PodPlan
-	opts *Options
+	r   *Runner
+	pod *pod.Pod
+	// base is the pod's options as the supervisor found them: what no add or remove
+	// changes (overlay, user namespace, seccomp), read without the lock.
+	base *Options
 	log  *slog.Logger
 	out  outputSink
 	// stopTimeout is the pod's --stop-timeout, for a stop or remove that names none.
@@ -45,7 +46,11 @@ type sandbox struct {
 	// would otherwise race to make the pod's cgroup in every hierarchy.
 	startMu sync.Mutex
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// plan is the pod's; its Volumes change with the apps. opts and man are the pod's
+	// options and manifest as on disk, replaced (not changed) by adds and removes.
+	plan    *PodPlan
+	opts    *Options
 	man     *schema.PodManifest
 	apps    map[string]*sandboxApp // apps being added are here, not ready yet
 	closing bool
@@ -112,7 +117,7 @@ func (r *Runner) runSandbox(ctx context.Context, log *slog.Logger, man *schema.P
 	if _, err := r.networksJoined(plan, sel, opts, r.joinNetworks(ctx, plan, sel, opts)); err != nil {
 		return ExitFailure, err
 	}
-	s := &sandbox{r: r, pod: p, plan: plan, opts: opts, log: log, man: man, apps: map[string]*sandboxApp{},
+	s := &sandbox{r: r, pod: p, plan: plan, base: opts, opts: opts, log: log, man: man, apps: map[string]*sandboxApp{},
 		out: newOutputSink(r.Stdout, r.Stderr), stopTimeout: r.StopTimeout}
 	ln, err := podapi.Listen(dir)
 	if err != nil {
@@ -195,7 +200,8 @@ func (s *sandbox) add(req *podapi.AddRequest) (pod.AppRecord, error) {
 			return pod.AppRecord{}, fmt.Errorf("app %s: mount of volume %s: %w: %w", name, m.Volume, ErrNoVolume, podapi.ErrInvalid)
 		}
 	}
-	vols := slices.Clone(s.plan.Volumes)
+	plan := *s.plan
+	plan.Volumes = slices.Clone(s.plan.Volumes)
 	a := &sandboxApp{name: name, exited: make(chan struct{})}
 	s.apps[name] = a
 	s.mu.Unlock()
@@ -207,7 +213,7 @@ func (s *sandbox) add(req *podapi.AddRequest) (pod.AppRecord, error) {
 		s.mu.Unlock()
 		return pod.AppRecord{}, fmt.Errorf("app %s: %w", name, err)
 	}
-	rec, err := s.create(a, req, vols)
+	rec, err := s.create(a, req, plan)
 	if err != nil {
 		return fail(err)
 	}
@@ -252,20 +258,20 @@ func (s *sandbox) write(man *schema.PodManifest, opts *Options) error {
 }
 
 // create makes an added app: its volumes, root, stdio and container, started up to just
-// before its exec, and its record.
-func (s *sandbox) create(a *sandboxApp, req *podapi.AddRequest, vols []types.Volume) (pod.AppRecord, error) {
+// before its exec, and its record. plan is a copy of the pod's, taken when the add began.
+func (s *sandbox) create(a *sandboxApp, req *podapi.AddRequest, plan PodPlan) (pod.AppRecord, error) {
 	dir := s.pod.Path()
 	for _, v := range req.Volumes {
-		mv, err := makeVolume(dir, v, s.opts.PrivateUsers)
+		mv, err := makeVolume(dir, v, s.base.PrivateUsers)
 		if err != nil {
 			return pod.AppRecord{}, err
 		}
 		a.volumes = append(a.volumes, mv)
 	}
-	vols = append(vols, a.volumes...)
+	plan.Volumes = append(plan.Volumes, a.volumes...)
 	a.c = &app{name: a.name, runtime: req.App,
 		image: AppImage{Name: a.name, ImageID: req.Image.ImageID, Layers: req.Image.Layers}}
-	if err := s.r.mountApp(s.plan, s.opts, a.c); err != nil {
+	if err := s.r.mountApp(&plan, s.base, a.c); err != nil {
 		return pod.AppRecord{}, err
 	}
 	stdin := req.Stdin
@@ -282,8 +288,6 @@ func (s *sandbox) create(a *sandboxApp, req *podapi.AddRequest, vols []types.Vol
 		return pod.AppRecord{}, err
 	}
 	a.io = aio
-	plan := *s.plan
-	plan.Volumes = vols
 	s.startMu.Lock()
 	err = s.startContainer(&plan, a, stdin)
 	s.startMu.Unlock()
@@ -315,7 +319,7 @@ func (s *sandbox) create(a *sandboxApp, req *podapi.AddRequest, vols []types.Vol
 // startContainer creates the app's container and starts its process up to just before the
 // exec, on the app's stdio.
 func (s *sandbox) startContainer(plan *PodPlan, a *sandboxApp, stdin podapi.StdinMode) error {
-	proc, err := newContainer(plan, s.opts, a.c)
+	proc, err := newContainer(plan, s.base, a.c)
 	if err != nil {
 		return err
 	}
@@ -554,7 +558,7 @@ func (s *sandbox) takeDown(a *sandboxApp) error {
 			}
 		}
 	}
-	if s.opts.PrivateUsers != nil {
+	if s.base.PrivateUsers != nil {
 		if err := unexposeRoot(s.pod.UUID, a.name); err != nil {
 			errs = append(errs, err)
 		}
