@@ -42,9 +42,11 @@ func Failed(code ErrorCode) *EventRequest {
 }
 
 // RolledBack reports that version never booted to good and the machine is back on the
-// version it had (3/0, error 44, previousversion = the version that failed).
-func RolledBack(version string) *EventRequest {
-	return &EventRequest{Type: EventTypeUpdateComplete, Result: EventResultError, ErrorCode: ErrorCodeRollback, PreviousVersion: version}
+// version it had (3/0, error 44, previousversion = the version that failed), after
+// triesDone boots of it with triesLeft tries left (Cairn's attributes; 0 when unknown).
+func RolledBack(version string, triesDone, triesLeft int) *EventRequest {
+	return &EventRequest{Type: EventTypeUpdateComplete, Result: EventResultError, ErrorCode: ErrorCodeRollback, PreviousVersion: version,
+		TriesDone: Int(triesDone), TriesLeft: Int(triesLeft)}
 }
 
 // Kind is what an event tells about an update, read as Nebraska reads it.
@@ -95,6 +97,9 @@ func (ev *EventRequest) String() string {
 	}
 	if ev.PreviousVersion != "" {
 		s += ", previous version " + ev.PreviousVersion
+	}
+	if ev.TriesDone != 0 || ev.TriesLeft != 0 {
+		s += fmt.Sprintf(", %d boot tries, %d left", int(ev.TriesDone), int(ev.TriesLeft))
 	}
 	return s
 }

@@ -199,7 +199,8 @@ type OS struct {
 
 // AppRequest is a request's <app>. Track is the update group (GROUP in update.conf). The
 // machine's alias, OEM, OEM version and aleph version (the version first installed) are
-// CoreOS update_engine's extensions, which Nebraska shows with the instance.
+// CoreOS update_engine's extensions, which Nebraska shows with the instance; Report is
+// Cairn's (Namespace), which other servers ignore.
 type AppRequest struct {
 	ID           string          `xml:"appid,attr"`
 	Version      string          `xml:"version,attr,omitempty"`
@@ -216,6 +217,7 @@ type AppRequest struct {
 	Ping         *PingRequest    `xml:"ping"`
 	UpdateCheck  *UpdateCheck    `xml:"updatecheck"`
 	Events       []*EventRequest `xml:"event"`
+	Report
 }
 
 // PingRequest is <ping active="1">.
@@ -228,12 +230,16 @@ type UpdateCheck struct {
 	TargetVersionPrefix string `xml:"targetversionprefix,attr,omitempty"`
 }
 
-// EventRequest is a request's <event>.
+// EventRequest is a request's <event>. On a rollback, Cairn's engine adds (in Namespace)
+// the boot tries the failed version had and the tries it had left, from its slot's boot
+// counter.
 type EventRequest struct {
 	Type            EventType   `xml:"eventtype,attr"`
 	Result          EventResult `xml:"eventresult,attr"`
 	ErrorCode       ErrorCode   `xml:"errorcode,attr,omitempty"`
 	PreviousVersion string      `xml:"previousversion,attr,omitempty"`
+	TriesDone       Int         `xml:"https://github.com/cairn-os/cairn triesdone,attr,omitempty"`
+	TriesLeft       Int         `xml:"https://github.com/cairn-os/cairn triesleft,attr,omitempty"`
 }
 
 // Response is an Omaha <response>.

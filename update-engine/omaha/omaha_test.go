@@ -187,6 +187,11 @@ func FuzzParseRequest(f *testing.F) {
 		`alephversion="3374.2.0" machineid="m" machinealias="node" lang="en-US" board="amd64-usr" hardware_class="" delta_okay="false">` +
 		`<ping active="1" a="-1" r="-1"></ping><updatecheck></updatecheck><event eventtype="3" eventresult="2" previousversion="0.0.0.0"></event></app></request>`))
 	f.Add([]byte(`<request protocol="3.0"><app appid="a"><event eventtype="3" eventresult="0" errorcode="2147483692"/></app></request>`))
+	// Cairn's report, under its own prefix and under another.
+	f.Add([]byte(`<request protocol="3.0"><app appid="a" xmlns:cairn="` + Namespace + `" cairn:op="UPDATE_STATUS_DOWNLOADING" cairn:step="download" ` +
+		`cairn:progress="0.42"><pods xmlns="` + Namespace + `" total="2"><pod uuid="u" state="running"><podapp name="n" image="i" state="running"/></pod></pods>` +
+		`<event eventtype="3" eventresult="0" errorcode="44" previousversion="2.0.0" cairn:triesdone="3"/></app></request>`))
+	f.Add([]byte(`<request protocol="3.0"><app appid="a" xmlns:x="` + Namespace + `" x:progress="1"><x:pods total="0"/></app></request>`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := ParseRequest(bytes.NewReader(b))
 		if err != nil {
@@ -383,7 +388,8 @@ func TestEventKinds(t *testing.T) {
 		{&EventRequest{Type: EventTypeUpdateComplete, Result: EventResultSuccessReboot, PreviousVersion: "0.0.0.0"}, KindNone,
 			"update complete, success, rebooted (3/2), previous version 0.0.0.0"},
 		{Failed(ErrorCodePayloadPubKeyVerify), KindError, "error (3/0), error 18 (payload public key verification error)"},
-		{RolledBack("2.0.0"), KindError, "error (3/0), error 44 (rollback), previous version 2.0.0"},
+		{RolledBack("2.0.0", 0, 0), KindError, "error (3/0), error 44 (rollback), previous version 2.0.0"},
+		{RolledBack("2.0.0", 3, 0), KindError, "error (3/0), error 44 (rollback), previous version 2.0.0, 3 boot tries, 0 left"},
 		{Failed(ErrorCodeUpdateIgnoredPerPolicy), KindError, "error (3/0), error 35 (update ignored per policy)"},
 		{&EventRequest{Type: EventTypeUpdateDownloadStarted, Result: EventResultDeferred}, KindNone, "download started, deferred (13/9)"},
 	} {
