@@ -160,7 +160,16 @@ func New(o Options, log *slog.Logger) (*engine.Engine, error) {
 	// apply's own watchdog.
 	transport := &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: time.Minute, IdleConnTimeout: time.Minute}
+	progress := cfg.ProgressInterval
+	if progress == 0 {
+		progress = -1 // PROGRESS_INTERVAL=0: none
+	}
+	var pods func(context.Context) ([]omaha.Pod, error)
+	if len(cfg.PodsCommand) > 0 {
+		pods = engine.CommandPods(cfg.PodsCommand)
+	}
 	return &engine.Engine{
+		ProgressInterval: progress, Pods: pods,
 		Omaha: &omaha.Client{URL: cfg.Server, HTTP: &http.Client{Transport: transport, Timeout: 2 * time.Minute}},
 		Applier: &apply.Applier{Slots: sl, HTTP: &http.Client{Transport: transport}, StateDir: o.StateDir, Keys: keys,
 			Board: cfg.Board, CurrentVersion: version, Tries: o.Tries, Log: log},

@@ -48,6 +48,14 @@ type Engine struct {
 	// blessed good, to report the update complete (default 10 s).
 	BlessPoll time.Duration
 
+	// ProgressInterval is how often, at most, the server is told the step and progress of
+	// an update being downloaded and written (DefaultProgressInterval when 0; never when
+	// negative). Each report is a request of its own.
+	ProgressInterval time.Duration
+	// Pods lists the machine's pods for the report that goes with each update check (nil:
+	// none are reported). CommandPods runs rkt list.
+	Pods func(context.Context) ([]omaha.Pod, error)
+
 	Schedule updateconf.Schedule
 	Now      func() time.Time
 	Rand     func() float64
@@ -143,10 +151,14 @@ func (e *Engine) end() {
 	e.mu.Unlock()
 }
 
-func (e *Engine) request(installSource string, check bool, events ...*omaha.EventRequest) *omaha.Request {
+// Request is an Omaha request as this engine sends it: the machine in the <app> (its
+// application, version, track, ids, alias, OEM and aleph version, board), an update check
+// with a ping when check is set, the events, and Cairn's report (Namespace: what the engine
+// is doing, the pods). The fleet simulator sends what it sends through it.
+func (e *Engine) Request(installSource string, check bool, r omaha.Report, events ...*omaha.EventRequest) *omaha.Request {
 	app := &omaha.AppRequest{ID: e.AppID, Version: e.Version, Track: e.Group, BootID: e.BootID, MachineID: e.MachineID,
 		MachineAlias: e.MachineAlias, OEM: e.OEM, OEMVersion: e.OEMVersion, AlephVersion: e.AlephVersion,
-		Board: e.Board, Lang: "en-US", Events: events}
+		Board: e.Board, Lang: "en-US", Events: events, Report: r}
 	if check {
 		app.Ping = &omaha.PingRequest{Active: 1}
 		app.UpdateCheck = &omaha.UpdateCheck{}
@@ -156,17 +168,18 @@ func (e *Engine) request(installSource string, check bool, events ...*omaha.Even
 		OS: &omaha.OS{Platform: "Cairn", Version: e.Version, ServicePack: e.Version + "_" + e.Board}, Apps: []*omaha.AppRequest{app}}
 }
 
-// event sends one event and logs a failure, as update_engine did: the progress events of an
-// update are best effort, and an update goes on without them.
-func (e *Engine) event(ctx context.Context, ev *omaha.EventRequest) {
-	if err := e.sendEvent(ctx, ev); err != nil {
+// event sends one event with the report r and logs a failure, as update_engine did: the
+// progress events of an update are best effort, and an update goes on without them.
+func (e *Engine) event(ctx context.Context, ev *omaha.EventRequest, r omaha.Report) {
+	if err := e.sendEvent(ctx, ev, r); err != nil {
 		e.log().Warn("sending event", "event", ev.String(), "err", err)
 	}
 }
 
-// sendEvent sends one event, for a caller that must know the server has it.
-func (e *Engine) sendEvent(ctx context.Context, ev *omaha.EventRequest) error {
-	if _, err := e.Omaha.Do(ctx, e.request("", false, ev)); err != nil {
+// sendEvent sends one event with the report r, for a caller that must know the server has
+// it.
+func (e *Engine) sendEvent(ctx context.Context, ev *omaha.EventRequest, r omaha.Report) error {
+	if _, err := e.Omaha.Do(ctx, e.Request("", false, r, ev)); err != nil {
 		return fmt.Errorf("event %s: %w", ev, err)
 	}
 	e.log().Debug("event sent", "event", ev.String())
@@ -176,7 +189,7 @@ func (e *Engine) sendEvent(ctx context.Context, ev *omaha.EventRequest) error {
 // Check asks the server for an update without applying it.
 func (e *Engine) Check(ctx context.Context, installSource string) (*omaha.Update, error) {
 	e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpChecking, "" })
-	resp, err := e.Omaha.Do(ctx, e.request(installSource, true))
+	resp, err := e.Omaha.Do(ctx, e.Request(installSource, true, omaha.Report{Pods: e.pods(ctx)}))
 	now := e.now().Unix()
 	if err != nil {
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastCheckedTime, s.LastError = api.OpIdle, now, err.Error() })
@@ -218,7 +231,7 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 	defer e.attemptMu.Unlock()
 	// While the running version is on trial, the other slot holds the version to fall back
 	// to: no update may overwrite it.
-	p, outcome, err := e.bootOutcome(ctx)
+	p, outcome, _, err := e.bootOutcome(ctx)
 	if err != nil {
 		return api.ResultNoUpdate, err
 	}
@@ -263,7 +276,7 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 			e.log().Warn("not applying the update", "version", u.Version, "reason", why)
 			// The server granted it: tell it the machine declines, as update_engine did, so
 			// that it does not count an update in progress until its timeout.
-			e.event(ctx, omaha.Failed(omaha.ErrorCodeUpdateIgnoredPerPolicy))
+			e.event(ctx, omaha.Failed(omaha.ErrorCodeUpdateIgnoredPerPolicy), omaha.Report{})
 			e.setStatus(func(s *api.Status) {
 				s.CurrentOperation, s.NewVersion, s.NewSize, s.LastError = api.OpIdle, "", 0, why.Error()
 			})
@@ -277,7 +290,7 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpIdle, err.Error() })
 		return api.ResultNoUpdate, err
 	}
-	e.event(ctx, omaha.DownloadStarted())
+	e.event(ctx, omaha.DownloadStarted(), omaha.Report{Operation: api.OpDownloading, Step: "download"})
 	var prog progressState
 	lastTenth := map[string]int64{}
 	onProgress := func(p apply.Progress) {
@@ -291,23 +304,27 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 		var st stepStatus
 		st, prog = statusOf(prog, p)
 		if st.downloadFinished {
-			e.event(ctx, omaha.DownloadFinished())
+			e.event(ctx, omaha.DownloadFinished(), e.report())
 		}
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = st.op, st.progress, st.step })
 	}
-	if _, err := e.Applier.Apply(ctx, apply.RequestFromOmaha(u), apply.Options{Force: force, OnProgress: onProgress}); err != nil {
+	stopReports := e.reportProgress(ctx)
+	_, err = e.Applier.Apply(ctx, apply.RequestFromOmaha(u), apply.Options{Force: force, OnProgress: onProgress})
+	stopReports()
+	if err != nil {
 		code := omaha.ErrorCodeError
 		if se, ok := errors.AsType[*apply.StepError](err); ok {
 			code = se.Code
 		}
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.LastError = api.OpReportingError, err.Error() })
 		if ctx.Err() == nil {
-			e.endAttempt(ctx, omaha.Failed(code))
+			// The step and progress it failed at go with the error.
+			e.endAttempt(ctx, omaha.Failed(code), e.report())
 		}
 		e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = api.OpIdle, 0, "" })
 		return api.ResultNoUpdate, err
 	}
-	e.endAttempt(ctx, omaha.Installed())
+	e.endAttempt(ctx, omaha.Installed(), omaha.Report{Operation: api.OpNeedReboot, Progress: 1})
 	e.setStatus(func(s *api.Status) { s.CurrentOperation, s.Progress, s.Step = api.OpNeedReboot, 1, "" })
 	e.log().Info("update applied; reboot to use it", "version", u.Version)
 	return api.ResultUpdated, nil
@@ -315,8 +332,8 @@ func (e *Engine) Update(ctx context.Context, installSource string, force bool) (
 
 // endAttempt sends the event that ends an attempt and drops the attempt's record once the
 // server has it; until then the record stays, for the next ReportBoot to send again.
-func (e *Engine) endAttempt(ctx context.Context, ev *omaha.EventRequest) {
-	if err := e.sendEvent(ctx, ev); err != nil {
+func (e *Engine) endAttempt(ctx context.Context, ev *omaha.EventRequest, r omaha.Report) {
+	if err := e.sendEvent(ctx, ev, r); err != nil {
 		e.log().Warn("sending event; will be sent again before the next check", "event", ev.String(), "err", err)
 		return
 	}
@@ -363,29 +380,30 @@ const (
 	bootStale                         // a record that matches none of these
 )
 
-// bootOutcome reads the record of an applied update and the slots.
-func (e *Engine) bootOutcome(ctx context.Context) (*apply.Pending, bootOutcome, error) {
+// bootOutcome reads the record of an applied update and the slots, and returns the state
+// of the slot the update went to.
+func (e *Engine) bootOutcome(ctx context.Context) (*apply.Pending, bootOutcome, slots.SlotStatus, error) {
 	p, err := apply.ReadPending(e.Applier.StateDir)
 	if err != nil || p == nil {
-		return nil, bootNoRecord, err
+		return nil, bootNoRecord, slots.SlotStatus{}, err
 	}
 	st, err := e.Slots.Status(ctx)
 	if err != nil {
-		return p, bootNoRecord, fmt.Errorf("slots: %w", err)
+		return p, bootNoRecord, slots.SlotStatus{}, fmt.Errorf("slots: %w", err)
 	}
 	newSlot := st.Slot(p.NewSlot)
 	switch {
 	case st.Active == p.NewSlot && e.Version == p.NewVersion && newSlot.State == slots.StateGood:
-		return p, bootComplete, nil
+		return p, bootComplete, newSlot, nil
 	case st.Active == p.NewSlot && e.Version == p.NewVersion:
 		// Trying, or at its last try (the loader counted it down to 0 as it booted it).
-		return p, bootOnTrial, nil
+		return p, bootOnTrial, newSlot, nil
 	case st.Active == p.PreviousSlot && newSlot.Version == p.NewVersion && newSlot.State == slots.StateBad:
-		return p, bootRolledBack, nil
+		return p, bootRolledBack, newSlot, nil
 	case st.Active == p.PreviousSlot && st.Next == p.NewSlot:
-		return p, bootNeedReboot, nil
+		return p, bootNeedReboot, newSlot, nil
 	}
-	return p, bootStale, nil
+	return p, bootStale, newSlot, nil
 }
 
 // ReportBoot resolves the record of an applied update after a (re)start: booted into the new
@@ -399,7 +417,7 @@ func (e *Engine) bootOutcome(ctx context.Context) (*apply.Pending, bootOutcome, 
 func (e *Engine) ReportBoot(ctx context.Context) error {
 	e.reportMu.Lock()
 	defer e.reportMu.Unlock()
-	p, outcome, err := e.bootOutcome(ctx)
+	p, outcome, newSlot, err := e.bootOutcome(ctx)
 	if err != nil {
 		return err
 	}
@@ -409,8 +427,10 @@ func (e *Engine) ReportBoot(ctx context.Context) error {
 		ev = omaha.Complete(p.PreviousVersion)
 		e.log().Info("running the updated version, blessed good", "version", e.Version, "previous", p.PreviousVersion)
 	case bootRolledBack:
-		ev = omaha.RolledBack(p.NewVersion)
-		e.log().Warn("rolled back: the new version never booted to good", "new", p.NewVersion, "running", e.Version)
+		// The boot counter of the slot it left says how many boots the version had.
+		tries := newSlot.TriesDone
+		ev = omaha.RolledBack(p.NewVersion, tries, newSlot.TriesLeft)
+		e.log().Warn("rolled back: the new version never booted to good", "new", p.NewVersion, "running", e.Version, "boot_tries", tries)
 	case bootOnTrial:
 		return ErrOnTrial
 	case bootNeedReboot:
@@ -424,7 +444,7 @@ func (e *Engine) ReportBoot(ctx context.Context) error {
 		}
 	}
 	if ev != nil {
-		if err := e.sendEvent(ctx, ev); err != nil {
+		if err := e.sendEvent(ctx, ev, omaha.Report{}); err != nil {
 			return err
 		}
 		if err := os.Remove(filepath.Join(e.Applier.StateDir, apply.PendingFile)); err != nil {
@@ -453,15 +473,15 @@ func (e *Engine) settleAttempt(ctx context.Context, applied bool) error {
 	if err != nil || a == nil {
 		return err
 	}
-	ev := omaha.Failed(omaha.ErrorCodeInterrupted)
+	ev, r := omaha.Failed(omaha.ErrorCodeInterrupted), omaha.Report{}
 	switch {
 	case a.Canceled:
 		ev = omaha.Failed(omaha.ErrorCodeUpdateCanceled)
 	case applied:
-		ev = omaha.Installed()
+		ev, r = omaha.Installed(), omaha.Report{Operation: api.OpNeedReboot, Progress: 1}
 	}
 	e.log().Info("reporting how an earlier attempt ended", "version", a.Version, "event", ev.String())
-	if err := e.sendEvent(ctx, ev); err != nil {
+	if err := e.sendEvent(ctx, ev, r); err != nil {
 		return err
 	}
 	return removeAttempt(e.Applier.StateDir)

@@ -213,6 +213,11 @@ func TestRollbackReported(t *testing.T) {
 	if !strings.HasSuffix(reported, "update installed, update complete/error/44/from 2.0.0") {
 		t.Fatalf("events: %s", reported)
 	}
+	// With the boot counter of the slot it fell back from: three tries, none left.
+	reqs := m.sent()
+	if ev := reqs[len(reqs)-1].Apps[0].Events[0]; ev.TriesDone != 3 || ev.TriesLeft != 0 {
+		t.Fatalf("rollback event %+v", ev)
+	}
 	// Offered 2.0.0 again (as Nebraska offers it; the console only to a check asked for on
 	// the machine), the engine does not take it: no update, nothing downloaded, the status says why, and the
 	// server hears that the machine declines it (35), so that it holds no update in progress.

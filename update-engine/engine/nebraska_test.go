@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,7 +54,12 @@ func TestNebraska(t *testing.T) {
 	}
 	testenv.RequireFile(t, bin)
 	pg := postgresBin(t)
-	testenv.InPrivateHost(t, "TestNebraskaInner", "CAIRN_TEST_NEBRASKA="+bin, "CAIRN_TEST_POSTGRES="+pg)
+	out := testenv.InPrivateHost(t, "TestNebraskaInner", "CAIRN_TEST_NEBRASKA="+bin, "CAIRN_TEST_POSTGRES="+pg)
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, "nebraska answered") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
 }
 
 // postgresBin is the directory of Debian's PostgreSQL server programs.
@@ -99,13 +105,31 @@ func TestNebraskaInner(t *testing.T) {
 			pub := newMachine(t)
 			pub.publish("2.0.0", pub.priv)
 			group := neb.offer(t, c.nebApp, c.track, filepath.Join(pub.srv.Dir, "stable", "2.0.0.cairn"), pub.url[:len(pub.url)-len(omahatest.UpdatePath)]+"/payloads/stable/")
+			// Downloads of about a second, with a progress report every 100 ms, and pods with
+			// every check: Cairn's report (omaha.Namespace), which Nebraska must ignore.
+			if st, err := os.Stat(filepath.Join(pub.srv.Dir, "stable", "2.0.0.cairn")); err == nil {
+				pub.srv.SetRate(st.Size())
+			}
+			sent := &recorder{}
 			engine := func(m *machine, id, version string) *Engine {
 				e := m.engine(version)
 				e.Omaha.URL = neb.base + "/v1/update/"
+				e.Omaha.HTTP = &http.Client{Transport: sent}
 				e.AppID, e.Group, e.MachineID = c.appID, c.track, id
 				e.MachineAlias, e.OEM, e.OEMVersion, e.AlephVersion = "alias-"+id, "qemu", "0.3", "0.9.0"
+				e.ProgressInterval = 100 * time.Millisecond
+				e.Pods = func(context.Context) ([]omaha.Pod, error) {
+					return []omaha.Pod{{UUID: "5e0fd2a4-7c43-4d2f-a0a8-2f0c65a0b8a1", State: "running", Apps: []omaha.PodApp{{Name: "web", Image: "example.com/web:1.2", State: "running"}}}}, nil
+				}
 				return e
 			}
+			t.Cleanup(func() {
+				reports, pods, failed := sent.counts()
+				if reports == 0 || pods == 0 || failed != 0 {
+					t.Errorf("nebraska answered %d progress reports and %d checks with pods; %d requests failed", reports, pods, failed)
+				}
+				t.Logf("nebraska answered %d progress reports and %d checks with pods", reports, pods)
+			})
 			ctx := context.Background()
 
 			t.Run("complete", func(t *testing.T) {
@@ -166,6 +190,44 @@ func TestNebraskaInner(t *testing.T) {
 			})
 		})
 	}
+}
+
+// recorder passes requests on and counts what Nebraska answered: progress reports (an <app>
+// with Cairn's report alone), checks that carried pods, and answers other than 200.
+type recorder struct {
+	mu                    sync.Mutex
+	reports, pods, failed int
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	res, err := http.DefaultTransport.RoundTrip(req)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil || res.StatusCode != http.StatusOK {
+		r.failed++
+		return res, err
+	}
+	if or, err := omaha.ParseRequest(bytes.NewReader(body)); err == nil && len(or.Apps) == 1 {
+		a := or.Apps[0]
+		switch {
+		case a.Operation != "" && a.Ping == nil && a.UpdateCheck == nil && len(a.Events) == 0:
+			r.reports++
+		case a.UpdateCheck != nil && a.Pods != nil:
+			r.pods++
+		}
+	}
+	return res, nil
+}
+
+func (r *recorder) counts() (reports, pods, failed int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reports, r.pods, r.failed
 }
 
 // startPostgres runs a PostgreSQL server of the test's own on 127.0.0.1:5432 (the test's

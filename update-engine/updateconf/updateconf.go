@@ -47,6 +47,12 @@ type Config struct {
 	EtcdEndpoints  []string
 	LockGroup      string // LOCKSMITHD_GROUP
 	FleetLockURL   string // FLEETLOCK_URL
+	// PodsCommand (PODS_COMMAND, split at spaces) lists the machine's pods as JSON in rkt
+	// list's format, for the update server; empty: no pods are reported.
+	PodsCommand []string
+	// ProgressInterval (PROGRESS_INTERVAL, a duration of at least 1s, or 0) is how often the
+	// update server is told an update's progress while it is downloaded and written; 0: never.
+	ProgressInterval time.Duration
 	// Raw holds every key read, including the ones above.
 	Raw map[string]string
 }
@@ -59,6 +65,9 @@ var Defaults = map[string]string{
 	"BOARD":           "amd64-usr",
 	"PUBLIC_KEYS":     "/usr/share/cairn/update-keys",
 	"REBOOT_STRATEGY": StrategyBestEffort,
+	// Cairn's report to its console (omaha.Report), which other servers ignore.
+	"PODS_COMMAND":      "rkt list --format=json",
+	"PROGRESS_INTERVAL": "10s",
 }
 
 // Load reads paths in order over the defaults. Missing files are skipped.
@@ -88,7 +97,14 @@ func FromMap(raw map[string]string) (*Config, error) {
 		Group: raw["GROUP"], Server: raw["SERVER"], AppID: raw["APP_ID"], Board: raw["BOARD"],
 		PublicKeys: raw["PUBLIC_KEYS"], RebootStrategy: raw["REBOOT_STRATEGY"],
 		WindowStart: raw["LOCKSMITHD_REBOOT_WINDOW_START"], WindowLength: raw["LOCKSMITHD_REBOOT_WINDOW_LENGTH"],
-		LockGroup: raw["LOCKSMITHD_GROUP"], FleetLockURL: raw["FLEETLOCK_URL"], Raw: raw,
+		LockGroup: raw["LOCKSMITHD_GROUP"], FleetLockURL: raw["FLEETLOCK_URL"], PodsCommand: strings.Fields(raw["PODS_COMMAND"]), Raw: raw,
+	}
+	if v := strings.TrimSpace(raw["PROGRESS_INTERVAL"]); v != "" && v != "0" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return nil, fmt.Errorf("PROGRESS_INTERVAL %q: want a duration of at least 1s (such as 10s), or 0 for no progress reports", v)
+		}
+		c.ProgressInterval = d
 	}
 	if e := raw["LOCKSMITHD_ENDPOINT"]; e != "" {
 		for s := range strings.SplitSeq(e, ",") {

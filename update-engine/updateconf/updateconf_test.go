@@ -3,6 +3,7 @@ package updateconf
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,6 +23,14 @@ func TestLayering(t *testing.T) {
 		c.WindowStart != "Thu 04:00" || c.WindowLength != "1h" || len(c.EtcdEndpoints) != 2 || c.Raw["DOWNLOAD_USER"] != "ignored" {
 		t.Fatalf("%+v", c)
 	}
+	// Cairn's report: rkt's pods, progress every 10 s, unless a file says otherwise.
+	if strings.Join(c.PodsCommand, " ") != "rkt list --format=json" || c.ProgressInterval != 10*time.Second {
+		t.Fatalf("report: %q %s", c.PodsCommand, c.ProgressInterval)
+	}
+	os.WriteFile(cairn, []byte("PODS_COMMAND=\nPROGRESS_INTERVAL=0\n"), 0o644)
+	if c, err = Load([]string{usr, cairn}); err != nil || len(c.PodsCommand) != 0 || c.ProgressInterval != 0 {
+		t.Fatalf("report turned off: %q %s %v", c.PodsCommand, c.ProgressInterval, err)
+	}
 }
 
 func TestBestEffortAndErrors(t *testing.T) {
@@ -38,6 +47,8 @@ func TestBestEffortAndErrors(t *testing.T) {
 		{"SERVER": "x", "LOCKSMITHD_REBOOT_WINDOW_START": "04:00"},
 		{"SERVER": "x", "LOCKSMITHD_REBOOT_WINDOW_START": "04:00", "LOCKSMITHD_REBOOT_WINDOW_LENGTH": "-1h"},
 		{"SERVER": ""},
+		{"SERVER": "x", "PROGRESS_INTERVAL": "100ms"},
+		{"SERVER": "x", "PROGRESS_INTERVAL": "often"},
 	} {
 		if _, err := FromMap(bad); err == nil {
 			t.Errorf("accepted %v", bad)
