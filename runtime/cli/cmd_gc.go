@@ -22,6 +22,9 @@ func gcReport(env *Env, res pod.GCResult, grace time.Duration) {
 	for _, id := range res.Kept {
 		fmt.Fprintf(env.Stderr, "pod %q not removed: still within grace period (%s)\n", id, grace)
 	}
+	for _, id := range res.Owned {
+		fmt.Fprintf(env.Stderr, "pod %q not removed: its owner runs and removes it\n", id)
+	}
 	for _, id := range res.Removed {
 		fmt.Fprintf(env.Stdout, "Garbage collecting pod %q\n", id)
 	}

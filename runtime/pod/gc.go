@@ -34,6 +34,8 @@ type GCResult struct {
 	Marked  []string // moved run -> exited-garbage, or prepare -> garbage
 	Expired []string // prepared pods older than ExpirePrepared, moved to garbage
 	Kept    []string // in exited-garbage, within the grace period
+	// Owned are garbage pods that a running owner (a CRI server) keeps: it removes them.
+	Owned   []string
 	Removed []string
 	Errors  []error
 }
@@ -43,8 +45,8 @@ type GCResult struct {
 // apps alive) is cleaned first, which kills its apps, and then marked like an exited one.
 // Expire: prepared pods older than ExpirePrepared move to garbage/. Sweep: pods in
 // exited-garbage/ whose grace period (since they were marked) is over, and every pod in
-// garbage/, are locked exclusively, cleaned and deleted. Pods locked by someone else are
-// skipped and left for the next pass.
+// garbage/, are locked exclusively, cleaned and deleted. Pods locked by someone else, and
+// pods whose owner runs (AnnotationOwner), are skipped and left for the next pass.
 func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	var res GCResult
 	pods, err := s.List()
@@ -143,6 +145,10 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 				res.Kept = append(res.Kept, p.UUID)
 				continue
 			}
+		}
+		if p.owned() {
+			res.Owned = append(res.Owned, p.UUID)
+			continue
 		}
 		if err := p.Lock(true, false); err != nil {
 			continue

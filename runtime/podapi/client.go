@@ -102,6 +102,11 @@ func (c *Client) Remove(ctx context.Context, app string, timeout *time.Duration)
 	return err
 }
 
+// Update replaces a created or running app's cgroup limits.
+func (c *Client) Update(ctx context.Context, app string, r *Resources) (*AppStatus, error) {
+	return c.app(ctx, &Request{Method: MethodUpdate, App: app, Resources: r})
+}
+
 // Resize sets a tty app's window size.
 func (c *Client) Resize(ctx context.Context, app string, rows, cols uint16) error {
 	_, _, _, err := c.call(ctx, &Request{Method: MethodResize, App: app, Rows: rows, Cols: cols}, false)

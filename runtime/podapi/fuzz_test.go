@@ -16,6 +16,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"method":"attach","app":"web","stdin":true,"stdout":true,"closeStdin":true}`,
 		`{"method":"resize","app":"web","rows":24,"cols":80}`,
 		`{"method":"add","add":{"app":{"name":"web","image":{"id":"sha512-aa"},"app":{"exec":["/bin/sh"],"user":"0","group":"0","isolators":[{"name":"resource/memory","value":{"limit":"16M"}}]},"mounts":[{"volume":"d","path":"/d"}]},"image":{"name":"x","imageID":"sha512-aa","layers":["/l/a","/l/b"]},"volumes":[{"name":"d","kind":"empty"}],"stdin":"tty","logPath":"/var/log/x.log"}}`,
+		`{"method":"add","add":{"app":{"name":"web","image":{"id":"sha512-aa"},"app":{"exec":["sh"],"user":"0","group":"0"}},"image":{"name":"x","imageID":"sha512-aa","layers":["/l/a"]},"linux":{"capabilities":["CAP_CHOWN"],"seccomp":"profile","seccompProfile":{"defaultAction":"SCMP_ACT_ALLOW"},"maskedPaths":[],"devices":[{"hostPath":"/dev/null","path":"/dev/n","permissions":"rw"}],"propagation":{"/d":"rshared"},"oomScoreAdj":-5,"resources":{"cpuShares":512,"memoryLimit":1048576,"cpusetCPUs":"0-1","unified":{"memory.high":"max"}}}}}`,
+		`{"method":"update","app":"web","resources":{"cpuQuota":50000,"cpuPeriod":100000}}`,
 	} {
 		f.Add([]byte(s))
 	}

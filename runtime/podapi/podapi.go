@@ -31,6 +31,7 @@ const (
 	MethodResize     Method = "resize"     // a tty app's window size
 	MethodReopenLogs Method = "reopenLogs" // reopen log files after they were moved
 	MethodStatus     Method = "status"     // the supervisor's view of its apps
+	MethodUpdate     Method = "update"     // change a created or running app's cgroup limits
 )
 
 // StdinMode is what an app's stdin is.
@@ -69,6 +70,8 @@ type AddRequest struct {
 	Volumes []types.Volume    `json:"volumes,omitempty"`
 	Stdin   StdinMode         `json:"stdin,omitempty"`
 	LogPath string            `json:"logPath,omitempty"`
+	// Linux is what the container gets beyond its appc app; nil leaves stage1's defaults.
+	Linux *Linux `json:"linux,omitempty"`
 }
 
 // Request is one request line.
@@ -91,6 +94,8 @@ type Request struct {
 	// Rows and Cols, for resize.
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
+	// Resources, for update, replace the app's cgroup limits.
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 // AppStatus is an app as its supervisor sees it; the same record is in the pod directory

@@ -213,11 +213,21 @@ func (req *Request) Validate() error {
 		if req.Rows == 0 || req.Cols == 0 {
 			return invalid("window size %dx%d", req.Cols, req.Rows)
 		}
+	case MethodUpdate:
+		if req.Resources == nil {
+			return invalid("update without resources")
+		}
+		if err := req.Resources.validate(req.App); err != nil {
+			return err
+		}
 	default:
 		return invalid("unknown method %q", req.Method)
 	}
 	if req.Method != MethodAdd && req.Add != nil {
 		return invalid("%s with an app to add", req.Method)
+	}
+	if req.Method != MethodUpdate && req.Resources != nil {
+		return invalid("%s with resources", req.Method)
 	}
 	if needApp {
 		if err := checkName("app", req.App); err != nil {
@@ -266,6 +276,11 @@ func (a *AddRequest) validate() error {
 	}
 	if a.LogPath != "" {
 		if err := checkPath("log path", a.LogPath); err != nil {
+			return err
+		}
+	}
+	if a.Linux != nil {
+		if err := a.Linux.validate(string(ra.Name)); err != nil {
 			return err
 		}
 	}

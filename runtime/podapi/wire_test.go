@@ -24,6 +24,30 @@ func addRequest() *AddRequest {
 	}
 }
 
+// withLinux is an add request with every Linux setting, changed by fs.
+func withLinux(fs ...func(*Linux)) *Request {
+	a := addRequest()
+	yes, score := true, -500
+	a.Linux = &Linux{
+		Capabilities:        &[]string{"CAP_CHOWN", "CAP_NET_RAW"},
+		AmbientCapabilities: []string{"CAP_NET_RAW"},
+		NoNewPrivileges:     &yes,
+		Seccomp:             SeccompProfile,
+		SeccompProfile:      []byte(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["sethostname"],"action":"SCMP_ACT_ERRNO"}]}`),
+		MaskedPaths:         &[]string{"/proc/kcore"},
+		ReadonlyPaths:       &[]string{},
+		Devices:             []Device{{HostPath: "/dev/null", Path: "/dev/xnull", Permissions: "rw"}},
+		Propagation:         map[string]string{"/data": PropagationSlave},
+		HostPID:             true,
+		OOMScoreAdj:         &score,
+		Resources:           &Resources{CPUShares: 2, CPUQuota: 20000, CPUPeriod: 100000, MemoryLimit: 16 << 20, MemorySwap: -1, CPUSetCPUs: "0", CPUSetMems: "0", PidsLimit: 100},
+	}
+	for _, f := range fs {
+		f(a.Linux)
+	}
+	return &Request{Method: MethodAdd, Add: a}
+}
+
 func TestRequestRoundTrip(t *testing.T) {
 	d := 3 * time.Second
 	for _, req := range []*Request{
@@ -36,6 +60,8 @@ func TestRequestRoundTrip(t *testing.T) {
 		{Method: MethodReopenLogs},
 		{Method: MethodReopenLogs, App: "web"},
 		{Method: MethodStatus},
+		{Method: MethodUpdate, App: "web", Resources: &Resources{CPUShares: 512, MemoryLimit: 64 << 20, CPUSetCPUs: "0,1"}},
+		withLinux(),
 	} {
 		t.Run(string(req.Method), func(t *testing.T) {
 			line, err := EncodeRequest(req)
@@ -65,33 +91,50 @@ func TestRequestRefused(t *testing.T) {
 		return &Request{Method: MethodAdd, Add: a}
 	}
 	for name, req := range map[string]*Request{
-		"unknown method":        {Method: "exec", App: "web"},
-		"no method":             {},
-		"start without app":     {Method: MethodStart},
-		"app is a path":         {Method: MethodStart, App: "../../etc"},
-		"app with a slash":      {Method: MethodStop, App: "a/b"},
-		"upper-case app":        {Method: MethodRemove, App: "Web"},
-		"negative timeout":      {Method: MethodStop, App: "web", Timeout: &neg},
-		"attach to nothing":     {Method: MethodAttach, App: "web"},
-		"zero window":           {Method: MethodResize, App: "web", Rows: 0, Cols: 80},
-		"add without app":       {Method: MethodAdd},
-		"add with app field":    {Method: MethodAdd, App: "web", Add: addRequest()},
-		"start with add":        {Method: MethodStart, App: "web", Add: addRequest()},
-		"no command":            withAdd(func(a *AddRequest) { a.App.App.Exec = nil }),
-		"no app section":        withAdd(func(a *AddRequest) { a.App.App = nil }),
-		"empty command":         withAdd(func(a *AddRequest) { a.App.App.Exec = types.Exec{""} }),
-		"bad app name":          withAdd(func(a *AddRequest) { a.App.Name = "-x" }),
-		"no layers":             withAdd(func(a *AddRequest) { a.Image.Layers = nil }),
-		"relative layer":        withAdd(func(a *AddRequest) { a.Image.Layers = []string{"tree"} }),
-		"layer with colon":      withAdd(func(a *AddRequest) { a.Image.Layers = []string{"/a:/b"} }),
-		"layer with dots":       withAdd(func(a *AddRequest) { a.Image.Layers = []string{"/a/../../b"} }),
-		"stdin mode":            withAdd(func(a *AddRequest) { a.Stdin = "file" }),
-		"relative log":          withAdd(func(a *AddRequest) { a.LogPath = "web.log" }),
-		"volume kind":           withAdd(func(a *AddRequest) { a.Volumes[0].Kind = "nfs" }),
-		"volume twice":          withAdd(func(a *AddRequest) { a.Volumes = append(a.Volumes, a.Volumes[0]) }),
-		"host volume relative":  withAdd(func(a *AddRequest) { a.Volumes[0] = types.Volume{Name: "h", Kind: "host", Source: "tmp"} }),
-		"volume inside a mount": withAdd(func(a *AddRequest) { a.App.Mounts[0].AppVolume = &a.Volumes[0] }),
-		"mount path relative":   withAdd(func(a *AddRequest) { a.App.Mounts[0].Path = "data" }),
+		"unknown method":           {Method: "exec", App: "web"},
+		"no method":                {},
+		"start without app":        {Method: MethodStart},
+		"app is a path":            {Method: MethodStart, App: "../../etc"},
+		"app with a slash":         {Method: MethodStop, App: "a/b"},
+		"upper-case app":           {Method: MethodRemove, App: "Web"},
+		"negative timeout":         {Method: MethodStop, App: "web", Timeout: &neg},
+		"attach to nothing":        {Method: MethodAttach, App: "web"},
+		"zero window":              {Method: MethodResize, App: "web", Rows: 0, Cols: 80},
+		"add without app":          {Method: MethodAdd},
+		"add with app field":       {Method: MethodAdd, App: "web", Add: addRequest()},
+		"start with add":           {Method: MethodStart, App: "web", Add: addRequest()},
+		"no command":               withAdd(func(a *AddRequest) { a.App.App.Exec = nil }),
+		"no app section":           withAdd(func(a *AddRequest) { a.App.App = nil }),
+		"empty command":            withAdd(func(a *AddRequest) { a.App.App.Exec = types.Exec{""} }),
+		"bad app name":             withAdd(func(a *AddRequest) { a.App.Name = "-x" }),
+		"no layers":                withAdd(func(a *AddRequest) { a.Image.Layers = nil }),
+		"relative layer":           withAdd(func(a *AddRequest) { a.Image.Layers = []string{"tree"} }),
+		"layer with colon":         withAdd(func(a *AddRequest) { a.Image.Layers = []string{"/a:/b"} }),
+		"layer with dots":          withAdd(func(a *AddRequest) { a.Image.Layers = []string{"/a/../../b"} }),
+		"stdin mode":               withAdd(func(a *AddRequest) { a.Stdin = "file" }),
+		"relative log":             withAdd(func(a *AddRequest) { a.LogPath = "web.log" }),
+		"volume kind":              withAdd(func(a *AddRequest) { a.Volumes[0].Kind = "nfs" }),
+		"volume twice":             withAdd(func(a *AddRequest) { a.Volumes = append(a.Volumes, a.Volumes[0]) }),
+		"host volume relative":     withAdd(func(a *AddRequest) { a.Volumes[0] = types.Volume{Name: "h", Kind: "host", Source: "tmp"} }),
+		"volume inside a mount":    withAdd(func(a *AddRequest) { a.App.Mounts[0].AppVolume = &a.Volumes[0] }),
+		"mount path relative":      withAdd(func(a *AddRequest) { a.App.Mounts[0].Path = "data" }),
+		"update without resources": {Method: MethodUpdate, App: "web"},
+		"resources on start":       {Method: MethodStart, App: "web", Resources: &Resources{}},
+		"negative memory":          {Method: MethodUpdate, App: "web", Resources: &Resources{MemoryLimit: -1}},
+		"cpu period":               {Method: MethodUpdate, App: "web", Resources: &Resources{CPUPeriod: 10}},
+		"cpuset":                   {Method: MethodUpdate, App: "web", Resources: &Resources{CPUSetCPUs: "0-"}},
+		"unified path":             {Method: MethodUpdate, App: "web", Resources: &Resources{Unified: map[string]string{"../memory.max": "1"}}},
+		"capability name":          withLinux(func(l *Linux) { l.Capabilities = &[]string{"chown"} }),
+		"ambient name":             withLinux(func(l *Linux) { l.AmbientCapabilities = []string{"CAP_x"} }),
+		"seccomp mode":             withLinux(func(l *Linux) { l.Seccomp = "strict" }),
+		"profile without mode":     withLinux(func(l *Linux) { l.Seccomp = SeccompDefault }),
+		"profile not an object":    withLinux(func(l *Linux) { l.SeccompProfile = []byte(`[1]`) }),
+		"masked relative":          withLinux(func(l *Linux) { l.MaskedPaths = &[]string{"proc/kcore"} }),
+		"device host relative":     withLinux(func(l *Linux) { l.Devices[0].HostPath = "dev/null" }),
+		"device permissions":       withLinux(func(l *Linux) { l.Devices[0].Permissions = "x" }),
+		"propagation mode":         withLinux(func(l *Linux) { l.Propagation = map[string]string{"/d": "shared"} }),
+		"propagation path":         withLinux(func(l *Linux) { l.Propagation = map[string]string{"/d/../e": "rslave"} }),
+		"oom score":                withLinux(func(l *Linux) { v := -1001; l.OOMScoreAdj = &v }),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := req.Validate(); !errors.Is(err, ErrInvalid) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -69,6 +71,9 @@ func (h *Host) PrepareApp(ctx context.Context, cfg *Config, man *schema.PodManif
 		return nil, fmt.Errorf("two apps named %q; use --name", name)
 	}
 	ri, ann := RuntimeImage(img)
+	for _, k := range slices.Sorted(maps.Keys(a.Annotations)) {
+		ann.Set(types.ACIdentifier(k), a.Annotations[k])
+	}
 	ra := schema.RuntimeApp{Name: name, Image: ri, App: app, Mounts: mounts, Annotations: ann, ReadOnlyRootFS: readOnly}
 	return h.finishApp(img, ra, man.Volumes)
 }

@@ -38,6 +38,10 @@ type SandboxConfig struct {
 	// from each hierarchy's root, or relative to the supervisor's cgroup; "" is beside the
 	// supervisor, as for rkt run.
 	CgroupParent string
+	// HostIPC shares the host's IPC namespace with the pod (a CRI pod's ipc NODE).
+	HostIPC bool
+	// Sysctls are set in the pod's own namespaces: namespaced ones only.
+	Sysctls      map[string]string
 	UUIDFileSave string
 }
 
@@ -146,7 +150,7 @@ func (h *Host) PrepareSandbox(ctx context.Context, cfg *SandboxConfig) (*pod.Pod
 		HostsEntries: cfg.HostsEntries,
 		NetConfDirs:  h.NetConfDirs, NetPluginDirs: h.NetPluginDirs,
 		NoOverlay: cfg.NoOverlay, InsecureSeccomp: cfg.InsecureSeccomp,
-		Sandbox: true, CgroupParent: cfg.CgroupParent,
+		Sandbox: true, CgroupParent: cfg.CgroupParent, HostIPC: cfg.HostIPC, Sysctls: cfg.Sysctls,
 	}
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -220,6 +224,9 @@ type AppConfig struct {
 	Stdin   podapi.StdinMode
 	// LogPath is where the app's log goes; "" is <pod>/logs/<app>.log.
 	LogPath string
+	// Linux is what the app's container gets beyond its appc app (a CRI container's
+	// security context, devices, mount propagation, cgroup limits); nil for stage1's defaults.
+	Linux *podapi.Linux
 }
 
 // Validate checks the app's settings on their own.
@@ -293,6 +300,7 @@ func (h *Host) AddApp(ctx context.Context, ref string, cfg *AppConfig) (*podapi.
 		Volumes: append(vols, pa.Volumes...),
 		Stdin:   cfg.Stdin,
 		LogPath: cfg.LogPath,
+		Linux:   cfg.Linux,
 	}
 	st, err := c.Add(ctx, req)
 	if err != nil {

@@ -101,6 +101,17 @@ func TestSandboxConfigRefused(t *testing.T) {
 			t.Errorf("%s accepted", name)
 		}
 	}
+	h := testHost(t)
+	for name, cfg := range map[string]SandboxConfig{
+		"host sysctl":              {Network: Network{Net: []string{"none"}}, Sysctls: map[string]string{"vm.swappiness": "1"}},
+		"net sysctl on host net":   {Network: Network{Net: []string{"host"}}, Sysctls: map[string]string{"net.core.somaxconn": "1"}},
+		"ipc sysctl with host ipc": {Network: Network{Net: []string{"none"}}, HostIPC: true, Sysctls: map[string]string{"kernel.shmmax": "1"}},
+	} {
+		if p, err := h.PrepareSandbox(context.Background(), &cfg); err == nil {
+			p.Close()
+			t.Errorf("%s accepted", name)
+		}
+	}
 	for name, c := range map[string]AppConfig{
 		"no image":       {},
 		"stdin mode":     {App: App{Image: "sh"}, Stdin: "file"},
@@ -108,6 +119,8 @@ func TestSandboxConfigRefused(t *testing.T) {
 		"host volume":    {App: App{Image: "sh"}, Volumes: []types.Volume{{Name: "v", Kind: "host", Source: "tmp"}}},
 		"volume twice":   {App: App{Image: "sh"}, Volumes: []types.Volume{{Name: "v", Kind: "empty"}, {Name: "v", Kind: "empty"}}},
 		"kind of volume": {App: App{Image: "sh"}, Volumes: []types.Volume{{Name: "v", Kind: "nfs"}}},
+		"annotation":     {App: App{Image: "sh", Annotations: map[string]string{"Not An Identifier": "x"}}},
+		"image id":       {App: App{Image: "sh", Annotations: map[string]string{stage1.AnnotationImageID: "x"}}},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("app %s accepted", name)
@@ -123,7 +136,7 @@ func TestPrepareSandboxAndAddApp(t *testing.T) {
 	p, err := h.PrepareSandbox(ctx, &SandboxConfig{
 		Network: Network{Net: []string{"none"}}, Ports: nil,
 		Annotations: map[string]string{"example.com/owner": "ci"}, UserLabels: map[string]string{"tier": "1"},
-		CgroupParent: "/kubepods/pod1",
+		CgroupParent: "/kubepods/pod1", HostIPC: true, Sysctls: map[string]string{"net.ipv4.ip_forward": "1"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +153,8 @@ func TestPrepareSandboxAndAddApp(t *testing.T) {
 		t.Fatalf("annotations %v", man.Annotations)
 	}
 	opts, err := stage1.ReadOptions(p.Path())
-	if err != nil || !opts.Sandbox || opts.CgroupParent != "/kubepods/pod1" || len(opts.Apps) != 0 {
+	if err != nil || !opts.Sandbox || opts.CgroupParent != "/kubepods/pod1" || len(opts.Apps) != 0 ||
+		!opts.HostIPC || opts.Sysctls["net.ipv4.ip_forward"] != "1" {
 		t.Fatalf("options %+v %v", opts, err)
 	}
 	if _, err := h.AddApp(ctx, p.UUID, &AppConfig{App: App{Image: "sh"}}); err == nil || !strings.Contains(err.Error(), "not running") {
@@ -173,9 +187,11 @@ func TestPrepareSandboxAndAddApp(t *testing.T) {
 		podapi.WriteReply(conn, &podapi.Reply{App: &podapi.AppStatus{Name: string(req.Add.App.Name), State: podapi.AppCreated}})
 	}()
 	st, err := h.AddApp(ctx, p.UUID[:8], &AppConfig{
-		App:     App{Image: "sh", Name: "web", Args: []string{"-c", "cat"}, Mounts: []schema.Mount{{Volume: "scratch", Path: "/scratch"}}},
+		App: App{Image: "sh", Name: "web", Args: []string{"-c", "cat"}, Mounts: []schema.Mount{{Volume: "scratch", Path: "/scratch"}},
+			Annotations: map[string]string{"example.com/container": "c1"}},
 		Volumes: []types.Volume{{Name: "scratch", Kind: "empty"}},
 		Stdin:   podapi.StdinStream, LogPath: "/var/log/pods/web.log",
+		Linux: &podapi.Linux{HostPID: true},
 	})
 	if err != nil || st.Name != "web" || st.State != podapi.AppCreated {
 		t.Fatalf("add: %+v %v", st, err)
@@ -184,6 +200,9 @@ func TestPrepareSandboxAndAddApp(t *testing.T) {
 	a := req.Add
 	if !reflect.DeepEqual([]string(a.App.App.Exec), []string{"/bin/sh", "-c", "cat"}) || a.Stdin != podapi.StdinStream || a.LogPath != "/var/log/pods/web.log" {
 		t.Fatalf("add request %+v", a)
+	}
+	if v, _ := a.App.Annotations.Get("example.com/container"); v != "c1" || a.Linux == nil || !a.Linux.HostPID {
+		t.Fatalf("annotations %v, linux %+v", a.App.Annotations, a.Linux)
 	}
 	if len(a.Image.Layers) != 1 || a.Image.ImageID != "sha512-"+strings.Repeat("ab", 64) {
 		t.Fatalf("image %+v", a.Image)

@@ -129,6 +129,9 @@ type App struct {
 	// UserAnnotations and UserLabels, when not nil, replace the image's.
 	UserAnnotations map[string]string
 	UserLabels      map[string]string
+	// Annotations are the app's in the pod manifest (names are appc identifiers), beside
+	// the one that keeps its image's store ID.
+	Annotations map[string]string
 
 	Memory     string
 	CPU        string

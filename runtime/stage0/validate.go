@@ -134,6 +134,14 @@ func (a *App) Validate() error {
 	if err := checkKeys("--user-label", a.UserLabels); err != nil {
 		return fmt.Errorf("image %s: %w", a.Image, err)
 	}
+	for k := range a.Annotations {
+		if _, err := types.NewACIdentifier(k); err != nil {
+			return fmt.Errorf("image %s: annotation %s: %w", a.Image, k, err)
+		}
+		if k == stage1.AnnotationImageID {
+			return fmt.Errorf("image %s: annotation %s is the runtime's", a.Image, k)
+		}
+	}
 	if err := checkIsolatorFlags(a.Memory, a.CPU, a.CapsRetain, a.CapsRemove, a.Seccomp); err != nil {
 		return fmt.Errorf("image %s: %w", a.Image, err)
 	}

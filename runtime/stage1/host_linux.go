@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,7 +35,8 @@ var nsKinds = []struct {
 // nsfs file under <pod>/ns, so that apps can join them and they outlive any one app. It runs
 // on a locked thread that is never unlocked: the thread, now in other namespaces, exits with
 // its goroutine instead of going back to the Go scheduler.
-func createSandbox(podDir, hostname string, privateNet bool) (map[string]string, error) {
+// The namespaced sysctls (Options.Sysctls) are written there, as the sandbox's own.
+func createSandbox(podDir, hostname string, privateNet, privateIPC bool, sysctls map[string]string) (map[string]string, error) {
 	dir := filepath.Join(podDir, nsDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -41,7 +44,7 @@ func createSandbox(podDir, hostname string, privateNet bool) (map[string]string,
 	paths := map[string]string{}
 	flags := 0
 	for _, k := range nsKinds {
-		if k.name == "net" && !privateNet {
+		if k.name == "net" && !privateNet || k.name == "ipc" && !privateIPC {
 			continue
 		}
 		flags |= k.flag
@@ -78,6 +81,13 @@ func createSandbox(podDir, hostname string, privateNet bool) (map[string]string,
 			// The sysctl is this thread's network namespace's.
 			if err := os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647"), 0); err != nil {
 				errc <- fmt.Errorf("ping_group_range: %w", err)
+				return
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(sysctls)) {
+			// The thread's namespaces are the sandbox's; /proc/sys shows them.
+			if err := os.WriteFile(SysctlPath(k), []byte(sysctls[k]), 0); err != nil {
+				errc <- fmt.Errorf("sysctl %s=%s: %w", k, sysctls[k], err)
 				return
 			}
 		}

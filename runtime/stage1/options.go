@@ -56,6 +56,11 @@ type Options struct {
 	// CgroupParent, for a sandbox, is where its cgroup goes (PlanCgroupsIn); "" is under
 	// the supervisor's own cgroup.
 	CgroupParent string `json:"cgroupParent,omitempty"`
+	// HostIPC gives the pod the host's IPC namespace instead of one of its own.
+	HostIPC bool `json:"hostIPC,omitempty"`
+	// Sysctls are set in the pod's own namespaces when they are made: namespaced ones only
+	// (CheckSysctl), as a CRI sandbox asks for them.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// Apps lists each app's image trees, in pod manifest order.
 	Apps []AppImage `json:"apps"`
 }
@@ -106,6 +111,11 @@ func (o *Options) Validate() error {
 	}
 	if err := CheckCgroupParent(o.CgroupParent); err != nil {
 		return fmt.Errorf("--cgroup-parent: %w", err)
+	}
+	for k, v := range o.Sysctls {
+		if err := CheckSysctl(k, v, sel.Mode != network.Host, !o.HostIPC); err != nil {
+			return err
+		}
 	}
 	if o.Hostname != "" && (len(o.Hostname) > 64 || strings.ContainsAny(o.Hostname, " /\n\t\x00")) {
 		return fmt.Errorf("--hostname %q: not a valid host name", o.Hostname)

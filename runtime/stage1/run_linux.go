@@ -304,13 +304,13 @@ func (r *Runner) preparePod(dir string, man *schema.PodManifest, opts *Options) 
 	if err != nil {
 		return nil, err
 	}
-	ns, err := createSandbox(dir, hostname, sel.Mode != network.Host)
+	ns, err := createSandbox(dir, hostname, sel.Mode != network.Host, !opts.HostIPC, opts.Sysctls)
 	if err != nil {
 		return nil, err
 	}
 	plan := &PodPlan{
 		UUID: r.Pod.UUID, Dir: dir, Hostname: hostname,
-		NetNS: ns["net"], IPCNS: ns["ipc"], UTSNS: ns["uts"],
+		NetNS: ns["net"], IPCNS: ns["ipc"], UTSNS: ns["uts"], HostIPC: opts.HostIPC,
 		Terminal: opts.Interactive, PrivateUsers: opts.PrivateUsers,
 	}
 	if plan.PrivateUsers != nil {
@@ -531,7 +531,7 @@ func newContainer(plan *PodPlan, opts *Options, a *app) (*libcontainer.Process, 
 	}
 	if opts.InsecureSeccomp {
 		spec.Linux.Seccomp = nil
-	} else if !seccomp.Enabled {
+	} else if spec.Linux.Seccomp != nil && !seccomp.Enabled {
 		return nil, ErrNoSeccomp
 	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: a.name, Spec: spec})

@@ -274,6 +274,12 @@ func (s *sandbox) create(a *sandboxApp, req *podapi.AddRequest, plan PodPlan) (p
 	if err := s.r.mountApp(&plan, s.base, a.c); err != nil {
 		return pod.AppRecord{}, err
 	}
+	a.c.plan.Linux = req.Linux
+	devs, err := ResolveDevices(req.Linux)
+	if err != nil {
+		return pod.AppRecord{}, err
+	}
+	a.c.plan.Devices = devs
 	stdin := req.Stdin
 	if stdin == "" {
 		stdin = podapi.StdinNull
@@ -424,6 +430,27 @@ func (s *sandbox) start(name string) (pod.AppRecord, error) {
 		return a.rec, err
 	}
 	return a.rec, nil
+}
+
+// update replaces a created or running app's cgroup limits (the CRI's
+// UpdateContainerResources): what r sets replaces the container's, the rest stays.
+func (s *sandbox) update(name string, r *podapi.Resources) (pod.AppRecord, error) {
+	a, err := s.get(name)
+	if err != nil {
+		return pod.AppRecord{}, err
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	if a.removed || a.c.container == nil {
+		return pod.AppRecord{}, fmt.Errorf("app %s: %w", name, podapi.ErrNotFound)
+	}
+	if st := a.record().State; st == pod.AppExited {
+		return a.record(), fmt.Errorf("app %s: %w: it has exited", name, podapi.ErrState)
+	}
+	if err := setResources(a.c.container, r); err != nil {
+		return a.record(), fmt.Errorf("app %s: %w", name, err)
+	}
+	return a.record(), nil
 }
 
 // stop stops a running app: SIGTERM, then SIGKILL after timeout.

@@ -92,6 +92,13 @@ func (s *sandbox) do(req *podapi.Request) (*podapi.Reply, error) {
 		}
 		st := appStatus(rec)
 		return &podapi.Reply{App: &st}, nil
+	case podapi.MethodUpdate:
+		rec, err := s.update(req.App, req.Resources)
+		if err != nil {
+			return nil, err
+		}
+		st := appStatus(rec)
+		return &podapi.Reply{App: &st}, nil
 	case podapi.MethodRemove:
 		return &podapi.Reply{}, s.remove(req.App, timeout)
 	case podapi.MethodResize:

@@ -12,6 +12,8 @@ import (
 	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cairn-os/cairn/runtime/podapi"
 )
 
 // DefaultCapabilities is runc's default set (runc spec): a process in a Cairn app starts with
@@ -33,7 +35,8 @@ type PodPlan struct {
 	UUID     string
 	Dir      string // the pod directory (in the run phase)
 	Hostname string
-	// Namespace files of the pod sandbox that every app joins. NetNS is empty with --net=host.
+	// Namespace files of the pod sandbox that every app joins. NetNS is empty with --net=host,
+	// IPCNS with HostIPC.
 	NetNS, IPCNS, UTSNS string
 	Volumes             []types.Volume // pod volumes; an empty volume's Source is set to its host dir
 	EtcHosts            string         // host path of the pod's /etc/hosts, if any
@@ -44,6 +47,8 @@ type PodPlan struct {
 	// CgroupParent is the pod's cgroup as libcontainer takes it (CgroupPlan.Parent); apps go
 	// to CgroupParent/<app>. Empty means CgroupParent(UUID), relative.
 	CgroupParent string
+	// HostIPC: the apps share the host's IPC namespace.
+	HostIPC bool
 }
 
 // CgroupParent is the name of the pod's cgroup, rkt-<uuid>. As a relative path (v1),
@@ -66,6 +71,10 @@ type AppPlan struct {
 	AdditionalGIDs []uint32
 	// Terminal runs the app on a pty of its own (a sandbox's app added with a tty).
 	Terminal bool
+	// Linux is what the app's container gets beyond its appc app (a sandbox's app added by
+	// a CRI server), with Devices the host devices it names, resolved (ResolveDevices).
+	Linux   *podapi.Linux
+	Devices []specs.LinuxDevice
 }
 
 // Spec builds the OCI runtime spec of one app: its own mount and PID namespaces and root, the
@@ -113,12 +122,11 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns := []specs.LinuxNamespace{
-		{Type: specs.MountNamespace},
-		{Type: specs.PIDNamespace},
-		{Type: specs.IPCNamespace, Path: pod.IPCNS},
-		{Type: specs.UTSNamespace, Path: pod.UTSNS},
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.PIDNamespace}}
+	if !pod.HostIPC {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: pod.IPCNS})
 	}
+	ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace, Path: pod.UTSNS})
 	if pod.NetNS != "" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: pod.NetNS})
 	}
@@ -159,6 +167,9 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 			UIDMappings:   uidMap,
 			GIDMappings:   uidMap,
 		},
+	}
+	if err := applyLinux(s, app.Linux, app.Devices); err != nil {
+		return nil, fmt.Errorf("app %s: %w", ra.Name, err)
 	}
 	return s, nil
 }
