@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/console/rollout"
+	"github.com/cairn-os/cairn/update-engine/omaha"
 )
 
 // Instance is one machine running one application.
@@ -34,17 +36,37 @@ type Instance struct {
 	// GrantedVersion and GrantedAt are its last update's (Nebraska's last update version).
 	GrantedVersion string    `json:"granted_version,omitempty"`
 	GrantedAt      time.Time `json:"granted_at"`
-	// RolledBackVersion is the version it last reported rolling back from (error 44).
-	RolledBackVersion string `json:"rolled_back_version,omitempty"`
+	// RolledBackVersion is the version it last reported rolling back from (error 44), at
+	// RolledBackAt; RollbackTries and RollbackTriesLeft are the boot tries the version had
+	// and had left, as its rollback report said (Cairn's engine; 0 when not said).
+	RolledBackVersion string    `json:"rolled_back_version,omitempty"`
+	RolledBackAt      time.Time `json:"rolled_back_at"`
+	RollbackTries     int       `json:"rollback_tries,omitempty"`
+	RollbackTriesLeft int       `json:"rollback_tries_left,omitempty"`
 	// Hold and HoldReason say why its last check was not offered its group's version
 	// (rollout's reason, and the same in words for people).
 	Hold       rollout.Reason `json:"hold,omitempty"`
 	HoldReason string         `json:"hold_reason,omitempty"`
-	// Progress (0 to 1) and Step, when the machine reports them.
-	Progress    float64   `json:"progress"`
-	Step        string    `json:"step,omitempty"`
+	// Operation (the engine's CURRENT_OP, e.g. UPDATE_STATUS_DOWNLOADING), Step (apply's step,
+	// e.g. write-usr) and Progress (0 to 1, of the operation) are what the machine last
+	// reported of the update it runs (Cairn's engine: omaha.Report), at ProgressAt. An update
+	// check without them, a completion and a new grant clear them; an error keeps them, to
+	// say where the update failed.
+	Operation  string    `json:"operation,omitempty"`
+	Step       string    `json:"step,omitempty"`
+	Progress   float64   `json:"progress"`
+	ProgressAt time.Time `json:"progress_at"`
+	// Pods are the machine's pods as its update checks last listed them (at most
+	// omaha.MaxPods, running ones first), PodsTotal how many it has; PodsAt is when the list
+	// last changed (the last check says it still holds). None: it never reported pods.
+	Pods      []omaha.Pod `json:"pods,omitempty"`
+	PodsTotal int         `json:"pods_total"`
+	PodsAt    time.Time   `json:"pods_at"`
+
 	CreatedAt   time.Time `json:"created_at"`
 	LastCheckAt time.Time `json:"last_check_at"`
+
+	pods string // the list as stored, to tell a report that changes it
 }
 
 // Rollout is the instance as rollout.Decide reads it.
@@ -54,17 +76,25 @@ func (in *Instance) Rollout(onDemand bool) rollout.Instance {
 }
 
 const instanceCols = `app_id, id, COALESCE(group_id, ''), track, alias, ip, version, board, oem, oem_version, aleph_version, status, status_at,
-	error_code, update_in_progress, granted_version, granted_at, rolled_back_version, hold, hold_reason, progress, step, created_at, last_check_at`
+	error_code, update_in_progress, granted_version, granted_at, rolled_back_version, hold, hold_reason, progress, step, created_at, last_check_at,
+	operation, progress_at, pods, pods_total, pods_at, rolled_back_at, rollback_tries, rollback_tries_left`
 
 func scanInstance(sc interface{ Scan(...any) error }) (*Instance, error) {
 	var in Instance
-	var statusAt, grantedAt, created, lastCheck int64
+	var statusAt, grantedAt, created, lastCheck, progressAt, podsAt, rolledBackAt int64
 	if err := sc.Scan(&in.AppID, &in.ID, &in.GroupID, &in.Track, &in.Alias, &in.IP, &in.Version, &in.Board, &in.OEM, &in.OEMVersion,
 		&in.AlephVersion, &in.Status, &statusAt, &in.ErrorCode, &in.UpdateInProgress, &in.GrantedVersion, &grantedAt,
-		&in.RolledBackVersion, &in.Hold, &in.HoldReason, &in.Progress, &in.Step, &created, &lastCheck); err != nil {
+		&in.RolledBackVersion, &in.Hold, &in.HoldReason, &in.Progress, &in.Step, &created, &lastCheck,
+		&in.Operation, &progressAt, &in.pods, &in.PodsTotal, &podsAt, &rolledBackAt, &in.RollbackTries, &in.RollbackTriesLeft); err != nil {
 		return nil, err
 	}
 	in.StatusAt, in.GrantedAt, in.CreatedAt, in.LastCheckAt = fromMicros(statusAt), fromMicros(grantedAt), fromMicros(created), fromMicros(lastCheck)
+	in.ProgressAt, in.PodsAt, in.RolledBackAt = fromMicros(progressAt), fromMicros(podsAt), fromMicros(rolledBackAt)
+	if in.pods != "" {
+		if err := json.Unmarshal([]byte(in.pods), &in.Pods); err != nil {
+			return nil, fmt.Errorf("instance %s: pods: %w", in.ID, err)
+		}
+	}
 	return &in, nil
 }
 
@@ -118,23 +148,77 @@ func (t *Tx) SetStatus(ctx context.Context, in *Instance, status rollout.Status,
 	return t.addHistory(ctx, in, status, in.GrantedVersion, code, at)
 }
 
-// SetRolledBack records the version the instance rolled back from.
-func (t *Tx) SetRolledBack(ctx context.Context, in *Instance, version string) error {
-	_, err := t.exec(ctx, `UPDATE instances SET rolled_back_version = ? WHERE app_id = ? AND id = ?`, version, in.AppID, in.ID)
-	in.RolledBackVersion = version
-	return err
+// SetRolledBack records the version the instance rolled back from, when, and the boot
+// tries the version had and had left (0 when the report did not say).
+func (t *Tx) SetRolledBack(ctx context.Context, in *Instance, version string, tries, triesLeft int, at time.Time) error {
+	if _, err := t.exec(ctx, `UPDATE instances SET rolled_back_version = ?, rolled_back_at = ?, rollback_tries = ?, rollback_tries_left = ?
+		WHERE app_id = ? AND id = ?`, version, micros(at), tries, triesLeft, in.AppID, in.ID); err != nil {
+		return fmt.Errorf("instance %s: rollback: %w", in.ID, err)
+	}
+	in.RolledBackVersion, in.RolledBackAt, in.RollbackTries, in.RollbackTriesLeft = version, at, tries, triesLeft
+	return nil
+}
+
+// SetReport records the operation, step and progress the instance reports of its update
+// ("", "", 0 clear them), when they changed.
+func (t *Tx) SetReport(ctx context.Context, in *Instance, operation, step string, progress float64, at time.Time) error {
+	if in.Operation == operation && in.Step == step && in.Progress == progress {
+		return nil
+	}
+	if _, err := t.exec(ctx, `UPDATE instances SET operation = ?, step = ?, progress = ?, progress_at = ? WHERE app_id = ? AND id = ?`,
+		operation, step, progress, micros(at), in.AppID, in.ID); err != nil {
+		return fmt.Errorf("instance %s: progress: %w", in.ID, err)
+	}
+	in.Operation, in.Step, in.Progress, in.ProgressAt = operation, step, progress, at
+	return nil
+}
+
+// PodsChanged reports whether pods (a list as the machine sent it) differs from the
+// instance's.
+func (in *Instance) PodsChanged(pods *omaha.Pods) bool {
+	b := pods.Bound()
+	return podsJSON(b) != in.pods || int(b.Total) != in.PodsTotal
+}
+
+// podsJSON is how a bounded list is stored: the same list, the same text.
+func podsJSON(p *omaha.Pods) string {
+	if len(p.Pods) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(p.Pods) // strings and slices only
+	return string(b)
+}
+
+// SetPods records the instance's pods as it reported them, bounded (omaha.Pods.Bound), when
+// they changed.
+func (t *Tx) SetPods(ctx context.Context, in *Instance, pods *omaha.Pods, at time.Time) error {
+	if !in.PodsChanged(pods) {
+		return nil
+	}
+	b := pods.Bound()
+	js := podsJSON(b)
+	if _, err := t.exec(ctx, `UPDATE instances SET pods = ?, pods_total = ?, pods_at = ? WHERE app_id = ? AND id = ?`,
+		js, int(b.Total), micros(at), in.AppID, in.ID); err != nil {
+		return fmt.Errorf("instance %s: pods: %w", in.ID, err)
+	}
+	in.pods, in.Pods, in.PodsTotal, in.PodsAt = js, b.Pods, int(b.Total), at
+	if in.Pods == nil {
+		in.Pods = []omaha.Pod{}
+	}
+	return nil
 }
 
 // Grant records that the instance was offered version: status granted, in progress, its
 // grant time; and the reason it was held, if any, is gone.
 func (t *Tx) Grant(ctx context.Context, in *Instance, version string, at time.Time) error {
 	if _, err := t.exec(ctx, `UPDATE instances SET status = ?, status_at = ?, error_code = 0, update_in_progress = ?, granted_version = ?,
-		granted_at = ?, hold = '', hold_reason = '', progress = 0, step = '' WHERE app_id = ? AND id = ?`,
+		granted_at = ?, hold = '', hold_reason = '', operation = '', progress = 0, step = '' WHERE app_id = ? AND id = ?`,
 		rollout.StatusGranted, micros(at), true, version, micros(at), in.AppID, in.ID); err != nil {
 		return fmt.Errorf("instance %s: grant %s: %w", in.ID, version, err)
 	}
 	in.Status, in.StatusAt, in.ErrorCode, in.UpdateInProgress, in.GrantedVersion, in.GrantedAt, in.Hold, in.HoldReason =
 		rollout.StatusGranted, at, 0, true, version, at, rollout.ReasonNone, ""
+	in.Operation, in.Progress, in.Step = "", 0, ""
 	return t.addHistory(ctx, in, rollout.StatusGranted, version, 0, at)
 }
 
@@ -161,7 +245,8 @@ func (t *Tx) addHistory(ctx context.Context, in *Instance, status rollout.Status
 // SetProgress records the step and progress an instance reports of its update.
 func (s *Store) SetProgress(ctx context.Context, appID, id, step string, progress float64) error {
 	return s.Write(ctx, func(tx *Tx) error {
-		res, err := tx.exec(ctx, `UPDATE instances SET step = ?, progress = ? WHERE app_id = ? AND id = ?`, step, progress, appID, id)
+		res, err := tx.exec(ctx, `UPDATE instances SET step = ?, progress = ?, progress_at = ? WHERE app_id = ? AND id = ?`,
+			step, progress, micros(tx.Now()), appID, id)
 		if err != nil {
 			return err
 		}

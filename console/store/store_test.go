@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,6 +27,7 @@ var suite = []struct {
 	{"packages and channels", testPackagesChannels},
 	{"groups", testGroups},
 	{"check-ins and events", testCheckIns},
+	{"reports: progress and pods", testReports},
 	{"rollout stats", testRolloutStats},
 	{"instances list", testInstancesList},
 	{"activity and audit", testActivity},
@@ -342,7 +344,7 @@ func testCheckIns(t *testing.T, s *Store) {
 			Result: omaha.EventResultError, ErrorCode: omaha.ErrorCodeRollback, PreviousVersion: "2.0.0", Version: "1.0.0", CreatedAt: at}); err != nil {
 			return err
 		}
-		if err := tx.SetRolledBack(ctx, in, "2.0.0"); err != nil {
+		if err := tx.SetRolledBack(ctx, in, "2.0.0", 3, 0, at); err != nil {
 			return err
 		}
 		return tx.SetStatus(ctx, in, rollout.StatusError, int(omaha.ErrorCodeRollback), at)
@@ -352,7 +354,7 @@ func testCheckIns(t *testing.T, s *Store) {
 	}
 	got := must[*Instance](t)(s.Instance(ctx, app.ID, "m1"))
 	if got.Status != rollout.StatusError || got.ErrorCode != 44 || got.UpdateInProgress || got.GrantedVersion != "2.0.0" ||
-		got.GrantedAt != at || got.RolledBackVersion != "2.0.0" {
+		got.GrantedAt != at || got.RolledBackVersion != "2.0.0" || got.RolledBackAt != at || got.RollbackTries != 3 || got.RollbackTriesLeft != 0 {
 		t.Fatalf("after the rollback %+v", got)
 	}
 	var hist []string
@@ -646,5 +648,102 @@ func testConcurrentWriters(t *testing.T, s *Store) {
 	}
 	if _, total, _ := s.Instances(ctx, app.ID, InstanceFilter{}); total != 400 {
 		t.Fatalf("%d instances, want 400", total)
+	}
+}
+
+// What Cairn's engine reports beyond Omaha: written when it changed, cleared by a grant;
+// pods bounded, the same list written once.
+func testReports(t *testing.T, s *Store) {
+	ctx := context.Background()
+	app, g := published(t, s, rollout.DefaultPolicy())
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	in := checkIn(t, s, CheckIn{AppID: app.ID, MachineID: "m1", GroupID: g.ID, Track: "stable", Version: "1.0.0", Check: true, Time: t0})
+	if in.Operation != "" || in.Pods != nil || !in.ProgressAt.IsZero() || !in.PodsAt.IsZero() {
+		t.Fatalf("new instance %+v", in)
+	}
+	write := func(f func(tx *Tx) error) {
+		t.Helper()
+		if err := s.Write(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pods []omaha.Pod
+	for i := range omaha.MaxPods + 5 {
+		pods = append(pods, omaha.Pod{UUID: fmt.Sprintf("pod-%03d", i), State: "running", Apps: []omaha.PodApp{{Name: "app", Image: "img"}}})
+	}
+	write(func(tx *Tx) error {
+		if err := tx.SetReport(ctx, in, "UPDATE_STATUS_DOWNLOADING", "download", 0.25, t0); err != nil {
+			return err
+		}
+		return tx.SetPods(ctx, in, &omaha.Pods{Total: omaha.Int(len(pods)), Pods: pods}, t0)
+	})
+	got := must[*Instance](t)(s.Instance(ctx, app.ID, "m1"))
+	if got.Operation != "UPDATE_STATUS_DOWNLOADING" || got.Step != "download" || got.Progress != 0.25 || got.ProgressAt != t0 ||
+		len(got.Pods) != omaha.MaxPods || got.PodsTotal != omaha.MaxPods+5 || got.PodsAt != t0 || got.Pods[0].Apps[0].Image != "img" {
+		t.Fatalf("reported %+v", got)
+	}
+	// The same list again, in another order: nothing changes, nothing is written.
+	slices.Reverse(pods)
+	if got.PodsChanged(&omaha.Pods{Total: omaha.Int(len(pods)), Pods: pods}) {
+		t.Fatal("the same pods in another order changed the list")
+	}
+	write(func(tx *Tx) error {
+		return tx.SetPods(ctx, got, &omaha.Pods{Total: omaha.Int(len(pods)), Pods: pods}, t0.Add(time.Hour))
+	})
+	if again := must[*Instance](t)(s.Instance(ctx, app.ID, "m1")); again.PodsAt != t0 {
+		t.Fatalf("unchanged pods written: %v", again.PodsAt)
+	}
+	// No pods at all is a list too.
+	write(func(tx *Tx) error { return tx.SetPods(ctx, got, &omaha.Pods{}, t0.Add(time.Hour)) })
+	if again := must[*Instance](t)(s.Instance(ctx, app.ID, "m1")); again.Pods == nil || len(again.Pods) != 0 || again.PodsTotal != 0 || again.PodsAt != t0.Add(time.Hour) {
+		t.Fatalf("no pods: %+v", again)
+	}
+	// A grant starts over.
+	write(func(tx *Tx) error { return tx.Grant(ctx, got, "2.0.0", t0.Add(2*time.Hour)) })
+	if again := must[*Instance](t)(s.Instance(ctx, app.ID, "m1")); again.Operation != "" || again.Step != "" || again.Progress != 0 {
+		t.Fatalf("after a grant: %+v", again)
+	}
+}
+
+// A database of the first schema, with a machine in it, migrates to the newest; the
+// machine is kept, with nothing reported.
+func TestMigrateFromFirst(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { migrateFromFirst(t, filepath.Join(t.TempDir(), "console.db")) })
+	t.Run("postgres", func(t *testing.T) { migrateFromFirst(t, testenv.Postgres(t)) })
+}
+
+func migrateFromFirst(t *testing.T, dsn string) {
+	ctx := context.Background()
+	s, err := Open(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, func(tx *Tx) error {
+		if _, err := tx.schemaVersion(ctx); err != nil {
+			return err
+		}
+		for _, q := range []string{s.dialectSQL(ms[0].SQL), `INSERT INTO schema_version (version, name, applied_at) VALUES (1, 'init', 0)`,
+			`INSERT INTO applications (id, name, created_at) VALUES ('a', 'A', 0)`,
+			`INSERT INTO instances (app_id, id, version, status, created_at) VALUES ('a', 'm1', '1.0.0', 'complete', 0)`} {
+			if _, err := tx.exec(ctx, q); err != nil {
+				return fmt.Errorf("%.40s: %w", q, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := s.Migrate(ctx)
+	if err != nil || len(applied) != len(ms)-1 || applied[0] != 2 {
+		t.Fatalf("migrated %v %v", applied, err)
+	}
+	in, err := s.Instance(ctx, "a", "m1")
+	if err != nil || in.Version != "1.0.0" || in.Status != rollout.StatusComplete || in.Operation != "" || in.Pods != nil || in.RollbackTries != 0 {
+		t.Fatalf("instance after the migration: %+v %v", in, err)
 	}
 }

@@ -21,6 +21,13 @@ func FuzzOmaha(f *testing.F) {
 		`<request protocol="3.0"><app appid="io.github.cairn-os.cairn" version="1.0.0" track="stable" machineid="m1"><ping active="1"/><updatecheck/></app></request>`,
 		`<request protocol="3.0"><app appid="io.github.cairn-os.cairn" version="1.0.0" track="stable" machineid="m1"><event eventtype="3" eventresult="0" errorcode="44" previousversion="2.0.0"/></app></request>`,
 		`<request protocol="3.0"><app appid="{E96281A6-D1AF-4BDE-9A0A-97B76E56DC57}" machineid=""><updatecheck/></app><app appid="x"/></request>`,
+		// Cairn's report: progress alone, pods with a check, a rollback's tries.
+		`<request protocol="3.0"><app appid="io.github.cairn-os.cairn" version="1.0.0" track="stable" machineid="m1" xmlns:cairn="https://github.com/cairn-os/cairn" ` +
+			`cairn:op="UPDATE_STATUS_DOWNLOADING" cairn:step="download" cairn:progress="0.5"/></request>`,
+		`<request protocol="3.0"><app appid="io.github.cairn-os.cairn" version="1.0.0" track="stable" machineid="m1"><ping/><updatecheck/>` +
+			`<pods xmlns="https://github.com/cairn-os/cairn" total="3"><pod uuid="u" state="running"><podapp name="a" image="i"/></pod></pods></app></request>`,
+		`<request protocol="3.0"><app appid="io.github.cairn-os.cairn" version="1.0.0" track="stable" machineid="m1" xmlns:c="https://github.com/cairn-os/cairn">` +
+			`<event eventtype="3" eventresult="0" errorcode="44" previousversion="2.0.0" c:triesdone="3" c:triesleft="0"/></app></request>`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -213,6 +213,9 @@ func (s *Service) answerApp(ctx context.Context, req *omaha.Request, app *omaha.
 				return err
 			}
 		}
+		if err := report(ctx, tx, in, app, now); err != nil {
+			return err
+		}
 		if g != nil && in.UpdateInProgress && rollout.TimedOut(g.Policy, in.GrantedAt, now) {
 			if err := timeOut(ctx, tx, g, in, now); err != nil {
 				return err
@@ -297,6 +300,11 @@ func (s *Service) unchanged(ctx context.Context, req *omaha.Request, a *store.Ap
 		now.Before(in.LastCheckAt) || now.Sub(in.LastCheckAt) >= res || (app.Ping == nil && app.UpdateCheck == nil) {
 		return nil, "", false, nil
 	}
+	// A report that says something new: progress, a check that ends the last one, pods
+	// that changed.
+	if app.Operation != "" || (app.UpdateCheck != nil && in.Operation != "") || (app.Pods != nil && in.PodsChanged(app.Pods)) {
+		return nil, "", false, nil
+	}
 	if g != nil && in.UpdateInProgress && rollout.TimedOut(g.Policy, in.GrantedAt, now) {
 		return nil, "", false, nil
 	}
@@ -373,6 +381,9 @@ func (s *Service) event(ctx context.Context, tx *store.Tx, a *store.App, g *stor
 	case omaha.KindInstalled:
 		return tx.SetStatus(ctx, in, rollout.StatusInstalled, 0, now)
 	case omaha.KindComplete:
+		if err := tx.SetReport(ctx, in, "", "", 0, now); err != nil {
+			return err
+		}
 		return tx.SetStatus(ctx, in, rollout.StatusComplete, 0, now)
 	case omaha.KindError:
 		act := &store.Activity{AppID: a.ID, GroupID: in.GroupID, InstanceID: in.ID, Version: in.GrantedVersion, Severity: store.SeverityWarning,
@@ -384,11 +395,12 @@ func (s *Service) event(ctx context.Context, tx *store.Tx, a *store.App, g *stor
 			if failed == "" {
 				failed = in.GrantedVersion
 			}
-			if err := tx.SetRolledBack(ctx, in, failed); err != nil {
+			if err := tx.SetRolledBack(ctx, in, failed, int(ev.TriesDone), int(ev.TriesLeft), now); err != nil {
 				return err
 			}
 			act.Kind, act.Version = "instance.rolledback", failed
-			act.Message = fmt.Sprintf("%s rolled back from %s to %s: the new version never booted to good", name, orUnknown(failed), in.Version)
+			act.Message = fmt.Sprintf("%s rolled back from %s to %s%s: the new version never booted to good", name, orUnknown(failed), in.Version,
+				triesText(int(ev.TriesDone), int(ev.TriesLeft)))
 		case omaha.ErrorCodeUpdateIgnoredPerPolicy:
 			act.Kind, act.Severity = "instance.declined", store.SeverityInfo
 			act.Message = fmt.Sprintf("%s declined %s (error 35): it rolled back from that version before", name, orUnknown(in.GrantedVersion))
@@ -402,6 +414,37 @@ func (s *Service) event(ctx context.Context, tx *store.Tx, a *store.App, g *stor
 		if g != nil && in.GrantedVersion == g.Version && !g.Paused {
 			return s.evaluate(ctx, tx, g, now)
 		}
+	}
+	return nil
+}
+
+// triesText says how many boot tries a rolled-back version had, when its report said.
+func triesText(done, left int) string {
+	switch {
+	case done == 0 && left == 0:
+		return ""
+	case left == 0:
+		return fmt.Sprintf(" after %d boot tries", done)
+	}
+	return fmt.Sprintf(" after %d boot tries, %d left", done, left)
+}
+
+// report records what Cairn's engine said of itself beyond Omaha (omaha.Report): the
+// operation, step and progress of the update it runs, and its pods. An update check without
+// an operation says the machine runs no update: what it reported last is done with.
+func report(ctx context.Context, tx *store.Tx, in *store.Instance, app *omaha.AppRequest, now time.Time) error {
+	switch {
+	case app.Operation != "":
+		if err := tx.SetReport(ctx, in, app.Operation, app.Step, float64(app.Progress), now); err != nil {
+			return err
+		}
+	case app.UpdateCheck != nil:
+		if err := tx.SetReport(ctx, in, "", "", 0, now); err != nil {
+			return err
+		}
+	}
+	if app.Pods != nil {
+		return tx.SetPods(ctx, in, app.Pods, now)
 	}
 	return nil
 }

@@ -298,7 +298,7 @@ func TestEngine(t *testing.T) {
 			t.Fatal(err)
 		}
 		in := c.Instance("bad")
-		if in.Status != rollout.StatusError || in.ErrorCode != 44 || in.RolledBackVersion != "2.0.0" {
+		if in.Status != rollout.StatusError || in.ErrorCode != 44 || in.RolledBackVersion != "2.0.0" || in.RollbackTries != 3 || in.RollbackTriesLeft != 0 {
 			t.Fatalf("after the rollback: %+v", in)
 		}
 		g, _ := c.Store.Group(ctx, c.App.ID, "stable")
@@ -307,7 +307,7 @@ func TestEngine(t *testing.T) {
 		}
 		halted, _ := c.Store.ActivityLog(ctx, store.ActivityFilter{Kind: "rollout.halted"})
 		rolled, _ := c.Store.ActivityLog(ctx, store.ActivityFilter{Kind: "instance.rolledback"})
-		if len(halted) != 1 || !strings.Contains(halted[0].Message, "resume") || len(rolled) != 1 || !strings.Contains(rolled[0].Message, "node-bad rolled back from 2.0.0") {
+		if len(halted) != 1 || !strings.Contains(halted[0].Message, "resume") || len(rolled) != 1 || !strings.Contains(rolled[0].Message, "node-bad rolled back from 2.0.0 to 1.0.0 after 3 boot tries") {
 			t.Fatalf("activity: %+v %+v", halted, rolled)
 		}
 		// A new machine of the halted group is offered nothing, and told why.
@@ -602,5 +602,80 @@ func TestRoutineChecksDoNotWrite(t *testing.T) {
 	a.update("2.0.0")
 	if v := b.check(); v != "2.0.0" {
 		t.Fatalf("a free slot: offered %q", v)
+	}
+}
+
+// What Cairn's engine reports beyond Omaha: pods with its checks (a list that did not change
+// is no write), the operation, step and progress of its update in events and in reports of
+// their own, cleared by the completion and by a check; the boot tries of a rollback.
+func TestReports(t *testing.T) {
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	at := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	c := consoletest.Start(t, consoletest.Options{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+	c.Group("stable", rollout.DefaultPolicy())
+	m := newMachine(t, c, "m1", "1.0.0")
+	send := func(check bool, r omaha.Report, events ...*omaha.EventRequest) {
+		t.Helper()
+		app := &omaha.AppRequest{ID: m.appID, Version: m.version, Track: m.track, MachineID: m.id, Events: events, Report: r}
+		if check {
+			app.Ping, app.UpdateCheck = &omaha.PingRequest{Active: 1}, &omaha.UpdateCheck{}
+		}
+		if _, err := m.c.Do(context.Background(), &omaha.Request{Protocol: omaha.Protocol, Apps: []*omaha.AppRequest{app}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods := omaha.BoundPods([]omaha.Pod{{UUID: "u1", State: "running", Apps: []omaha.PodApp{{Name: "web", Image: "example.com/web:1", State: "running"}}}})
+	send(true, omaha.Report{Pods: pods})
+	first := c.Instance("m1")
+	if len(first.Pods) != 1 || first.Pods[0].Apps[0].Image != "example.com/web:1" || first.PodsTotal != 1 || first.PodsAt != now {
+		t.Fatalf("pods %+v", first)
+	}
+	at(10 * time.Second)
+	send(true, omaha.Report{Pods: pods})
+	if in := c.Instance("m1"); in.LastCheckAt != first.LastCheckAt || in.PodsAt != first.PodsAt {
+		t.Fatalf("the same pods again wrote: %+v", in)
+	}
+	at(10 * time.Second)
+	send(true, omaha.Report{Pods: omaha.BoundPods(nil)})
+	if in := c.Instance("m1"); len(in.Pods) != 0 || in.PodsAt != now {
+		t.Fatalf("no pods: %+v", in)
+	}
+
+	c.Publish("stable", c.Payload("2.0.0", nil, nil))
+	if v := m.check(); v != "2.0.0" {
+		t.Fatalf("offered %q", v)
+	}
+	send(false, omaha.Report{Operation: "UPDATE_STATUS_DOWNLOADING", Step: "download"}, omaha.DownloadStarted())
+	at(10 * time.Second)
+	send(false, omaha.Report{Operation: "UPDATE_STATUS_DOWNLOADING", Step: "download", Progress: 0.5})
+	if in := c.Instance("m1"); in.Status != rollout.StatusDownloading || in.Operation != "UPDATE_STATUS_DOWNLOADING" || in.Step != "download" ||
+		in.Progress != 0.5 || in.ProgressAt != now {
+		t.Fatalf("downloading: %+v", in)
+	}
+	send(false, omaha.Report{Operation: "UPDATE_STATUS_FINALIZING", Step: "write-usr", Progress: 0.25})
+	send(false, omaha.Report{Operation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", Progress: 1}, omaha.Installed())
+	if in := c.Instance("m1"); in.Status != rollout.StatusInstalled || in.Operation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" || in.Progress != 1 {
+		t.Fatalf("installed: %+v", in)
+	}
+	m.version = "2.0.0"
+	send(false, omaha.Report{}, omaha.Complete("1.0.0"))
+	if in := c.Instance("m1"); in.Status != rollout.StatusComplete || in.Operation != "" || in.Step != "" || in.Progress != 0 {
+		t.Fatalf("complete: %+v", in)
+	}
+
+	// A failure keeps where it failed, until the next check.
+	c.Publish("stable", c.Payload("3.0.0", nil, nil))
+	if v := m.check(); v != "3.0.0" {
+		t.Fatalf("offered %q", v)
+	}
+	send(false, omaha.Report{Operation: "UPDATE_STATUS_REPORTING_ERROR_EVENT", Step: "verify-usr", Progress: 0.75}, omaha.Failed(omaha.ErrorCodeNewRootfsVerification))
+	if in := c.Instance("m1"); in.Status != rollout.StatusError || in.Step != "verify-usr" || in.Progress != 0.75 {
+		t.Fatalf("failed: %+v", in)
+	}
+	c.Unpublish("stable")
+	send(true, omaha.Report{})
+	if in := c.Instance("m1"); in.Operation != "" || in.Step != "" {
+		t.Fatalf("checked after the failure: %+v", in)
 	}
 }
