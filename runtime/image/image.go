@@ -27,6 +27,9 @@ type Image struct {
 	// Name is the appc name (example.com/app) or the OCI reference it was fetched as
 	// (docker.io/library/busybox:latest).
 	Name string
+	// Aliases are the other references an OCI image was fetched as (the same content under
+	// another tag or repository).
+	Aliases []string
 	// Labels are the appc labels (version, os, arch); an OCI image gets version from its tag.
 	Labels     map[string]string
 	ImportTime time.Time

@@ -23,6 +23,7 @@ func (s *Store) image(rs []*record, r *record, chain []string) (*image.Image, er
 		ID:         r.ID,
 		Format:     r.Format,
 		Name:       r.Name,
+		Aliases:    slices.Clone(r.Aliases),
 		Labels:     r.Labels,
 		ImportTime: r.ImportTime,
 		LastUsed:   r.LastUsed,

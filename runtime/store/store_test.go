@@ -361,8 +361,12 @@ func TestSameImageOtherName(t *testing.T) {
 			t.Errorf("Get(%s) = %v, %v; want %s", ref, got, err, a.ID)
 		}
 	}
-	if list, _ := s.List(ctx); len(list) != 1 {
+	list, _ := s.List(ctx)
+	if len(list) != 1 {
 		t.Fatalf("%d images; want one image under two names", len(list))
+	}
+	if got := list[0]; got.Name != "example.com/x:latest" || !slices.Equal(got.Aliases, []string{"example.com/x:1.0"}) {
+		t.Fatalf("image named %s, aliases %v", got.Name, got.Aliases)
 	}
 }
 
