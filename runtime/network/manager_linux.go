@@ -377,8 +377,14 @@ func pluginTypes(list *libcni.NetworkConfigList) string {
 	return strings.Join(ts, ",")
 }
 
-// withPortmap chains the portmap plugin after a network's plugins.
+// withPortmap chains the portmap plugin after a network's plugins, unless the network
+// chains one itself (as the config lists written for Kubernetes do).
 func withPortmap(list *libcni.NetworkConfigList) (*libcni.NetworkConfigList, error) {
+	for _, p := range list.Plugins {
+		if p.Network.Type == "portmap" {
+			return list, nil
+		}
+	}
 	var raw map[string]any
 	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
 		return nil, err
