@@ -23,6 +23,13 @@ type EnterCommand struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// UID, GID and AdditionalGroups run the command as that user (a CRI exec runs as the
+	// container's process does); root by default. Cwd is where it starts, "/" by default.
+	UID, GID         int
+	AdditionalGroups []int
+	Cwd              string
+	// KillOnCancel sends SIGKILL, not SIGTERM, when ctx ends (a timed-out probe).
+	KillOnCancel bool
 }
 
 // Enter runs a command inside a running app's container, in all its namespaces and cgroups, as
@@ -39,18 +46,27 @@ func Enter(ctx context.Context, podDir, app string, cmd EnterCommand) (int, erro
 	if err != nil || st != libcontainer.Running {
 		return ExitFailure, fmt.Errorf("app %s: %w (status %v)", app, errNotRunning, st)
 	}
+	cwd := cmd.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
 	proc := &libcontainer.Process{
 		Args: cmd.Args,
 		Env:  enterEnv(app, cmd.Env),
-		Cwd:  "/",
+		Cwd:  cwd,
+		UID:  cmd.UID, GID: cmd.GID, AdditionalGroups: cmd.AdditionalGroups,
 		Init: false,
+	}
+	sig := unix.SIGTERM
+	if cmd.KillOnCancel {
+		sig = unix.SIGKILL
 	}
 	if !cmd.TTY {
 		proc.Stdin, proc.Stdout, proc.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
 		if err := c.Run(proc); err != nil {
 			return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 		}
-		return wait(ctx, proc), nil
+		return wait(ctx, proc, sig), nil
 	}
 	req, err := requestConsole(proc, cmd.Stdin, cmd.Stdout)
 	if err != nil {
@@ -71,7 +87,7 @@ func Enter(ctx context.Context, podDir, app string, cmd EnterCommand) (int, erro
 		abandon(proc)
 		return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
 	}
-	code := wait(ctx, proc)
+	code := wait(ctx, proc, sig)
 	if err := con.Close(); err != nil {
 		return code, fmt.Errorf("app %s: enter: %w", app, err)
 	}
@@ -86,15 +102,15 @@ func abandon(proc *libcontainer.Process) {
 	_, _ = proc.Wait()
 }
 
-// wait returns proc's exit status; if ctx ends first, proc gets SIGTERM.
-func wait(ctx context.Context, proc *libcontainer.Process) int {
+// wait returns proc's exit status; if ctx ends first, proc gets sig.
+func wait(ctx context.Context, proc *libcontainer.Process, sig unix.Signal) int {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
 		select {
 		case <-ctx.Done():
 			// It fails only when proc has just exited, which waitExit sees anyway.
-			_ = proc.Signal(unix.SIGTERM)
+			_ = proc.Signal(sig)
 		case <-done:
 		}
 	}()
