@@ -131,6 +131,30 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("DELETE /tokens/{token}", store.RoleAdmin, a.deleteToken)
 }
 
+// HandlerFunc is a handler of a route another part of the console adds to the API (Handle):
+// its error is written as JSON with the status it maps to.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request, c *Caller) error
+
+// Handle adds a route under Prefix (pattern "METHOD /path") with the API's authentication,
+// role, CSRF and cross-origin checks and its error responses: for the console's parts that
+// are not the store's, such as the reboot lock in etcd.
+func (a *API) Handle(mux *http.ServeMux, pattern, role string, h HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	mux.Handle(method+" "+Prefix+path, http.NewCrossOriginProtection().Handler(a.wrap(role, handler(h))))
+}
+
+// WriteJSON writes v as an API answer.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// Actor is who the caller is in the activity log: the user, and the token used.
+func (c *Caller) Actor() string {
+	s := c.User.Username
+	if c.Token != nil {
+		s += " (token " + c.Token.Name + ")"
+	}
+	return s
+}
+
 // wrap authenticates the caller, checks the role and the CSRF token, and writes errors.
 func (a *API) wrap(role string, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -305,9 +329,6 @@ func decodeOptional(r *http.Request, v any) error {
 
 // audit makes the next change of the store write an activity entry for the caller.
 func audit(r *http.Request, c *Caller, a store.Activity) context.Context {
-	a.Actor = c.User.Username
-	if c.Token != nil {
-		a.Actor += " (token " + c.Token.Name + ")"
-	}
+	a.Actor = c.Actor()
 	return store.WithAudit(r.Context(), a)
 }
