@@ -18,9 +18,12 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"golang.org/x/term"
 
 	"github.com/cairn-os/cairn/console/auth"
+	"github.com/cairn-os/cairn/console/cluster"
 	"github.com/cairn-os/cairn/console/payloads"
 	"github.com/cairn-os/cairn/console/rollout"
 	"github.com/cairn-os/cairn/console/server"
@@ -161,6 +164,8 @@ func (c *CLI) serve(ctx context.Context, args []string, stdout, stderr io.Writer
 	maxUpload := fs.Int64("max-upload", payloads.DefaultMaxSize, "largest payload upload accepted, in bytes")
 	reconcile := fs.Duration("reconcile", 30*time.Second, "how often the rollout loop marks timed-out updates and halts groups past their limits")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	etcdEndpoints := fs.String("etcd-endpoints", "", "the fleet's etcd (comma-separated URLs), for the reboot lock and flannel's leases on the pages (none: not shown)")
+	kubeconfig := fs.String("kubeconfig", "", "a kubeconfig file, for the Kubernetes nodes on the pages (none: not shown)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -195,8 +200,24 @@ func (c *CLI) serve(ctx context.Context, args []string, stdout, stderr io.Writer
 	} else if err := st.CheckSchema(ctx); err != nil {
 		return err
 	}
-	srv := server.New(server.Config{Store: st, PayloadDir: *payloadDir, Keys: pub, BaseURL: *baseURL, MaxUpload: *maxUpload,
-		ReconcileInterval: *reconcile, Log: log})
+	cfg := server.Config{Store: st, PayloadDir: *payloadDir, Keys: pub, BaseURL: *baseURL, MaxUpload: *maxUpload,
+		ReconcileInterval: *reconcile, Log: log}
+	if *etcdEndpoints != "" {
+		cfg.EtcdEndpoints = strings.Split(*etcdEndpoints, ",")
+		// The client dials lazily: an etcd that is down shows on the pages, it does not stop
+		// the update service.
+		if cfg.Etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second,
+			Logger: zap.NewNop()}); err != nil {
+			return fmt.Errorf("-etcd-endpoints %s: %w", *etcdEndpoints, err)
+		}
+		defer cfg.Etcd.Close()
+	}
+	if *kubeconfig != "" {
+		if cfg.Kube, err = cluster.LoadKubeconfig(*kubeconfig); err != nil {
+			return err
+		}
+	}
+	srv := server.New(cfg)
 	if *importDir != "" {
 		if err := srv.ImportDir(ctx, *importDir, *appID, "Cairn"); err != nil {
 			return err
@@ -213,6 +234,7 @@ func (c *CLI) serve(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "db", st.Dialect(), "payloads", *payloadDir)
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs.RegisterOnShutdown(srv.UI.Close) // open pages' streams would hold the shutdown up
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})

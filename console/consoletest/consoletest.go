@@ -40,6 +40,8 @@ type Options struct {
 	Now func() time.Time
 	// Log receives the console's log (discarded when nil).
 	Log *slog.Logger
+	// Config, when set, changes the server's config before it starts (etcd, intervals).
+	Config func(*server.Config)
 }
 
 // Console is a running console.
@@ -88,7 +90,11 @@ func Start(t testing.TB, o Options) *Console {
 	if err := os.WriteFile(c.PublicKeyFile, pubPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.Server = server.New(server.Config{Store: st, PayloadDir: filepath.Join(dir, "payloads"), Keys: keys, Log: o.Log, Now: o.Now})
+	cfg := server.Config{Store: st, PayloadDir: filepath.Join(dir, "payloads"), Keys: keys, Log: o.Log, Now: o.Now}
+	if o.Config != nil {
+		o.Config(&cfg)
+	}
+	c.Server = server.New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ func (s *Server) EnsureApp(ctx context.Context, id, name string) (*store.App, er
 		spec.ProductID = norm
 	}
 	ctx = store.WithAudit(ctx, store.Activity{Kind: "app.created", Actor: store.ActorConsole, Message: fmt.Sprintf("created application %s (%s)", name, id)})
+	defer s.Hub.Publish()
 	return s.Store.CreateApp(ctx, spec)
 }
 
@@ -48,6 +49,7 @@ func (s *Server) EnsureGroup(ctx context.Context, appID, track string) (*store.G
 	if err != nil {
 		return nil, err
 	}
+	defer s.Hub.Publish()
 	return s.Store.CreateGroup(store.WithAudit(ctx, store.Activity{AppID: appID, Kind: "group.created", Actor: store.ActorConsole,
 		Message: fmt.Sprintf("created group %s (track %s, channel %s)", track, track, track)}), appID,
 		store.GroupSpec{Name: track, Track: track, ChannelID: ch.ID, Policy: rollout.DefaultPolicy()})
@@ -64,6 +66,7 @@ func (s *Server) ImportFile(ctx context.Context, appID, path, by string) (*store
 	if st.Signature != store.SignatureVerified {
 		msg += ": " + st.SignatureError
 	}
+	defer s.Hub.Publish()
 	return s.Store.CreatePackage(store.WithAudit(ctx, store.Activity{AppID: appID, Version: st.Version, Kind: "package.uploaded", Actor: by, Message: msg}),
 		st.Package(appID, "", "", by))
 }
@@ -74,6 +77,7 @@ func (s *Server) Publish(ctx context.Context, appID, channel string, pkg *store.
 	if err != nil {
 		return err
 	}
+	defer s.Hub.Publish()
 	return s.Store.SetChannelPackage(store.WithAudit(ctx, store.Activity{AppID: appID, Version: pkg.Version, Kind: "package.published", Actor: by,
 		Message: fmt.Sprintf("published %s on channel %s (was %s)", pkg.Version, channel, orNone(ch.Version))}), appID, ch.ID, pkg.ID)
 }
