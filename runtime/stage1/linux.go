@@ -3,6 +3,7 @@ package stage1
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -12,12 +13,24 @@ import (
 	"github.com/cairn-os/cairn/runtime/podapi"
 )
 
-// AllCapabilities are the capabilities this kernel's headers know, as CAP_NAME: what a
-// privileged app gets.
+// AllCapabilities are the capabilities this process may give (its bounding set, of those
+// the kernel has), as CAP_NAME: what a privileged app gets. Root in a container of its
+// own, or without CAP_SYS_RESOURCE, has fewer than every one.
 func AllCapabilities() []string {
 	var out []string
-	for _, c := range capability.ListKnown() {
-		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+	c, err := capability.NewPid2(0)
+	if err == nil {
+		err = c.Load()
+	}
+	last, lerr := capability.LastCap()
+	for _, k := range capability.ListKnown() {
+		if lerr == nil && k > last {
+			continue
+		}
+		if err == nil && !c.Get(capability.BOUNDING, k) {
+			continue
+		}
+		out = append(out, "CAP_"+strings.ToUpper(k.String()))
 	}
 	slices.Sort(out)
 	return out
@@ -137,7 +150,8 @@ func applyPropagation(s *specs.Spec, prop map[string]string) error {
 		opts := slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool {
 			return strings.HasSuffix(o, "private") || strings.HasSuffix(o, "slave") || strings.HasSuffix(o, "shared")
 		})
-		s.Mounts[i].Options = append(opts, mode)
+		opts = append(opts, mode)
+		s.Mounts[i].Options = opts
 		switch {
 		case mode == podapi.PropagationShared:
 			root = podapi.PropagationShared
@@ -190,10 +204,7 @@ func LinuxResources(r *podapi.Resources) *specs.LinuxResources {
 		out.Pids = &specs.LinuxPids{Limit: &v}
 	}
 	if len(r.Unified) > 0 {
-		out.Unified = map[string]string{}
-		for k, v := range r.Unified {
-			out.Unified[k] = v
-		}
+		out.Unified = maps.Clone(r.Unified)
 	}
 	return out
 }

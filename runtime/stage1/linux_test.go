@@ -34,8 +34,6 @@ func mountAt(s *specs.Spec, dest string) specs.Mount {
 	return specs.Mount{}
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // Each podapi.Linux setting and what it does to the spec.
 func TestSpecLinux(t *testing.T) {
 	null := specs.LinuxDevice{Path: "/dev/xnull", Type: "c", Major: 1, Minor: 3}
@@ -69,7 +67,7 @@ func TestSpecLinux(t *testing.T) {
 				t.Errorf("ambient %+v", c)
 			}
 		}},
-		{"no-new-privileges off", &podapi.Linux{NoNewPrivileges: ptr(false)}, nil, func(t *testing.T, s *specs.Spec) {
+		{"no-new-privileges off", &podapi.Linux{NoNewPrivileges: new(false)}, nil, func(t *testing.T, s *specs.Spec) {
 			if s.Process.NoNewPrivileges {
 				t.Error("no-new-privileges on")
 			}
@@ -97,7 +95,7 @@ func TestSpecLinux(t *testing.T) {
 				}
 			}
 		}},
-		{"oom score", &podapi.Linux{OOMScoreAdj: ptr(-5)}, nil, func(t *testing.T, s *specs.Spec) {
+		{"oom score", &podapi.Linux{OOMScoreAdj: new(-5)}, nil, func(t *testing.T, s *specs.Spec) {
 			if s.Process.OOMScoreAdj == nil || *s.Process.OOMScoreAdj != -5 {
 				t.Errorf("oom score %v", s.Process.OOMScoreAdj)
 			}
