@@ -140,6 +140,9 @@ func containerConfig(cfg *runtimeapi.ContainerConfig, sb *sandbox, img *image.Im
 	if err := out.Validate(); err != nil {
 		return nil, nil, invalidf("container %s: %v", md.GetName(), err)
 	}
+	if err := l.Validate(app); err != nil {
+		return nil, nil, invalidf("container %s: %v", md.GetName(), err)
+	}
 	return out, c, nil
 }
 

@@ -99,6 +99,9 @@ type Server struct {
 
 	stateMu   sync.Mutex
 	lastState map[string]runtimeapi.ContainerState // for exit events
+
+	statsMu    sync.Mutex
+	cpuSamples map[string]cpuSample // for usage_nano_cores
 }
 
 // New opens rkt's pods and image store, claims them for rktlet (one rktlet per data
@@ -129,7 +132,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "info"
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, idx: newIndex(), events: newBroker(), lastState: map[string]runtimeapi.ContainerState{}}
+	s := &Server{cfg: cfg, log: cfg.Log, idx: newIndex(), events: newBroker(), lastState: map[string]runtimeapi.ContainerState{},
+		cpuSamples: map[string]cpuSample{}}
 	s.pods = pod.NewStore(cfg.Dir)
 	s.pods.Alive = func(p *pod.Pod) bool { return stage1.PodAlive(p.Path()) }
 	release, err := s.pods.ClaimOwner(Owner)

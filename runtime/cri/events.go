@@ -111,11 +111,14 @@ func (s *Server) noteStopped(sb *sandbox) {
 	}
 }
 
-// forget drops what is kept of a removed container for events.
+// forget drops what is kept of a removed container for events and stats.
 func (s *Server) forget(id string) {
 	s.stateMu.Lock()
 	delete(s.lastState, id)
 	s.stateMu.Unlock()
+	s.statsMu.Lock()
+	delete(s.cpuSamples, id)
+	s.statsMu.Unlock()
 }
 
 // GetContainerEvents streams container events until the client goes.

@@ -144,7 +144,11 @@ func repoNames(img *image.Image) (tags, digests []string) {
 		if err != nil {
 			continue
 		}
-		repo := r.Context().Name()
+		reg := r.Context().RegistryStr()
+		if reg == name.DefaultRegistry {
+			reg = "docker.io" // as rkt fetch stores it, and containerd lists it
+		}
+		repo := reg + "/" + r.Context().RepositoryStr()
 		if _, ok := r.(name.Tag); ok && !slices.Contains(tags, n) {
 			tags = append(tags, n)
 		}

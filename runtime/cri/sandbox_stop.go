@@ -169,6 +169,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	}
 	for _, c := range s.idx.listContainers(sb.id) {
 		s.publish(c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+		s.forget(c.id)
 	}
 	s.idx.removeSandbox(sb.id)
 	s.log.Info("sandbox removed", "sandbox", sb.id, "name", sb.fullName())

@@ -230,6 +230,13 @@ func lifecycle(t *testing.T, e *criEnv) {
 			t.Errorf("list %s: %v, want %v", what, got, tc.want)
 		}
 	}
+	stream, err := e.rt.StreamContainers(e.ctx(), &runtimeapi.StreamContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); err != nil || len(r.Containers) != 4 {
+		t.Fatalf("streamed list %v %v", r, err)
+	}
 	ls, err := e.rt.ListPodSandbox(e.ctx(), &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"app": "life"},
 		State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}})
 	if err != nil || len(ls.Items) != 1 || ls.Items[0].Id != sb {
@@ -337,6 +344,11 @@ func podNetwork(t *testing.T, e *criEnv) {
 	}
 	if out := e.exec(web, "sh", "-c", "ip -o -4 addr show eth0"); !strings.Contains(out, "inet "+ip+"/") {
 		t.Fatalf("address %q, want %s", out, ip)
+	}
+	ps, err := e.rt.PodSandboxStats(e.ctx(), &runtimeapi.PodSandboxStatsRequest{PodSandboxId: sb})
+	if err != nil || ps.Stats.Linux.Network.GetDefaultInterface().GetRxBytes().GetValue() == 0 ||
+		ps.Stats.Linux.Process.GetProcessCount().GetValue() == 0 || len(ps.Stats.Linux.Containers) != 1 {
+		t.Fatalf("sandbox stats %v %v", ps, err)
 	}
 	if _, err := e.rt.StopPodSandbox(e.ctx(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb}); err != nil {
 		t.Fatal(err)
@@ -483,6 +495,23 @@ func resourcesAndOOM(t *testing.T, e *criEnv) {
 	}
 	if read(memFile) != fmt.Sprint(96<<20) || read(filepath.Join(cpuDir, "cpu.cfs_quota_us")) != "20000" || read(filepath.Join(cpuDir, "cpu.shares")) != "512" {
 		t.Fatalf("after update: memory %s, quota %s, shares %s", read(memFile), read(filepath.Join(cpuDir, "cpu.cfs_quota_us")), read(filepath.Join(cpuDir, "cpu.shares")))
+	}
+	// Stats: CPU time (and, from the second reading, cores), memory, the writable layer.
+	e.exec(id, "sh", "-c", "dd if=/dev/zero of=/tmp/blob bs=1k count=512 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")
+	e.rt.ContainerStats(e.ctx(), &runtimeapi.ContainerStatsRequest{ContainerId: id})
+	cs, err := e.rt.ContainerStats(e.ctx(), &runtimeapi.ContainerStatsRequest{ContainerId: id})
+	if err != nil || cs.Stats.Cpu.GetUsageCoreNanoSeconds().GetValue() == 0 || cs.Stats.Cpu.GetUsageNanoCores() == nil ||
+		cs.Stats.Memory.GetWorkingSetBytes().GetValue() == 0 || cs.Stats.WritableLayer.GetUsedBytes().GetValue() < 512<<10 ||
+		cs.Stats.Attributes.Metadata.Name != "limited" {
+		t.Fatalf("container stats %v %v", cs, err)
+	}
+	ls, err := e.rt.ListContainerStats(e.ctx(), &runtimeapi.ListContainerStatsRequest{Filter: &runtimeapi.ContainerStatsFilter{PodSandboxId: sb}})
+	if err != nil || len(ls.Stats) != 1 {
+		t.Fatalf("list container stats %v %v", ls, err)
+	}
+	lp, err := e.rt.ListPodSandboxStats(e.ctx(), &runtimeapi.ListPodSandboxStatsRequest{Filter: &runtimeapi.PodSandboxStatsFilter{LabelSelector: map[string]string{"app": "res"}}})
+	if err != nil || len(lp.Stats) != 1 || lp.Stats[0].Linux.Memory.GetUsageBytes().GetValue() == 0 {
+		t.Fatalf("list sandbox stats %v %v", lp, err)
 	}
 	hog := e.run(sb, pcfg, ctrConfig("hog", "x=$(head -c 64m /dev/zero | tr '\\0' a); echo survived ${#x}", func(c *runtimeapi.ContainerConfig) {
 		c.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 16 << 20}

@@ -83,7 +83,8 @@ var (
 	unifiedKey = regexp.MustCompile(`^[a-z][a-z0-9_]*\.[a-z0-9_.]+$`)
 )
 
-func (l *Linux) validate(app string) error {
+// Validate checks the settings of app's container, as an add request carries them.
+func (l *Linux) Validate(app string) error {
 	checkCaps := func(what string, cs []string) error {
 		for _, c := range cs {
 			if !capName.MatchString(c) {
@@ -150,7 +151,7 @@ func (l *Linux) validate(app string) error {
 		return invalid("app %s: OOM score adjustment %d is not in -1000..1000", app, *l.OOMScoreAdj)
 	}
 	if l.Resources != nil {
-		if err := l.Resources.validate(app); err != nil {
+		if err := l.Resources.Validate(app); err != nil {
 			return err
 		}
 	}
@@ -165,7 +166,8 @@ func checkAppPath(app, what, p string) error {
 	return nil
 }
 
-func (r *Resources) validate(app string) error {
+// Validate checks the limits of app's container.
+func (r *Resources) Validate(app string) error {
 	switch {
 	case r.CPUQuota < 0 && r.CPUQuota != -1:
 		return invalid("app %s: CPU quota %d", app, r.CPUQuota)

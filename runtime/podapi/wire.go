@@ -217,7 +217,7 @@ func (req *Request) Validate() error {
 		if req.Resources == nil {
 			return invalid("update without resources")
 		}
-		if err := req.Resources.validate(req.App); err != nil {
+		if err := req.Resources.Validate(req.App); err != nil {
 			return err
 		}
 	default:
@@ -280,7 +280,7 @@ func (a *AddRequest) validate() error {
 		}
 	}
 	if a.Linux != nil {
-		if err := a.Linux.validate(string(ra.Name)); err != nil {
+		if err := a.Linux.Validate(string(ra.Name)); err != nil {
 			return err
 		}
 	}
