@@ -38,7 +38,7 @@ func TestLoadConfigRefusesUnknownFields(t *testing.T) {
 
 func TestCairnFiles(t *testing.T) {
 	b := &Builder{Config: Config{Version: "9.8.7", BinDir: "/nonexistent"}.Defaults()}
-	ops, err := b.CairnFiles(map[string]bool{"rkt": true, "update_engine": true, "flanneld": true})
+	ops, err := b.CairnFiles(map[string]bool{"rkt": true, "rktlet": true, "update_engine": true, "flanneld": true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,10 +57,15 @@ func TestCairnFiles(t *testing.T) {
 		"/usr/lib/systemd/system/rkt-gc.timer", "/usr/lib/systemd/system/timers.target.wants/rkt-gc.timer",
 		"/usr/lib/systemd/system/multi-user.target.wants/update-engine.service",
 		"/usr/lib/systemd/system/multi-user.target.wants/cairn-booted.service",
+		"/usr/bin/rktlet", "/usr/lib/systemd/system/rktlet.service", "/usr/lib/systemd/system/sockets.target.wants/rktlet.socket",
 	} {
 		if _, ok := byPath[want]; !ok {
 			t.Errorf("no %s", want)
 		}
+	}
+	// rktlet starts when a client connects to its socket.
+	if _, ok := byPath["/usr/lib/systemd/system/multi-user.target.wants/rktlet.service"]; ok {
+		t.Error("rktlet.service enabled itself; its socket starts it")
 	}
 	for _, absent := range []string{"/usr/bin/locksmithctl", "/usr/lib/systemd/system/locksmithd.service"} {
 		if _, ok := byPath[absent]; ok {

@@ -36,6 +36,8 @@ type Binary struct {
 // Binaries are the Cairn programs an image carries when `make build` made them.
 var Binaries = []Binary{
 	{Name: "rkt", Dest: "/usr/bin/rkt", Units: []string{"rkt-gc.service", "rkt-gc.timer"}},
+	// The socket is enabled; the first CRI client (kubelet, crictl) starts the service.
+	{Name: "rktlet", Dest: "/usr/bin/rktlet", Units: []string{"rktlet.service", "rktlet.socket"}},
 	{Name: "flanneld", Dest: "/usr/bin/flanneld", Units: []string{"flanneld.service"}, Off: true},
 	{Name: "flannel", Dest: "/usr/lib/cni/flannel"},
 	{Name: "update_engine", Dest: "/usr/sbin/update_engine", Units: []string{"update-engine.service"}},
