@@ -42,14 +42,21 @@ func init() {
 }
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "supervise" {
+	if len(os.Args) > 1 && (os.Args[1] == "supervise" || os.Args[1] == rktletMain) {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := Supervise(ctx, os.Args[2:], os.Stderr)
+		args := os.Args[1:]
+		if args[0] == rktletMain {
+			args = args[1:]
+		}
+		code := Run(ctx, args, os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
+
+// rktletMain runs the test binary as the rktlet command.
+const rktletMain = "rktlet-main"
 
 // busyboxRef is the name the test image is stored under, as a pull of busybox would.
 const busyboxRef = "docker.io/library/busybox:latest"

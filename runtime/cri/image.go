@@ -45,6 +45,11 @@ func imageRefs(ref string) []string {
 	if !slices.Contains(out, ref) {
 		out = append(out, ref)
 	}
+	// repo@sha256:... is a repo digest: the manifest digest is the image's ID, whatever
+	// names it was fetched under.
+	if _, d, ok := strings.Cut(ref, "@"); ok && strings.HasPrefix(d, "sha256:") {
+		out = append(out, d)
+	}
 	return out
 }
 

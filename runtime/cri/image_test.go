@@ -19,7 +19,7 @@ func TestImageRefs(t *testing.T) {
 		"registry.k8s.io/pause:3.10":             {"registry.k8s.io/pause:3.10"},
 		"sha256:" + repeat("ab", 32):             {"sha256:" + repeat("ab", 32)},
 		"sha512-0123":                            {"sha512-0123"},
-		"quay.io/x/y@sha256:" + repeat("cd", 32): {"quay.io/x/y@sha256:" + repeat("cd", 32)},
+		"quay.io/x/y@sha256:" + repeat("cd", 32): {"quay.io/x/y@sha256:" + repeat("cd", 32), "sha256:" + repeat("cd", 32)},
 		"example.com/app:v1.0":                   {"example.com/app:v1.0"},
 	} {
 		if got := imageRefs(ref); !slices.Equal(got, want) {

@@ -568,6 +568,9 @@ func images(t *testing.T, e *criEnv) {
 		!slices.Equal(st.Image.RepoDigests, []string{host + "/library/pulled@" + digest.String()}) || st.Image.Size == 0 {
 		t.Fatalf("image status %v %v", st, err)
 	}
+	if st, err := e.img.ImageStatus(e.ctx(), &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: host + "/library/pulled@" + digest.String()}}); err != nil || st.Image.GetId() != digest.String() {
+		t.Fatalf("status by repo digest: %v %v", st, err)
+	}
 	if st, err := e.img.ImageStatus(e.ctx(), &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: "example.com/none:1"}}); err != nil || st.Image != nil {
 		t.Fatalf("status of an absent image: %v %v", st, err)
 	}
