@@ -2,6 +2,7 @@ package cri
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cairn-os/cairn/runtime/cli"
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage1"
@@ -179,6 +181,11 @@ func lifecycle(t *testing.T, e *criEnv) {
 	}
 	ok := e.run(sb, pcfg, ctrConfig("ok", "echo hello; echo oops >&2"))
 	bad := e.run(sb, pcfg, ctrConfig("bad", "exit 3"))
+	// rkt list shows the sandbox, its containers as apps, the CRI labels.
+	if out, code := e.rkt("list", "--full", "--format=json"); code != 0 || !strings.Contains(out, sb) || !strings.Contains(out, `"app":"life"`) ||
+		!strings.Contains(out, `"name":"ok"`) || !strings.Contains(out, `"name":"bad"`) {
+		t.Fatalf("rkt list: %d %s", code, out)
+	}
 	if s := e.waitExited(ok); s.ExitCode != 0 || s.Reason != "Completed" || s.FinishedAt < s.StartedAt || s.StartedAt < s.CreatedAt || s.CreatedAt == 0 {
 		t.Fatalf("container that exits 0: %v", s)
 	}
@@ -769,9 +776,11 @@ func killedSupervisor(t *testing.T, e *criEnv) {
 		}
 	}
 	// rkt gc marks it, but keeps it while rktlet runs.
-	res, err := ps.GC(context.Background(), pod.GCOptions{Clean: func(ctx context.Context, p *pod.Pod) error { return stage1.Clean(ctx, p.Path()) }})
-	if err != nil || !slices.Contains(res.Owned, sb) || slices.Contains(res.Removed, sb) {
-		t.Fatalf("gc of rktlet's stopped sandbox: %+v %v", res, err)
+	if out, code := e.rkt("gc", "--grace-period=0s"); code != 0 || !strings.Contains(out, fmt.Sprintf("pod %q not removed: its owner runs", sb)) {
+		t.Fatalf("rkt gc of rktlet's stopped sandbox: %d %s", code, out)
+	}
+	if p, err := ps.Get(sb); err != nil || p.Phase != pod.PhaseExitedGarbage {
+		t.Fatalf("after rkt gc: %v %v", p, err)
 	}
 	if s := e.status(id); s.State != runtimeapi.ContainerState_CONTAINER_EXITED {
 		t.Fatalf("container after gc's mark: %v", s)
@@ -856,4 +865,12 @@ func capMask(caps []string) string {
 		}
 	}
 	return fmt.Sprintf("%016x", m)
+}
+
+// rkt runs the rkt command line in-process on the test's data directory and returns its
+// stdout and stderr, and its exit code.
+func (e *criEnv) rkt(args ...string) (string, int) {
+	var out bytes.Buffer
+	code := cli.Run(e.ctx(), append([]string{"--dir=" + e.dir}, args...), nil, &out, &out)
+	return out.String(), code
 }
