@@ -73,17 +73,17 @@ func (s *Store) CreateApp(ctx context.Context, a App) (*App, error) {
 // App finds an application by its id or its product id (as a machine names it: any case,
 // with or without braces).
 func (s *Store) App(ctx context.Context, ref string) (*App, error) {
-	return findApp(ctx, s.r, s.q, ref)
+	return findApp(ctx, s.queryRow, ref)
 }
 
 // App is Store.App within the transaction.
 func (t *Tx) App(ctx context.Context, ref string) (*App, error) {
-	return findApp(ctx, t.tx, t.s.q, ref)
+	return findApp(ctx, t.queryRow, ref)
 }
 
-func findApp(ctx context.Context, r reader, q func(string) string, ref string) (*App, error) {
+func findApp(ctx context.Context, row rowFunc, ref string) (*App, error) {
 	id := NormalizeAppID(ref)
-	a, err := scanApp(r.QueryRowContext(ctx, q(`SELECT `+appCols+` FROM applications WHERE id = ? OR product_id = ?`), id, id))
+	a, err := scanApp(row(ctx, `SELECT `+appCols+` FROM applications WHERE id = ? OR product_id = ?`, id, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("application %q: %w", ref, ErrNotFound)
 	}

@@ -151,16 +151,16 @@ func (s *Store) Group(ctx context.Context, appID, ref string) (*Group, error) {
 
 // Groups lists an application's groups by name.
 func (s *Store) Groups(ctx context.Context, appID string) ([]*Group, error) {
-	return s.groups(ctx, s.r, `WHERE g.app_id = ? ORDER BY g.name`, appID)
+	return s.groups(ctx, `WHERE g.app_id = ? ORDER BY g.name`, appID)
 }
 
 // AllGroups lists every application's groups.
 func (s *Store) AllGroups(ctx context.Context) ([]*Group, error) {
-	return s.groups(ctx, s.r, `ORDER BY g.app_id, g.name`)
+	return s.groups(ctx, `ORDER BY g.app_id, g.name`)
 }
 
-func (s *Store) groups(ctx context.Context, r reader, where string, args ...any) ([]*Group, error) {
-	rows, err := r.QueryContext(ctx, s.q(`SELECT `+groupCols+groupFrom+` `+where), args...)
+func (s *Store) groups(ctx context.Context, where string, args ...any) ([]*Group, error) {
+	rows, err := s.query(ctx, `SELECT `+groupCols+groupFrom+` `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("groups: %w", err)
 	}
@@ -345,31 +345,29 @@ func rolloutStats(ctx context.Context, row rowFunc, g *Group, now time.Time) (ro
 	timeoutCut := micros(now.Add(-time.Duration(g.Policy.UpdateTimeout)))
 	periodCut := micros(now.Add(-time.Duration(g.Policy.Period)))
 	since := micros(g.ResumedAt)
-	qs := []struct {
-		dst   *int
-		query string
-		args  []any
-	}{
-		{&st.InFlight, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND update_in_progress = ? AND granted_at > ?`, []any{g.ID, true, timeoutCut}},
-		{&st.GrantedInPeriod, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_at > ?`, []any{g.ID, periodCut}},
-		{&st.Completed, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status = ?`, []any{g.ID, g.Version, rollout.StatusComplete}},
-		{&st.Failures, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status IN (?, ?) AND status_at >= ?`,
-			[]any{g.ID, g.Version, rollout.StatusError, rollout.StatusTimedOut, since}},
-	}
-	if g.Policy.MaxUpdatesPerPeriod == 0 {
-		qs = append(qs[:1], qs[2:]...)
-	}
-	for _, q := range qs {
-		if err := row(ctx, q.query, q.args...).Scan(q.dst); err != nil {
-			return st, fmt.Errorf("group %s: rollout stats: %w", g.ID, err)
-		}
-	}
-	// Attempts matter only to a share of failures.
-	if st.Failures > 0 || g.Policy.HaltErrors > 0 {
-		if err := row(ctx, `SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status <> ? AND status_at >= ?`,
-			g.ID, g.Version, rollout.StatusUndefined, since).Scan(&st.Attempts); err != nil {
-			return st, fmt.Errorf("group %s: rollout stats: %w", g.ID, err)
-		}
+	// One statement, one round trip: each count is a subquery on its own index. The
+	// grants in the period are counted only for a policy that limits them, the attempts only
+	// where a share of failures can matter (a failure, or a limit of errors whose reason
+	// names them); CASE evaluates neither otherwise.
+	err := row(ctx, `WITH failures AS (SELECT COUNT(*) AS n FROM instances
+			WHERE group_id = ? AND granted_version = ? AND status IN (?, ?) AND status_at >= ?)
+		SELECT
+			(SELECT COUNT(*) FROM instances WHERE group_id = ? AND update_in_progress = ? AND granted_at > ?),
+			CASE WHEN ? > 0 THEN (SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_at > ?) ELSE 0 END,
+			(SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status = ?),
+			failures.n,
+			CASE WHEN ? > 0 OR failures.n > 0 THEN
+				(SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status <> ? AND status_at >= ?)
+			ELSE 0 END
+		FROM failures`,
+		g.ID, g.Version, rollout.StatusError, rollout.StatusTimedOut, since,
+		g.ID, true, timeoutCut,
+		g.Policy.MaxUpdatesPerPeriod, g.ID, periodCut,
+		g.ID, g.Version, rollout.StatusComplete,
+		g.Policy.HaltErrors, g.ID, g.Version, rollout.StatusUndefined, since,
+	).Scan(&st.InFlight, &st.GrantedInPeriod, &st.Completed, &st.Failures, &st.Attempts)
+	if err != nil {
+		return st, fmt.Errorf("group %s: rollout stats: %w", g.ID, err)
 	}
 	return st, nil
 }

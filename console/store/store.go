@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
@@ -56,6 +57,40 @@ type Store struct {
 	Now func() time.Time
 
 	rebound sync.Map // query → query with $n placeholders (PostgreSQL)
+	// stmts holds SQLite's prepared statements of the readers (query → *sql.Stmt): modernc's
+	// driver parses every statement it is given anew, which was a quarter of a routine
+	// check's time. pgx caches its own on each connection.
+	stmts  sync.Map
+	nstmts atomic.Int32
+}
+
+// maxStmts bounds the prepared statements kept: the queries are the store's own, a few
+// dozen, and a few hundred shapes of the ones built from filters.
+const maxStmts = 1024
+
+// prepared is query prepared on the readers, made once and kept (SQLite); nil on
+// PostgreSQL, when the cache is full, or when it does not prepare (the caller runs the
+// query as it is, and gets the error from there).
+func (s *Store) prepared(ctx context.Context, query string) *sql.Stmt {
+	if s.dialect != SQLite {
+		return nil
+	}
+	if v, ok := s.stmts.Load(query); ok {
+		return v.(*sql.Stmt)
+	}
+	if s.nstmts.Load() >= maxStmts {
+		return nil
+	}
+	st, err := s.r.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if v, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return v.(*sql.Stmt)
+	}
+	s.nstmts.Add(1)
+	return st
 }
 
 // Options tune Open.
@@ -172,6 +207,10 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.stmts.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
@@ -214,6 +253,9 @@ type Tx struct {
 	tx *sql.Tx
 }
 
+// A transaction's statements are not prepared (Store.prepared): preparing one on the
+// database would wait for a connection, and SQLite's writer has only the one the
+// transaction holds.
 func (t *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	return t.tx.ExecContext(ctx, t.s.q(query), args...)
 }
@@ -257,17 +299,17 @@ func rollback(tx *sql.Tx) error {
 	return nil
 }
 
-// reader is what read queries run on: the reader pool, or a write transaction.
-type reader interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := s.prepared(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return s.r.QueryContext(ctx, s.q(query), args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := s.prepared(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return s.r.QueryRowContext(ctx, s.q(query), args...)
 }
 
