@@ -394,3 +394,38 @@ func (s *Store) History(ctx context.Context, appID, id string, limit int) ([]*Hi
 	}
 	return out, rows.Err()
 }
+
+// LastCheck is when a machine last checked in.
+type LastCheck struct {
+	AppID, ID string
+	At        time.Time
+}
+
+// touchChunk is how many machines one statement of TouchLastChecks updates: 3 parameters
+// each, far below SQLite's and PostgreSQL's limits.
+const touchChunk = 500
+
+// TouchLastChecks records the machines' last check times in one transaction, each only
+// forward: a time older than the one stored (a later check written meanwhile) changes
+// nothing. Routine checks are answered from reads and their times written this way, in
+// batches, so that a fleet's check-ins cost one write a batch rather than one each.
+func (s *Store) TouchLastChecks(ctx context.Context, checks []LastCheck) error {
+	if len(checks) == 0 {
+		return nil
+	}
+	return s.Write(ctx, func(tx *Tx) error {
+		for chunk := range slices.Chunk(checks, touchChunk) {
+			rows := strings.TrimSuffix(strings.Repeat("(?, ?, CAST(? AS BIGINT)), ", len(chunk)), ", ")
+			args := make([]any, 0, 3*len(chunk))
+			for _, c := range chunk {
+				args = append(args, c.AppID, c.ID, micros(c.At))
+			}
+			// VALUES names its columns column1, column2, … in SQLite and PostgreSQL alike.
+			if _, err := tx.exec(ctx, `UPDATE instances SET last_check_at = v.column3 FROM (VALUES `+rows+`) AS v
+				WHERE instances.app_id = v.column1 AND instances.id = v.column2 AND instances.last_check_at < v.column3`, args...); err != nil {
+				return fmt.Errorf("instances: last checks: %w", err)
+			}
+		}
+		return nil
+	})
+}

@@ -28,6 +28,7 @@ var suite = []struct {
 	{"groups", testGroups},
 	{"check-ins and events", testCheckIns},
 	{"reports: progress and pods", testReports},
+	{"last checks in a batch", testTouchLastChecks},
 	{"rollout stats", testRolloutStats},
 	{"instances list", testInstancesList},
 	{"activity and audit", testActivity},
@@ -702,6 +703,30 @@ func testReports(t *testing.T, s *Store) {
 	write(func(tx *Tx) error { return tx.Grant(ctx, got, "2.0.0", t0.Add(2*time.Hour)) })
 	if again := must[*Instance](t)(s.Instance(ctx, app.ID, "m1")); again.Operation != "" || again.Step != "" || again.Progress != 0 {
 		t.Fatalf("after a grant: %+v", again)
+	}
+}
+
+// Last check times written in a batch move forward only.
+func testTouchLastChecks(t *testing.T, s *Store) {
+	ctx := context.Background()
+	app, g := published(t, s, rollout.DefaultPolicy())
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	var checks []LastCheck
+	for i := range 1200 { // three statements' worth
+		id := fmt.Sprintf("m%04d", i)
+		checkIn(t, s, CheckIn{AppID: app.ID, MachineID: id, GroupID: g.ID, Track: "stable", Version: "1.0.0", Check: true, Time: t0})
+		checks = append(checks, LastCheck{AppID: app.ID, ID: id, At: t0.Add(time.Duration(i) * time.Second)})
+	}
+	// m0001 checked again meanwhile, later than its batched time.
+	checkIn(t, s, CheckIn{AppID: app.ID, MachineID: "m0001", GroupID: g.ID, Track: "stable", Version: "1.0.0", Check: true, Time: t0.Add(time.Hour)})
+	checks = append(checks, LastCheck{AppID: app.ID, ID: "unknown", At: t0})
+	if err := s.TouchLastChecks(ctx, checks); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]time.Time{"m0000": t0, "m0001": t0.Add(time.Hour), "m0002": t0.Add(2 * time.Second), "m1199": t0.Add(1199 * time.Second)} {
+		if in := must[*Instance](t)(s.Instance(ctx, app.ID, id)); in.LastCheckAt != want {
+			t.Errorf("%s: last check %v, want %v", id, in.LastCheckAt, want)
+		}
 	}
 }
 

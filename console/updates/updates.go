@@ -9,6 +9,7 @@
 package updates
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -17,8 +18,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-os/cairn/console/payloads"
@@ -56,10 +59,19 @@ type Service struct {
 	// Observe, when set, is told each request's result and how long it took.
 	Observe func(result string, d time.Duration)
 	// LastCheckResolution is how stale an instance's last check time may get before a check
-	// that changes nothing else writes it (a minute when 0): a fleet's routine checks are
-	// then reads, which SQLite serves concurrently, rather than writes, which it takes one
-	// at a time.
+	// that changes nothing else records it (a minute when 0); LastCheckDelay is how long the
+	// time then waits to be written with the others of its batch (a second when 0). A
+	// fleet's routine checks are then reads, which SQLite serves concurrently, and one write
+	// a batch, rather than a write each, which it takes one at a time. What a console that
+	// dies loses is a second of last check times, never an event.
 	LastCheckResolution time.Duration
+	LastCheckDelay      time.Duration
+
+	lastChecks struct {
+		sync.Mutex
+		pending map[[2]string]time.Time // app id and machine id: the last check time to write
+		timer   *time.Timer
+	}
 }
 
 func noGroup(a *store.App, track string) string {
@@ -297,7 +309,7 @@ func (s *Service) unchanged(ctx context.Context, req *omaha.Request, a *store.Ap
 	same := func(said, known string) bool { return said == "" || said == known }
 	if in.GroupID != groupID || in.Track != app.Track || in.IP != ip || in.Version != app.Version || !same(app.Board, in.Board) ||
 		!same(app.MachineAlias, in.Alias) || !same(app.OEM, in.OEM) || !same(app.OEMVersion, in.OEMVersion) || !same(app.AlephVersion, in.AlephVersion) ||
-		now.Before(in.LastCheckAt) || now.Sub(in.LastCheckAt) >= res || (app.Ping == nil && app.UpdateCheck == nil) {
+		now.Before(in.LastCheckAt) || (app.Ping == nil && app.UpdateCheck == nil) {
 		return nil, "", false, nil
 	}
 	// A report that says something new: progress, a check that ends the last one, pods
@@ -335,8 +347,63 @@ func (s *Service) unchanged(ctx context.Context, req *omaha.Request, a *store.Ap
 	if hold != in.Hold {
 		return nil, "", false, nil
 	}
+	if now.Sub(in.LastCheckAt) >= res {
+		s.touch(in.AppID, in.ID, now)
+	}
 	out.UpdateCheck = &omaha.UpdateResponse{Status: omaha.StatusNoUpdate}
 	return out, result, true, nil
+}
+
+// touch records a routine check's time for the next batch, written LastCheckDelay after
+// the first time of the batch came.
+func (s *Service) touch(appID, id string, at time.Time) {
+	lc := &s.lastChecks
+	lc.Lock()
+	defer lc.Unlock()
+	if lc.pending == nil {
+		lc.pending = map[[2]string]time.Time{}
+	}
+	if k := [2]string{appID, id}; at.After(lc.pending[k]) {
+		lc.pending[k] = at
+	}
+	if lc.timer == nil {
+		d := s.LastCheckDelay
+		if d <= 0 {
+			d = time.Second
+		}
+		lc.timer = time.AfterFunc(d, func() {
+			if err := s.Flush(context.Background()); err != nil {
+				s.log().Warn("writing last check times", "err", err)
+			}
+		})
+	}
+}
+
+// Flush writes the last check times of routine checks that wait for their batch: at once,
+// for a caller that reads them (tests) or stops.
+func (s *Service) Flush(ctx context.Context) error {
+	lc := &s.lastChecks
+	lc.Lock()
+	pending := lc.pending
+	lc.pending = nil
+	if lc.timer != nil {
+		lc.timer.Stop()
+		lc.timer = nil
+	}
+	lc.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	checks := make([]store.LastCheck, 0, len(pending))
+	for k, at := range pending {
+		checks = append(checks, store.LastCheck{AppID: k[0], ID: k[1], At: at})
+	}
+	// In one order, so that two batches written at once take their rows' locks (PostgreSQL)
+	// in the same order.
+	slices.SortFunc(checks, func(a, b store.LastCheck) int {
+		return cmp.Or(strings.Compare(a.AppID, b.AppID), strings.Compare(a.ID, b.ID))
+	})
+	return s.Store.TouchLastChecks(ctx, checks)
 }
 
 // updateResponse offers pkg as update_engine and Cairn's engine read it: the SHA-1 (base64)
@@ -585,7 +652,8 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	return nil
 }
 
-// Run reconciles every interval until ctx ends.
+// Run reconciles every interval until ctx ends, and then writes the last check times that
+// wait for their batch.
 func (s *Service) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -595,6 +663,9 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 		}
 		select {
 		case <-ctx.Done():
+			if err := s.Flush(context.WithoutCancel(ctx)); err != nil {
+				s.log().Warn("writing last check times", "err", err)
+			}
 			return
 		case <-t.C:
 		}

@@ -586,6 +586,19 @@ func TestRoutineChecksDoNotWrite(t *testing.T) {
 	if in := c.Instance("b"); in.LastCheckAt != now {
 		t.Fatalf("last check %v after a minute, want %v", in.LastCheckAt, now)
 	}
+	// Another minute on, with nothing else new: the check is a read, and its time is written
+	// with the others of its batch.
+	at(61 * time.Second)
+	b.check()
+	if in := c.Instance("b"); in.LastCheckAt.Equal(now) {
+		t.Fatal("a routine check wrote its last check time itself")
+	}
+	if err := c.Server.Updates.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if in := c.Instance("b"); in.LastCheckAt != now {
+		t.Fatalf("last check %v after the batch, want %v", in.LastCheckAt, now)
+	}
 	// Paused: another kind of hold, written at once.
 	at(time.Second)
 	if _, err := c.API("POST", "/apps/"+c.App.ID+"/groups/stable/pause", nil, nil); err != nil {
