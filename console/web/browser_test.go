@@ -90,10 +90,29 @@ func chromium(t *testing.T) context.Context {
 
 // tab drives the browser with a deadline for each step, and saves screenshots.
 type tab struct {
-	t    *testing.T
-	ctx  context.Context
-	base string
-	shot string
+	t      *testing.T
+	ctx    context.Context
+	base   string
+	shot   string
+	cancel context.CancelFunc // a tab of newTab's
+}
+
+// newTab opens another tab of the same browser (the same session).
+func (b *tab) newTab() *tab {
+	b.t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	nt := &tab{t: b.t, ctx: ctx, base: b.base, shot: b.shot, cancel: cancel}
+	// The tab lives as long as the context of its first action: its own.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		b.t.Fatalf("opening a tab: %v", err)
+	}
+	return nt
+}
+
+func (b *tab) close() {
+	if b.cancel != nil {
+		b.cancel()
+	}
 }
 
 func (b *tab) step(d time.Duration) (context.Context, context.CancelFunc) {
@@ -179,7 +198,7 @@ func (b *tab) screenshot(name string) {
 	ctx, cancel := b.step(30 * time.Second)
 	defer cancel()
 	// The picture shows the page at rest: no live update's highlight.
-	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelectorAll('.changed').forEach(e => e.classList.remove('changed'))`)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.getAnimations().forEach(a => { if (a.effect.getTiming().iterations !== Infinity) a.finish() })`)); err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -374,7 +393,7 @@ func TestBrowserRollout(t *testing.T) {
 	}
 	b := &tab{t: t, ctx: ctx, base: c.URL, shot: shots}
 	app := "/apps/" + url.PathEscape(c.App.ProductID)
-	fleet := newSimFleet(t, c, 5, 120*time.Millisecond)
+	fleet := newSimFleet(t, c, 5, 200*time.Millisecond)
 
 	// The cluster as etcd has it: flannel's network and a lease for each host, and
 	// locksmith's semaphore held by node-2 (a reboot that never came back).
@@ -447,6 +466,12 @@ func TestBrowserRollout(t *testing.T) {
 	b.waitText("#g-head", 60*time.Second, "Canaries 1 of 1 complete")
 	b.waitText("#g-machines", 30*time.Second, "Downloading", "%")
 	b.screenshot("group-rolling-out")
+	// Meanwhile, in a second tab, the overview.
+	ov := b.newTab()
+	ov.open(app)
+	ov.waitText("#ov-versions", 10*time.Second, "2.0.0", "1.0.0")
+	ov.screenshot("overview")
+	ov.close()
 	text := b.waitText("#g-head", 90*time.Second, "Up to date", "On target 5 of 5")
 	if same, updates := b.samePage(); !same || updates < 3 {
 		t.Fatalf("the group page was reloaded (%v) or got %d live updates; it reads %q", same, updates, text)
@@ -494,7 +519,7 @@ func TestBrowserRollout(t *testing.T) {
 	b.open(app)
 	b.waitText("#ov-halts", 5*time.Second, "Group production halted its rollout of 3.0.0", "2 of 2 attempts failed")
 	b.waitText("#ov-tiles", 5*time.Second, "Machines 5", "Failed 2")
-	b.screenshot("overview")
+	b.screenshot("overview-halted")
 	b.open(app + "/instances?status=error")
 	b.waitText("#il-table", 5*time.Second, "2 machines match", "Error", "error 44")
 	b.open(app + "/instances")
