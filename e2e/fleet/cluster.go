@@ -14,6 +14,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cairn-os/cairn/console/rollout"
+	"github.com/cairn-os/cairn/console/store"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/update-engine/locksmith"
@@ -213,6 +215,7 @@ func (c *Cluster) Update(ctx context.Context, payloadPath string) (*UpdateResult
 	for _, h := range c.Hosts {
 		wg.Go(func() {
 			go c.followProgress(wctx, h)
+			go c.recheckWhileHeld(wctx, h, r.Offered)
 			if err := h.WaitExit(ctx); err != nil {
 				errs <- err
 				return
@@ -265,6 +268,54 @@ func (c *Cluster) Update(ctx context.Context, payloadPath string) (*UpdateResult
 	slices.SortFunc(r.Reboots, func(a, b Reboot) int { return a.Down.Compare(b.Down) })
 	r.MaxHolders = sem.maxHolders()
 	return r, nil
+}
+
+// HeldBack says whether the console's rollout holds a machine back from the version
+// offered at offered, and why: it checked since, is not updating and is not running it.
+// Such a machine checks again only at its schedule (45 minutes), so the harness asks it to
+// once the rollout may let it go.
+func HeldBack(in *store.Instance, version string, offered time.Time) (bool, string) {
+	if in == nil || in.UpdateInProgress || in.Version == version || in.LastCheckAt.Before(offered) {
+		return false, ""
+	}
+	switch in.Hold {
+	case rollout.ReasonNone, rollout.ReasonUpToDate, rollout.ReasonNoGroup, rollout.ReasonNoPackage:
+		return false, ""
+	}
+	return true, in.HoldReason
+}
+
+// recheckWhileHeld asks h to check for an update again every 15 s while the rollout holds it
+// back (a canary not yet complete, max in flight), and says why it waits.
+func (c *Cluster) recheckWhileHeld(ctx context.Context, h *Host, offered time.Time) {
+	said, vm := "", h.VM()
+	for ctx.Err() == nil && !vm.Exited() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(15 * time.Second):
+		}
+		in, err := c.Fleet.Console.Store.Instance(ctx, c.Fleet.App.ID, c.ids[h])
+		if err != nil {
+			continue
+		}
+		held, why := HeldBack(in, New, offered)
+		if !held {
+			if in.UpdateInProgress {
+				return
+			}
+			continue
+		}
+		if why != said {
+			said = why
+			c.say("%s: the console's rollout holds it back: %s", h.Name, why)
+		}
+		// Only an idle engine checks: one that is updating answers for the update it runs.
+		if out, err := h.Run(ctx, "update_engine_client -status"); err != nil || !strings.Contains(out, "CURRENT_OP=UPDATE_STATUS_IDLE") {
+			continue
+		}
+		h.Run(ctx, "update_engine_client -check_for_update") //nolint:errcheck // the next round asks again
+	}
 }
 
 // followProgress prints h's update progress (update_engine_client -status) until the boot it

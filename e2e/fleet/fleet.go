@@ -3,19 +3,25 @@ package fleet
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cairn-os/cairn/console/auth"
+	"github.com/cairn-os/cairn/console/rollout"
 	"github.com/cairn-os/cairn/console/server"
 	"github.com/cairn-os/cairn/console/store"
 	"github.com/cairn-os/cairn/console/updates"
@@ -138,8 +144,10 @@ func (f *Fleet) startConsole(ctx context.Context) error {
 		st.Close()
 		return err
 	}
+	// The console's pages show the fleet's etcd too: the reboot lock and flannel's leases.
 	f.Console = server.New(server.Config{Store: st, PayloadDir: filepath.Join(dir, "payloads"),
-		Keys: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, Log: slog.New(slog.DiscardHandler)})
+		Keys: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, Log: slog.New(slog.DiscardHandler),
+		Etcd: f.Client, EtcdEndpoints: []string{f.Etcd.Endpoint}})
 	if f.App, err = f.Console.EnsureApp(ctx, updateconf.Defaults["APP_ID"], "Cairn"); err != nil {
 		return err
 	}
@@ -151,6 +159,62 @@ func (f *Fleet) startConsole(ctx context.Context) error {
 	go f.Console.Run(rctx)
 	f.ConsolePort, err = f.serve(f.Console.Handler())
 	return err
+}
+
+// ConsoleURL is where a browser on the host opens the console.
+func (f *Fleet) ConsoleURL() string { return "http://127.0.0.1:" + strconv.Itoa(f.ConsolePort) + "/" }
+
+// AddOperator makes an admin of the console with a new random password and returns the
+// password, for a person to log in with.
+func (f *Fleet) AddOperator(ctx context.Context, name string) (string, error) {
+	pw := strings.TrimRight(base32.StdEncoding.EncodeToString(randomBytes(10)), "=")
+	pw = strings.ToLower(pw[:4] + "-" + pw[4:8] + "-" + pw[8:12] + "-" + pw[12:16])
+	hash, err := auth.HashPassword(pw)
+	if err != nil {
+		return "", err
+	}
+	ctx = store.WithAudit(ctx, store.Activity{Kind: "user.created", Actor: "e2e", Message: fmt.Sprintf("created user %s (admin)", name)})
+	if _, err := f.Console.Store.CreateUser(ctx, name, hash, store.RoleAdmin); err != nil {
+		return "", fmt.Errorf("console operator %s: %w", name, err)
+	}
+	return pw, nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return b
+}
+
+// Group is the group of the fleet's machines (track stable).
+func (f *Fleet) Group(ctx context.Context) (*store.Group, error) {
+	return f.Console.Store.Group(ctx, f.App.ID, "stable")
+}
+
+// SetRollout gives the fleet's group a rollout policy (it has none by default: every
+// machine is offered an update at once).
+func (f *Fleet) SetRollout(ctx context.Context, p rollout.Policy) error {
+	g, err := f.Group(ctx)
+	if err != nil {
+		return err
+	}
+	ctx = store.WithAudit(ctx, store.Activity{AppID: f.App.ID, GroupID: g.ID, Kind: "group.updated", Actor: "e2e",
+		Message: fmt.Sprintf("changed group %s's rollout policy: %d canaries, at most %d in flight, halting after %d failures", g.Name,
+			p.Canaries, p.MaxInFlight, p.HaltErrors)})
+	_, err = f.Console.Store.UpdateGroup(ctx, f.App.ID, g.ID, store.GroupSpec{Name: g.Name, Description: g.Description, Track: g.Track,
+		ChannelID: g.ChannelID, Policy: p})
+	return err
+}
+
+// GroupURL is the console's page of the fleet's group.
+func (f *Fleet) GroupURL(ctx context.Context) (string, error) {
+	g, err := f.Group(ctx)
+	if err != nil {
+		return "", err
+	}
+	return f.ConsoleURL() + "apps/" + url.PathEscape(f.App.ProductID) + "/groups/" + url.PathEscape(g.ID), nil
 }
 
 // Close stops the services.

@@ -1,7 +1,9 @@
 // Command cairn-demo is `make demo`: it builds two releases of Cairn (cached), boots a
 // two-host cluster in qemu with first-boot configs, shows a pod on one host answering a pod on
-// the other over flannel's overlay, and updates both hosts from an Omaha server, rebooting them
-// one at a time through etcd. Everything it starts stays on the host's loopback.
+// the other over flannel's overlay, and updates both hosts as a rollout of the fleet's
+// console (cairn-console: a canary first, one host at a time), rebooting them one at a time
+// through etcd. The console's pages are served on the host's loopback for a browser to watch
+// it; everything it starts stays on the loopback.
 package main
 
 import (
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-os/cairn/console/rollout"
 	"github.com/cairn-os/cairn/e2e/fleet"
 	"github.com/cairn-os/cairn/image/qemu"
 	"github.com/cairn-os/cairn/internal/disklayout"
@@ -26,9 +30,10 @@ func main() {
 	out := flag.String("o", "_output/demo", "scratch directory (emptied first)")
 	bin := flag.String("bin", "bin", "Cairn's binaries, which the images carry (make build)")
 	src := flag.String("source", ".", "the source tree (the image builder's files are part of the cache key)")
+	hold := flag.Bool("hold", false, "keep the console and the hosts running at the end, until interrupted")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *out, *bin, *src)
+	err := run(ctx, *out, *bin, *src, *hold)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cairn-demo:", err)
@@ -40,7 +45,33 @@ func step(format string, args ...any) {
 	fmt.Printf("\n\033[1m==> %s\033[0m\n", fmt.Sprintf(format, args...))
 }
 
-func run(ctx context.Context, out, bin, src string) error {
+// DemoPolicy is the rollout the demo's update goes through: a canary that must complete (run
+// the new version, blessed good) before the other host is offered it, one host updating at a
+// time, and a group that halts itself at the first failure.
+var DemoPolicy = func() rollout.Policy {
+	p := rollout.DefaultPolicy()
+	p.Canaries, p.MaxInFlight, p.HaltErrors = 1, 1, 1
+	return p
+}()
+
+// consoleLogin makes the console's admin and sets the demo's rollout policy, and says where
+// to look: what a person needs before the update starts.
+func consoleLogin(ctx context.Context, f *fleet.Fleet, w io.Writer) error {
+	pw, err := f.AddOperator(ctx, "admin")
+	if err != nil {
+		return err
+	}
+	if err := f.SetRollout(ctx, DemoPolicy); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Open %s — user admin, password %s\n", f.ConsoleURL(), pw)
+	fmt.Fprintf(w, "(the fleet's update service and console; from another machine: ssh -L %d:127.0.0.1:%d to this one)\n", f.ConsolePort, f.ConsolePort)
+	fmt.Fprintf(w, "group stable's rollout policy: %d canary, at most %d updating at a time, halt after %d failure\n",
+		DemoPolicy.Canaries, DemoPolicy.MaxInFlight, DemoPolicy.HaltErrors)
+	return nil
+}
+
+func run(ctx context.Context, out, bin, src string, hold bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo builds disk images and boots VMs: run it as root")
 	}
@@ -77,8 +108,11 @@ func run(ctx context.Context, out, bin, src string) error {
 		return err
 	}
 	defer c.Close()
-	fmt.Printf("etcd %s, console (Omaha at /v1/update/) %s, flannel network %s in etcd\n", c.Fleet.Etcd.Endpoint,
+	fmt.Printf("etcd %s, console (Omaha at /v1/update/) %s for the hosts, flannel network %s in etcd\n", c.Fleet.Etcd.Endpoint,
 		fleet.GuestURL(c.Fleet.ConsolePort), fleet.FlannelNetwork)
+	if err := consoleLogin(ctx, c.Fleet, os.Stdout); err != nil {
+		return err
+	}
 	cfg := filepath.Join(out, "cairn-1", "config.ign")
 	fmt.Printf("first-boot configs (Ignition 3.4): %s, %s\n", cfg, filepath.Join(out, "cairn-2", "config.ign"))
 	fmt.Println("they set root's ssh key, an address on the cluster cable, flanneld against etcd, the flannel")
@@ -100,7 +134,11 @@ func run(ctx context.Context, out, bin, src string) error {
 		return err
 	}
 
-	step("Update both hosts to Cairn %s: download, verify, write slot B, reboot one at a time (etcd lock)", fleet.New)
+	step("Update both hosts to Cairn %s as a rollout: a canary first, then the other host; each downloads, verifies, writes slot B and reboots (etcd lock)", fleet.New)
+	if u, err := c.Fleet.GroupURL(ctx); err == nil {
+		fmt.Printf("watch it live: %s (the canary's progress, the other host held back \"waiting for canaries\", the versions changing)\n", u)
+		fmt.Printf("the hosts' flannel leases and the reboot lock: %scluster\n", c.Fleet.ConsoleURL())
+	}
 	up, err := c.Update(ctx, im.NewPayload())
 	if err != nil {
 		return err
@@ -123,5 +161,12 @@ func run(ctx context.Context, out, bin, src string) error {
 	fmt.Printf("images %v, boot %v, pod to pod across hosts %v, update of both hosts %v (TCG, %d CPUs)\n",
 		built.Round(time.Second), booted.Round(time.Second), ov.Took.Round(time.Second), updated.Round(time.Second), runtime.NumCPU())
 	fmt.Printf("state: %s (VM consoles in cairn-*/console-*.log)\n", out)
+	fmt.Printf("the rollout in the console: %s (its activity log: %sactivity)\n", c.Fleet.ConsoleURL(), c.Fleet.ConsoleURL())
+	if !hold {
+		fmt.Println("the console and the hosts stop now; cairn-demo -hold keeps them running until Ctrl-C")
+		return nil
+	}
+	fmt.Println("the console and the hosts keep running: Ctrl-C stops them")
+	<-ctx.Done()
 	return nil
 }
