@@ -38,7 +38,7 @@ test: build lint ## run all tests: lint, unit, root tier (as root), VM tier (whe
 unit: deps ## run only the unit tests (no root needed, no prerequisites; -short skips the other tiers even as root)
 	$(GO) test $(GOFLAGS_TAGS) -count=1 -short ./...
 
-demo: build ## build two Cairn releases (cached), boot a two-host cluster in qemu: pods across hosts, an update
+demo: build ## build two Cairn releases (cached), boot a two-host cluster in qemu: pods across hosts, an update rolled out from the console (its URL and login printed)
 	$(BIN)/cairn-demo -o _output/demo -bin $(BIN)
 
 image: build ## build the OS: disk, qcow2, PXE pair, signed payload into _output/image

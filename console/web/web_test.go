@@ -416,3 +416,44 @@ func TestLoginLogout(t *testing.T) {
 		t.Errorf("a page after logout: %s, want the login page", res.Status)
 	}
 }
+
+// An admin adds a user and makes a token on the users page: the token's secret is shown
+// once, on the answer itself, and works as a bearer token; a user's password must be long
+// enough, as the API says.
+func TestAdminForms(t *testing.T) {
+	c := consoletest.Start(t, consoletest.Options{})
+	b := newBrowser(t, c)
+	b.login("admin", "admin-password")
+	csrf := csrfOf(t, b.get("/admin"))
+	if _, flash := b.post("/admin/users", url.Values{"csrf_token": {csrf}, "username": {"vera"}, "password": {"short"}, "role": {"viewer"}}); !strings.Contains(flash, "error:") {
+		t.Errorf("a short password: %q", flash)
+	}
+	if _, flash := b.post("/admin/users", url.Values{"csrf_token": {csrf}, "username": {"vera"}, "password": {"long enough password"}, "role": {"viewer"}}); flash != "ok: Added vera (viewer)" {
+		t.Errorf("adding vera: %q", flash)
+	}
+	res, body := b.do(http.MethodPost, "/admin/tokens", url.Values{"csrf_token": {csrf}, "name": {"ci"}, "user": {"vera"}, "role": {"viewer"}})
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("creating a token: %s", res.Status)
+	}
+	m := regexp.MustCompile(`<code id="new-secret">([^<]+)</code>`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no secret shown:\n%s", htmlText(body))
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.URL+"/api/v1/session", nil)
+	req.Header.Set("Authorization", "Bearer "+m[1])
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusOK {
+		t.Errorf("the shown secret as a token: %s", r2.Status)
+	}
+	if strings.Contains(b.get("/admin"), m[1]) {
+		t.Error("the secret is shown again")
+	}
+	act, _ := c.Store.ActivityLog(context.Background(), store.ActivityFilter{Kind: "token.created"})
+	if len(act) != 1 || act[0].Actor != "admin" {
+		t.Errorf("audit of the token: %+v", act)
+	}
+}
