@@ -424,7 +424,7 @@ func TestSandboxConfig(t *testing.T) {
 	if !slices.Equal(cfg.Net, want) || cfg.Hostname != "web-0" || cfg.CgroupParent != "/kubepods/pod-u1" || cfg.HostIPC ||
 		!slices.Equal(cfg.Ports, []string{"p0:tcp:80:0.0.0.0:8080", "p1:udp:53:127.0.0.1:5353", "p3:tcp:82:[::1]:8082"}) ||
 		!slices.Equal(cfg.DNS, []string{"10.96.0.10"}) || !slices.Equal(cfg.DNSSearch, []string{"default.svc.cluster.local"}) || !slices.Equal(cfg.DNSOpt, []string{"ndots:5"}) ||
-		cfg.Sysctls["net.ipv4.ip_forward"] != "1" || cfg.UserLabels["app"] != "web" || cfg.UserAnnotations["a"] != "b" {
+		cfg.Sysctls["net.ipv4.ip_forward"] != "1" || cfg.UserLabels["app"] != "web" || cfg.UserAnnotations["a"] != "b" || !cfg.SharedPID {
 		t.Fatalf("sandbox config %+v", cfg)
 	}
 	if cfg.Annotations[annName] != "web" || cfg.Annotations[annAttempt] != "1" || cfg.Annotations["cairn-os.org/owner"] != Owner || sb.fullName() != "web_default_u1_1" {
@@ -432,10 +432,10 @@ func TestSandboxConfig(t *testing.T) {
 	}
 	host, _, err := sandboxConfig(base(func(c *runtimeapi.PodSandboxConfig) {
 		c.Linux.Sysctls = nil
-		c.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE}
+		c.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE}
 		c.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}}
 	}), "", sandboxChoice{})
-	if err != nil || !slices.Equal(host.Net, []string{"host"}) || !host.HostIPC || host.Ports != nil || !slices.Equal(host.DNS, []string{"host"}) {
+	if err != nil || !slices.Equal(host.Net, []string{"host"}) || !host.HostIPC || host.SharedPID || host.Ports != nil || !slices.Equal(host.DNS, []string{"host"}) {
 		t.Fatalf("host sandbox %+v %v", host, err)
 	}
 	for name, tc := range map[string]struct {
@@ -467,6 +467,9 @@ func TestSandboxConfig(t *testing.T) {
 		"log directory": {base(func(c *runtimeapi.PodSandboxConfig) { c.LogDirectory = "logs" }), "", "n", codes.InvalidArgument},
 		"network mode": {base(func(c *runtimeapi.PodSandboxConfig) {
 			c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_CONTAINER
+		}), "", "n", codes.InvalidArgument},
+		"pid mode": {base(func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_TARGET
 		}), "", "n", codes.InvalidArgument},
 		"user namespace": {base(func(c *runtimeapi.PodSandboxConfig) {
 			c.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}

@@ -259,8 +259,8 @@ func security(sc *runtimeapi.LinuxContainerSecurityContext, sb *sandbox, img *im
 	case runtimeapi.NamespaceMode_NODE:
 		l.HostPID = true
 	case runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_TARGET:
-		// A pod-wide or targeted PID namespace needs a process that holds it open for the
-		// pod: rktlet has none (no pause), and gives each container its own.
+		// POD: the sandbox's shared one when it has one (its supervisor's pause holds it),
+		// else the container's own; a targeted one is not supported, and is the container's own.
 	default:
 		return invalidf("PID namespace mode %s", sc.GetNamespaceOptions().GetPid())
 	}

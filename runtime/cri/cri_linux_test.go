@@ -40,6 +40,7 @@ func TestCRIInHost(t *testing.T) {
 		{"bad input", badInput},
 		{"network", podNetwork},
 		{"security", security_},
+		{"shared PID namespace", sharedPID},
 		{"resources", resourcesAndOOM},
 		{"images", images},
 		{"events", events},

@@ -42,7 +42,7 @@ func init() {
 }
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == "supervise" || os.Args[1] == rktletMain) {
+	if len(os.Args) > 1 && (os.Args[1] == "supervise" || os.Args[1] == "pause" || os.Args[1] == rktletMain) {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		args := os.Args[1:]
 		if args[0] == rktletMain {
@@ -218,7 +218,9 @@ func (e *criEnv) podConfig(name string, mods ...func(*runtimeapi.PodSandboxConfi
 		LogDirectory: filepath.Join(e.logs, name),
 		Labels:       map[string]string{"app": name},
 		Annotations:  map[string]string{"example.com/Note": "a pod"},
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{}}},
+		// kubelet's default: a PID namespace per container (POD is shareProcessNamespace).
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}},
 	}
 	for _, m := range mods {
 		m(c)

@@ -24,10 +24,16 @@ const DefaultListen = "unix:///run/rktlet/rktlet.sock"
 // Run is the rktlet command: it serves the CRI on -listen (or on the socket systemd
 // passes it), says READY=1 to systemd once it serves, and stops on ctx's end (SIGTERM),
 // leaving every sandbox running. `rktlet supervise UUID` is the hidden mode a sandbox's
-// supervisor runs in. It returns the process's exit code.
+// supervisor runs in, `rktlet pause` the holder of a sandbox's shared PID namespace. It
+// returns the process's exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "supervise" {
-		return Supervise(ctx, args[1:], stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "supervise":
+			return Supervise(ctx, args[1:], stderr)
+		case "pause":
+			return Pause(ctx)
+		}
 	}
 	fs := flag.NewFlagSet("rktlet", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -52,6 +52,9 @@ func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string, ch sandboxC
 			return nil, nil, invalidf("%s namespace mode %s: a pod has its own (POD) or the host's (NODE)", what, m)
 		}
 	}
+	if m := ns.GetPid(); m != runtimeapi.NamespaceMode_POD && m != runtimeapi.NamespaceMode_CONTAINER && m != runtimeapi.NamespaceMode_NODE {
+		return nil, nil, invalidf("PID namespace mode %s: a pod's is POD, CONTAINER or NODE", m)
+	}
 	if ns.GetUsernsOptions() != nil && ns.GetUsernsOptions().GetMode() == runtimeapi.NamespaceMode_POD {
 		return nil, nil, invalidf("user namespaces for pods are not supported by rktlet")
 	}
@@ -62,6 +65,7 @@ func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string, ch sandboxC
 		UserAnnotations: maps.Clone(cfg.GetAnnotations()),
 		CgroupParent:    cfg.GetLinux().GetCgroupParent(),
 		HostIPC:         ns.GetIpc() == runtimeapi.NamespaceMode_NODE,
+		SharedPID:       ns.GetPid() == runtimeapi.NamespaceMode_POD,
 		Sysctls:         maps.Clone(cfg.GetLinux().GetSysctls()),
 	}
 	out.Hostname = cfg.GetHostname()

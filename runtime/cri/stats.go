@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage1"
@@ -178,10 +179,28 @@ func (s *Server) sandboxStats(sb *sandbox, p *pod.Pod) *runtimeapi.PodSandboxSta
 	if err == nil {
 		lx.Process = &runtimeapi.ProcessUsage{Timestamp: now, ProcessCount: &runtimeapi.UInt64Value{Value: uint64(len(pids))}}
 	}
-	if sb.namespaces.GetNetwork() != runtimeapi.NamespaceMode_NODE && len(pids) > 0 {
-		lx.Network = networkUsage(pids[0], now)
+	if sb.namespaces.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+		if pid, ok := inNetNS(pids, stage1.PodNetNS(p.Path())); ok {
+			lx.Network = networkUsage(pid, now)
+		}
 	}
 	return out
+}
+
+// inNetNS finds a process in the network namespace that file pins (a pod's process that
+// is not in it is a command entering the pod, not yet there).
+func inNetNS(pids []int, file string) (int, bool) {
+	var want unix.Stat_t
+	if err := unix.Stat(file, &want); err != nil {
+		return 0, false
+	}
+	for _, pid := range pids {
+		var st unix.Stat_t
+		if unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
+			return pid, true
+		}
+	}
+	return 0, false
 }
 
 // networkUsage reads the interfaces of a process's network namespace (its

@@ -467,6 +467,37 @@ touch /x 2>&1; mkdir /tmp/nope 2>&1; cat /proc/cpuinfo | wc -c; cat /host/data; 
 	}
 }
 
+// sharedPID: a sandbox whose containers share one PID namespace (shareProcessNamespace),
+// held by rktlet's pause process: each container sees the other's processes, and neither
+// is its pid 1; the pause goes with the sandbox.
+func sharedPID(t *testing.T, e *criEnv) {
+	pcfg := e.podConfig("pidns", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_POD}
+	})
+	sb := e.runPod(pcfg)
+	pod := func(c *runtimeapi.ContainerConfig) {
+		c.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}
+	}
+	a := e.run(sb, pcfg, ctrConfig("a", "sleep 601", pod))
+	b := e.run(sb, pcfg, ctrConfig("b", "sleep 602", pod))
+	out := e.exec(b, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o args")
+	if strings.Contains(strings.SplitN(out, "\n", 2)[0], "sleep") || !strings.Contains(out, "sleep 601") || !strings.Contains(out, "sleep 602") {
+		t.Fatalf("a shared PID namespace seen from a container: %q", out)
+	}
+	if _, err := e.rt.StopContainer(e.ctx(), &runtimeapi.StopContainerRequest{ContainerId: a, Timeout: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.exec(b, "ps", "-o", "args"); strings.Contains(out, "sleep 601") {
+		t.Fatalf("a stopped container's process in the shared namespace: %q", out)
+	}
+	if _, err := e.rt.RemovePodSandbox(e.ctx(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb}); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.leftovers(); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
 // resourcesAndOOM: limits at creation and updated, a cgroup parent, an OOM kill.
 func resourcesAndOOM(t *testing.T, e *criEnv) {
 	parent := "/cairn-cri-test-" + fmt.Sprint(os.Getpid())
@@ -740,7 +771,10 @@ func restart(t *testing.T, e *criEnv) {
 // networks, mounts and cgroups down; rkt gc leaves the sandbox to rktlet, which removes it.
 func killedSupervisor(t *testing.T, e *criEnv) {
 	before := netCounts(t)
-	pcfg := e.podConfig("orphan")
+	// With a shared PID namespace: its pause outlives the supervisor with the container.
+	pcfg := e.podConfig("orphan", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	})
 	sb := e.runPod(pcfg)
 	id := e.run(sb, pcfg, ctrConfig("orphan", "sleep 600"))
 	st, err := e.rt.PodSandboxStatus(e.ctx(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sb, Verbose: true})

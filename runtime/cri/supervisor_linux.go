@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -43,7 +44,9 @@ type supervisor struct {
 // startSupervisor starts the supervisor of a prepared sandbox pod p (locked), handing it
 // p's lock: p's own handle is closed once the supervisor has its copy.
 func (s *Server) startSupervisor(p *pod.Pod) (*supervisor, error) {
-	lock, err := unix.Dup(p.LockFD())
+	// Close-on-exec: only the child's fd 3 (ExtraFiles) may hold the lock, not every
+	// process rktlet starts meanwhile.
+	lock, err := unix.FcntlInt(uintptr(p.LockFD()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", p.UUID, err)
 	}
@@ -181,7 +184,7 @@ func Supervise(ctx context.Context, args []string, stderr io.Writer) int {
 		return stage1.ExitFailure
 	}
 	register := stage1.SystemdReady(uuid, log)
-	r := &stage1.Runner{Pod: p, Log: log, StopTimeout: *stopTimeout,
+	r := &stage1.Runner{Pod: p, Log: log, StopTimeout: *stopTimeout, PauseCommand: []string{"/proc/self/exe", "pause"},
 		Ready: func(ctx context.Context, leader int) error {
 			// machined's registration only: NOTIFY_SOCKET is rktlet's, not passed on.
 			if err := register(ctx, leader); err != nil {
@@ -238,5 +241,27 @@ func waitUnlocked(ctx context.Context, p *pod.Pod) bool {
 			return false
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Pause is rktlet's pause mode: the first process of a sandbox's shared PID namespace,
+// which holds it for the pod. It reaps whatever is orphaned there, as pid 1 must, and ends
+// when ctx does (SIGTERM, or the pod's teardown, which kills it).
+func Pause(ctx context.Context) int {
+	chld := make(chan os.Signal, 16)
+	signal.Notify(chld, unix.SIGCHLD)
+	defer signal.Stop(chld)
+	for {
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-chld:
+			for {
+				var ws unix.WaitStatus
+				if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); pid <= 0 || err != nil {
+					break
+				}
+			}
+		}
 	}
 }

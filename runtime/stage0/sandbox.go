@@ -40,6 +40,9 @@ type SandboxConfig struct {
 	CgroupParent string
 	// HostIPC shares the host's IPC namespace with the pod (a CRI pod's ipc NODE).
 	HostIPC bool
+	// SharedPID puts the pod's apps in one PID namespace (a CRI pod's pid POD), held by
+	// the supervisor's pause process.
+	SharedPID bool
 	// Sysctls are set in the pod's own namespaces: namespaced ones only.
 	Sysctls      map[string]string
 	UUIDFileSave string
@@ -150,7 +153,7 @@ func (h *Host) PrepareSandbox(ctx context.Context, cfg *SandboxConfig) (*pod.Pod
 		HostsEntries: cfg.HostsEntries,
 		NetConfDirs:  h.NetConfDirs, NetPluginDirs: h.NetPluginDirs,
 		NoOverlay: cfg.NoOverlay, InsecureSeccomp: cfg.InsecureSeccomp,
-		Sandbox: true, CgroupParent: cfg.CgroupParent, HostIPC: cfg.HostIPC, Sysctls: cfg.Sysctls,
+		Sandbox: true, CgroupParent: cfg.CgroupParent, HostIPC: cfg.HostIPC, SharedPID: cfg.SharedPID, Sysctls: cfg.Sysctls,
 	}
 	if err := opts.Validate(); err != nil {
 		return nil, err

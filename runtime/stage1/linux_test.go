@@ -2,13 +2,11 @@ package stage1
 
 import (
 	"errors"
-	"reflect"
 	"slices"
 	"testing"
 
 	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
-	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -193,23 +191,6 @@ func TestSpecHostIPC(t *testing.T) {
 	}
 }
 
-func TestUpdateResources(t *testing.T) {
-	old := int64(5)
-	res := cgroups.Resources{Memory: 1 << 20, CpuShares: 2, CpuQuota: 1000, CpuPeriod: 100000, CpusetCpus: "0", PidsLimit: &old,
-		Unified: map[string]string{"memory.high": "max"}}
-	updateResources(&res, &podapi.Resources{MemoryLimit: 2 << 20, CPUQuota: 2000, Unified: map[string]string{"cpu.weight": "50"}})
-	if res.Memory != 2<<20 || res.CpuQuota != 2000 || res.CpuShares != 2 || res.CpuPeriod != 100000 || res.CpusetCpus != "0" || *res.PidsLimit != 5 {
-		t.Errorf("updated %+v", res)
-	}
-	if !reflect.DeepEqual(res.Unified, map[string]string{"memory.high": "max", "cpu.weight": "50"}) {
-		t.Errorf("unified %v", res.Unified)
-	}
-	updateResources(&res, &podapi.Resources{CPUShares: 1024, PidsLimit: 7})
-	if res.CpuShares != 1024 || res.CpuWeight != cgroups.ConvertCPUSharesToCgroupV2Value(1024) || *res.PidsLimit != 7 {
-		t.Errorf("shares %d weight %d pids %d", res.CpuShares, res.CpuWeight, *res.PidsLimit)
-	}
-}
-
 func TestCheckSysctl(t *testing.T) {
 	for _, tc := range []struct {
 		name             string
@@ -241,5 +222,23 @@ func TestCheckSysctl(t *testing.T) {
 		if got := SysctlPath(in); got != want {
 			t.Errorf("SysctlPath(%s) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// A sandbox's shared PID namespace: every app joins it, unless it has the host's.
+func TestSpecSharedPID(t *testing.T) {
+	pod := testPod()
+	pod.PIDNS = "/proc/42/ns/pid"
+	s, err := Spec(pod, testApp("/bin/sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: "/proc/42/ns/pid"}) {
+		t.Fatalf("namespaces %+v", s.Linux.Namespaces)
+	}
+	app := testApp("/bin/sh")
+	app.Linux = &podapi.Linux{HostPID: true}
+	if s, err = Spec(pod, app); err != nil || slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.PIDNamespace }) {
+		t.Fatalf("host PID: %+v %v", s.Linux.Namespaces, err)
 	}
 }

@@ -58,6 +58,9 @@ type Options struct {
 	CgroupParent string `json:"cgroupParent,omitempty"`
 	// HostIPC gives the pod the host's IPC namespace instead of one of its own.
 	HostIPC bool `json:"hostIPC,omitempty"`
+	// SharedPID, for a sandbox, puts its apps in one PID namespace, held by a pause
+	// process (Runner.PauseCommand), instead of one each.
+	SharedPID bool `json:"sharedPID,omitempty"`
 	// Sysctls are set in the pod's own namespaces when they are made: namespaced ones only
 	// (CheckSysctl), as a CRI sandbox asks for them.
 	Sysctls map[string]string `json:"sysctls,omitempty"`

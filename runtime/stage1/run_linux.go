@@ -48,6 +48,9 @@ type Runner struct {
 	StopTimeout time.Duration
 	// Ready is called once every app has started (sd_notify, machined registration).
 	Ready func(ctx context.Context, leader int) error
+	// PauseCommand starts the process that holds a sandbox's shared PID namespace
+	// (Options.SharedPID): it must reap children and end on SIGTERM (rktlet pause).
+	PauseCommand []string
 
 	restore func() error // puts the caller's terminal back after --interactive
 }
@@ -312,6 +315,17 @@ func (r *Runner) preparePod(dir string, man *schema.PodManifest, opts *Options) 
 		UUID: r.Pod.UUID, Dir: dir, Hostname: hostname,
 		NetNS: ns["net"], IPCNS: ns["ipc"], UTSNS: ns["uts"], HostIPC: opts.HostIPC,
 		Terminal: opts.Interactive, PrivateUsers: opts.PrivateUsers,
+	}
+	if opts.SharedPID {
+		if !opts.Sandbox {
+			return nil, fmt.Errorf("pod %s: a shared PID namespace is a sandbox's", r.Pod.UUID)
+		}
+		cmd, err := startPause(dir, r.PauseCommand)
+		if err != nil {
+			return nil, fmt.Errorf("pod %s: %w", r.Pod.UUID, err)
+		}
+		go func() { _ = cmd.Wait() }() // reaped when teardown kills it
+		plan.PIDNS = "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/pid"
 	}
 	if plan.PrivateUsers != nil {
 		plan.Sysfs = filepath.Join(dir, "sys")

@@ -49,6 +49,8 @@ type PodPlan struct {
 	CgroupParent string
 	// HostIPC: the apps share the host's IPC namespace.
 	HostIPC bool
+	// PIDNS, when set, is the PID namespace every app joins (a sandbox's shared one).
+	PIDNS string
 }
 
 // CgroupParent is the name of the pod's cgroup, rkt-<uuid>. As a relative path (v1),
@@ -122,7 +124,7 @@ func Spec(pod *PodPlan, app *AppPlan) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.PIDNamespace}}
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.PIDNamespace, Path: pod.PIDNS}}
 	if !pod.HostIPC {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: pod.IPCNS})
 	}

@@ -24,3 +24,6 @@ func AppStats(podDir, app string) (*cgroups.Stats, error) {
 	}
 	return st.CgroupStats, nil
 }
+
+// PodNetNS is the file that pins a pod's network namespace (none with --net=host).
+func PodNetNS(podDir string) string { return filepath.Join(podDir, nsDir, "net") }
