@@ -402,9 +402,10 @@ func (u *UI) updateChannel(w http.ResponseWriter, r *http.Request) (string, *Fla
 	pkg := r.PostFormValue("package")
 	a := u.call(r, http.MethodPut, "/apps/"+url.PathEscape(r.PathValue("app"))+"/channels/"+url.PathEscape(r.PathValue("channel")),
 		map[string]string{"package": pkg})
-	ok := "Channel " + r.PathValue("channel") + " now offers " + pkg
-	if pkg == "" {
-		ok = "Channel " + r.PathValue("channel") + " offers nothing now"
+	ok := "Channel " + r.PathValue("channel") + " offers nothing now"
+	var ch store.Channel
+	if pkg != "" && json.Unmarshal(a.Body, &ch) == nil {
+		ok = "Channel " + ch.Name + " now offers " + ch.Version
 	}
 	return outcome(a, back, ok)
 }

@@ -246,6 +246,28 @@ type simFleet struct {
 	step     time.Duration
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	// gate, while open, holds the downloads that start after a first machine completed at
+	// 45 %, so that a person (and a screenshot) sees machines mid-download.
+	gate      chan struct{}
+	completed int
+}
+
+// holdDownloads holds the downloads after the canary's until release.
+func (f *simFleet) holdDownloads() (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := make(chan struct{})
+	f.gate = g
+	return sync.OnceFunc(func() { close(g) })
+}
+
+func (f *simFleet) gateFor() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.completed == 0 || f.gate == nil {
+		return nil
+	}
+	return f.gate
 }
 
 func newSimFleet(t *testing.T, c *consoletest.Console, n int, step time.Duration) *simFleet {
@@ -342,6 +364,13 @@ func (f *simFleet) run(ctx context.Context, m *simMachine) {
 			if !report("UPDATE_STATUS_DOWNLOADING", "download", p) {
 				return
 			}
+			if g := f.gateFor(); p == 0.45 && g != nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-g:
+				}
+			}
 		}
 		if !report("UPDATE_STATUS_FINALIZING", "write-usr", 0.1, omaha.DownloadFinished()) ||
 			!report("UPDATE_STATUS_FINALIZING", "write-usr", 0.6) ||
@@ -360,6 +389,9 @@ func (f *simFleet) run(ctx context.Context, m *simMachine) {
 		if _, err := f.send(ctx, m, false, omaha.Report{}, omaha.Complete(from)); err != nil {
 			return
 		}
+		f.mu.Lock()
+		f.completed++
+		f.mu.Unlock()
 	}
 }
 
@@ -458,13 +490,16 @@ func TestBrowserRollout(t *testing.T) {
 
 	// The fleet checks in and updates; the group page, open all along, shows it happen.
 	b.markPage()
+	release := fleet.holdDownloads()
+	defer release()
 	fleet.start()
 	b.waitText("#g-machines", 20*time.Second, "node-1", "node-5")
-	b.waitText("#g-head", 30*time.Second, "Canaries")
-	b.waitText("#g-machines", 30*time.Second, "Downloading")
-	b.waitText("#g-statuses", 60*time.Second, "Complete")
+	b.waitText("#g-machines", 30*time.Second, "Downloading", "waiting for canaries")
 	b.waitText("#g-head", 60*time.Second, "Canaries 1 of 1 complete")
-	b.waitText("#g-machines", 30*time.Second, "Downloading", "%")
+	b.waitText("#g-statuses", 10*time.Second, "Complete 1")
+	// Two at a time after the canary: two held mid-download, two held back by the policy.
+	b.waitText("#g-statuses", 30*time.Second, "Downloading 2")
+	b.waitText("#g-machines", 10*time.Second, "45%", "2 updates in flight, the most the group allows")
 	b.screenshot("group-rolling-out")
 	// Meanwhile, in a second tab, the overview.
 	ov := b.newTab()
@@ -472,6 +507,7 @@ func TestBrowserRollout(t *testing.T) {
 	ov.waitText("#ov-versions", 10*time.Second, "2.0.0", "1.0.0")
 	ov.screenshot("overview")
 	ov.close()
+	release()
 	text := b.waitText("#g-head", 90*time.Second, "Up to date", "On target 5 of 5")
 	if same, updates := b.samePage(); !same || updates < 3 {
 		t.Fatalf("the group page was reloaded (%v) or got %d live updates; it reads %q", same, updates, text)

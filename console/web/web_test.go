@@ -463,3 +463,33 @@ func TestAdminForms(t *testing.T) {
 		t.Errorf("audit of the token: %+v", act)
 	}
 }
+
+// A channel pointed at another package and back to none from the packages page, through the
+// API (a package that did not verify is not offered there).
+func TestChannelForm(t *testing.T) {
+	c := fleet(t)
+	b := newBrowser(t, c)
+	b.login("admin", "admin-password")
+	app := "/apps/" + url.PathEscape(c.App.ProductID)
+	page := b.get(app + "/packages")
+	csrf := csrfOf(t, page)
+	p, err := c.Store.Package(context.Background(), c.App.ID, "2.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, flash := b.post(app+"/channels/stable", url.Values{"csrf_token": {csrf}, "package": {""}}); flash != "ok: Channel stable offers nothing now" {
+		t.Errorf("unpublishing: %q", flash)
+	}
+	if ch, _ := c.Store.Channel(context.Background(), c.App.ID, "stable"); ch.PackageID != "" {
+		t.Errorf("channel still on %s", ch.Version)
+	}
+	if _, flash := b.post(app+"/channels/stable", url.Values{"csrf_token": {csrf}, "package": {p.ID}}); flash != "ok: Channel stable now offers 2.0.0" {
+		t.Errorf("publishing: %q", flash)
+	}
+	if ch, _ := c.Store.Channel(context.Background(), c.App.ID, "stable"); ch.Version != "2.0.0" {
+		t.Errorf("channel on %q", ch.Version)
+	}
+	if text := htmlText(b.get(app + "/packages")); !strings.Contains(text, "Offer") || !strings.Contains(text, "Delete") {
+		t.Errorf("no channel controls:\n%s", text)
+	}
+}
