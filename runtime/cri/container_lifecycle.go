@@ -60,9 +60,13 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 }
 
 // StopContainer stops a running container: SIGTERM, SIGKILL after the timeout (seconds),
-// and returns once it has exited. A container that does not run is stopped already.
+// and returns once it has exited. A container that does not run, or is gone, is stopped
+// already.
 func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
 	c, _, _, cl, err := s.containerApp(req.GetContainerId())
+	if isNotFound(err) {
+		return &runtimeapi.StopContainerResponse{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

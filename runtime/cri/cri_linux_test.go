@@ -41,6 +41,7 @@ func TestCRIInHost(t *testing.T) {
 		{"network", podNetwork},
 		{"security", security_},
 		{"shared PID namespace", sharedPID},
+		{"mount propagation", propagation},
 		{"resources", resourcesAndOOM},
 		{"images", images},
 		{"events", events},

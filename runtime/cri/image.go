@@ -81,6 +81,7 @@ func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest
 	if err != nil {
 		return nil, pullError(ref, err)
 	}
+	s.forgetFsUsage()
 	s.log.Info("image pulled", "image", ref, "id", img.ID)
 	return &runtimeapi.PullImageResponse{ImageRef: img.ID}, nil
 }
@@ -223,12 +224,13 @@ func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageReq
 	if err := s.images.Remove(ctx, img.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("remove image %s: %w", ref, err)
 	}
+	s.forgetFsUsage()
 	s.log.Info("image removed", "image", ref, "id", img.ID)
 	return &runtimeapi.RemoveImageResponse{}, nil
 }
 
 // fsUsageAge is how long a measure of the store's usage is reused: kubelet asks every
-// few seconds, and a walk of a large store is not free.
+// few seconds, and a walk of a large store is not free. A pull or removal drops it.
 const fsUsageAge = 30 * time.Second
 
 // ImageFsInfo says how much of its filesystem the image store uses: bytes and inodes.
@@ -245,6 +247,13 @@ func (s *Server) ImageFsInfo(ctx context.Context, req *runtimeapi.ImageFsInfoReq
 			UsedBytes: &runtimeapi.UInt64Value{Value: bytes}, InodesUsed: &runtimeapi.UInt64Value{Value: inodes}}
 	}
 	return &runtimeapi.ImageFsInfoResponse{ImageFilesystems: []*runtimeapi.FilesystemUsage{s.fsUsage}}, nil
+}
+
+// forgetFsUsage drops the measure of the store's usage after a pull or a removal changed it.
+func (s *Server) forgetFsUsage() {
+	s.fsMu.Lock()
+	s.fsUsage = nil
+	s.fsMu.Unlock()
 }
 
 // usage is what the files under dir take: bytes (blocks) and inodes, each counted once.

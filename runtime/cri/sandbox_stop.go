@@ -22,9 +22,13 @@ const supervisorExit = 30 * time.Second
 // StopPodSandbox stops a sandbox's containers and the sandbox: its containers are killed
 // (kubelet has stopped them with their grace periods already), its supervisor told to
 // stop, which tears down its networks, mounts and cgroups, and whatever is left is taken
-// down. Stopping a stopped sandbox does the last step again, which finds nothing.
+// down. Stopping a stopped sandbox does the last step again, which finds nothing; stopping
+// one that is gone is not an error (kubelet retries stops).
 func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
 	sb, err := s.idx.sandbox(req.GetPodSandboxId())
+	if isNotFound(err) {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

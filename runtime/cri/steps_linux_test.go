@@ -149,8 +149,12 @@ func badInput(t *testing.T, e *criEnv) {
 	if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb}); status.Code(err) != codes.NotFound {
+	// Stops and removals of what is gone succeed: kubelet retries them.
+	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb}); err != nil {
 		t.Fatalf("stop of a removed sandbox: %v", err)
+	}
+	if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: done}); err != nil {
+		t.Fatalf("stop of a removed container: %v", err)
 	}
 	if left := e.leftovers(); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
@@ -498,6 +502,77 @@ func sharedPID(t *testing.T, e *criEnv) {
 	}
 }
 
+// propagation: a mount made on the host after a container started reaches it through an
+// rslave or rshared mount, not an rprivate one; one made in the container reaches the host
+// through an rshared mount only. (As critest checks it.)
+func propagation(t *testing.T, e *criEnv) {
+	pcfg := e.podConfig("prop", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
+		c.Linux.SecurityContext.Privileged = true
+	})
+	sb := e.runPod(pcfg)
+	for _, tc := range []struct {
+		mode             runtimeapi.MountPropagation
+		shared, fromHost bool
+		fromContainer    bool
+	}{
+		{runtimeapi.MountPropagation_PROPAGATION_PRIVATE, false, false, false},
+		{runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER, true, true, false},
+		{runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL, true, true, true},
+	} {
+		base := t.TempDir()
+		src, flagDir := filepath.Join(base, "mnt"), filepath.Join(base, "src")
+		hostPoint, ctrPoint := filepath.Join(src, "fromhost"), filepath.Join(src, "fromctr")
+		for _, d := range []string{hostPoint, ctrPoint, flagDir} {
+			os.MkdirAll(d, 0o755)
+		}
+		os.WriteFile(filepath.Join(flagDir, "flag"), nil, 0o644)
+		flags := uintptr(syscall.MS_PRIVATE)
+		if tc.shared {
+			flags = syscall.MS_SHARED
+		}
+		if err := syscall.Mount(src, src, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("", src, "", flags|syscall.MS_REC, ""); err != nil {
+			t.Fatal(err)
+		}
+		id := e.run(sb, pcfg, ctrConfig("prop-"+strings.ToLower(tc.mode.String()[12:]), "sleep 600", func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.Privileged = true
+			c.Mounts = []*runtimeapi.Mount{{HostPath: src, ContainerPath: "/mnt", Propagation: tc.mode}}
+		}))
+		if err := syscall.Mount(flagDir, hostPoint, "", syscall.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		seen := e.exec(id, "ls", "/mnt/fromhost") == "flag\n"
+		e.exec(id, "mount", "--bind", "/etc", "/mnt/fromctr")
+		_, err := os.Stat(filepath.Join(ctrPoint, "passwd"))
+		back := err == nil
+		if seen != tc.fromHost || back != tc.fromContainer {
+			t.Errorf("%s: host's mount seen in the container %v, container's on the host %v; want %v, %v", tc.mode, seen, back, tc.fromHost, tc.fromContainer)
+		}
+		if _, err := e.rt.RemoveContainer(e.ctx(), &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+		syscall.Unmount(ctrPoint, syscall.MNT_DETACH)
+		syscall.Unmount(hostPoint, syscall.MNT_DETACH)
+		syscall.Unmount(src, syscall.MNT_DETACH)
+	}
+	// A mount meant to propagate, on a host mount that does not: refused, as containerd does.
+	private := t.TempDir()
+	_, err := e.rt.CreateContainer(e.ctx(), &runtimeapi.CreateContainerRequest{PodSandboxId: sb, SandboxConfig: pcfg,
+		Config: ctrConfig("prop-refused", "true", func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{HostPath: private, ContainerPath: "/mnt", Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}}
+		})})
+	wantCode(t, "bidirectional propagation of a private mount", err, codes.InvalidArgument)
+	if _, err := e.rt.RemovePodSandbox(e.ctx(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb}); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.leftovers(); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
 // resourcesAndOOM: limits at creation and updated, a cgroup parent, an OOM kill.
 func resourcesAndOOM(t *testing.T, e *criEnv) {
 	parent := "/cairn-cri-test-" + fmt.Sprint(os.Getpid())
@@ -663,6 +738,11 @@ func images(t *testing.T, e *criEnv) {
 	}
 	if st, _ := e.img.ImageStatus(e.ctx(), &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: digest.String()}}); st.Image != nil {
 		t.Fatalf("a removed image: %v", st.Image)
+	}
+	// The store's usage is measured again after a removal.
+	after, err := e.img.ImageFsInfo(e.ctx(), &runtimeapi.ImageFsInfoRequest{})
+	if err != nil || after.ImageFilesystems[0].UsedBytes.Value >= fs.ImageFilesystems[0].UsedBytes.Value {
+		t.Fatalf("image fs after removals: %v %v, before %v", after, err, fs)
 	}
 }
 
