@@ -45,7 +45,8 @@ func startPause(podDir string, argv []string) (*exec.Cmd, error) {
 	}
 	for _, base := range rec.podCgroups() {
 		dir := filepath.Join(base, pauseCgroup)
-		if err := os.MkdirAll(dir, 0o755); err == nil {
+		err := os.MkdirAll(dir, 0o755)
+		if err == nil {
 			err = os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 		}
 		if err != nil {
