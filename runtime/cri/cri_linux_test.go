@@ -46,6 +46,7 @@ func TestCRIInHost(t *testing.T) {
 		{"images", images},
 		{"events", events},
 		{"restart", restart},
+		{"killed rktlet", killedRktlet},
 		{"killed supervisor", killedSupervisor},
 		{"fifty sandboxes", fiftySandboxes},
 	}

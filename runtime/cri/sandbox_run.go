@@ -57,7 +57,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	if err := sup.waitReady(wctx, p.Path()); err != nil {
+	if err := sup.waitReady(wctx, p); err != nil {
 		return undo(err)
 	}
 	s.idx.addSandbox(sb) // the name passes from the token to the sandbox

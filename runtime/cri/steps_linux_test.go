@@ -24,7 +24,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/sys/capability"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -844,6 +846,65 @@ func restart(t *testing.T, e *criEnv) {
 	if left := e.leftovers(); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
 	}
+}
+
+// killedRktlet: rktlet, a process of its own, is SIGKILLed with a container running; the
+// sandbox's supervisor, its child, goes on, and the next rktlet finds both.
+func killedRktlet(t *testing.T, e *criEnv) {
+	e.stop()
+	defer e.start()
+	sock := filepath.Join(filepath.Dir(e.sock), "killed.sock")
+	cmd := exec.Command(os.Args[0], rktletMain, "--dir="+e.dir, "--cni-conf-dir="+e.conf, "--listen=unix://"+sock,
+		"--local-config="+filepath.Join(e.dir, "etc"), "--system-config="+filepath.Join(e.dir, "lib"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rt := runtimeapi.NewRuntimeServiceClient(conn)
+	var sb string
+	pcfg := e.podConfig("killed")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r, err := rt.RunPodSandbox(e.ctx(), &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+		if err == nil {
+			sb = r.PodSandboxId
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run a sandbox through the rktlet process: %v; %s", err, stderr.String())
+		}
+	}
+	c, err := rt.CreateContainer(e.ctx(), &runtimeapi.CreateContainerRequest{PodSandboxId: sb, Config: ctrConfig("kept", "sleep 600"), SandboxConfig: pcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.StartContainer(e.ctx(), &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	e.start()
+	if s := e.status(c.ContainerId); s.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("container after rktlet was killed: %v", s)
+	}
+	if out := e.exec(c.ContainerId, "echo", "alive"); out != "alive\n" {
+		t.Fatalf("exec after rktlet was killed: %q", out)
+	}
+	if _, err := e.rt.RemovePodSandbox(e.ctx(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb}); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.leftovers(); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	e.stop() // the deferred start makes the next step's server
 }
 
 // killedSupervisor: SIGKILL of a sandbox's supervisor: the sandbox is not ready, its

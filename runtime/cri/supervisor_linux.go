@@ -102,8 +102,8 @@ func supervisorEnv(env []string) []string {
 
 // waitReady waits for the supervisor to say the sandbox is ready: its namespaces,
 // networks and cgroup made, its socket listening. If it exits first, the error is the
-// last lines of its log.
-func (sup *supervisor) waitReady(ctx context.Context, podDir string) error {
+// last error of its log.
+func (sup *supervisor) waitReady(ctx context.Context, p *pod.Pod) error {
 	defer sup.ready.Close()
 	line := make(chan string, 1)
 	go func() {
@@ -119,7 +119,8 @@ func (sup *supervisor) waitReady(ctx context.Context, podDir string) error {
 		case <-sup.exited:
 		case <-time.After(5 * time.Second):
 		}
-		return fmt.Errorf("its supervisor failed: %s", logTail(filepath.Join(podDir, SupervisorLog)))
+		_ = p.Refresh() // the supervisor moved it to the run phase
+		return fmt.Errorf("its supervisor failed: %s", logTail(filepath.Join(p.Path(), SupervisorLog)))
 	case <-ctx.Done():
 		sup.kill()
 		return fmt.Errorf("waiting for its supervisor: %w", ctx.Err())

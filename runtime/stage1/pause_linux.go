@@ -1,6 +1,7 @@
 package stage1
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +48,9 @@ func startPause(podDir string, argv []string) (*exec.Cmd, error) {
 		dir := filepath.Join(base, pauseCgroup)
 		err := os.MkdirAll(dir, 0o755)
 		if err == nil {
+			err = ensureCpuset(dir)
+		}
+		if err == nil {
 			err = os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 		}
 		if err != nil {
@@ -56,4 +60,38 @@ func startPause(podDir string, argv []string) (*exec.Cmd, error) {
 		}
 	}
 	return cmd, nil
+}
+
+// ensureCpuset gives a v1 cpuset cgroup, and its ancestors, the CPUs and memory nodes of
+// their parents where they have none: a new one has none, and takes no process until it
+// has (libcontainer does the same for its containers). Other hierarchies, and v2, where
+// an empty cpuset inherits, are left as they are.
+func ensureCpuset(dir string) error {
+	parent := filepath.Dir(dir)
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.controllers")); err == nil {
+		return nil // v2
+	}
+	if _, err := os.Stat(filepath.Join(parent, "cpuset.cpus")); err != nil {
+		return nil // not cpuset, or dir is the hierarchy's root
+	}
+	if err := ensureCpuset(parent); err != nil {
+		return err
+	}
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		cur, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(cur)) > 0 {
+			continue
+		}
+		v, err := os.ReadFile(filepath.Join(parent, f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
+		}
+	}
+	return nil
 }
