@@ -72,11 +72,9 @@ func Postgres(t testing.TB) string {
 			<-exited
 		}
 	})
-	ready := false
-	for !ready {
+	for {
 		out, err := run("pg_isready", "-h", dir, "-U", "postgres", "-q").CombinedOutput()
 		if err == nil {
-			ready = true
 			break
 		}
 		select {
