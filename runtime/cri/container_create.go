@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -114,12 +115,11 @@ func readProfile(p string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b := make([]byte, maxProfile+1)
-	n, err := f.Read(b)
+	b, err := io.ReadAll(io.LimitReader(f, maxProfile+1)) // SeccompProfile refuses more
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	return b[:n], nil
+	return b, nil
 }
 
 // image finds an image in the store by the CRI's reference: a normalized registry

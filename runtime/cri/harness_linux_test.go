@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,6 +79,19 @@ type criEnv struct {
 	img     runtimeapi.ImageServiceClient
 	imageID string
 	mirrors map[string]string
+
+	seenMu sync.Mutex
+	seen   map[string]bool // every sandbox made, for the leftover checks
+}
+
+// made notes a sandbox the test made.
+func (e *criEnv) made(id string) {
+	e.seenMu.Lock()
+	defer e.seenMu.Unlock()
+	if e.seen == nil {
+		e.seen = map[string]bool{}
+	}
+	e.seen[id] = true
 }
 
 // newCRI starts rktlet over a new data directory holding the busybox image.
@@ -235,6 +250,7 @@ func (e *criEnv) runPod(cfg *runtimeapi.PodSandboxConfig) string {
 	if err != nil {
 		e.t.Fatalf("run sandbox %s: %v", cfg.Metadata.Name, err)
 	}
+	e.made(r.PodSandboxId)
 	return r.PodSandboxId
 }
 
@@ -308,8 +324,8 @@ func (e *criEnv) exec(id string, cmd ...string) string {
 	return string(r.Stdout)
 }
 
-// leftovers are what the pods of the data directory left on the host: mounts, processes
-// in pod cgroups, pod cgroups, pinned namespaces, pods' veths and nat rules.
+// leftovers are what the test's sandboxes left on the host: pods, mounts, cgroups (with
+// any process in them), supervisors. (Networks are netCounts'.)
 func (e *criEnv) leftovers() []string {
 	var left []string
 	mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
@@ -320,19 +336,21 @@ func (e *criEnv) leftovers() []string {
 	}
 	ps := pod.NewStore(e.dir)
 	pods, _ := ps.List()
+	e.seenMu.Lock()
+	ids := maps.Clone(e.seen)
+	e.seenMu.Unlock()
 	for _, p := range pods {
 		left = append(left, "pod "+p.UUID+" "+string(p.State()))
+		ids[p.UUID] = true
 	}
 	filepath.WalkDir("/sys/fs/cgroup", func(path string, d os.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
-		if strings.HasPrefix(d.Name(), "rkt-") {
-			for _, p := range pods {
-				if strings.Contains(d.Name(), p.UUID) {
-					left = append(left, "cgroup "+path)
-				}
-			}
+		if id, ok := strings.CutPrefix(d.Name(), "rkt-"); ok && ids[strings.TrimSuffix(id, "-stage1")] {
+			procs, _ := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+			left = append(left, "cgroup "+path+" "+strings.Join(strings.Fields(string(procs)), ","))
+			return filepath.SkipDir
 		}
 		if strings.Count(path, "/") > 10 {
 			return filepath.SkipDir

@@ -874,6 +874,7 @@ func killedRktlet(t *testing.T, e *criEnv) {
 		r, err := rt.RunPodSandbox(e.ctx(), &runtimeapi.RunPodSandboxRequest{Config: pcfg})
 		if err == nil {
 			sb = r.PodSandboxId
+			e.made(sb)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -986,6 +987,7 @@ func fiftySandboxes(t *testing.T, e *criEnv) {
 				return
 			}
 			ids[i] = r.PodSandboxId
+			e.made(r.PodSandboxId)
 			c, err := e.rt.CreateContainer(e.ctx(), &runtimeapi.CreateContainerRequest{PodSandboxId: r.PodSandboxId, Config: ctrConfig("app", "sleep 600"), SandboxConfig: pcfg})
 			if err == nil {
 				_, err = e.rt.StartContainer(e.ctx(), &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId})
