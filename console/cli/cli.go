@@ -1,6 +1,7 @@
 // Package cli is the cairn-console command: serve (the update service, the API, the
 // metrics, the rollout loop; -import-dir publishes payloads from a directory, for
-// development and tests), user add and passwd, token create, migrate.
+// development and tests), user add and passwd, token create, migrate, and simulate (a
+// fleet of simulated machines that check in at a console).
 package cli
 
 import (
@@ -47,6 +48,7 @@ commands:
   user add NAME      add an operator (-role admin|viewer; the password from -password-file or stdin)
   user passwd NAME   set an operator's password
   token create       make an API token for a script (-user, -name, -role, -expires); prints the secret
+  simulate           run simulated machines against a console (-url, -hosts, -group, -failure-rate, -speed, ...)
 
 'cairn-console <command> -h' lists the command's flags.
 `
@@ -77,6 +79,8 @@ func (c *CLI) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		err = c.user(ctx, rest[0], rest[1:], stdout, stderr)
 	case cmd == "token" && len(rest) > 0 && rest[0] == "create":
 		err = c.token(ctx, rest[1:], stdout, stderr)
+	case cmd == "simulate":
+		err = c.simulate(ctx, rest, stdout, stderr)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

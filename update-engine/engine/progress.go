@@ -39,8 +39,8 @@ var stepMoves = map[string]string{
 // entry, renaming one) has when the operation also has steps that do.
 const quietShare = 0.01
 
-// opOf is the CURRENT_OP of a phase.
-func opOf(p apply.Phase) string {
+// Operation is the CURRENT_OP of an update in phase p of apply's steps.
+func Operation(p apply.Phase) string {
 	switch p {
 	case apply.PhaseDownload:
 		return api.OpDownloading
@@ -56,7 +56,7 @@ func opOf(p apply.Phase) string {
 // across the operation's steps and never back.
 func statusOf(prev progressState, p apply.Progress) (stepStatus, progressState) {
 	next := prev
-	op := opOf(p.Phase)
+	op := Operation(p.Phase)
 	if op != prev.op {
 		next.op, next.progress = op, 0
 	}
