@@ -31,25 +31,12 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if req.GetTimeout() < 0 {
 		return nil, invalidf("negative timeout %d", req.GetTimeout())
 	}
-	c, _, p, _, err := s.containerApp(req.GetContainerId())
+	c, p, a, err := s.runningApp(req.GetContainerId())
 	if err != nil {
 		return nil, err
 	}
-	apps, orphaned := podApps(p)
-	a, ok := apps[c.app]
-	if !ok || orphaned || a.State != pod.AppRunning {
-		return nil, preconditionf("container %s is not running", c.id)
-	}
-	cmd := stage1.EnterCommand{Args: req.GetCmd(), KillOnCancel: true}
-	if ra := a.Runtime.App; ra != nil {
-		for _, ev := range ra.Environment {
-			cmd.Env = append(cmd.Env, ev.Name+"="+ev.Value)
-		}
-		cmd.Cwd = ra.WorkingDirectory
-	}
-	if uid, gid, groups, err := processCreds(a.PID); err == nil {
-		cmd.UID, cmd.GID, cmd.AdditionalGroups = uid, gid, groups
-	}
+	cmd := enterCommand(a, req.GetCmd())
+	cmd.KillOnCancel = true
 	var stdout, stderr capped
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runCtx := ctx
@@ -66,6 +53,37 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 		return nil, deadlinef("command %q in container %s timed out after %ds", req.GetCmd(), c.id, req.GetTimeout())
 	}
 	return &runtimeapi.ExecSyncResponse{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: int32(code)}, nil
+}
+
+// runningApp finds a container whose app runs, with its sandbox's pod: NotFound for an
+// unknown container, FailedPrecondition for one that does not run.
+func (s *Server) runningApp(id string) (*container, *pod.Pod, *pod.App, error) {
+	c, _, p, _, err := s.containerApp(id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	apps, orphaned := podApps(p)
+	a, ok := apps[c.app]
+	if !ok || orphaned || a.State != pod.AppRunning {
+		return nil, nil, nil, preconditionf("container %s is not running", c.id)
+	}
+	return c, p, a, nil
+}
+
+// enterCommand runs args as a running app's process does: as its user, with its
+// environment, in its working directory.
+func enterCommand(a *pod.App, args []string) stage1.EnterCommand {
+	cmd := stage1.EnterCommand{Args: args}
+	if ra := a.Runtime.App; ra != nil {
+		for _, ev := range ra.Environment {
+			cmd.Env = append(cmd.Env, ev.Name+"="+ev.Value)
+		}
+		cmd.Cwd = ra.WorkingDirectory
+	}
+	if uid, gid, groups, err := processCreds(a.PID); err == nil {
+		cmd.UID, cmd.GID, cmd.AdditionalGroups = uid, gid, groups
+	}
+	return cmd
 }
 
 // processCreds reads a process's user, group and supplementary groups from /proc.
@@ -116,24 +134,4 @@ func (c *capped) Write(p []byte) (int, error) {
 		c.Buffer.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
-}
-
-// Streaming (Exec, Attach, PortForward) goes through a streaming server that is not
-// there yet: each says so, rather than the generic "unimplemented".
-
-var errNoStreaming = unimplementedf("rktlet does not serve streaming (exec, attach, port-forward) yet; ExecSync works, and rkt enter and rkt attach on the pod do")
-
-// Exec would return the URL of a streaming exec session.
-func (s *Server) Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	return nil, errNoStreaming
-}
-
-// Attach would return the URL of a streaming attach session.
-func (s *Server) Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	return nil, errNoStreaming
-}
-
-// PortForward would return the URL of a streaming port-forward session.
-func (s *Server) PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	return nil, errNoStreaming
 }

@@ -54,8 +54,11 @@ type Config struct {
 	CNIConfDir string
 	// CNIBinDirs are searched for CNI plugins before Cairn's and the distribution's.
 	CNIBinDirs []string
-	// StreamAddress is where the streaming server (exec, attach, port-forward) listens.
+	// StreamAddress and StreamPort are where the streaming server (exec, attach,
+	// port-forward) listens: DefaultStreamAddress and a port the kernel picks ("0") by
+	// default.
 	StreamAddress string
+	StreamPort    string
 	// Supervisor is the command that runs a sandbox's supervisor: rktlet's own binary in
 	// its supervise mode by default. It gets --dir, --log-level, --stop-timeout and the
 	// pod's UUID, the pod's lock as fd 3 and a pipe to say it is ready as fd 4.
@@ -81,6 +84,7 @@ type Server struct {
 	idx    *index
 	events *broker
 	http   *http.Client
+	stream *streamServer
 	// oomFloor is the lowest OOM score adjustment this process may give: its own unless
 	// it has CAP_SYS_RESOURCE (containerd's restrict_oom_score_adj).
 	oomFloor int
@@ -119,6 +123,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.CNIConfDir == "" {
 		cfg.CNIConfDir = "/etc/cni/net.d"
+	}
+	if cfg.StreamAddress == "" {
+		cfg.StreamAddress = DefaultStreamAddress
+	}
+	if cfg.StreamPort == "" {
+		cfg.StreamPort = "0"
 	}
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 10 * time.Second
@@ -168,18 +178,22 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.rebuild(ctx); err != nil {
 		return fail(err)
 	}
+	if s.stream, err = s.startStreaming(cfg.StreamAddress, cfg.StreamPort); err != nil {
+		return fail(err)
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
 	s.wg.Go(func() { s.reconcileLoop(rctx) })
 	return s, nil
 }
 
-// Close stops the reconciler and gives up the owner lock. Sandboxes go on running.
+// Close stops the reconciler and the streaming server (ending its sessions) and gives up
+// the owner lock. Sandboxes go on running.
 func (s *Server) Close() error {
 	s.stop()
 	s.wg.Wait()
 	s.events.close()
-	return s.release()
+	return errors.Join(s.stream.close(), s.release())
 }
 
 // Register puts the server's services on g.

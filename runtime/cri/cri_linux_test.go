@@ -39,6 +39,7 @@ func TestCRIInHost(t *testing.T) {
 		{"lifecycle", lifecycle},
 		{"bad input", badInput},
 		{"network", podNetwork},
+		{"streaming", streamingSessions},
 		{"security", security_},
 		{"shared PID namespace", sharedPID},
 		{"mount propagation", propagation},

@@ -43,10 +43,6 @@ func unavailablef(format string, a ...any) error {
 	return status.Errorf(codes.Unavailable, format, a...)
 }
 
-func unimplementedf(format string, a ...any) error {
-	return status.Errorf(codes.Unimplemented, format, a...)
-}
-
 // statusOf is err as a gRPC status: a status as it is, the runtime's sentinel errors with
 // their codes, anything else Unknown, always with err's whole message.
 func statusOf(err error) error {

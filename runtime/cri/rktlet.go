@@ -45,7 +45,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "CNI network configurations: pods join the first, by file name")
 	var binDirs, mirrors listFlag
 	fs.Var(&binDirs, "cni-bin-dir", "a directory of CNI plugins, searched before Cairn's and the distribution's (repeatable, or comma-separated)")
-	fs.StringVar(&cfg.StreamAddress, "stream-address", "127.0.0.1:10010", "where the streaming server (exec, attach, port-forward) listens")
+	fs.StringVar(&cfg.StreamAddress, "stream-address", DefaultStreamAddress, "the address the streaming server (exec, attach, port-forward) listens on")
+	fs.StringVar(&cfg.StreamPort, "stream-port", "0", "the streaming server's port (0: one the kernel picks)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 10*time.Second, "time a stopped sandbox's containers get between SIGTERM and SIGKILL")
 	fs.Var(&mirrors, "registry-mirror", "send a registry's requests elsewhere: HOST=URL (repeatable)")
@@ -92,7 +93,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	srv.Register(g)
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ln) }()
-	log.Info("rktlet serving the CRI", "listen", ln.Addr().String(), "dir", cfg.Dir, "version", cli.Version)
+	log.Info("rktlet serving the CRI", "listen", ln.Addr().String(), "stream", srv.StreamAddr().String(), "dir", cfg.Dir, "version", cli.Version)
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify", "err", err)
 	}

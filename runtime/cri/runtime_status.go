@@ -37,7 +37,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		cidr := s.podCIDR
 		s.netMu.Unlock()
 		b, err := json.Marshal(map[string]any{"dir": s.cfg.Dir, "cniConfDir": s.cfg.CNIConfDir, "cniBinDirs": s.host.NetPluginDirs,
-			"network": name, "podCIDR": cidr, "streamAddress": s.cfg.StreamAddress, "cgroup2": s.cgroup2, "oomScoreFloor": s.oomFloor})
+			"network": name, "podCIDR": cidr, "streamAddress": s.StreamAddr().String(), "cgroup2": s.cgroup2, "oomScoreFloor": s.oomFloor})
 		if err != nil {
 			return nil, err
 		}

@@ -144,8 +144,8 @@ func badInput(t *testing.T, e *criEnv) {
 	wantCode(t, "a container name twice", err, codes.AlreadyExists)
 	_, err = e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: done, Cmd: []string{"true"}})
 	wantCode(t, "exec in an exited container", err, codes.FailedPrecondition)
-	_, err = e.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: done, Cmd: []string{"sh"}})
-	wantCode(t, "streaming exec", err, codes.Unimplemented)
+	_, err = e.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: done, Cmd: []string{"sh"}, Stdout: true})
+	wantCode(t, "streaming exec in an exited container", err, codes.FailedPrecondition)
 	_, err = e.rt.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: done})
 	wantCode(t, "log reopen of an exited container", err, codes.FailedPrecondition)
 	if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb}); err != nil {

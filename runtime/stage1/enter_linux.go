@@ -30,6 +30,14 @@ type EnterCommand struct {
 	Cwd              string
 	// KillOnCancel sends SIGKILL, not SIGTERM, when ctx ends (a timed-out probe).
 	KillOnCancel bool
+	// Resize, with TTY, gives the pty the window sizes it receives (a remote client's
+	// terminal, as a CRI exec's); the caller's own terminal is followed as well.
+	Resize <-chan WindowSize
+}
+
+// WindowSize is a terminal's size in characters.
+type WindowSize struct {
+	Rows, Cols uint16
 }
 
 // Enter runs a command inside a running app's container, in all its namespaces and cgroups, as
@@ -86,6 +94,9 @@ func Enter(ctx context.Context, podDir, app string, cmd EnterCommand) (int, erro
 		master.Close()
 		abandon(proc)
 		return ExitFailure, fmt.Errorf("app %s: enter: %w", app, err)
+	}
+	if cmd.Resize != nil {
+		go con.follow(cmd.Resize)
 	}
 	code := wait(ctx, proc, sig)
 	if err := con.Close(); err != nil {

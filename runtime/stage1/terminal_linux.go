@@ -198,6 +198,27 @@ func (c *console) resize() {
 	_ = control(c.master, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) })
 }
 
+// follow gives the pty each size received until sizes is closed or the console is.
+func (c *console) follow(sizes <-chan WindowSize) {
+	for {
+		select {
+		case ws, ok := <-sizes:
+			if !ok {
+				return
+			}
+			if ws.Rows == 0 || ws.Cols == 0 {
+				continue
+			}
+			// Best effort, as resize: a closed master or a refused size leaves the pty as it was.
+			_ = control(c.master, func(fd int) error {
+				return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
+			})
+		case <-c.outDone:
+			return
+		}
+	}
+}
+
 // copyOut copies the pty's output until every slave descriptor is closed (EIO), or until
 // Close, which ends a blocked read with a past deadline; what the pty still holds then is
 // drained without blocking, so that nothing the command wrote before it exited is lost even
