@@ -12,7 +12,8 @@ const innerEnv = "CAIRN_CRI_INNER"
 
 // TestCRI drives rktlet's gRPC API over its socket, in a network and mount namespace of
 // its own that stands for the host: sandboxes on a CNI network (Debian's ptp and portmap)
-// and on the host's, containers through their whole lifecycle, logs, exec, security
+// and on the host's, containers through their whole lifecycle, logs, exec, streaming
+// sessions (exec, attach, port-forward with client-go's clients), security
 // settings, a restart of rktlet, a killed supervisor, and 50 sandboxes at once.
 func TestCRI(t *testing.T) {
 	testenv.RequireRoot(t)
