@@ -65,7 +65,7 @@ func streamingSessions(t *testing.T, e *criEnv) {
 		var out bytes.Buffer
 		sizes := &sizeQueue{sizes: []remotecommand.TerminalSize{{Width: 100, Height: 40}}}
 		// The shell waits for the size the client sent, then says what it is: a terminal.
-		script := `while [ "$(stty size)" != "40 100" ]; do sleep 0.05; done; stty size; [ -t 0 ] && [ -t 1 ] && echo on a tty; exit 7`
+		script := `while [ "$(stty size 2>/dev/null)" != "40 100" ]; do sleep 0.05; done; stty size; [ -t 0 ] && [ -t 1 ] && echo on a tty; exit 7`
 		err := e.execStream(ctx, &runtimeapi.ExecRequest{ContainerId: ctr, Cmd: []string{"sh", "-c", script}, Tty: true, Stdout: true},
 			remotecommand.StreamOptions{Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
 		if code := exitCode(err); code != 7 || out.String() != "40 100\r\non a tty\r\n" {
@@ -94,7 +94,7 @@ func streamingSessions(t *testing.T, e *criEnv) {
 			done <- e.attachStream(ctx, &runtimeapi.AttachRequest{ContainerId: tty, Stdin: true, Stdout: true, Tty: true},
 				remotecommand.StreamOptions{Stdin: in, Stdout: out, Tty: true, TerminalSizeQueue: sizes})
 		}()
-		fmt.Fprintf(typed, "while [ \"$(stty size)\" != \"30 90\" ]; do sleep 0.05; done; echo size-$(stty size | tr ' ' x)\n")
+		fmt.Fprintf(typed, "while [ \"$(stty size 2>/dev/null)\" != \"30 90\" ]; do sleep 0.05; done; echo size-$(stty size | tr ' ' x)\n")
 		out.waitFor(t, "size-30x90")
 		fmt.Fprintf(typed, "echo sum-$((6*7)); exit 5\n")
 		select {
@@ -138,7 +138,10 @@ func streamingSessions(t *testing.T, e *criEnv) {
 		host := serveText(t, "127.0.0.1:18090", "the host\n")
 		netpod := e.podConfig("fwd")
 		fsb := e.runPod(netpod)
-		e.run(fsb, netpod, ctrConfig("web", "mkdir /www; echo the pod > /www/index.html; exec httpd -f -p 127.0.0.1:18090 -h /www"))
+		web := e.run(fsb, netpod, ctrConfig("web", "mkdir /www; echo the pod > /www/index.html; exec httpd -f -p 127.0.0.1:18090 -h /www"))
+		// A forward to a port where nothing listens yet ends the client's forwarding, as
+		// kubectl port-forward's does.
+		e.exec(web, "sh", "-c", "until wget -q -O /dev/null http://127.0.0.1:18090/; do sleep 0.05; done")
 		if body := e.forwardGet(ctx, fsb, 18090); body != "the pod\n" {
 			t.Fatalf("port-forward into the pod's namespace: %q", body)
 		}
