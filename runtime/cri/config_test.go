@@ -261,9 +261,6 @@ func TestContainerConfigRefused(t *testing.T) {
 		"two mounts at one path": containerCfg(func(c *runtimeapi.ContainerConfig) {
 			c.Mounts = []*runtimeapi.Mount{{HostPath: "/a", ContainerPath: "/x"}, {HostPath: "/b", ContainerPath: "/x/"}}
 		}),
-		"image volume": containerCfg(func(c *runtimeapi.ContainerConfig) {
-			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/x", Image: &runtimeapi.ImageSpec{Image: "i"}}}
-		}),
 		"host path with a colon": containerCfg(func(c *runtimeapi.ContainerConfig) {
 			c.Mounts = []*runtimeapi.Mount{{HostPath: "/a:b", ContainerPath: "/x"}}
 		}),
@@ -309,6 +306,13 @@ func TestContainerConfigRefused(t *testing.T) {
 	}
 	if _, _, err := containerConfig(containerCfg(), testSandbox(), &noCmd, "id1", "web", testEnv()); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("nothing to run: %v", err)
+	}
+	// An image volume is a feature rktlet lacks, not a wrong request.
+	imageVolume := containerCfg(func(c *runtimeapi.ContainerConfig) {
+		c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/x", Image: &runtimeapi.ImageSpec{Image: "i"}}}
+	})
+	if _, _, err := containerConfig(imageVolume, testSandbox(), img, "id1", "web", testEnv()); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("image volume: %v, want Unimplemented", err)
 	}
 }
 
