@@ -14,6 +14,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"k8s.io/klog/v2"
 
 	"github.com/cairn-os/cairn/runtime/cli"
 )
@@ -68,6 +69,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Log = log
+	// The streaming server (k8s.io/cri-streaming) logs its errors through klog.
+	klog.SetSlogLogger(log.With("component", "streaming"))
 	cfg.CNIBinDirs = binDirs
 	cfg.RegistryMirrors = map[string]string{}
 	for _, m := range mirrors {

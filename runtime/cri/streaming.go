@@ -271,8 +271,11 @@ func (r streamRuntime) PortForward(ctx context.Context, id string, port int32, s
 	netns := ""
 	if sb.namespaces.GetNetwork() != runtimeapi.NamespaceMode_NODE {
 		p, err := r.s.sandboxPod(sb)
-		if err != nil || p == nil {
-			return fmt.Errorf("port-forward to sandbox %s: its pod: %w", sb.id, errors.Join(err, errors.New("gone")))
+		if err != nil {
+			return fmt.Errorf("port-forward to sandbox %s: %w", sb.id, err)
+		}
+		if p == nil {
+			return preconditionf("sandbox %s is gone", sb.id)
 		}
 		netns = stage1.PodNetNS(p.Path())
 	}
