@@ -92,7 +92,15 @@ func TestRktletListen(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
-	args := []string{"--dir=" + filepath.Join(dir, "rkt"), "--cni-conf-dir=" + filepath.Join(dir, "net.d"), "--listen=unix://" + sock}
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamAddr := free.Addr().String()
+	free.Close()
+	_, streamPort, _ := net.SplitHostPort(streamAddr)
+	args := []string{"--dir=" + filepath.Join(dir, "rkt"), "--cni-conf-dir=" + filepath.Join(dir, "net.d"), "--listen=unix://" + sock,
+		"--stream-address=127.0.0.1", "--stream-port=" + streamPort}
 	go func() { done <- Run(ctx, args, os.Stdout, &stderr) }()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("unix", sock); err == nil {
@@ -105,6 +113,11 @@ func TestRktletListen(t *testing.T) {
 	}
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %v %v", fi.Mode(), err)
+	}
+	if c, err := net.Dial("tcp", streamAddr); err != nil {
+		t.Fatalf("streaming server on %s: %v", streamAddr, err)
+	} else {
+		c.Close()
 	}
 	var second bytes.Buffer
 	if code := Run(context.Background(), args, os.Stdout, &second); code == 0 || !strings.Contains(second.String(), "another server answers") {
@@ -119,7 +132,7 @@ func TestRktletListen(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	for _, bad := range [][]string{{"--listen=tcp://0.0.0.0:1"}, {"extra"}, {"--log-level=loud"}, {"--registry-mirror=x"}} {
+	for _, bad := range [][]string{{"--listen=tcp://0.0.0.0:1"}, {"extra"}, {"--log-level=loud"}, {"--registry-mirror=x"}, {"--stream-port=none"}} {
 		var out bytes.Buffer
 		if code := Run(context.Background(), append([]string{"--dir=" + filepath.Join(dir, "rkt2")}, bad...), &out, &out); code == 0 {
 			t.Errorf("%v accepted", bad)
