@@ -197,9 +197,10 @@ func forwardSizes(in <-chan remotecommand.TerminalSize, out chan<- stage1.Window
 }
 
 // Attach connects the session's streams to a running container's stdio, held by its
-// sandbox's supervisor: its output from now on, its input if it was created with stdin
-// (closed at the end of this input with stdin_once), its window size with a tty. It
-// returns when the container's output ends or the session does.
+// sandbox's supervisor: its output from now on, its input if it was created with stdin,
+// its window size with a tty. It returns when the container's output ends or, as
+// containerd's attach does, when the client's input ends, except with stdin_once and no
+// tty: then the container's stdin is closed and its output goes on until it exits.
 func (r streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
 	c, _, _, err := r.s.runningApp(id)
 	if err != nil {
@@ -212,7 +213,8 @@ func (r streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out,
 	if cl == nil {
 		return preconditionf("container %s: its sandbox is not ready", c.id)
 	}
-	o := podapi.AttachOptions{Stdin: in != nil && (c.stdin || c.tty), Stdout: out != nil, Stderr: errw != nil && !c.tty, CloseStdin: c.stdinOnce}
+	closeStdin := c.stdinOnce && !c.tty
+	o := podapi.AttachOptions{Stdin: in != nil && (c.stdin || c.tty), Stdout: out != nil, Stderr: errw != nil && !c.tty, CloseStdin: closeStdin}
 	if !o.Stdin && !o.Stdout && !o.Stderr {
 		return invalidf("attach to container %s: none of its streams asked for (it has no stdin)", c.id)
 	}
@@ -241,9 +243,15 @@ func (r streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out,
 	}
 	if o.Stdin {
 		go func() {
-			// The input's end is the client's; what the app's stdin does then is CloseStdin's.
+			// Its error is the client's input ending or the attachment's: both end the input.
 			_, _ = io.Copy(att, in)
-			_ = att.CloseInput()
+			if closeStdin {
+				_ = att.CloseInput()
+				return
+			}
+			// The client detached or went away; the container's stdin stays open for the
+			// next attach.
+			cancel()
 		}()
 	}
 	var stdout, stderr io.Writer

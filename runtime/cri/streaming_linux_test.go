@@ -129,6 +129,32 @@ func streamingSessions(t *testing.T, e *criEnv) {
 		if s := e.waitExited(cat); s.ExitCode != 0 {
 			t.Fatalf("attached cat: %v", s)
 		}
+		// Without stdin_once, the end of the client's input ends the attach, and the
+		// container's stdin stays open for the next one.
+		cat = e.run(sb, pcfg, ctrConfig("cat2", "cat", func(c *runtimeapi.ContainerConfig) { c.Stdin = true }))
+		for _, word := range []string{"first", "second"} {
+			in, typed := io.Pipe()
+			out := &syncBuffer{}
+			done := make(chan error, 1)
+			go func() {
+				done <- e.attachStream(ctx, &runtimeapi.AttachRequest{ContainerId: cat, Stdin: true, Stdout: true},
+					remotecommand.StreamOptions{Stdin: in, Stdout: out})
+			}()
+			fmt.Fprintln(typed, word)
+			out.waitFor(t, word+"\n")
+			typed.Close()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("attach %s: %v", word, err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("attach %s did not end with its input", word)
+			}
+		}
+		if s := e.status(cat); s.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Fatalf("cat after two attaches: %v", s)
+		}
 	}
 
 	// port-forward
