@@ -278,6 +278,14 @@ func (t *Tx) GroupByTrack(ctx context.Context, appID, track string) (*Group, err
 	return groupByTrack(ctx, t.queryRow, appID, track, t.lock())
 }
 
+// GroupOfTrack is GroupByTrack without the lock: the group as the transaction reads it, on
+// its own connection. A transaction that read it through the Store would wait for a second
+// connection of PostgreSQL's pool, which a busy console's other transactions all hold while
+// they wait for theirs.
+func (t *Tx) GroupOfTrack(ctx context.Context, appID, track string) (*Group, error) {
+	return groupByTrack(ctx, t.queryRow, appID, track, "")
+}
+
 // lock is the clause that locks a group's row (PostgreSQL); FOR NO KEY UPDATE, which
 // instances' foreign key checks (KEY SHARE) do not wait for, so that a check that registered
 // its instance first cannot deadlock with another.

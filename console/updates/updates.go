@@ -206,7 +206,7 @@ func (s *Service) answerApp(ctx context.Context, req *omaha.Request, app *omaha.
 	err = s.Store.Write(ctx, func(tx *store.Tx) error {
 		offer, result = nil, ResultEvent
 		// Unlocked: most checks take nothing of the group's; decide locks it to grant.
-		g, err := s.Store.GroupByTrack(ctx, a.ID, app.Track)
+		g, err := tx.GroupOfTrack(ctx, a.ID, app.Track)
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/cairn-os/cairn/console/consoletest"
 	"github.com/cairn-os/cairn/console/rollout"
 	"github.com/cairn-os/cairn/console/store"
+	"github.com/cairn-os/cairn/console/updates"
 	"github.com/cairn-os/cairn/internal/disklayout"
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/update-engine/api"
@@ -332,6 +333,36 @@ func TestEngine(t *testing.T) {
 			t.Fatalf("hold reason %+v", in)
 		}
 	})
+}
+
+// A check's transaction reads what it needs on its own connection: a console whose pool
+// of PostgreSQL connections every transaction holds (here the pool is one) still answers.
+func TestPoolOfOne(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	c := consoletest.Start(t, consoletest.Options{DSN: dsn})
+	c.Group("stable", rollout.DefaultPolicy())
+	c.Publish("stable", c.Payload("2.0.0", nil, nil))
+	st, err := store.Open(context.Background(), dsn, store.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc := &updates.Service{Store: st}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e := &engine.Engine{AppID: consoletest.AppID, Group: "stable", Version: "1.0.0", MachineID: "pool-of-one"}
+	for _, req := range []*omaha.Request{
+		e.Request(omaha.InstallSourceScheduler, true, omaha.Report{}), // registers the machine, offers 2.0.0
+		e.Request("", false, omaha.Report{}, omaha.DownloadStarted()),
+		e.Request("", false, omaha.Report{}, omaha.Failed(omaha.ErrorCodeDownloadTransferError)), // evaluates the halt
+	} {
+		if _, _, err := svc.Answer(ctx, req, "192.0.2.1", "http://console"); err != nil {
+			t.Fatalf("answer with a pool of one connection: %v", err)
+		}
+	}
+	if in := c.Instance("pool-of-one"); in.Status != rollout.StatusError || in.GrantedVersion != "2.0.0" {
+		t.Errorf("instance %+v", in)
+	}
 }
 
 // A rollout of 1 canary, then at most 2 in flight, against machines that report at once;
