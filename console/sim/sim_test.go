@@ -58,7 +58,7 @@ func rolloutTest(t *testing.T, dsn string, fl fleet) {
 		t.Fatal(err)
 	}
 	f, err := sim.New(sim.Config{URL: c.UpdateURL(), AppID: consoletest.AppID, Hosts: fl.hosts, Group: "stable", Version: "1.0.0",
-		FailureRate: 0.02, RollbackRate: 0.03, CheckInterval: interval, PayloadSize: 400 << 20, Speed: fl.speed, Seed: 1})
+		FailureRate: 0.04, RollbackRate: 0.06, CheckInterval: interval, PayloadSize: 400 << 20, Speed: fl.speed, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
