@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -36,6 +37,10 @@ type streamServer struct {
 	streaming.Server
 	http *http.Server
 	ln   net.Listener
+	// conns are the connections open, sessions included: the HTTP server forgets a
+	// connection once it is hijacked (as every session's is), so close ends them itself.
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
 }
 
 // startStreaming listens on addr:port ("0" for any) and serves streaming sessions.
@@ -52,19 +57,63 @@ func (s *Server) startStreaming(addr, port string) (*streamServer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("streaming server: %w", err)
 	}
-	hs := &http.Server{Handler: ss, ReadHeaderTimeout: 30 * time.Second}
-	srv := &streamServer{Server: ss, http: hs, ln: ln}
+	srv := &streamServer{Server: ss, ln: ln, conns: map[net.Conn]struct{}{}}
+	srv.http = &http.Server{Handler: ss, ReadHeaderTimeout: 30 * time.Second}
 	go func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.http.Serve(trackedListener{Listener: ln, s: srv}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("streaming server", "err", err)
 		}
 	}()
 	return srv, nil
 }
 
-// close stops serving and ends the sessions still open.
+// close stops serving and closes every connection, sessions included; what a session
+// runs sees its streams fail.
 func (ss *streamServer) close() error {
-	return ss.http.Close()
+	err := ss.http.Close()
+	ss.mu.Lock()
+	conns := make([]net.Conn, 0, len(ss.conns))
+	for c := range ss.conns {
+		conns = append(conns, c)
+	}
+	ss.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return err
+}
+
+// trackedListener records the connections it accepts in s.conns until they are closed.
+type trackedListener struct {
+	net.Listener
+	s *streamServer
+}
+
+func (l trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, s: l.s}
+	l.s.mu.Lock()
+	l.s.conns[tc] = struct{}{}
+	l.s.mu.Unlock()
+	return tc, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	s    *streamServer
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // StreamAddr is the address the streaming server listens on.
@@ -106,7 +155,8 @@ func (s *Server) PortForward(ctx context.Context, req *runtimeapi.PortForwardReq
 	return s.stream.GetPortForward(req)
 }
 
-// readySandbox finds a sandbox whose supervisor runs, and its pod's directory.
+// readySandbox finds a sandbox whose supervisor runs: NotFound for an unknown one,
+// FailedPrecondition for one that is not ready.
 func (s *Server) readySandbox(id string) (*sandbox, error) {
 	sb, err := s.idx.sandbox(id)
 	if err != nil {
