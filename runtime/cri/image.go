@@ -71,8 +71,10 @@ func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest
 	}
 	f := &fetch.Fetcher{
 		Store: s.images, HTTP: s.http, PullPolicy: fetch.PullUpdate,
-		// A registry image carries no appc signature; the CRI's trust is the registry's.
+		// A registry image carries no appc signature; the CRI's trust is the registry's, and
+		// so its setuid programs keep their bits, as containerd keeps them.
 		Insecure:     insecure.Image,
+		Privileged:   true,
 		RegistryAuth: func(string) authn.Authenticator { return auth },
 		TempDir:      filepath.Join(s.cfg.Dir, "tmp"),
 		Log:          s.log,

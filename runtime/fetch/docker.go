@@ -64,7 +64,7 @@ func (f *Fetcher) fetchDocker(ctx context.Context, req Request) (*image.Image, e
 	if f.Progress != nil {
 		img = &progressImage{Image: img, w: f.Progress}
 	}
-	out, err := f.Store.ImportOCI(ctx, img, store.ImportOptions{Name: storeName, Source: req.Image, Limits: f.Limits})
+	out, err := f.Store.ImportOCI(ctx, img, store.ImportOptions{Name: storeName, Source: req.Image, Limits: f.Limits, Privileged: f.Privileged})
 	if err != nil {
 		if isDigestError(err) {
 			return nil, fmt.Errorf("image %s: the registry sent content that does not match its digest: %w", req.Image, err)

@@ -94,7 +94,11 @@ type Fetcher struct {
 	// Limits bound what each imported image may extract to (the store's defaults where
 	// zero).
 	Limits store.Limits
-	Log    *slog.Logger
+	// Privileged keeps the setuid/setgid bits, device nodes and file capabilities of
+	// registry images, which carry no signature (store.ImportOptions.Privileged): the CRI
+	// trusts the registry, as containerd does; rkt drops them.
+	Privileged bool
+	Log        *slog.Logger
 }
 
 // Request is one image argument, with the detached signature given for it (--signature).

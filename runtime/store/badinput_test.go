@@ -221,6 +221,41 @@ func TestTrustKeepsPrivileges(t *testing.T) {
 	}
 }
 
+// TestPrivilegedKeepsPrivileges: an OCI image imported Privileged (a CRI pull) keeps its
+// setuid bits and device nodes without being Trusted, and verifies; without it, it loses them.
+func TestPrivilegedKeepsPrivileges(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	for _, privileged := range []bool{false, true} {
+		s := openT(t)
+		layer, err := fixture.LayerTar([]fixture.Entry{
+			{Header: tar.Header{Name: "dev/", Typeflag: tar.TypeDir, Mode: 0o755}},
+			{Header: tar.Header{Name: "dev/null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3}},
+			{Header: tar.Header{Name: "su", Typeflag: tar.TypeReg, Mode: 0o4755}, Body: "x"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := s.ImportOCI(ctx, ociT(t, layer), ImportOptions{Name: "example.com/priv:1", Privileged: privileged})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img.Trusted {
+			t.Errorf("privileged=%v: the image is Trusted", privileged)
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(img.Layers[0], "dev/null"), &st); privileged != (err == nil) {
+			t.Errorf("privileged=%v: dev/null: %v", privileged, err)
+		}
+		if err := unix.Lstat(filepath.Join(img.Layers[0], "su"), &st); err != nil || (st.Mode&unix.S_ISUID != 0) != privileged {
+			t.Errorf("privileged=%v: su mode %o, %v", privileged, st.Mode, err)
+		}
+		if err := s.Verify(ctx, img.ID); err != nil {
+			t.Errorf("privileged=%v: verify: %v", privileged, err)
+		}
+	}
+}
+
 func TestTrustUpgrade(t *testing.T) {
 	ctx := context.Background()
 	s := openT(t)

@@ -150,7 +150,7 @@ func (s *Store) Verify(ctx context.Context, ref string) error {
 			f.Close()
 			return err
 		}
-		err = verifyTree(ctx, ur, s.TreePath(t), r.Trusted, true)
+		err = verifyTree(ctx, ur, s.TreePath(t), r.Trusted || r.Privileged, true)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("image %s: layer %s: %w", r.ID, b, err)
@@ -175,7 +175,7 @@ func (s *Store) verifyACI(ctx context.Context, r *record) error {
 	if err == nil {
 		defer zr.Close()
 		tee := io.TeeReader(zr, h)
-		treeErr = verifyTree(ctx, tee, s.TreePath(r.Trees[0]), r.Trusted, false)
+		treeErr = verifyTree(ctx, tee, s.TreePath(r.Trees[0]), r.Trusted || r.Privileged, false)
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -95,7 +95,7 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 		return "", err
 	}
 	limit := newBudget(opts.Limits).layer(func() int64 { return raw.n })
-	res, err := tarx.Extract(ctx, tee, tree, tarx.Options{Trusted: opts.Trusted, Owners: s.owners, Limit: limit})
+	res, err := tarx.Extract(ctx, tee, tree, tarx.Options{Trusted: opts.Trusted || opts.Privileged, Owners: s.owners, Limit: limit})
 	if err != nil {
 		return "", err
 	}
@@ -151,7 +151,7 @@ func (s *Store) importACI(ctx context.Context, r io.Reader, opts ImportOptions) 
 	}
 	rec := &record{
 		ID: id, Format: image.ACI, Name: m.Name.String(), Labels: labels,
-		ImportTime: now, LastUsed: now, Source: opts.Source, Trusted: opts.Trusted, Signer: opts.Signer,
+		ImportTime: now, LastUsed: now, Source: opts.Source, Trusted: opts.Trusted, Signer: opts.Signer, Privileged: opts.Privileged && !opts.Trusted,
 		Size:    raw.n + res.Bytes,
 		Dropped: len(res.Dropped),
 		Blobs:   []string{"sha512:" + sum},
@@ -369,7 +369,7 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 				errs[i] = lctx.Err()
 				return
 			}
-			if errs[i] = s.stageLayer(lctx, j, opts.Trusted, b); errs[i] != nil {
+			if errs[i] = s.stageLayer(lctx, j, opts.Trusted || opts.Privileged, b); errs[i] != nil {
 				errs[i] = fmt.Errorf("layer %s: %w", j.digest, errs[i])
 				cancel()
 			}
@@ -421,7 +421,7 @@ func (s *Store) importOCI(ctx context.Context, img v1.Image, opts ImportOptions)
 	now := s.Now().UTC()
 	rec := &record{
 		ID: id, Format: image.OCI, Name: opts.Name, Labels: ociLabels(opts.Name, cfg),
-		ImportTime: now, LastUsed: now, Source: opts.Source, Trusted: opts.Trusted, Signer: opts.Signer,
+		ImportTime: now, LastUsed: now, Source: opts.Source, Trusted: opts.Trusted, Signer: opts.Signer, Privileged: opts.Privileged && !opts.Trusted,
 		Size:   int64(len(rawManifest) + len(rawConfig)),
 		Blobs:  []string{digest.String(), m.Config.Digest.String()},
 		Config: m.Config.Digest.String(),

@@ -42,6 +42,10 @@ type ImportOptions struct {
 	Trusted bool
 	// Signer names the key that verified the signature (a fingerprint), when Trusted.
 	Signer string
+	// Privileged keeps device nodes, setuid/setgid bits and file capabilities of an image
+	// whose signature was not verified, because the caller trusts where it came from (the
+	// CRI trusts the registry it pulls from, as containerd does). The image is not Trusted.
+	Privileged bool
 	// Limits bound what the import may extract; zero fields are DefaultLimits'.
 	Limits Limits
 }
@@ -163,7 +167,9 @@ type record struct {
 	Source     string            `json:"source,omitempty"`
 	Trusted    bool              `json:"trusted"`
 	Signer     string            `json:"signer,omitempty"`
-	Size       int64             `json:"size"`
+	// Privileged says the import kept the privileged entries without Trusted.
+	Privileged bool  `json:"privileged,omitempty"`
+	Size       int64 `json:"size"`
 	// Blobs are the digests ("sha512:<hex>", "sha256:<hex>") of the blobs the image uses.
 	Blobs []string `json:"blobs"`
 	// Trees are the keys of the trees the image uses itself, lowest first (an ACI's
