@@ -72,6 +72,21 @@ var skipped = []struct{ spec, why string }{
 	{`benchmark`, "benchmarks, not conformance (bench/cri measures)"},
 }
 
+// knownFailures are the specs rktlet fails here that it runs, each with why; any other
+// failure fails the test.
+var knownFailures = []struct{ spec, why string }{
+	{"runtime should support MaskedPaths", "the stand-in's shell, busybox-static's ash, runs ls in-process: masking /bin/ls cannot stop it (containerd fails it too)"},
+}
+
+func knownFailure(spec string) string {
+	for _, k := range knownFailures {
+		if strings.Contains(spec, k.spec) {
+			return k.why
+		}
+	}
+	return ""
+}
+
 // skipRegexp is critest's -ginkgo.skip of the skipped specs.
 func skipRegexp() string {
 	var res []string
@@ -97,8 +112,8 @@ func criTools(t *testing.T) string {
 }
 
 // TestCritest runs critest against rktlet, then against containerd, on the same stand-in
-// images, prints both counts and the specs where they differ, and holds rktlet to at least
-// containerd's passes on the specs both ran.
+// images, prints both counts and the specs where they differ, and holds rktlet to no failure
+// beyond knownFailures and to at least containerd's passes on the specs both ran.
 func TestCritest(t *testing.T) {
 	testenv.SkipShort(t, "root")
 	testenv.RequireRoot(t)
@@ -135,6 +150,20 @@ func TestCritestInHost(t *testing.T) {
 		testenv.Require(t, false, "containerd: not installed (Debian's containerd, tools/deps/apt-packages.txt)")
 	}
 	t.Logf("critest rktlet: %s", rk.counts())
+	for _, spec := range slices.Sorted(maps.Keys(rk.failures)) {
+		if why := knownFailure(spec); why != "" {
+			t.Logf("rktlet: known failure: %s (%s)", spec, why)
+		} else {
+			t.Errorf("rktlet: %s: %s", rk.state[spec], spec)
+		}
+	}
+	for _, k := range knownFailures {
+		for spec, st := range rk.state {
+			if strings.Contains(spec, k.spec) && st == "passed" {
+				t.Errorf("rktlet passes %q now: take it off knownFailures", spec)
+			}
+		}
+	}
 	if cd == nil {
 		return
 	}
