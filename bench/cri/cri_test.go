@@ -352,6 +352,12 @@ func serve(t *testing.T, r *runtime, sock, dir string) {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+		// containerd's namespace directory in each cgroup hierarchy, empty once its tasks
+		// are gone (rmdir removes nothing else).
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/k8s.io")
+		for _, d := range dirs {
+			syscall.Rmdir(d)
+		}
 	})
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(sock); err == nil {

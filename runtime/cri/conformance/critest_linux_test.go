@@ -433,6 +433,7 @@ state = "/run/containerd"
 		}
 		logf.Close()
 		killShims(sock)
+		removeCgroupDirs(t, "k8s.io")
 		if t.Failed() {
 			if b, err := os.ReadFile(logf.Name()); err == nil {
 				t.Logf("containerd's log (its end):\n%s", tail(string(b), 80))
@@ -454,6 +455,18 @@ func killShims(sock string) {
 			fmt.Sscanf(filepath.Base(filepath.Dir(pc)), "%d", &pid)
 			syscall.Kill(-pid, syscall.SIGKILL)
 			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// removeCgroupDirs removes the cgroup directory name (containerd's namespace, where it puts
+// its tasks' cgroups when the CRI names no parent) from every hierarchy, once containerd has
+// removed what it made below it; what it left there is logged.
+func removeCgroupDirs(t *testing.T, name string) {
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", name))
+	for _, d := range dirs {
+		if err := syscall.Rmdir(d); err != nil && !os.IsNotExist(err) {
+			t.Logf("cgroup %s: %v", d, err)
 		}
 	}
 }
