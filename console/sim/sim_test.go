@@ -26,8 +26,8 @@ import (
 // report that makes the failures the limit, within one check interval of it, and grants
 // nothing after.
 func TestRollout(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { rolloutTest(t, "", fleetOf(t)) })
-	t.Run("postgres", func(t *testing.T) { rolloutTest(t, testenv.Postgres(t), fleetOf(t)) })
+	t.Run("sqlite", func(t *testing.T) { rolloutTest(t, "", fleetOf()) })
+	t.Run("postgres", func(t *testing.T) { rolloutTest(t, testenv.Postgres(t), fleetOf()) })
 }
 
 // fleet is a test's fleet and policy.
@@ -36,7 +36,8 @@ type fleet struct {
 	speed                                    float64
 }
 
-func fleetOf(t *testing.T) fleet {
+// fleetOf is the fleet of the test's tier.
+func fleetOf() fleet {
 	if testing.Short() {
 		return fleet{hosts: 300, canaries: 3, maxInFlight: 20, haltErrors: 6, speed: 360}
 	}
