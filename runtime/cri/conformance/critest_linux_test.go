@@ -283,8 +283,9 @@ func firstLines(s string, n int) string {
 }
 
 // removeNewSegments removes, at the test's end, the System V shared memory segments made
-// during it: the HostIpc specs make one each with ipcmk in the host's IPC namespace (this
-// test's private host shares it) and leave it.
+// during it that are the HostIpc specs': they make one each with `ipcmk -M 1048576` in the
+// host's IPC namespace (this test's private host shares it) and leave it. Only root's
+// unattached segments of that size are taken (a PostgreSQL of another test keeps its own).
 func removeNewSegments(t *testing.T) {
 	before := shmIDs()
 	t.Cleanup(func() {
@@ -298,11 +299,13 @@ func removeNewSegments(t *testing.T) {
 	})
 }
 
+// shmIDs are the IDs of root's unattached 1 MiB segments (/proc/sysvipc/shm: key, shmid,
+// perms, size, cpid, lpid, nattch, uid, ...).
 func shmIDs() map[string]bool {
 	ids := map[string]bool{}
 	b, _ := os.ReadFile("/proc/sysvipc/shm")
 	for i, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); i > 0 && len(f) > 1 {
+		if f := strings.Fields(l); i > 0 && len(f) > 7 && f[3] == "1048576" && f[6] == "0" && f[7] == "0" {
 			ids[f[1]] = true
 		}
 	}
