@@ -143,12 +143,6 @@ func TestCritestInHost(t *testing.T) {
 	}
 
 	rk := critest(t, tools, "rktlet", startRktlet(t, mirrors))
-	var cd *results
-	if _, err := exec.LookPath("containerd"); err == nil {
-		cd = critest(t, tools, "containerd", startContainerd(t, reg))
-	} else {
-		testenv.Require(t, false, "containerd: not installed (Debian's containerd, tools/deps/apt-packages.txt)")
-	}
 	t.Logf("critest rktlet: %s", rk.counts())
 	for _, spec := range slices.Sorted(maps.Keys(rk.failures)) {
 		if why := knownFailure(spec); why != "" {
@@ -164,9 +158,16 @@ func TestCritestInHost(t *testing.T) {
 			}
 		}
 	}
-	if cd == nil {
+	// The yardstick. (A skip here would fail InPrivateHost, which wants the inner test to pass.)
+	if _, err := exec.LookPath("containerd"); err != nil {
+		if testenv.InCI() {
+			t.Error("containerd: not installed (Debian's containerd, tools/deps/apt-packages.txt)")
+		} else {
+			t.Log("containerd: not installed (Debian's containerd, tools/deps/apt-packages.txt): no yardstick")
+		}
 		return
 	}
+	cd := critest(t, tools, "containerd", startContainerd(t, reg))
 	t.Logf("critest containerd: %s", cd.counts())
 	var both, rkPass, cdPass int
 	for _, spec := range slices.Sorted(maps.Keys(rk.state)) {
