@@ -57,8 +57,10 @@ type Stats struct {
 	GrantedInPeriod int
 	// Completed: instances that completed the target version (3/2).
 	Completed int
-	// Attempts: instances granted the target version since the group was last resumed;
-	// Failures: those of them whose attempt failed (error, rollback, timed out).
+	// Attempts: instances whose attempt at the target version is since its rollout started
+	// or the group was last resumed (CountSince). Failures: the machines that failed the
+	// target version since then (an error reported, a rollback: still counted after they
+	// were offered it again; an update timed out now), each once (CountFailures).
 	Attempts, Failures int
 }
 

@@ -221,3 +221,61 @@ func TestPolicyJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestCountSince(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name   string
+		r      Rollout
+		target string
+		since  time.Time
+		ok     bool
+	}{
+		{"started, never resumed", Rollout{Version: "2.0.0", StartedAt: t0}, "2.0.0", t0, true},
+		{"resumed after the start", Rollout{Version: "2.0.0", StartedAt: t0, ResumedAt: t0.Add(time.Hour)}, "2.0.0", t0.Add(time.Hour), true},
+		{"resumed before the start: another version's halt", Rollout{Version: "2.0.0", StartedAt: t0, ResumedAt: t0.Add(-time.Hour)}, "2.0.0", t0, true},
+		{"started before the start was recorded", Rollout{Version: "2.0.0", ResumedAt: t0}, "2.0.0", t0, true},
+		{"another version's rollout", Rollout{Version: "1.0.0", StartedAt: t0}, "2.0.0", time.Time{}, false},
+		{"no rollout yet", Rollout{}, "2.0.0", time.Time{}, false},
+		{"no target", Rollout{}, "", time.Time{}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if since, ok := CountSince(c.r, c.target); !since.Equal(c.since) || ok != c.ok {
+				t.Errorf("CountSince(%+v, %q) = %v %v, want %v %v", c.r, c.target, since, ok, c.since, c.ok)
+			}
+		})
+	}
+}
+
+func TestCountFailures(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	cases := []struct {
+		name     string
+		failures []Failure
+		since    time.Time
+		want     int
+	}{
+		{"none", nil, t0, 0},
+		{"one machine, one failure", []Failure{{"a", "2.0.0", at(1)}}, t0, 1},
+		{"a machine failing twice counts once", []Failure{{"a", "2.0.0", at(1)}, {"a", "2.0.0", at(5)}}, t0, 1},
+		// The machine was offered 2.0.0 again after its first failure (a retried download)
+		// and is updating or complete now: its failure still counts.
+		{"a retried failure still counts", []Failure{{"a", "2.0.0", at(1)}, {"b", "2.0.0", at(2)}}, t0, 2},
+		{"failures before a resume do not count after it",
+			[]Failure{{"a", "2.0.0", at(1)}, {"b", "2.0.0", at(2)}, {"c", "2.0.0", at(12)}}, at(10), 1},
+		{"a failure at the resume's instant counts", []Failure{{"a", "2.0.0", at(10)}}, at(10), 1},
+		{"a machine failing before and after a resume counts once after it",
+			[]Failure{{"a", "2.0.0", at(1)}, {"a", "2.0.0", at(11)}}, at(10), 1},
+		{"another version's failures do not count",
+			[]Failure{{"a", "1.9.0", at(1)}, {"b", "3.0.0", at(2)}, {"c", "2.0.0", at(3)}}, t0, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := CountFailures(c.failures, "2.0.0", c.since); got != c.want {
+				t.Errorf("CountFailures = %d, want %d", got, c.want)
+			}
+		})
+	}
+}

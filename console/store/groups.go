@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -34,8 +35,11 @@ type Group struct {
 	// ResumedAt: failures of attempts before it do not count towards a halt.
 	ResumedAt       time.Time `json:"resumed_at"`
 	ApprovedVersion string    `json:"approved_version,omitempty"`
-	RolloutVersion  string    `json:"rollout_version,omitempty"`
-	CreatedAt       time.Time `json:"created_at"`
+	// RolloutVersion is the version whose rollout started last, at RolloutStartedAt (its
+	// first grant in the group; zero for a rollout started before the console recorded it).
+	RolloutVersion   string    `json:"rollout_version,omitempty"`
+	RolloutStartedAt time.Time `json:"rollout_started_at"`
+	CreatedAt        time.Time `json:"created_at"`
 }
 
 // Rollout is the group as rollout.Decide reads it.
@@ -43,22 +47,28 @@ func (g *Group) Rollout() rollout.Group {
 	return rollout.Group{Policy: g.Policy, Paused: g.Paused, PausedReason: g.PausedReason, ApprovedVersion: g.ApprovedVersion}
 }
 
+// RolloutState is the group's rollout as rollout.CountSince reads it.
+func (g *Group) RolloutState() rollout.Rollout {
+	return rollout.Rollout{Version: g.RolloutVersion, StartedAt: g.RolloutStartedAt, ResumedAt: g.ResumedAt}
+}
+
 const groupCols = `g.id, g.app_id, g.name, g.description, g.track, COALESCE(g.channel_id, ''), COALESCE(c.name, ''), COALESCE(p.version, ''),
-	COALESCE(p.id, ''), g.policy, g.paused, g.paused_reason, g.paused_by, g.paused_at, g.resumed_at, g.approved_version, g.rollout_version, g.created_at`
+	COALESCE(p.id, ''), g.policy, g.paused, g.paused_reason, g.paused_by, g.paused_at, g.resumed_at, g.approved_version, g.rollout_version, g.rollout_started_at, g.created_at`
 const groupFrom = ` FROM update_groups g LEFT JOIN channels c ON c.id = g.channel_id LEFT JOIN packages p ON p.id = c.package_id`
 
 func scanGroup(sc interface{ Scan(...any) error }) (*Group, error) {
 	var g Group
 	var policy string
-	var pausedAt, resumedAt, created int64
+	var pausedAt, resumedAt, rolloutStarted, created int64
 	if err := sc.Scan(&g.ID, &g.AppID, &g.Name, &g.Description, &g.Track, &g.ChannelID, &g.Channel, &g.Version, &g.PackageID,
-		&policy, &g.Paused, &g.PausedReason, &g.PausedBy, &pausedAt, &resumedAt, &g.ApprovedVersion, &g.RolloutVersion, &created); err != nil {
+		&policy, &g.Paused, &g.PausedReason, &g.PausedBy, &pausedAt, &resumedAt, &g.ApprovedVersion, &g.RolloutVersion, &rolloutStarted, &created); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(policy), &g.Policy); err != nil {
 		return nil, fmt.Errorf("group %s: stored policy: %w", g.ID, err)
 	}
 	g.PausedAt, g.ResumedAt, g.CreatedAt = fromMicros(pausedAt), fromMicros(resumedAt), fromMicros(created)
+	g.RolloutStartedAt = fromMicros(rolloutStarted)
 	return &g, nil
 }
 
@@ -227,7 +237,8 @@ func (t *Tx) Pause(ctx context.Context, appID, id, reason, by string) error {
 }
 
 // Resume lets a paused or halted group grant updates again. The failures that halted it
-// stop counting: a halt is judged on the attempts after the resume.
+// stop counting: a halt is judged on the attempts and failures after the resume
+// (rollout.CountSince), so that the group does not halt again at once.
 func (s *Store) Resume(ctx context.Context, appID, id string) error {
 	return s.Write(ctx, func(tx *Tx) error {
 		res, err := tx.exec(ctx, `UPDATE update_groups SET paused = ?, paused_reason = '', paused_by = '', resumed_at = ? WHERE app_id = ? AND id = ?`,
@@ -327,17 +338,25 @@ func (t *Tx) Group(ctx context.Context, id string) (*Group, error) {
 	return g, err
 }
 
-// StartRollout records that version's rollout began in the group (its first grant).
-func (t *Tx) StartRollout(ctx context.Context, groupID, version string) error {
-	_, err := t.exec(ctx, `UPDATE update_groups SET rollout_version = ? WHERE id = ?`, version, groupID)
-	return err
+// StartRollout records that version's rollout began in the group at at (its first grant):
+// its failures count from then on, not those of an earlier rollout of the same version.
+func (t *Tx) StartRollout(ctx context.Context, groupID, version string, at time.Time) error {
+	if _, err := t.exec(ctx, `UPDATE update_groups SET rollout_version = ?, rollout_started_at = ? WHERE id = ?`,
+		version, micros(at), groupID); err != nil {
+		return fmt.Errorf("group %s: start the rollout of %s: %w", groupID, version, err)
+	}
+	return nil
 }
 
 // RolloutStats counts the group's instances for rollout.Decide: updates in flight (granted
 // within the timeout and not ended), granted within the period, and for the target version
-// the instances that completed it, and since the last resume the attempts and their
-// failures. Each count is one query on an index of its own, so that a check costs little
-// more in a group of 10,000 machines than in one of ten.
+// the instances that completed it, and since its rollout started or the group was last
+// resumed (rollout.CountSince) the attempts and the machines that failed it
+// (rollout.CountFailures: each machine once). An error a machine reported is counted from
+// the status history, so that it still counts after the machine retried and a version that
+// keeps failing and being retried reaches the limit; a timeout, from the instances, counts
+// while the update is timed out. Each count is one query on an index of its own, so that a check costs little more
+// in a group of 10,000 machines than in one of ten.
 func (t *Tx) RolloutStats(ctx context.Context, g *Group, now time.Time) (rollout.Stats, error) {
 	return rolloutStats(ctx, t.queryRow, g, now)
 }
@@ -348,17 +367,24 @@ func (s *Store) RolloutStats(ctx context.Context, g *Group, now time.Time) (roll
 	return rolloutStats(ctx, s.queryRow, g, now)
 }
 
+// never is a time no failure is recorded at: nothing counts from it.
+const never = int64(math.MaxInt64)
+
 func rolloutStats(ctx context.Context, row rowFunc, g *Group, now time.Time) (rollout.Stats, error) {
 	var st rollout.Stats
 	timeoutCut := micros(now.Add(-time.Duration(g.Policy.UpdateTimeout)))
 	periodCut := micros(now.Add(-time.Duration(g.Policy.Period)))
-	since := micros(g.ResumedAt)
+	since := never
+	if t, ok := rollout.CountSince(g.RolloutState(), g.Version); ok {
+		since = micros(t)
+	}
 	// One statement, one round trip: each count is a subquery on its own index. The
 	// grants in the period are counted only for a policy that limits them, the attempts only
 	// where a share of failures can matter (a failure, or a limit of errors whose reason
 	// names them); CASE evaluates neither otherwise.
-	err := row(ctx, `WITH failures AS (SELECT COUNT(*) AS n FROM instances
-			WHERE group_id = ? AND granted_version = ? AND status IN (?, ?) AND status_at >= ?)
+	err := row(ctx, `WITH failures AS (SELECT COUNT(*) AS n FROM (
+			SELECT instance_id FROM instance_history WHERE group_id = ? AND version = ? AND status = ? AND created_at >= ?
+			UNION SELECT id FROM instances WHERE group_id = ? AND granted_version = ? AND status = ? AND status_at >= ?) f)
 		SELECT
 			(SELECT COUNT(*) FROM instances WHERE group_id = ? AND update_in_progress = ? AND granted_at > ?),
 			CASE WHEN ? > 0 THEN (SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_at > ?) ELSE 0 END,
@@ -368,7 +394,7 @@ func rolloutStats(ctx context.Context, row rowFunc, g *Group, now time.Time) (ro
 				(SELECT COUNT(*) FROM instances WHERE group_id = ? AND granted_version = ? AND status <> ? AND status_at >= ?)
 			ELSE 0 END
 		FROM failures`,
-		g.ID, g.Version, rollout.StatusError, rollout.StatusTimedOut, since,
+		g.ID, g.Version, rollout.StatusError, since, g.ID, g.Version, rollout.StatusTimedOut, since,
 		g.ID, true, timeoutCut,
 		g.Policy.MaxUpdatesPerPeriod, g.ID, periodCut,
 		g.ID, g.Version, rollout.StatusComplete,
@@ -378,4 +404,27 @@ func rolloutStats(ctx context.Context, row rowFunc, g *Group, now time.Time) (ro
 		return st, fmt.Errorf("group %s: rollout stats: %w", g.ID, err)
 	}
 	return st, nil
+}
+
+// Failures lists a group's failures of any version, as rollout.CountFailures takes them:
+// the errors its machines reported (history) and its updates timed out now (instances).
+func (s *Store) Failures(ctx context.Context, groupID string) ([]rollout.Failure, error) {
+	rows, err := s.query(ctx, `SELECT instance_id, version, created_at FROM instance_history WHERE group_id = ? AND status = ?
+		UNION ALL SELECT id, granted_version, status_at FROM instances WHERE group_id = ? AND status = ?`,
+		groupID, rollout.StatusError, groupID, rollout.StatusTimedOut)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: failures: %w", groupID, err)
+	}
+	defer rows.Close()
+	var out []rollout.Failure
+	for rows.Next() {
+		var f rollout.Failure
+		var at int64
+		if err := rows.Scan(&f.Machine, &f.Version, &at); err != nil {
+			return nil, fmt.Errorf("group %s: failures: %w", groupID, err)
+		}
+		f.At = fromMicros(at)
+		out = append(out, f)
+	}
+	return out, rows.Err()
 }

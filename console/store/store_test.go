@@ -30,6 +30,7 @@ var suite = []struct {
 	{"reports: progress and pods", testReports},
 	{"last checks in a batch", testTouchLastChecks},
 	{"rollout stats", testRolloutStats},
+	{"rollout failures", testRolloutFailures},
 	{"instances list", testInstancesList},
 	{"activity and audit", testActivity},
 	{"users, sessions, tokens", testUsers},
@@ -423,6 +424,9 @@ func testRolloutStats(t *testing.T, s *Store) {
 			return tx.SetStatus(ctx, in, st, 0, c.now())
 		}
 	}
+	if err := s.Write(ctx, func(tx *Tx) error { return tx.StartRollout(ctx, g.ID, "2.0.0", c.now()) }); err != nil {
+		t.Fatal(err)
+	}
 	set("a", grant)
 	set("b", to(rollout.StatusDownloading))
 	set("c", to(rollout.StatusComplete))
@@ -457,6 +461,146 @@ func testRolloutStats(t *testing.T, s *Store) {
 	if got, want := stats(), (rollout.Stats{InFlight: 0, GrantedInPeriod: 1, Completed: 1, Attempts: 1, Failures: 1}); got != want {
 		t.Fatalf("stats after the resume %+v, want %+v", got, want)
 	}
+}
+
+// The failures that count towards a halt are machines, each once, that failed the
+// rollout's version since it started or the group was resumed, whether or not they were
+// offered it again since; the same as rollout.CountFailures over the recorded failures.
+func testRolloutFailures(t *testing.T, s *Store) {
+	ctx := context.Background()
+	p := rollout.DefaultPolicy()
+	p.HaltErrors = 100
+	app, g := published(t, s, p)
+	c := &clock{t: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	s.Now = c.now
+	write := func(f func(tx *Tx) error) {
+		t.Helper()
+		if err := s.Write(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := func() *Group {
+		t.Helper()
+		return must[*Group](t)(s.Group(ctx, app.ID, g.ID))
+	}
+	check := func(what string, want rollout.Stats) {
+		t.Helper()
+		g := group()
+		got, err := s.RolloutStats(ctx, g, c.now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.InFlight, got.GrantedInPeriod, got.Completed = 0, 0, 0
+		if got != want {
+			t.Errorf("%s: stats %+v, want %+v", what, got, want)
+		}
+		fs, err := s.Failures(ctx, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		if since, ok := rollout.CountSince(g.RolloutState(), g.Version); ok {
+			n = rollout.CountFailures(fs, g.Version, since)
+		}
+		if n != got.Failures {
+			t.Errorf("%s: %d failures counted in SQL, %d by rollout.CountFailures over %v", what, got.Failures, n, fs)
+		}
+	}
+	machine := func(id string) *Instance {
+		return checkIn(t, s, CheckIn{AppID: app.ID, MachineID: id, GroupID: g.ID, Track: "stable", Version: "1.0.0", Check: true, Time: c.now()})
+	}
+	grant := func(id, version string) {
+		t.Helper()
+		in := machine(id)
+		write(func(tx *Tx) error { return tx.Grant(ctx, in, version, c.now()) })
+	}
+	status := func(id string, st rollout.Status, code int) {
+		t.Helper()
+		in := machine(id)
+		write(func(tx *Tx) error { return tx.SetStatus(ctx, in, st, code, c.now()) })
+	}
+
+	// Before the rollout started, nothing counts: a failure recorded now would be another
+	// rollout's.
+	grant("early", "2.0.0")
+	status("early", rollout.StatusError, 7)
+	check("before the rollout started", rollout.Stats{})
+
+	c.add(time.Minute)
+	write(func(tx *Tx) error { return tx.StartRollout(ctx, g.ID, "2.0.0", c.now()) })
+	check("at the start", rollout.Stats{})
+
+	c.add(time.Minute)
+	grant("a", "2.0.0")
+	status("a", rollout.StatusError, 7) // a failed download
+	check("a failed", rollout.Stats{Attempts: 1, Failures: 1})
+
+	// a is offered 2.0.0 again and downloads it: its failure still counts.
+	c.add(time.Minute)
+	grant("a", "2.0.0")
+	status("a", rollout.StatusDownloading, 0)
+	check("a retried", rollout.Stats{Attempts: 1, Failures: 1})
+
+	// a fails again: still one machine.
+	status("a", rollout.StatusError, 7)
+	check("a failed twice", rollout.Stats{Attempts: 1, Failures: 1})
+
+	// b completes after a failure; r rolls back; late times out; slow times out and then
+	// completes, which is no failure: it was slow.
+	grant("b", "2.0.0")
+	status("b", rollout.StatusError, 7)
+	grant("b", "2.0.0")
+	status("b", rollout.StatusComplete, 0)
+	grant("r", "2.0.0")
+	status("r", rollout.StatusInstalled, 0)
+	status("r", rollout.StatusError, int(omaha.ErrorCodeRollback))
+	grant("late", "2.0.0")
+	status("late", rollout.StatusTimedOut, 0)
+	grant("slow", "2.0.0")
+	status("slow", rollout.StatusTimedOut, 0)
+	status("slow", rollout.StatusComplete, 0)
+	grant("ok", "2.0.0")
+	status("ok", rollout.StatusComplete, 0)
+	check("six attempts", rollout.Stats{Attempts: 6, Failures: 4})
+
+	// Another version's failures, in this group or another, do not count.
+	other := must[*Group](t)(s.CreateGroup(ctx, app.ID, GroupSpec{Name: "Beta", Track: "beta", ChannelID: g.ChannelID, Policy: p}))
+	in := checkIn(t, s, CheckIn{AppID: app.ID, MachineID: "beta", GroupID: other.ID, Track: "beta", Version: "1.0.0", Check: true, Time: c.now()})
+	write(func(tx *Tx) error {
+		if err := tx.Grant(ctx, in, "2.0.0", c.now()); err != nil {
+			return err
+		}
+		return tx.SetStatus(ctx, in, rollout.StatusError, 7, c.now())
+	})
+	grant("old", "1.5.0")
+	status("old", rollout.StatusError, 7)
+	check("other groups and versions", rollout.Stats{Attempts: 6, Failures: 4})
+
+	// A resume judges afresh: the failures before it do not count, a is counted again when
+	// it fails again.
+	c.add(time.Minute)
+	if err := s.Resume(ctx, app.ID, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("after the resume", rollout.Stats{})
+	c.add(time.Minute)
+	grant("a", "2.0.0")
+	status("a", rollout.StatusError, 7)
+	grant("c", "2.0.0")
+	check("a failed after the resume", rollout.Stats{Attempts: 2, Failures: 1})
+
+	// Another version's rollout, then 2.0.0's again: its first rollout's failures are
+	// not this one's.
+	c.add(time.Minute)
+	write(func(tx *Tx) error { return tx.StartRollout(ctx, g.ID, "3.0.0", c.now()) })
+	check("3.0.0's rollout", rollout.Stats{})
+	c.add(time.Minute)
+	write(func(tx *Tx) error { return tx.StartRollout(ctx, g.ID, "2.0.0", c.now()) })
+	check("2.0.0's second rollout", rollout.Stats{})
+	c.add(time.Minute)
+	grant("d", "2.0.0")
+	status("d", rollout.StatusError, 7)
+	check("d failed in the second rollout", rollout.Stats{Attempts: 1, Failures: 1})
 }
 
 func testInstancesList(t *testing.T, s *Store) {

@@ -559,10 +559,10 @@ func (s *Service) decide(ctx context.Context, tx *store.Tx, g *store.Group, in *
 			return d, err
 		}
 		if g.RolloutVersion != g.Version {
-			if err := tx.StartRollout(ctx, g.ID, g.Version); err != nil {
+			if err := tx.StartRollout(ctx, g.ID, g.Version, now); err != nil {
 				return d, err
 			}
-			g.RolloutVersion = g.Version
+			g.RolloutVersion, g.RolloutStartedAt = g.Version, now
 			if err := tx.AddActivity(ctx, &store.Activity{AppID: g.AppID, GroupID: g.ID, Version: g.Version, Kind: "rollout.started",
 				Actor: store.ActorRollout, Message: fmt.Sprintf("the rollout of %s in group %s started", g.Version, g.Name)}); err != nil {
 				return d, err
