@@ -487,6 +487,72 @@ func TestHaltAtShare(t *testing.T) {
 	}
 }
 
+// Machines whose download fails, that retry at their next check and then complete, still
+// count towards the halt, each once however often it failed: the group halts at the report
+// of the third machine's failure. After a resume, the failures before it no longer count.
+func TestHaltOnRetriedFailures(t *testing.T) {
+	ctx := context.Background()
+	c := consoletest.Start(t, consoletest.Options{})
+	p := rollout.DefaultPolicy()
+	p.HaltErrors = 3
+	c.Group("stable", p)
+	c.Publish("stable", c.Payload("2.0.0", nil, nil))
+	paused := func() *store.Group {
+		t.Helper()
+		g, err := c.Store.Group(ctx, c.App.ID, "stable")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	// fail has the machine offered 2.0.0 and its download fail.
+	fail := func(m *machine) {
+		t.Helper()
+		if v := m.check(); v != "2.0.0" {
+			t.Fatalf("%s offered %q, want 2.0.0 (%s)", m.id, v, c.Instance(m.id).HoldReason)
+		}
+		m.do(false, omaha.DownloadStarted())
+		m.do(false, omaha.Failed(omaha.ErrorCodeDownloadTransferError))
+	}
+	retry := func(m *machine) {
+		t.Helper()
+		if v := m.check(); v != "2.0.0" {
+			t.Fatalf("%s offered %q again, want 2.0.0 (%s)", m.id, v, c.Instance(m.id).HoldReason)
+		}
+		m.update("2.0.0")
+	}
+	m0, m1, m2, m3 := newMachine(t, c, "m0", "1.0.0"), newMachine(t, c, "m1", "1.0.0"), newMachine(t, c, "m2", "1.0.0"), newMachine(t, c, "m3", "1.0.0")
+	fail(m0)
+	fail(m0) // twice: one machine
+	retry(m0)
+	fail(m1)
+	retry(m1)
+	if g := paused(); g.Paused {
+		t.Fatalf("halted after two machines failed: %s", g.PausedReason)
+	}
+	if in := c.Instance("m0"); in.Status != rollout.StatusComplete {
+		t.Fatalf("m0 after its retry: %s", in.Status)
+	}
+	fail(m2)
+	g := paused()
+	if !g.Paused || g.PausedBy != store.ActorRollout || !strings.Contains(g.PausedReason, "3 of 3 attempts failed") {
+		t.Fatalf("after the third machine failed: paused %v by %q: %q", g.Paused, g.PausedBy, g.PausedReason)
+	}
+	if v := m3.check(); v != "" || c.Instance("m3").Hold != rollout.ReasonPaused {
+		t.Fatalf("m3 offered %q in a halted group: %s", v, c.Instance("m3").HoldReason)
+	}
+	// Resumed: judged afresh, the group grants again instead of halting at once, and counts
+	// the failures after the resume.
+	if err := c.Store.Resume(ctx, c.App.ID, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	retry(m2)
+	fail(m3)
+	if g := paused(); g.Paused {
+		t.Fatalf("halted again after a resume and one failure: %s", g.PausedReason)
+	}
+}
+
 // Admin approval and an update window hold a group back, each with its reason.
 func TestApprovalAndWindow(t *testing.T) {
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC) // a Thursday
