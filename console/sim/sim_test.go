@@ -23,8 +23,8 @@ import (
 // canaries completed, no more are in flight than make up the rest. The machines' records
 // show the same from their side: no machine beyond the canaries (and those replacing failed
 // ones) was offered the version before the canaries completed. The group halts at the
-// report that makes the failures the limit, within one check interval of it, and grants
-// nothing after.
+// report that makes the machines that failed the version the limit (each once, retried or
+// not), within one check interval of it, and grants nothing after.
 func TestRollout(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { rolloutTest(t, "", fleetOf()) })
 	t.Run("postgres", func(t *testing.T) { rolloutTest(t, testenv.Postgres(t), fleetOf()) })
@@ -121,33 +121,38 @@ func rolloutTest(t *testing.T, dsn string, fl fleet) {
 	}
 
 	// The halt, against the failure reports the machines had acknowledged. The console
-	// counts the machines whose attempt at the version failed and that were not offered it
-	// again since (a rollback is final; a failed download is retried at the next check):
-	// the failures reach the limit at the report that makes that count the limit.
+	// counts the machines that reported a failure of the version (a failed step, a rollback,
+	// a decline), each once, whether or not they were offered it again since (a failed
+	// download is retried at the next check): the failures reach the limit at the report
+	// that makes that count the limit, and not before the limit-th machine's first failure
+	// was sent.
 	failing := map[int]bool{}
 	var kth *sim.Record
-	var sent []time.Time
+	var first []time.Time // each failing machine's first report, when it was sent
+	reports := 0
 	for _, r := range records {
 		switch r.Kind {
-		case sim.KindFailed, sim.KindRolledBack:
-			failing[r.Host] = true
-			sent = append(sent, r.Sent)
-		case sim.KindOffered:
-			delete(failing, r.Host)
+		case sim.KindFailed, sim.KindRolledBack, sim.KindDeclined:
+			reports++
+			if !failing[r.Host] {
+				failing[r.Host] = true
+				first = append(first, r.Sent)
+			}
 		}
 		if len(failing) == fl.haltErrors && kth == nil {
 			kth = &r
 		}
 	}
 	if kth == nil {
-		t.Fatalf("%d failures reported, the group halted at %v: %s", len(sent), halted.PausedAt, halted.PausedReason)
+		t.Fatalf("%d failures reported by %d machines, the group halted at %v: %s", reports, len(failing), halted.PausedAt, halted.PausedReason)
 	}
-	slices.SortFunc(sent, time.Time.Compare)
+	slices.SortFunc(first, time.Time.Compare)
 	lag := halted.PausedAt.Sub(kth.At)
 	t.Logf("halted %s after the report of failure %d was acknowledged (%s simulated): %s", lag, fl.haltErrors, f.Sim(lag), halted.PausedReason)
-	if !halted.PausedAt.After(sent[fl.haltErrors-1]) || lag > f.Real(interval) {
-		t.Errorf("halted at %v: failure %d sent at %v, the failures at the limit acknowledged at %v; want the halt after the former and within %s (one check interval) of the latter",
-			halted.PausedAt, fl.haltErrors, sent[fl.haltErrors-1], kth.At, f.Real(interval))
+	t.Logf("%d failure reports by %d machines in all", reports, len(failing))
+	if !halted.PausedAt.After(first[fl.haltErrors-1]) || lag > f.Real(interval) {
+		t.Errorf("halted at %v: machine %d's first failure sent at %v, the failures at the limit acknowledged at %v; want the halt after the former and within %s (one check interval) of the latter",
+			halted.PausedAt, fl.haltErrors, first[fl.haltErrors-1], kth.At, f.Real(interval))
 	}
 	if want := fmt.Sprintf("%d of ", fl.haltErrors); halted.PausedBy != store.ActorRollout || !strings.HasPrefix(halted.PausedReason, want) ||
 		!strings.HasSuffix(halted.PausedReason, fmt.Sprintf("attempts failed (rollbacks, errors, timeouts), the limit is %d", fl.haltErrors)) {
