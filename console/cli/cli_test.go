@@ -33,7 +33,7 @@ func run(t *testing.T, stdin string, args ...string) (string, string, int) {
 
 func TestUsersTokensMigrate(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "var", "console.db")
-	if out, errs, code := run(t, "", "migrate", "-db", db); code != 0 || !strings.Contains(out, "schema version 2: applied [1 2]") {
+	if out, errs, code := run(t, "", "migrate", "-db", db); code != 0 || !strings.Contains(out, "schema version 3: applied [1 2 3]") {
 		t.Fatalf("migrate: %d %s %s", code, out, errs)
 	}
 	if out, _, code := run(t, "", "migrate", "-db", db); code != 0 || !strings.Contains(out, "up to date") {
