@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/flannel/kube"
 	"github.com/cairn-os/cairn/flannel/registry"
 	"github.com/cairn-os/cairn/flannel/subnetenv"
 )
@@ -38,6 +39,13 @@ type Options struct {
 	HealthzIP     string
 	HealthzPort   int
 	Version       bool
+	// Kubernetes subnet manager.
+	KubeSubnetMgr             bool
+	KubeAPIURL                string
+	KubeconfigFile            string
+	KubeAnnotationPrefix      string
+	NetConfigPath             string
+	SetNodeNetworkUnavailable bool
 	// Cairn additions.
 	LeaseTTL          time.Duration
 	DataDir           string
@@ -87,6 +95,12 @@ func ParseFlags(args []string, env func(string) string, stderr io.Writer) (*Opti
 	fs.StringVar(&o.HealthzIP, "healthz-ip", "0.0.0.0", "the IP address for healthz server to listen")
 	fs.IntVar(&o.HealthzPort, "healthz-port", 0, "the port for healthz server to listen (0 to disable)")
 	fs.BoolVar(&o.Version, "version", false, "print version and exit")
+	fs.BoolVar(&o.KubeSubnetMgr, "kube-subnet-mgr", false, "contact the Kubernetes API for subnet assignment instead of etcd")
+	fs.StringVar(&o.KubeAPIURL, "kube-api-url", "", "Kubernetes API server URL; not needed in a pod")
+	fs.StringVar(&o.KubeconfigFile, "kubeconfig-file", "", "kubeconfig file; not needed in a pod")
+	fs.StringVar(&o.KubeAnnotationPrefix, "kube-annotation-prefix", kube.DefaultAnnotationPrefix, `Kubernetes annotation prefix; may contain one "/", else "/" is appended`)
+	fs.StringVar(&o.NetConfigPath, "net-config-path", "/etc/kube-flannel/net-conf.json", "network config file of the Kubernetes mode")
+	fs.BoolVar(&o.SetNodeNetworkUnavailable, "set-node-network-unavailable", true, "set the Node's NetworkUnavailable condition to False once ready")
 	fs.DurationVar(&o.LeaseTTL, "subnet-lease-ttl", registry.DefaultTTL, "TTL of the subnet lease (Cairn; stock flannel fixes it at 24h)")
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/flannel", "where the embedded etcd keeps its data")
 	fs.DurationVar(&o.ReconcileInterval, "reconcile-interval", 10*time.Second, "how often the dataplane is checked against the leases even when nothing was reported")
@@ -156,6 +170,11 @@ func ParseFlags(args []string, env func(string) string, stderr io.Writer) (*Opti
 	}
 	if o.HealthzPort < 0 || o.HealthzPort > 65535 {
 		return bad("-healthz-port %d out of range", o.HealthzPort)
+	}
+	if o.KubeSubnetMgr {
+		if _, err := kube.NewAnnotations(o.KubeAnnotationPrefix); err != nil {
+			return bad("-kube-annotation-prefix: %v", err)
+		}
 	}
 	if (o.EtcdCertFile == "") != (o.EtcdKeyFile == "") {
 		return bad("-etcd-certfile and -etcd-keyfile go together")

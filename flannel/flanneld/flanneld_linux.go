@@ -64,7 +64,7 @@ type Daemon struct {
 	Opts *Options
 	Log  *slog.Logger
 
-	reg      *registry.Registry
+	sm       subnets
 	cfg      *config.Config
 	under    Underlay
 	dp       *vxlan.Dataplane
@@ -83,7 +83,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"connect to etcd", d.connect},
+		{"connect to " + d.source(), d.connect},
 		{"read network config", d.readConfig},
 		{"choose interface", d.chooseInterface},
 		{"lease subnet", d.leaseSubnet},
@@ -109,12 +109,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else if ok {
 		d.Log.Debug("notified systemd: READY=1")
 	}
-	own := d.reg.Own()
+	own := d.sm.Own()
 	d.Log.Info("flanneld running", "subnet", own.Subnet, "public_ip", d.under.PublicIP, "device", vxlan.DeviceName(d.cfg.Backend.VNI), "mtu", d.mtu)
 
 	var wg sync.WaitGroup
-	wg.Go(func() { d.reg.Watch(ctx) })
-	wg.Go(func() { d.reg.Keep(ctx, d.cfg, d.onLeaseChange) })
+	wg.Go(func() { d.sm.Follow(ctx, d.cfg, d.onLeaseChange) })
 	wg.Go(func() { d.dp.Subscribe(ctx, d.trigger) })
 	d.reconcileLoop(ctx)
 	wg.Wait()
@@ -139,6 +138,9 @@ func backoffSleep(ctx context.Context, b *time.Duration) {
 
 func (d *Daemon) connect(ctx context.Context) error {
 	o := d.Opts
+	if o.KubeSubnetMgr {
+		return d.connectKube(ctx)
+	}
 	endpoints := o.EtcdEndpoints
 	if len(endpoints) == 0 {
 		srv, err := etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(o.DataDir, "etcd"),
@@ -169,9 +171,10 @@ func (d *Daemon) connect(ctx context.Context) error {
 		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
 	context.AfterFunc(ctx, func() { c.Close() })
-	d.reg = &registry.Registry{Client: c, Prefix: o.EtcdPrefix, TTL: o.LeaseTTL, RenewMargin: o.RenewMargin, Log: d.Log}
+	reg := &registry.Registry{Client: c, Prefix: o.EtcdPrefix, TTL: o.LeaseTTL, RenewMargin: o.RenewMargin, Log: d.Log}
+	d.sm = etcdSubnets{reg}
 	if len(o.EtcdEndpoints) == 0 {
-		if created, err := d.reg.EnsureConfig(ctx, []byte(DefaultNetworkConfig)); err != nil {
+		if created, err := reg.EnsureConfig(ctx, []byte(DefaultNetworkConfig)); err != nil {
 			return err
 		} else if created {
 			d.Log.Info("wrote the default network config", "key", lease.ConfigKey(o.EtcdPrefix), "config", DefaultNetworkConfig)
@@ -186,7 +189,7 @@ func (d *Daemon) readConfig(ctx context.Context) error {
 	b := time.Second
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		cfg, err := d.reg.Config(cctx)
+		cfg, err := d.sm.Config(cctx)
 		cancel()
 		switch {
 		case err == nil:
@@ -194,7 +197,7 @@ func (d *Daemon) readConfig(ctx context.Context) error {
 			d.Log.Info("network config", "network", cfg.Network, "subnet_len", cfg.SubnetLen, "subnet_min", cfg.SubnetMin,
 				"subnet_max", cfg.SubnetMax, "backend", cfg.Backend.Type, "vni", cfg.Backend.VNI, "port", cfg.Backend.Port)
 			return nil
-		case errors.Is(err, config.ErrInvalid):
+		case errors.Is(err, config.ErrInvalid), d.Opts.KubeSubnetMgr:
 			return err
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -242,12 +245,12 @@ func (d *Daemon) leaseSubnet(ctx context.Context) error {
 	b := time.Second
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := d.reg.Acquire(cctx, d.cfg, attrs, hint)
+		_, err := d.sm.Acquire(cctx, d.cfg, attrs, hint)
 		cancel()
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, lease.ErrExhausted) || ctx.Err() != nil {
+		if errors.Is(err, lease.ErrExhausted) || errors.Is(err, config.ErrInvalid) || ctx.Err() != nil {
 			return err
 		}
 		d.Log.Warn("lease subnet; retrying", "err", err, "retry_in", b)
@@ -256,7 +259,7 @@ func (d *Daemon) leaseSubnet(ctx context.Context) error {
 }
 
 func (d *Daemon) device() vxlan.Device {
-	own := d.reg.Own()
+	own := d.sm.Own()
 	return vxlan.Device{VNI: d.cfg.Backend.VNI, Port: d.cfg.Backend.Port, Local: d.under.Addr, Underlay: d.under.Index,
 		MTU: d.mtu, MAC: vxlan.DerivedMAC(d.under.PublicIP, d.cfg.Backend.VNI), GBP: d.cfg.Backend.GBP,
 		Address: own.Subnet.Masked().Addr(), Network: d.cfg.Network, DirectRouting: d.cfg.Backend.DirectRouting}
@@ -279,11 +282,11 @@ func (d *Daemon) setupMasq(ctx context.Context) error {
 	if !d.Opts.IPMasq {
 		return nil
 	}
-	return ipmasq.Apply(ipmasq.Rules(d.cfg.Network, d.reg.Own().Subnet), nil)
+	return ipmasq.Apply(ipmasq.Rules(d.cfg.Network, d.sm.Own().Subnet), nil)
 }
 
 func (d *Daemon) writeSubnetFile(ctx context.Context) error {
-	return subnetenv.Write(d.Opts.SubnetFile, subnetenv.Env{Network: d.cfg.Network, Subnet: d.reg.Own().Subnet, MTU: d.mtu, IPMasq: d.Opts.IPMasq})
+	return subnetenv.Write(d.Opts.SubnetFile, subnetenv.Env{Network: d.cfg.Network, Subnet: d.sm.Own().Subnet, MTU: d.mtu, IPMasq: d.Opts.IPMasq})
 }
 
 // onLeaseChange handles the rare case of losing our subnet to another host while etcd was
@@ -310,8 +313,8 @@ func (d *Daemon) pass(ctx context.Context) {
 	dp := d.dp
 	links, err := dp.Ensure(ctx)
 	if err == nil {
-		leases, _ := d.reg.Leases()
-		h := reconcile.Host{Subnet: d.reg.Own().Subnet, VXLANLink: links.VXLAN, UnderlayLink: links.Underlay,
+		leases, _ := d.sm.Leases()
+		h := reconcile.Host{Subnet: d.sm.Own().Subnet, VXLANLink: links.VXLAN, UnderlayLink: links.Underlay,
 			VNI: d.cfg.Backend.VNI, DirectRouting: d.cfg.Backend.DirectRouting, SameL2: dp.SameL2}
 		want := reconcile.Want(h, leases, d.Log)
 		var have reconcile.State
@@ -338,7 +341,7 @@ func (d *Daemon) pass(ctx context.Context) {
 func (d *Daemon) reconcileLoop(ctx context.Context) {
 	tick := time.NewTicker(d.Opts.ReconcileInterval)
 	defer tick.Stop()
-	_, changed := d.reg.Leases()
+	_, changed := d.sm.Leases()
 	for {
 		select {
 		case <-ctx.Done():
@@ -360,7 +363,7 @@ func (d *Daemon) reconcileLoop(ctx context.Context) {
 		// Take the next notification channel before the pass reads the lease set: a lease
 		// that changes while the pass runs then wakes the next pass, instead of waiting for
 		// the tick.
-		_, changed = d.reg.Leases()
+		_, changed = d.sm.Leases()
 		d.pass(ctx)
 	}
 }
