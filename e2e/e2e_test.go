@@ -21,6 +21,7 @@ import (
 
 // watch stops h when the test ends and shows the end of its console if it failed.
 func watch(t *testing.T, h *fleet.Host) {
+	h.Notes = fleettest.Log(t)
 	t.Cleanup(func() {
 		if t.Failed() && h.VM() != nil {
 			t.Logf("%s console, boot %d (last 4000 bytes; every boot's is in %s):\n%s", h.Name, h.Boots(), h.Machine.VarsDir, h.Tail(4000))

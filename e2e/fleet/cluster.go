@@ -77,6 +77,7 @@ func NewCluster(ctx context.Context, dir string, im *Images, out io.Writer) (*Cl
 			f.Close()
 			return nil, err
 		}
+		c.Hosts[i].Notes = c.Out
 	}
 	return c, nil
 }

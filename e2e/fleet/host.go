@@ -65,6 +65,7 @@ type Host struct {
 	Key     *Key
 	User    string    // ssh login; default root
 	Console io.Writer // every boot's console is copied here when not nil
+	Notes   io.Writer // what the harness does to the machine (a power cycle) is said here when not nil
 
 	mu      sync.Mutex
 	vm      *qemu.VM
@@ -169,13 +170,64 @@ func (h *Host) Boots() int {
 	return h.boots
 }
 
-// WaitFor waits for one of patterns on the current boot's console.
+// WaitFor waits for one of patterns on the current boot's console. A boot whose kernel hangs
+// before Cairn's initramfs starts (hungBeforeInit) is power-cycled, as a hardware watchdog
+// would, and the wait goes on on the next boot: under TCG on a loaded machine the guest
+// kernel has been seen to stop for good in its early boot, before any of Cairn's code ran.
 func (h *Host) WaitFor(ctx context.Context, patterns ...string) (string, time.Duration, error) {
-	got, took, err := h.VM().WaitFor(ctx, patterns...)
-	if err != nil {
-		return got, took, fmt.Errorf("%s (boot %d): %w", h.Name, h.Boots(), err)
+	for {
+		vm := h.VM()
+		wctx, cancel := context.WithCancel(ctx)
+		hung := make(chan struct{})
+		go func() {
+			t := time.NewTicker(5 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-t.C:
+					if !vm.Exited() && hungBeforeInit(vm.Console(), vm.Quiet()) {
+						close(hung)
+						cancel()
+						return
+					}
+				}
+			}
+		}()
+		got, took, err := vm.WaitFor(wctx, patterns...)
+		cancel()
+		select {
+		case <-hung:
+			if h.Notes != nil {
+				fmt.Fprintf(h.Notes, "%s: boot %d hung in the kernel before Cairn's initramfs started (no console output for %v); power-cycling it\n",
+					h.Name, h.Boots(), KernelStall)
+			}
+			h.Stop()
+			if err := h.Boot(ctx); err != nil {
+				return "", 0, err
+			}
+			continue
+		default:
+		}
+		if err != nil {
+			return got, took, fmt.Errorf("%s (boot %d): %w", h.Name, h.Boots(), err)
+		}
+		return got, took, nil
 	}
-	return got, took, nil
+}
+
+// KernelStall is how long a boot's console may stay silent before Cairn's initramfs has
+// printed anything: TCG boots print every few seconds up to there.
+const KernelStall = 3 * time.Minute
+
+// initramfsLine starts each line Cairn's initramfs (cairn-init) prints.
+const initramfsLine = "cairn-init:"
+
+// hungBeforeInit tells whether a boot whose console shows console, and has printed nothing for
+// quiet, hung before Cairn's initramfs started.
+func hungBeforeInit(console string, quiet time.Duration) bool {
+	return quiet >= KernelStall && !strings.Contains(console, initramfsLine)
 }
 
 // WaitExit waits until qemu exits: the guest rebooted or powered off.

@@ -131,6 +131,7 @@ type VM struct {
 	done    chan struct{}
 	err     error
 	started time.Time
+	output  time.Time // when the console last printed
 }
 
 // Start boots m. Console output is kept (Console) and copied to log when not nil, until a
@@ -151,7 +152,8 @@ func Start(ctx context.Context, m Machine, log io.Writer) (*VM, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	vm := &VM{cmd: cmd, changed: make(chan struct{}, 1), done: make(chan struct{}), started: time.Now()}
+	now := time.Now()
+	vm := &VM{cmd: cmd, changed: make(chan struct{}, 1), done: make(chan struct{}), started: now, output: now}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
@@ -163,6 +165,7 @@ func Start(ctx context.Context, m Machine, log io.Writer) (*VM, error) {
 			if n > 0 {
 				vm.mu.Lock()
 				vm.console.Write(buf[:n])
+				vm.output = time.Now()
 				vm.mu.Unlock()
 				if log != nil {
 					if _, err := log.Write(buf[:n]); err != nil {
@@ -220,6 +223,13 @@ func (vm *VM) WaitFor(ctx context.Context, patterns ...string) (string, time.Dur
 			return "", time.Since(vm.started), fmt.Errorf("waiting for %q: %w", patterns, ctx.Err())
 		}
 	}
+}
+
+// Quiet is how long the console has printed nothing (since Start when it never has).
+func (vm *VM) Quiet() time.Duration {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return time.Since(vm.output)
 }
 
 // Exited reports whether qemu has exited (the guest powered off or rebooted: -no-reboot).
