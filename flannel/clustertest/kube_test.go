@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/flannel/subnetenv"
 	"github.com/cairn-os/cairn/internal/testenv"
 )
 
@@ -210,8 +211,11 @@ func waitAnnotated(t *testing.T, api *APIServer, name string, h *Host) map[strin
 // The Kubernetes mode against a real kube-apiserver: two Nodes with pod CIDRs, flanneld
 // -kube-subnet-mgr on two hosts; each annotates its Node, takes its pod CIDR as subnet,
 // programs the other's route, neighbour and FDB entry, and pods on the two reach each
-// other. Deleting a Node removes its routes from the other host.
+// other; a third host set up by hand as stock flannel's vxlan backend does, with its Node
+// annotated as stock flannel annotates, is reached too. Deleting a Node removes its routes
+// from the other host.
 func TestKubeSubnetManager(t *testing.T) {
+	t.Parallel()
 	testenv.SkipShort(t, "starts kube-apiserver, etcd and flanneld processes")
 	Require(t)
 	bins := kubeBins(t)
@@ -247,6 +251,27 @@ func TestKubeSubnetManager(t *testing.T) {
 	if r := h1.MustExec("ip", "route", "show", "10.5.2.0/24"); !strings.Contains(r, "via 10.5.2.0 dev flannel.1 onlink") {
 		t.Errorf("node-1's route to node-2: %q", r)
 	}
+
+	// node-3 is configured by hand the way stock flannel's vxlan backend does it, and its Node
+	// annotated with the values stock flannel writes: a peer from stock's side of the wire.
+	h3 := c.AddHost()
+	mac3 := "0e:aa:00:00:00:03"
+	h3.MustExec("ip", "link", "add", "flannel.1", "address", mac3, "type", "vxlan", "id", "1", "local", h3.IP.String(),
+		"dev", "eth0", "dstport", "8472", "nolearning")
+	h3.MustExec("ip", "addr", "add", "10.5.3.0/32", "dev", "flannel.1")
+	h3.MustExec("ip", "link", "set", "flannel.1", "up")
+	var vx1 struct{ VtepMAC string }
+	if err := json.Unmarshal([]byte(ann1[flannelAnn+"backend-data"]), &vx1); err != nil {
+		t.Fatal(err)
+	}
+	h3.MustExec("ip", "route", "add", "10.5.1.0/24", "via", "10.5.1.0", "dev", "flannel.1", "onlink")
+	h3.MustExec("ip", "neigh", "add", "10.5.1.0", "lladdr", vx1.VtepMAC, "dev", "flannel.1", "nud", "permanent")
+	h3.MustExec("bridge", "fdb", "append", vx1.VtepMAC, "dev", "flannel.1", "dst", ann1[flannelAnn+"public-ip"])
+	api.CreateNode("node-3", "10.5.3.0/24")
+	api.MustRun("", "annotate", "node", "node-3", flannelAnn+"backend-data="+`{"VNI":1,"VtepMAC":"`+mac3+`"}`,
+		flannelAnn+"backend-type=vxlan", flannelAnn+"kube-subnet-manager=true", flannelAnn+"public-ip="+h3.IP.String())
+	ep3 := h3.AddEndpoint(subnetenv.Env{Network: e1.Network, Subnet: netip.MustParsePrefix("10.5.3.0/24")})
+	pingAll(t, []*Host{h1, h3}, []netip.Addr{ep1, ep3}, 20*time.Second)
 
 	api.MustRun("", "delete", "node", "node-2")
 	Eventually(t, 20*time.Second, "node-2's route, neighbour and FDB entry gone from node-1", func() error {
