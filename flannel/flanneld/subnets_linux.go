@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cairn-os/cairn/flannel/config"
@@ -55,7 +55,7 @@ func (d *Daemon) connectKube(ctx context.Context) error {
 		return fmt.Errorf("kubernetes client config (-kube-api-url %q, -kubeconfig-file %q): %w", o.KubeAPIURL, o.KubeconfigFile, err)
 	}
 	rc.UserAgent = "flanneld/" + Version
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := corev1client.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("kubernetes client for %s: %w", rc.Host, err)
 	}
@@ -86,7 +86,7 @@ func (d *Daemon) connectKube(ctx context.Context) error {
 
 // nodeName is $NODE_NAME, else the node of the pod $POD_NAMESPACE/$POD_NAME (flanneld
 // running as a DaemonSet pod).
-func nodeName(ctx context.Context, cs kubernetes.Interface) (string, error) {
+func nodeName(ctx context.Context, cs corev1client.CoreV1Interface) (string, error) {
 	if n := Getenv("NODE_NAME"); n != "" {
 		return n, nil
 	}
@@ -94,7 +94,7 @@ func nodeName(ctx context.Context, cs kubernetes.Interface) (string, error) {
 	if pod == "" || ns == "" {
 		return "", errors.New("-kube-subnet-mgr needs the node's name: set NODE_NAME (or POD_NAME and POD_NAMESPACE in a pod)")
 	}
-	p, err := cs.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	p, err := cs.Pods(ns).Get(ctx, pod, metav1.GetOptions{})
 	if err != nil {
 		return "", fmt.Errorf("pod %s/%s: %w", ns, pod, err)
 	}

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/cairn-os/cairn/flannel/config"
@@ -29,7 +29,9 @@ const resync = 5 * time.Minute
 
 // Manager is one host's view of the cluster's Nodes.
 type Manager struct {
-	Client      kubernetes.Interface
+	// Client is a core/v1 client: flanneld needs no other API group, and linking only this
+	// one keeps the binary small.
+	Client      corev1client.CoreV1Interface
 	NodeName    string
 	Annotations Annotations
 	// NetConfPath is the network config file (stock flannel's -net-config-path); the
@@ -56,7 +58,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.leases = map[string]lease.Lease{}
 	m.changed = make(chan struct{})
 	m.ownKick = make(chan struct{}, 1)
-	nodes := m.Client.CoreV1().Nodes()
+	nodes := m.Client.Nodes()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return nodes.List(ctx, o)
@@ -209,7 +211,7 @@ func (m *Manager) publish(ctx context.Context, n *corev1.Node, attrs lease.Attrs
 	if err != nil {
 		return fmt.Errorf("node %s: annotations patch: %w", m.NodeName, err)
 	}
-	if _, err := m.Client.CoreV1().Nodes().Patch(ctx, m.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
+	if _, err := m.Client.Nodes().Patch(ctx, m.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
 		return fmt.Errorf("node %s: annotate: %w", m.NodeName, err)
 	}
 	m.Log.Info("annotated node", "node", m.NodeName, "public_ip", want[m.Annotations.PublicIP], "backend_data", want[m.Annotations.BackendData])
@@ -305,7 +307,7 @@ func (m *Manager) networkAvailable(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node %s: condition patch: %w", m.NodeName, err)
 	}
-	if _, err := m.Client.CoreV1().Nodes().PatchStatus(ctx, m.NodeName, patch); err != nil {
+	if _, err := m.Client.Nodes().PatchStatus(ctx, m.NodeName, patch); err != nil {
 		return fmt.Errorf("node %s: set NetworkUnavailable=False: %w", m.NodeName, err)
 	}
 	return nil

@@ -13,10 +13,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/cairn-os/cairn/flannel/config"
 	"github.com/cairn-os/cairn/flannel/lease"
 )
+
+// fakeCore is the fake clientset's core/v1 client, saying what the fake clientset says:
+// it cannot stream the initial list as watch events.
+type fakeCore struct{ corev1client.CoreV1Interface }
+
+func (fakeCore) IsWatchListSemanticsUnSupported() bool { return true }
 
 func waitFor(t *testing.T, what string, f func() bool) {
 	t.Helper()
@@ -55,7 +62,7 @@ func TestManager(t *testing.T) {
 	if err := os.WriteFile(netconf, []byte(`{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{Client: cs, NodeName: "h1", Annotations: a, NetConfPath: netconf, SetNodeNetworkUnavailable: true,
+	m := &Manager{Client: fakeCore{cs.CoreV1()}, NodeName: "h1", Annotations: a, NetConfPath: netconf, SetNodeNetworkUnavailable: true,
 		Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -153,7 +160,7 @@ func TestAcquireErrors(t *testing.T) {
 	ctx := context.Background()
 	a, _ := NewAnnotations(DefaultAnnotationPrefix)
 	cs := fake.NewClientset(node("nocidr", "", nil), node("outside", "10.6.1.0/24", nil), node("wide", "10.0.0.0/8", nil))
-	m := &Manager{Client: cs, Annotations: a, Log: slog.New(slog.DiscardHandler)}
+	m := &Manager{Client: fakeCore{cs.CoreV1()}, Annotations: a, Log: slog.New(slog.DiscardHandler)}
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
