@@ -1,7 +1,8 @@
-// Package flanneld is the flannel daemon: it leases this host's subnet from etcd, keeps
-// the flannel.<VNI> VXLAN device and its routes, neighbours and FDB entries in step with
-// the other hosts' leases, writes subnet.env and answers health checks. The command in
-// flannel/cmd/flanneld only calls Run.
+// Package flanneld is the flannel daemon: it leases this host's subnet from etcd (or, with
+// -kube-subnet-mgr, takes its Node's pod CIDR from Kubernetes), keeps the flannel.<VNI> VXLAN
+// device and its routes, neighbours and FDB entries in step with the other hosts' leases,
+// writes subnet.env and answers health checks. The command in flannel/cmd/flanneld only
+// calls Run.
 package flanneld
 
 import (
