@@ -154,9 +154,14 @@ func rolloutTest(t *testing.T, dsn string, fl fleet) {
 		t.Errorf("halted at %v: machine %d's first failure sent at %v, the failures at the limit acknowledged at %v; want the halt after the former and within %s (one check interval) of the latter",
 			halted.PausedAt, fl.haltErrors, first[fl.haltErrors-1], kth.At, f.Real(interval))
 	}
-	if want := fmt.Sprintf("%d of ", fl.haltErrors); halted.PausedBy != store.ActorRollout || !strings.HasPrefix(halted.PausedReason, want) ||
+	// Reports that commit at the same moment can take the count past the limit together (on
+	// PostgreSQL, checks of one group run side by side up to its lock): the reason says the
+	// count the halting check saw, at least the limit.
+	var failed, attempts int
+	_, err = fmt.Sscanf(halted.PausedReason, "%d of %d attempts failed", &failed, &attempts)
+	if err != nil || failed < fl.haltErrors || halted.PausedBy != store.ActorRollout ||
 		!strings.HasSuffix(halted.PausedReason, fmt.Sprintf("attempts failed (rollbacks, errors, timeouts), the limit is %d", fl.haltErrors)) {
-		t.Errorf("halt reason %q by %s", halted.PausedReason, halted.PausedBy)
+		t.Errorf("halt reason %q by %s: want at least %d failures, by the rollout", halted.PausedReason, halted.PausedBy, fl.haltErrors)
 	}
 }
 
