@@ -7,6 +7,16 @@ import (
 	"github.com/cairn-os/cairn/console/store"
 )
 
+// channel is the channel the request's path names, and its application.
+func (a *API) channel(r *http.Request) (*store.App, *store.Channel, error) {
+	app, err := a.app(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := a.Store.Channel(r.Context(), app.ID, r.PathValue("channel"))
+	return app, ch, err
+}
+
 func (a *API) app(r *http.Request) (*store.App, error) {
 	return a.Store.App(r.Context(), r.PathValue("app"))
 }
@@ -184,11 +194,7 @@ func onPackage(p string) string {
 }
 
 func (a *API) getChannel(w http.ResponseWriter, r *http.Request, _ *Caller) error {
-	app, err := a.app(r)
-	if err != nil {
-		return err
-	}
-	ch, err := a.Store.Channel(r.Context(), app.ID, r.PathValue("channel"))
+	_, ch, err := a.channel(r)
 	if err != nil {
 		return err
 	}
@@ -197,11 +203,7 @@ func (a *API) getChannel(w http.ResponseWriter, r *http.Request, _ *Caller) erro
 }
 
 func (a *API) updateChannel(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	app, err := a.app(r)
-	if err != nil {
-		return err
-	}
-	ch, err := a.Store.Channel(r.Context(), app.ID, r.PathValue("channel"))
+	app, ch, err := a.channel(r)
 	if err != nil {
 		return err
 	}
@@ -236,11 +238,7 @@ func (a *API) updateChannel(w http.ResponseWriter, r *http.Request, c *Caller) e
 }
 
 func (a *API) deleteChannel(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	app, err := a.app(r)
-	if err != nil {
-		return err
-	}
-	ch, err := a.Store.Channel(r.Context(), app.ID, r.PathValue("channel"))
+	app, ch, err := a.channel(r)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,16 @@ import (
 // MaxReleaseNotes bounds a package's release notes.
 const MaxReleaseNotes = 64 << 10
 
+// pkg is the package the request's path names, and its application.
+func (a *API) pkg(r *http.Request) (*store.App, *store.Package, error) {
+	app, err := a.app(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := a.Store.Package(r.Context(), app.ID, r.PathValue("package"))
+	return app, p, err
+}
+
 func (a *API) listPackages(w http.ResponseWriter, r *http.Request, _ *Caller) error {
 	app, err := a.app(r)
 	if err != nil {
@@ -34,11 +44,7 @@ func (a *API) listPackages(w http.ResponseWriter, r *http.Request, _ *Caller) er
 }
 
 func (a *API) getPackage(w http.ResponseWriter, r *http.Request, _ *Caller) error {
-	app, err := a.app(r)
-	if err != nil {
-		return err
-	}
-	p, err := a.Store.Package(r.Context(), app.ID, r.PathValue("package"))
+	_, p, err := a.pkg(r)
 	if err != nil {
 		return err
 	}
@@ -189,11 +195,7 @@ type PackageBody struct {
 }
 
 func (a *API) updatePackage(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	app, err := a.app(r)
-	if err != nil {
-		return err
-	}
-	p, err := a.Store.Package(r.Context(), app.ID, r.PathValue("package"))
+	app, p, err := a.pkg(r)
 	if err != nil {
 		return err
 	}
@@ -212,11 +214,7 @@ func (a *API) updatePackage(w http.ResponseWriter, r *http.Request, c *Caller) e
 }
 
 func (a *API) deletePackage(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	app, err := a.app(r)
-	if err != nil {
-		return err
-	}
-	p, err := a.Store.Package(r.Context(), app.ID, r.PathValue("package"))
+	app, p, err := a.pkg(r)
 	if err != nil {
 		return err
 	}
@@ -246,11 +244,7 @@ type PublishBody struct {
 }
 
 func (a *API) publishPackage(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	app, err := a.app(r)
-	if err != nil {
-		return err
-	}
-	p, err := a.Store.Package(r.Context(), app.ID, r.PathValue("package"))
+	app, p, err := a.pkg(r)
 	if err != nil {
 		return err
 	}
