@@ -338,28 +338,11 @@ func startRktlet(t *testing.T, mirrors []string) string {
 	for _, m := range mirrors {
 		args = append(args, "--registry-mirror="+m)
 	}
-	logf, err := os.Create(filepath.Join(base, "rktlet.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	endpoint := "unix://" + sock
+	stop := startDaemon(t, filepath.Join(base, "rktlet.log"), endpoint, cmd, 150)
 	t.Cleanup(func() {
-		crictl(t, endpoint, "rmp", "--all", "--force")
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
+		stop()
 		ps := pod.NewStore(dir)
 		pods, _ := ps.List()
 		for _, p := range pods {
@@ -368,11 +351,6 @@ func startRktlet(t *testing.T, mirrors []string) string {
 			}
 			stage1.StopPod(context.Background(), p.Path(), 0)
 			ps.Remove(context.Background(), p.UUID, func(ctx context.Context, p *pod.Pod) error { return stage1.Clean(ctx, p.Path()) })
-		}
-		if t.Failed() {
-			if b, err := os.ReadFile(logf.Name()); err == nil {
-				t.Logf("rktlet's log (its end):\n%s", tail(string(b), 150))
-			}
 		}
 	})
 	waitSocket(t, sock, cmd)
@@ -414,35 +392,13 @@ state = "/run/containerd"
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(base, "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command("containerd", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	endpoint := "unix://" + sock
+	stop := startDaemon(t, filepath.Join(base, "containerd.log"), endpoint, cmd, 80)
 	t.Cleanup(func() {
-		crictl(t, endpoint, "rmp", "--all", "--force")
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
+		stop()
 		killShims(sock)
 		removeCgroupDirs(t, "k8s.io")
-		if t.Failed() {
-			if b, err := os.ReadFile(logf.Name()); err == nil {
-				t.Logf("containerd's log (its end):\n%s", tail(string(b), 80))
-			}
-		}
 	})
 	waitSocket(t, sock, cmd)
 	return endpoint
@@ -508,4 +464,37 @@ func tail(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// startDaemon starts a CRI runtime's daemon, cmd, with its output in logPath, and returns what
+// stops it: every pod removed through endpoint, SIGTERM, SIGKILL after 30 s; a failed test
+// gets the last logLines lines of its log.
+func startDaemon(t *testing.T, logPath, endpoint string, cmd *exec.Cmd, logLines int) (stop func()) {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		crictl(t, endpoint, "rmp", "--all", "--force")
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("%s (its end):\n%s", filepath.Base(logPath), tail(string(b), logLines))
+			}
+		}
+	}
 }
