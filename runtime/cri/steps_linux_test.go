@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/cli"
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/pod"
@@ -341,7 +341,7 @@ func podNetwork(t *testing.T, e *criEnv) {
 	ip := st.Status.Network.Ip
 	web := e.run(sb, pcfg, ctrConfig("web", "mkdir /www; echo hello from the pod > /www/index.html; exec httpd -f -p 80 -h /www"))
 	for _, u := range []string{"http://127.0.0.1:18080/", "http://" + ip + ":80/"} {
-		if body, err := httpGet(u); err != nil || body != "hello from the pod\n" {
+		if body, err := testenv.HTTPGet(context.Background(), u); err != nil || body != "hello from the pod\n" {
 			t.Fatalf("GET %s: %q %v", u, body, err)
 		}
 	}
@@ -375,22 +375,6 @@ func podNetwork(t *testing.T, e *criEnv) {
 	if left := e.leftovers(); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
 	}
-}
-
-func httpGet(url string) (string, error) {
-	var last error
-	for range 50 {
-		c := &http.Client{Timeout: time.Second}
-		resp, err := c.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return string(b), nil
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	return "", last
 }
 
 // security: the container's security context as the container sees it.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"google.golang.org/grpc/codes"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
@@ -317,7 +318,7 @@ func (e *criEnv) forwardGet(ctx context.Context, sb string, port int32) string {
 	if err != nil || len(ports) != 1 {
 		e.t.Fatalf("forwarded ports %v %v", ports, err)
 	}
-	body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", ports[0].Local))
+	body, err := testenv.HTTPGet(context.Background(), fmt.Sprintf("http://127.0.0.1:%d/", ports[0].Local))
 	if err != nil {
 		e.t.Fatalf("GET through the port-forward: %v (%s)", err, log.String())
 	}

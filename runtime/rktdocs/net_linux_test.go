@@ -1,12 +1,8 @@
 package rktdocs
 
 import (
-	"context"
-	"io"
-	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/cairn-os/cairn/internal/testenv"
 )
@@ -127,7 +123,7 @@ func init() {
 	cases["net/port"] = func(c *docCase) {
 		p := c.start("run", "--port=http:8888", c.file("myapp.aci"))
 		uuid := p.uuid()
-		body, err := httpGet(c.ctx, "http://127.0.0.1:8888/")
+		body, err := testenv.HTTPGet(c.ctx, "http://127.0.0.1:8888/")
 		c.want(err == nil && body == "hello from myapp\n", "GET host port 8888: %q %v", body, err)
 		// busybox httpd, the pod's first process, has no SIGTERM handler.
 		r := c.rkt("stop", "--force", uuid)
@@ -229,24 +225,4 @@ func (c *docCase) bridge(name string) int {
 		return -1
 	}
 	return len(lines(c.step("ip -o link show master " + name).out))
-}
-
-// httpGet gets url, trying again while the pod starts, until ctx ends.
-func httpGet(ctx context.Context, url string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
-		if err == nil {
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return string(b), err
-		}
-		select {
-		case <-ctx.Done():
-			return "", err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,22 +191,6 @@ func webImage(t *testing.T, n *netEnv) string {
 	return "example.com/web"
 }
 
-func httpGet(url string) (string, error) {
-	var last error
-	for range 50 {
-		c := &http.Client{Timeout: time.Second}
-		resp, err := c.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return string(b), nil
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	return "", last
-}
-
 func portForward(t *testing.T, n *netEnv) {
 	web := webImage(t, n)
 	uuid, _ := n.start(n.podArgs("--net=default", "--port=http:8888", web)...)
@@ -215,7 +198,7 @@ func portForward(t *testing.T, n *netEnv) {
 	gw := ip[:strings.LastIndex(ip, ".")] + ".1"
 	// From the host itself: localhost (rkt#2283) and its address on the pod network.
 	for _, u := range []string{"http://127.0.0.1:8888/", "http://" + gw + ":8888/"} {
-		if body, err := httpGet(u); err != nil || body != "hello from the pod\n" {
+		if body, err := testenv.HTTPGet(context.Background(), u); err != nil || body != "hello from the pod\n" {
 			t.Fatalf("GET %s from the host: %q %v", u, body, err)
 		}
 	}

@@ -735,7 +735,7 @@ func TestSandboxNetworksInHost(t *testing.T) {
 	ip := n.ip(id, "default")
 	n.must(n.podArgs("app", "add", id, web, "--name=web")...)
 	n.must("app", "start", id, "--app=web")
-	if body, err := httpGet("http://127.0.0.1:8899/"); err != nil || body != "hello from the pod\n" {
+	if body, err := testenv.HTTPGet(context.Background(), "http://127.0.0.1:8899/"); err != nil || body != "hello from the pod\n" {
 		t.Fatalf("GET through the sandbox's port forward: %q %v", body, err)
 	}
 	if r := n.runT("enter", "--app=web", id, "/bin/sh", "-c", "ip -o -4 addr show eth0"); r.code != 0 || !strings.Contains(r.out, "inet "+ip+"/") {
