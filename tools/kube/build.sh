@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds Kubernetes' commands (k8s.io/kubernetes/cmd/<name>) from this module into
+# Builds Kubernetes' commands (k8s.io/kubernetes/cmd/<name>, and agnhost, the e2e tests' program) from this module into
 # $TOOLS_CACHE/kubernetes-$VERSION/ and prints that directory. Usage: build.sh [name...]; with no
 # name it builds kube-apiserver and kubectl. Each binary carries a stamp of this module's go.sum and
 # is rebuilt only when that differs, so a warm call costs a hash. The build runs under nice, one
@@ -32,10 +32,14 @@ for name in "$@"; do
 		continue
 	fi
 	rm -f "$out/$name.stamp"
+	case $name in
+	agnhost) pkg=k8s.io/kubernetes/test/images/agnhost ;; # the e2e tests' image's program
+	*) pkg=k8s.io/kubernetes/cmd/$name ;;
+	esac
 	start=$(date +%s)
 	# -mod=readonly: the build uses exactly what go.sum pins.
 	GOFLAGS=-mod=readonly CGO_ENABLED=0 nice go build -trimpath -ldflags="$ldflags" \
-		-o "$out/$name.tmp" "k8s.io/kubernetes/cmd/$name" >&2
+		-o "$out/$name.tmp" "$pkg" >&2
 	mv "$out/$name.tmp" "$out/$name"
 	echo "$want" >"$out/$name.stamp"
 	echo "built $name in $(($(date +%s) - start))s: $(du -h "$out/$name" | cut -f1)" >&2
