@@ -1,0 +1,74 @@
+package images
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cairn-os/cairn/internal/testenv"
+)
+
+// TestUserland lists this machine's nftables and iptables as kube-proxy's image gets them,
+// and builds the image of them.
+func TestUserland(t *testing.T) {
+	testenv.RequireCommand(t, "dpkg-query")
+	testenv.RequireCommand(t, "ldd")
+	paths, err := Userland(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"/usr/sbin/nft", "/usr/sbin/iptables", "/usr/sbin/ip6tables-restore", "/usr/sbin/xtables-nft-multi", "/usr/lib/x86_64-linux-gnu/xtables/libxt_comment.so"} {
+		if !slices.Contains(paths, want) {
+			t.Errorf("%s missing from %q", want, paths)
+		}
+	}
+	var nftables, loader bool
+	for _, p := range paths {
+		nftables = nftables || strings.Contains(p, "/libnftables.so.")
+		loader = loader || strings.Contains(p, "/ld-linux")
+		if strings.HasPrefix(p, "/usr/share/") || strings.HasPrefix(p, "/etc/") || strings.Contains(p, "systemd") {
+			t.Errorf("%s: not needed at run time", p)
+		}
+	}
+	if !nftables || !loader {
+		t.Errorf("libnftables (%v) or the dynamic loader (%v) missing from %q", nftables, loader, paths)
+	}
+
+	src := fakeSources(t)
+	src.Userland, src.Root = paths, "/"
+	imgs, err := Build(t.Context(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := layerEntries(t, imgs["registry.k8s.io/kube-proxy:v1.37.2"])
+	for _, p := range []string{"usr/sbin/nft", "usr/sbin/iptables-restore", "lib64", "usr/lib64/ld-linux-x86-64.so.2", "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"} {
+		if _, ok := files[p]; !ok {
+			t.Errorf("kube-proxy's image has no %s", p)
+		}
+	}
+}
+
+func TestUserlandMissing(t *testing.T) {
+	testenv.RequireCommand(t, "dpkg-query")
+	tests := []struct {
+		name string
+		pkgs []debPackage
+		want []string
+	}{
+		{"package", []debPackage{{Name: "cairn-no-such-package"}}, []string{"Debian package cairn-no-such-package is not installed", "tools/deps/install.sh"}},
+		{"command", []debPackage{{Name: "iptables", Commands: []string{"/usr/sbin/cairn-no-such-command"}}}, []string{"Debian package iptables", "/usr/sbin/cairn-no-such-command"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := userland(t.Context(), tt.pkgs)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
