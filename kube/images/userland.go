@@ -76,9 +76,10 @@ func userland(ctx context.Context, pkgs []debPackage) ([]string, error) {
 	return slices.Compact(paths), nil
 }
 
-// debFiles picks, from a package's file list, what a program needs at run time: what is
-// under the bin, sbin and lib directories, apart from systemd units. Documentation, man
-// pages and /etc are left out, and so are directories, which hold nothing by themselves.
+// debFiles picks, from a package's file list, what a program needs at run time: the
+// programs and libraries (ELF files, or links to them) under the bin, sbin and lib
+// directories. Documentation, man pages, /etc and systemd units are left out, and so are
+// directories, which hold nothing by themselves.
 func debFiles(list []byte) ([]string, error) {
 	var out []string
 	s := bufio.NewScanner(bytes.NewReader(list))
@@ -91,11 +92,9 @@ func debFiles(list []byte) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		if fi.IsDir() {
-			continue
-		}
-		// Scripts (iptables-apply) would need a shell the image does not have.
-		if fi.Mode().IsRegular() && !isELF(p) {
+		// Scripts (iptables-apply, and ip6tables-apply linking to it) would need a shell the
+		// image does not have.
+		if fi.IsDir() || !isELF(p) {
 			continue
 		}
 		out = append(out, p)

@@ -22,6 +22,11 @@ func TestUserland(t *testing.T) {
 			t.Errorf("%s missing from %q", want, paths)
 		}
 	}
+	for _, script := range []string{"/usr/sbin/iptables-apply", "/usr/sbin/ip6tables-apply"} {
+		if slices.Contains(paths, script) {
+			t.Errorf("%s: a shell script, and the image has no shell", script)
+		}
+	}
 	var nftables, loader bool
 	for _, p := range paths {
 		nftables = nftables || strings.Contains(p, "/libnftables.so.")
