@@ -105,14 +105,14 @@ func newBudget(l Limits) *budget { return &budget{limits: l.withDefaults()} }
 func (b *budget) layer(in func() int64) *layerBudget { return &layerBudget{budget: b, in: in} }
 
 // layerBudget charges one archive's entries to its import's budget and checks the archive's
-// own compression ratio.
+// own compression ratio as its files are written.
 type layerBudget struct {
 	*budget
-	in    func() int64
-	bytes int64
+	in      func() int64
+	written int64
 }
 
-// Charge implements tarx.Limit.
+// Charge implements tarx.Limit: the sizes headers declare, before anything is written.
 func (l *layerBudget) Charge(name string, size int64) error {
 	lim := &l.limits
 	if size > lim.MaxImageSize {
@@ -125,10 +125,19 @@ func (l *layerBudget) Charge(name string, size int64) error {
 	if n := l.budget.bytes.Add(size); n > lim.MaxImageSize {
 		return lim.exceeded("maxImageSize", "extracts to more than "+humanize.IBytes(uint64(lim.MaxImageSize)), name)
 	}
-	l.bytes += size
-	if in := l.in(); l.bytes > RatioGrace && l.bytes/lim.MaxCompressionRatio > in {
+	return nil
+}
+
+// Wrote implements tarx.WriteLimit: the ratio of what the layer wrote to how much of its
+// archive was read to write it. Checked on the writes, not on declared sizes: a large file
+// declares its size before its data is read, and a binary of 100 MiB at the start of a layer
+// is no bomb.
+func (l *layerBudget) Wrote(name string, n int64) error {
+	lim := &l.limits
+	l.written += n
+	if in := l.in(); l.written > RatioGrace && l.written/lim.MaxCompressionRatio > in {
 		return lim.exceeded("maxCompressionRatio", fmt.Sprintf("expands more than %d-fold (%s from %s of archive)",
-			lim.MaxCompressionRatio, humanize.IBytes(uint64(l.bytes)), humanize.IBytes(uint64(in))), name)
+			lim.MaxCompressionRatio, humanize.IBytes(uint64(l.written)), humanize.IBytes(uint64(in))), name)
 	}
 	return nil
 }

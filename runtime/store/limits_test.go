@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -302,6 +303,8 @@ func TestBudget(t *testing.T) {
 		{"past the grace beyond 100-fold", Limits{}, []charge{{0, RatioGrace, RatioGrace/100 - 1}, {0, 1, RatioGrace/100 - 1}}, 1, "maxCompressionRatio"},
 		{"the ratio is each layer's own", Limits{MaxCompressionRatio: 2}, []charge{{0, RatioGrace, 1}, {1, RatioGrace, 1}}, -1, ""},
 		{"a raised ratio", Limits{MaxCompressionRatio: 1000}, []charge{{0, 2 * RatioGrace, RatioGrace / 500}}, -1, ""},
+		// Past the grace by one large file, whose data the archive has then been read past.
+		{"a large file at 3-fold", Limits{}, []charge{{0, 114 << 20, 38 << 20}}, -1, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBudget(tc.limits)
@@ -315,7 +318,11 @@ func TestBudget(t *testing.T) {
 					layers[layer] = b.layer(func() int64 { return ins[layer] })
 				}
 				ins[c.layer] = c.in
-				if err = layers[c.layer].Charge("f", c.size); err != nil {
+				// As tarx does: the header's size charged, then the content written.
+				if err = layers[c.layer].Charge("f", c.size); err == nil {
+					err = layers[c.layer].Wrote("f", c.size)
+				}
+				if err != nil {
 					fail = i
 					break
 				}
@@ -327,5 +334,24 @@ func TestBudget(t *testing.T) {
 	}
 	if l := (Limits{MaxImageSize: 1 << 62}).withDefaults(); l.MaxImageSize != maxLimit || l.MaxImageEntries != DefaultLimits.MaxImageEntries {
 		t.Fatalf("withDefaults: %+v", l)
+	}
+}
+
+// TestLargeFileFirst: a layer that begins with a file past RatioGrace, of data that does
+// not compress (a large binary, as a control plane's images have), imports: the ratio is of
+// what was written to what was read, not of a header's size to the few bytes read before it.
+func TestLargeFileFirst(t *testing.T) {
+	body := make([]byte, RatioGrace+8<<20)
+	rand.NewChaCha8([32]byte{1}).Read(body)
+	layer, err := fixture.LayerTar([]fixture.Entry{{Header: tar.Header{Name: "usr/local/bin/big", Typeflag: tar.TypeReg, Mode: 0o755}, Body: string(body)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := fixture.OCIImage([]string{"/usr/local/bin/big"}, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openT(t).ImportOCI(context.Background(), img, ImportOptions{Name: "example.com/big:1"}); err != nil {
+		t.Fatalf("import of a layer led by a %d MiB binary: %v", len(body)>>20, err)
 	}
 }

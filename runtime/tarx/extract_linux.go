@@ -310,6 +310,11 @@ func (x *extractor) file(pfd int, name, base string, hdr *tar.Header, tr *tar.Re
 				return fmt.Errorf("tar entry %q: write: %w", hdr.Name, err)
 			}
 			x.res.Bytes += int64(n)
+			if wl, ok := x.opts.Limit.(WriteLimit); ok {
+				if err := wl.Wrote(hdr.Name, int64(n)); err != nil {
+					return err
+				}
+			}
 		}
 		if rerr == io.EOF {
 			break

@@ -46,6 +46,15 @@ type Limit interface {
 	Charge(name string, size int64) error
 }
 
+// WriteLimit is a Limit that is also told of file content as it is written (n bytes more
+// of the entry name), for a bound that compares what was written with how much of the
+// archive was read: a header declares its whole size before its data is read, so only
+// the writes show how far a large file's data has come. An error stops the extraction.
+type WriteLimit interface {
+	Limit
+	Wrote(name string, n int64) error
+}
+
 // Result counts what was extracted and names what was dropped.
 type Result struct {
 	Files, Dirs, Symlinks, Hardlinks, Whiteouts int
