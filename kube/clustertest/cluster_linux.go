@@ -1,0 +1,523 @@
+// Package clustertest builds Kubernetes clusters the way kubeadm does, on Cairn's runtime,
+// on one machine, for the root-tier tests, `make conformance` and the benchmarks: each node
+// is a network namespace on flannel's test underlay (flannel/clustertest) plus a mount
+// namespace of its own, in which kubeadm, kubelet, rktlet and flanneld see a host's layout
+// (/etc/kubernetes, /var/lib/kubelet, /var/lib/etcd, /etc/cni/net.d, /run/flannel, ...)
+// bound from the node's directory. The images kubeadm pulls are built here from the same
+// sources as the binaries (kube/images) and served by a registry in the underlay
+// namespace. Nothing is added to the machine's network namespace or mount table.
+package clustertest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	fct "github.com/cairn-os/cairn/flannel/clustertest"
+	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/kube/images"
+)
+
+const (
+	// KubernetesVersion is the release built in tools/kube and run here.
+	KubernetesVersion = "v1.37.2"
+	// PodNetwork is the cluster's pod network (kubeadm's --pod-network-cidr, flannel's Network).
+	PodNetwork = "10.244.0.0/16"
+	// ServiceNetwork is the cluster's service range.
+	ServiceNetwork = "10.96.0.0/12"
+	// RegistryAddr is where the images are served, on the underlay bridge.
+	RegistryAddr = fct.EtcdIP + ":5000"
+)
+
+// Cluster is a set of nodes on one underlay, with the registry kubeadm pulls from.
+type Cluster struct {
+	T     *testing.T
+	Net   *fct.Cluster
+	Dir   string
+	Kube  string // directory of kubeadm, kubelet, kubectl
+	Cairn string // directory of rktlet, flanneld and the flannel CNI plugin
+
+	// Kubeconfig is the admin kubeconfig kubeadm init wrote.
+	Kubeconfig string
+
+	mu          sync.Mutex
+	nodes       []*Node
+	init        *Node  // the node kubeadm init ran on
+	token       string // the bootstrap token nodes join with
+	flannelRBAC bool
+	pushTo      string // the registry's loopback address
+}
+
+// Node is one Kubernetes node: a host namespace of the underlay and a mount namespace.
+type Node struct {
+	C          *Cluster
+	Name       string
+	Host       *fct.Host
+	Dir        string
+	CgroupRoot string // kubelet's --cgroup-root, in every cgroup v1 hierarchy
+	Socket     string // rktlet's CRI socket, as the machine sees it
+
+	holder                    *exec.Cmd // pins the mount namespace
+	rktlet, kubelet, flanneld *daemon
+}
+
+// Require checks what a cluster needs, skipping (or failing under CI) without it.
+func Require(t testing.TB) {
+	t.Helper()
+	fct.Require(t)
+	testenv.RequireCommand(t, "nsenter")
+	testenv.RequireCommand(t, "unshare")
+	testenv.RequireCommand(t, "go")
+	testenv.RequireFile(t, "/usr/lib/cni/bridge")
+}
+
+// New builds (or finds cached) Kubernetes' and Cairn's binaries and kubeadm's images, and
+// starts the underlay with its registry. progress gets the builds' lines.
+func New(t *testing.T) *Cluster {
+	t.Helper()
+	Require(t)
+	root := repoRoot(t)
+	c := &Cluster{T: t, Dir: t.TempDir()}
+	ctx := t.Context()
+	start := time.Now()
+	src, err := images.Binaries(ctx, root, testWriter{t})
+	if err != nil {
+		t.Fatalf("build Kubernetes' binaries: %v", err)
+	}
+	c.Kube = src.Kube
+	out, err := exec.CommandContext(ctx, filepath.Join(root, "tools/kube/build.sh"), "kubeadm", "kubelet", "kubectl", "agnhost").Output()
+	if err != nil {
+		t.Fatalf("tools/kube/build.sh kubeadm kubelet kubectl agnhost: %v", err)
+	}
+	if d := strings.TrimSpace(string(out)); d != c.Kube {
+		t.Fatalf("kubeadm in %s, the control plane's binaries in %s", d, c.Kube)
+	}
+	c.Cairn = cairnBin(t, root)
+	imgs, err := images.Build(ctx, src)
+	if err != nil {
+		t.Fatalf("build kubeadm's images: %v", err)
+	}
+	t.Logf("binaries and images ready in %s", time.Since(start).Round(time.Second))
+
+	flanneld := filepath.Join(c.Cairn, "flanneld")
+	c.Net = fct.New(t, flanneld)
+	var l net.Listener
+	if err := fct.InNS(c.Net.UnderNS, func() error {
+		var err error
+		l, err = net.Listen("tcp", RegistryAddr)
+		return err
+	}); err != nil {
+		t.Fatalf("registry listener: %v", err)
+	}
+	// One registry, served to the nodes on the underlay and to this process on loopback,
+	// where the pushes go: a client's connections are not bound to the thread that was in
+	// the namespace when it started.
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pushTo = local.Addr().String()
+	srv := &http.Server{Handler: registry.New(registry.Logger(discardLogger()))}
+	go srv.Serve(l)
+	go srv.Serve(local)
+	t.Cleanup(func() { srv.Close() })
+	start = time.Now()
+	if err := images.Push(ctx, imgs, c.pushTo, io.Discard); err != nil {
+		t.Fatalf("push kubeadm's images: %v", err)
+	}
+	t.Logf("%d images pushed to %s in %s", len(imgs), RegistryAddr, time.Since(start).Round(time.Millisecond))
+	t.Cleanup(c.cleanup)
+	return c
+}
+
+// hostDirs are the paths a node has of its own, each bound from a directory of the node.
+var hostDirs = []string{
+	"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/etc/cni/net.d", "/var/lib/cni",
+	"/run/flannel", "/run/rktlet", "/var/log/pods", "/var/log/containers", "/var/lib/rkt",
+	"/etc/rkt", "/etc/kube-flannel",
+}
+
+// kernelDefaults are the values kubelet insists on (pkg/kubelet/cm's setupKernelTunables).
+// A node shows them in its mount namespace, so kubelet with protectKernelDefaults finds
+// them set and never writes the machine's sysctls, which are not the nodes' to change.
+var kernelDefaults = map[string]string{
+	"/proc/sys/vm/overcommit_memory":               "1",
+	"/proc/sys/vm/panic_on_oom":                    "0",
+	"/proc/sys/kernel/panic":                       "10",
+	"/proc/sys/kernel/panic_on_oops":               "1",
+	"/proc/sys/kernel/keys/root_maxkeys":           "1000000",
+	"/proc/sys/kernel/keys/root_maxbytes":          "25000000",
+	"/proc/sys/net/bridge/bridge-nf-call-iptables": "1",
+}
+
+// AddNode makes a node: its host namespace, its mount namespace with the host's paths
+// bound, its cgroup root, and rktlet running. kubelet starts once kubeadm has configured
+// it; flanneld with StartFlannel.
+func (c *Cluster) AddNode() *Node {
+	t := c.T
+	t.Helper()
+	h := c.Net.AddHost()
+	c.mu.Lock()
+	n := &Node{C: c, Host: h, Name: fmt.Sprintf("node-%d", len(c.nodes)+1)}
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
+	n.Dir = filepath.Join(c.Dir, n.Name)
+	n.CgroupRoot = "/" + c.Net.ID + "-" + n.Name
+	n.Socket = filepath.Join(n.Dir, "run/rktlet/rktlet.sock")
+	fct.Run(t, "ip", "netns", "exec", h.NS, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+
+	// The holder pins the node's mount namespace; it is a slave of the machine's, so
+	// mounts made there (pods', kubelet's) never show on the machine.
+	n.holder = exec.Command("nsenter", "--net=/run/netns/"+h.NS, "--", "unshare", "--mount", "--propagation", "slave", "--", "sleep", "infinity")
+	n.holder.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := n.holder.Start(); err != nil {
+		t.Fatalf("%s: mount namespace: %v", n.Name, err)
+	}
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	fct.Eventually(t, 5*time.Second, n.Name+"'s mount namespace", func() error {
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", n.holder.Process.Pid)); err != nil || ns == self {
+			return fmt.Errorf("not yet unshared (%v)", err)
+		}
+		return nil
+	})
+	for _, d := range hostDirs {
+		src := filepath.Join(n.Dir, d)
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c.mountpoint(d)
+		n.MustExec("mount", "--bind", src, d)
+	}
+	for p, v := range kernelDefaults {
+		if _, err := os.Stat(p); err != nil {
+			continue // a module not loaded: nothing kubelet or kubeadm could read either
+		}
+		f := filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(strings.TrimPrefix(p, "/proc/sys/"), "/", "."))
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, f, v+"\n")
+		n.MustExec("mount", "--bind", "-o", "ro", f, p)
+	}
+	makeCgroupRoot(t, n.CgroupRoot)
+	writeFile(t, filepath.Join(n.Dir, "etc/cni/net.d/10-flannel.conflist"), `{
+  "name": "cbr0",
+  "cniVersion": "1.0.0",
+  "plugins": [
+    {"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`)
+	writeFile(t, filepath.Join(n.Dir, "etc/kube-flannel/net-conf.json"), `{"Network": "`+PodNetwork+`", "Backend": {"Type": "vxlan"}}`+"\n")
+
+	n.rktlet = &daemon{t: t, name: "rktlet", logPath: filepath.Join(n.Dir, "rktlet.log"), argv: func() ([]string, bool) {
+		return n.in(filepath.Join(c.Cairn, "rktlet"), "--cni-bin-dir="+c.Cairn,
+			"--registry-mirror="+RegistryAddr+"=http://"+RegistryAddr, "--log-level=debug"), true
+	}}
+	n.rktlet.start()
+	fct.Eventually(t, 30*time.Second, n.Name+"'s rktlet socket", func() error {
+		if !n.rktlet.running() {
+			t.Fatalf("%s: rktlet exited:\n%s", n.Name, n.Log("rktlet", 30))
+		}
+		conn, err := net.Dial("unix", n.Socket)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	n.kubelet = &daemon{t: t, name: "kubelet", logPath: filepath.Join(n.Dir, "kubelet.log"), restart: true, argv: n.kubeletArgs}
+	n.kubelet.start()
+	return n
+}
+
+// in is the command line that runs argv in the node's namespaces.
+func (n *Node) in(argv ...string) []string {
+	return append([]string{"nsenter", "-t", strconv.Itoa(n.holder.Process.Pid), "-m", "-n", "--"}, argv...)
+}
+
+// Exec runs a command in the node's namespaces.
+func (n *Node) Exec(name string, args ...string) (string, error) {
+	argv := n.in(append([]string{name}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	// kubeadm finds kubelet (and the node's other commands) in PATH, as on a host.
+	cmd.Env = append(os.Environ(), "PATH="+n.C.Kube+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %s %s: %w\n%s", n.Name, name, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// MustExec is Exec, failing the test on error.
+func (n *Node) MustExec(name string, args ...string) string {
+	n.C.T.Helper()
+	out, err := n.Exec(name, args...)
+	if err != nil {
+		n.C.T.Fatal(err)
+	}
+	return out
+}
+
+// kubeletArgs is kubelet's command line as kubeadm's systemd drop-in (10-kubeadm.conf)
+// makes it: the kubeconfigs, the config file, and the flags kubeadm wrote to
+// kubeadm-flags.env. Until kubeadm has written them, kubelet is not started.
+func (n *Node) kubeletArgs() ([]string, bool) {
+	cfg := filepath.Join(n.Dir, "var/lib/kubelet/config.yaml")
+	env := filepath.Join(n.Dir, "var/lib/kubelet/kubeadm-flags.env")
+	if _, err := os.Stat(cfg); err != nil {
+		return nil, false
+	}
+	b, err := os.ReadFile(env)
+	if err != nil {
+		return nil, false
+	}
+	flags, err := kubeadmFlags(string(b))
+	if err != nil {
+		n.C.T.Errorf("%s: %v", n.Name, err)
+		return nil, false
+	}
+	argv := []string{filepath.Join(n.C.Kube, "kubelet"), "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+		"--kubeconfig=/etc/kubernetes/kubelet.conf", "--config=/var/lib/kubelet/config.yaml"}
+	return n.in(append(argv, flags...)...), true
+}
+
+// kubeadmFlags reads KUBELET_KUBEADM_ARGS from kubeadm-flags.env, which kubeadm writes as
+// one double-quoted value of space-separated flags.
+func kubeadmFlags(env string) ([]string, error) {
+	for line := range strings.SplitSeq(env, "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "KUBELET_KUBEADM_ARGS=")
+		if !ok {
+			continue
+		}
+		uq, err := strconv.Unquote(v)
+		if err != nil {
+			return nil, fmt.Errorf("kubeadm-flags.env: KUBELET_KUBEADM_ARGS=%s: %w", v, err)
+		}
+		return strings.Fields(uq), nil
+	}
+	return nil, errors.New("kubeadm-flags.env: no KUBELET_KUBEADM_ARGS")
+}
+
+// StartFlannel starts flanneld in the Kubernetes mode with the kubeconfig given.
+func (n *Node) StartFlannel(kubeconfig string) {
+	n.flanneld = &daemon{t: n.C.T, name: "flanneld", logPath: filepath.Join(n.Dir, "flanneld.log"),
+		env: []string{"NODE_NAME=" + n.Name}, argv: func() ([]string, bool) {
+			return n.in(filepath.Join(n.C.Cairn, "flanneld"), "-kube-subnet-mgr", "-kubeconfig-file", kubeconfig,
+				"-iface", "eth0", "-log-level", "debug"), true
+		}}
+	n.flanneld.start()
+}
+
+// RestartRktlet stops rktlet (SIGTERM) and starts it again.
+func (n *Node) RestartRktlet() {
+	n.rktlet.stop(30 * time.Second)
+	n.rktlet.start()
+}
+
+// RestartKubelet stops kubelet and lets its restart loop start it again.
+func (n *Node) RestartKubelet() {
+	n.kubelet.stop(30 * time.Second)
+	n.kubelet.start()
+}
+
+// Log returns the last lines of one of the node's daemons' logs.
+func (n *Node) Log(name string, lines int) string {
+	b, _ := os.ReadFile(filepath.Join(n.Dir, name+".log"))
+	return tail(string(b), lines)
+}
+
+// Nodes returns the cluster's nodes.
+func (c *Cluster) Nodes() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Node(nil), c.nodes...)
+}
+
+// mountpoint makes a directory of the machine's tree for a node's bind mount; one the test
+// made is removed at the end if empty.
+func (c *Cluster) mountpoint(d string) {
+	if _, err := os.Stat(d); err == nil {
+		return
+	}
+	// The first missing ancestor is the one to remove.
+	top := d
+	for p := filepath.Dir(d); p != "/"; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		top = p
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		c.T.Fatal(err)
+	}
+	c.T.Cleanup(func() { removeEmptyTree(top) })
+}
+
+func removeEmptyTree(d string) {
+	ents, _ := os.ReadDir(d)
+	for _, e := range ents {
+		if e.IsDir() {
+			removeEmptyTree(filepath.Join(d, e.Name()))
+		}
+	}
+	os.Remove(d)
+}
+
+// cleanup stops every node: kubelet first, then every sandbox through rktlet, then rktlet
+// and flanneld, then whatever is left in the node's cgroups, then the mount namespace.
+func (c *Cluster) cleanup() {
+	t := c.T
+	for _, n := range c.Nodes() {
+		if n.kubelet != nil {
+			n.kubelet.stop(10 * time.Second)
+		}
+		if n.rktlet != nil && n.rktlet.running() {
+			if err := removeSandboxes(n.Socket); err != nil {
+				t.Errorf("%s: remove sandboxes: %v", n.Name, err)
+			}
+			n.rktlet.stop(30 * time.Second)
+		}
+		if n.flanneld != nil {
+			n.flanneld.stop(10 * time.Second)
+		}
+		if t.Failed() {
+			for _, d := range []string{"kubelet", "rktlet", "flanneld"} {
+				t.Logf("%s's %s log (its end):\n%s", n.Name, d, n.Log(d, 40))
+			}
+		}
+		killCgroupTree(t, n.CgroupRoot)
+		if n.holder != nil && n.holder.Process != nil {
+			n.holder.Process.Kill()
+			n.holder.Wait()
+		}
+		removeCgroupTree(t, n.CgroupRoot)
+	}
+}
+
+// removeSandboxes stops and removes every pod sandbox of a CRI endpoint.
+func removeSandboxes(sock string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rt := runtimeapi.NewRuntimeServiceClient(conn)
+	list, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, sb := range list.Items {
+		if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sandboxes maps the pod UIDs of a CRI endpoint's sandboxes to their IDs.
+func sandboxes(sock string) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	list, err := runtimeapi.NewRuntimeServiceClient(conn).ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for _, sb := range list.Items {
+		m[sb.GetMetadata().GetUid()] = sb.Id
+	}
+	return m, nil
+}
+
+// cairnBin is $CAIRN_BIN when it has rktlet (make test builds it), else rktlet, rkt, flanneld
+// and the flannel CNI plugin built for this test.
+func cairnBin(t *testing.T, root string) string {
+	if d := os.Getenv("CAIRN_BIN"); d != "" {
+		if _, err := os.Stat(filepath.Join(d, "rktlet")); err == nil {
+			return d
+		}
+	}
+	d := filepath.Join(t.TempDir(), "bin")
+	cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", d+"/", "./runtime/cmd/rktlet", "./runtime/cmd/rkt", "./flannel/cmd/flanneld", "./flannel/cmd/flannel")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build rktlet rkt flanneld flannel: %v\n%s", err, out)
+	}
+	return d
+}
+
+// repoRoot is the module's root, where tools/ is.
+func repoRoot(t *testing.T) string {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func writeFile(t testing.TB, path, s string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// randomHex is n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testWriter writes each line to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

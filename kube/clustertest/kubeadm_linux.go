@@ -1,0 +1,286 @@
+package clustertest
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	fct "github.com/cairn-os/cairn/flannel/clustertest"
+)
+
+// EtcdTag is the tag of the etcd image built here (kubeadm's version-revision style): etcd
+// is built from the go.etcd.io/etcd release Cairn's own modules use, not the one kubeadm
+// defaults to.
+const EtcdTag = "3.6.16-0"
+
+// preflightIgnored are kubeadm's preflight checks a node in a namespace cannot pass, each
+// with why.
+var preflightIgnored = map[string]string{
+	// cgroup v1 hybrid here: kubeadm's system verification wants cgroup v2 (kubelet is
+	// told failCgroupV1: false).
+	"SystemVerification": "cgroup v1",
+}
+
+func ignoredPreflight() string {
+	var names []string
+	for k := range preflightIgnored {
+		names = append(names, k)
+	}
+	return "--ignore-preflight-errors=" + strings.Join(names, ",")
+}
+
+// kubeletArgs are the per-node kubelet flags kubeadm writes into kubeadm-flags.env.
+func (n *Node) kubeletExtraArgs() string {
+	return fmt.Sprintf(`  kubeletExtraArgs:
+  - {name: node-ip, value: %q}
+  - {name: cgroup-root, value: %q}
+`, n.Host.IP, n.CgroupRoot)
+}
+
+// bootstrapToken is the token nodes join with (kubeadm's format: 6.16 characters).
+func bootstrapToken() string { return randomHex(3) + "." + randomHex(8) }
+
+// Init runs `kubeadm init` on the node: certificates, kubeconfigs, static pods for etcd,
+// kube-apiserver, kube-controller-manager and kube-scheduler run by kubelet on rktlet,
+// then kube-proxy and CoreDNS. It returns kubeadm's output.
+func (c *Cluster) Init(n *Node) string {
+	t := c.T
+	t.Helper()
+	c.token = bootstrapToken()
+	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+- token: %q
+localAPIEndpoint:
+  advertiseAddress: %q
+  bindPort: 6443
+nodeRegistration:
+  name: %q
+  criSocket: unix:///run/rktlet/rktlet.sock
+%s---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: %s
+imageRepository: %s
+controlPlaneEndpoint: "%s:6443"
+networking:
+  podSubnet: %s
+  serviceSubnet: %s
+etcd:
+  local:
+    imageTag: %s
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failCgroupV1: false
+protectKernelDefaults: true
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+`, c.token, n.Host.IP, n.Name, n.kubeletExtraArgs(), KubernetesVersion, RegistryAddr, n.Host.IP,
+		PodNetwork, ServiceNetwork, EtcdTag)
+	path := filepath.Join(n.Dir, "kubeadm-init.yaml")
+	writeFile(t, path, cfg)
+	start := time.Now()
+	out, err := n.Exec(filepath.Join(c.Kube, "kubeadm"), "init", "--config", path, ignoredPreflight(), "--v=1")
+	if err != nil {
+		t.Fatalf("kubeadm init: %v\nkubelet:\n%s\nrktlet:\n%s", err, n.Log("kubelet", 40), n.Log("rktlet", 40))
+	}
+	t.Logf("kubeadm init on %s: %s", n.Name, time.Since(start).Round(time.Second))
+	c.init = n
+	c.Kubeconfig = filepath.Join(n.Dir, "etc/kubernetes/admin.conf")
+	return out
+}
+
+// Join runs `kubeadm join` on the node, discovering the cluster through the bootstrap
+// token and the CA's public key hash, as `kubeadm token create --print-join-command` says.
+func (c *Cluster) Join(n *Node) string {
+	t := c.T
+	t.Helper()
+	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: "%s:6443"
+    token: %q
+    caCertHashes: [%q]
+nodeRegistration:
+  name: %q
+  criSocket: unix:///run/rktlet/rktlet.sock
+%s`, c.init.Host.IP, c.token, c.caHash(), n.Name, n.kubeletExtraArgs())
+	path := filepath.Join(n.Dir, "kubeadm-join.yaml")
+	writeFile(t, path, cfg)
+	start := time.Now()
+	out, err := n.Exec(filepath.Join(c.Kube, "kubeadm"), "join", "--config", path, ignoredPreflight(), "--v=1")
+	if err != nil {
+		t.Fatalf("kubeadm join: %v\nkubelet:\n%s", err, n.Log("kubelet", 40))
+	}
+	t.Logf("kubeadm join on %s: %s", n.Name, time.Since(start).Round(time.Second))
+	return out
+}
+
+// caHash is kubeadm's discovery hash of the cluster CA: sha256 of its public key info.
+func (c *Cluster) caHash() string {
+	b, err := os.ReadFile(filepath.Join(c.init.Dir, "etc/kubernetes/pki/ca.crt"))
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		c.T.Fatal("ca.crt: no PEM block")
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		c.T.Fatalf("ca.crt: %v", err)
+	}
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// flannelRBAC is kube-flannel's ServiceAccount and ClusterRole: nodes to read and watch,
+// nodes/status to patch.
+const flannelRBAC = `apiVersion: v1
+kind: Namespace
+metadata: {name: kube-flannel}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: flannel, namespace: kube-flannel}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: flannel}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [nodes/status]
+  verbs: [patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: flannel}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: flannel}
+subjects:
+- {kind: ServiceAccount, name: flannel, namespace: kube-flannel}
+`
+
+// StartFlannelOn gives the node flanneld in the Kubernetes mode, with kube-flannel's RBAC
+// and a token of its ServiceAccount, as a host unit running flanneld would have.
+func (c *Cluster) StartFlannelOn(n *Node) {
+	t := c.T
+	t.Helper()
+	if !c.flannelRBAC {
+		c.MustKubectl(flannelRBAC, "apply", "-f", "-")
+		c.flannelRBAC = true
+	}
+	token := strings.TrimSpace(c.MustKubectl("", "-n", "kube-flannel", "create", "token", "flannel", "--duration=24h"))
+	ca, err := os.ReadFile(filepath.Join(c.init.Dir, "etc/kubernetes/pki/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(n.Dir, "etc/kube-flannel/kubeconfig")
+	writeFile(t, conf, fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: kubernetes
+  cluster: {server: "https://%s:6443", certificate-authority-data: %s}
+users:
+- name: flannel
+  user: {token: %q}
+contexts:
+- name: flannel
+  context: {cluster: kubernetes, user: flannel}
+current-context: flannel
+`, c.init.Host.IP, b64(ca), token))
+	n.StartFlannel("/etc/kube-flannel/kubeconfig")
+}
+
+// Kubectl runs kubectl with the cluster's admin kubeconfig in the underlay namespace,
+// with stdin as its input.
+func (c *Cluster) Kubectl(stdin string, args ...string) (string, error) {
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + c.Net.UnderNS, "--", filepath.Join(c.Kube, "kubectl"),
+		"--kubeconfig", c.Kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// MustKubectl is Kubectl, failing the test on error.
+func (c *Cluster) MustKubectl(stdin string, args ...string) string {
+	c.T.Helper()
+	out, err := c.Kubectl(stdin, args...)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	return out
+}
+
+// KubectlCmd is a kubectl command in the underlay namespace, for the caller to run.
+func (c *Cluster) KubectlCmd(args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + c.Net.UnderNS, "--", filepath.Join(c.Kube, "kubectl"),
+		"--kubeconfig", c.Kubeconfig}, args...)...)
+}
+
+// WaitNodesReady waits until every node is Ready.
+func (c *Cluster) WaitNodesReady(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	fct.Eventually(t, timeout, "nodes Ready", func() error {
+		out, err := c.Kubectl("", "get", "nodes", "-o", "json")
+		if err != nil {
+			return err
+		}
+		var list struct {
+			Items []struct {
+				Metadata struct{ Name string }
+				Status   struct {
+					Conditions []struct{ Type, Status, Message string }
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			return err
+		}
+		ready := map[string]bool{}
+		var why []string
+		for _, it := range list.Items {
+			for _, cd := range it.Status.Conditions {
+				if cd.Type == "Ready" {
+					ready[it.Metadata.Name] = cd.Status == "True"
+					if cd.Status != "True" {
+						why = append(why, it.Metadata.Name+": "+cd.Message)
+					}
+				}
+			}
+		}
+		for _, n := range c.Nodes() {
+			if !ready[n.Name] {
+				return fmt.Errorf("%s not Ready (%s)", n.Name, strings.Join(why, "; "))
+			}
+		}
+		return nil
+	})
+}
