@@ -66,6 +66,7 @@ type Cluster struct {
 	token       string // the bootstrap token nodes join with
 	flannelRBAC bool
 	pushTo      string // the registry's loopback address
+	etcdTag     string // the etcd image's tag
 }
 
 // Node is one Kubernetes node: a host namespace of the underlay and a mount namespace.
@@ -104,7 +105,7 @@ func New(t *testing.T) *Cluster {
 	if err != nil {
 		t.Fatalf("build Kubernetes' binaries: %v", err)
 	}
-	c.Kube = src.Kube
+	c.Kube, c.etcdTag = src.Kube, src.EtcdTag()
 	out, err := exec.CommandContext(ctx, filepath.Join(root, "tools/kube/build.sh"), "kubeadm", "kubelet", "kubectl", "agnhost").Output()
 	if err != nil {
 		t.Fatalf("tools/kube/build.sh kubeadm kubelet kubectl agnhost: %v", err)

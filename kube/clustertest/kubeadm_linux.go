@@ -17,11 +17,6 @@ import (
 	fct "github.com/cairn-os/cairn/flannel/clustertest"
 )
 
-// EtcdTag is the tag of the etcd image built here (kubeadm's version-revision style): etcd
-// is built from the go.etcd.io/etcd release Cairn's own modules use, not the one kubeadm
-// defaults to.
-const EtcdTag = "3.6.16-0"
-
 // preflightIgnored are kubeadm's preflight checks a node in a namespace cannot pass, each
 // with why.
 var preflightIgnored = map[string]string{
@@ -77,7 +72,7 @@ networking:
   serviceSubnet: %s
 etcd:
   local:
-    imageTag: %s
+    imageTag: %s # etcd as built here, at the release Cairn's modules use
 ---
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -94,7 +89,7 @@ conntrack:
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
 `, c.token, n.Host.IP, n.Name, n.kubeletExtraArgs(), KubernetesVersion, RegistryAddr, n.Host.IP,
-		PodNetwork, ServiceNetwork, EtcdTag)
+		PodNetwork, ServiceNetwork, c.etcdTag)
 	path := filepath.Join(n.Dir, "kubeadm-init.yaml")
 	writeFile(t, path, cfg)
 	start := time.Now()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -122,7 +123,7 @@ func must(t *testing.T, c *Cluster, stdin string, args ...string) string {
 
 func TestKubeadmCluster(t *testing.T) {
 	c := New(t)
-	pushAgnhost(t, c)
+	c.PushAgnhost(t)
 	n1, n2 := c.AddNode(), c.AddNode()
 	start := time.Now()
 	c.Init(n1)
@@ -278,11 +279,47 @@ func TestKubeadmCluster(t *testing.T) {
 	t.Run("restart", func(t *testing.T) {
 		// rktlet and kubelet restart on both nodes; the pods go on: same containers, no
 		// restarts, the Service answers.
+		before := map[string]string{}
+		for _, n := range []*Node{n1, n2} {
+			ids, err := sandboxes(n.Socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			maps.Copy(before, ids)
+		}
+		restarted := time.Now()
 		for _, n := range []*Node{n1, n2} {
 			n.RestartRktlet()
 			n.RestartKubelet()
 		}
+		// Each kubelet is back once it renews its node's Lease; a pod sync later, one that
+		// found a pod broken would have replaced its sandbox.
+		for _, n := range []*Node{n1, n2} {
+			fct.Eventually(t, 2*time.Minute, n.Name+"'s kubelet renews its Lease", func() error {
+				out, err := c.Kubectl("", "-n", "kube-node-lease", "get", "lease", n.Name, "-o", "jsonpath={.spec.renewTime}")
+				if err != nil {
+					return err
+				}
+				renewed, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out))
+				if err != nil || !renewed.After(restarted) {
+					return fmt.Errorf("renewed %q (%v)", out, err)
+				}
+				return nil
+			})
+		}
+		time.Sleep(5 * time.Second)
 		c.WaitNodesReady(t, 2*time.Minute)
+		for _, n := range []*Node{n1, n2} {
+			ids, err := sandboxes(n.Socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range pods {
+				if id, ok := ids[p.Metadata.UID]; ok && id != before[p.Metadata.UID] {
+					t.Errorf("%s: sandbox %s replaced by %s after the restarts", p.Metadata.Name, before[p.Metadata.UID], id)
+				}
+			}
+		}
 		must(t, c, "", "rollout", "status", "deployment/web", "--timeout=2m")
 		after := c.pods(t, "app=web")
 		for i, p := range after {

@@ -1,0 +1,72 @@
+package clustertest
+
+import (
+	"archive/tar"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/cairn-os/cairn/kube/images"
+	"github.com/cairn-os/cairn/runtime/fixture"
+)
+
+// AgnhostTag is the tag Kubernetes' e2e tests ask for (test/utils/image/manifest.go).
+const AgnhostTag = "2.66.1"
+
+// AgnhostImage is Kubernetes' test image, agnhost (built from k8s.io/kubernetes by
+// tools/kube into kubeDir) over the busybox fixture in place of upstream's Alpine, under
+// the reference the e2e tests use.
+func AgnhostImage(kubeDir string) (string, v1.Image, error) {
+	bin, err := os.ReadFile(filepath.Join(kubeDir, "agnhost"))
+	if err != nil {
+		return "", nil, fmt.Errorf("agnhost (tools/kube/build.sh agnhost): %w", err)
+	}
+	bb, err := fixture.BusyboxLayerTar()
+	if err != nil {
+		return "", nil, err
+	}
+	layer, err := fixture.LayerTar([]fixture.Entry{
+		{Header: tar.Header{Name: "agnhost", Typeflag: tar.TypeReg, Mode: 0o755}, Body: string(bin)},
+		{Header: tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}},
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	img, err := fixture.OCIImage([]string{"pause"}, bb, layer)
+	if err != nil {
+		return "", nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", nil, err
+	}
+	cfg := cf.Config
+	cfg.Entrypoint = []string{"/agnhost"}
+	if img, err = mutate.Config(img, cfg); err != nil {
+		return "", nil, err
+	}
+	return images.Registry + "/e2e-test-images/agnhost:" + AgnhostTag, img, nil
+}
+
+// Push uploads images (keyed by references under registry.k8s.io) to the cluster's registry.
+func (c *Cluster) Push(t testing.TB, imgs map[string]v1.Image) {
+	t.Helper()
+	if err := images.Push(t.Context(), imgs, c.pushTo, io.Discard); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+}
+
+// PushAgnhost builds and pushes AgnhostImage.
+func (c *Cluster) PushAgnhost(t testing.TB) {
+	t.Helper()
+	ref, img, err := AgnhostImage(c.Kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Push(t, map[string]v1.Image{ref: img})
+}
