@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,6 +32,7 @@ const (
 	StrategyEtcdLock   = "etcd-lock"
 	StrategyFleetLock  = "fleetlock"
 	StrategyOff        = "off"
+	StrategyKubernetes = "kubernetes"  // drain the Kubernetes node under a coordination.k8s.io Lease
 	StrategyBestEffort = "best-effort" // Container Linux: etcd-lock if etcd is configured, else reboot
 )
 
@@ -53,8 +55,27 @@ type Config struct {
 	// ProgressInterval (PROGRESS_INTERVAL, a duration of at least 1s, or 0) is how often the
 	// update server is told an update's progress while it is downloaded and written; 0: never.
 	ProgressInterval time.Duration
+	// Kube is the kubernetes strategy's settings.
+	Kube Kube
 	// Raw holds every key read, including the ones above.
 	Raw map[string]string
+}
+
+// Kube is how REBOOT_STRATEGY=kubernetes reaches the cluster and drains the node.
+type Kube struct {
+	Kubeconfig string // LOCKSMITHD_KUBECONFIG
+	Namespace  string // LOCKSMITHD_KUBE_NAMESPACE: where the reboot Leases are
+	Lease      string // LOCKSMITHD_KUBE_LEASE: the Leases' name, NAME-0 to NAME-(Max-1)
+	Max        int    // LOCKSMITHD_KUBE_MAX: how many nodes may drain and reboot at once
+	// LeaseDuration (LOCKSMITHD_KUBE_LEASE_DURATION) is how long a Lease nobody renews
+	// stays held: a node that never comes back holds up the others this long.
+	LeaseDuration time.Duration
+	// DrainTimeout (LOCKSMITHD_KUBE_DRAIN_TIMEOUT) is how long evictions are retried (a
+	// PodDisruptionBudget refusing them) before the node gives up until DrainRetry.
+	DrainTimeout time.Duration
+	// DrainRetry (LOCKSMITHD_KUBE_DRAIN_RETRY) is the wait after a drain gave up when there
+	// is no reboot window; with one, the next window is waited for.
+	DrainRetry time.Duration
 }
 
 // Defaults are used for keys no file sets.
@@ -68,6 +89,16 @@ var Defaults = map[string]string{
 	// Cairn's report to its console (omaha.Report), which other servers ignore.
 	"PODS_COMMAND":      "rkt list --format=json",
 	"PROGRESS_INTERVAL": "10s",
+	// REBOOT_STRATEGY=kubernetes. The kubeconfig is a ServiceAccount's
+	// (update-engine/locksmith/kube/rbac.yaml): kubelet's own may not evict other pods or
+	// write Leases in kube-system.
+	"LOCKSMITHD_KUBECONFIG":          "/etc/kubernetes/locksmithd.conf",
+	"LOCKSMITHD_KUBE_NAMESPACE":      "kube-system",
+	"LOCKSMITHD_KUBE_LEASE":          "cairn-reboot",
+	"LOCKSMITHD_KUBE_MAX":            "1",
+	"LOCKSMITHD_KUBE_LEASE_DURATION": "1h",
+	"LOCKSMITHD_KUBE_DRAIN_TIMEOUT":  "15m",
+	"LOCKSMITHD_KUBE_DRAIN_RETRY":    "1h",
 }
 
 // Load reads paths in order over the defaults. Missing files are skipped.
@@ -113,8 +144,11 @@ func FromMap(raw map[string]string) (*Config, error) {
 			}
 		}
 	}
+	if err := c.Kube.read(raw); err != nil {
+		return nil, err
+	}
 	switch c.RebootStrategy {
-	case StrategyReboot, StrategyEtcdLock, StrategyFleetLock, StrategyOff:
+	case StrategyReboot, StrategyEtcdLock, StrategyFleetLock, StrategyKubernetes, StrategyOff:
 	case StrategyBestEffort, "":
 		switch {
 		case len(c.EtcdEndpoints) > 0:
@@ -125,7 +159,7 @@ func FromMap(raw map[string]string) (*Config, error) {
 			c.RebootStrategy = StrategyReboot
 		}
 	default:
-		return nil, fmt.Errorf("REBOOT_STRATEGY %q: want reboot, etcd-lock, fleetlock, best-effort or off", c.RebootStrategy)
+		return nil, fmt.Errorf("REBOOT_STRATEGY %q: want reboot, etcd-lock, fleetlock, kubernetes, best-effort or off", c.RebootStrategy)
 	}
 	if (c.WindowStart == "") != (c.WindowLength == "") {
 		return nil, errors.New("LOCKSMITHD_REBOOT_WINDOW_START and LOCKSMITHD_REBOOT_WINDOW_LENGTH must be set together")
@@ -139,6 +173,39 @@ func FromMap(raw map[string]string) (*Config, error) {
 		return nil, errors.New("SERVER is empty")
 	}
 	return c, nil
+}
+
+// read takes the LOCKSMITHD_KUBE* keys; a key set empty means its default.
+func (k *Kube) read(raw map[string]string) error {
+	get := func(key string) string {
+		if v := strings.TrimSpace(raw[key]); v != "" {
+			return v
+		}
+		return Defaults[key]
+	}
+	k.Kubeconfig, k.Namespace, k.Lease = get("LOCKSMITHD_KUBECONFIG"), get("LOCKSMITHD_KUBE_NAMESPACE"), get("LOCKSMITHD_KUBE_LEASE")
+	v := get("LOCKSMITHD_KUBE_MAX")
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return fmt.Errorf("LOCKSMITHD_KUBE_MAX %q: want how many nodes may reboot at once, at least 1", v)
+	}
+	k.Max = n
+	for _, d := range []struct {
+		key string
+		to  *time.Duration
+	}{
+		{"LOCKSMITHD_KUBE_LEASE_DURATION", &k.LeaseDuration},
+		{"LOCKSMITHD_KUBE_DRAIN_TIMEOUT", &k.DrainTimeout},
+		{"LOCKSMITHD_KUBE_DRAIN_RETRY", &k.DrainRetry},
+	} {
+		v := get(d.key)
+		t, err := time.ParseDuration(v)
+		if err != nil || t < time.Second {
+			return fmt.Errorf("%s %q: want a duration of at least 1s, such as %s", d.key, v, Defaults[d.key])
+		}
+		*d.to = t
+	}
+	return nil
 }
 
 // Parse reads KEY=VALUE lines: '#' comments, blank lines, optional "export ", values

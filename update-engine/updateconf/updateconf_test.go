@@ -61,6 +61,51 @@ func TestBestEffortAndErrors(t *testing.T) {
 	}
 }
 
+func TestKube(t *testing.T) {
+	defaults := Kube{Kubeconfig: "/etc/kubernetes/locksmithd.conf", Namespace: "kube-system", Lease: "cairn-reboot", Max: 1,
+		LeaseDuration: time.Hour, DrainTimeout: 15 * time.Minute, DrainRetry: time.Hour}
+	for _, tc := range []struct {
+		name string
+		kv   map[string]string
+		want Kube
+		err  string
+	}{
+		{name: "defaults", kv: map[string]string{"REBOOT_STRATEGY": "kubernetes"}, want: defaults},
+		{name: "set", kv: map[string]string{"REBOOT_STRATEGY": "kubernetes", "LOCKSMITHD_KUBECONFIG": "/k.conf", "LOCKSMITHD_KUBE_NAMESPACE": "ops",
+			"LOCKSMITHD_KUBE_LEASE": "reboot", "LOCKSMITHD_KUBE_MAX": "3", "LOCKSMITHD_KUBE_LEASE_DURATION": "2h",
+			"LOCKSMITHD_KUBE_DRAIN_TIMEOUT": "5m", "LOCKSMITHD_KUBE_DRAIN_RETRY": "30m"},
+			want: Kube{Kubeconfig: "/k.conf", Namespace: "ops", Lease: "reboot", Max: 3, LeaseDuration: 2 * time.Hour,
+				DrainTimeout: 5 * time.Minute, DrainRetry: 30 * time.Minute}},
+		{name: "empty is the default", kv: map[string]string{"LOCKSMITHD_KUBE_MAX": "", "LOCKSMITHD_KUBE_NAMESPACE": " "}, want: defaults},
+		{name: "max 0", kv: map[string]string{"LOCKSMITHD_KUBE_MAX": "0"}, err: "LOCKSMITHD_KUBE_MAX"},
+		{name: "max word", kv: map[string]string{"LOCKSMITHD_KUBE_MAX": "two"}, err: "LOCKSMITHD_KUBE_MAX"},
+		{name: "drain timeout", kv: map[string]string{"LOCKSMITHD_KUBE_DRAIN_TIMEOUT": "soon"}, err: "LOCKSMITHD_KUBE_DRAIN_TIMEOUT"},
+		{name: "lease duration", kv: map[string]string{"LOCKSMITHD_KUBE_LEASE_DURATION": "10ms"}, err: "LOCKSMITHD_KUBE_LEASE_DURATION"},
+		{name: "retry", kv: map[string]string{"LOCKSMITHD_KUBE_DRAIN_RETRY": "-1h"}, err: "LOCKSMITHD_KUBE_DRAIN_RETRY"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kv := map[string]string{"SERVER": "x"}
+			for k, v := range tc.kv {
+				kv[k] = v
+			}
+			c, err := FromMap(kv)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one naming %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil || c.Kube != tc.want {
+				t.Fatalf("%+v %v, want %+v", c.Kube, err, tc.want)
+			}
+		})
+	}
+	// Only an explicit REBOOT_STRATEGY picks kubernetes: best-effort never does.
+	if c, _ := FromMap(map[string]string{"SERVER": "x"}); c.RebootStrategy != StrategyReboot {
+		t.Fatalf("best-effort: %s", c.RebootStrategy)
+	}
+}
+
 func TestSchedule(t *testing.T) {
 	s := DefaultSchedule
 	cases := []struct {
