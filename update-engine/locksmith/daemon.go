@@ -9,11 +9,25 @@ import (
 	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 
-// Locker is a reboot lock: the etcd semaphore or a FleetLock server.
+// Locker is a reboot lock: the etcd semaphore, a FleetLock server, or the kubernetes
+// strategy's Lease with the drain before the reboot and the uncordon after it.
 type Locker interface {
+	// Lock takes the lock and readies the machine for the reboot.
 	Lock(ctx context.Context) error
+	// Unlock gives the lock back after the reboot (and at every start).
 	Unlock(ctx context.Context) error
 }
+
+// Errors a Locker returns to change what the daemon does next.
+var (
+	// ErrGaveUp: Lock could take the lock but not ready the machine (a drain that ran out
+	// of time) and gave the lock back; the daemon asks again at the next reboot window, or
+	// after Retry without one, not at the next poll.
+	ErrGaveUp = errors.New("gave up until the next reboot window")
+	// ErrKeep: Unlock keeps the lock for now (the new version has not been blessed good
+	// yet) and is asked again at the next poll.
+	ErrKeep = errors.New("keeping the reboot lock for now")
+)
 
 // Daemon is locksmithd's loop: once the update engine needs a reboot, wait for the window,
 // take the lock (per strategy), reboot. At start it releases a lock held from before the
@@ -28,6 +42,9 @@ type Daemon struct {
 	Sleep      func(ctx context.Context, d time.Duration) error
 	// Poll is how often the engine's status is read and a taken lock asked for again.
 	Poll time.Duration
+	// Retry is how long to wait after a Locker gave up (ErrGaveUp) when there is no reboot
+	// window (default 1h).
+	Retry time.Duration
 	// Changed, when set, wakes a waiting loop at once: the engine's status changed (its
 	// D-Bus StatusUpdate signal), so NeedReboot is asked again without waiting for Poll.
 	Changed <-chan struct{}
@@ -75,7 +92,22 @@ func (d *Daemon) poll() time.Duration {
 }
 
 func (d *Daemon) locking() bool {
-	return d.Strategy == updateconf.StrategyEtcdLock || d.Strategy == updateconf.StrategyFleetLock
+	switch d.Strategy {
+	case updateconf.StrategyEtcdLock, updateconf.StrategyFleetLock, updateconf.StrategyKubernetes:
+		return true
+	}
+	return false
+}
+
+// retryAfter is how long from t a Locker that gave up waits: until the next window opens.
+func (d *Daemon) retryAfter(t time.Time) time.Duration {
+	if d.Window != nil {
+		return d.Window.Next(t)
+	}
+	if d.Retry <= 0 {
+		return time.Hour
+	}
+	return d.Retry
 }
 
 // ReleaseAfterBoot gives back a lock this machine took before it rebooted, retrying until it
@@ -90,7 +122,11 @@ func (d *Daemon) ReleaseAfterBoot(ctx context.Context) error {
 			d.log().Info("reboot lock released (or not held)", "strategy", d.Strategy)
 			return nil
 		}
-		d.log().Warn("releasing the reboot lock", "err", err)
+		if errors.Is(err, ErrKeep) {
+			d.log().Info("reboot lock kept", "reason", err)
+		} else {
+			d.log().Warn("releasing the reboot lock", "err", err)
+		}
 		if err := d.sleep(ctx, d.poll()); err != nil {
 			return err
 		}
@@ -107,6 +143,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.ReleaseAfterBoot(ctx); err != nil {
 		return err
 	}
+	var notBefore time.Time // set when a Locker gave up for this window
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil
@@ -128,8 +165,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		if wait := notBefore.Sub(d.now()); wait > 0 {
+			if err := d.sleep(ctx, min(wait, d.poll())); err != nil {
+				return nil
+			}
+			continue
+		}
 		if d.locking() {
 			err := d.Locker.Lock(ctx)
+			if errors.Is(err, ErrGaveUp) {
+				wait := d.retryAfter(d.now())
+				notBefore = d.now().Add(wait)
+				d.log().Warn("reboot needed; not ready to reboot, trying again later", "in", wait, "err", err)
+				continue
+			}
 			if err != nil && !errors.Is(err, ErrHeld) {
 				d.log().Info("reboot needed; lock not available", "err", err)
 				if err := d.sleep(ctx, d.poll()); err != nil {

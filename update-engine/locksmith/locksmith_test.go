@@ -66,18 +66,22 @@ func TestWindow(t *testing.T) {
 		w    *Window
 		now  string
 		want time.Duration
+		next time.Duration // until the start of the window after the open one
 	}{
-		{nil, "2026-11-26 12:00", 0},
-		{daily, "2026-11-26 04:30", 0},
-		{daily, "2026-11-26 05:00", 23 * time.Hour},
-		{daily, "2026-11-26 03:00", time.Hour},
-		{weekly, "2026-11-26 05:29", 0}, // Thursday
-		{weekly, "2026-11-26 05:30", 7*24*time.Hour - 90*time.Minute},
-		{weekly, "2026-11-25 04:00", 24 * time.Hour}, // Wednesday
+		{nil, "2026-11-26 12:00", 0, 0},
+		{daily, "2026-11-26 04:30", 0, 23*time.Hour + 30*time.Minute},
+		{daily, "2026-11-26 05:00", 23 * time.Hour, 23 * time.Hour},
+		{daily, "2026-11-26 03:00", time.Hour, time.Hour},
+		{weekly, "2026-11-26 05:29", 0, 7*24*time.Hour - 89*time.Minute}, // Thursday
+		{weekly, "2026-11-26 05:30", 7*24*time.Hour - 90*time.Minute, 7*24*time.Hour - 90*time.Minute},
+		{weekly, "2026-11-25 04:00", 24 * time.Hour, 24 * time.Hour}, // Wednesday
 	}
 	for _, c := range cases {
 		if got := c.w.Wait(at(c.now)); got != c.want {
 			t.Errorf("window %+v at %s: wait %v, want %v", c.w, c.now, got, c.want)
+		}
+		if got := c.w.Next(at(c.now)); got != c.next {
+			t.Errorf("window %+v at %s: next in %v, want %v", c.w, c.now, got, c.next)
 		}
 	}
 	for _, bad := range [][2]string{{"Thx 04:00", "1h"}, {"25:00", "1h"}, {"04:00", "0"}, {"04:00", ""}, {"04:00", "25h"}} {
@@ -251,6 +255,88 @@ func TestDaemonWaitsForWindowAndOff(t *testing.T) {
 	defer cancel()
 	off := &Daemon{Strategy: updateconf.StrategyOff, Reboot: func(context.Context) error { t.Fatal("rebooted with strategy off"); return nil }}
 	off.Run(ctx)
+}
+
+// stepLocker is a Locker whose Lock and Unlock answer from lists, then nil.
+type stepLocker struct {
+	locks, unlocks []error
+	locked         int
+}
+
+func (l *stepLocker) Lock(context.Context) error {
+	l.locked++
+	return next(&l.locks)
+}
+
+func (l *stepLocker) Unlock(context.Context) error { return next(&l.unlocks) }
+
+func next(errs *[]error) error {
+	if len(*errs) == 0 {
+		return nil
+	}
+	err := (*errs)[0]
+	*errs = (*errs)[1:]
+	return err
+}
+
+// A Locker that gives up (a drain that ran out of time) is asked again at the next window,
+// or after Retry without one, not at the next poll; one that keeps its lock after the boot
+// (the new version on trial) is asked again at the next poll.
+func TestDaemonGaveUpAndKeep(t *testing.T) {
+	w, _ := ParseWindow("04:00", "1h")
+	w.Location = time.UTC
+	for _, tc := range []struct {
+		name   string
+		window *Window
+		retry  time.Duration
+		start  time.Time
+		want   time.Time // when the second Lock is asked (the first: two polls after start)
+	}{
+		{name: "next window", window: w, start: time.Date(2026, 11, 26, 4, 10, 0, 0, time.UTC), want: time.Date(2026, 11, 27, 4, 0, 0, 0, time.UTC)},
+		{name: "no window", retry: 90 * time.Minute, start: time.Date(2026, 11, 26, 4, 10, 0, 0, time.UTC), want: time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)},
+		{name: "no window, default", start: time.Date(2026, 11, 26, 4, 10, 0, 0, time.UTC), want: time.Date(2026, 11, 26, 5, 30, 0, 0, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := tc.start
+			l := &stepLocker{locks: []error{fmt.Errorf("drain: %w", ErrGaveUp)}, unlocks: []error{fmt.Errorf("on trial: %w", ErrKeep), ErrKeep}}
+			var lockedAt []time.Time
+			var slept []time.Duration
+			d := &Daemon{Strategy: updateconf.StrategyKubernetes, Window: tc.window, Retry: tc.retry, Poll: 10 * time.Minute,
+				Locker: lockRecorder{l, func() { lockedAt = append(lockedAt, now) }},
+				Now:    func() time.Time { return now },
+				Sleep: func(_ context.Context, dd time.Duration) error {
+					slept = append(slept, dd)
+					now = now.Add(dd)
+					return nil
+				},
+				NeedReboot: func(context.Context) (bool, error) { return true, nil },
+				Reboot:     func(context.Context) error { return nil }}
+			if err := d.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if len(slept) < 2 || slept[0] != 10*time.Minute || slept[1] != 10*time.Minute {
+				t.Fatalf("slept %v: want two polls while Unlock kept the lock", slept)
+			}
+			if len(lockedAt) != 2 || !lockedAt[1].Equal(tc.want) {
+				t.Fatalf("Lock asked at %v, want the second at %v", lockedAt, tc.want)
+			}
+			for _, s := range slept {
+				if s > 10*time.Minute {
+					t.Fatalf("slept %v at once: more than a poll", s)
+				}
+			}
+		})
+	}
+}
+
+type lockRecorder struct {
+	*stepLocker
+	at func()
+}
+
+func (r lockRecorder) Lock(ctx context.Context) error {
+	r.at()
+	return r.stepLocker.Lock(ctx)
 }
 
 func FuzzParseSemaphore(f *testing.F) {

@@ -1,7 +1,8 @@
 // Package locksmith coordinates reboots after updates, as CoreOS locksmith did: a counting
 // semaphore in etcd (the same JSON value and key layout, updated with etcd v3 transactions
 // that compare the key's mod revision), or a FleetLock server (Zincati's protocol), a reboot
-// strategy (reboot, etcd-lock, fleetlock, off) and a reboot window.
+// strategy (reboot, etcd-lock, fleetlock, kubernetes, off) and a reboot window. The
+// kubernetes strategy's Locker, a Lease and the node's drain, is locksmith/kube.
 package locksmith
 
 import (

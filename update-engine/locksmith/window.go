@@ -90,3 +90,19 @@ func (w *Window) Wait(t time.Time) time.Duration {
 	}
 	return next.Sub(t)
 }
+
+// Next returns how long from t until the start of the next window: the one after the window
+// open at t, or the coming one if none is open. A nil window is always open: 0.
+func (w *Window) Next(t time.Time) time.Duration {
+	if w == nil {
+		return 0
+	}
+	if wait := w.Wait(t); wait > 0 {
+		return wait
+	}
+	s := w.lastStart(t)
+	if w.Weekly {
+		return s.AddDate(0, 0, 7).Sub(t)
+	}
+	return s.AddDate(0, 0, 1).Sub(t)
+}
