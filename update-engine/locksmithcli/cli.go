@@ -1,5 +1,6 @@
 // Package locksmithcli holds the locksmithd and locksmithctl commands: the reboot
-// coordinator daemon and the operator's tool for the reboot semaphore.
+// coordinator daemon and the operator's tool for the reboot semaphore. locksmithd's
+// kubernetes strategy is locksmith/kube, reached with a kubeconfig.
 package locksmithcli
 
 import (
@@ -173,6 +174,7 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	rebootCmd := fs.String("reboot-command", "systemctl reboot", "how to reboot")
 	poll := fs.Duration("poll", 30*time.Second, "how often to look at the update engine (without D-Bus) and retry the lock")
 	dbusMode := fs.String("dbus", "auto", "follow update_engine's StatusUpdate signal on the system bus: auto (the socket if there is no bus), on, off (the socket)")
+	kubeconfig := fs.String("kubeconfig", "", "REBOOT_STRATEGY=kubernetes: the kubeconfig of locksmithd's ServiceAccount (default LOCKSMITHD_KUBECONFIG)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -228,6 +230,13 @@ func RunDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return 1
 		}
 		d.Locker = &locksmith.FleetLock{URL: cfg.FleetLockURL, Group: cfg.LockGroup, ID: id}
+	case updateconf.StrategyKubernetes:
+		k, err := kubeStrategy(cfg.Kube, *kubeconfig, *socket, log)
+		if err != nil {
+			log.Error("locksmithd", "err", err)
+			return 1
+		}
+		d.Locker, d.Retry = k, cfg.Kube.DrainRetry
 	}
 	if *dbusMode != "off" && cfg.RebootStrategy != updateconf.StrategyOff {
 		statuses, err := watchBus(ctx)
