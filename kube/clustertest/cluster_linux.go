@@ -51,7 +51,7 @@ const (
 
 // Cluster is a set of nodes on one underlay, with the registry kubeadm pulls from.
 type Cluster struct {
-	T     *testing.T
+	T     testing.TB
 	Net   *fct.Cluster
 	Dir   string
 	Kube  string // directory of kubeadm, kubelet, kubectl
@@ -67,19 +67,39 @@ type Cluster struct {
 	flannelRBAC bool
 	pushTo      string // the registry's loopback address
 	etcdTag     string // the etcd image's tag
+	lock        *os.File
+}
+
+// Runtime is the CRI runtime a node's kubelet runs pods with.
+type Runtime string
+
+const (
+	// Rktlet is Cairn's.
+	Rktlet Runtime = "rktlet"
+	// Containerd is Debian's containerd with its CRI plugin and runc: the yardstick.
+	Containerd Runtime = "containerd"
+)
+
+// criSocket is where a runtime serves the CRI on a node.
+func (r Runtime) criSocket() string {
+	if r == Containerd {
+		return "/run/containerd/containerd.sock"
+	}
+	return "/run/rktlet/rktlet.sock"
 }
 
 // Node is one Kubernetes node: a host namespace of the underlay and a mount namespace.
 type Node struct {
 	C          *Cluster
 	Name       string
+	Runtime    Runtime
 	Host       *fct.Host
 	Dir        string
 	CgroupRoot string // kubelet's --cgroup-root, in every cgroup v1 hierarchy
-	Socket     string // rktlet's CRI socket, as the machine sees it
+	Socket     string // the runtime's CRI socket, as the machine sees it
 
-	holder                    *exec.Cmd // pins the mount namespace
-	rktlet, kubelet, flanneld *daemon
+	holder                     *exec.Cmd // pins the mount namespace
+	runtime, kubelet, flanneld *daemon
 }
 
 // Require checks what a cluster needs, skipping (or failing under CI) without it.
@@ -94,7 +114,7 @@ func Require(t testing.TB) {
 
 // New builds (or finds cached) Kubernetes' and Cairn's binaries and kubeadm's images, and
 // starts the underlay with its registry. progress gets the builds' lines.
-func New(t *testing.T) *Cluster {
+func New(t testing.TB) *Cluster {
 	t.Helper()
 	Require(t)
 	root := repoRoot(t)
@@ -147,6 +167,7 @@ func New(t *testing.T) *Cluster {
 		t.Fatalf("push kubeadm's images: %v", err)
 	}
 	t.Logf("%d images pushed to %s in %s", len(imgs), RegistryAddr, time.Since(start).Round(time.Millisecond))
+	c.holdClustersLock()
 	t.Cleanup(c.cleanup)
 	return c
 }
@@ -155,7 +176,7 @@ func New(t *testing.T) *Cluster {
 var hostDirs = []string{
 	"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/etc/cni/net.d", "/var/lib/cni",
 	"/run/flannel", "/run/rktlet", "/var/log/pods", "/var/log/containers", "/var/lib/rkt",
-	"/etc/rkt", "/etc/kube-flannel",
+	"/etc/rkt", "/etc/kube-flannel", "/run/containerd", "/var/lib/containerd", "/etc/containerd", "/opt/cni/bin",
 }
 
 // kernelDefaults are the values kubelet insists on (pkg/kubelet/cm's setupKernelTunables).
@@ -171,20 +192,23 @@ var kernelDefaults = map[string]string{
 	"/proc/sys/net/bridge/bridge-nf-call-iptables": "1",
 }
 
-// AddNode makes a node: its host namespace, its mount namespace with the host's paths
-// bound, its cgroup root, and rktlet running. kubelet starts once kubeadm has configured
-// it; flanneld with StartFlannel.
-func (c *Cluster) AddNode() *Node {
+// AddNode makes a node running pods on rktlet: its host namespace, its mount namespace
+// with the host's paths bound, its cgroup root, and rktlet running. kubelet starts once
+// kubeadm has configured it; flanneld with StartFlannel.
+func (c *Cluster) AddNode() *Node { return c.AddNodeWith(Rktlet) }
+
+// AddNodeWith is AddNode with the runtime given.
+func (c *Cluster) AddNodeWith(rt Runtime) *Node {
 	t := c.T
 	t.Helper()
 	h := c.Net.AddHost()
 	c.mu.Lock()
-	n := &Node{C: c, Host: h, Name: fmt.Sprintf("node-%d", len(c.nodes)+1)}
+	n := &Node{C: c, Host: h, Runtime: rt, Name: fmt.Sprintf("node-%d", len(c.nodes)+1)}
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
 	n.Dir = filepath.Join(c.Dir, n.Name)
 	n.CgroupRoot = "/" + c.Net.ID + "-" + n.Name
-	n.Socket = filepath.Join(n.Dir, "run/rktlet/rktlet.sock")
+	n.Socket = filepath.Join(n.Dir, rt.criSocket())
 	fct.Run(t, "ip", "netns", "exec", h.NS, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 
 	// The holder pins the node's mount namespace; it is a slave of the machine's, so
@@ -232,14 +256,11 @@ func (c *Cluster) AddNode() *Node {
 `)
 	writeFile(t, filepath.Join(n.Dir, "etc/kube-flannel/net-conf.json"), `{"Network": "`+PodNetwork+`", "Backend": {"Type": "vxlan"}}`+"\n")
 
-	n.rktlet = &daemon{t: t, name: "rktlet", logPath: filepath.Join(n.Dir, "rktlet.log"), argv: func() ([]string, bool) {
-		return n.in(filepath.Join(c.Cairn, "rktlet"), "--cni-bin-dir="+c.Cairn,
-			"--registry-mirror="+RegistryAddr+"=http://"+RegistryAddr, "--log-level=debug"), true
-	}}
-	n.rktlet.start()
-	fct.Eventually(t, 30*time.Second, n.Name+"'s rktlet socket", func() error {
-		if !n.rktlet.running() {
-			t.Fatalf("%s: rktlet exited:\n%s", n.Name, n.Log("rktlet", 30))
+	n.runtime = n.runtimeDaemon()
+	n.runtime.start()
+	fct.Eventually(t, 30*time.Second, n.Name+"'s "+string(rt)+" socket", func() error {
+		if !n.runtime.running() {
+			t.Fatalf("%s: %s exited:\n%s", n.Name, rt, n.Log(string(rt), 30))
 		}
 		conn, err := net.Dial("unix", n.Socket)
 		if err == nil {
@@ -250,6 +271,54 @@ func (c *Cluster) AddNode() *Node {
 	n.kubelet = &daemon{t: t, name: "kubelet", logPath: filepath.Join(n.Dir, "kubelet.log"), restart: true, argv: n.kubeletArgs}
 	n.kubelet.start()
 	return n
+}
+
+// runtimeDaemon is the node's CRI runtime: rktlet, or containerd configured as a kubeadm
+// node's would be (cgroupfs, the cluster's registry as an insecure mirror, the pause image
+// built here, flannel's CNI configuration).
+func (n *Node) runtimeDaemon() *daemon {
+	c := n.C
+	d := &daemon{t: c.T, name: string(n.Runtime), logPath: filepath.Join(n.Dir, string(n.Runtime)+".log")}
+	switch n.Runtime {
+	case Containerd:
+		// containerd 1.6 takes one CNI plugin directory: flannel's plugin beside the
+		// distribution's.
+		for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+			if err := os.Symlink("/usr/lib/cni/"+p, filepath.Join(n.Dir, "opt/cni/bin", p)); err != nil {
+				c.T.Fatal(err)
+			}
+		}
+		if err := os.Symlink(filepath.Join(c.Cairn, "flannel"), filepath.Join(n.Dir, "opt/cni/bin/flannel")); err != nil {
+			c.T.Fatal(err)
+		}
+		// restrict_oom_score_adj: this machine's root cannot lower OOM scores (no
+		// CAP_SYS_RESOURCE), and containerd's shims and pods would try.
+		writeFile(c.T, filepath.Join(n.Dir, "etc/containerd/config.toml"), fmt.Sprintf(`version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+[grpc]
+  address = %q
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "%s/pause:%s"
+  restrict_oom_score_adj = true
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = false
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/opt/cni/bin"
+  conf_dir = "/etc/cni/net.d"
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors.%q]
+  endpoint = ["http://%s"]
+`, Containerd.criSocket(), RegistryAddr, images.PauseVersion, RegistryAddr, RegistryAddr))
+		d.argv = func() ([]string, bool) { return n.in("containerd", "--config", "/etc/containerd/config.toml"), true }
+	default:
+		d.argv = func() ([]string, bool) {
+			return n.in(filepath.Join(c.Cairn, "rktlet"), "--cni-bin-dir="+c.Cairn,
+				"--registry-mirror="+RegistryAddr+"=http://"+RegistryAddr, "--log-level=debug"), true
+		}
+	}
+	return d
 }
 
 // in is the command line that runs argv in the node's namespaces.
@@ -330,10 +399,10 @@ func (n *Node) StartFlannel(kubeconfig string) {
 	n.flanneld.start()
 }
 
-// RestartRktlet stops rktlet (SIGTERM) and starts it again.
-func (n *Node) RestartRktlet() {
-	n.rktlet.stop(30 * time.Second)
-	n.rktlet.start()
+// RestartRuntime stops the node's CRI runtime (SIGTERM) and starts it again.
+func (n *Node) RestartRuntime() {
+	n.runtime.stop(30 * time.Second)
+	n.runtime.start()
 }
 
 // RestartKubelet stops kubelet and lets its restart loop start it again.
@@ -372,7 +441,51 @@ func (c *Cluster) mountpoint(d string) {
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		c.T.Fatal(err)
 	}
-	c.T.Cleanup(func() { removeEmptyTree(top) })
+	// Removed after the nodes by the last cluster to end (see removeMountpoints):
+	// removing a directory that is a mount point in another namespace detaches that mount
+	// there, and clusters of other test binaries may be running.
+	f, err := os.OpenFile(madeDirsFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintln(f, top)
+}
+
+// The clusters of every test binary on the machine hold clustersLock shared while they
+// run; madeDirsFile lists the mount points they made in the machine's tree.
+const (
+	clustersLock = "/run/lock/cairn-kube-clusters.lock"
+	madeDirsFile = "/run/lock/cairn-kube-clusters.dirs"
+)
+
+// holdClustersLock takes clustersLock shared for the cluster's life.
+func (c *Cluster) holdClustersLock() {
+	f, err := os.OpenFile(clustersLock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		c.T.Fatal(err)
+	}
+	c.lock = f
+}
+
+// removeMountpoints releases the cluster's hold and, when no other cluster holds on,
+// removes the mount points clusters made (those still empty).
+func (c *Cluster) removeMountpoints() {
+	if c.lock == nil {
+		return
+	}
+	defer c.lock.Close()
+	if syscall.Flock(int(c.lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return // another cluster runs: the last one out removes them
+	}
+	b, _ := os.ReadFile(madeDirsFile)
+	for d := range strings.FieldsSeq(string(b)) {
+		removeEmptyTree(d)
+	}
+	os.Remove(madeDirsFile)
 }
 
 func removeEmptyTree(d string) {
@@ -385,7 +498,7 @@ func removeEmptyTree(d string) {
 	os.Remove(d)
 }
 
-// cleanup stops every node: kubelet first, then every sandbox through rktlet, then rktlet
+// cleanup stops every node: kubelet first, then every sandbox through its runtime, then the runtime
 // and flanneld, then whatever is left in the node's cgroups, then the mount namespace.
 func (c *Cluster) cleanup() {
 	t := c.T
@@ -393,26 +506,48 @@ func (c *Cluster) cleanup() {
 		if n.kubelet != nil {
 			n.kubelet.stop(10 * time.Second)
 		}
-		if n.rktlet != nil && n.rktlet.running() {
+		if n.runtime != nil && n.runtime.running() {
 			if err := removeSandboxes(n.Socket); err != nil {
 				t.Errorf("%s: remove sandboxes: %v", n.Name, err)
 			}
-			n.rktlet.stop(30 * time.Second)
+			n.runtime.stop(30 * time.Second)
 		}
 		if n.flanneld != nil {
 			n.flanneld.stop(10 * time.Second)
 		}
 		if t.Failed() {
-			for _, d := range []string{"kubelet", "rktlet", "flanneld"} {
+			for _, d := range []string{"kubelet", string(n.Runtime), "flanneld"} {
 				t.Logf("%s's %s log (its end):\n%s", n.Name, d, n.Log(d, 40))
 			}
 		}
 		killCgroupTree(t, n.CgroupRoot)
 		if n.holder != nil && n.holder.Process != nil {
+			// What else lives in the node's mount namespace (containerd's shims, which
+			// stay in containerd's cgroup) goes with it.
+			killMountNS(n.holder.Process.Pid)
 			n.holder.Process.Kill()
 			n.holder.Wait()
 		}
 		removeCgroupTree(t, n.CgroupRoot)
+	}
+	c.removeMountpoints()
+}
+
+// killMountNS kills every process in the mount namespace of pid, but pid.
+func killMountNS(pid int) {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	if err != nil {
+		return
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/mnt")
+	for _, p := range procs {
+		other, err := strconv.Atoi(strings.Split(p, "/")[2])
+		if err != nil || other == pid {
+			continue
+		}
+		if l, err := os.Readlink(p); err == nil && l == ns {
+			syscall.Kill(other, syscall.SIGKILL)
+		}
 	}
 }
 
@@ -464,7 +599,7 @@ func sandboxes(sock string) (map[string]string, error) {
 
 // cairnBin is $CAIRN_BIN when it has rktlet (make test builds it), else rktlet, rkt, flanneld
 // and the flannel CNI plugin built for this test.
-func cairnBin(t *testing.T, root string) string {
+func cairnBin(t testing.TB, root string) string {
 	if d := os.Getenv("CAIRN_BIN"); d != "" {
 		if _, err := os.Stat(filepath.Join(d, "rktlet")); err == nil {
 			return d
@@ -480,7 +615,7 @@ func cairnBin(t *testing.T, root string) string {
 }
 
 // repoRoot is the module's root, where tools/ is.
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
 	if err != nil {
 		t.Fatalf("go list -m: %v", err)
@@ -516,7 +651,7 @@ func randomHex(n int) string {
 }
 
 // testWriter writes each line to the test log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

@@ -60,7 +60,7 @@ localAPIEndpoint:
   bindPort: 6443
 nodeRegistration:
   name: %q
-  criSocket: unix:///run/rktlet/rktlet.sock
+  criSocket: unix://%s
 %s---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
@@ -88,7 +88,7 @@ conntrack:
   min: 0
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
-`, c.token, n.Host.IP, n.Name, n.kubeletExtraArgs(), KubernetesVersion, RegistryAddr, n.Host.IP,
+`, c.token, n.Host.IP, n.Name, n.Runtime.criSocket(), n.kubeletExtraArgs(), KubernetesVersion, RegistryAddr, n.Host.IP,
 		PodNetwork, ServiceNetwork, c.etcdTag)
 	path := filepath.Join(n.Dir, "kubeadm-init.yaml")
 	writeFile(t, path, cfg)
@@ -117,8 +117,8 @@ discovery:
     caCertHashes: [%q]
 nodeRegistration:
   name: %q
-  criSocket: unix:///run/rktlet/rktlet.sock
-%s`, c.init.Host.IP, c.token, c.caHash(), n.Name, n.kubeletExtraArgs())
+  criSocket: unix://%s
+%s`, c.init.Host.IP, c.token, c.caHash(), n.Name, n.Runtime.criSocket(), n.kubeletExtraArgs())
 	path := filepath.Join(n.Dir, "kubeadm-join.yaml")
 	writeFile(t, path, cfg)
 	start := time.Now()

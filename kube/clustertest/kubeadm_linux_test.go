@@ -289,7 +289,7 @@ func TestKubeadmCluster(t *testing.T) {
 		}
 		restarted := time.Now()
 		for _, n := range []*Node{n1, n2} {
-			n.RestartRktlet()
+			n.RestartRuntime()
 			n.RestartKubelet()
 		}
 		// Each kubelet is back once it renews its node's Lease; a pod sync later, one that
