@@ -58,14 +58,14 @@ func killCgroupTree(t testing.TB, root string) {
 	for range 20 {
 		any := false
 		for _, h := range hierarchies() {
-			filepath.WalkDir(filepath.Join(h, root), func(p string, d fs.DirEntry, err error) error {
+			_ = filepath.WalkDir(filepath.Join(h, root), func(p string, d fs.DirEntry, err error) error {
 				if err != nil || !d.IsDir() {
 					return nil
 				}
 				b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
 				for f := range strings.FieldsSeq(string(b)) {
 					if pid, err := strconv.Atoi(f); err == nil {
-						syscall.Kill(pid, syscall.SIGKILL)
+						_ = syscall.Kill(pid, syscall.SIGKILL) // gone already: nothing to kill
 						any = true
 					}
 				}
@@ -84,7 +84,7 @@ func killCgroupTree(t testing.TB, root string) {
 func removeCgroupTree(t testing.TB, root string) {
 	for _, h := range hierarchies() {
 		var dirs []string
-		filepath.WalkDir(filepath.Join(h, root), func(p string, d fs.DirEntry, err error) error {
+		_ = filepath.WalkDir(filepath.Join(h, root), func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
 				dirs = append(dirs, p)
 			}

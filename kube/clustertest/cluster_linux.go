@@ -159,8 +159,9 @@ func New(t testing.TB) *Cluster {
 	}
 	c.pushTo = local.Addr().String()
 	srv := &http.Server{Handler: registry.New(registry.Logger(discardLogger()))}
-	go srv.Serve(l)
-	go srv.Serve(local)
+	// Serve returns when Close ends it at cleanup; a failure before shows in the pulls.
+	go func() { _ = srv.Serve(l) }()
+	go func() { _ = srv.Serve(local) }()
 	t.Cleanup(func() { srv.Close() })
 	start = time.Now()
 	if err := images.Push(ctx, imgs, c.pushTo, io.Discard); err != nil {
@@ -546,7 +547,7 @@ func killMountNS(pid int) {
 			continue
 		}
 		if l, err := os.Readlink(p); err == nil && l == ns {
-			syscall.Kill(other, syscall.SIGKILL)
+			_ = syscall.Kill(other, syscall.SIGKILL) // gone already: nothing to kill
 		}
 	}
 }

@@ -130,14 +130,3 @@ func (d *daemon) stop(grace time.Duration) {
 		d.loopEnd = nil
 	}
 }
-
-// kill ends the program with SIGKILL, as a crash would; a restarting daemon comes back.
-func (d *daemon) kill() {
-	d.mu.Lock()
-	cmd, exited := d.cmd, d.exited
-	d.mu.Unlock()
-	if cmd != nil {
-		cmd.Process.Kill()
-		<-exited
-	}
-}

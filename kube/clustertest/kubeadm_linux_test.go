@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -348,7 +349,7 @@ func TestKubeadmCluster(t *testing.T) {
 	})
 
 	t.Run("delete", func(t *testing.T) {
-		all := append(pods, c.pods(t, "app=web")...)
+		all := slices.Concat(pods, c.pods(t, "app=web"))
 		must(t, c, "", "delete", "deployment/web", "service/web", "--wait=true", "--timeout=2m")
 		must(t, c, "", "delete", "pod/client", "--ignore-not-found", "--wait=true", "--timeout=2m")
 		for i, n := range []*Node{n1, n2} {

@@ -47,15 +47,15 @@ func userland(ctx context.Context, pkgs []debPackage) ([]string, error) {
 	for _, p := range pkgs {
 		out, err := exec.CommandContext(ctx, "dpkg-query", "-L", p.Name).Output()
 		if err != nil {
-			return nil, fmt.Errorf("Debian package %s is not installed (tools/deps/install.sh installs it): dpkg-query -L: %w", p.Name, err)
+			return nil, fmt.Errorf("package %s (Debian) is not installed (tools/deps/install.sh installs it): dpkg-query -L: %w", p.Name, err)
 		}
 		files, err := debFiles(out)
 		if err != nil {
-			return nil, fmt.Errorf("Debian package %s: %w", p.Name, err)
+			return nil, fmt.Errorf("package %s (Debian): %w", p.Name, err)
 		}
 		for _, c := range p.Commands {
 			if _, err := os.Stat(c); err != nil {
-				return nil, fmt.Errorf("Debian package %s: %s is missing (reinstall %s): %w", p.Name, c, p.Name, err)
+				return nil, fmt.Errorf("package %s (Debian): %s is missing (reinstall %s): %w", p.Name, c, p.Name, err)
 			}
 		}
 		paths = append(paths, files...)

@@ -60,8 +60,8 @@ func TestUserlandMissing(t *testing.T) {
 		pkgs []debPackage
 		want []string
 	}{
-		{"package", []debPackage{{Name: "cairn-no-such-package"}}, []string{"Debian package cairn-no-such-package is not installed", "tools/deps/install.sh"}},
-		{"command", []debPackage{{Name: "iptables", Commands: []string{"/usr/sbin/cairn-no-such-command"}}}, []string{"Debian package iptables", "/usr/sbin/cairn-no-such-command"}},
+		{"package", []debPackage{{Name: "cairn-no-such-package"}}, []string{"package cairn-no-such-package (Debian) is not installed", "tools/deps/install.sh"}},
+		{"command", []debPackage{{Name: "iptables", Commands: []string{"/usr/sbin/cairn-no-such-command"}}}, []string{"package iptables (Debian)", "/usr/sbin/cairn-no-such-command"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

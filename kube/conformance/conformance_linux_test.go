@@ -1,0 +1,140 @@
+package conformance
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-os/cairn/kube/clustertest"
+)
+
+const (
+	// focus selects sig-node's conformance specs and every spec that says it is about a
+	// node (storage's and networking's node-level ones among them).
+	focus = `\[sig-node\].*\[Conformance\]|\[NodeConformance\]`
+	// suiteTimeout bounds the whole run (Ginkgo's default, 1 h, is too short for it here).
+	suiteTimeout = 4 * time.Hour
+)
+
+// knownFailures are specs that fail on this machine or on rktlet, by their full text, with
+// why. The test fails on any other failure, and on a known one that passes, so that the list
+// stays true.
+var knownFailures = map[string]string{}
+
+// TestConformance brings up a two-node kubeadm cluster on rktlet, runs e2e.test's node
+// conformance specs against it, and reports every spec's outcome.
+func TestConformance(t *testing.T) {
+	if os.Getenv("CAIRN_CONFORMANCE") != "1" {
+		t.Skip("run by make conformance (CAIRN_CONFORMANCE=1): Kubernetes' e2e node conformance specs take the better part of an hour")
+	}
+	specFocus := focus
+	if f := os.Getenv("CAIRN_CONFORMANCE_FOCUS"); f != "" {
+		specFocus = f
+	}
+	dir := os.Getenv("CAIRN_CONFORMANCE_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	c := clustertest.New(t)
+	suite := buildE2E(t, c.Kube)
+	c.PushAgnhost(t)
+	c.Push(t, standinImages(t, c.Kube))
+	n1, n2 := c.AddNode(), c.AddNode()
+	c.Init(n1)
+	c.StartFlannelOn(n1)
+	c.MustKubectl("", "taint", "nodes", n1.Name, "node-role.kubernetes.io/control-plane-")
+	c.Join(n2)
+	c.StartFlannelOn(n2)
+	c.WaitNodesReady(t, 3*time.Minute)
+	t.Logf("cluster ready in %s", time.Since(start).Round(time.Second))
+
+	repoList := filepath.Join(dir, "repo-list.yaml")
+	if err := os.WriteFile(repoList, []byte(RepoList(clustertest.RegistryAddr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	junit := filepath.Join(dir, "junit_01.xml")
+	os.Remove(junit)
+	logPath := filepath.Join(dir, "e2e.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	// The API server is reachable in the underlay namespace only.
+	cmd := exec.CommandContext(t.Context(), "nsenter", "--net=/run/netns/"+c.Net.UnderNS, "--", suite,
+		"--kubeconfig="+c.Kubeconfig,
+		"--kubectl-path="+filepath.Join(c.Kube, "kubectl"),
+		"--provider=skeleton",
+		"--kube-test-repo-list="+repoList,
+		"--report-dir="+dir,
+		"--ginkgo.focus="+specFocus,
+		"--ginkgo.timeout="+suiteTimeout.String(),
+		"--ginkgo.no-color",
+		// Every spec the focus leaves out would print an S; the report has the skips.
+		"--ginkgo.silence-skips",
+	)
+	cmd.Dir = dir
+	cmd.Stdout = io.MultiWriter(logFile, os.Stdout)
+	cmd.Stderr = cmd.Stdout
+	runStart := time.Now()
+	runErr := cmd.Run()
+	took := time.Since(runStart).Round(time.Second)
+	t.Logf("e2e.test ran %s (%v); its output is in %s", took, runErr, logPath)
+
+	f, err := os.Open(junit)
+	if err != nil {
+		t.Fatalf("e2e.test wrote no report: %v", err)
+	}
+	defer f.Close()
+	rep, err := ReadJUnit(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary := Summary(rep, took)
+	t.Log("\n" + summary)
+	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(summary), 0o644); err != nil {
+		t.Error(err)
+	}
+	for _, sp := range rep.SuiteNodes {
+		t.Errorf("%s failed: %s", sp.Name, sp.Reason)
+	}
+	for _, sp := range rep.Specs {
+		why, known := knownFailures[sp.Name]
+		switch {
+		case sp.State == Failed && !known:
+			t.Errorf("FAIL %s: %s", sp.Name, sp.Reason)
+		case sp.State == Passed && known:
+			t.Errorf("passes, but knownFailures says it fails (%s): %s", why, sp.Name)
+		}
+	}
+}
+
+// buildE2E builds (or finds cached) e2e.test beside the cluster's Kubernetes binaries.
+func buildE2E(t *testing.T, kubeDir string) string {
+	t.Helper()
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(t.Context(), filepath.Join(strings.TrimSpace(string(root)), "tools/kube/build.sh"), "e2e.test")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tools/kube/build.sh e2e.test: %v", err)
+	}
+	if d := strings.TrimSpace(string(out)); d != kubeDir {
+		t.Fatalf("e2e.test in %s, the cluster's binaries in %s", d, kubeDir)
+	}
+	t.Logf("e2e.test ready in %s", time.Since(start).Round(time.Second))
+	return filepath.Join(kubeDir, "e2e.test")
+}

@@ -1,0 +1,136 @@
+package conformance
+
+import (
+	"archive/tar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/cairn-os/cairn/kube/clustertest"
+	"github.com/cairn-os/cairn/kube/images"
+	"github.com/cairn-os/cairn/runtime/fixture"
+)
+
+// e2eImages is where the suite's own test images live (test/utils/image's
+// PromoterE2eRegistry).
+const e2eImages = images.Registry + "/e2e-test-images/"
+
+// standin is one image the focused specs pull (test/utils/image/manifest.go names them;
+// their Dockerfiles are in k8s.io/kubernetes' test/images), made here over the busybox
+// fixture, with what it stands for.
+type standin struct {
+	refs []string // the references the suite pulls it by, under registry.k8s.io
+	why  string
+	// base is the image it is made from: busybox's layer alone, or agnhost's image.
+	agnhost         bool
+	entrypoint, cmd []string
+	user            string
+	extra           []fixture.Entry // a layer above the base
+}
+
+// standins are the focused specs' images other than agnhost (clustertest pushes it) and
+// pause (kubeadm's, pushed with the control plane's images). nnp is the nonewprivs probe
+// (testdata/nnp), built for the test.
+func standins(nnp []byte) []standin {
+	file := func(p, body string, mode int64) fixture.Entry {
+		return fixture.Entry{Header: tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: mode}, Body: body}
+	}
+	dir := func(p string) fixture.Entry {
+		return fixture.Entry{Header: tar.Header{Name: p + "/", Typeflag: tar.TypeDir, Mode: 0o755}}
+	}
+	return []standin{
+		{refs: []string{e2eImages + "busybox:1.37.0-2"}, why: "the suite's default image: a shell and busybox's applets", cmd: []string{"sh"}},
+		{refs: []string{e2eImages + "agnhost:2.55"}, why: "agnhost's previous release, which a spec replaces by the current one in a running pod: the same program under the older tag",
+			agnhost: true},
+		{refs: []string{e2eImages + "nginx:1.27.0-2", e2eImages + "nginx:1.28.0-2"}, why: "a web server on port 80 with a shell (preStop hooks, image updates): agnhost's netexec",
+			agnhost: true, entrypoint: []string{"/agnhost", "netexec", "--http-port=80"}, cmd: []string{}},
+		{refs: []string{e2eImages + "nonroot:1.5"}, why: "USER 1234 (runAsNonRoot with the image's user)", cmd: []string{"sh"}, user: "1234"},
+		{refs: []string{e2eImages + "nonewprivs:1.4"}, why: "a setuid-root program that prints its effective uid (allowPrivilegeEscalation)",
+			entrypoint: []string{"/usr/local/bin/nnp"}, extra: []fixture.Entry{dir("usr"), dir("usr/local"), dir("usr/local/bin"), file("usr/local/bin/nnp", string(nnp), 0o4755)}},
+		{refs: []string{e2eImages + "glibc-dns-testing:2.1.1"}, why: "a shell with hostname -f (hostnameOverride)", cmd: []string{"sh"}},
+		// The image volume spec reads the image's data.json and /etc/os-release; upstream's is
+		// Alpine's with kitten.jpg and data.json added.
+		{refs: []string{e2eImages + "kitten:1.8"}, why: "an image mounted as a volume: the data.json and Alpine /etc/os-release the spec reads",
+			cmd: []string{"sh"}, extra: []fixture.Entry{
+				file("data.json", `{"image": "kitten.jpg"}`+"\n", 0o644),
+				file("kitten.jpg", "", 0o644),
+				file("etc/os-release", "NAME=\"Alpine Linux\"\nID=alpine\n", 0o644),
+			}},
+	}
+}
+
+// image builds the stand-in over busybox's layer or agnhost's image.
+func (s standin) image(bb []byte, agnhost v1.Image) (v1.Image, error) {
+	var img v1.Image
+	var err error
+	if s.agnhost {
+		img = agnhost
+	} else if img, err = fixture.OCIImage(s.cmd, bb); err != nil {
+		return nil, err
+	}
+	if len(s.extra) > 0 {
+		lt, err := fixture.LayerTar(s.extra)
+		if err != nil {
+			return nil, err
+		}
+		l, err := fixture.Layer(lt)
+		if err != nil {
+			return nil, err
+		}
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			return nil, err
+		}
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	if s.entrypoint != nil {
+		cf.Config.Entrypoint = s.entrypoint
+	}
+	if s.cmd != nil {
+		cf.Config.Cmd = s.cmd
+	}
+	cf.Config.User = s.user
+	return mutate.ConfigFile(img, cf)
+}
+
+// standinImages builds the nnp probe and every stand-in, keyed by the references the suite
+// pulls.
+func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nnp")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./testdata/nnp")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the nnp probe: %v\n%s", err, out)
+	}
+	nnp, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb, err := fixture.BusyboxLayerTar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, agnhost, err := clustertest.AgnhostImage(kubeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs := map[string]v1.Image{}
+	for _, s := range standins(nnp) {
+		img, err := s.image(bb, agnhost)
+		if err != nil {
+			t.Fatalf("stand-in %s: %v", s.refs[0], err)
+		}
+		for _, r := range s.refs {
+			imgs[r] = img
+		}
+	}
+	return imgs
+}
