@@ -3,6 +3,9 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"strings"
+
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -14,7 +17,29 @@ const RuntimeName = "rktlet"
 
 // Version says which CRI and which runtime this is: CRI v1, rktlet, Cairn's version.
 func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
-	return &runtimeapi.VersionResponse{Version: "0.1.0", RuntimeName: RuntimeName, RuntimeVersion: cli.Version, RuntimeApiVersion: "v1"}, nil
+	return &runtimeapi.VersionResponse{Version: "0.1.0", RuntimeName: RuntimeName, RuntimeVersion: semanticVersion(cli.Version), RuntimeApiVersion: "v1"}, nil
+}
+
+// semanticVersion is v as a semantic version, which is what kubelet shows (a node's
+// containerRuntimeVersion; "Unknown" for anything else): v itself when it is one (a leading
+// "v" dropped), else a pre-release of 0.0.0 named by v, as a build from a commit without a
+// release tag ("94bc063-dirty") is.
+func semanticVersion(v string) string {
+	v = strings.TrimPrefix(v, "v")
+	if _, err := utilversion.ParseSemantic(v); err == nil {
+		return v
+	}
+	id := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '.' {
+			return r
+		}
+		return '-'
+	}, v)
+	id = strings.Trim(strings.ReplaceAll(id, "..", "."), ".")
+	if _, err := utilversion.ParseSemantic("0.0.0-" + id); id == "" || err != nil {
+		return "0.0.0-unknown"
+	}
+	return "0.0.0-" + id
 }
 
 // Status says the runtime is ready, and the network once a CNI network is configured
