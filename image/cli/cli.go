@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-os/cairn/image"
 	"github.com/cairn-os/cairn/image/build"
 	"github.com/cairn-os/cairn/image/qemu"
+	"github.com/cairn-os/cairn/image/sysext"
 )
 
 const usage = `usage: cairn-image <command> [flags]
@@ -24,6 +25,8 @@ const usage = `usage: cairn-image <command> [flags]
 commands:
   build [-config FILE] -o DIR [-v]   build the disk image, qcow2, PXE pair, update payload and manifest into DIR
   boot [-pxe] [-wait-marker] DIR     boot a built image in qemu (TCG, OVMF, writes discarded) on this terminal's console
+  sysext -bin DIR -o DIR [-config FILE] [-os-version V] [-crictl FILE] [-format text|json]
+                                     build the kubernetes-` + sysext.KubernetesVersion + ` system extension for a Cairn version
   packages                           list the Debian packages of /usr and why each is there
   config                             print the effective default config as JSON (a starting point for -config)
 `
@@ -69,6 +72,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "boot":
 		return boot(ctx, args[1:], stdout, stderr)
+	case "sysext":
+		return buildSysext(ctx, args[1:], stdout, stderr)
 	case "packages":
 		for _, p := range image.DefaultPackages() {
 			fmt.Fprintf(stdout, "%-28s %s\n", p.Name, p.Reason)
@@ -131,3 +136,57 @@ func boot(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "\ncairn-image: booted to the marker in %v\n", took.Round(100*time.Millisecond))
 	return 0
 }
+
+func buildSysext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sysext", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bin := fs.String("bin", "", "directory with kubelet, kubeadm and kubectl (tools/kube/build.sh kubelet kubeadm kubectl prints it)")
+	out := fs.String("o", "", "output directory for NAME.raw and NAME.usrhash")
+	cfgPath := fs.String("config", "", "the image's JSON build config: its version and SOURCE_DATE_EPOCH")
+	osVersion := fs.String("os-version", "", "the Cairn VERSION_ID the extension fits (default: the config's version)")
+	crictl := fs.String("crictl", "", "a crictl binary to add (optional)")
+	format := fs.String("format", "text", "result on stdout: text or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *bin == "" || *out == "" || fs.NArg() > 0 || (*format != "text" && *format != "json") {
+		fmt.Fprint(stderr, "usage: cairn-image sysext -bin DIR -o DIR [-config FILE] [-os-version V] [-crictl FILE] [-format text|json]\n")
+		return 2
+	}
+	var cfg build.Config
+	if *cfgPath != "" {
+		c, err := build.LoadConfig(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "cairn-image: %v\n", err)
+			return 1
+		}
+		cfg = c
+	}
+	cfg = cfg.Defaults()
+	if *osVersion != "" {
+		cfg.Version = *osVersion
+	}
+	spec := sysext.Kubernetes(sysext.KubernetesVersion, cfg.Version, *bin, *crictl, cfg.SourceDateEpoch)
+	img, err := (&sysext.Builder{Spec: spec, Out: *out, Progress: stderr}).Build(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn-image: %v\n", err)
+		if errors.Is(err, context.Canceled) {
+			return 130
+		}
+		return 1
+	}
+	if *format == "json" {
+		js, _ := json.MarshalIndent(struct {
+			Name      string `json:"name"`
+			OSVersion string `json:"os_version"`
+			*sysext.Image
+		}{spec.Name, cfg.Version, img}, "", "  ")
+		fmt.Fprintln(stdout, string(js))
+		return 0
+	}
+	fmt.Fprintf(stdout, "%s\nfor Cairn %s, %.1f MiB (erofs %.1f MiB, hash tree %.1f MiB), root hash %s in %s\n",
+		img.Path, cfg.Version, mebi(img.Size), mebi(img.USRSize), mebi(img.VeritySize), img.RootHash, img.HashPath)
+	return 0
+}
+
+func mebi(n int64) float64 { return float64(n) / (1 << 20) }

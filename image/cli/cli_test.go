@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/image/build"
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 func run(args ...string) (int, string, string) {
@@ -44,5 +45,36 @@ func TestPackagesAndConfig(t *testing.T) {
 	var c build.Config
 	if code != 0 || json.Unmarshal([]byte(out), &c) != nil || c.Suite != "bookworm" || len(c.Packages) == 0 {
 		t.Errorf("config: %d %q", code, out)
+	}
+}
+
+func TestSysext(t *testing.T) {
+	if code, _, e := run("sysext", "-o", t.TempDir()); code != 2 || !strings.Contains(e, "-bin DIR") {
+		t.Errorf("sysext without -bin: %d %q", code, e)
+	}
+	testenv.RequireCommand(t, "mkfs.erofs")
+	testenv.RequireCommand(t, "veritysetup")
+	bin := t.TempDir()
+	for _, b := range []string{"kubelet", "kubeadm", "kubectl"} {
+		os.WriteFile(filepath.Join(bin, b), []byte("#!/bin/sh\n"), 0o755)
+	}
+	out := t.TempDir()
+	code, stdout, stderr := run("sysext", "-bin", bin, "-o", out, "-os-version", "1.2.0", "-format", "json")
+	if code != 0 {
+		t.Fatalf("sysext: %d\n%s", code, stderr)
+	}
+	var res struct {
+		Name      string `json:"name"`
+		OSVersion string `json:"os_version"`
+		Path      string `json:"path"`
+		RootHash  string `json:"root_hash"`
+		Size      int64  `json:"size"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || res.Name != "kubernetes-v1.37.2" || res.OSVersion != "1.2.0" || len(res.RootHash) != 64 ||
+		res.Path != filepath.Join(out, "kubernetes-v1.37.2.raw") || res.Size == 0 {
+		t.Errorf("result %+v (%v) from %q", res, err, stdout)
+	}
+	if !strings.Contains(stderr, "sysext kubernetes-v1.37.2: erofs done") {
+		t.Errorf("no progress on stderr: %q", stderr)
 	}
 }

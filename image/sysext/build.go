@@ -36,12 +36,12 @@ type Builder struct {
 
 // Image is what Build made.
 type Image struct {
-	Path       string // Name.raw
-	HashPath   string // Name.usrhash: the root hash in hex
-	RootHash   string
-	Size       int64 // the whole disk image
-	USRSize    int64 // the erofs file system
-	VeritySize int64 // its hash tree with the superblock
+	Path       string `json:"path"`      // Name.raw
+	HashPath   string `json:"hash_path"` // Name.usrhash: the root hash in hex
+	RootHash   string `json:"root_hash"`
+	Size       int64  `json:"size"`        // the whole disk image
+	USRSize    int64  `json:"usr_size"`    // the erofs file system
+	VeritySize int64  `json:"verity_size"` // its hash tree with the superblock
 }
 
 // Step is one named step of a build.
