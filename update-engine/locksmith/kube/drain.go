@@ -60,11 +60,13 @@ func classify(p *corev1.Pod) podAction {
 	if c := metav1.GetControllerOf(p); c != nil && c.Kind == "DaemonSet" {
 		return skipDaemonSet
 	}
-	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-		return skipFinished
-	}
+	// An evicted pod turns Succeeded or Failed once its containers stopped, before kubelet
+	// has torn its sandbox down and the pod is gone: it is waited for until then.
 	if p.DeletionTimestamp != nil {
 		return actWait
+	}
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return skipFinished
 	}
 	return actEvict
 }

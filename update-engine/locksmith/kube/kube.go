@@ -184,7 +184,7 @@ func (s *Strategy) undo(ctx context.Context, why error) error {
 func (s *Strategy) Unlock(ctx context.Context) error {
 	n, err := s.Core.Nodes().Get(ctx, s.Node, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("node %s: %w", s.Node, err)
+		return nodeErr(s.Node, err)
 	}
 	rec, recorded, err := recordOf(n)
 	if err != nil {

@@ -160,6 +160,10 @@ func TestClassify(t *testing.T) {
 		{pod("failed", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }), skipFinished},
 		{pod("pending", func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }), actEvict},
 		{pod("terminating", func(p *corev1.Pod) { p.DeletionTimestamp = ptr(metav1.NewTime(t0)) }), actWait},
+		{pod("evicted-and-stopped", func(p *corev1.Pod) {
+			p.DeletionTimestamp = ptr(metav1.NewTime(t0))
+			p.Status.Phase = corev1.PodFailed
+		}), actWait},
 		{pod("terminating-daemonset", func(p *corev1.Pod) {
 			ownedBy("DaemonSet")(p)
 			p.DeletionTimestamp = ptr(metav1.NewTime(t0))

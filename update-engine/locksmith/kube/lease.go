@@ -130,7 +130,7 @@ func (s *Strategy) acquire(ctx context.Context) (string, error) {
 			_, err = s.Leases.Leases(s.namespace()).Create(ctx, l, metav1.CreateOptions{})
 		} else {
 			if h := holderOf(l); h != "" && h != s.Node {
-				s.log().Info("taking over an expired reboot lease", "lease", name, "holder", h)
+				s.log().Info("taking over an expired reboot lease", "lease", name, "holder", h, "node", s.Node)
 			}
 			l = l.DeepCopy()
 			take(l, s.Node, now, s.leaseDuration())
@@ -208,7 +208,7 @@ func (s *Strategy) release(ctx context.Context) error {
 		if err != nil && !errors.Is(err, errLostLease) {
 			return err
 		}
-		s.log().Info("reboot lease released", "lease", name)
+		s.log().Info("reboot lease released", "lease", name, "node", s.Node)
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func (s *Strategy) patchNode(ctx context.Context, want func(*corev1.Node) (map[s
 	for {
 		n, err := nodes.Get(ctx, s.Node, metav1.GetOptions{})
 		if err != nil {
-			return fmt.Errorf("node %s: %w", s.Node, err)
+			return nodeErr(s.Node, err)
 		}
 		patch, err := want(n)
 		if err != nil || patch == nil {
@@ -87,6 +87,15 @@ func (s *Strategy) patchNode(ctx context.Context, want func(*corev1.Node) (map[s
 			return err
 		}
 	}
+}
+
+// nodeErr names the node in an error reading it, and says what to check when it does not
+// exist.
+func nodeErr(name string, err error) error {
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("node %s: %w (NODE_NAME, else the host name, must be this machine's Node name)", name, err)
+	}
+	return fmt.Errorf("node %s: %w", name, err)
 }
 
 // cordon marks the node unschedulable and writes rec on it; rec.Cordoned is set when the
@@ -143,7 +152,7 @@ func rolledBackCondition(old []corev1.NodeCondition, status corev1.ConditionStat
 func (s *Strategy) setCondition(ctx context.Context, status corev1.ConditionStatus, reason, msg string) error {
 	n, err := s.Core.Nodes().Get(ctx, s.Node, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("node %s: %w", s.Node, err)
+		return nodeErr(s.Node, err)
 	}
 	c := rolledBackCondition(n.Status.Conditions, status, reason, msg, s.now())
 	b, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{c}}})
