@@ -63,6 +63,18 @@ func TestCairnFiles(t *testing.T) {
 			t.Errorf("no %s", want)
 		}
 	}
+	// Extensions are merged at boot, their units loaded, and looked up in this version's store.
+	for _, want := range []string{
+		"/usr/lib/systemd/system/sysinit.target.wants/systemd-sysext.service",
+		"/usr/lib/systemd/system/cairn-sysext.service", "/usr/lib/systemd/system/sysinit.target.wants/cairn-sysext.service",
+	} {
+		if _, ok := byPath[want]; !ok {
+			t.Errorf("no %s", want)
+		}
+	}
+	if l := byPath[ExtensionLink].Link; l != "/var/lib/cairn/extensions/9.8.7" {
+		t.Errorf("%s -> %q, want this version's extension store", ExtensionLink, l)
+	}
 	// rktlet starts when a client connects to its socket.
 	if _, ok := byPath["/usr/lib/systemd/system/multi-user.target.wants/rktlet.service"]; ok {
 		t.Error("rktlet.service enabled itself; its socket starts it")

@@ -68,6 +68,13 @@ const PayloadKeyPath = "/usr/share/cairn/update-keys/cairn-payload.pem"
 // the directory cairn-install reads by default (installer/cli.DefaultKeys).
 const ImageKeyPath = "/usr/share/cairn/signing-keys/cairn-image.pem"
 
+// ExtensionStore holds the system extensions the update engine keeps, one directory per OS
+// version (update-engine/extensions).
+const ExtensionStore = "/var/lib/cairn/extensions"
+
+// ExtensionLink is the base image's link to its own version's directory in ExtensionStore.
+const ExtensionLink = "/usr/lib/cairn/extensions"
+
 // CairnFiles is what Cairn adds to (and removes from) the Debian tree. present says which
 // binaries exist in BinDir.
 func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
@@ -88,7 +95,7 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 		{Path: "/etc/machine-id", Mode: 0o444, Data: nil},
 		{Path: "/var/lib/dbus/machine-id", Remove: true},
 	}
-	units := []string{"cairn-booted.service", "cairn-ssh-keygen.service", "boot.mount", "boot.automount"}
+	units := []string{"cairn-booted.service", "cairn-ssh-keygen.service", "boot.mount", "boot.automount", "cairn-sysext.service"}
 	off := map[string]bool{}
 	ops = append(ops,
 		file("/usr/lib/cairn/booted", "booted", 0o755),
@@ -122,6 +129,13 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 	for _, u := range []string{"systemd-networkd.service", "systemd-resolved.service"} {
 		ops = append(ops, FileOp{Path: "/usr/lib/systemd/system/multi-user.target.wants/" + u, Link: "../" + u})
 	}
+	// System extensions in /etc/extensions (kubernetes-VERSION.raw) are merged over /usr at
+	// boot. An extension fits one OS version; the update engine keeps one per version under
+	// ExtensionStore, and a host's /etc/extensions entries link through ExtensionLink, which
+	// this /usr points at its own version's directory: each slot boots with its own.
+	ops = append(ops,
+		FileOp{Path: "/usr/lib/systemd/system/sysinit.target.wants/systemd-sysext.service", Link: "../systemd-sysext.service"},
+		FileOp{Path: ExtensionLink, Link: ExtensionStore + "/" + c.Version})
 	// network-online.target means a link is up: update_engine, flanneld and locksmithd wait for it.
 	ops = append(ops,
 		FileOp{Path: "/usr/lib/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service", Link: "../systemd-networkd-wait-online.service"},
