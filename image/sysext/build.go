@@ -190,10 +190,11 @@ func (b *Builder) uuid(what string) string {
 }
 
 // ErofsCommand is the mkfs.erofs command line: lz4hc as the base /usr, every file owned by
-// root with the spec's timestamp, no extended attributes.
+// root with the spec's timestamp, no extended attributes. A usr partition holds what is below
+// /usr: systemd mounts it there.
 func (b *Builder) ErofsCommand() []string {
 	return []string{"mkfs.erofs", "--quiet", "-zlz4hc", "-T" + strconv.FormatInt(b.Spec.SourceDateEpoch, 10),
-		"--all-root", "-U" + b.uuid("erofs uuid"), "-x-1", b.usrImg, b.tree}
+		"--all-root", "-U" + b.uuid("erofs uuid"), "-x-1", b.usrImg, filepath.Join(b.tree, "usr")}
 }
 
 func (b *Builder) erofs(ctx context.Context) error {

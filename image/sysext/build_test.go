@@ -128,25 +128,25 @@ func TestBuildKubernetesExtension(t *testing.T) {
 		t.Fatalf("veritysetup verify: %s", err.(*exec.ExitError).Stderr)
 	}
 
-	// The file system: the binaries, units and extension-release.
+	// The file system, what systemd mounts on /usr: the binaries, units and extension-release.
 	if _, err := exec.LookPath("fsck.erofs"); err == nil {
 		dir := filepath.Join(t.TempDir(), "x")
 		if o, err := exec.Command("fsck.erofs", "--extract="+dir, parts[LabelUSR]).CombinedOutput(); err != nil {
 			t.Fatalf("fsck.erofs: %v\n%s", err, o)
 		}
-		rel, err := os.ReadFile(filepath.Join(dir, "usr/lib/extension-release.d/extension-release.kubernetes-v1.37.2"))
+		rel, err := os.ReadFile(filepath.Join(dir, "lib/extension-release.d/extension-release.kubernetes-v1.37.2"))
 		if err != nil || string(rel) != "ID=cairn\nVERSION_ID=1.2.0\n" {
 			t.Errorf("extension-release %q (%v)", rel, err)
 		}
-		if o, err := exec.Command(filepath.Join(dir, "usr/bin/kubelet")).Output(); err != nil || !strings.Contains(string(o), KubernetesVersion) {
+		if o, err := exec.Command(filepath.Join(dir, "bin/kubelet")).Output(); err != nil || !strings.Contains(string(o), KubernetesVersion) {
 			t.Errorf("kubelet from the image: %q %v", o, err)
 		}
-		for _, p := range []string{"usr/lib/systemd/system/kubelet.service", "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"} {
+		for _, p := range []string{"lib/systemd/system/kubelet.service", "lib/systemd/system/kubelet.service.d/10-kubeadm.conf"} {
 			if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
 				t.Error(err)
 			}
 		}
-		if l, err := os.Readlink(filepath.Join(dir, "usr/lib/systemd/system/multi-user.target.wants/kubelet.service")); err != nil || l != "../kubelet.service" {
+		if l, err := os.Readlink(filepath.Join(dir, "lib/systemd/system/multi-user.target.wants/kubelet.service")); err != nil || l != "../kubelet.service" {
 			t.Errorf("kubelet's wants link %q %v", l, err)
 		}
 	}
