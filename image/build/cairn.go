@@ -72,8 +72,11 @@ const ImageKeyPath = "/usr/share/cairn/signing-keys/cairn-image.pem"
 // version (update-engine/extensions).
 const ExtensionStore = "/var/lib/cairn/extensions"
 
-// ExtensionLink is the base image's link to its own version's directory in ExtensionStore.
-const ExtensionLink = "/usr/lib/cairn/extensions"
+// ExtensionLink is the base image's link to its own version's directory in ExtensionStore:
+// systemd-sysext looks for images there (systemd 252 takes only files in /etc/extensions, not
+// symlinks to them, but follows a symlinked search directory). Relative, so that it resolves
+// under systemd-sysext --root too.
+const ExtensionLink = "/usr/lib/extensions"
 
 // CairnFiles is what Cairn adds to (and removes from) the Debian tree. present says which
 // binaries exist in BinDir.
@@ -129,13 +132,13 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 	for _, u := range []string{"systemd-networkd.service", "systemd-resolved.service"} {
 		ops = append(ops, FileOp{Path: "/usr/lib/systemd/system/multi-user.target.wants/" + u, Link: "../" + u})
 	}
-	// System extensions in /etc/extensions (kubernetes-VERSION.raw) are merged over /usr at
-	// boot. An extension fits one OS version; the update engine keeps one per version under
-	// ExtensionStore, and a host's /etc/extensions entries link through ExtensionLink, which
-	// this /usr points at its own version's directory: each slot boots with its own.
+	// System extensions (kubernetes-VERSION.raw) are merged over /usr at boot. An extension
+	// fits one OS version; the update engine keeps them per version under ExtensionStore, and
+	// this /usr's ExtensionLink, one of systemd-sysext's search directories, is its own
+	// version's: each slot boots with the extensions of its version.
 	ops = append(ops,
 		FileOp{Path: "/usr/lib/systemd/system/sysinit.target.wants/systemd-sysext.service", Link: "../systemd-sysext.service"},
-		FileOp{Path: ExtensionLink, Link: ExtensionStore + "/" + c.Version})
+		FileOp{Path: ExtensionLink, Link: "../.." + ExtensionStore + "/" + c.Version})
 	// network-online.target means a link is up: update_engine, flanneld and locksmithd wait for it.
 	ops = append(ops,
 		FileOp{Path: "/usr/lib/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service", Link: "../systemd-networkd-wait-online.service"},

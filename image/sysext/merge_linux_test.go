@@ -46,9 +46,12 @@ func TestSysextMergesOnlyOnItsVersion(t *testing.T) {
 		t.Log("no device-mapper in this kernel: merged without the root hash, dm-verity not exercised")
 	}
 
-	host := func(versionID string) string {
+	// host makes a host tree of versionID with the image in dir: etc/extensions (as a first-boot
+	// config places it) or var/lib/cairn/extensions/VERSION, the store that the base image's
+	// /usr/lib/extensions links to for its own version (image/build.ExtensionLink).
+	host := func(versionID, dir string) string {
 		root := t.TempDir()
-		for _, d := range []string{"usr/lib", "usr/bin", "etc/extensions"} {
+		for _, d := range []string{"usr/lib", "usr/bin", dir} {
 			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -56,14 +59,18 @@ func TestSysextMergesOnlyOnItsVersion(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(root, "usr/lib/os-release"), []byte("ID=cairn\nVERSION_ID="+versionID+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		// Links, not symlinks: under --root, systemd-sysext resolves symlinks inside the root.
-		if err := os.Link(img.Path, filepath.Join(root, "etc/extensions", filepath.Base(img.Path))); err != nil {
+		if err := os.Symlink("../../var/lib/cairn/extensions/"+versionID, filepath.Join(root, "usr/lib/extensions")); err != nil {
 			t.Fatal(err)
 		}
+		names := []string{filepath.Base(img.Path)}
 		// With the root hash beside the image systemd opens the usr partition through
 		// dm-verity, which needs device-mapper in the kernel.
 		if verity {
-			if err := os.Link(filepath.Join(out, "kubernetes-v1.37.2.usrhash"), filepath.Join(root, "etc/extensions/kubernetes-v1.37.2.usrhash")); err != nil {
+			names = append(names, "kubernetes-v1.37.2.usrhash")
+		}
+		for _, n := range names {
+			// Links, not symlinks: systemd 252 skips symlinks in its search directories.
+			if err := os.Link(filepath.Join(out, n), filepath.Join(root, dir, n)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -75,20 +82,26 @@ func TestSysextMergesOnlyOnItsVersion(t *testing.T) {
 		return string(o), err
 	}
 
-	o, err := merge(host("1.2.0"))
-	if err != nil {
-		t.Fatalf("merge on the version the extension fits: %v\n%s", err, o)
-	}
-	for _, want := range []string{"Using extensions 'kubernetes-v1.37.2'", "kubelet Kubernetes " + KubernetesVersion, "kubelet.service\n", "kubelet.service.d\n"} {
-		if !strings.Contains(o, want) {
-			t.Errorf("merged host: no %q in\n%s", want, o)
+	for _, dir := range []string{"etc/extensions", "var/lib/cairn/extensions/1.2.0"} {
+		o, err := merge(host("1.2.0", dir))
+		if err != nil {
+			t.Fatalf("merge from %s on the version the extension fits: %v\n%s", dir, err, o)
+		}
+		for _, want := range []string{"Using extensions 'kubernetes-v1.37.2'", "kubelet Kubernetes " + KubernetesVersion, "kubelet.service\n", "kubelet.service.d\n"} {
+			if !strings.Contains(o, want) {
+				t.Errorf("merged from %s: no %q in\n%s", dir, want, o)
+			}
 		}
 	}
 
-	// Another OS version: systemd-sysext leaves the extension out and says why; kubelet is
-	// not there.
-	o, err = merge(host("1.3.0"))
+	// Another OS version: systemd-sysext leaves the extension out and says why (exiting 0);
+	// kubelet is not there. From the store, a slot of another version does not even see it.
+	o, err := merge(host("1.3.0", "etc/extensions"))
 	if err == nil || !strings.Contains(o, "ignored due to incompatible version") || strings.Contains(o, "kubelet Kubernetes") {
 		t.Errorf("extension for 1.2.0 on a 1.3.0 host: %v\n%s", err, o)
+	}
+	o, err = merge(host("1.3.0", "var/lib/cairn/extensions/1.2.0"))
+	if err == nil || !strings.Contains(o, "No extensions found") {
+		t.Errorf("1.2.0's store on a 1.3.0 host: %v\n%s", err, o)
 	}
 }
