@@ -117,6 +117,10 @@ func Require(t testing.TB) {
 func New(t testing.TB) *Cluster {
 	t.Helper()
 	Require(t)
+	// A cluster keeps both cores busy while it starts and whenever it schedules: it takes
+	// the machine's heavy-job lock, as qemu boots do, so that neither slows the other past
+	// its timeouts.
+	testenv.HeavyLock(t)
 	root := repoRoot(t)
 	c := &Cluster{T: t, Dir: t.TempDir()}
 	ctx := t.Context()
