@@ -34,6 +34,9 @@ type BuildOptions struct {
 	TempDir string
 	// Level is the zstd encoder level; zero means zstd.SpeedDefault.
 	Level zstd.EncoderLevel
+	// Extensions are the system extension images built for Version; with any, the manifest
+	// is FormatExtensions.
+	Extensions []Extension
 }
 
 type hashCounter struct {
@@ -57,6 +60,9 @@ func Build(w io.Writer, o BuildOptions, key ed25519.PrivateKey) (*Manifest, erro
 		level = zstd.SpeedDefault
 	}
 	m := Manifest{Format: Format, Version: o.Version, Board: o.Board, MinSourceVersion: o.MinSourceVersion}
+	if len(o.Extensions) > 0 {
+		m.Format, m.Extensions = FormatExtensions, o.Extensions
+	}
 	var tmps []*os.File
 	defer func() {
 		for _, f := range tmps {

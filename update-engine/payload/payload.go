@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 )
 
 // Magic opens every payload (format 1).
@@ -22,6 +23,14 @@ const Magic = "CAIRNUP1"
 
 // Format is the manifest format number this package writes and accepts.
 const Format = 1
+
+// FormatExtensions is the manifest format of a payload that also names system extension
+// images for its version (Manifest.Extensions). An engine that knows only Format refuses it:
+// it could not keep a host's extensions matched to the version it installs.
+const FormatExtensions = 2
+
+// MaxExtensions bounds the extensions one manifest names.
+const MaxExtensions = 32
 
 // Fixed sizes of the header.
 const (
@@ -56,13 +65,25 @@ type Part struct {
 	SHA256           string `json:"sha256"`
 }
 
+// Extension names a system extension image built for the payload's version (image/sysext).
+// It is not part of the file: a host that activated the extension fetches it from URL while
+// installing the payload (update-engine/extensions), and the signed manifest vouches for it.
+type Extension struct {
+	Name    string `json:"name"`
+	URL     string `json:"url"`
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256"`
+	USRHash string `json:"usrhash"` // the image's dm-verity root hash, hex
+}
+
 // Manifest is the signed description of a payload.
 type Manifest struct {
-	Format           int    `json:"format"`
-	Version          string `json:"version"`
-	Board            string `json:"board"`
-	MinSourceVersion string `json:"min_source_version,omitempty"`
-	Parts            []Part `json:"parts"`
+	Format           int         `json:"format"`
+	Version          string      `json:"version"`
+	Board            string      `json:"board"`
+	MinSourceVersion string      `json:"min_source_version,omitempty"`
+	Parts            []Part      `json:"parts"`
+	Extensions       []Extension `json:"extensions,omitempty"` // FormatExtensions only
 }
 
 // Part returns the named part.
@@ -141,8 +162,11 @@ func parseManifest(b []byte, m *Manifest) error {
 
 // check validates a manifest whose parts start at headerLen.
 func (m *Manifest) check(headerLen int64) error {
-	if m.Format != Format {
-		return fmtErr("manifest format %d, want %d", m.Format, Format)
+	if m.Format != Format && m.Format != FormatExtensions {
+		return fmtErr("manifest format %d, want %d or %d", m.Format, Format, FormatExtensions)
+	}
+	if err := m.checkExtensions(); err != nil {
+		return err
 	}
 	if !tokenRE.MatchString(m.Version) {
 		return fmtErr("version %q is not a version", m.Version)
@@ -175,6 +199,39 @@ func (m *Manifest) check(headerLen int64) error {
 			return fmtErr("part %s: sha256 must be 64 lower-case hex digits", p.Name)
 		}
 		off += p.CompressedSize
+	}
+	return nil
+}
+
+var (
+	extNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	rootHashRE = regexp.MustCompile(`^[0-9a-f]{64,128}$`)
+)
+
+func (m *Manifest) checkExtensions() error {
+	if m.Format == Format && m.Extensions != nil {
+		return fmtErr("extensions in a format %d manifest (they need format %d)", Format, FormatExtensions)
+	}
+	if len(m.Extensions) > MaxExtensions {
+		return fmtErr("%d extensions, at most %d", len(m.Extensions), MaxExtensions)
+	}
+	seen := map[string]bool{}
+	for _, e := range m.Extensions {
+		switch {
+		case !extNameRE.MatchString(e.Name):
+			return fmtErr("extension name %q", e.Name)
+		case seen[e.Name]:
+			return fmtErr("extension %s named twice", e.Name)
+		case !strings.HasPrefix(e.URL, "https://") && !strings.HasPrefix(e.URL, "http://"):
+			return fmtErr("extension %s: URL %q is not http(s)", e.Name, e.URL)
+		case e.Size <= 0 || e.Size > MaxPartSize:
+			return fmtErr("extension %s: size %d out of range", e.Name, e.Size)
+		case !isSHA256(e.SHA256):
+			return fmtErr("extension %s: sha256 must be 64 lower-case hex digits", e.Name)
+		case !rootHashRE.MatchString(e.USRHash):
+			return fmtErr("extension %s: usrhash must be 64 to 128 lower-case hex digits", e.Name)
+		}
+		seen[e.Name] = true
 	}
 	return nil
 }

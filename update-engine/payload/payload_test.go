@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"strings"
 	"testing"
 )
 
@@ -135,6 +136,7 @@ func TestHostileHeaders(t *testing.T) {
 		"unknown field":     header(`{"format":1,"evil":1}`, 64),
 		"trailing json":     header(`{"format":1}{}`, 64),
 		"format 2":          header(`{"format":2,"version":"1","board":"b"}`, 64),
+		"format 3":          header(`{"format":3,"version":"1","board":"b"}`, 64),
 		"bad version":       header(`{"format":1,"version":"../../x","board":"b"}`, 64),
 		"no parts":          header(`{"format":1,"version":"1","board":"b","parts":[]}`, 64),
 		"bad offsets":       header(fmt.Sprintf(good, 0), 64),
@@ -151,6 +153,60 @@ func TestHostileHeaders(t *testing.T) {
 }
 
 const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
+
+var testExtension = Extension{Name: "kubernetes-v1.37.2", URL: "https://updates.example/1.2.3/kubernetes-v1.37.2.raw",
+	Size: 100663296, SHA256: strings.Repeat("ab", 32), USRHash: strings.Repeat("cd", 32)}
+
+func TestExtensions(t *testing.T) {
+	priv, pubs := testKey(t)
+	var buf bytes.Buffer
+	m, err := Build(&buf, BuildOptions{Version: "1.2.3", Board: "amd64-usr", USR: memSource(PartUSR, []byte("usr")),
+		UKI: memSource(PartUKI, []byte("uki")), TempDir: t.TempDir(), Extensions: []Extension{testExtension}}, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Format != FormatExtensions {
+		t.Errorf("format %d with extensions, want %d", m.Format, FormatExtensions)
+	}
+	h, err := VerifyAll(bytes.NewReader(buf.Bytes()), int64(buf.Len()), pubs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Manifest.Extensions) != 1 || h.Manifest.Extensions[0] != testExtension {
+		t.Errorf("extensions %+v", h.Manifest.Extensions)
+	}
+	// Without extensions a payload stays format 1, which older engines read.
+	p, _, _ := buildTest(t, priv)
+	if h, err := ReadHeader(bytes.NewReader(p)); err != nil || h.Manifest.Format != Format || bytes.Contains(p[:h.Len], []byte("extensions")) {
+		t.Errorf("payload without extensions: %v", err)
+	}
+
+	for name, edit := range map[string]func(*Manifest){
+		"in format 1":    func(m *Manifest) { m.Format = Format },
+		"named twice":    func(m *Manifest) { m.Extensions = append(m.Extensions, m.Extensions[0]) },
+		"bad name":       func(m *Manifest) { m.Extensions[0].Name = "../etc/x" },
+		"file URL":       func(m *Manifest) { m.Extensions[0].URL = "file:///etc/shadow" },
+		"zero size":      func(m *Manifest) { m.Extensions[0].Size = 0 },
+		"upper-case hex": func(m *Manifest) { m.Extensions[0].SHA256 = strings.Repeat("AB", 32) },
+		"short usrhash":  func(m *Manifest) { m.Extensions[0].USRHash = "cd" },
+		"too many": func(m *Manifest) {
+			for i := range MaxExtensions {
+				e := testExtension
+				e.Name = fmt.Sprintf("e%d", i)
+				m.Extensions = append(m.Extensions, e)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := *m
+			bad.Extensions = append([]Extension(nil), m.Extensions...)
+			edit(&bad)
+			if err := bad.check(h.Len); !errors.Is(err, ErrFormat) {
+				t.Fatalf("accepted: %v", err)
+			}
+		})
+	}
+}
 
 func TestCompareVersions(t *testing.T) {
 	cases := []struct {
@@ -178,6 +234,14 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add(p[:1024])
 	f.Add(header(`{"format":1}`, 64))
 	f.Add([]byte(Magic))
+	// A format 2 header, signed with another key: it parses and must not verify.
+	other, _ := testKey(f)
+	var withExt bytes.Buffer
+	if _, err := Build(&withExt, BuildOptions{Version: "1.2.3", Board: "amd64-usr", USR: memSource(PartUSR, []byte("usr")),
+		UKI: memSource(PartUKI, []byte("uki")), TempDir: f.TempDir(), Extensions: []Extension{testExtension}}, other); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(withExt.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ReadHeader(bytes.NewReader(b))
 		if err != nil {
