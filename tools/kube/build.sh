@@ -1,9 +1,10 @@
 #!/bin/sh
-# Builds Kubernetes' commands (k8s.io/kubernetes/cmd/<name>, and agnhost, the e2e tests' program) from this module into
-# $TOOLS_CACHE/kubernetes-$VERSION/ and prints that directory. Usage: build.sh [name...]; with no
-# name it builds kube-apiserver and kubectl. Each binary carries a stamp of this module's go.sum and
-# is rebuilt only when that differs, so a warm call costs a hash. The build runs under nice, one
-# command at a time (each links most of Kubernetes), and several callers at once build once: flock.
+# Builds Kubernetes' commands (k8s.io/kubernetes/cmd/<name>; agnhost, the e2e tests' program;
+# e2e.test, the e2e suite of ./e2e) from this module into $TOOLS_CACHE/kubernetes-$VERSION/ and
+# prints that directory. Usage: build.sh [name...]; with no name it builds kube-apiserver and
+# kubectl. Each binary carries a stamp of this module's go.sum and is rebuilt only when that
+# differs, so a warm call costs a hash. The build runs under nice, one command at a time (each
+# links most of Kubernetes), and several callers at once build once: flock.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,13 +33,18 @@ for name in "$@"; do
 		continue
 	fi
 	rm -f "$out/$name.stamp"
+	build="go build"
 	case $name in
 	agnhost) pkg=k8s.io/kubernetes/test/images/agnhost ;; # the e2e tests' image's program
+	ginkgo) pkg=github.com/onsi/ginkgo/v2/ginkgo ;; # runs e2e.test in parallel processes
+	# A test binary: upstream's test/e2e cannot be pinned by go.sum as a tool, ./e2e (which
+	# imports it) can.
+	e2e.test) pkg=./e2e build="go test -c" ;;
 	*) pkg=k8s.io/kubernetes/cmd/$name ;;
 	esac
 	start=$(date +%s)
 	# -mod=readonly: the build uses exactly what go.sum pins.
-	GOFLAGS=-mod=readonly CGO_ENABLED=0 nice go build -trimpath -ldflags="$ldflags" \
+	GOFLAGS=-mod=readonly CGO_ENABLED=0 nice $build -trimpath -ldflags="$ldflags" \
 		-o "$out/$name.tmp" "$pkg" >&2
 	mv "$out/$name.tmp" "$out/$name"
 	echo "$want" >"$out/$name.stamp"
