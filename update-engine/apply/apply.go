@@ -1,13 +1,16 @@
 // Package apply installs a payload into the inactive slot as a list of named, restartable
 // steps: download (resumable) → verify → invalidate the inactive slot → write /usr → verify
-// the written bytes → write the UKI → record → make it the next boot with limited tries →
-// clean up.
+// the written bytes → write the UKI → stage the host's system extensions for the new version →
+// record → make it the next boot with limited tries → clean up.
 //
 // Safety argument: nothing is written to a slot before the payload's signature, board,
 // version and hashes check out; the inactive slot's boot entry is removed before its
 // partition is touched; the only step that makes the new slot bootable is the last rename
 // (set-next). A process killed anywhere leaves the active slot as it was and the inactive slot
 // without a boot entry; the next run starts again from the top, resuming only the download.
+// Extensions are staged in the new version's own directory of the store, which only the new
+// slot's /usr links to, and before set-next: the running slot keeps its own, and the new slot
+// never boots without the extensions the host activated.
 package apply
 
 import (
@@ -25,6 +28,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
 	"github.com/cairn-os/cairn/internal/disklayout"
+	"github.com/cairn-os/cairn/update-engine/extensions"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
@@ -101,6 +105,9 @@ type Applier struct {
 	Tries          int // boot attempts for the new slot, default 3
 	Log            *slog.Logger
 	Now            func() time.Time
+	// Extensions stages the host's activated system extensions for the new version (a format
+	// 2 payload names their images); nil leaves extensions alone.
+	Extensions *extensions.Stager
 }
 
 // StepError is a failed step, with the Omaha error code to report.
@@ -150,6 +157,7 @@ func Steps() []Step {
 		{"write-usr", PhaseFinalize, omaha.ErrorCodeDownloadWriteError, (*run).writeUSR},
 		{"verify-usr", PhaseFinalize, omaha.ErrorCodeNewRootfsVerification, (*run).verifyUSR},
 		{"write-uki", PhaseFinalize, omaha.ErrorCodeNewKernelVerification, (*run).writeUKI},
+		{"stage-extensions", PhaseFinalize, omaha.ErrorCodeDownloadTransferError, (*run).stageExtensions},
 		{"record", PhaseFinalize, omaha.ErrorCodeError, (*run).record},
 		{"set-next-boot", PhaseFinalize, omaha.ErrorCodeSetBootError, (*run).setNext},
 		{"cleanup", PhaseFinalize, omaha.ErrorCodeError, (*run).cleanup},

@@ -85,13 +85,13 @@ func newFixture(t *testing.T) *fixture {
 
 var timeZero time.Time
 
-func (f *fixture) build(version, board, minSrc string, key ed25519.PrivateKey) []byte {
+func (f *fixture) build(version, board, minSrc string, key ed25519.PrivateKey, exts ...payload.Extension) []byte {
 	var buf bytes.Buffer
 	src := func(name string, b []byte) payload.Source {
 		return payload.Source{Name: name, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
 	}
 	if _, err := payload.Build(&buf, payload.BuildOptions{Version: version, Board: board, MinSourceVersion: minSrc,
-		USR: src("usr", f.usr), UKI: src("uki", f.uki), TempDir: f.t.TempDir()}, key); err != nil {
+		USR: src("usr", f.usr), UKI: src("uki", f.uki), TempDir: f.t.TempDir(), Extensions: exts}, key); err != nil {
 		f.t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -157,7 +157,7 @@ func TestApplyFullCycle(t *testing.T) {
 	if res.Slot != disklayout.SlotB || res.Version != "2.0.0" || res.PreviousVersion != "1.0.0" {
 		t.Fatalf("result %+v", res)
 	}
-	want := "download verify-payload invalidate-inactive write-usr verify-usr write-uki record set-next-boot cleanup"
+	want := "download verify-payload invalidate-inactive write-usr verify-usr write-uki stage-extensions record set-next-boot cleanup"
 	if got := strings.Join(steps, " "); got != want {
 		t.Fatalf("steps %s\nwant  %s", got, want)
 	}
@@ -404,6 +404,7 @@ func TestStepPhases(t *testing.T) {
 		{"write-usr", PhaseFinalize},
 		{"verify-usr", PhaseFinalize},
 		{"write-uki", PhaseFinalize},
+		{"stage-extensions", PhaseFinalize},
 		{"record", PhaseFinalize},
 		{"set-next-boot", PhaseFinalize},
 		{"cleanup", PhaseFinalize},

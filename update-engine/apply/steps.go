@@ -20,6 +20,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
 	"github.com/cairn-os/cairn/internal/disklayout"
+	"github.com/cairn-os/cairn/update-engine/extensions"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
@@ -441,6 +442,33 @@ func (r *run) writeUKI(ctx context.Context) error {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); n != part.Size || got != part.SHA256 {
 		return fmt.Errorf("slot %s: UKI on the ESP is %d bytes sha256 %s, want %s: %w", r.target, n, got, part.SHA256, payload.ErrHashMismatch)
+	}
+	return nil
+}
+
+// stageExtensions fetches, for the new version, the image of every system extension the host
+// activated, as the payload's manifest names them (update-engine/extensions).
+func (r *run) stageExtensions(ctx context.Context) error {
+	x := r.a.Extensions
+	if x == nil || r.manifest.Version == r.a.CurrentVersion {
+		// Reinstalling the running version: the extensions staged for it fit already.
+		return nil
+	}
+	var images []extensions.Image
+	for _, e := range r.manifest.Extensions {
+		images = append(images, extensions.Image{Name: e.Name, URL: e.URL, Size: e.Size, SHA256: e.SHA256, USRHash: e.USRHash})
+	}
+	ops, err := x.Stage(ctx, r.a.CurrentVersion, r.manifest.Version, images)
+	switch {
+	case errors.Is(err, extensions.ErrMissing):
+		return coded(omaha.ErrorCodeError, err)
+	case errors.Is(err, extensions.ErrImage):
+		return coded(omaha.ErrorCodePayloadHashMismatch, err)
+	case err != nil:
+		return err
+	}
+	for _, op := range ops {
+		r.a.log().Info("extension staged", "step", op.String())
 	}
 	return nil
 }

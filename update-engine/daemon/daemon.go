@@ -24,6 +24,7 @@ import (
 	"github.com/cairn-os/cairn/update-engine/api/dbusapi"
 	"github.com/cairn-os/cairn/update-engine/apply"
 	"github.com/cairn-os/cairn/update-engine/engine"
+	"github.com/cairn-os/cairn/update-engine/extensions"
 	"github.com/cairn-os/cairn/update-engine/omaha"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
@@ -34,6 +35,8 @@ import (
 type Options struct {
 	ConfigPaths  []string
 	StateDir     string
+	Extensions   string // the host's activated system extensions
+	ExtStore     string // their images per OS version
 	Socket       string
 	ESPDir       string // a mounted ESP
 	ESPImage     string // or an unmounted one, reached with mtools
@@ -62,6 +65,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&configs, "config", strings.Join(updateconf.DefaultPaths, ","), "update.conf files, later ones override earlier ones")
 	fs.StringVar(&o.StateDir, "state-dir", "/var/lib/cairn/update", "download and update records")
+	fs.StringVar(&o.Extensions, "extensions", extensions.DefaultEtcDir, "the host's activated system extensions")
+	fs.StringVar(&o.ExtStore, "extension-store", extensions.DefaultStoreDir, "system extension images per OS version, kept matched to the slots")
 	fs.StringVar(&o.Socket, "socket", api.DefaultSocket, "unix socket for update_engine_client")
 	fs.StringVar(&o.ESPDir, "esp", "/boot", "mounted EFI system partition")
 	fs.StringVar(&o.ESPImage, "esp-image", "", "unmounted EFI system partition (device or image), reached with mtools; overrides -esp")
@@ -172,7 +177,8 @@ func New(o Options, log *slog.Logger) (*engine.Engine, error) {
 		ProgressInterval: progress, Pods: pods,
 		Omaha: &omaha.Client{URL: cfg.Server, HTTP: &http.Client{Transport: transport, Timeout: 2 * time.Minute}},
 		Applier: &apply.Applier{Slots: sl, HTTP: &http.Client{Transport: transport}, StateDir: o.StateDir, Keys: keys,
-			Board: cfg.Board, CurrentVersion: version, Tries: o.Tries, Log: log},
+			Board: cfg.Board, CurrentVersion: version, Tries: o.Tries, Log: log,
+			Extensions: &extensions.Stager{EtcDir: o.Extensions, StoreDir: o.ExtStore, HTTP: &http.Client{Transport: transport}, Log: log}},
 		Slots: sl, AppID: cfg.AppID, Group: cfg.Group, Board: cfg.Board,
 		MachineID: readTrim(o.MachineIDF), BootID: braced(readTrim(o.BootIDF)), MachineAlias: machineAlias(cfg),
 		OEM: keyOf(o.OEMRelease, "ID"), OEMVersion: keyOf(o.OEMRelease, "VERSION_ID"), AlephVersion: aleph,

@@ -196,7 +196,8 @@ func (w *world) engineArgs(extra ...string) []string {
 		"-socket", filepath.Join(w.dir, "ue.sock"), "-esp-image", w.d.Part(1), "-disk", w.d.Loop,
 		"-cmdline", filepath.Join(w.dir, "cmdline"), "-boot-env", filepath.Join(w.dir, "no-boot.env"), "-os-release", filepath.Join(w.dir, "os-release"),
 		"-machine-id", filepath.Join(w.dir, "machine-id"), "-boot-id", filepath.Join(w.dir, "boot-id"), "-oem-release", filepath.Join(w.dir, "oem-release"),
-		"-efivars", filepath.Join(w.dir, "no-efivars"), "-dbus", "off", "-initial-check", "1h", "-interval", "1h"}, extra...)
+		"-efivars", filepath.Join(w.dir, "no-efivars"), "-dbus", "off", "-initial-check", "1h", "-interval", "1h",
+		"-extensions", filepath.Join(w.dir, "extensions"), "-extension-store", filepath.Join(w.dir, "extension-store")}, extra...)
 }
 
 // startDaemon runs update_engine as a child process until the test ends or it is killed.
