@@ -4,12 +4,16 @@ package payloadtool
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
 	"github.com/cairn-os/cairn/update-engine/payload"
@@ -19,8 +23,10 @@ const usage = `usage: cairn-payload COMMAND [flags]
 
 commands:
   keygen  -out PREFIX                 write PREFIX.key.pem (private) and PREFIX.pub.pem (public)
-  sign    -key K -version V -board B -usr FILE -uki FILE [-min-source-version V] -o OUT
-                                      build and sign a payload
+  sign    -key K -version V -board B -usr FILE -uki FILE [-min-source-version V]
+          [-extension NAME.raw ... -extension-url BASE] -o OUT
+                                      build and sign a payload (naming system extension images
+                                      built for V, served at BASE/NAME.raw: format 2)
   verify  -pub KEY|DIR FILE           check signature and every hash; exit 1 if anything is wrong
   inspect [-format=json] FILE         print the manifest (unverified)
 `
@@ -87,11 +93,28 @@ func sign(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	usr := fs.String("usr", "", "the /usr filesystem image")
 	uki := fs.String("uki", "", "the unified kernel image")
 	out := fs.String("o", "", "output payload file")
+	var exts []string
+	fs.Func("extension", "a system extension image (NAME.raw with NAME.usrhash beside it) built for -version; repeatable", func(v string) error {
+		exts = append(exts, v)
+		return nil
+	})
+	extURL := fs.String("extension-url", "", "URL of the directory the extension images are served from")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *key == "" || *version == "" || *usr == "" || *uki == "" || *out == "" {
 		return errors.New("-key, -version, -usr, -uki and -o are required")
+	}
+	if len(exts) > 0 && *extURL == "" {
+		return errors.New("-extension needs -extension-url, where hosts fetch the images")
+	}
+	var described []payload.Extension
+	for _, path := range exts {
+		e, err := describeExtension(path, *extURL)
+		if err != nil {
+			return err
+		}
+		described = append(described, e)
 	}
 	kb, err := os.ReadFile(*key)
 	if err != nil {
@@ -106,6 +129,7 @@ func sign(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		m, err = payload.Build(w, payload.BuildOptions{
 			Version: *version, Board: *board, MinSourceVersion: *minSrc,
 			USR: payload.FileSource(payload.PartUSR, *usr), UKI: payload.FileSource(payload.PartUKI, *uki),
+			Extensions: described,
 		}, priv)
 		return err
 	})
@@ -114,6 +138,31 @@ func sign(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: version %s board %s\n", *out, m.Version, m.Board)
 	return nil
+}
+
+// describeExtension reads an extension image and its root hash file (cairn-image sysext) into
+// the manifest's description of it.
+func describeExtension(path, baseURL string) (payload.Extension, error) {
+	name, ok := strings.CutSuffix(filepath.Base(path), ".raw")
+	if !ok {
+		return payload.Extension{}, fmt.Errorf("extension %s: want a NAME.raw file", path)
+	}
+	hash, err := os.ReadFile(strings.TrimSuffix(path, ".raw") + ".usrhash")
+	if err != nil {
+		return payload.Extension{}, fmt.Errorf("extension %s: its root hash: %w", path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return payload.Extension{}, fmt.Errorf("extension %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return payload.Extension{}, fmt.Errorf("extension %s: %w", path, err)
+	}
+	return payload.Extension{Name: name, URL: strings.TrimSuffix(baseURL, "/") + "/" + name + ".raw", Size: n,
+		SHA256: hex.EncodeToString(h.Sum(nil)), USRHash: strings.TrimSpace(string(hash))}, nil
 }
 
 func verify(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -173,6 +222,9 @@ func inspect(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "version:            %s\nboard:              %s\nmin source version: %s\nsignature:          not checked (use verify)\n", m.Version, m.Board, m.MinSourceVersion)
 	for _, p := range m.Parts {
 		fmt.Fprintf(stdout, "part %-4s offset %d compressed %d size %d sha256 %s\n", p.Name, p.Offset, p.CompressedSize, p.Size, p.SHA256)
+	}
+	for _, e := range m.Extensions {
+		fmt.Fprintf(stdout, "extension %s size %d sha256 %s usrhash %s url %s\n", e.Name, e.Size, e.SHA256, e.USRHash, e.URL)
 	}
 	return nil
 }
