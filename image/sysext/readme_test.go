@@ -1,0 +1,60 @@
+package sysext
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/cairn-os/cairn/installer/firstboot"
+)
+
+// The first-boot configs kube/README.md gives for kubeadm init and join are applied as they
+// stand by Cairn's first boot, and name this package's extension and rktlet's socket.
+func TestReadmeIgnitionConfigs(t *testing.T) {
+	b, err := os.ReadFile("../../kube/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```json\n(.*?)\n```").FindAllSubmatch(b, -1)
+	if len(blocks) != 2 {
+		t.Fatalf("%d JSON configs in kube/README.md, want init and join", len(blocks))
+	}
+	spec := Kubernetes(KubernetesVersion, "0.1.0", "", "", 0)
+	for i, verb := range []string{"init", "join"} {
+		cfg, rpt, err := firstboot.Parse(blocks[i][1])
+		if err != nil {
+			t.Fatalf("%s config: %v\n%s", verb, err, rpt.String())
+		}
+		plan, err := firstboot.MakePlan(cfg)
+		if err != nil {
+			t.Fatalf("%s config: %v", verb, err)
+		}
+		files := map[string]string{}
+		for _, f := range plan.Files {
+			files[f.Path] = string(f.Data)
+		}
+		if h := files["/etc/extensions/"+spec.Name+".usrhash"]; !regexp.MustCompile(`^[0-9a-f]{64}\n$`).MatchString(h) {
+			t.Errorf("%s config: root hash file %q", verb, h)
+		}
+		if y := files["/etc/kubernetes/kubeadm-"+verb+".yaml"]; !strings.Contains(y, "criSocket: "+KubeletSocket) {
+			t.Errorf("%s config: kubeadm's configuration does not name rktlet's socket:\n%s", verb, y)
+		}
+		units := map[string]string{}
+		for _, u := range plan.Units {
+			if u.Contents == nil || u.Enabled == nil || !*u.Enabled {
+				t.Errorf("%s config: unit %s without contents or not enabled", verb, u.Name)
+				continue
+			}
+			units[u.Name] = *u.Contents
+		}
+		if u := units["kubernetes-sysext.service"]; !strings.Contains(u, "/etc/extensions/"+spec.Name+".raw") || !strings.Contains(u, "--verify=") ||
+			!strings.Contains(u, "systemd-sysext refresh") {
+			t.Errorf("%s config: the unit fetching the extension:\n%s", verb, u)
+		}
+		if u := units["kubeadm.service"]; !strings.Contains(u, "/usr/bin/kubeadm "+verb+" --config=/etc/kubernetes/kubeadm-"+verb+".yaml") ||
+			!strings.Contains(u, "After=kubernetes-sysext.service") {
+			t.Errorf("%s config: kubeadm's unit:\n%s", verb, u)
+		}
+	}
+}
