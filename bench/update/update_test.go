@@ -159,7 +159,8 @@ func BenchmarkApplyVsDD(b *testing.B) {
 	engineArgs := []string{"-once", "-config", filepath.Join(dir, "update.conf"),
 		"-state-dir", filepath.Join(dir, "state"), "-esp-image", d.Part(1), "-disk", d.Loop,
 		"-cmdline", filepath.Join(dir, "cmdline"), "-os-release", filepath.Join(dir, "os-release"),
-		"-machine-id", filepath.Join(dir, "machine-id"), "-boot-id", "/dev/null", "-efivars", "/nonexistent", "-dbus", "off"}
+		"-machine-id", filepath.Join(dir, "machine-id"), "-boot-id", "/dev/null", "-efivars", "/nonexistent", "-dbus", "off",
+		"-extensions", filepath.Join(dir, "extensions"), "-extension-store", filepath.Join(dir, "extension-store")}
 	env := benchEnv{b: b, dir: dir, img: img, usr: d.Part(4), engine: engineBin, args: engineArgs}
 	// The same device throttled (blkio) to the write speed of a SATA SSD or a fast cloud
 	// volume, for the engine and dd alike: where the disk, not this host's page-cache-backed
@@ -172,7 +173,7 @@ func BenchmarkApplyVsDD(b *testing.B) {
 		fmt.Println("\nthe disk as it is:")
 		r := env.measure(rounds, "")
 		fmt.Println("last round's steps:")
-		for _, s := range []string{"download", "verify-payload", "invalidate-inactive", "write-usr", "verify-usr", "write-uki", "record", "set-next-boot", "cleanup"} {
+		for _, s := range []string{"download", "verify-payload", "invalidate-inactive", "write-usr", "verify-usr", "write-uki", "stage-extensions", "record", "set-next-boot", "cleanup"} {
 			fmt.Printf("  %-20s %8.2fs\n", s, r.steps[s].Seconds())
 		}
 		fmt.Printf("medians of %d rounds:\n", rounds)
@@ -298,7 +299,7 @@ func (e *benchEnv) measure(n int, cgroup string) results {
 		exec.Command("sync").Run()
 		r.steps = stepTimes(log)
 		install := r.steps["verify-payload"] + r.steps["invalidate-inactive"] + r.steps["write-usr"] + r.steps["verify-usr"] +
-			r.steps["write-uki"] + r.steps["record"] + r.steps["set-next-boot"] + r.steps["cleanup"]
+			r.steps["write-uki"] + r.steps["stage-extensions"] + r.steps["record"] + r.steps["set-next-boot"] + r.steps["cleanup"]
 		if round > 0 {
 			r.rss = max(r.rss, rss)
 			writes, installs, wholes = append(writes, r.steps["write-usr"].Seconds()), append(installs, install.Seconds()), append(wholes, applyTime.Seconds())

@@ -34,9 +34,9 @@ func TestStatusOf(t *testing.T) {
 		// write-usr is the first half of finalizing's bytes (verify-usr reads the same back),
 		// after invalidate-inactive's 1%.
 		{sent, apply.Progress{Step: "write-usr", Phase: apply.PhaseFinalize, Done: 1 << 20, Total: 4 << 20},
-			stepStatus{op: api.OpFinalizing, progress: 0.01 + 0.475*0.25, step: "write-usr"}},
+			stepStatus{op: api.OpFinalizing, progress: 0.01 + 0.47*0.25, step: "write-usr"}},
 		{sent, apply.Progress{Step: "verify-usr", Phase: apply.PhaseFinalize, Done: 3, Total: 4},
-			stepStatus{op: api.OpFinalizing, progress: 0.01 + 0.475 + 0.475*0.75, step: "verify-usr"}},
+			stepStatus{op: api.OpFinalizing, progress: 0.01 + 0.47 + 0.47*0.75, step: "verify-usr"}},
 		// Whatever phase comes first after the download ends it.
 		{progressState{}, apply.Progress{Step: "cleanup", Phase: apply.PhaseFinalize},
 			stepStatus{op: api.OpFinalizing, progress: 0.99, step: "cleanup", downloadFinished: true}},
@@ -77,11 +77,12 @@ func TestStatusOfMonotonic(t *testing.T) {
 		{Step: "verify-usr", Phase: apply.PhaseFinalize, Done: 870, Total: usr},
 		{Step: "verify-usr", Phase: apply.PhaseFinalize, Done: usr, Total: usr},
 		{Step: "write-uki", Phase: apply.PhaseFinalize},
+		{Step: "stage-extensions", Phase: apply.PhaseFinalize},
 		{Step: "record", Phase: apply.PhaseFinalize},
 		{Step: "set-next-boot", Phase: apply.PhaseFinalize},
 		{Step: "cleanup", Phase: apply.PhaseFinalize},
 	}
-	want := []float64{0, 100.0 / 600, 1, 0, 0, 0.01, 0.01 + 0.475*0.55, 0.485, 0.485, 0.485 + 0.475*0.14, 0.485 + 0.475*0.87, 0.96, 0.96, 0.97, 0.98, 0.99}
+	want := []float64{0, 100.0 / 600, 1, 0, 0, 0.01, 0.01 + 0.47*0.55, 0.48, 0.48, 0.48 + 0.47*0.14, 0.48 + 0.47*0.87, 0.95, 0.95, 0.96, 0.97, 0.98, 0.99}
 	var st progressState
 	var last stepStatus
 	finished := 0
