@@ -13,16 +13,18 @@ GOTAGS    ?= seccomp
 GOFLAGS_TAGS := -tags '$(GOTAGS)'
 # A hung test fails by this; the whole suite takes far less (README, Tests).
 TEST_TIMEOUT ?= 40m
+# Kubernetes' e2e node conformance run: its suite is bounded at 4 h (kube/conformance).
+CONFORMANCE_TIMEOUT ?= 5h
 # golangci-lint, pinned, built once with go install into a cache outside the tree.
 GOLANGCI_LINT_VERSION := v2.15.0
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn-tools
 GOLANGCI_LINT := $(TOOLS_CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test unit demo bench image lint clean
+.PHONY: help deps build test unit conformance demo bench image lint clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## install Debian packages and Go modules the build and tests need (idempotent)
 	@tools/deps/install.sh
@@ -37,6 +39,10 @@ test: build lint ## run all tests: lint, unit, root tier (as root), VM tier (whe
 
 unit: deps ## run only the unit tests (no root needed, no prerequisites; -short skips the other tiers even as root)
 	$(GO) test $(GOFLAGS_TAGS) -count=1 -short ./...
+
+conformance: build ## run Kubernetes' e2e node conformance specs against a two-node kubeadm cluster on rktlet (as root; reports in _output/conformance)
+	CAIRN_CONFORMANCE=1 CAIRN_CONFORMANCE_DIR=$(CURDIR)/_output/conformance CAIRN_BIN=$(BIN) \
+		$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout $(CONFORMANCE_TIMEOUT) -run '^TestConformance$$' -v ./kube/conformance/
 
 demo: build ## build two Cairn releases (cached), boot a two-host cluster in qemu: pods across hosts, an update rolled out from the console (its URL and login printed)
 	$(BIN)/cairn-demo -o _output/demo -bin $(BIN)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ const (
 	focus = `\[sig-node\].*\[Conformance\]|\[NodeConformance\]`
 	// suiteTimeout bounds the whole run (Ginkgo's default, 1 h, is too short for it here).
 	suiteTimeout = 4 * time.Hour
+	defaultProcs = 3
 )
 
 // knownFailures are specs that fail on this machine or on rktlet, by their full text, with
@@ -35,6 +37,10 @@ func TestConformance(t *testing.T) {
 	if f := os.Getenv("CAIRN_CONFORMANCE_FOCUS"); f != "" {
 		specFocus = f
 	}
+	procs := defaultProcs
+	if p, err := strconv.Atoi(os.Getenv("CAIRN_CONFORMANCE_PROCS")); err == nil && p > 0 {
+		procs = p
+	}
 	dir := os.Getenv("CAIRN_CONFORMANCE_DIR")
 	if dir == "" {
 		dir = t.TempDir()
@@ -45,10 +51,11 @@ func TestConformance(t *testing.T) {
 
 	start := time.Now()
 	c := clustertest.New(t)
-	suite := buildE2E(t, c.Kube)
-	c.PushAgnhost(t)
+	suite, ginkgo := buildE2E(t, c.Kube)
 	c.Push(t, standinImages(t, c.Kube))
 	n1, n2 := c.AddNode(), c.AddNode()
+	pinMountpoints(t, n1)
+	pinMountpoints(t, n2)
 	c.Init(n1)
 	c.StartFlannelOn(n1)
 	c.MustKubectl("", "taint", "nodes", n1.Name, "node-role.kubernetes.io/control-plane-")
@@ -69,18 +76,21 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	// The API server is reachable in the underlay namespace only.
-	cmd := exec.CommandContext(t.Context(), "nsenter", "--net=/run/netns/"+c.Net.UnderNS, "--", suite,
+	// Ginkgo's CLI runs the suite in procs processes, each an e2e.test; the API server is
+	// reachable in the underlay namespace only.
+	cmd := exec.CommandContext(t.Context(), "nsenter", "--net=/run/netns/"+c.Net.UnderNS, "--", ginkgo,
+		"--procs="+strconv.Itoa(procs),
+		"--focus="+specFocus,
+		"--timeout="+suiteTimeout.String(),
+		"--no-color",
+		// Every spec the focus leaves out would print an S; the report has the skips.
+		"--silence-skips",
+		suite, "--",
 		"--kubeconfig="+c.Kubeconfig,
 		"--kubectl-path="+filepath.Join(c.Kube, "kubectl"),
 		"--provider=skeleton",
 		"--kube-test-repo-list="+repoList,
 		"--report-dir="+dir,
-		"--ginkgo.focus="+specFocus,
-		"--ginkgo.timeout="+suiteTimeout.String(),
-		"--ginkgo.no-color",
-		// Every spec the focus leaves out would print an S; the report has the skips.
-		"--ginkgo.silence-skips",
 	)
 	cmd.Dir = dir
 	cmd.Stdout = io.MultiWriter(logFile, os.Stdout)
@@ -118,23 +128,20 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// buildE2E builds (or finds cached) e2e.test beside the cluster's Kubernetes binaries.
-func buildE2E(t *testing.T, kubeDir string) string {
+// buildE2E builds (or finds cached) e2e.test and Ginkgo's CLI beside the cluster's
+// Kubernetes binaries.
+func buildE2E(t *testing.T, kubeDir string) (suite, ginkgo string) {
 	t.Helper()
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		t.Fatalf("go list -m: %v", err)
-	}
 	start := time.Now()
-	cmd := exec.CommandContext(t.Context(), filepath.Join(strings.TrimSpace(string(root)), "tools/kube/build.sh"), "e2e.test")
+	cmd := exec.CommandContext(t.Context(), filepath.Join(repoRoot(t), "tools/kube/build.sh"), "e2e.test", "ginkgo")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("tools/kube/build.sh e2e.test: %v", err)
+		t.Fatalf("tools/kube/build.sh e2e.test ginkgo: %v", err)
 	}
 	if d := strings.TrimSpace(string(out)); d != kubeDir {
 		t.Fatalf("e2e.test in %s, the cluster's binaries in %s", d, kubeDir)
 	}
 	t.Logf("e2e.test ready in %s", time.Since(start).Round(time.Second))
-	return filepath.Join(kubeDir, "e2e.test")
+	return filepath.Join(kubeDir, "e2e.test"), filepath.Join(kubeDir, "ginkgo")
 }

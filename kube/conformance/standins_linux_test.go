@@ -2,9 +2,14 @@ package conformance
 
 import (
 	"archive/tar"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -100,8 +105,8 @@ func (s standin) image(bb []byte, agnhost v1.Image) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// standinImages builds the nnp probe and every stand-in, keyed by the references the suite
-// pulls.
+// standinImages builds the nnp probe and every stand-in, agnhost among them, keyed by the
+// references the suite pulls.
 func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "nnp")
@@ -118,11 +123,14 @@ func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, agnhost, err := clustertest.AgnhostImage(kubeDir)
+	agnhostRef, agnhost, err := clustertest.AgnhostImage(kubeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs := map[string]v1.Image{}
+	if agnhost, err = withFakeRegistry(t, agnhost); err != nil {
+		t.Fatal(err)
+	}
+	imgs := map[string]v1.Image{agnhostRef: agnhost}
 	for _, s := range standins(nnp) {
 		img, err := s.image(bb, agnhost)
 		if err != nil {
@@ -133,4 +141,109 @@ func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 		}
 	}
 	return imgs
+}
+
+// withFakeRegistry adds to agnhost what its fake-registry-server serves (upstream's image
+// has it from test/images/agnhost/fakeregistryserver/prepare_registry.sh): pause 3.10.2, as
+// kube/images makes it, under the tag "testing", in the server's layout under
+// /var/registry/pause: manifests/TAG holds the manifest's digest, manifests/ and blobs/
+// hold the manifest, config and layers by digest (sha256/ab/abcd.../data).
+func withFakeRegistry(t *testing.T, agnhost v1.Image) (v1.Image, error) {
+	t.Helper()
+	src, err := images.Binaries(t.Context(), repoRoot(t), io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	kubeadm, err := images.Build(t.Context(), src)
+	if err != nil {
+		return nil, err
+	}
+	pause := kubeadm[images.Registry+"/pause:"+images.PauseVersion]
+	if pause == nil {
+		return nil, fmt.Errorf("kube/images built no pause %s", images.PauseVersion)
+	}
+	es, err := registryEntries("var/registry/pause", "testing", pause)
+	if err != nil {
+		return nil, fmt.Errorf("pause in the fake registry: %w", err)
+	}
+	lt, err := fixture.LayerTar(es)
+	if err != nil {
+		return nil, err
+	}
+	l, err := fixture.Layer(lt)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.AppendLayers(agnhost, l)
+}
+
+// registryEntries lays img out as agnhost's fake-registry-server reads it, under dir with
+// tag.
+func registryEntries(dir, tag string, img v1.Image) ([]fixture.Entry, error) {
+	manifest, err := img.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	config, err := img.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	configDigest, err := img.ConfigName()
+	if err != nil {
+		return nil, err
+	}
+	var es []fixture.Entry
+	made := map[string]bool{}
+	add := func(p string, body []byte) {
+		var parents []string
+		for d := path.Dir(p); d != "." && !made[d]; d = path.Dir(d) {
+			made[d] = true
+			parents = append(parents, d)
+		}
+		for _, d := range slices.Backward(parents) {
+			es = append(es, fixture.Entry{Header: tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}})
+		}
+		es = append(es, fixture.Entry{Header: tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: 0o644}, Body: string(body)})
+	}
+	byDigest := func(kind string, h v1.Hash) string {
+		return path.Join(dir, kind, h.Algorithm, h.Hex[:2], h.Hex, "data")
+	}
+	add(path.Join(dir, "manifests", tag), []byte(digest.String()+"\n"))
+	add(byDigest("manifests", digest), manifest)
+	add(byDigest("blobs", configDigest), config)
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range layers {
+		h, err := l.Digest()
+		if err != nil {
+			return nil, err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		add(byDigest("blobs", h), b)
+	}
+	return es, nil
+}
+
+// repoRoot is the module's root, where tools/ is.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }
