@@ -95,7 +95,7 @@ func TestServeImportDir(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	var errb syncBuffer
+	var errb testenv.Buffer
 	done := make(chan int)
 	args := []string{"serve", "-listen", "127.0.0.1:0", "-db", filepath.Join(dir, "c.db"), "-payload-dir", filepath.Join(dir, "payloads"),
 		"-keys", filepath.Join(dir, "key.pem"), "-import-dir", filepath.Join(dir, "import")}
@@ -126,23 +126,6 @@ func TestServeImportDir(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("serve exited %d\n%s", code, errb.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestKillLosesNoAcknowledgedEvent runs cairn-console as a process, has machines report
@@ -176,7 +159,7 @@ func killTest(t *testing.T, bin, dsn string) {
 	st.Close()
 
 	cmd := exec.Command(bin, "serve", "-listen", "127.0.0.1:0", "-db", dsn, "-payload-dir", filepath.Join(t.TempDir(), "payloads"))
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cmd.Stderr = &logs
 	stdout, _ := cmd.StdoutPipe()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -51,14 +51,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, "cairn-image build: -o DIR is required\n")
 			return 2
 		}
-		var cfg build.Config
-		if *cfgPath != "" {
-			c, err := build.LoadConfig(*cfgPath)
-			if err != nil {
-				fmt.Fprintf(stderr, "cairn-image: %v\n", err)
-				return 1
-			}
-			cfg = c
+		cfg, ok := loadConfig(*cfgPath, stderr)
+		if !ok {
+			return 1
 		}
 		b := &build.Builder{Config: cfg, Out: *out, Progress: stderr, Verbose: *verbose}
 		if err := b.Run(ctx); err != nil {
@@ -153,14 +148,9 @@ func buildSysext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprint(stderr, "usage: cairn-image sysext -bin DIR -o DIR [-config FILE] [-os-version V] [-crictl FILE] [-format text|json]\n")
 		return 2
 	}
-	var cfg build.Config
-	if *cfgPath != "" {
-		c, err := build.LoadConfig(*cfgPath)
-		if err != nil {
-			fmt.Fprintf(stderr, "cairn-image: %v\n", err)
-			return 1
-		}
-		cfg = c
+	cfg, ok := loadConfig(*cfgPath, stderr)
+	if !ok {
+		return 1
 	}
 	cfg = cfg.Defaults()
 	if *osVersion != "" {
@@ -190,3 +180,17 @@ func buildSysext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 }
 
 func mebi(n int64) float64 { return float64(n) / (1 << 20) }
+
+// loadConfig reads the build config at path ("" is the defaults), saying on stderr what is
+// wrong with it.
+func loadConfig(path string, stderr io.Writer) (build.Config, bool) {
+	if path == "" {
+		return build.Config{}, true
+	}
+	c, err := build.LoadConfig(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn-image: %v\n", err)
+		return build.Config{}, false
+	}
+	return c, true
+}

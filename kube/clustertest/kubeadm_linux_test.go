@@ -15,11 +15,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	fct "github.com/cairn-os/cairn/flannel/clustertest"
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 // web is the Deployment the cluster test runs: agnhost's netexec on two nodes, kept apart
@@ -206,7 +206,7 @@ func TestKubeadmCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer stdin.Close()
-		var buf syncBuffer
+		var buf testenv.Buffer
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -429,22 +429,4 @@ func shellJoin(argv []string) string {
 		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
-}
-
-// syncBuffer is a bytes.Buffer for a command's output read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -411,8 +410,8 @@ func shellQuote(args []string) string {
 type pod struct {
 	c        *docCase
 	cmd      *exec.Cmd
-	out      syncBuffer
-	errb     syncBuffer
+	out      testenv.Buffer
+	errb     testenv.Buffer
 	uuidFile string
 	done     chan struct{}
 	res      result
@@ -562,24 +561,6 @@ func (c *docCase) cleanup() {
 	for _, f := range c.netConfs {
 		os.Remove(f)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // lines are out's lines without trailing blanks, empty lines dropped.

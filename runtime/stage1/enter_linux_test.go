@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
@@ -48,7 +49,7 @@ type onTerminal struct {
 	t       *testing.T
 	master  *os.File
 	slave   *os.File
-	out     syncBuffer
+	out     testenv.Buffer
 	outDone chan struct{}
 	cmd     *exec.Cmd
 }
@@ -231,7 +232,7 @@ func TestEnterTerminal(t *testing.T) {
 	t.Run("no terminal", func(t *testing.T) {
 		c := e.cmd("enter", id, "/bin/sh", "-c", "tty; read line; echo got-$line; exit 5")
 		c.Stdin = strings.NewReader("piped\n")
-		var out, errb syncBuffer
+		var out, errb testenv.Buffer
 		c.Stdout, c.Stderr = &out, &errb
 		err := c.Run()
 		var ee *exec.ExitError

@@ -1,7 +1,6 @@
 package stage1_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -163,27 +162,10 @@ var noNet = stage0.Network{Net: []string{"none"}}
 
 func runPod(t *testing.T, ctx context.Context, p *pod.Pod) podResult {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	r := &stage1.Runner{Pod: p, Stdout: &out, Stderr: &errb, StopTimeout: 2 * time.Second}
 	code, err := r.Run(ctx)
 	return podResult{code: code, err: err, stdout: out.String(), stderr: errb.String(), pod: p}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // leftovers lists what a pod may leave on the host: mounts under its directory and its cgroups.
