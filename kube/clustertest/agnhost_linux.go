@@ -70,3 +70,26 @@ func (c *Cluster) PushAgnhost(t testing.TB) {
 	}
 	c.Push(t, map[string]v1.Image{ref: img})
 }
+
+// WebDeployment is the Deployment "web" (label app: web): two replicas of agnhost's netexec
+// serving on 8080, kept one per node by a topology spread constraint (cordoned nodes do not
+// count), Ready once /healthz answers.
+const WebDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: web}}}
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: netexec
+        image: ` + RegistryAddr + `/e2e-test-images/agnhost:` + AgnhostTag + `
+        args: [netexec, --http-port=8080]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+`

@@ -22,27 +22,8 @@ import (
 	"github.com/cairn-os/cairn/internal/testenv"
 )
 
-// web is the Deployment the cluster test runs: agnhost's netexec on two nodes, kept apart
-// by a topology spread constraint, behind a ClusterIP Service.
-const web = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: web}}}
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: netexec
-        image: ` + RegistryAddr + `/e2e-test-images/agnhost:` + AgnhostTag + `
-        args: [netexec, --http-port=8080]
-        ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
+// web is WebDeployment behind a ClusterIP Service.
+const web = WebDeployment + `---
 apiVersion: v1
 kind: Service
 metadata: {name: web}

@@ -32,24 +32,7 @@ import (
 
 // web is two replicas of agnhost's netexec, one per node, and a budget that keeps one of
 // them available.
-const web = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: web}}}
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: netexec
-        image: ` + clustertest.RegistryAddr + `/e2e-test-images/agnhost:` + clustertest.AgnhostTag + `
-        args: [netexec, --http-port=8080]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
+const web = clustertest.WebDeployment + `---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: web}
