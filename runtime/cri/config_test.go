@@ -307,12 +307,12 @@ func TestContainerConfigRefused(t *testing.T) {
 	if _, _, err := containerConfig(containerCfg(), testSandbox(), &noCmd, "id1", "web", testEnv()); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("nothing to run: %v", err)
 	}
-	// An image volume is a feature rktlet lacks, not a wrong request.
+	// CreateContainer renders image volumes into host paths first; one left is refused.
 	imageVolume := containerCfg(func(c *runtimeapi.ContainerConfig) {
 		c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/x", Image: &runtimeapi.ImageSpec{Image: "i"}}}
 	})
-	if _, _, err := containerConfig(imageVolume, testSandbox(), img, "id1", "web", testEnv()); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("image volume: %v, want Unimplemented", err)
+	if _, _, err := containerConfig(imageVolume, testSandbox(), img, "id1", "web", testEnv()); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("image volume: %v, want InvalidArgument", err)
 	}
 }
 

@@ -187,7 +187,8 @@ func mounts(ms []*runtimeapi.Mount, app string, a *stage0.App, out *stage0.AppCo
 		host, dest := m.GetHostPath(), m.GetContainerPath()
 		switch {
 		case m.GetImage().GetImage() != "":
-			return unimplementedf("mount %s: image volumes are not supported by rktlet", dest)
+			// CreateContainer makes an image volume a host path first (imageVolumes).
+			return invalidf("mount %s: an image volume that was not rendered", dest)
 		case len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0:
 			return invalidf("mount %s: ID-mapped mounts are not supported by rktlet", dest)
 		case m.GetRecursiveReadOnly():

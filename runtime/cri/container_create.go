@@ -22,8 +22,9 @@ import (
 //
 //  1. validate: the sandbox ready, the container's name free in it;
 //  2. find its image in the store;
-//  3. map its config onto an app of the pod (containerConfig), and make its mounts' host
-//     paths that do not exist, as containerd does;
+//  3. render its image volumes into the pod's directory (imageVolumes), map its config onto
+//     an app of the pod (containerConfig), and make its mounts' host paths that do not
+//     exist, as containerd does;
 //  4. add the app through the sandbox's supervisor (stage0.AddApp): its root, volumes,
 //     stdio, log and container;
 //  5. record it in the index.
@@ -55,6 +56,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	}
 	fail := func(err error) (*runtimeapi.CreateContainerResponse, error) {
 		s.idx.releaseContainerName(name, id)
+		os.RemoveAll(p.File(imageVolumesDir, id))
 		return nil, fmt.Errorf("create container %s in sandbox %s: %w", cfg.GetMetadata().GetName(), sb.id, err)
 	}
 	img, err := s.image(ctx, cfg.GetImage().GetImage())
@@ -70,6 +72,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		taken[string(ra.Name)] = true
 	}
 	app := appName(cfg.GetMetadata(), taken)
+	if cfg, err = s.imageVolumes(ctx, p, id, cfg); err != nil {
+		return fail(err)
+	}
 	acfg, c, err := containerConfig(cfg, sb, img, id, app, s.hostEnv())
 	if err != nil {
 		return fail(err)

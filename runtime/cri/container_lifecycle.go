@@ -121,6 +121,12 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 			return nil, fmt.Errorf("remove container %s: %w", c.id, err)
 		}
 	}
+	if p != nil {
+		// Its image volumes, unmounted with its app.
+		if err := os.RemoveAll(p.File(imageVolumesDir, c.id)); err != nil {
+			s.log.Warn("removing a container's image volumes", "container", c.id, "err", err)
+		}
+	}
 	s.publish(c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	s.idx.removeContainer(c.id)
 	s.forget(c.id)

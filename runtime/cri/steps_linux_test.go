@@ -712,6 +712,36 @@ func images(t *testing.T, e *criEnv) {
 	if l := waitLog(t, filepath.Join(e.logs, "img", "pulled.log"), "pulled"); !strings.Contains(l, "stdout F pulled") {
 		t.Fatalf("the image's own command: %q", l)
 	}
+	// Image volumes: the fetched image's tree, whole and by a sub path, read-only; its copy
+	// goes with the container.
+	vols := e.run(sb, pcfg, ctrConfig("imgvol", `cat /vol/hello.txt /sub; echo; touch /vol/new 2>/dev/null && echo writable || echo read-only`,
+		func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{
+				{ContainerPath: "/vol", Image: &runtimeapi.ImageSpec{Image: fetched.ID}, Readonly: true},
+				{ContainerPath: "/sub", Image: &runtimeapi.ImageSpec{Image: fetched.ID}, Readonly: true, ImageSubPath: "hello.txt"},
+			}
+		}))
+	if s := e.waitExited(vols); s.ExitCode != 0 {
+		t.Fatalf("container with image volumes: %v", s)
+	}
+	if l := waitLog(t, filepath.Join(e.logs, "img", "imgvol.log"), "read-only"); !strings.Contains(l, "stdout F xx\n") || !strings.Contains(l, "stdout F read-only") {
+		t.Fatalf("image volumes: %q, want the file twice, read-only", l)
+	}
+	volDir := filepath.Join(e.dir, "pods", "run", sb, "image-volumes", vols)
+	if _, err := os.Stat(volDir); err != nil {
+		t.Fatalf("the image volumes' tree: %v", err)
+	}
+	_, err = e.rt.CreateContainer(e.ctx(), &runtimeapi.CreateContainerRequest{PodSandboxId: sb, SandboxConfig: pcfg,
+		Config: ctrConfig("nosub", "true", func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/sub", Image: &runtimeapi.ImageSpec{Image: fetched.ID}, Readonly: true, ImageSubPath: "absent"}}
+		})})
+	wantCode(t, "an image volume's absent sub path", err, codes.InvalidArgument)
+	if _, err := e.rt.RemoveContainer(e.ctx(), &runtimeapi.RemoveContainerRequest{ContainerId: vols}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(volDir); !os.IsNotExist(err) {
+		t.Fatalf("the image volumes' tree after the container's removal: %v", err)
+	}
 	_, err = e.img.RemoveImage(e.ctx(), &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: digest.String()}})
 	wantCode(t, "removal of an image in use", err, codes.FailedPrecondition)
 	if _, err := e.rt.RemovePodSandbox(e.ctx(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb}); err != nil {
