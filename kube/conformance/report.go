@@ -23,7 +23,8 @@ const (
 type Spec struct {
 	Name  string // the spec's full text, with its [tags]
 	State State
-	// Reason is the first line of the failure or the skip's message; Message all of it.
+	// Reason is the first line of the failure or the skip's message (at most maxReason
+	// bytes); Message all of it.
 	Reason, Message string
 	Time            time.Duration
 }
@@ -33,8 +34,8 @@ type Spec struct {
 type Report struct {
 	Specs      []Spec
 	SuiteNodes []Spec
-	// NotSelected counts the specs the focus and skip left out.
-	NotSelected int
+	// NotRun counts the specs the focus left out, and those an interrupted run never reached.
+	NotRun int
 }
 
 // Count returns how many selected specs are in state s.
@@ -92,9 +93,9 @@ func ReadJUnit(r io.Reader) (*Report, error) {
 			case c.Skipped != nil:
 				msg, ok := strings.CutPrefix(c.Skipped.Message, "skipped - ")
 				if !ok {
-					// Not selected, or pending: never run.
+					// Left out by the focus, never reached, or pending.
 					if isSpec {
-						rep.NotSelected++
+						rep.NotRun++
 					}
 					continue
 				}
@@ -119,7 +120,7 @@ func ReadJUnit(r io.Reader) (*Report, error) {
 			}
 		}
 	}
-	if len(rep.Specs) == 0 && rep.NotSelected == 0 && len(rep.SuiteNodes) == 0 {
+	if len(rep.Specs) == 0 && rep.NotRun == 0 && len(rep.SuiteNodes) == 0 {
 		return nil, ErrNoSpecs
 	}
 	slices.SortFunc(rep.Specs, func(a, b Spec) int { return strings.Compare(a.Name, b.Name) })
@@ -148,16 +149,23 @@ func failureMessage(p *junitProblem) string {
 	return strings.TrimSpace(d)
 }
 
+// maxReason keeps a reason to a line of a table.
+const maxReason = 200
+
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(s)
+	s = strings.TrimSpace(s)
+	if len(s) > maxReason {
+		s = strings.ToValidUTF8(s[:maxReason], "") + "…"
+	}
+	return s
 }
 
 // Summary is the run in Markdown: the counts, then each failed and skipped spec with why.
 func Summary(rep *Report, took time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d specs in %s: %d passed, %d failed, %d skipped (%d not selected)\n",
-		len(rep.Specs), took, rep.Count(Passed), rep.Count(Failed), rep.Count(Skipped), rep.NotSelected)
+	fmt.Fprintf(&b, "%d specs in %s: %d passed, %d failed, %d skipped (%d not run)\n",
+		len(rep.Specs), took, rep.Count(Passed), rep.Count(Failed), rep.Count(Skipped), rep.NotRun)
 	for _, st := range []State{Failed, Skipped} {
 		if rep.Count(st) == 0 {
 			continue

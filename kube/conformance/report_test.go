@@ -65,7 +65,7 @@ In [It] at: x.go:1</error></testcase>`,
   <skipped message="skipped - Only supported for node OS distro [gci ubuntu] (not debian)"></skipped></testcase>
 <testcase name="[It] [sig-apps] Deployment works [Conformance]" status="skipped" time="0"><skipped message="skipped"></skipped></testcase>
 <testcase name="[It] [sig-apps] Job works [Conformance]" status="skipped" time="0"><skipped message="skipped"></skipped></testcase>`,
-		want: &Report{NotSelected: 2, Specs: []Spec{{Name: "[sig-node] AppArmor load [NodeConformance]", State: Skipped,
+		want: &Report{NotRun: 2, Specs: []Spec{{Name: "[sig-node] AppArmor load [NodeConformance]", State: Skipped,
 			Reason: "Only supported for node OS distro [gci ubuntu] (not debian)", Message: "Only supported for node OS distro [gci ubuntu] (not debian)",
 			Time: 100 * time.Millisecond}}},
 	}, {
@@ -79,6 +79,11 @@ In [SynchronizedBeforeSuite] at: e2e.go:1</failure></testcase>`,
 			Specs:      []Spec{{Name: "a", State: Passed}, {Name: "b", State: Passed}},
 			SuiteNodes: []Spec{{Name: "[SynchronizedBeforeSuite]", State: Failed, Reason: "kube-system pods not ready", Message: "kube-system pods not ready", Time: 10 * time.Minute}},
 		},
+	}, {
+		name: "a long first line is cut",
+		cases: `<testcase name="[It] long" status="failed" time="0"><failure type="failed">[FAILED] ` + strings.Repeat("é", 150) + `
+In [It] at: x.go:1</failure></testcase>`,
+		want: &Report{Specs: []Spec{{Name: "long", State: Failed, Reason: strings.Repeat("é", 100) + "…", Message: strings.Repeat("é", 150)}}},
 	}, {
 		name:  "no cases",
 		cases: "",
@@ -109,13 +114,13 @@ func TestReadJUnitRefuses(t *testing.T) {
 }
 
 func TestSummary(t *testing.T) {
-	rep := &Report{NotSelected: 500, Specs: []Spec{
+	rep := &Report{NotRun: 500, Specs: []Spec{
 		{Name: "a [NodeConformance]", State: Passed},
 		{Name: "b [Conformance]", State: Failed, Reason: "x | y"},
 		{Name: "c", State: Skipped, Reason: "no AppArmor"},
 		{Name: "d", State: Passed},
 	}}
-	want := `4 specs in 1m30s: 2 passed, 1 failed, 1 skipped (500 not selected)
+	want := `4 specs in 1m30s: 2 passed, 1 failed, 1 skipped (500 not run)
 
 | failed | why |
 |---|---|
