@@ -56,8 +56,6 @@ func TestConformance(t *testing.T) {
 	suite, ginkgo := buildE2E(t, c.Kube)
 	c.Push(t, standinImages(t, c.Kube))
 	n1, n2 := c.AddNode(), c.AddNode()
-	pinMountpoints(t, n1)
-	pinMountpoints(t, n2)
 	c.Init(n1)
 	c.StartFlannelOn(n1)
 	c.MustKubectl("", "taint", "nodes", n1.Name, "node-role.kubernetes.io/control-plane-")
