@@ -23,12 +23,6 @@ func invalidf(format string, a ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, a...)
 }
 
-// unimplementedf refuses what rktlet does not do yet, as CRI clients (critest among them)
-// read Unimplemented: a feature the runtime lacks, not a request that is wrong.
-func unimplementedf(format string, a ...any) error {
-	return status.Errorf(codes.Unimplemented, format, a...)
-}
-
 func notFoundf(format string, a ...any) error {
 	return status.Errorf(codes.NotFound, format, a...)
 }

@@ -1,6 +1,7 @@
 package updateconf
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,9 +86,7 @@ func TestKube(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kv := map[string]string{"SERVER": "x"}
-			for k, v := range tc.kv {
-				kv[k] = v
-			}
+			maps.Copy(kv, tc.kv)
 			c, err := FromMap(kv)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {

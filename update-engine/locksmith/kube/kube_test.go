@@ -28,18 +28,16 @@ import (
 
 var t0 = time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
 
-func ptr[T any](v T) *T { return &v }
-
 func lease(name, holder string, renewed time.Time, secs int32) *coordinationv1.Lease {
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: DefaultNamespace}}
 	if holder != "" {
-		l.Spec.HolderIdentity = ptr(holder)
+		l.Spec.HolderIdentity = new(holder)
 	}
 	if !renewed.IsZero() {
-		l.Spec.RenewTime = ptr(metav1.NewMicroTime(renewed))
+		l.Spec.RenewTime = new(metav1.NewMicroTime(renewed))
 	}
 	if secs >= 0 {
-		l.Spec.LeaseDurationSeconds = ptr(secs)
+		l.Spec.LeaseDurationSeconds = new(secs)
 	}
 	return l
 }
@@ -56,7 +54,7 @@ func TestExpired(t *testing.T) {
 		{"renewed in the future (a clock ahead)", lease("l", "a", t0.Add(time.Minute), 60), false},
 		{"no renew time, acquired recently", func() *coordinationv1.Lease {
 			l := lease("l", "a", time.Time{}, 3600)
-			l.Spec.AcquireTime = ptr(metav1.NewMicroTime(t0.Add(-time.Minute)))
+			l.Spec.AcquireTime = new(metav1.NewMicroTime(t0.Add(-time.Minute)))
 			return l
 		}(), false},
 		{"no time at all", lease("l", "a", time.Time{}, 3600), true},
@@ -102,13 +100,13 @@ func TestTake(t *testing.T) {
 		{"new", lease("r-0", "", time.Time{}, -1), 1, true},
 		{"from another", func() *coordinationv1.Lease {
 			l := lease("r-0", "other", t0.Add(-2*time.Hour), 3600)
-			l.Spec.LeaseTransitions = ptr(int32(4))
+			l.Spec.LeaseTransitions = new(int32(4))
 			return l
 		}(), 5, true},
 		{"renewal", func() *coordinationv1.Lease {
 			l := lease("r-0", "me", t0.Add(-time.Minute), 3600)
-			l.Spec.LeaseTransitions = ptr(int32(2))
-			l.Spec.AcquireTime = ptr(metav1.NewMicroTime(t0.Add(-10 * time.Minute)))
+			l.Spec.LeaseTransitions = new(int32(2))
+			l.Spec.AcquireTime = new(metav1.NewMicroTime(t0.Add(-10 * time.Minute)))
 			return l
 		}(), 2, false},
 	} {
@@ -132,7 +130,7 @@ func pod(name string, mod func(*corev1.Pod)) corev1.Pod {
 
 func ownedBy(kind string) func(*corev1.Pod) {
 	return func(p *corev1.Pod) {
-		p.OwnerReferences = []metav1.OwnerReference{{Kind: kind, Name: "owner", Controller: ptr(true)}}
+		p.OwnerReferences = []metav1.OwnerReference{{Kind: kind, Name: "owner", Controller: new(true)}}
 	}
 }
 
@@ -154,19 +152,19 @@ func TestClassify(t *testing.T) {
 		{pod("mirror", func(p *corev1.Pod) { p.Annotations = map[string]string{MirrorAnnotation: "abc"} }), skipMirror},
 		{pod("mirror-of-a-node", func(p *corev1.Pod) {
 			p.Annotations = map[string]string{MirrorAnnotation: "abc"}
-			p.OwnerReferences = []metav1.OwnerReference{{Kind: "Node", Name: "n1", Controller: ptr(true)}}
+			p.OwnerReferences = []metav1.OwnerReference{{Kind: "Node", Name: "n1", Controller: new(true)}}
 		}), skipMirror},
 		{pod("succeeded", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }), skipFinished},
 		{pod("failed", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }), skipFinished},
 		{pod("pending", func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }), actEvict},
-		{pod("terminating", func(p *corev1.Pod) { p.DeletionTimestamp = ptr(metav1.NewTime(t0)) }), actWait},
+		{pod("terminating", func(p *corev1.Pod) { p.DeletionTimestamp = new(metav1.NewTime(t0)) }), actWait},
 		{pod("evicted-and-stopped", func(p *corev1.Pod) {
-			p.DeletionTimestamp = ptr(metav1.NewTime(t0))
+			p.DeletionTimestamp = new(metav1.NewTime(t0))
 			p.Status.Phase = corev1.PodFailed
 		}), actWait},
 		{pod("terminating-daemonset", func(p *corev1.Pod) {
 			ownedBy("DaemonSet")(p)
-			p.DeletionTimestamp = ptr(metav1.NewTime(t0))
+			p.DeletionTimestamp = new(metav1.NewTime(t0))
 		}), skipDaemonSet},
 	} {
 		if got := classify(&tc.pod); got != tc.want {
