@@ -6,9 +6,11 @@ import (
 	"maps"
 	"strings"
 
+	"github.com/opencontainers/cgroups"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cairn-os/cairn/runtime/pod"
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 // unknownExit is the exit code of a container whose end nobody recorded: its sandbox's
@@ -115,6 +117,13 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 		return nil, notFoundf("container %s: its app %s is no longer in sandbox %s", c.id, c.app, sb.id)
 	}
 	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(c, a, orphaned)}
+	if st := resp.Status.State; p != nil && (st == runtimeapi.ContainerState_CONTAINER_CREATED || st == runtimeapi.ContainerState_CONTAINER_RUNNING) {
+		// The limits in force, which kubelet compares with what it asked for (in-place
+		// resize); none once the container is gone.
+		if r, err := stage1.AppResources(p.Path(), c.app); err == nil {
+			resp.Status.Resources = containerResources(r)
+		}
+	}
 	if req.GetVerbose() {
 		info := map[string]any{"sandboxID": sb.id, "app": c.app, "pid": a.PID, "stdin": c.stdin, "stdinOnce": c.stdinOnce,
 			"tty": c.tty, "runtimeApp": a.Runtime}
@@ -169,4 +178,13 @@ func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContain
 		}
 	}
 	return &runtimeapi.ListContainersResponse{Containers: out}, nil
+}
+
+// containerResources is a container's cgroup limits as the CRI reports them.
+func containerResources(r *cgroups.Resources) *runtimeapi.ContainerResources {
+	return &runtimeapi.ContainerResources{Linux: &runtimeapi.LinuxContainerResources{
+		CpuPeriod: int64(r.CpuPeriod), CpuQuota: r.CpuQuota, CpuShares: int64(r.CpuShares),
+		MemoryLimitInBytes: r.Memory, MemorySwapLimitInBytes: r.MemorySwap,
+		CpusetCpus: r.CpusetCpus, CpusetMems: r.CpusetMems, Unified: maps.Clone(r.Unified),
+	}}
 }

@@ -595,6 +595,11 @@ func resourcesAndOOM(t *testing.T, e *criEnv) {
 	if read(memFile) != fmt.Sprint(96<<20) || read(filepath.Join(cpuDir, "cpu.cfs_quota_us")) != "20000" || read(filepath.Join(cpuDir, "cpu.shares")) != "512" {
 		t.Fatalf("after update: memory %s, quota %s, shares %s", read(memFile), read(filepath.Join(cpuDir, "cpu.cfs_quota_us")), read(filepath.Join(cpuDir, "cpu.shares")))
 	}
+	// The status says the limits in force, as kubelet checks an in-place resize.
+	if r := e.status(id).GetResources().GetLinux(); r.GetMemoryLimitInBytes() != 96<<20 || r.GetCpuQuota() != 20000 ||
+		r.GetCpuPeriod() != 100000 || r.GetCpuShares() != 512 {
+		t.Fatalf("status resources after the update: %v", r)
+	}
 	// Stats: CPU time (and, from the second reading, cores), memory, the writable layer.
 	e.exec(id, "sh", "-c", "dd if=/dev/zero of=/tmp/blob bs=1k count=512 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")
 	e.rt.ContainerStats(e.ctx(), &runtimeapi.ContainerStatsRequest{ContainerId: id})
