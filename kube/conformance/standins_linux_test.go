@@ -2,8 +2,20 @@ package conformance
 
 import (
 	"archive/tar"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path"
@@ -11,10 +23,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/kube/clustertest"
 	"github.com/cairn-os/cairn/kube/images"
 	"github.com/cairn-os/cairn/runtime/fixture"
@@ -127,7 +141,7 @@ func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if agnhost, err = withFakeRegistry(t, agnhost); err != nil {
+	if agnhost, err = withExtras(t, agnhost); err != nil {
 		t.Fatal(err)
 	}
 	imgs := map[string]v1.Image{agnhostRef: agnhost}
@@ -143,12 +157,16 @@ func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	return imgs
 }
 
-// withFakeRegistry adds to agnhost what its fake-registry-server serves (upstream's image
-// has it from test/images/agnhost/fakeregistryserver/prepare_registry.sh): pause 3.10.2, as
-// kube/images makes it, under the tag "testing", in the server's layout under
-// /var/registry/pause: manifests/TAG holds the manifest's digest, manifests/ and blobs/
-// hold the manifest, config and layers by digest (sha256/ab/abcd.../data).
-func withFakeRegistry(t *testing.T, agnhost v1.Image) (v1.Image, error) {
+// withExtras adds to agnhost what upstream's image has beside the program
+// (test/images/agnhost/Dockerfile) and the specs use: /agnhost-2, the same program under
+// another name (entrypoint-tester); a TLS key and certificate for localhost at
+// /localhost.key and /localhost.crt (netexec's HTTPS, which probes and hooks reach without
+// checking it), made here; /uploads (netexec's); bash and curl, which upstream's Alpine
+// installs and exec hooks and probes run, here a script running ash and one running
+// busybox's wget for a GET; and what its fake-registry-server serves (prepare_registry.sh):
+// pause 3.10.2, as kube/images makes it, under the tag "testing", in the server's layout
+// under /var/registry/pause.
+func withExtras(t *testing.T, agnhost v1.Image) (v1.Image, error) {
 	t.Helper()
 	src, err := images.Binaries(t.Context(), repoRoot(t), io.Discard)
 	if err != nil {
@@ -166,6 +184,23 @@ func withFakeRegistry(t *testing.T, agnhost v1.Image) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pause in the fake registry: %w", err)
 	}
+	key, cert, err := localhostCert()
+	if err != nil {
+		return nil, err
+	}
+	file := func(p, body string, mode int64) fixture.Entry {
+		return fixture.Entry{Header: tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: mode}, Body: body}
+	}
+	es = append(es,
+		fixture.Entry{Header: tar.Header{Name: "agnhost-2", Typeflag: tar.TypeSymlink, Linkname: "agnhost", Mode: 0o777}},
+		file("localhost.crt", string(cert), 0o644),
+		file("localhost.key", string(key), 0o644),
+		fixture.Entry{Header: tar.Header{Name: "uploads/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		file("bin/bash", bashScript, 0o755),
+		fixture.Entry{Header: tar.Header{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		fixture.Entry{Header: tar.Header{Name: "usr/bin/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		file("usr/bin/curl", curlScript, 0o755),
+	)
 	lt, err := fixture.LayerTar(es)
 	if err != nil {
 		return nil, err
@@ -175,6 +210,53 @@ func withFakeRegistry(t *testing.T, agnhost v1.Image) (v1.Image, error) {
 		return nil, err
 	}
 	return mutate.AppendLayers(agnhost, l)
+}
+
+// bashScript is bash as the specs run it (bash -c SCRIPT, traps, loops): ash.
+const bashScript = `#!/bin/sh
+exec /bin/sh "$@"
+`
+
+// curlScript is curl as the specs run it, a GET of a URL (-g, -q and -s are its quiet
+// defaults): busybox's wget, the body on stdout.
+const curlScript = `#!/bin/sh
+url=
+for a in "$@"; do
+	case "$a" in
+	-g|-q|-s|-gqs) ;;
+	-*) echo "curl stand-in: option $a not supported" >&2; exit 2 ;;
+	*) url=$a ;;
+	esac
+done
+[ -n "$url" ] || { echo "curl stand-in: no URL" >&2; exit 2; }
+exec wget -q -O - "$url"
+`
+
+// localhostCert is a self-signed ECDSA key and certificate for localhost, PEM-encoded.
+func localhostCert() (key, cert []byte, err error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // registryEntries lays img out as agnhost's fake-registry-server reads it, under dir with
@@ -246,4 +328,107 @@ func repoRoot(t *testing.T) string {
 		t.Fatalf("go list -m: %v", err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestRegistryEntries checks the fake registry's layout of an image: the tag names the
+// manifest's digest, and every blob and manifest is stored under its own digest, so that
+// what the server serves is what the manifest asks for.
+func TestRegistryEntries(t *testing.T) {
+	lt, err := fixture.LayerTar([]fixture.Entry{{Header: tar.Header{Name: "pause", Typeflag: tar.TypeReg, Mode: 0o755}, Body: "#!/bin/sh\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := fixture.OCIImage([]string{"/pause"}, lt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := registryEntries("var/registry/pause", "testing", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := img.Digest()
+	config, _ := img.ConfigName()
+	layers, _ := img.Layers()
+	layer, _ := layers[0].Digest()
+	files := map[string]string{}
+	dirs := map[string]bool{".": true}
+	for _, e := range es {
+		switch e.Header.Typeflag {
+		case tar.TypeDir:
+			dirs[strings.TrimSuffix(e.Header.Name, "/")] = true
+		case tar.TypeReg:
+			if !dirs[path.Dir(e.Header.Name)] {
+				t.Errorf("%s comes before its directory", e.Header.Name)
+			}
+			files[e.Header.Name] = e.Body
+		}
+	}
+	if got := files["var/registry/pause/manifests/testing"]; got != digest.String()+"\n" {
+		t.Errorf("tag file holds %q, want the manifest's digest %s", got, digest)
+	}
+	want := map[string]string{
+		"manifests": digest.Hex,
+		"blobs":     config.Hex,
+	}
+	for kind, h := range want {
+		p := path.Join("var/registry/pause", kind, "sha256", h[:2], h, "data")
+		if _, ok := files[p]; !ok {
+			t.Errorf("no %s", p)
+		}
+	}
+	p := path.Join("var/registry/pause/blobs/sha256", layer.Hex[:2], layer.Hex, "data")
+	if _, ok := files[p]; !ok {
+		t.Errorf("no layer blob %s", p)
+	}
+	for name, body := range files {
+		if strings.HasSuffix(name, "/testing") {
+			continue
+		}
+		sum := sha256.Sum256([]byte(body))
+		if h := path.Base(path.Dir(name)); h != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s: content's sha256 is %x", name, sum)
+		}
+	}
+	if len(files) != 4 {
+		t.Errorf("%d files, want the tag, the manifest, the config and one layer", len(files))
+	}
+}
+
+// TestCurlScript runs the agnhost stand-in's curl with busybox, as the image has it: a GET
+// with the specs' options prints the body; another option, or none, is refused.
+func TestCurlScript(t *testing.T) {
+	testenv.RequireFile(t, fixture.BusyboxPath)
+	bin := t.TempDir()
+	for _, a := range []string{"sh", "wget"} {
+		if err := os.Symlink(fixture.BusyboxPath, filepath.Join(bin, a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := filepath.Join(bin, "curl")
+	if err := os.WriteFile(script, []byte(curlScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Method, r.URL.RequestURI())
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		args []string
+		want string // "" for a refusal
+	}{
+		{[]string{srv.URL + "/echo?msg=poststart"}, "GET /echo?msg=poststart"},
+		{[]string{"-g", "-q", "-s", srv.URL + "/dial?request=hostname&tries=1"}, "GET /dial?request=hostname&tries=1"},
+		{[]string{"-XPOST", srv.URL}, ""},
+		{[]string{"-s"}, ""},
+	} {
+		cmd := exec.Command(filepath.Join(bin, "sh"), append([]string{script}, tc.args...)...)
+		cmd.Env = []string{"PATH=" + bin}
+		out, err := cmd.Output()
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("curl %q: accepted (%q)", tc.args, out)
+		case tc.want != "" && (err != nil || string(out) != tc.want):
+			t.Errorf("curl %q: %q %v, want %q", tc.args, out, err, tc.want)
+		}
+	}
 }
