@@ -28,7 +28,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/kube/clustertest"
 	"github.com/cairn-os/cairn/kube/images"
 	"github.com/cairn-os/cairn/runtime/fixture"
@@ -119,20 +118,11 @@ func (s standin) image(bb []byte, agnhost v1.Image) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// standinImages builds the nnp probe and every stand-in, agnhost among them, keyed by the
-// references the suite pulls.
+// standinImages builds the stand-ins' programs (testdata) and every stand-in, agnhost
+// among them, keyed by the references the suite pulls.
 func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nnp")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./testdata/nnp")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the nnp probe: %v\n%s", err, out)
-	}
-	nnp, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nnp, netutil := program(t, "./testdata/nnp"), program(t, "./testdata/netutil")
 	bb, err := fixture.BusyboxLayerTar()
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +131,7 @@ func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if agnhost, err = withExtras(t, agnhost); err != nil {
+	if agnhost, err = withExtras(t, agnhost, netutil); err != nil {
 		t.Fatal(err)
 	}
 	imgs := map[string]v1.Image{agnhostRef: agnhost}
@@ -157,16 +147,33 @@ func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	return imgs
 }
 
+// program builds a static program of this package's testdata and returns it.
+func program(t *testing.T, pkg string) []byte {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), path.Base(pkg))
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // withExtras adds to agnhost what upstream's image has beside the program
 // (test/images/agnhost/Dockerfile) and the specs use: /agnhost-2, the same program under
 // another name (entrypoint-tester); a TLS key and certificate for localhost at
 // /localhost.key and /localhost.crt (netexec's HTTPS, which probes and hooks reach without
-// checking it), made here; /uploads (netexec's); bash and curl, which upstream's Alpine
-// installs and exec hooks and probes run, here a script running ash and one running
-// busybox's wget for a GET; and what its fake-registry-server serves (prepare_registry.sh):
+// checking it), made here; /uploads (netexec's); bash, curl and nc, which upstream's Alpine
+// installs and exec hooks, probes and the networking specs run, here a script running ash
+// and testdata/netutil (the forms of curl and nc the specs use, built for the test); and
+// what its fake-registry-server serves (prepare_registry.sh):
 // pause 3.10.2, as kube/images makes it, under the tag "testing", in the server's layout
 // under /var/registry/pause.
-func withExtras(t *testing.T, agnhost v1.Image) (v1.Image, error) {
+func withExtras(t *testing.T, agnhost v1.Image, netutil []byte) (v1.Image, error) {
 	t.Helper()
 	src, err := images.Binaries(t.Context(), repoRoot(t), io.Discard)
 	if err != nil {
@@ -197,9 +204,11 @@ func withExtras(t *testing.T, agnhost v1.Image) (v1.Image, error) {
 		file("localhost.key", string(key), 0o644),
 		fixture.Entry{Header: tar.Header{Name: "uploads/", Typeflag: tar.TypeDir, Mode: 0o755}},
 		file("bin/bash", bashScript, 0o755),
+		// Over busybox's nc, which has no UDP.
+		file("bin/nc", string(netutil), 0o755),
 		fixture.Entry{Header: tar.Header{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755}},
 		fixture.Entry{Header: tar.Header{Name: "usr/bin/", Typeflag: tar.TypeDir, Mode: 0o755}},
-		file("usr/bin/curl", curlScript, 0o755),
+		fixture.Entry{Header: tar.Header{Name: "usr/bin/curl", Typeflag: tar.TypeLink, Linkname: "bin/nc"}},
 	)
 	lt, err := fixture.LayerTar(es)
 	if err != nil {
@@ -215,21 +224,6 @@ func withExtras(t *testing.T, agnhost v1.Image) (v1.Image, error) {
 // bashScript is bash as the specs run it (bash -c SCRIPT, traps, loops): ash.
 const bashScript = `#!/bin/sh
 exec /bin/sh "$@"
-`
-
-// curlScript is curl as the specs run it, a GET of a URL (-g, -q and -s are its quiet
-// defaults): busybox's wget, the body on stdout.
-const curlScript = `#!/bin/sh
-url=
-for a in "$@"; do
-	case "$a" in
-	-g|-q|-s|-gqs) ;;
-	-*) echo "curl stand-in: option $a not supported" >&2; exit 2 ;;
-	*) url=$a ;;
-	esac
-done
-[ -n "$url" ] || { echo "curl stand-in: no URL" >&2; exit 2; }
-exec wget -q -O - "$url"
 `
 
 // localhostCert is a self-signed ECDSA key and certificate for localhost, PEM-encoded.
@@ -394,41 +388,95 @@ func TestRegistryEntries(t *testing.T) {
 	}
 }
 
-// TestCurlScript runs the agnhost stand-in's curl with busybox, as the image has it: a GET
-// with the specs' options prints the body; another option, or none, is refused.
-func TestCurlScript(t *testing.T) {
-	testenv.RequireFile(t, fixture.BusyboxPath)
-	bin := t.TempDir()
-	for _, a := range []string{"sh", "wget"} {
-		if err := os.Symlink(fixture.BusyboxPath, filepath.Join(bin, a)); err != nil {
+// TestNetutil runs the agnhost stand-in's curl and nc as the specs do: a GET with their
+// options prints the body, or just the status; an unreachable server is curl's exit 7; nc
+// sends a UDP datagram and prints the answer, or a TCP stream and prints the reply; what
+// they do not know is refused.
+func TestNetutil(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "netutil")
+	if err := os.WriteFile(bin, program(t, "./testdata/netutil"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"curl", "nc"} {
+		if err := os.Symlink(bin, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	script := filepath.Join(bin, "curl")
-	if err := os.WriteFile(script, []byte(curlScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
 		fmt.Fprintf(w, "%s %s", r.Method, r.URL.RequestURI())
 	}))
 	defer srv.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	// netexec's UDP handler answers each datagram.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			n, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte("node-1:"+strings.TrimSpace(string(buf[:n]))), addr)
+		}
+	}()
+	// A TCP server that answers once its client has sent all.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(c)
+			c.Write([]byte(strings.ToUpper(string(b))))
+			c.Close()
+		}
+	}()
+	port := func(a net.Addr) string { _, p, _ := net.SplitHostPort(a.String()); return p }
 	for _, tc := range []struct {
-		args []string
-		want string // "" for a refusal
+		cmd  []string
+		in   string
+		code int
+		want string
 	}{
-		{[]string{srv.URL + "/echo?msg=poststart"}, "GET /echo?msg=poststart"},
-		{[]string{"-g", "-q", "-s", srv.URL + "/dial?request=hostname&tries=1"}, "GET /dial?request=hostname&tries=1"},
-		{[]string{"-XPOST", srv.URL}, ""},
-		{[]string{"-s"}, ""},
+		{[]string{"curl", srv.URL + "/echo?msg=poststart"}, "", 0, "GET /echo?msg=poststart"},
+		{[]string{"curl", "-g", "-q", "-s", "--max-time", "15", "--connect-timeout", "1", srv.URL + "/hostName"}, "", 0, "GET /hostName"},
+		{[]string{"curl", "-g", "-q", "-s", "-o", "/dev/null", "-w", "%{http_code}", srv.URL + "/missing"}, "", 0, "404"},
+		{[]string{"curl", "-X", "POST", srv.URL + "/x"}, "", 0, "POST /x"},
+		{[]string{"curl", "--connect-timeout", "1", closed.URL}, "", 7, ""},
+		{[]string{"curl", "-L", srv.URL}, "", 2, ""},
+		{[]string{"curl", "-w", "%{time_total}", srv.URL}, "", 2, ""},
+		{[]string{"curl", "-s"}, "", 2, ""},
+		{[]string{"nc", "-w", "1", "-u", "127.0.0.1", port(pc.LocalAddr())}, "hostName\n", 0, "node-1:hostName"},
+		{[]string{"nc", "127.0.0.1", port(l.Addr())}, "hello", 0, "HELLO"},
+		{[]string{"nc", "-z", "127.0.0.1", "1"}, "", 2, ""},
+		{[]string{"nc", "127.0.0.1"}, "", 2, ""},
 	} {
-		cmd := exec.Command(filepath.Join(bin, "sh"), append([]string{script}, tc.args...)...)
-		cmd.Env = []string{"PATH=" + bin}
+		cmd := exec.Command(filepath.Join(dir, tc.cmd[0]), tc.cmd[1:]...)
+		cmd.Stdin = strings.NewReader(tc.in)
 		out, err := cmd.Output()
-		switch {
-		case tc.want == "" && err == nil:
-			t.Errorf("curl %q: accepted (%q)", tc.args, out)
-		case tc.want != "" && (err != nil || string(out) != tc.want):
-			t.Errorf("curl %q: %q %v, want %q", tc.args, out, err, tc.want)
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%q: %v", tc.cmd, err)
+		}
+		if code != tc.code || string(out) != tc.want {
+			t.Errorf("%q: exit %d, %q; want %d, %q", tc.cmd, code, out, tc.code, tc.want)
 		}
 	}
 }
