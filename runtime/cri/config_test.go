@@ -115,6 +115,16 @@ func TestContainerConfig(t *testing.T) {
 				t.Errorf("app %+v", a.App)
 			}
 		}},
+		{"env names appc cannot hold", containerCfg(func(c *runtimeapi.ContainerConfig) {
+			c.Envs = []*runtimeapi.KeyValue{{Key: "A.b-c", Value: []byte("1")}, {Key: "1-data-1", Value: []byte("x")},
+				{Key: "$_-data", Value: []byte("y")}, {Key: "#@!data-3", Value: []byte("z=w")}}
+		}), func(t *testing.T, a *stage0.AppConfig, c *container) {
+			relaxed := []string{"1-data-1=x", "$_-data=y", "#@!data-3=z=w"}
+			if !slices.Equal(a.Env, []string{"A.b-c=1"}) || !slices.Equal(a.Linux.Env, relaxed) || !slices.Equal(c.env, relaxed) ||
+				a.Annotations[annEnv] != `["1-data-1=x","$_-data=y","#@!data-3=z=w"]` {
+				t.Errorf("app env %q, linux env %q, container env %q, annotation %q", a.Env, a.Linux.Env, c.env, a.Annotations[annEnv])
+			}
+		}},
 		{"a tty", containerCfg(func(c *runtimeapi.ContainerConfig) { c.Tty, c.Stdin = true, true }), func(t *testing.T, a *stage0.AppConfig, _ *container) {
 			if a.Stdin != podapi.StdinTTY {
 				t.Errorf("stdin %s", a.Stdin)
@@ -507,6 +517,7 @@ func TestIndexRecords(t *testing.T) {
 	}
 	c := &container{id: "abc", sandboxID: sb.id, app: "web-3", meta: &runtimeapi.ContainerMetadata{Name: "web", Attempt: 3}, image: "web:1",
 		labels: map[string]string{"l": "1"}, annotations: map[string]string{"a": "2"}, logPath: "web/3.log", stdin: true, tty: true,
+		env:    []string{"1-data=x"},
 		mounts: []*runtimeapi.Mount{{ContainerPath: "/d", HostPath: "/h", Readonly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}}}
 	anns, err := containerAnnotations(c)
 	if err != nil {

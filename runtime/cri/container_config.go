@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,9 +77,16 @@ func containerConfig(cfg *runtimeapi.ContainerConfig, sb *sandbox, img *image.Im
 		}
 		a.WorkingDir = path.Clean(a.WorkingDir)
 	}
+	var relaxedEnv []string
 	for _, kv := range cfg.GetEnvs() {
 		if kv.GetKey() == "" || strings.ContainsAny(kv.GetKey(), "=\x00") || bytes.ContainsRune(kv.GetValue(), 0) {
 			return nil, nil, invalidf("environment variable %q: want a name without '='", kv.GetKey())
+		}
+		// A name appc's app cannot hold ("1-data", "$_-data", which Kubernetes allows) is
+		// set by stage1 from podapi.Linux.
+		if !appcEnvName.MatchString(kv.GetKey()) {
+			relaxedEnv = append(relaxedEnv, kv.GetKey()+"="+string(kv.GetValue()))
+			continue
 		}
 		a.Env = append(a.Env, kv.GetKey()+"="+string(kv.GetValue()))
 	}
@@ -90,6 +98,7 @@ func containerConfig(cfg *runtimeapi.ContainerConfig, sb *sandbox, img *image.Im
 		logPath: cfg.GetLogPath(),
 		stdin:   cfg.GetStdin(), stdinOnce: cfg.GetStdinOnce(), tty: cfg.GetTty(),
 		imageRef: img.ID,
+		env:      relaxedEnv,
 	}
 	out := &stage0.AppConfig{Stdin: podapi.StdinNull}
 	switch {
@@ -105,7 +114,7 @@ func containerConfig(cfg *runtimeapi.ContainerConfig, sb *sandbox, img *image.Im
 		}
 		out.LogPath = lp
 	}
-	l := &podapi.Linux{Propagation: map[string]string{}}
+	l := &podapi.Linux{Propagation: map[string]string{}, Env: relaxedEnv}
 	if err := mounts(cfg.GetMounts(), app, &a, out, l, c); err != nil {
 		return nil, nil, err
 	}
@@ -573,6 +582,10 @@ func podResources(r *runtimeapi.LinuxContainerResources, env hostEnv) (*podapi.R
 func clampOOM(v int64, floor int) int {
 	return int(max(min(v, 1000), int64(floor), -1000))
 }
+
+// appcEnvName is what appc's app takes as an environment variable's name
+// (types.EnvironmentVariable).
+var appcEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z_0-9.-]*$`)
 
 // errNoImage is what CreateContainer says of an image that is not in the store.
 var errNoImage = errors.New("image not in the store; pull it first")

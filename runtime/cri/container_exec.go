@@ -35,7 +35,7 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if err != nil {
 		return nil, err
 	}
-	cmd := enterCommand(a, req.GetCmd())
+	cmd := enterCommand(c, a, req.GetCmd())
 	cmd.KillOnCancel = true
 	var stdout, stderr capped
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -70,9 +70,9 @@ func (s *Server) runningApp(id string) (*container, *pod.Pod, *pod.App, error) {
 	return c, p, a, nil
 }
 
-// enterCommand runs args as a running app's process does: as its user, with its
-// environment, in its working directory.
-func enterCommand(a *pod.App, args []string) stage1.EnterCommand {
+// enterCommand runs args as container c's process does: as its user, with its environment
+// (its app's, then the variables appc cannot name), in its working directory.
+func enterCommand(c *container, a *pod.App, args []string) stage1.EnterCommand {
 	cmd := stage1.EnterCommand{Args: args}
 	if ra := a.Runtime.App; ra != nil {
 		for _, ev := range ra.Environment {
@@ -80,6 +80,7 @@ func enterCommand(a *pod.App, args []string) stage1.EnterCommand {
 		}
 		cmd.Cwd = ra.WorkingDirectory
 	}
+	cmd.Env = append(cmd.Env, c.env...)
 	if uid, gid, groups, err := processCreds(a.PID); err == nil {
 		cmd.UID, cmd.GID, cmd.AdditionalGroups = uid, gid, groups
 	}

@@ -44,6 +44,7 @@ const (
 	annImage   = "cairn-os.org/cri-image"
 	annLogPath = "cairn-os.org/cri-log-path"
 	annMounts  = "cairn-os.org/cri-mounts"
+	annEnv     = "cairn-os.org/cri-env"
 	annStdio   = "cairn-os.org/cri-stdio"
 )
 
@@ -90,6 +91,9 @@ type container struct {
 	stdin       bool
 	stdinOnce   bool
 	tty         bool
+	// env are its environment variables that appc's app cannot name, NAME=VALUE (the
+	// others are in its app's environment).
+	env []string
 }
 
 func containerName(m *runtimeapi.ContainerMetadata, sb *sandbox) string {
@@ -351,7 +355,7 @@ func containerAnnotations(c *container) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{
+	anns := map[string]string{
 		annID:      c.id,
 		annName:    c.meta.GetName(),
 		annAttempt: strconv.FormatUint(uint64(c.meta.GetAttempt()), 10),
@@ -359,7 +363,15 @@ func containerAnnotations(c *container) (map[string]string, error) {
 		annLogPath: c.logPath,
 		annMounts:  string(b),
 		annStdio:   fmt.Sprintf("stdin=%t,stdin-once=%t,tty=%t", c.stdin, c.stdinOnce, c.tty),
-	}, nil
+	}
+	if len(c.env) > 0 {
+		b, err := json.Marshal(c.env)
+		if err != nil {
+			return nil, err
+		}
+		anns[annEnv] = string(b)
+	}
+	return anns, nil
 }
 
 // containerFromApp reads a container back from its app's entry in the pod manifest; ok is
@@ -381,6 +393,9 @@ func containerFromApp(sandboxID string, ra schema.RuntimeApp, imageRef string) (
 	if ra.App != nil {
 		c.labels = maps.Clone(map[string]string(ra.App.UserLabels))
 		c.annotations = maps.Clone(map[string]string(ra.App.UserAnnotations))
+	}
+	if e := get(annEnv); e != "" {
+		_ = json.Unmarshal([]byte(e), &c.env) // a container without them has none
 	}
 	var ms []mountRecord
 	if err := json.Unmarshal([]byte(get(annMounts)), &ms); err == nil {

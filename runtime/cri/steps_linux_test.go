@@ -429,9 +429,22 @@ func security_(t *testing.T, e *criEnv) {
 		sc.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE}
 		c.Mounts = []*runtimeapi.Mount{{HostPath: host, ContainerPath: "/host", Readonly: true}, {HostPath: filepath.Join(host, "made"), ContainerPath: "/made"}}
 		c.Devices = []*runtimeapi.Device{{HostPath: "/dev/null", ContainerPath: "/dev/xnull", Permissions: "rw"}}
-		c.Envs = []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hi")}}
+		c.Envs = []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hi")}, {Key: "1-data", Value: []byte("relaxed")}}
 		c.WorkingDir = "/tmp"
 	}))
+	// A name appc cannot hold reaches the container's process and its execs (env, not a
+	// shell: ash leaves such names out of what it passes on).
+	envs := e.run(sb, pcfg, ctrConfig("envs", "", func(c *runtimeapi.ContainerConfig) {
+		c.Command = []string{"env"}
+		c.Envs = []*runtimeapi.KeyValue{{Key: "1-data", Value: []byte("relaxed")}, {Key: "$_-x", Value: []byte("y")}}
+	}))
+	e.waitExited(envs)
+	if l := waitLog(t, filepath.Join(e.logs, "sec", "envs.log"), "$_-x=y"); !strings.Contains(l, "stdout F 1-data=relaxed") {
+		t.Errorf("the environment of a container: %q", l)
+	}
+	if env := e.exec(restricted, "env"); !strings.Contains(env, "\n1-data=relaxed\n") && !strings.HasPrefix(env, "1-data=relaxed\n") {
+		t.Errorf("an exec's environment %q has no 1-data=relaxed", env)
+	}
 	if got := capEff(restricted); got != "0000000000000000" { // a non-root user keeps none without ambient ones
 		t.Errorf("capabilities of a non-root user %s", got)
 	}

@@ -182,7 +182,7 @@ func (r streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io.
 	if err != nil {
 		return err
 	}
-	ec := enterCommand(a, cmd)
+	ec := enterCommand(c, a, cmd)
 	ec.TTY = tty
 	if out != nil {
 		ec.Stdout = out

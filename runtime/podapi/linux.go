@@ -35,6 +35,10 @@ type Linux struct {
 	HostPID     bool       `json:"hostPID,omitempty"`
 	OOMScoreAdj *int       `json:"oomScoreAdj,omitempty"`
 	Resources   *Resources `json:"resources,omitempty"`
+	// Env are NAME=VALUE pairs set over the app's environment whose names appc's app cannot
+	// hold: Kubernetes allows any printable character but '=' in a name (since v1.34), appc
+	// only [A-Za-z_][A-Za-z0-9_.-]*.
+	Env []string `json:"env,omitempty"`
 }
 
 // Seccomp modes of Linux.Seccomp.
@@ -153,6 +157,11 @@ func (l *Linux) Validate(app string) error {
 	if l.Resources != nil {
 		if err := l.Resources.Validate(app); err != nil {
 			return err
+		}
+	}
+	for _, kv := range l.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsRune(kv, 0) {
+			return invalid("app %s: environment variable %q: want NAME=VALUE, without NUL", app, kv)
 		}
 	}
 	return nil

@@ -135,6 +135,9 @@ func TestRequestRefused(t *testing.T) {
 		"propagation mode":         withLinux(func(l *Linux) { l.Propagation = map[string]string{"/d": "shared"} }),
 		"propagation path":         withLinux(func(l *Linux) { l.Propagation = map[string]string{"/d/../e": "rslave"} }),
 		"oom score":                withLinux(func(l *Linux) { v := -1001; l.OOMScoreAdj = &v }),
+		"env without =":            withLinux(func(l *Linux) { l.Env = []string{"1-data"} }),
+		"env without a name":       withLinux(func(l *Linux) { l.Env = []string{"=x"} }),
+		"env with NUL":             withLinux(func(l *Linux) { l.Env = []string{"1-data=a\x00b"} }),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := req.Validate(); !errors.Is(err, ErrInvalid) {

@@ -37,7 +37,8 @@ func AllCapabilities() []string {
 }
 
 // applyLinux puts what an app's container gets beyond its appc app (podapi.Linux: a CRI
-// container's security context, devices, mount propagation, cgroup limits) over the spec
+// container's security context, devices, mount propagation, cgroup limits, environment
+// variables appc cannot name) over the spec
 // that Spec built from the app's isolators and stage1's defaults. devices are the host
 // devices the app gets, resolved from l.Devices (and, privileged, every host device).
 func applyLinux(s *specs.Spec, l *podapi.Linux, devices []specs.LinuxDevice) error {
@@ -45,6 +46,10 @@ func applyLinux(s *specs.Spec, l *podapi.Linux, devices []specs.LinuxDevice) err
 		return nil
 	}
 	p, lx := s.Process, s.Linux
+	for _, kv := range l.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		p.Env = setEnv(p.Env, k, v)
+	}
 	if l.Capabilities != nil {
 		caps := slices.Clone(*l.Capabilities)
 		slices.Sort(caps)

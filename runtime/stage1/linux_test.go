@@ -3,6 +3,7 @@ package stage1
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/appc/spec/schema"
@@ -52,6 +53,16 @@ func TestSpecLinux(t *testing.T) {
 			want := []string{"CAP_CHOWN", "CAP_SYS_ADMIN"}
 			if !slices.Equal(c.Bounding, want) || !slices.Equal(c.Effective, want) || !slices.Equal(c.Permitted, want) {
 				t.Errorf("capabilities %+v", c)
+			}
+		}},
+		{"env names appc cannot hold, over the app's", &podapi.Linux{Env: []string{"1-data=x", "$_-data=y=z", "PATH=/opt"}}, nil, func(t *testing.T, s *specs.Spec) {
+			for _, want := range []string{"1-data=x", "$_-data=y=z", "PATH=/opt"} {
+				if !slices.Contains(s.Process.Env, want) {
+					t.Errorf("env %q, want %s", s.Process.Env, want)
+				}
+			}
+			if slices.ContainsFunc(s.Process.Env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") && kv != "PATH=/opt" }) {
+				t.Errorf("env %q: PATH twice", s.Process.Env)
 			}
 		}},
 		{"no capabilities at all", &podapi.Linux{Capabilities: &[]string{}}, nil, func(t *testing.T, s *specs.Spec) {
