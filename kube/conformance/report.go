@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -34,8 +35,10 @@ type Spec struct {
 type Report struct {
 	Specs      []Spec
 	SuiteNodes []Spec
-	// NotRun counts the specs the focus left out, and those an interrupted run never reached.
-	NotRun int
+	// NotRun counts the specs the focus or the skips left out, and those an interrupted run
+	// never reached; LeftOut names them.
+	NotRun  int
+	LeftOut []string
 }
 
 // Count returns how many selected specs are in state s.
@@ -96,6 +99,7 @@ func ReadJUnit(r io.Reader) (*Report, error) {
 					// Left out by the focus, never reached, or pending.
 					if isSpec {
 						rep.NotRun++
+						rep.LeftOut = append(rep.LeftOut, name)
 					}
 					continue
 				}
@@ -125,6 +129,23 @@ func ReadJUnit(r io.Reader) (*Report, error) {
 	}
 	slices.SortFunc(rep.Specs, func(a, b Spec) int { return strings.Compare(a.Name, b.Name) })
 	return rep, nil
+}
+
+// SkipLeftOut reports every left-out spec whose name matches re as skipped, for why: the
+// specs a run's --skip named, which Ginkgo's report does not tell from those the focus left
+// out.
+func (r *Report) SkipLeftOut(re *regexp.Regexp, why string) {
+	kept := r.LeftOut[:0]
+	for _, name := range r.LeftOut {
+		if !re.MatchString(name) {
+			kept = append(kept, name)
+			continue
+		}
+		r.Specs = append(r.Specs, Spec{Name: name, State: Skipped, Reason: why, Message: why})
+		r.NotRun--
+	}
+	r.LeftOut = kept
+	slices.SortFunc(r.Specs, func(a, b Spec) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // failureMessage is a failure's text without Ginkgo's frame: the e2e framework leaves the

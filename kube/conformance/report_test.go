@@ -3,6 +3,7 @@ package conformance
 import (
 	"errors"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ In [It] at: x.go:1</error></testcase>`,
   <skipped message="skipped - Only supported for node OS distro [gci ubuntu] (not debian)"></skipped></testcase>
 <testcase name="[It] [sig-apps] Deployment works [Conformance]" status="skipped" time="0"><skipped message="skipped"></skipped></testcase>
 <testcase name="[It] [sig-apps] Job works [Conformance]" status="skipped" time="0"><skipped message="skipped"></skipped></testcase>`,
-		want: &Report{NotRun: 2, Specs: []Spec{{Name: "[sig-node] AppArmor load [NodeConformance]", State: Skipped,
+		want: &Report{NotRun: 2, LeftOut: []string{"[sig-apps] Deployment works [Conformance]", "[sig-apps] Job works [Conformance]"}, Specs: []Spec{{Name: "[sig-node] AppArmor load [NodeConformance]", State: Skipped,
 			Reason: "Only supported for node OS distro [gci ubuntu] (not debian)", Message: "Only supported for node OS distro [gci ubuntu] (not debian)",
 			Time: 100 * time.Millisecond}}},
 	}, {
@@ -110,6 +111,21 @@ func TestReadJUnitRefuses(t *testing.T) {
 		if _, err := ReadJUnit(strings.NewReader(in)); err == nil {
 			t.Errorf("ReadJUnit(%.40q) accepted it", in)
 		}
+	}
+}
+
+func TestSkipLeftOut(t *testing.T) {
+	rep := &Report{NotRun: 3, LeftOut: []string{"x guaranteed restart", "y other", "z guaranteed restart"},
+		Specs: []Spec{{Name: "a", State: Passed}, {Name: "y2", State: Passed}}}
+	rep.SkipLeftOut(regexp.MustCompile(`guaranteed restart`), "no -997 here")
+	want := &Report{NotRun: 1, LeftOut: []string{"y other"}, Specs: []Spec{
+		{Name: "a", State: Passed},
+		{Name: "x guaranteed restart", State: Skipped, Reason: "no -997 here", Message: "no -997 here"},
+		{Name: "y2", State: Passed},
+		{Name: "z guaranteed restart", State: Skipped, Reason: "no -997 here", Message: "no -997 here"},
+	}}
+	if !reflect.DeepEqual(rep, want) {
+		t.Errorf("SkipLeftOut:\n got %+v\nwant %+v", rep, want)
 	}
 }
 

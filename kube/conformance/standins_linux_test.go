@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,7 +170,7 @@ func program(t *testing.T, pkg string) []byte {
 // another name (entrypoint-tester); a TLS key and certificate for localhost at
 // /localhost.key and /localhost.crt (netexec's HTTPS, which probes and hooks reach without
 // checking it), made here; /uploads (netexec's); bash, curl and nc, which upstream's Alpine
-// installs and exec hooks, probes and the networking specs run, here a script running ash
+// installs and exec hooks, probes and the networking specs run, here a script running sh
 // and testdata/netutil (the forms of curl and nc the specs use, built for the test); and
 // what its fake-registry-server serves (prepare_registry.sh):
 // pause 3.10.2, as kube/images makes it, under the tag "testing", in the server's layout
@@ -198,6 +200,13 @@ func withExtras(t *testing.T, agnhost v1.Image, netutil []byte) (v1.Image, error
 	file := func(p, body string, mode int64) fixture.Entry {
 		return fixture.Entry{Header: tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: mode}, Body: body}
 	}
+	// sh is Debian's dash, not busybox-static's ash: that ash runs its own applet for a
+	// name it has (nc) before looking in PATH, as Alpine's ash in upstream's image does not.
+	sh, err := hostProgram("/bin/dash", "bin/sh")
+	if err != nil {
+		return nil, err
+	}
+	es = append(es, sh...)
 	es = append(es,
 		fixture.Entry{Header: tar.Header{Name: "agnhost-2", Typeflag: tar.TypeSymlink, Linkname: "agnhost", Mode: 0o777}},
 		file("localhost.crt", string(cert), 0o644),
@@ -221,7 +230,43 @@ func withExtras(t *testing.T, agnhost v1.Image, netutil []byte) (v1.Image, error
 	return mutate.AppendLayers(agnhost, l)
 }
 
-// bashScript is bash as the specs run it (bash -c SCRIPT, traps, loops): ash.
+// hostProgram is this machine's program at src as entries of a layer at dst, with the shared
+// libraries and the loader ldd names for it at their paths.
+func hostProgram(src, dst string) ([]fixture.Entry, error) {
+	out, err := exec.Command("ldd", src).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", src, err)
+	}
+	files := map[string]string{dst: src}
+	for line := range strings.Lines(string(out)) {
+		// "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[1] == "=>" && path.IsAbs(f[2]) {
+			files[strings.TrimPrefix(f[2], "/")] = f[2]
+		} else if len(f) == 2 && path.IsAbs(f[0]) {
+			files[strings.TrimPrefix(f[0], "/")] = f[0]
+		}
+	}
+	dirs := map[string]bool{}
+	var es []fixture.Entry
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		body, err := os.ReadFile(files[name])
+		if err != nil {
+			return nil, err
+		}
+		for d := path.Dir(name); d != "."; d = path.Dir(d) {
+			dirs[d] = true
+		}
+		es = append(es, fixture.Entry{Header: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o755}, Body: string(body)})
+	}
+	var ds []fixture.Entry
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		ds = append(ds, fixture.Entry{Header: tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}})
+	}
+	return append(ds, es...), nil
+}
+
+// bashScript is bash as the specs run it (bash -c SCRIPT, traps, loops): sh.
 const bashScript = `#!/bin/sh
 exec /bin/sh "$@"
 `
@@ -478,5 +523,39 @@ func TestNetutil(t *testing.T) {
 		if code != tc.code || string(out) != tc.want {
 			t.Errorf("%q: exit %d, %q; want %d, %q", tc.cmd, code, out, tc.code, tc.want)
 		}
+	}
+}
+
+// TestHostProgram runs dash as the agnhost stand-in has it, chrooted into a tree of just its
+// entries and a /bin/nc: the shell finds nc in PATH.
+func TestHostProgram(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	es, err := hostProgram("/bin/dash", "bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es = append(es, fixture.Entry{Header: tar.Header{Name: "bin/nc", Typeflag: tar.TypeReg, Mode: 0o755}, Body: "#!/bin/sh\necho nc from PATH: $*\n"})
+	root := t.TempDir()
+	for _, e := range es {
+		p := filepath.Join(root, e.Header.Name)
+		if e.Header.Typeflag == tar.TypeDir {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.WriteFile(p, []byte(e.Body), os.FileMode(e.Header.Mode)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("/bin/sh", "-c", "nc -w 1 -u 10.0.0.1 8081")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	cmd.Env = []string{"PATH=/bin"}
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if got, want := strings.TrimSpace(string(out)), "nc from PATH: -w 1 -u 10.0.0.1 8081"; err != nil || got != want {
+		t.Errorf("sh -c nc in the stand-in's tree: %q (%v), want %q", got, err, want)
 	}
 }
