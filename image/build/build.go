@@ -228,6 +228,11 @@ func (b *Builder) split(context.Context) error {
 	if err := os.Rename(filepath.Join(b.tree, "usr"), b.usrDir); err != nil {
 		return err
 	}
+	// The kernel's configuration stays, where kubeadm's preflight (its system verification)
+	// and other checkers of kernel features look once /boot is gone.
+	if err := os.Rename(filepath.Join(b.tree, "boot", "config-"+b.kver), filepath.Join(b.usrDir, "lib/modules", b.kver, "config")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("keep the kernel's config: %w", err)
+	}
 	for _, p := range []string{"boot", "vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"} {
 		if err := os.RemoveAll(filepath.Join(b.tree, p)); err != nil {
 			return err

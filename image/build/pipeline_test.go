@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,5 +159,34 @@ func TestBadInputLeavesNoOutput(t *testing.T) {
 				t.Errorf("progress does not show the failure:\n%s", progress.String())
 			}
 		})
+	}
+}
+
+// split keeps the kernel's config under /usr/lib/modules: kubeadm's preflight reads it there.
+func TestSplitKeepsKernelConfig(t *testing.T) {
+	work := t.TempDir()
+	tree := filepath.Join(work, "tree")
+	for p, data := range map[string]string{
+		"boot/config-6.1.0-test":                 "CONFIG_CGROUPS=y\n",
+		"boot/vmlinuz-6.1.0-test":                "kernel",
+		"usr/lib/modules/6.1.0-test/modules.dep": "",
+		"etc/hostname":                           "x\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(tree, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tree, p), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := &Builder{work: work, tree: tree, kver: "6.1.0-test"}
+	if err := b.split(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(b.usrDir, "lib/modules/6.1.0-test/config")); err != nil || string(got) != "CONFIG_CGROUPS=y\n" {
+		t.Errorf("/usr/lib/modules/6.1.0-test/config: %q, %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(b.rootDir, "boot")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("/boot left in ROOT's skeleton: %v", err)
 	}
 }
