@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,8 +63,9 @@ type Cluster struct {
 
 	mu          sync.Mutex
 	nodes       []*Node
-	init        *Node  // the node kubeadm init ran on
-	token       string // the bootstrap token nodes join with
+	init        *Node          // the node kubeadm init ran on
+	endpoint    netip.AddrPort // the API server, as nodes and clients reach it
+	token       string         // the bootstrap token nodes join with
 	flannelRBAC bool
 	pushTo      string // the registry's loopback address
 	etcdTag     string // the etcd image's tag
@@ -176,6 +178,10 @@ func New(t testing.TB) *Cluster {
 	t.Cleanup(c.cleanup)
 	return c
 }
+
+// RegistryLoopback is the registry's address on this machine's loopback, where images are
+// pushed, and where a qemu guest reaches it (as 10.0.2.2 and the same port).
+func (c *Cluster) RegistryLoopback() string { return c.pushTo }
 
 // hostDirs are the paths a node has of its own, each bound from a directory of the node.
 var hostDirs = []string{

@@ -3,6 +3,8 @@ package clustertest
 import (
 	"slices"
 	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 func TestKubeadmFlags(t *testing.T) {
@@ -20,6 +22,37 @@ func TestKubeadmFlags(t *testing.T) {
 		got, err := kubeadmFlags(tc.env)
 		if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
 			t.Errorf("kubeadmFlags(%q) = %q, %v; want %q, error %v", tc.env, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestKubeconfig(t *testing.T) {
+	for _, tc := range []struct{ server, user, token string }{
+		{"https://192.168.100.11:6443", "flannel", "abc.def"},
+		{"https://10.0.2.2:41234", "locksmithd", `with "quotes" and : colons`},
+	} {
+		cfg, err := clientcmd.Load([]byte(Kubeconfig(tc.server, []byte("CA PEM"), tc.user, tc.token)))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.user, err)
+		}
+		ctx := cfg.Contexts[cfg.CurrentContext]
+		if ctx == nil || ctx.AuthInfo != tc.user || cfg.Clusters[ctx.Cluster].Server != tc.server ||
+			string(cfg.Clusters[ctx.Cluster].CertificateAuthorityData) != "CA PEM" || cfg.AuthInfos[tc.user].Token != tc.token {
+			t.Errorf("%s: the kubeconfig reads back as %+v", tc.user, cfg)
+		}
+	}
+}
+
+func TestQuoteList(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"0.0.0.0/0"}, `"0.0.0.0/0"`},
+		{[]string{"10.0.2.0/24", "primary"}, `"10.0.2.0/24", "primary"`},
+	} {
+		if got := quoteList(tc.in); got != tc.want {
+			t.Errorf("quoteList(%q) = %s; want %s", tc.in, got, tc.want)
 		}
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,16 +50,46 @@ func bootstrapToken() string { return randomHex(3) + "." + randomHex(8) }
 // kube-apiserver, kube-controller-manager and kube-scheduler run by kubelet on rktlet,
 // then kube-proxy and CoreDNS. It returns kubeadm's output.
 func (c *Cluster) Init(n *Node) string {
+	c.T.Helper()
+	return c.InitWith(n, InitOptions{})
+}
+
+// InitOptions change kubeadm init's configuration for a cluster with nodes off the underlay
+// (the e2e tier's VMs, which reach this machine only through qemu's user-mode network).
+type InitOptions struct {
+	// Endpoint is where every node and client reaches the API server: kubeadm's
+	// controlPlaneEndpoint and advertiseAddress, the API server's port, and so a name on its
+	// certificate. The address goes on the init node's loopback and is routed to that node
+	// from the underlay namespace and the nodes that join. Default: the init node's underlay
+	// address, port 6443.
+	Endpoint netip.AddrPort
+	// NodePortAddresses is kube-proxy's nodePortAddresses (default kube-proxy's: in
+	// nftables mode, the node's primary address only).
+	NodePortAddresses []string
+}
+
+// InitWith is Init with the options given.
+func (c *Cluster) InitWith(n *Node, o InitOptions) string {
 	t := c.T
 	t.Helper()
 	c.token = bootstrapToken()
+	c.endpoint = netip.AddrPortFrom(n.Host.IP, 6443)
+	if o.Endpoint.IsValid() {
+		c.endpoint = o.Endpoint
+		n.MustExec("ip", "addr", "add", o.Endpoint.Addr().String()+"/32", "dev", "lo")
+		fct.Run(t, "ip", "-n", c.Net.UnderNS, "route", "add", o.Endpoint.Addr().String()+"/32", "via", n.Host.IP.String())
+	}
+	proxyExtra := ""
+	if len(o.NodePortAddresses) > 0 {
+		proxyExtra = fmt.Sprintf("nodePortAddresses: [%s]\n", quoteList(o.NodePortAddresses))
+	}
 	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
 bootstrapTokens:
 - token: %q
 localAPIEndpoint:
   advertiseAddress: %q
-  bindPort: 6443
+  bindPort: %d
 nodeRegistration:
   name: %q
   criSocket: unix://%s
@@ -66,7 +98,7 @@ apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 kubernetesVersion: %s
 imageRepository: %s
-controlPlaneEndpoint: "%s:6443"
+controlPlaneEndpoint: %q
 networking:
   podSubnet: %s
   serviceSubnet: %s
@@ -94,8 +126,8 @@ conntrack:
   min: 0
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
-`, c.token, n.Host.IP, n.Name, n.Runtime.criSocket(), n.kubeletExtraArgs(), KubernetesVersion, RegistryAddr, n.Host.IP,
-		PodNetwork, ServiceNetwork, c.etcdTag)
+%s`, c.token, c.endpoint.Addr(), c.endpoint.Port(), n.Name, n.Runtime.criSocket(), n.kubeletExtraArgs(), KubernetesVersion, RegistryAddr,
+		c.endpoint.String(), PodNetwork, ServiceNetwork, c.etcdTag, proxyExtra)
 	path := filepath.Join(n.Dir, "kubeadm-init.yaml")
 	writeFile(t, path, cfg)
 	start := time.Now()
@@ -114,17 +146,20 @@ conntrack:
 func (c *Cluster) Join(n *Node) string {
 	t := c.T
 	t.Helper()
+	if ep := c.endpoint.Addr(); ep != c.init.Host.IP {
+		n.MustExec("ip", "route", "add", ep.String()+"/32", "via", c.init.Host.IP.String())
+	}
 	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: JoinConfiguration
 discovery:
   bootstrapToken:
-    apiServerEndpoint: "%s:6443"
+    apiServerEndpoint: %q
     token: %q
     caCertHashes: [%q]
 nodeRegistration:
   name: %q
   criSocket: unix://%s
-%s`, c.init.Host.IP, c.token, c.caHash(), n.Name, n.Runtime.criSocket(), n.kubeletExtraArgs())
+%s`, c.endpoint.String(), c.token, c.CAHash(), n.Name, n.Runtime.criSocket(), n.kubeletExtraArgs())
 	path := filepath.Join(n.Dir, "kubeadm-join.yaml")
 	writeFile(t, path, cfg)
 	start := time.Now()
@@ -136,12 +171,24 @@ nodeRegistration:
 	return out
 }
 
-// caHash is kubeadm's discovery hash of the cluster CA: sha256 of its public key info.
-func (c *Cluster) caHash() string {
+// Endpoint is the API server's address and port, as kubeconfigs and kubeadm join name it.
+func (c *Cluster) Endpoint() netip.AddrPort { return c.endpoint }
+
+// BootstrapToken is the token nodes join with.
+func (c *Cluster) BootstrapToken() string { return c.token }
+
+// CACert is the cluster CA's certificate (PEM).
+func (c *Cluster) CACert() []byte {
 	b, err := os.ReadFile(filepath.Join(c.init.Dir, "etc/kubernetes/pki/ca.crt"))
 	if err != nil {
 		c.T.Fatal(err)
 	}
+	return b
+}
+
+// CAHash is kubeadm's discovery hash of the cluster CA: sha256 of its public key info.
+func (c *Cluster) CAHash() string {
+	b := c.CACert()
 	blk, _ := pem.Decode(b)
 	if blk == nil {
 		c.T.Fatal("ca.crt: no PEM block")
@@ -191,30 +238,47 @@ subjects:
 func (c *Cluster) StartFlannelOn(n *Node) {
 	t := c.T
 	t.Helper()
+	writeFile(t, filepath.Join(n.Dir, "etc/kube-flannel/kubeconfig"), c.FlannelKubeconfig())
+	n.StartFlannel("/etc/kube-flannel/kubeconfig")
+}
+
+// FlannelKubeconfig is a kubeconfig for flanneld -kube-subnet-mgr: a token of kube-flannel's
+// ServiceAccount (its RBAC applied on the first call), the API server at Endpoint.
+func (c *Cluster) FlannelKubeconfig() string {
+	c.T.Helper()
 	if !c.flannelRBAC {
 		c.MustKubectl(flannelRBAC, "apply", "-f", "-")
 		c.flannelRBAC = true
 	}
 	token := strings.TrimSpace(c.MustKubectl("", "-n", "kube-flannel", "create", "token", "flannel", "--duration=24h"))
-	ca, err := os.ReadFile(filepath.Join(c.init.Dir, "etc/kubernetes/pki/ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(n.Dir, "etc/kube-flannel/kubeconfig")
-	writeFile(t, conf, fmt.Sprintf(`apiVersion: v1
+	return Kubeconfig("https://"+c.endpoint.String(), c.CACert(), "flannel", token)
+}
+
+// Kubeconfig is a kubeconfig of one cluster at server (its CA given), one user with a bearer
+// token, and a context of the two.
+func Kubeconfig(server string, ca []byte, user, token string) string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: kubernetes
-  cluster: {server: "https://%s:6443", certificate-authority-data: %s}
+  cluster: {server: %q, certificate-authority-data: %s}
 users:
-- name: flannel
+- name: %s
   user: {token: %q}
 contexts:
-- name: flannel
-  context: {cluster: kubernetes, user: flannel}
-current-context: flannel
-`, c.init.Host.IP, b64(ca), token))
-	n.StartFlannel("/etc/kube-flannel/kubeconfig")
+- name: %[3]s
+  context: {cluster: kubernetes, user: %[3]s}
+current-context: %[3]s
+`, server, b64(ca), user, token)
+}
+
+// quoteList is a YAML flow sequence's items, each quoted.
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
 }
 
 // Kubectl runs kubectl with the cluster's admin kubeconfig in the underlay namespace,
