@@ -122,6 +122,9 @@ func (f *Fleet) serve(h http.Handler) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// Serve serves h on a free port of the host's loopback (guests: GuestURL) until Close.
+func (f *Fleet) Serve(h http.Handler) (int, error) { return f.serve(h) }
+
 // startConsole starts the fleet's cairn-console.
 func (f *Fleet) startConsole(ctx context.Context) error {
 	kb, err := os.ReadFile(f.Images.Key)
@@ -295,8 +298,7 @@ func (f *Fleet) ClusterConfig(n int) *Config {
 	etcd := GuestURL(f.EtcdPort)
 	return NewConfig(f.Key).
 		File("/etc/hostname", 0o644, fmt.Sprintf("cairn-%d\n", n)).
-		File("/etc/systemd/network/10-cluster.network", 0o644, fmt.Sprintf(
-			"[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s/24\nLinkLocalAddressing=no\n", linkMAC(n), ClusterLinkIP(n))).
+		File("/etc/systemd/network/10-cluster.network", 0o644, clusterNetwork(n)).
 		File("/etc/cairn/flanneld.env", 0o644, fmt.Sprintf("FLANNELD_OPTS=-etcd-endpoints=%s -iface=%s\n", etcd, ClusterLinkIP(n))).
 		Unit("flanneld.service", "", true).
 		File("/etc/rkt/net.d/10-flannel.conf", 0o644, `{"cniVersion":"1.0.0","name":"flannel","type":"flannel","delegate":{"bridge":"cni0"}}`+"\n").

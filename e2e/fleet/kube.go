@@ -1,0 +1,328 @@
+package fleet
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cairn-os/cairn/console/updates"
+	"github.com/cairn-os/cairn/image/build"
+	"github.com/cairn-os/cairn/image/sysext"
+	"github.com/cairn-os/cairn/internal/atomicfile"
+	"github.com/cairn-os/cairn/update-engine/payload"
+)
+
+// KubeNode is what a Cairn host needs to join a kubeadm cluster as a node: where the API
+// server is and how to trust it, the credentials of its host services, and the Kubernetes
+// system extension for the version it boots.
+type KubeNode struct {
+	// APIServer is the API server's HOST:PORT as the guest reaches it (the cluster's
+	// controlPlaneEndpoint); Token and CAHash are kubeadm join's discovery.
+	APIServer, Token, CAHash string
+	// FlannelKubeconfig and LocksmithdKubeconfig are the kubeconfigs of flanneld
+	// -kube-subnet-mgr and of locksmithd's kubernetes strategy (their ServiceAccounts').
+	FlannelKubeconfig, LocksmithdKubeconfig string
+	// Extension is the Kubernetes system extension built for the version the host boots,
+	// fetched from its URL after the network is up.
+	Extension payload.Extension
+	// RegistryMirrors are rktlet's -registry-mirror values (HOST=URL): the cluster's image
+	// references name a registry the guest reaches elsewhere.
+	RegistryMirrors []string
+	// PodNetwork is flannel's Network (the cluster's podSubnet).
+	PodNetwork string
+}
+
+// KubeNodeName is host n's name, as host and as Kubernetes node.
+func KubeNodeName(n int) string { return fmt.Sprintf("cairn-%d", n) }
+
+// kubeSysctls are the kernel settings a node needs: forwarding (kubeadm's preflight) and the
+// values kubelet insists on (the cluster's kubelet configuration protects kernel defaults, so
+// kubelet checks them instead of writing them).
+const kubeSysctls = `net.ipv4.ip_forward = 1
+net.bridge.bridge-nf-call-iptables = 1
+vm.overcommit_memory = 1
+vm.panic_on_oom = 0
+kernel.panic = 10
+kernel.panic_on_oops = 1
+kernel.keys.root_maxkeys = 1000000
+kernel.keys.root_maxbytes = 25000000
+`
+
+// sysextUnit fetches and merges the extension once the network is up, as kube/README.md's
+// first-boot configs do.
+const sysextUnit = `[Unit]
+Description=Fetch and merge the Kubernetes system extension
+Wants=network-online.target
+After=network-online.target
+ConditionPathExists=!/var/lib/cairn/kubernetes-sysext.done
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+StateDirectory=cairn
+Environment=URL=%[1]s
+Environment=SHA256=%[2]s
+ExecStart=/usr/lib/systemd/systemd-pull raw --direct --verify=${SHA256} --settings=no --roothash=no --verity=no ${URL} /etc/extensions/.%[3]s.raw.part
+ExecStart=/usr/bin/mv /etc/extensions/.%[3]s.raw.part /etc/extensions/%[3]s.raw
+ExecStart=/usr/bin/systemd-sysext refresh
+ExecStart=/usr/bin/systemctl daemon-reload
+ExecStart=/usr/bin/touch /var/lib/cairn/kubernetes-sysext.done
+
+[Install]
+WantedBy=multi-user.target
+`
+
+const kubeadmJoinUnit = `[Unit]
+Description=kubeadm join
+Requires=kubernetes-sysext.service
+After=kubernetes-sysext.service rktlet.socket network-online.target
+Wants=network-online.target
+ConditionPathExists=!/etc/kubernetes/kubelet.conf
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/kubeadm join --config=/etc/kubernetes/kubeadm-join.yaml
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// JoinConfiguration is kubeadm join's configuration for host n. kubelet's address is the
+// one on the cluster link, where the other node's pods are (flannel's VXLAN runs there too).
+// Under TCG kubelet takes minutes to start: kubeadm's waits are longer than its defaults.
+func (k KubeNode) JoinConfiguration(n int) string {
+	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: %q
+    token: %q
+    caCertHashes: [%q]
+nodeRegistration:
+  name: %q
+  criSocket: %s
+  kubeletExtraArgs:
+  - {name: node-ip, value: %q}
+timeouts:
+  discovery: 10m0s
+  tlsBootstrap: 15m0s
+  kubeletHealthCheck: 15m0s
+`, k.APIServer, k.Token, k.CAHash, KubeNodeName(n), sysext.KubeletSocket, ClusterLinkIP(n))
+}
+
+// kubeUpdateConf is a node's update.conf: updates from the fleet's Omaha server, reboots
+// coordinated by locksmithd's kubernetes strategy.
+func (f *Fleet) kubeUpdateConf() string {
+	return fmt.Sprintf("GROUP=stable\nSERVER=%s%s\nREBOOT_STRATEGY=kubernetes\nLOCKSMITHD_KUBECONFIG=/etc/kubernetes/locksmithd.conf\n",
+		GuestURL(f.ConsolePort), updates.UpdatePath)
+}
+
+// KubeConfig is host n's first-boot config as a Kubernetes node: root's ssh key, its address
+// on the cluster link, the Kubernetes extension fetched and merged, kubeadm join, rktlet with
+// the registry mirrors, flanneld -kube-subnet-mgr over the cluster link, and updates whose
+// reboots locksmithd drains the node for.
+func (f *Fleet) KubeConfig(n int, k KubeNode) *Config {
+	name, x := KubeNodeName(n), k.Extension
+	return NewConfig(f.Key).
+		File("/etc/hostname", 0o644, name+"\n").
+		File("/etc/systemd/network/10-cluster.network", 0o644, clusterNetwork(n)).
+		File("/etc/modules-load.d/kubernetes.conf", 0o644, "br_netfilter\n").
+		File("/etc/sysctl.d/90-kubernetes.conf", 0o644, kubeSysctls).
+		File("/etc/extensions/"+x.Name+".usrhash", 0o644, x.USRHash+"\n").
+		Unit("kubernetes-sysext.service", fmt.Sprintf(sysextUnit, x.URL, x.SHA256, x.Name), true).
+		File("/etc/kubernetes/kubeadm-join.yaml", 0o600, k.JoinConfiguration(n)).
+		Unit("kubeadm.service", kubeadmJoinUnit, true).
+		File("/etc/systemd/system/rktlet.service.d/10-mirrors.conf", 0o644, rktletDropIn(k.RegistryMirrors)).
+		File("/etc/cni/net.d/10-flannel.conflist", 0o644, flannelCNI).
+		File("/etc/kube-flannel/net-conf.json", 0o644, `{"Network": "`+k.PodNetwork+`", "Backend": {"Type": "vxlan"}}`+"\n").
+		File("/etc/kube-flannel/kubeconfig", 0o600, k.FlannelKubeconfig).
+		// -ip-masq: pods reach the API server (the kubernetes Service) through qemu's
+		// user-mode network, which answers only the host's own address.
+		File("/etc/cairn/flanneld.env", 0o644, fmt.Sprintf("NODE_NAME=%s\nFLANNELD_OPTS=-kube-subnet-mgr -kubeconfig-file=/etc/kube-flannel/kubeconfig -iface=%s -ip-masq\n",
+			name, ClusterLinkIP(n))).
+		Unit("flanneld.service", "", true).
+		File("/etc/kubernetes/locksmithd.conf", 0o600, k.LocksmithdKubeconfig).
+		File("/etc/cairn/update.conf", 0o644, f.kubeUpdateConf())
+}
+
+// clusterNetwork is host n's networkd config of its cluster link.
+func clusterNetwork(n int) string {
+	return fmt.Sprintf("[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s/24\nLinkLocalAddressing=no\n", linkMAC(n), ClusterLinkIP(n))
+}
+
+// flannelCNI is flannel's CNI configuration, as kube-flannel installs it.
+const flannelCNI = `{
+  "name": "cbr0",
+  "cniVersion": "1.0.0",
+  "plugins": [
+    {"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`
+
+// rktletDropIn runs the image's rktlet with the registry mirrors given.
+func rktletDropIn(mirrors []string) string {
+	var b strings.Builder
+	b.WriteString("[Service]\nExecStart=\nExecStart=/usr/bin/rktlet --listen=unix:///run/rktlet/rktlet.sock")
+	for _, m := range mirrors {
+		b.WriteString(" --registry-mirror=" + m)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// KubeExtension builds the Kubernetes system extension for Cairn version from the kubelet,
+// kubeadm and kubectl in kubeBin, under dir/KEY/version, KEY being the binaries' hash: an
+// extension built before from the same binaries is used as it is. It returns the image's
+// description with url as where it is served from.
+func KubeExtension(ctx context.Context, dir, version, kubeBin, url string, progress io.Writer) (payload.Extension, error) {
+	h := sha256.New()
+	for _, b := range []string{"kubelet", "kubeadm", "kubectl"} {
+		if err := hashFile(h, filepath.Join(kubeBin, b)); err != nil {
+			return payload.Extension{}, fmt.Errorf("kubernetes extension for %s: %w", version, err)
+		}
+	}
+	out := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:16], version)
+	spec := sysext.Kubernetes(sysext.KubernetesVersion, version, kubeBin, "", build.Config{}.Defaults().SourceDateEpoch)
+	raw, usrhash := filepath.Join(out, spec.Name+".raw"), filepath.Join(out, spec.Name+".usrhash")
+	if _, err := os.Stat(usrhash); err != nil {
+		if _, err := (&sysext.Builder{Spec: spec, Out: out, Progress: progress}).Build(ctx); err != nil {
+			return payload.Extension{}, err
+		}
+	}
+	return describe(spec.Name, raw, usrhash, url)
+}
+
+// describe is an extension image's description: its size and SHA-256, and its root hash from
+// the .usrhash file beside it.
+func describe(name, raw, usrhash, url string) (payload.Extension, error) {
+	root, err := os.ReadFile(usrhash)
+	if err != nil {
+		return payload.Extension{}, fmt.Errorf("extension %s: %w", name, err)
+	}
+	h := sha256.New()
+	if err := hashFile(h, raw); err != nil {
+		return payload.Extension{}, fmt.Errorf("extension %s: %w", name, err)
+	}
+	fi, err := os.Stat(raw)
+	if err != nil {
+		return payload.Extension{}, fmt.Errorf("extension %s: %w", name, err)
+	}
+	return payload.Extension{Name: name, URL: url, Size: fi.Size(), SHA256: hex.EncodeToString(h.Sum(nil)),
+		USRHash: strings.TrimSpace(string(root))}, nil
+}
+
+func hashFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// ExtensionPayload writes to out the new release's payload with exts named in its manifest
+// (format 2), signed with the release key: the update that brings a node's extensions along.
+func (im *Images) ExtensionPayload(out string, exts []payload.Extension) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(out), ".payload-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	h, parts, err := extractParts(im.NewPayload(), tmp)
+	if err != nil {
+		return err
+	}
+	if parts[payload.PartUSR] == "" || parts[payload.PartUKI] == "" {
+		return fmt.Errorf("the %s payload lacks its usr or uki part", New)
+	}
+	kb, err := os.ReadFile(im.Key)
+	if err != nil {
+		return err
+	}
+	priv, err := payload.ParsePrivateKey(kb)
+	if err != nil {
+		return fmt.Errorf("release key %s: %w", im.Key, err)
+	}
+	return atomicfile.Write(out, 0o644, func(w io.Writer) error {
+		_, err := payload.Build(w, payload.BuildOptions{Version: h.Manifest.Version, Board: h.Manifest.Board,
+			MinSourceVersion: h.Manifest.MinSourceVersion, TempDir: tmp, Extensions: exts,
+			USR: payload.FileSource(payload.PartUSR, parts[payload.PartUSR]), UKI: payload.FileSource(payload.PartUKI, parts[payload.PartUKI])}, priv)
+		return err
+	})
+}
+
+// extractParts writes each part of the payload at path into dir and returns the payload's
+// header and the parts' files by name.
+func extractParts(path, dir string) (*payload.Header, map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	h, err := payload.ReadHeader(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("payload %s: %w", path, err)
+	}
+	parts := map[string]string{}
+	for _, p := range h.Manifest.Parts {
+		out := filepath.Join(dir, p.Name)
+		w, err := os.Create(out)
+		if err != nil {
+			return nil, nil, err
+		}
+		err = payload.Extract(w, io.NewSectionReader(f, p.Offset, p.CompressedSize), p)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("payload %s: part %s: %w", path, p.Name, err)
+		}
+		parts[p.Name] = out
+	}
+	return h, parts, nil
+}
+
+// Forward accepts connections on l until it is closed and joins each to one that dial opens:
+// a TCP proxy on the host's loopback for what guests must reach in a network namespace.
+func Forward(l net.Listener, dial func(ctx context.Context) (net.Conn, error)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				slog.Warn("fleet: a forward stopped accepting", "addr", l.Addr().String(), "err", err)
+			}
+			return
+		}
+		go func() {
+			defer c.Close()
+			up, err := dial(context.Background())
+			if err != nil {
+				return // the guest sees its connection closed, as when the server is down
+			}
+			defer up.Close()
+			var wg sync.WaitGroup
+			for _, p := range [][2]net.Conn{{up, c}, {c, up}} {
+				wg.Go(func() {
+					io.Copy(p[0], p[1]) //nolint:errcheck // either side closing ends both
+					if tc, ok := p[0].(*net.TCPConn); ok {
+						tc.CloseWrite()
+					}
+				})
+			}
+			wg.Wait()
+		}()
+	}
+}
