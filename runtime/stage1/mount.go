@@ -25,7 +25,23 @@ func AppRootfs(podDir, app string) string { return filepath.Join(podDir, appsDir
 // OverlayMount is the overlayfs that makes an app's root: the image's read-only trees (lowest
 // first; overlayfs lists the top one first) as lower dirs under a per-pod upper dir, so nothing
 // is copied.
+//
+// The root is volatile (overlayfs skips every sync to the upper dir's filesystem): without it,
+// unmounting the root at teardown syncs the whole filesystem that holds the pod directory, as
+// long as the host has dirty data there (1-44 ms here, over a second on a busy host). A host
+// crash ends the pod, and nothing mounts an app's upper and work dirs again (export reads the
+// upper dir as a lower one; gc removes them; overlayfs refuses to mount them again anyway), so
+// a sync protects nothing rkt could use afterwards; what must survive a crash belongs on a
+// volume, which is not part of the overlay.
 func OverlayMount(layers []string, podDir, app string) mount.Mount {
+	m := durableOverlayMount(layers, podDir, app)
+	m.Data += ",volatile"
+	return m
+}
+
+// durableOverlayMount is OverlayMount without volatile, for a kernel older than 5.10 that
+// refuses the option.
+func durableOverlayMount(layers []string, podDir, app string) mount.Mount {
 	lower := slices.Clone(layers)
 	slices.Reverse(lower)
 	base := filepath.Join(podDir, appsDir, app)

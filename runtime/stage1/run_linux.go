@@ -515,7 +515,7 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 				return fmt.Errorf("private users: %w", err)
 			}
 		}
-		if err := OverlayMount(layers, dir, a.name).Apply(); err != nil {
+		if err := mountOverlayRoot(layers, dir, a.name); err != nil {
 			return err
 		}
 	}
@@ -534,6 +534,15 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 	}
 	a.plan = ap
 	return nil
+}
+
+// mountOverlayRoot mounts an app's overlay root, volatile where the kernel knows the option.
+func mountOverlayRoot(layers []string, podDir, app string) error {
+	err := OverlayMount(layers, podDir, app).Apply()
+	if errors.Is(err, unix.EINVAL) {
+		err = durableOverlayMount(layers, podDir, app).Apply()
+	}
+	return err
 }
 
 // newContainer creates an app's container (a.container) from its spec and returns the

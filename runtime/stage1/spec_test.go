@@ -192,7 +192,7 @@ func TestSpecVolumes(t *testing.T) {
 func TestOverlayMount(t *testing.T) {
 	m := OverlayMount([]string{"/cas/tree/base", "/cas/tree/top"}, "/pods/run/u", "web")
 	want := mount.Mount{Source: "overlay", Target: "/pods/run/u/apps/web/rootfs", FSType: "overlay",
-		Data: "lowerdir=/cas/tree/top:/cas/tree/base,upperdir=/pods/run/u/apps/web/upper,workdir=/pods/run/u/apps/web/work"}
+		Data: "lowerdir=/cas/tree/top:/cas/tree/base,upperdir=/pods/run/u/apps/web/upper,workdir=/pods/run/u/apps/web/work,volatile"}
 	if m != want {
 		t.Errorf("overlay\n got %+v\nwant %+v", m, want)
 	}

@@ -40,6 +40,10 @@ var (
 	ErrMissing = errors.New("no image of an activated extension for the new version")
 	ErrImage   = errors.New("extension image does not match its description")
 	ErrInvalid = errors.New("invalid extension description")
+	// ErrRelease: an extension's extension-release (or the host's os-release) cannot be read.
+	ErrRelease = errors.New("unreadable release file")
+	// ErrMisfit: an extension in systemd-sysext's search directories does not fit the host.
+	ErrMisfit = errors.New("system extension does not fit this host")
 )
 
 // Image describes one extension image built for one OS version: what an update carries for

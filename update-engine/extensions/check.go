@@ -1,0 +1,263 @@
+package extensions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+)
+
+// SearchDirs are the directories systemd-sysext (252) merges system extensions from, in its
+// order: of two extensions of the same name, the one in the earlier directory is used.
+var SearchDirs = []string{
+	"/etc/extensions",
+	"/run/extensions",
+	"/var/lib/extensions",
+	"/usr/local/lib/extensions",
+	"/usr/lib/extensions",
+}
+
+// Finding is one extension that systemd-sysext would consider, and whether it fits the host.
+type Finding struct {
+	Name    string  // the extension's name: its extension-release is extension-release.Name
+	Path    string  // NAME.raw or the directory NAME, in the host's view (not under Root)
+	Release Release // its extension-release
+	// Misfit is why systemd-sysext leaves it out (see Misfit); "" when it fits.
+	Misfit string
+	// Err is set when its extension-release cannot be read.
+	Err error
+}
+
+// Report is the check's result for a host.
+type Report struct {
+	Host     Release
+	Arch     string
+	Findings []Finding
+}
+
+// Line is what the check prints for a finding that does not fit or cannot be read, naming
+// the file, the OS it fits and the host; "" for one that fits.
+func (r Report) Line(f Finding) string {
+	file := filepath.Base(f.Path)
+	switch {
+	case f.Err != nil:
+		return fmt.Sprintf("%s: cannot check what it fits: %v", file, f.Err)
+	case f.Misfit == "":
+		return ""
+	case f.Release[keyID] == "":
+		return fmt.Sprintf("%s: %s: not merged; update_engine stages matching extensions under %s", file, f.Misfit, DefaultStoreDir)
+	}
+	return fmt.Sprintf("%s fits %s, this host is %s: not merged; update_engine stages matching extensions under %s",
+		file, Fits(f.Release), Describe(r.Host, r.Arch, f.Release), DefaultStoreDir)
+}
+
+// Err is ErrMisfit naming the extensions that do not fit, or ErrRelease naming those whose
+// extension-release cannot be read, or nil.
+func (r Report) Err() error {
+	var misfits, unread []string
+	for _, f := range r.Findings {
+		switch {
+		case f.Err != nil:
+			unread = append(unread, f.Name)
+		case f.Misfit != "":
+			misfits = append(misfits, f.Name)
+		}
+	}
+	switch {
+	case len(misfits) > 0:
+		return fmt.Errorf("%w: %s", ErrMisfit, strings.Join(misfits, ", "))
+	case len(unread) > 0:
+		return fmt.Errorf("%w: extension-release of %s", ErrRelease, strings.Join(unread, ", "))
+	}
+	return nil
+}
+
+// Checker finds the system extensions systemd-sysext would merge on a host and compares each
+// one's extension-release with the host's os-release, before systemd-sysext does (which leaves
+// a misfit out with no more than a debug or info line).
+type Checker struct {
+	// Root is the host's tree, as systemd-sysext --root; "" or "/" is the running host, where
+	// (as systemd-sysext without --root) symlinks in the search directories are followed.
+	Root string
+	// Arch is systemd's name of the host's architecture; "" is HostArch().
+	Arch string
+}
+
+func (c *Checker) root() string {
+	if c.Root == "" {
+		return "/"
+	}
+	return c.Root
+}
+
+func (c *Checker) arch() string {
+	if c.Arch == "" {
+		return HostArch()
+	}
+	return c.Arch
+}
+
+// HostRelease reads the host's os-release: /etc/os-release, else /usr/lib/os-release.
+func (c *Checker) HostRelease() (Release, error) {
+	var errs []error
+	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
+		full, err := securejoin.SecureJoin(c.root(), p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		b, err := readLimited(full)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r, err := ParseRelease(b)
+		if err != nil {
+			return nil, fmt.Errorf("os-release %s: %w", p, err)
+		}
+		if r[keyID] == "" {
+			return nil, fmt.Errorf("%w: os-release %s has no ID", ErrRelease, p)
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("%w: host os-release: %w", ErrRelease, errors.Join(errs...))
+}
+
+// candidate is an extension found in a search directory.
+type candidate struct {
+	name string
+	path string // in the host's view
+	full string // under Root
+	dir  bool
+}
+
+// Candidates lists the extensions systemd-sysext would consider, as it discovers them: in
+// each search directory, in order, every NAME.raw regular file and every directory NAME, the
+// first of a name hiding later ones; names starting with ".#" (files being written) are not
+// images. Symlinks are followed on the running host and skipped under a Root, as systemd does.
+func (c *Checker) candidates() ([]candidate, error) {
+	follow := c.root() == "/"
+	seen := map[string]bool{}
+	var out []candidate
+	for _, d := range SearchDirs {
+		full, err := securejoin.SecureJoin(c.root(), d)
+		if err != nil {
+			return nil, fmt.Errorf("search directory %s: %w", d, err)
+		}
+		ents, err := os.ReadDir(full)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("search directory %s: %w", d, err)
+		}
+		for _, e := range ents {
+			p := filepath.Join(full, e.Name())
+			var fi fs.FileInfo
+			if follow {
+				fi, err = os.Stat(p)
+			} else {
+				fi, err = os.Lstat(p)
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // a dangling link, or gone since the listing
+			}
+			if err != nil {
+				return nil, fmt.Errorf("search directory %s: %w", d, err)
+			}
+			name, isDir := e.Name(), fi.IsDir()
+			switch {
+			case fi.Mode().IsRegular():
+				n, ok := strings.CutSuffix(name, ".raw")
+				if !ok {
+					continue
+				}
+				name = n
+			case !isDir:
+				continue
+			}
+			if name == "" || strings.HasPrefix(name, ".#") || seen[name] {
+				continue
+			}
+			seen[name] = true
+			out = append(out, candidate{name: name, path: filepath.Join(d, e.Name()), full: p, dir: isDir})
+		}
+	}
+	return out, nil
+}
+
+// Check reads the host's os-release and every extension's extension-release and compares
+// them. The error is for the host (no os-release, an unreadable search directory); what is
+// wrong with an extension is in its Finding.
+func (c *Checker) Check(ctx context.Context) (Report, error) {
+	host, err := c.HostRelease()
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Host: host, Arch: c.arch()}
+	cands, err := c.candidates()
+	if err != nil {
+		return rep, err
+	}
+	for _, cand := range cands {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		f := Finding{Name: cand.name, Path: cand.path}
+		b, err := c.release(cand)
+		if err == nil {
+			f.Release, err = ParseRelease(b)
+		}
+		switch {
+		case errors.Is(err, errNoRelease):
+			// As systemd's validation of an empty extension-release: left out.
+			f.Misfit = "it carries no extension-release." + cand.name
+		case err != nil:
+			f.Err = err
+		default:
+			f.Misfit = Misfit(host, rep.Arch, f.Release)
+		}
+		rep.Findings = append(rep.Findings, f)
+	}
+	return rep, nil
+}
+
+func (c *Checker) release(cand candidate) ([]byte, error) {
+	file := "extension-release." + cand.name
+	if cand.dir {
+		p, err := securejoin.SecureJoin(cand.full, "usr/lib/extension-release.d/"+file)
+		if err != nil {
+			return nil, err
+		}
+		b, err := readLimited(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: usr/lib/extension-release.d/%s: %w", ErrRelease, file, errNoRelease)
+		}
+		return b, err
+	}
+	f, err := os.Open(cand.full)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return ReadImageRelease(f, fi.Size(), cand.name, c.arch())
+}
+
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxRelease+1))
+}
