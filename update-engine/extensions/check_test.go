@@ -59,7 +59,7 @@ func TestCheck(t *testing.T) {
 	write(t, filepath.Join(root, "run/extensions/anyos/usr/lib/extension-release.d/extension-release.anyos"), []byte("ID=_any\n"))
 	write(t, filepath.Join(root, "var/lib/extensions/bare/usr/bin/x"), []byte("no extension-release"))
 	write(t, filepath.Join(root, "var/lib/extensions/broken.raw"), []byte("neither a disk nor an erofs"))
-	write(t, filepath.Join(etc, ".#demo2.raw"), demo)        // being written
+	write(t, filepath.Join(etc, ".#demo2.raw"), demo)          // being written
 	write(t, filepath.Join(etc, "README"), []byte("not .raw")) // not an image
 	if err := os.Symlink("demo.raw", filepath.Join(etc, "link.raw")); err != nil {
 		t.Fatal(err)
