@@ -40,7 +40,7 @@ var Binaries = []Binary{
 	{Name: "rktlet", Dest: "/usr/bin/rktlet", Units: []string{"rktlet.service", "rktlet.socket"}},
 	{Name: "flanneld", Dest: "/usr/bin/flanneld", Units: []string{"flanneld.service"}, Off: true},
 	{Name: "flannel", Dest: "/usr/lib/cni/flannel"},
-	{Name: "update_engine", Dest: "/usr/sbin/update_engine", Units: []string{"update-engine.service"}},
+	{Name: "update_engine", Dest: "/usr/sbin/update_engine", Units: []string{"update-engine.service", "cairn-sysext-check.service"}},
 	{Name: "update_engine_client", Dest: "/usr/bin/update_engine_client"},
 	{Name: "locksmithd", Dest: "/usr/lib/locksmith/locksmithd", Units: []string{"locksmithd.service"}},
 	{Name: "locksmithctl", Dest: "/usr/bin/locksmithctl"},

@@ -1,6 +1,7 @@
 package sysext
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/update-engine/daemon"
 )
 
 // mergeScript merges the extensions of a host tree $1 with systemd-sysext in a mount namespace
@@ -103,5 +105,75 @@ func TestSysextMergesOnlyOnItsVersion(t *testing.T) {
 	o, err = merge(host("1.3.0", "var/lib/cairn/extensions/1.2.0"))
 	if err == nil || !strings.Contains(o, "No extensions found") {
 		t.Errorf("1.2.0's store on a 1.3.0 host: %v\n%s", err, o)
+	}
+}
+
+// checkMergeScript merges a host tree's extensions as mergeScript does and runs what each
+// extension's program prints, "absent" for one that is not there.
+const checkMergeScript = `set -e
+mount --make-rshared /
+mount -t tmpfs tmpfs /run
+mount --bind "$1/usr" "$1/usr"
+systemd-sysext --root="$1" merge
+for p in fits old; do "$1/usr/bin/$p" 2>/dev/null || echo "$p absent"; done
+`
+
+// update_engine -check-extensions, as cairn-sysext-check.service runs it before the merge: of
+// two extensions in /etc/extensions, the one built for another OS version is named on its
+// output with the exit status 1, and systemd-sysext then merges the one that fits and not it.
+func TestCheckNamesMisfitSysextLeavesOut(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, c := range []string{"systemd-sysext", "unshare", "mkfs.erofs", "veritysetup"} {
+		testenv.RequireCommand(t, c)
+	}
+	spec := func(name, osVersion string) Spec {
+		return Spec{Name: name, OSID: "cairn", OSVersion: osVersion, SourceDateEpoch: 1700000000, Files: []File{
+			{Path: "/usr/bin/" + name, Mode: 0o755, Data: []byte("#!/bin/sh\necho " + name + " merged\n")},
+		}}
+	}
+	fits, fitsDir := build(t, spec("fits", "1.3.0"))
+	old, oldDir := build(t, spec("old", "1.2.0"))
+
+	root := t.TempDir()
+	for _, d := range []string{"usr/lib", "usr/bin", "etc/extensions"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/lib/os-release"), []byte("NAME=\"Cairn\"\nID=cairn\nVERSION_ID=1.3.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range []struct{ path, dir string }{{fits.Path, fitsDir}, {old.Path, oldDir}} {
+		// Without the .usrhash: merged unverified, as in TestSysextMergesOnlyOnItsVersion
+		// without device-mapper.
+		if err := os.Link(img.path, filepath.Join(root, "etc/extensions", filepath.Base(img.path))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var stdout, stderr bytes.Buffer
+	code := daemon.Run(context.Background(), []string{"-check-extensions", "-root", root}, &stdout, &stderr)
+	const want = "old.raw fits cairn 1.2.0, this host is cairn 1.3.0: not merged; update_engine stages matching extensions under /var/lib/cairn/extensions\n"
+	if code != 1 || stdout.String() != want || stderr.Len() != 0 {
+		t.Errorf("check: exit %d, stdout %q, stderr %q; want 1 and %q", code, stdout.String(), stderr.String(), want)
+	}
+
+	o, err := exec.CommandContext(context.Background(), "unshare", "--mount", "--propagation", "private", "sh", "-c", checkMergeScript, "sh", root).CombinedOutput()
+	if err != nil {
+		t.Fatalf("merge: %v\n%s", err, o)
+	}
+	for _, w := range []string{"Using extensions 'fits'", "fits merged\n", "old absent\n"} {
+		if !strings.Contains(string(o), w) {
+			t.Errorf("merge: no %q in\n%s", w, o)
+		}
+	}
+
+	// With the misfit gone, nothing is left out and the check passes.
+	if err := os.Remove(filepath.Join(root, "etc/extensions/old.raw")); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if code := daemon.Run(context.Background(), []string{"-check-extensions", "-root", root}, &stdout, &stderr); code != 0 || stdout.Len() != 0 {
+		t.Errorf("check with the fitting extension alone: exit %d, %q %q", code, stdout.String(), stderr.String())
 	}
 }

@@ -86,8 +86,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.Interval, "interval", updateconf.DefaultSchedule.Interval, "delay between checks")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of this run to the file (for the benchmark)")
+	checkExt := fs.Bool("check-extensions", false, "print a line for each system extension systemd-sysext would leave out on this host (another OS version), exit 1 if there is one (cairn-sysext-check.service, before the merge)")
+	root := fs.String("root", "/", "with -check-extensions: the host's tree, as systemd-sysext --root")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *checkExt {
+		return checkExtensions(ctx, *root, stdout, stderr)
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -125,6 +130,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := serve(ctx, o, e, log); err != nil {
 		log.Error("update_engine", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// checkExtensions runs before systemd-sysext merges, which leaves an extension that does not
+// fit the host out with no more than a debug line: a line per misfit goes to the console and
+// the journal, and the unit fails, while the extensions that fit are merged all the same.
+func checkExtensions(ctx context.Context, root string, stdout, stderr io.Writer) int {
+	rep, err := (&extensions.Checker{Root: root}).Check(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "update_engine: -check-extensions: %v\n", err)
+		return 2
+	}
+	for _, f := range rep.Findings {
+		if l := rep.Line(f); l != "" {
+			fmt.Fprintln(stdout, l)
+		}
+	}
+	if rep.Err() != nil {
 		return 1
 	}
 	return 0
