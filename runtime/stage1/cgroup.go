@@ -208,6 +208,22 @@ const (
 	recordStage1 = "stage1"
 )
 
+// addNested records, on a hybrid host, the pod's cgroup under own (the caller's cgroup in the
+// unified hierarchy, as a path under its mount) for a pod cgroup parent relative to it.
+// libcontainer's fs manager puts the hybrid unified cgroup under the hierarchy's root (r[""]),
+// not under the caller's; startApp moves apps to the nested one, where systemd still counts
+// them as the caller's unit's. An absolute parent is where it is meant, and a caller at the
+// hierarchy's root makes the two the same: then there is nothing to record, and no app to
+// move (a move is a cgroup migration, which can wait an RCU grace period).
+func (r cgroupRecord) addNested(own, parent string) {
+	if filepath.IsAbs(parent) {
+		return
+	}
+	if nested := filepath.Join(own, parent); nested != r[""] {
+		r[recordNested] = nested
+	}
+}
+
 // unifiedRecord is a v2 plan's record, in the hierarchy mounted at mount.
 func (p CgroupPlan) unifiedRecord(mount string) cgroupRecord {
 	rec := cgroupRecord{"": filepath.Join(mount, p.Parent)}

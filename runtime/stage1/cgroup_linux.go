@@ -159,11 +159,8 @@ func recordCgroups(podDir, parent string) (cgroupRecord, error) {
 		return nil, fmt.Errorf("pod cgroup: %w", err)
 	}
 	rec := cgroupRecord(m.GetPaths())
-	if u, ok := ownUnifiedCgroup(); ok && !filepath.IsAbs(parent) {
-		// libcontainer's fs manager puts the hybrid unified cgroup under the hierarchy's root
-		// (rec[""]), not under ours; startApp moves apps to this nested one, where systemd
-		// still counts them as the caller's unit's. An absolute parent is where it is meant.
-		rec[recordNested] = filepath.Join(u, parent)
+	if u, ok := ownUnifiedCgroup(); ok {
+		rec.addNested(u, parent)
 	}
 	return rec, writeCgroupRecord(podDir, rec)
 }

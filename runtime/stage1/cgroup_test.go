@@ -114,6 +114,30 @@ func TestCgroupRecord(t *testing.T) {
 	}
 }
 
+func TestCgroupRecordNested(t *testing.T) {
+	const root = "/sys/fs/cgroup/unified/rkt-u1"
+	for _, c := range []struct {
+		name, own, parent string
+		want              string // "" for no nested record
+	}{
+		{"caller in a unit", "/sys/fs/cgroup/unified/system.slice/pod.service", "rkt-u1", "/sys/fs/cgroup/unified/system.slice/pod.service/rkt-u1"},
+		{"relative parent", "/sys/fs/cgroup/unified/user.slice", "kubepods/rkt-u1", "/sys/fs/cgroup/unified/user.slice/kubepods/rkt-u1"},
+		{"caller at the root", "/sys/fs/cgroup/unified", "rkt-u1", ""},
+		{"caller at the root, trailing slash", "/sys/fs/cgroup/unified/", "rkt-u1", ""},
+		{"absolute parent", "/sys/fs/cgroup/unified/system.slice/pod.service", "/kubepods/rkt-u1", ""},
+	} {
+		rec := cgroupRecord{"": root, "memory": "/sys/fs/cgroup/memory/rkt-u1"}
+		rec.addNested(c.own, c.parent)
+		got, ok := rec[recordNested]
+		if c.want == "" && ok || c.want != "" && got != c.want {
+			t.Errorf("%s: nested %q (recorded %v), want %q", c.name, got, ok, c.want)
+		}
+		if rec[""] != root || len(rec) > 3 {
+			t.Errorf("%s: record %v", c.name, rec)
+		}
+	}
+}
+
 func TestControllersToEnable(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                            "",
