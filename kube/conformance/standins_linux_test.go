@@ -133,11 +133,18 @@ func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if agnhost, err = withExtras(t, agnhost, netutil); err != nil {
+	sh, err := shell()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if agnhost, err = withExtras(t, agnhost, netutil, sh); err != nil {
 		t.Fatal(err)
 	}
 	imgs := map[string]v1.Image{agnhostRef: agnhost}
 	for _, s := range standins(nnp) {
+		if !s.agnhost {
+			s.extra = append(slices.Clone(sh), s.extra...)
+		}
 		img, err := s.image(bb, agnhost)
 		if err != nil {
 			t.Fatalf("stand-in %s: %v", s.refs[0], err)
@@ -170,12 +177,12 @@ func program(t *testing.T, pkg string) []byte {
 // another name (entrypoint-tester); a TLS key and certificate for localhost at
 // /localhost.key and /localhost.crt (netexec's HTTPS, which probes and hooks reach without
 // checking it), made here; /uploads (netexec's); bash, curl and nc, which upstream's Alpine
-// installs and exec hooks, probes and the networking specs run, here a script running sh
+// installs and exec hooks, probes and the networking specs run, here Debian's bash (shell)
 // and testdata/netutil (the forms of curl and nc the specs use, built for the test); and
 // what its fake-registry-server serves (prepare_registry.sh):
 // pause 3.10.2, as kube/images makes it, under the tag "testing", in the server's layout
 // under /var/registry/pause.
-func withExtras(t *testing.T, agnhost v1.Image, netutil []byte) (v1.Image, error) {
+func withExtras(t *testing.T, agnhost v1.Image, netutil []byte, sh []fixture.Entry) (v1.Image, error) {
 	t.Helper()
 	src, err := images.Binaries(t.Context(), repoRoot(t), io.Discard)
 	if err != nil {
@@ -200,19 +207,12 @@ func withExtras(t *testing.T, agnhost v1.Image, netutil []byte) (v1.Image, error
 	file := func(p, body string, mode int64) fixture.Entry {
 		return fixture.Entry{Header: tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: mode}, Body: body}
 	}
-	// sh is Debian's dash, not busybox-static's ash: that ash runs its own applet for a
-	// name it has (nc) before looking in PATH, as Alpine's ash in upstream's image does not.
-	sh, err := hostProgram("/bin/dash", "bin/sh")
-	if err != nil {
-		return nil, err
-	}
 	es = append(es, sh...)
 	es = append(es,
 		fixture.Entry{Header: tar.Header{Name: "agnhost-2", Typeflag: tar.TypeSymlink, Linkname: "agnhost", Mode: 0o777}},
 		file("localhost.crt", string(cert), 0o644),
 		file("localhost.key", string(key), 0o644),
 		fixture.Entry{Header: tar.Header{Name: "uploads/", Typeflag: tar.TypeDir, Mode: 0o755}},
-		file("bin/bash", bashScript, 0o755),
 		// Over busybox's nc, which has no UDP.
 		file("bin/nc", string(netutil), 0o755),
 		fixture.Entry{Header: tar.Header{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755}},
@@ -266,10 +266,18 @@ func hostProgram(src, dst string) ([]fixture.Entry, error) {
 	return append(ds, es...), nil
 }
 
-// bashScript is bash as the specs run it (bash -c SCRIPT, traps, loops): sh.
-const bashScript = `#!/bin/sh
-exec /bin/sh "$@"
-`
+// shell is the stand-ins' sh and bash: Debian's bash (sh runs it in POSIX mode), with its
+// libraries. Busybox-static's ash will not do: it runs its own applet for a name it has (nc,
+// which has no UDP) before looking in PATH, and drops environment variables whose names are
+// not shell identifiers (1-data, $_-x, which Kubernetes allows since v1.34) from what it
+// runs; the specs expect neither.
+func shell() ([]fixture.Entry, error) {
+	es, err := hostProgram("/bin/bash", "bin/bash")
+	if err != nil {
+		return nil, err
+	}
+	return append(es, fixture.Entry{Header: tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "bash", Mode: 0o777}}), nil
+}
 
 // localhostCert is a self-signed ECDSA key and certificate for localhost, PEM-encoded.
 func localhostCert() (key, cert []byte, err error) {
@@ -526,36 +534,52 @@ func TestNetutil(t *testing.T) {
 	}
 }
 
-// TestHostProgram runs dash as the agnhost stand-in has it, chrooted into a tree of just its
-// entries and a /bin/nc: the shell finds nc in PATH.
-func TestHostProgram(t *testing.T) {
+// TestShell runs the stand-ins' sh chrooted into a tree of just its entries, busybox and a
+// /bin/nc: the shell finds nc in PATH, and passes on environment variables whose names are
+// no shell identifiers.
+func TestShell(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("chroot needs root")
 	}
-	es, err := hostProgram("/bin/dash", "bin/sh")
+	es, err := shell()
 	if err != nil {
 		t.Fatal(err)
 	}
-	es = append(es, fixture.Entry{Header: tar.Header{Name: "bin/nc", Typeflag: tar.TypeReg, Mode: 0o755}, Body: "#!/bin/sh\necho nc from PATH: $*\n"})
+	bb, err := os.ReadFile(fixture.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es = append(es,
+		fixture.Entry{Header: tar.Header{Name: "bin/nc", Typeflag: tar.TypeReg, Mode: 0o755}, Body: "#!/bin/sh\necho nc from PATH: $*\n"},
+		fixture.Entry{Header: tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, Body: string(bb)},
+		fixture.Entry{Header: tar.Header{Name: "bin/env", Typeflag: tar.TypeSymlink, Linkname: "busybox"}},
+	)
 	root := t.TempDir()
 	for _, e := range es {
 		p := filepath.Join(root, e.Header.Name)
-		if e.Header.Typeflag == tar.TypeDir {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			continue
+		switch e.Header.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(p, 0o755)
+		case tar.TypeSymlink:
+			err = os.Symlink(e.Header.Linkname, p)
+		default:
+			err = os.WriteFile(p, []byte(e.Body), os.FileMode(e.Header.Mode))
 		}
-		if err := os.WriteFile(p, []byte(e.Body), os.FileMode(e.Header.Mode)); err != nil {
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command("/bin/sh", "-c", "nc -w 1 -u 10.0.0.1 8081")
+	cmd := exec.Command("/bin/sh", "-c", "nc -w 1 -u 10.0.0.1 8081; env")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
-	cmd.Env = []string{"PATH=/bin"}
+	cmd.Env = []string{"PATH=/bin", "1-data=x", "$_-data=y"}
 	cmd.Dir = "/"
 	out, err := cmd.CombinedOutput()
-	if got, want := strings.TrimSpace(string(out)), "nc from PATH: -w 1 -u 10.0.0.1 8081"; err != nil || got != want {
-		t.Errorf("sh -c nc in the stand-in's tree: %q (%v), want %q", got, err, want)
+	if err != nil {
+		t.Fatalf("sh -c in the stand-in's tree: %v\n%s", err, out)
+	}
+	for _, want := range []string{"nc from PATH: -w 1 -u 10.0.0.1 8081\n", "\n1-data=x\n", "\n$_-data=y\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("sh -c 'nc …; env' in the stand-in's tree printed %q, want %q in it", out, want)
+		}
 	}
 }
