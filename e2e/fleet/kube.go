@@ -81,11 +81,13 @@ ExecStart=/usr/bin/touch /var/lib/cairn/kubernetes-sysext.done
 WantedBy=multi-user.target
 `
 
+// kubeadmJoinUnit runs kubeadm join once rktlet is up: its preflight gives the CRI a few
+// seconds to answer, less than a socket-activated rktlet takes to start in a TCG guest.
 const kubeadmJoinUnit = `[Unit]
 Description=kubeadm join
 Requires=kubernetes-sysext.service
-After=kubernetes-sysext.service rktlet.socket network-online.target
-Wants=network-online.target
+After=kubernetes-sysext.service rktlet.service network-online.target
+Wants=network-online.target rktlet.service
 ConditionPathExists=!/etc/kubernetes/kubelet.conf
 
 [Service]
@@ -185,12 +187,12 @@ func rktletDropIn(mirrors []string) string {
 // KubeExtension builds the Kubernetes system extension for Cairn version from the kubelet,
 // kubeadm and kubectl in kubeBin, under dir/KEY/version, KEY being the binaries' hash: an
 // extension built before from the same binaries is used as it is. It returns the image's
-// description with url as where it is served from.
-func KubeExtension(ctx context.Context, dir, version, kubeBin, url string, progress io.Writer) (payload.Extension, error) {
+// path and its description with url as where it is served from.
+func KubeExtension(ctx context.Context, dir, version, kubeBin, url string, progress io.Writer) (string, payload.Extension, error) {
 	h := sha256.New()
 	for _, b := range []string{"kubelet", "kubeadm", "kubectl"} {
 		if err := hashFile(h, filepath.Join(kubeBin, b)); err != nil {
-			return payload.Extension{}, fmt.Errorf("kubernetes extension for %s: %w", version, err)
+			return "", payload.Extension{}, fmt.Errorf("kubernetes extension for %s: %w", version, err)
 		}
 	}
 	out := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:16], version)
@@ -198,10 +200,11 @@ func KubeExtension(ctx context.Context, dir, version, kubeBin, url string, progr
 	raw, usrhash := filepath.Join(out, spec.Name+".raw"), filepath.Join(out, spec.Name+".usrhash")
 	if _, err := os.Stat(usrhash); err != nil {
 		if _, err := (&sysext.Builder{Spec: spec, Out: out, Progress: progress}).Build(ctx); err != nil {
-			return payload.Extension{}, err
+			return "", payload.Extension{}, err
 		}
 	}
-	return describe(spec.Name, raw, usrhash, url)
+	x, err := describe(spec.Name, raw, usrhash, url)
+	return raw, x, err
 }
 
 // describe is an extension image's description: its size and SHA-256, and its root hash from
