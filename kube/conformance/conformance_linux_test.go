@@ -41,7 +41,16 @@ var machineSkips = []struct{ re, why string }{{
 // knownFailures are specs that fail on this machine or on rktlet, by their full text, with
 // why. The test fails on any other failure, and on a known one that passes, so that the list
 // stays true.
-var knownFailures = map[string]string{}
+var knownFailures = map[string]string{
+	"[sig-node] ConfigMap should be consumable as environment variable names with various prefixes [Conformance]":              envNamesInAsh,
+	"[sig-node] Secrets should be consumable as environment variable names variable names with various prefixes [Conformance]": envNamesInAsh,
+}
+
+// envNamesInAsh is why the specs of environment variables named 1-data or $_-data fail: rktlet
+// gives them to the container's process (runtime/cri's tests), but the busybox stand-in's sh
+// is Debian's busybox-static 1.35, whose ash leaves names that are no shell identifiers out
+// of what it runs (env); upstream's image has busybox 1.37.
+const envNamesInAsh = "the busybox stand-in's ash (Debian's 1.35) drops environment variables whose names are no shell identifiers; rktlet passes them"
 
 // TestConformance brings up a two-node kubeadm cluster on rktlet, runs e2e.test's node
 // conformance specs against it, and reports every spec's outcome.
