@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -54,9 +55,30 @@ const (
 	kubeTimeout = 90 * time.Minute
 )
 
-// kubeWeb is clustertest's two netexec replicas, kept one available by a budget, behind a
-// NodePort Service.
-var kubeWeb = clustertest.WebDeployment + `---
+// kubeWeb is two replicas of agnhost's netexec, one per node as clustertest.WebDeployment
+// keeps them, kept one available by a budget, behind a NodePort Service. The readiness
+// probe allows 5 s: a TCG guest busy with an update or with the other VM's boot has been
+// seen to answer later than the default second three times in a row, which takes the pod
+// out of the Service while it serves.
+var kubeWeb = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: web}}}
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: netexec
+        image: ` + clustertest.RegistryAddr + `/e2e-test-images/agnhost:` + clustertest.AgnhostTag + `
+        args: [netexec, --http-port=8080]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, timeoutSeconds: 5}
+---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: web}
@@ -172,7 +194,8 @@ func TestKubernetesNodes(t *testing.T) {
 			if vm := h.VM(); t.Failed() && vm != nil && !vm.Exited() {
 				jctx, jcancel := context.WithTimeout(context.Background(), time.Minute)
 				defer jcancel()
-				out, _ := h.Run(jctx, "journalctl --no-pager -o short-monotonic -n 80 -u kubeadm -u kubelet -u kubernetes-sysext -u flanneld -u rktlet -u locksmithd -u update-engine")
+				// kubelet says every second that there is no static pod directory on a node.
+				out, _ := h.Run(jctx, "journalctl --no-pager -o short-precise -u kubeadm -u kubelet -u kubernetes-sysext -u flanneld -u rktlet -u locksmithd -u update-engine | grep -v 'Unable to read config path' | tail -n 80")
 				t.Logf("%s's journal (its end):\n%s", h.Name, out)
 			}
 		})
@@ -254,6 +277,7 @@ func TestKubernetesNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	offered := time.Now()
+	t.Logf("offering Cairn %s at %s", fleet.New, offered.Format("15:04:05"))
 	for _, h := range hosts {
 		run(t, ctx, h, "update_engine_client -check_for_update")
 	}
@@ -334,8 +358,12 @@ func TestKubernetesNodes(t *testing.T) {
 	}
 	st := lb.stats()
 	t.Logf("client through the NodePorts during the update: %s", st)
+	for _, iv := range watcher.cordoned(noEndpoints) {
+		t.Logf("%s from +%v for %v", noEndpoints, iv.from.Sub(offered).Round(time.Second), iv.to.Sub(iv.from).Round(time.Second))
+	}
 	if st.failed > 0 {
-		t.Errorf("%d of %d requests failed on both VMs; the last errors: %s", st.failed, st.total, strings.Join(st.lastErrors, "; "))
+		t.Errorf("%d of %d requests failed on both VMs; the last errors: %s\nweb's pods' events:\n%s", st.failed, st.total,
+			strings.Join(st.lastErrors, "; "), webEvents(c))
 	}
 	stages.report()
 }
@@ -494,11 +522,58 @@ func webPods(t *testing.T, c *clustertest.Cluster) []string {
 	return nodes
 }
 
-// nodeWatch records when each node was cordoned and uncordoned.
+// nodeWatch records when each node was cordoned and uncordoned, and when the Service web
+// had no ready endpoint.
 type nodeWatch struct {
 	mu   sync.Mutex
 	open map[string]time.Time
 	ivs  map[string][]interval
+}
+
+// noEndpoints is the node-like key under which nodeWatch keeps the Service's outages.
+const noEndpoints = "service web without a ready endpoint"
+
+// readyEndpoints counts the ready endpoints of the Service web.
+func readyEndpoints(c *clustertest.Cluster) (int, error) {
+	out, err := c.Kubectl("", "get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json")
+	if err != nil {
+		return 0, err
+	}
+	var list struct {
+		Items []struct {
+			Endpoints []struct {
+				Conditions struct{ Ready *bool }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return 0, fmt.Errorf("endpointslices: %w", err)
+	}
+	n := 0
+	for _, it := range list.Items {
+		for _, e := range it.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// webEvents are the events of web's pods (probe failures, evictions, kills), one a line.
+func webEvents(c *clustertest.Cluster) string {
+	out, err := c.Kubectl("", "get", "events", "--sort-by=.lastTimestamp", "-o",
+		`jsonpath={range .items[?(@.involvedObject.kind=="Pod")]}{.lastTimestamp} {.involvedObject.name} {.reason} x{.count}: {.message}{"\n"}{end}`)
+	if err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(l, " web-") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 type interval struct{ from, to time.Time }
@@ -510,24 +585,34 @@ func (w *nodeWatch) run(ctx context.Context, c *clustertest.Cluster, names []str
 	for ctx.Err() == nil {
 		if nodes, err := getNodes(c); err == nil {
 			now := time.Now()
-			w.mu.Lock()
 			for _, name := range names {
 				n, ok := nodes[name]
-				from, cordoned := w.open[name]
-				switch {
-				case ok && n.Spec.Unschedulable && !cordoned:
-					w.open[name] = now
-				case ok && !n.Spec.Unschedulable && cordoned:
-					w.ivs[name] = append(w.ivs[name], interval{from, now})
-					delete(w.open, name)
+				if ok {
+					w.set(name, n.Spec.Unschedulable, now)
 				}
 			}
-			w.mu.Unlock()
+		}
+		if n, err := readyEndpoints(c); err == nil {
+			w.set(noEndpoints, n == 0, time.Now())
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(2 * time.Second):
 		}
+	}
+}
+
+// set records whether key's condition holds at now.
+func (w *nodeWatch) set(key string, on bool, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	from, open := w.open[key]
+	switch {
+	case on && !open:
+		w.open[key] = now
+	case !on && open:
+		w.ivs[key] = append(w.ivs[key], interval{from, now})
+		delete(w.open, key)
 	}
 }
 
@@ -569,11 +654,7 @@ func (s balancerStats) String() string {
 func (b *balancer) stats() balancerStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	byPod := map[string]int{}
-	for k, v := range b.byPod {
-		byPod[k] = v
-	}
-	return balancerStats{total: b.total, ok: b.total - b.failed, failed: b.failed, retried: b.retried, byPod: byPod,
+	return balancerStats{total: b.total, ok: b.total - b.failed, failed: b.failed, retried: b.retried, byPod: maps.Clone(b.byPod),
 		lastErrors: slices.Clone(b.errs)}
 }
 

@@ -319,9 +319,11 @@ func Forward(l net.Listener, dial func(ctx context.Context) (net.Conn, error)) {
 			var wg sync.WaitGroup
 			for _, p := range [][2]net.Conn{{up, c}, {c, up}} {
 				wg.Go(func() {
-					io.Copy(p[0], p[1]) //nolint:errcheck // either side closing ends both
+					// Either side closing ends the copy; the other direction goes on until its
+					// own end, as a half-closed TCP connection does.
+					io.Copy(p[0], p[1]) //nolint:errcheck // see above
 					if tc, ok := p[0].(*net.TCPConn); ok {
-						tc.CloseWrite()
+						tc.CloseWrite() //nolint:errcheck // the peer may be gone already
 					}
 				})
 			}
