@@ -55,30 +55,9 @@ const (
 	kubeTimeout = 90 * time.Minute
 )
 
-// kubeWeb is two replicas of agnhost's netexec, one per node as clustertest.WebDeployment
-// keeps them, kept one available by a budget, behind a NodePort Service. The readiness
-// probe allows 5 s: a TCG guest busy with an update or with the other VM's boot has been
-// seen to answer later than the default second three times in a row, which takes the pod
-// out of the Service while it serves.
-var kubeWeb = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: web}}}
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: netexec
-        image: ` + clustertest.RegistryAddr + `/e2e-test-images/agnhost:` + clustertest.AgnhostTag + `
-        args: [netexec, --http-port=8080]
-        ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, timeoutSeconds: 5}
----
+// kubeWeb is clustertest.WebDeployment (two replicas of agnhost's netexec, one per node),
+// a budget that keeps one of them up, and a NodePort Service in front of them.
+var kubeWeb = clustertest.WebDeployment + `---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: web}

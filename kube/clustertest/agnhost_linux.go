@@ -73,7 +73,9 @@ func (c *Cluster) PushAgnhost(t testing.TB) {
 
 // WebDeployment is the Deployment "web" (label app: web): two replicas of agnhost's netexec
 // serving on 8080, kept one per node by a topology spread constraint (cordoned nodes do not
-// count), Ready once /healthz answers.
+// count), Ready once /healthz answers. The probe allows 5 s: a node busy with an update, or a
+// TCG guest with the other's boot, has been seen to answer later than the default second
+// three times in a row, which takes the pod out of its Service while it serves.
 const WebDeployment = `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
@@ -91,5 +93,5 @@ spec:
         image: ` + RegistryAddr + `/e2e-test-images/agnhost:` + AgnhostTag + `
         args: [netexec, --http-port=8080]
         ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, timeoutSeconds: 5}
 `
