@@ -131,13 +131,13 @@ func ReadJUnit(r io.Reader) (*Report, error) {
 	return rep, nil
 }
 
-// SkipLeftOut reports every left-out spec whose name matches re as skipped, for why: the
-// specs a run's --skip named, which Ginkgo's report does not tell from those the focus left
-// out.
-func (r *Report) SkipLeftOut(re *regexp.Regexp, why string) {
+// SkipLeftOut reports every left-out spec that the run's focus selects and its skip re names
+// as skipped, for why: Ginkgo's report does not tell the specs --skip left out from those the
+// focus did.
+func (r *Report) SkipLeftOut(focus, re *regexp.Regexp, why string) {
 	kept := r.LeftOut[:0]
 	for _, name := range r.LeftOut {
-		if !re.MatchString(name) {
+		if !focus.MatchString(name) || !re.MatchString(name) {
 			kept = append(kept, name)
 			continue
 		}

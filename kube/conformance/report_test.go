@@ -115,10 +115,10 @@ func TestReadJUnitRefuses(t *testing.T) {
 }
 
 func TestSkipLeftOut(t *testing.T) {
-	rep := &Report{NotRun: 3, LeftOut: []string{"x guaranteed restart", "y other", "z guaranteed restart"},
+	rep := &Report{NotRun: 4, LeftOut: []string{"x guaranteed restart", "y other", "z guaranteed restart", "unfocused guaranteed restart"},
 		Specs: []Spec{{Name: "a", State: Passed}, {Name: "y2", State: Passed}}}
-	rep.SkipLeftOut(regexp.MustCompile(`guaranteed restart`), "no -997 here")
-	want := &Report{NotRun: 1, LeftOut: []string{"y other"}, Specs: []Spec{
+	rep.SkipLeftOut(regexp.MustCompile(`^[xyz]`), regexp.MustCompile(`guaranteed restart`), "no -997 here")
+	want := &Report{NotRun: 2, LeftOut: []string{"y other", "unfocused guaranteed restart"}, Specs: []Spec{
 		{Name: "a", State: Passed},
 		{Name: "x guaranteed restart", State: Skipped, Reason: "no -997 here", Message: "no -997 here"},
 		{Name: "y2", State: Passed},
