@@ -66,6 +66,7 @@ type Host struct {
 	LogFile    string
 	Args       []string
 	Env        []string // extra environment for flanneld
+	Bin        string   // flanneld binary to run instead of the cluster's (a stock flanneld)
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -294,7 +295,11 @@ func (h *Host) Start() {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS, h.C.Flanneld}, h.Args...)...)
+	bin := h.C.Flanneld
+	if h.Bin != "" {
+		bin = h.Bin
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS, bin}, h.Args...)...)
 	cmd.Env = append(os.Environ(), h.Env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,33 +59,24 @@ func TestDirectRoutingIPMasqHealth(t *testing.T) {
 	}
 }
 
-// Interop with stock flannel: FLANNEL_PEER_BIN names a flanneld binary from
-// flannel-io/flannel; it joins the same etcd, and endpoints on both sides ping.
+// Interop with stock flannel in the etcd mode: a stock flanneld (FLANNEL_PEER_BIN, else
+// the one tools/flannel builds) joins the same etcd, and endpoints on both sides ping.
 func TestInteropStockFlannel(t *testing.T) {
 	t.Parallel()
-	peer := os.Getenv("FLANNEL_PEER_BIN")
-	if peer == "" {
-		// Not a missing prerequisite of the suite: the stock binary is optional, also under CI.
-		t.Skip("skipping: set FLANNEL_PEER_BIN to a stock flanneld binary to test interop")
-	}
-	testenv.RequireFile(t, peer)
 	c := newCluster(t, netDoc)
+	peer := os.Getenv("FLANNEL_PEER_BIN")
+	if peer != "" {
+		testenv.RequireFile(t, peer)
+	} else {
+		peer = stockFlanneld(t)
+	}
 	ours := c.AddHost()
 	stock := c.AddHost()
+	stock.Bin = peer
+	// Stock flanneld's own flags: it has no -log-level.
 	stock.Args = []string{"-etcd-endpoints", c.EtcdURL, "-iface", "eth0", "-subnet-file", stock.SubnetFile}
 	ours.Start()
-	// Start the stock binary by hand: same namespace layout, its own flags.
-	log, err := os.Create(stock.LogFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", stock.NS, peer}, stock.Args...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	stock.Start()
 	e1 := ours.WaitEnv(30 * time.Second)
 	e2 := stock.WaitEnv(60 * time.Second)
 	ep1, ep2 := ours.AddEndpoint(e1), stock.AddEndpoint(e2)

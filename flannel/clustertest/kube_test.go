@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -20,25 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-os/cairn/flannel/subnetenv"
 	"github.com/cairn-os/cairn/internal/testenv"
 )
-
-// kubeBins returns the directory with kube-apiserver and kubectl, built by
-// tools/kube/build.sh (cached per machine; the first build takes a quarter of an hour).
-func kubeBins(t *testing.T) string {
-	t.Helper()
-	testenv.RequireCommand(t, "go")
-	out, err := exec.CommandContext(t.Context(), "../../tools/kube/build.sh", "kube-apiserver", "kubectl").Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
-			stderr = ee.Stderr
-		}
-		testenv.Require(t, false, "tools/kube/build.sh (kube-apiserver, kubectl): %v\n%s", err, tail(string(stderr), 30))
-	}
-	return strings.TrimSpace(string(out))
-}
 
 // APIServer is a real kube-apiserver in the cluster's underlay namespace, stored in the
 // cluster's etcd, reached by the hosts at https://EtcdIP:6443 with a static token.
@@ -149,11 +131,13 @@ func (a *APIServer) MustRun(stdin string, args ...string) string {
 }
 
 // CreateNode creates a Node with a pod CIDR, as kube-controller-manager's allocator would
-// have given it.
+// have given it, and the annotation kubelet registers every Node with (stock flanneld
+// assumes a Node has annotations: on one without any it panics).
 func (a *APIServer) CreateNode(name, podCIDR string) {
 	a.C.T.Helper()
-	a.MustRun(fmt.Sprintf(`{"apiVersion":"v1","kind":"Node","metadata":{"name":%q},"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`,
-		name, podCIDR, podCIDR), "create", "-f", "-")
+	a.MustRun(fmt.Sprintf(`{"apiVersion":"v1","kind":"Node","metadata":{"name":%q,`+
+		`"annotations":{"volumes.kubernetes.io/controller-managed-attach-detach":"true"}},`+
+		`"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, name, podCIDR, podCIDR), "create", "-f", "-")
 }
 
 // Annotations returns a Node's annotations.
@@ -178,13 +162,29 @@ func writeFile(t testing.TB, path, s string) {
 	}
 }
 
-// kubeHost makes a host whose flanneld runs in the Kubernetes mode as Node name.
-func kubeHost(c *Cluster, api *APIServer, netConf, name string) *Host {
+// kubeHost makes a host whose flanneld runs in the Kubernetes mode as Node name, with
+// the flags Cairn's flanneld and stock flanneld share, and extra.
+func kubeHost(c *Cluster, api *APIServer, netConf, name string, extra ...string) *Host {
 	h := c.AddHost()
-	h.Args = []string{"-kube-subnet-mgr", "-kubeconfig-file", api.Kubeconfig, "-net-config-path", netConf,
-		"-iface", "eth0", "-subnet-file", h.SubnetFile, "-log-level", "debug"}
+	h.Args = append([]string{"-kube-subnet-mgr", "-kubeconfig-file", api.Kubeconfig, "-net-config-path", netConf,
+		"-iface", "eth0", "-subnet-file", h.SubnetFile}, extra...)
 	h.Env = []string{"NODE_NAME=" + name}
 	return h
+}
+
+// kubeCluster makes a cluster without etcd config, starts kube-apiserver in it and writes
+// the network config as kube-flannel's ConfigMap mounts it (net-conf.json); it returns the
+// path of that file.
+func kubeCluster(t *testing.T) (*Cluster, *APIServer, string) {
+	t.Helper()
+	testenv.SkipShort(t, "starts kube-apiserver, etcd and flanneld processes")
+	Require(t)
+	bins := kubeBins(t)
+	c := newCluster(t, "")
+	api := c.StartAPIServer(bins)
+	netConf := filepath.Join(c.Dir, "net-conf.json")
+	writeFile(t, netConf, netDoc)
+	return c, api, netConf
 }
 
 const flannelAnn = "flannel.alpha.coreos.com/"
@@ -208,24 +208,58 @@ func waitAnnotated(t *testing.T, api *APIServer, name string, h *Host) map[strin
 	return ann
 }
 
+// backendData decodes a Node's backend-data annotation.
+func backendData(t *testing.T, ann map[string]string) (vni int, vtepMAC string) {
+	t.Helper()
+	var bd struct {
+		VNI     int
+		VtepMAC string
+	}
+	if err := json.Unmarshal([]byte(ann[flannelAnn+"backend-data"]), &bd); err != nil {
+		t.Fatalf("backend-data %q: %v", ann[flannelAnn+"backend-data"], err)
+	}
+	return bd.VNI, bd.VtepMAC
+}
+
+// waitNetworkAvailable waits for flanneld to set the Node's NetworkUnavailable condition
+// to False with reason FlannelIsUp.
+func waitNetworkAvailable(t *testing.T, api *APIServer, name string) {
+	t.Helper()
+	Eventually(t, 30*time.Second, "NetworkUnavailable=False on "+name, func() error {
+		out, err := api.Run("", "get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="NetworkUnavailable")].reason}`)
+		if err == nil && strings.TrimSpace(out) != "FlannelIsUp" {
+			err = fmt.Errorf("reason %q", out)
+		}
+		return err
+	})
+}
+
+// checkPeer checks that h carries the route, neighbour and FDB entry of flannel's vxlan
+// backend for a peer with the given subnet, VtepMAC and public IP.
+func checkPeer(t *testing.T, h *Host, subnet netip.Prefix, mac string, publicIP netip.Addr) {
+	t.Helper()
+	gw := subnet.Addr().String()
+	if r := h.MustExec("ip", "route", "show", subnet.String()); !strings.Contains(r, "via "+gw+" dev flannel.1 onlink") {
+		t.Errorf("%s: route to %s: %q", h.NS, subnet, r)
+	}
+	if n := h.MustExec("ip", "neigh", "show", gw, "dev", "flannel.1"); !strings.Contains(n, "lladdr "+mac+" PERMANENT") {
+		t.Errorf("%s: neighbour %s: %q, want lladdr %s", h.NS, gw, n, mac)
+	}
+	if f := h.MustExec("bridge", "fdb", "show", "dev", "flannel.1"); !strings.Contains(f, mac+" dst "+publicIP.String()) {
+		t.Errorf("%s: no FDB entry %s dst %s:\n%s", h.NS, mac, publicIP, f)
+	}
+}
+
 // The Kubernetes mode against a real kube-apiserver: two Nodes with pod CIDRs, flanneld
 // -kube-subnet-mgr on two hosts; each annotates its Node, takes its pod CIDR as subnet,
 // programs the other's route, neighbour and FDB entry, and pods on the two reach each
-// other; a third host set up by hand as stock flannel's vxlan backend does, with its Node
-// annotated as stock flannel annotates, is reached too. Deleting a Node removes its routes
-// from the other host.
+// other. Deleting a Node removes its routes from the other host.
 func TestKubeSubnetManager(t *testing.T) {
 	t.Parallel()
-	testenv.SkipShort(t, "starts kube-apiserver, etcd and flanneld processes")
-	Require(t)
-	bins := kubeBins(t)
-	c := newCluster(t, "")
-	api := c.StartAPIServer(bins)
-	netConf := filepath.Join(c.Dir, "net-conf.json")
-	writeFile(t, netConf, netDoc)
+	c, api, netConf := kubeCluster(t)
 	api.CreateNode("node-1", "10.5.1.0/24")
 	api.CreateNode("node-2", "10.5.2.0/24")
-	h1, h2 := kubeHost(c, api, netConf, "node-1"), kubeHost(c, api, netConf, "node-2")
+	h1, h2 := kubeHost(c, api, netConf, "node-1", "-log-level", "debug"), kubeHost(c, api, netConf, "node-2", "-log-level", "debug")
 	h1.Start()
 	h2.Start()
 	e1, e2 := h1.WaitEnv(60*time.Second), h2.WaitEnv(60*time.Second)
@@ -233,45 +267,16 @@ func TestKubeSubnetManager(t *testing.T) {
 		t.Fatalf("subnets %s, %s; want the pod CIDRs 10.5.1.0/24, 10.5.2.0/24", e1.Subnet, e2.Subnet)
 	}
 	ann1 := waitAnnotated(t, api, "node-1", h1)
-	waitAnnotated(t, api, "node-2", h2)
-	var vx struct{ VNI int }
-	if err := json.Unmarshal([]byte(ann1[flannelAnn+"backend-data"]), &vx); err != nil || vx.VNI != 1 {
-		t.Errorf("backend-data %q: VNI %d, %v", ann1[flannelAnn+"backend-data"], vx.VNI, err)
+	ann2 := waitAnnotated(t, api, "node-2", h2)
+	if vni, _ := backendData(t, ann1); vni != 1 {
+		t.Errorf("backend-data %q: VNI %d", ann1[flannelAnn+"backend-data"], vni)
 	}
-	Eventually(t, 30*time.Second, "NetworkUnavailable=False on node-1", func() error {
-		out, err := api.Run("", "get", "node", "node-1", "-o", `jsonpath={.status.conditions[?(@.type=="NetworkUnavailable")].reason}`)
-		if err == nil && strings.TrimSpace(out) != "FlannelIsUp" {
-			err = fmt.Errorf("reason %q", out)
-		}
-		return err
-	})
+	waitNetworkAvailable(t, api, "node-1")
 
 	ep1, ep2 := h1.AddEndpoint(e1), h2.AddEndpoint(e2)
 	pingAll(t, []*Host{h1, h2}, []netip.Addr{ep1, ep2}, 20*time.Second)
-	if r := h1.MustExec("ip", "route", "show", "10.5.2.0/24"); !strings.Contains(r, "via 10.5.2.0 dev flannel.1 onlink") {
-		t.Errorf("node-1's route to node-2: %q", r)
-	}
-
-	// node-3 is configured by hand the way stock flannel's vxlan backend does it, and its Node
-	// annotated with the values stock flannel writes: a peer from stock's side of the wire.
-	h3 := c.AddHost()
-	mac3 := "0e:aa:00:00:00:03"
-	h3.MustExec("ip", "link", "add", "flannel.1", "address", mac3, "type", "vxlan", "id", "1", "local", h3.IP.String(),
-		"dev", "eth0", "dstport", "8472", "nolearning")
-	h3.MustExec("ip", "addr", "add", "10.5.3.0/32", "dev", "flannel.1")
-	h3.MustExec("ip", "link", "set", "flannel.1", "up")
-	var vx1 struct{ VtepMAC string }
-	if err := json.Unmarshal([]byte(ann1[flannelAnn+"backend-data"]), &vx1); err != nil {
-		t.Fatal(err)
-	}
-	h3.MustExec("ip", "route", "add", "10.5.1.0/24", "via", "10.5.1.0", "dev", "flannel.1", "onlink")
-	h3.MustExec("ip", "neigh", "add", "10.5.1.0", "lladdr", vx1.VtepMAC, "dev", "flannel.1", "nud", "permanent")
-	h3.MustExec("bridge", "fdb", "append", vx1.VtepMAC, "dev", "flannel.1", "dst", ann1[flannelAnn+"public-ip"])
-	api.CreateNode("node-3", "10.5.3.0/24")
-	api.MustRun("", "annotate", "node", "node-3", flannelAnn+"backend-data="+`{"VNI":1,"VtepMAC":"`+mac3+`"}`,
-		flannelAnn+"backend-type=vxlan", flannelAnn+"kube-subnet-manager=true", flannelAnn+"public-ip="+h3.IP.String())
-	ep3 := h3.AddEndpoint(subnetenv.Env{Network: e1.Network, Subnet: netip.MustParsePrefix("10.5.3.0/24")})
-	pingAll(t, []*Host{h1, h3}, []netip.Addr{ep1, ep3}, 20*time.Second)
+	_, mac2 := backendData(t, ann2)
+	checkPeer(t, h1, e2.Subnet, mac2, h2.IP)
 
 	api.MustRun("", "delete", "node", "node-2")
 	Eventually(t, 20*time.Second, "node-2's route, neighbour and FDB entry gone from node-1", func() error {
@@ -286,4 +291,45 @@ func TestKubeSubnetManager(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Stock flanneld (flannel-io/flannel, built by tools/flannel) in the Kubernetes mode next to
+// Cairn's, as kube-flannel's DaemonSet runs it (-kube-subnet-mgr, the ConfigMap's
+// net-conf.json, NODE_NAME): each annotates its own Node, the other reads those annotations
+// and programs route, neighbour and FDB entry from them, and pods on the two reach each other
+// both ways.
+func TestKubeInteropStockFlannel(t *testing.T) {
+	t.Parallel()
+	c, api, netConf := kubeCluster(t)
+	stockBin := stockFlanneld(t)
+	api.CreateNode("node-1", "10.5.1.0/24")
+	api.CreateNode("node-2", "10.5.2.0/24")
+	ours := kubeHost(c, api, netConf, "node-1", "-log-level", "debug")
+	stock := kubeHost(c, api, netConf, "node-2")
+	stock.Bin = stockBin
+	ours.Start()
+	stock.Start()
+	e1, e2 := ours.WaitEnv(60*time.Second), stock.WaitEnv(60*time.Second)
+	if e1.Subnet != netip.MustParsePrefix("10.5.1.0/24") || e2.Subnet != netip.MustParsePrefix("10.5.2.0/24") {
+		t.Fatalf("subnets %s (Cairn), %s (stock); want the pod CIDRs 10.5.1.0/24, 10.5.2.0/24", e1.Subnet, e2.Subnet)
+	}
+	if e1.Network != e2.Network || e1.MTU != e2.MTU {
+		t.Errorf("subnet.env: Cairn %+v, stock %+v; want the same network and MTU", e1, e2)
+	}
+	annOurs, annStock := waitAnnotated(t, api, "node-1", ours), waitAnnotated(t, api, "node-2", stock)
+	vniOurs, macOurs := backendData(t, annOurs)
+	vniStock, macStock := backendData(t, annStock)
+	if vniOurs != 1 || vniStock != 1 {
+		t.Errorf("VNI: Cairn %d, stock %d; want 1", vniOurs, vniStock)
+	}
+	if l := stock.MustExec("ip", "-o", "link", "show", "flannel.1"); !strings.Contains(l, "link/ether "+macStock) {
+		t.Errorf("stock's backend-data VtepMAC %s is not its device's:\n%s", macStock, l)
+	}
+	waitNetworkAvailable(t, api, "node-1")
+	waitNetworkAvailable(t, api, "node-2")
+
+	ep1, ep2 := ours.AddEndpoint(e1), stock.AddEndpoint(e2)
+	pingAll(t, []*Host{ours, stock}, []netip.Addr{ep1, ep2}, 20*time.Second)
+	checkPeer(t, ours, e2.Subnet, macStock, stock.IP)
+	checkPeer(t, stock, e1.Subnet, macOurs, ours.IP)
 }
