@@ -154,9 +154,6 @@ func podCommand(env *Env, use, short string, withRun bool, done func(*pod.Pod, *
 			}
 			return err
 		}
-		if withRun {
-			stage1.PrimeCgroupMigration()
-		}
 		h, err := host(env, p.pullPolicy)
 		if err != nil {
 			return err

@@ -224,17 +224,6 @@ func (r cgroupRecord) addNested(own, parent string) {
 	}
 }
 
-// primeCgroupDir is the cgroup directory PrimeCgroupMigration writes to: the caller's own
-// cgroup in the v1 pids hierarchy, "" without one. Never the unified hierarchy: on v2 rkt run
-// moves itself into its leaf there (which primes the wait as well), and a write racing that
-// move could put it back.
-func primeCgroupDir(pc ProcCgroup) string {
-	if p, ok := pc.V1["pids"]; ok {
-		return filepath.Join(unifiedMount, "pids", p)
-	}
-	return ""
-}
-
 // unifiedRecord is a v2 plan's record, in the hierarchy mounted at mount.
 func (p CgroupPlan) unifiedRecord(mount string) cgroupRecord {
 	rec := cgroupRecord{"": filepath.Join(mount, p.Parent)}

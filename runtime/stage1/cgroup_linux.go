@@ -126,30 +126,6 @@ func removeLeaf(leaf string, err error) error {
 	return err
 }
 
-// PrimeCgroupMigration starts, in the background, a cgroup migration that moves nothing:
-// the calling process into the cgroup it is in. Every migration takes the kernel's
-// cgroup_threadgroup_rwsem for writing, and the first one after a quiet spell waits for an RCU
-// grace period (about 10 ms here) before it can; those that follow within a grace period do
-// not wait. A command that is about to start a container (whose cgroups libcontainer joins a
-// few milliseconds later) calls it first, so that the wait passes while it prepares the pod
-// instead of when the container starts. It changes nothing, and its failure (or a host
-// without a v1 pids hierarchy) only leaves the wait where it was.
-func PrimeCgroupMigration() {
-	go func() {
-		b, err := os.ReadFile("/proc/self/cgroup")
-		if err != nil {
-			return
-		}
-		pc, err := ParseProcCgroup(string(b))
-		if err != nil {
-			return
-		}
-		if dir := primeCgroupDir(pc); dir != "" {
-			_ = writeProcs(dir, os.Getpid())
-		}
-	}()
-}
-
 func writeProcs(dir string, pid int) error {
 	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
 }

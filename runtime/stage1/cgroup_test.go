@@ -138,25 +138,6 @@ func TestCgroupRecordNested(t *testing.T) {
 	}
 }
 
-func TestPrimeCgroupDir(t *testing.T) {
-	for _, c := range []struct {
-		name, procCgroup, want string
-	}{
-		{"v1", "9:pids:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n", "/sys/fs/cgroup/pids/user.slice"},
-		{"hybrid", "8:pids:/\n4:memory:/a/b\n0::/\n", "/sys/fs/cgroup/pids"},
-		{"hybrid without pids", "4:memory:/a/b\n0::/system.slice/pod.service\n", ""},
-		{"v2", "0::/system.slice/pod.service\n", ""},
-	} {
-		pc, err := ParseProcCgroup(c.procCgroup)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		if got := primeCgroupDir(pc); got != c.want {
-			t.Errorf("%s: %q, want %q", c.name, got, c.want)
-		}
-	}
-}
-
 func TestControllersToEnable(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                            "",
