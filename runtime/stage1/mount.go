@@ -1,9 +1,12 @@
 package stage1
 
 import (
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/cairn-os/cairn/internal/mount"
 )
@@ -37,6 +40,30 @@ func OverlayMount(layers []string, podDir, app string) mount.Mount {
 	m := durableOverlayMount(layers, podDir, app)
 	m.Data += ",volatile"
 	return m
+}
+
+// volatileRefused is set once the kernel refused a volatile root and mounted the same root
+// without the option (a kernel before 5.10), so that later roots are mounted durable at once
+// rather than each after a failed mount(2).
+var volatileRefused atomic.Bool
+
+// mountOverlay mounts an app's root with apply: volatile, or durable once refused says the
+// kernel lacks the option. Only an EINVAL whose durable retry succeeds sets refused: overlayfs
+// gives EINVAL for faults of the layers or dirs too, which the retry then fails on as well.
+func mountOverlay(layers []string, podDir, app string, refused *atomic.Bool, apply func(mount.Mount) error) error {
+	durable := durableOverlayMount(layers, podDir, app)
+	if refused.Load() {
+		return apply(durable)
+	}
+	err := apply(OverlayMount(layers, podDir, app))
+	if !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	if err := apply(durable); err != nil {
+		return err
+	}
+	refused.Store(true)
+	return nil
 }
 
 // durableOverlayMount is OverlayMount without volatile, for a kernel older than 5.10 that

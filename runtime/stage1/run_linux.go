@@ -538,11 +538,7 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 
 // mountOverlayRoot mounts an app's overlay root, volatile where the kernel knows the option.
 func mountOverlayRoot(layers []string, podDir, app string) error {
-	err := OverlayMount(layers, podDir, app).Apply()
-	if errors.Is(err, unix.EINVAL) {
-		err = durableOverlayMount(layers, podDir, app).Apply()
-	}
-	return err
+	return mountOverlay(layers, podDir, app, &volatileRefused, mount.Mount.Apply)
 }
 
 // newContainer creates an app's container (a.container) from its spec and returns the
