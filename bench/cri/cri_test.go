@@ -54,10 +54,7 @@ func BenchmarkCRIStart(b *testing.B) {
 	for _, p := range []string{"ptp", "host-local", "portmap", "loopback"} {
 		testenv.RequireFile(b, "/usr/lib/cni/"+p)
 	}
-	out, err := exec.Command("../../tools/critools/build.sh").Output()
-	if err != nil {
-		b.Fatalf("build crictl: %v", err)
-	}
+	tools := testenv.Tool(b, "critools/build.sh")
 	rktlet := filepath.Join(os.Getenv("CAIRN_BIN"), "rktlet")
 	if os.Getenv("CAIRN_BIN") == "" {
 		rktlet = filepath.Join(b.TempDir(), "rktlet")
@@ -65,7 +62,7 @@ func BenchmarkCRIStart(b *testing.B) {
 			b.Fatalf("build rktlet: %v\n%s", err, out)
 		}
 	}
-	res := testenv.InPrivateHost(b, "TestCRIBenchInHost", innerEnv+"=1", toolsEnv+"="+strings.TrimSpace(string(out)), rktletEnv+"="+rktlet)
+	res := testenv.InPrivateHost(b, "TestCRIBenchInHost", innerEnv+"=1", toolsEnv+"="+tools, rktletEnv+"="+rktlet)
 	for l := range strings.SplitSeq(res, "\n") {
 		if _, r, ok := strings.Cut(l, "cri-bench: "); ok {
 			fmt.Println(r)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/kube/clustertest"
 )
 
@@ -173,13 +174,7 @@ func skipPattern() string {
 func buildE2E(t *testing.T, kubeDir string) (suite, ginkgo string) {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.CommandContext(t.Context(), filepath.Join(repoRoot(t), "tools/kube/build.sh"), "e2e.test", "ginkgo")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tools/kube/build.sh e2e.test ginkgo: %v", err)
-	}
-	if d := strings.TrimSpace(string(out)); d != kubeDir {
+	if d := testenv.Tool(t, "kube/build.sh", "e2e.test", "ginkgo"); d != kubeDir {
 		t.Fatalf("e2e.test in %s, the cluster's binaries in %s", d, kubeDir)
 	}
 	t.Logf("e2e.test ready in %s", time.Since(start).Round(time.Second))

@@ -29,7 +29,7 @@ func TestCrictl(t *testing.T) {
 	for _, p := range []string{"ptp", "host-local", "portmap", "loopback"} {
 		testenv.RequireFile(t, "/usr/lib/cni/"+p)
 	}
-	tools := criTools(t)
+	tools := testenv.Tool(t, "critools/build.sh") // crictl and critest
 	t.Logf("%s", testenv.InPrivateHost(t, "TestCrictlInHost", innerEnv+"=1", toolsEnv+"="+tools))
 }
 

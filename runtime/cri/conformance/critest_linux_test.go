@@ -96,21 +96,6 @@ func skipRegexp() string {
 	return strings.Join(res, "|")
 }
 
-// criTools builds crictl and critest (cached; tools/critools/build.sh) and returns their
-// directory.
-func criTools(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("../../../tools/critools/build.sh").Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("build crictl and critest: %v\n%s", err, stderr)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestCritest runs critest against rktlet, then against containerd, on the same stand-in
 // images, prints both counts and the specs where they differ, and holds rktlet to no failure
 // beyond knownFailures and to at least containerd's passes on the specs both ran.
@@ -123,7 +108,7 @@ func TestCritest(t *testing.T) {
 	for _, p := range []string{"ptp", "host-local", "portmap", "loopback"} {
 		testenv.RequireFile(t, "/usr/lib/cni/"+p)
 	}
-	tools := criTools(t)
+	tools := testenv.Tool(t, "critools/build.sh") // crictl and critest
 	t.Logf("%s", testenv.InPrivateHost(t, "TestCritestInHost", innerEnv+"=1", toolsEnv+"="+tools))
 }
 
