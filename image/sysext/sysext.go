@@ -9,13 +9,17 @@
 package sysext
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/cairn-os/cairn/internal/gpt"
@@ -29,7 +33,7 @@ var (
 
 // The Discoverable Partitions Specification's x86-64 types for /usr and its verity tree.
 var (
-	TypeUSR       = gpt.MustParseGUID("8484680C-9521-48C6-9C11-B0720656F69E")
+	TypeUSR       = gpt.TypeUSR
 	TypeUSRVerity = gpt.MustParseGUID("77FF5F63-E7B6-4633-ACF4-1565B864C0E6")
 )
 
@@ -103,6 +107,40 @@ func (s Spec) Check() error {
 		seen[f.Path] = true
 	}
 	return nil
+}
+
+// Digest is a hash of everything an image is made from: the name, the OS it fits, the
+// timestamp, and each file's path, mode, link and contents (a Source's as it is on disk now).
+// The order of Files does not count, as in the image. A cache of built images keyed by it is
+// stale only when the builder itself changed.
+func (s Spec) Digest() (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "name %q os %q version %q epoch %d\n", s.Name, s.OSID, s.OSVersion, s.SourceDateEpoch)
+	files := slices.SortedFunc(slices.Values(s.Files), func(a, b File) int { return cmp.Compare(a.Path, b.Path) })
+	for _, f := range files {
+		c := sha256.New()
+		switch {
+		case f.Link != "":
+		case f.Source != "":
+			if err := copyFrom(c, f.Source); err != nil {
+				return "", fmt.Errorf("extension %s: %s: %w", s.Name, f.Path, err)
+			}
+		default:
+			c.Write(f.Data)
+		}
+		fmt.Fprintf(h, "file %q mode %o link %q data %x\n", f.Path, f.Mode.Perm(), f.Link, c.Sum(nil))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFrom(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
 }
 
 // sectors of 512 bytes; partitions start on MiB boundaries.

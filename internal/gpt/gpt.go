@@ -89,6 +89,12 @@ func (g GUID) String() string {
 // IsZero reports whether g is the all-zero GUID (an unused entry's type).
 func (g GUID) IsZero() bool { return g == GUID{} }
 
+// TypeUSR is the Discoverable Partitions Specification's x86-64 /usr partition type: the
+// partition of a system extension image that systemd-sysext merges over /usr (image/sysext
+// writes it, update-engine/extensions reads it). Cairn's own slots have another type,
+// disklayout.TypeUSR.
+var TypeUSR = MustParseGUID("8484680C-9521-48C6-9C11-B0720656F69E")
+
 // Partition is one used entry of the table.
 type Partition struct {
 	Number     int // 1-based index of the entry in the array

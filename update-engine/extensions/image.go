@@ -13,7 +13,7 @@ import (
 // usrTypes are the Discoverable Partitions Specification's usr partition types, by systemd's
 // architecture name: the partition of an extension image that systemd-sysext mounts on /usr.
 var usrTypes = map[string]gpt.GUID{
-	"x86-64": gpt.MustParseGUID("8484680C-9521-48C6-9C11-B0720656F69E"),
+	"x86-64": gpt.TypeUSR,
 }
 
 // UsrType is the usr partition type of an extension image for architecture arch.
@@ -39,14 +39,8 @@ func ReadImageRelease(r io.ReaderAt, size int64, name, arch string) ([]byte, err
 			if p.Type != want {
 				continue
 			}
-			ss := 512
-			if t.SectorSize != 0 {
-				ss = t.SectorSize
-			}
-			off, n := p.Offset(ss), p.Size(ss)
-			if off < 0 || n <= 0 || off > size || n > size-off {
-				return nil, fmt.Errorf("%w: usr partition outside the image", ErrRelease)
-			}
+			// gpt.Read keeps every partition inside the disk.
+			off, n := p.Offset(t.SectorSize), p.Size(t.SectorSize)
 			fs, err := openErofs(io.NewSectionReader(r, off, n), n)
 			if err != nil {
 				return nil, fmt.Errorf("%w: usr partition: %w", ErrRelease, err)
