@@ -30,6 +30,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/kube/clustertest"
 	"github.com/cairn-os/cairn/kube/images"
 	"github.com/cairn-os/cairn/runtime/fixture"
@@ -540,9 +541,7 @@ func TestNetutil(t *testing.T) {
 // /bin/nc: the shell finds nc in PATH, and passes on environment variables whose names are
 // no shell identifiers.
 func TestShell(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("chroot needs root")
-	}
+	testenv.RequireRoot(t) // chroot
 	es, err := shell()
 	if err != nil {
 		t.Fatal(err)
