@@ -124,7 +124,7 @@ func TestKubernetesNodes(t *testing.T) {
 	for _, v := range []string{fleet.Old, fleet.New} {
 		name := "kubernetes-" + sysext.KubernetesVersion
 		url := fmt.Sprintf("%s/%s/%s.raw", fleet.GuestURL(extPort), v, name)
-		raw, x, err := fleet.KubeExtension(ctx, filepath.Join(im.Dir, "kubernetes"), v, c.Kube, url, fleettest.Log(t))
+		raw, x, err := im.KubeExtension(ctx, v, c.Kube, url, fleettest.Log(t))
 		if err != nil {
 			t.Fatal(err)
 		}

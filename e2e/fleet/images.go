@@ -34,6 +34,7 @@ type Images struct {
 	Release    string // a release server's tree: <Release>/<version>/cairn_production_image.bin.zst + .sig
 	BadPayload string
 	Key        string // the private key the payloads and disk images are signed with
+	Source     string // the module's root they were built from
 }
 
 // Options say where the inputs and the cache are.
@@ -54,31 +55,51 @@ func key(o Options) (string, error) {
 	for _, e := range build.Examples {
 		paths = append(paths, filepath.Join(o.BinDir, e.Binary))
 	}
-	for _, dir := range []string{"e2e/fleet/images.go", "image/build", "image/initramfs", "image/usrfs", "image/uki", "image/esp", "image/disk", "image/rootfs", "image/packages.txt", "internal/disklayout", "go.sum"} {
-		err := filepath.WalkDir(filepath.Join(o.Source, dir), func(p string, d fs.DirEntry, err error) error {
+	src, err := sourceFiles(o.Source, "e2e/fleet/images.go", "image/build", "image/initramfs", "image/usrfs", "image/uki", "image/esp", "image/disk", "image/rootfs", "image/packages.txt", "internal/disklayout", "go.sum")
+	if err != nil {
+		return "", fmt.Errorf("e2e image inputs: %w", err)
+	}
+	paths = append(paths, src...)
+	sort.Strings(paths)
+	h := sha256.New()
+	if err := hashFiles(h, paths); err != nil {
+		return "", fmt.Errorf("e2e image inputs: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// sourceFiles are the files of paths (files or directories under root) that a build reads:
+// no tests, no test data.
+func sourceFiles(root string, paths ...string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		err := filepath.WalkDir(filepath.Join(root, p), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
 			if !d.IsDir() && !strings.HasSuffix(p, "_test.go") && !strings.Contains(p, "/testdata/") {
-				paths = append(paths, p)
+				files = append(files, p)
 			}
 			return nil
 		})
 		if err != nil {
-			return "", fmt.Errorf("e2e image inputs: %w", err)
+			return nil, err
 		}
 	}
-	sort.Strings(paths)
-	h := sha256.New()
+	return files, nil
+}
+
+// hashFiles writes each file's name, size and contents to h, in the order given.
+func hashFiles(h io.Writer, paths []string) error {
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return "", fmt.Errorf("e2e image inputs: %w", err)
+			return err
 		}
 		fmt.Fprintf(h, "%s %d\n", filepath.Base(p), len(b))
 		h.Write(b)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return nil
 }
 
 // Prepare returns the e2e images, building what the cache lacks: the old and new releases, the
@@ -97,7 +118,7 @@ func Prepare(ctx context.Context, o Options) (*Images, error) {
 		return nil, err
 	}
 	root := filepath.Join(o.CacheDir, "e2e")
-	im := &Images{Dir: filepath.Join(root, k), Key: filepath.Join(o.CacheDir, "dev-payload-key.pem")}
+	im := &Images{Dir: filepath.Join(root, k), Key: filepath.Join(o.CacheDir, "dev-payload-key.pem"), Source: o.Source}
 	im.Old, im.New, im.BadBuild = filepath.Join(im.Dir, Old), filepath.Join(im.Dir, New), filepath.Join(im.Dir, Bad)
 	im.Release, im.BadPayload = filepath.Join(im.Dir, "release"), filepath.Join(im.Dir, "bad.payload")
 	if _, err := os.Stat(filepath.Join(im.Dir, "complete")); err == nil {

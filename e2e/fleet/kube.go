@@ -185,18 +185,26 @@ func rktletDropIn(mirrors []string) string {
 }
 
 // KubeExtension builds the Kubernetes system extension for Cairn version from the kubelet,
-// kubeadm and kubectl in kubeBin, under dir/KEY/version, KEY being the binaries' hash: an
-// extension built before from the same binaries is used as it is. It returns the image's
-// path and its description with url as where it is served from.
-func KubeExtension(ctx context.Context, dir, version, kubeBin, url string, progress io.Writer) (string, payload.Extension, error) {
-	h := sha256.New()
-	for _, b := range []string{"kubelet", "kubeadm", "kubectl"} {
-		if err := hashFile(h, filepath.Join(kubeBin, b)); err != nil {
-			return "", payload.Extension{}, fmt.Errorf("kubernetes extension for %s: %w", version, err)
-		}
-	}
-	out := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:16], version)
+// kubeadm and kubectl in kubeBin, under Dir/kubernetes/KEY/version, KEY being the hash of the
+// extension's spec (every file it carries, the binaries' contents included) and of the
+// builder's sources: an extension built before from the same inputs is used as it is. It
+// returns the image's path and its description with url as where it is served from.
+func (im *Images) KubeExtension(ctx context.Context, version, kubeBin, url string, progress io.Writer) (string, payload.Extension, error) {
 	spec := sysext.Kubernetes(sysext.KubernetesVersion, version, kubeBin, "", build.Config{}.Defaults().SourceDateEpoch)
+	digest, err := spec.Digest()
+	if err != nil {
+		return "", payload.Extension{}, err
+	}
+	builder, err := sourceFiles(im.Source, "image/sysext", "image/disk", "internal/gpt")
+	if err != nil {
+		return "", payload.Extension{}, fmt.Errorf("kubernetes extension for %s: its builder: %w", version, err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "spec %s\n", digest)
+	if err := hashFiles(h, builder); err != nil {
+		return "", payload.Extension{}, fmt.Errorf("kubernetes extension for %s: its builder: %w", version, err)
+	}
+	out := filepath.Join(im.Dir, "kubernetes", hex.EncodeToString(h.Sum(nil))[:16], version)
 	raw, usrhash := filepath.Join(out, spec.Name+".raw"), filepath.Join(out, spec.Name+".usrhash")
 	if _, err := os.Stat(usrhash); err != nil {
 		if _, err := (&sysext.Builder{Spec: spec, Out: out, Progress: progress}).Build(ctx); err != nil {

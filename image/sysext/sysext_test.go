@@ -2,6 +2,9 @@ package sysext
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -136,5 +139,63 @@ func TestKubernetesSpec(t *testing.T) {
 	}
 	if c := Kubernetes(KubernetesVersion, "1.2.0", "/b", "/tools/crictl", 1); c.Files[3].Path != "/usr/bin/crictl" {
 		t.Errorf("crictl: %+v", c.Files[3])
+	}
+}
+
+// A spec's digest changes with anything the image is made of, a source file's contents
+// included, and not with the order of its files.
+func TestDigest(t *testing.T) {
+	dir := t.TempDir()
+	src := dir + "/kubelet"
+	if err := os.WriteFile(src, []byte("kubelet 1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := func() Spec {
+		return Spec{Name: "kubernetes-v1.37.2", OSID: "cairn", OSVersion: "1.2.0", SourceDateEpoch: 1,
+			Files: []File{{Path: "/usr/bin/kubelet", Mode: 0o755, Source: src}, {Path: "/usr/lib/a", Mode: 0o644, Data: []byte("a")},
+				{Path: "/usr/lib/l", Link: "a"}}}
+	}
+	want, err := base().Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Spec)
+		same bool
+	}{
+		{"unchanged", func(*Spec) {}, true},
+		{"files reordered", func(s *Spec) { slices.Reverse(s.Files) }, true},
+		{"name", func(s *Spec) { s.Name = "kubernetes-v1.37.3" }, false},
+		{"OS ID", func(s *Spec) { s.OSID = "flatcar" }, false},
+		{"OS version", func(s *Spec) { s.OSVersion = "1.2.1" }, false},
+		{"timestamp", func(s *Spec) { s.SourceDateEpoch = 2 }, false},
+		{"path", func(s *Spec) { s.Files[1].Path = "/usr/lib/b" }, false},
+		{"mode", func(s *Spec) { s.Files[1].Mode = 0o755 }, false},
+		{"data", func(s *Spec) { s.Files[1].Data = []byte("b") }, false},
+		{"link", func(s *Spec) { s.Files[2].Link = "b" }, false},
+		{"a file more", func(s *Spec) { s.Files = append(s.Files, File{Path: "/usr/lib/c", Data: []byte{}}) }, false},
+		{"source file's contents", func(*Spec) {
+			if err := os.WriteFile(src, []byte("kubelet 2"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := base()
+			tc.edit(&s)
+			got, err := s.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got == want) != tc.same {
+				t.Errorf("digest %s, base %s; want the same: %v", got, want, tc.same)
+			}
+		})
+	}
+	s := base()
+	s.Files[0].Source = dir + "/missing"
+	if _, err := s.Digest(); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "/usr/bin/kubelet") {
+		t.Errorf("a missing source: %v", err)
 	}
 }
