@@ -374,20 +374,40 @@ type reboot struct {
 	err      error
 }
 
-// joined waits until h's kubeadm join has run, and fails the test at once with its journal
-// when it failed: the node would never register.
+// joined waits until h's kubeadm join has run, and fails the test at once with the journal
+// when it or the extension's fetch failed: the node would never register.
 func joined(t *testing.T, ctx context.Context, h *fleet.Host) {
 	t.Helper()
 	jctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	out := eventually(t, jctx, h, "systemctl show -p ActiveState --value kubeadm.service", func(s string) bool {
-		s = strings.TrimSpace(s)
-		return s == "active" || s == "failed"
+	out := eventually(t, jctx, h, "systemctl show -p ActiveState --value "+strings.Join(joinUnits, " "), func(s string) bool {
+		done, _ := joinDone(s)
+		return done
 	})
-	if strings.TrimSpace(out) == "failed" {
+	if _, failed := joinDone(out); failed != "" {
 		j, _ := h.Run(ctx, "journalctl --no-pager -o cat -u kubernetes-sysext -u kubeadm | tail -n 80")
-		t.Fatalf("%s: kubeadm join failed:\n%s", h.Name, j)
+		t.Fatalf("%s: %s failed:\n%s", h.Name, failed, j)
 	}
+}
+
+// joinUnits fetch the extension and run kubeadm join, in that order.
+var joinUnits = []string{"kubernetes-sysext.service", "kubeadm.service"}
+
+// joinDone reads the ActiveState of joinUnits, one a line (systemctl show puts an empty line
+// between units): done once kubeadm's unit is active or either unit failed, naming the one
+// that failed. kubeadm's unit requires the fetch's: when the fetch fails, kubeadm's unit is
+// never started and stays inactive, so its own state would never say so.
+func joinDone(out string) (done bool, failed string) {
+	states := strings.Fields(out)
+	if len(states) != len(joinUnits) {
+		return false, ""
+	}
+	for i, s := range states {
+		if s == "failed" {
+			return true, joinUnits[i]
+		}
+	}
+	return states[len(states)-1] == "active", ""
 }
 
 // registryPort is the port of the registry on this machine's loopback.
@@ -476,11 +496,10 @@ func waitNodes(t *testing.T, ctx context.Context, c *clustertest.Cluster, timeou
 		}
 		for _, name := range names {
 			n, ok := nodes[name]
-			switch {
-			case !ok:
+			if !ok {
 				why = append(why, name+": not registered")
-			case check(n) != nil:
-				why = append(why, name+": "+check(n).Error())
+			} else if err := check(n); err != nil {
+				why = append(why, name+": "+err.Error())
 			}
 		}
 		if len(why) == 0 {
@@ -714,4 +733,26 @@ func get(ctx context.Context, client *http.Client, url string) (string, error) {
 		return "", fmt.Errorf("%s: %s", resp.Status, body)
 	}
 	return strings.TrimSpace(string(body)), nil
+}
+
+func TestJoinDone(t *testing.T) {
+	for _, tc := range []struct {
+		out    string
+		done   bool
+		failed string
+	}{
+		{"", false, ""},
+		{"activating\n\ninactive\n", false, ""},
+		{"active\n\nactivating\n", false, ""},
+		{"active\n\nactive\n", true, ""},
+		{"active\n\nfailed\n", true, "kubeadm.service"},
+		// The fetch failed: kubeadm's unit ends inactive, a dependency failure.
+		{"failed\n\ninactive\n", true, "kubernetes-sysext.service"},
+		{"active\n", false, ""},
+	} {
+		done, failed := joinDone(tc.out)
+		if done != tc.done || failed != tc.failed {
+			t.Errorf("joinDone(%q) = %v, %q; want %v, %q", tc.out, done, failed, tc.done, tc.failed)
+		}
+	}
 }
