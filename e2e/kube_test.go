@@ -50,10 +50,25 @@ import (
 //     kube-proxy serves NodePorts on every address (nodePortAddresses 0.0.0.0/0), since the
 //     forward arrives on the VM's user-mode address, not its node IP.
 //   - The extension images are served from 127.0.0.1 too (guests: 10.0.2.2:E/VERSION/NAME.raw).
+const nodePort = 30080
+
+// The test's own deadline: kubeTimeout after the images are ready, or kubeCleanup before go
+// test's deadline if that comes first, so that a stuck stage fails the test with the VMs'
+// journals and the cluster torn down rather than go test killing the binary (README: -timeout
+// 60m).
 const (
-	nodePort    = 30080
-	kubeTimeout = 90 * time.Minute
+	kubeTimeout = 45 * time.Minute
+	kubeCleanup = 5 * time.Minute
 )
+
+// kubeDeadline is the test's deadline at now, given go test's (ok false: none).
+func kubeDeadline(now, testDeadline time.Time, ok bool) time.Time {
+	d := now.Add(kubeTimeout)
+	if cut := testDeadline.Add(-kubeCleanup); ok && cut.Before(d) {
+		d = cut
+	}
+	return d
+}
 
 // kubeWeb is clustertest.WebDeployment (two replicas of agnhost's netexec, one per node),
 // a budget that keeps one of them up, and a NodePort Service in front of them.
@@ -87,7 +102,8 @@ func TestKubernetesNodes(t *testing.T) {
 	c := clustertest.New(t)
 	// Ended by cleanups, not defers: the VMs (started with ctx) must outlive the test's body
 	// for the cleanups that read their journals.
-	ctx, cancel := context.WithTimeout(context.Background(), kubeTimeout)
+	testDeadline, ok := t.Deadline()
+	ctx, cancel := context.WithDeadline(context.Background(), kubeDeadline(time.Now(), testDeadline, ok))
 	t.Cleanup(cancel)
 	dir := t.TempDir()
 	f, err := fleet.StartFleet(ctx, filepath.Join(dir, "fleet"), im)
@@ -753,6 +769,25 @@ func TestJoinDone(t *testing.T) {
 		done, failed := joinDone(tc.out)
 		if done != tc.done || failed != tc.failed {
 			t.Errorf("joinDone(%q) = %v, %q; want %v, %q", tc.out, done, failed, tc.done, tc.failed)
+		}
+	}
+}
+
+func TestKubeDeadline(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		deadline time.Time
+		ok       bool
+		want     time.Time
+	}{
+		{"no deadline", time.Time{}, false, now.Add(45 * time.Minute)},
+		{"-timeout 60m", now.Add(60 * time.Minute), true, now.Add(45 * time.Minute)},
+		{"-timeout 40m", now.Add(40 * time.Minute), true, now.Add(35 * time.Minute)},
+		{"10 minutes left after the images", now.Add(10 * time.Minute), true, now.Add(5 * time.Minute)},
+	} {
+		if got := kubeDeadline(now, tc.deadline, tc.ok); !got.Equal(tc.want) {
+			t.Errorf("%s: %v; want %v", tc.name, got, tc.want)
 		}
 	}
 }
