@@ -7,15 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"net/netip"
-
-	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 // DirectRouting between hosts on one L2 routes via the peer's public IP on the underlay,
@@ -64,12 +61,7 @@ func TestDirectRoutingIPMasqHealth(t *testing.T) {
 func TestInteropStockFlannel(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, netDoc)
-	peer := os.Getenv("FLANNEL_PEER_BIN")
-	if peer != "" {
-		testenv.RequireFile(t, peer)
-	} else {
-		peer = stockFlanneld(t)
-	}
+	peer := stockFlanneld(t)
 	ours := c.AddHost()
 	stock := c.AddHost()
 	stock.Bin = peer

@@ -3,6 +3,7 @@
 package clustertest
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -16,10 +17,14 @@ func kubeBins(t *testing.T) string {
 	return testenv.RequireTool(t, "kube/build.sh", "kube-apiserver", "kubectl")
 }
 
-// stockFlanneld returns stock flanneld (flannel-io/flannel's main package) built by
-// tools/flannel/build.sh (cached per machine; the first build takes a few minutes).
+// stockFlanneld returns stock flanneld (flannel-io/flannel's main package): the binary
+// FLANNEL_PEER_BIN names, else the one tools/flannel/build.sh builds (cached per machine; the
+// first build takes a few minutes).
 func stockFlanneld(t *testing.T) string {
 	t.Helper()
 	testenv.RequireCommand(t, "iptables") // stock flanneld keeps its FORWARD rules with it
+	if p := os.Getenv("FLANNEL_PEER_BIN"); p != "" {
+		return testenv.RequireFile(t, p)
+	}
 	return filepath.Join(testenv.RequireTool(t, "flannel/build.sh"), "flanneld")
 }
