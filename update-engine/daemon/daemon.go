@@ -5,7 +5,6 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -26,6 +25,7 @@ import (
 	"github.com/cairn-os/cairn/update-engine/engine"
 	"github.com/cairn-os/cairn/update-engine/extensions"
 	"github.com/cairn-os/cairn/update-engine/omaha"
+	"github.com/cairn-os/cairn/update-engine/osrelease"
 	"github.com/cairn-os/cairn/update-engine/payload"
 	"github.com/cairn-os/cairn/update-engine/slots"
 	"github.com/cairn-os/cairn/update-engine/updateconf"
@@ -287,25 +287,22 @@ func braced(s string) string {
 	return "{" + s + "}"
 }
 
-// keyOf reads KEY=value from an os-release style file.
+// keyOf is key's value in an os-release style file; "" when the file is missing or
+// malformed, as the OEM's release is optional.
 func keyOf(path, key string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok && k == key {
-			return strings.Trim(v, `"'`)
-		}
-	}
-	return ""
+	r, _ := osrelease.ReadFile(path)
+	return r[key]
 }
 
+// osVersion is the running version: VERSION_ID of the os-release at path, else its VERSION
+// or IMAGE_VERSION.
 func osVersion(path string) (string, error) {
+	r, err := osrelease.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("os-release: %w", err)
+	}
 	for _, k := range []string{"VERSION_ID", "VERSION", "IMAGE_VERSION"} {
-		if v := keyOf(path, k); v != "" {
+		if v := r[k]; v != "" {
 			return v, nil
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+
+	"github.com/cairn-os/cairn/update-engine/osrelease"
 )
 
 // SearchDirs are the directories systemd-sysext (252) merges system extensions from, in its
@@ -25,9 +27,9 @@ var SearchDirs = []string{
 
 // Finding is one extension that systemd-sysext would consider, and whether it fits the host.
 type Finding struct {
-	Name    string  // the extension's name: its extension-release is extension-release.Name
-	Path    string  // NAME.raw or the directory NAME, in the host's view (not under Root)
-	Release Release // its extension-release
+	Name    string            // the extension's name: its extension-release is extension-release.Name
+	Path    string            // NAME.raw or the directory NAME, in the host's view (not under Root)
+	Release osrelease.Release // its extension-release
 	// Misfit is why systemd-sysext leaves it out (see Misfit); "" when it fits.
 	Misfit string
 	// Err is set when its extension-release cannot be read.
@@ -36,7 +38,7 @@ type Finding struct {
 
 // Report is the check's result for a host.
 type Report struct {
-	Host     Release
+	Host     osrelease.Release
 	Arch     string
 	Findings []Finding
 }
@@ -104,7 +106,7 @@ func (c *Checker) arch() string {
 }
 
 // HostRelease reads the host's os-release: /etc/os-release, else /usr/lib/os-release.
-func (c *Checker) HostRelease() (Release, error) {
+func (c *Checker) HostRelease() (osrelease.Release, error) {
 	var errs []error
 	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
 		full, err := securejoin.SecureJoin(c.root(), p)
@@ -112,14 +114,13 @@ func (c *Checker) HostRelease() (Release, error) {
 			errs = append(errs, err)
 			continue
 		}
-		b, err := readLimited(full)
+		r, err := osrelease.ReadFile(full)
+		if errors.Is(err, osrelease.ErrSyntax) {
+			return nil, fmt.Errorf("%w: os-release %s: %w", ErrRelease, p, err)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
-		}
-		r, err := ParseRelease(b)
-		if err != nil {
-			return nil, fmt.Errorf("os-release %s: %w", p, err)
 		}
 		if r[keyID] == "" {
 			return nil, fmt.Errorf("%w: os-release %s has no ID", ErrRelease, p)
@@ -210,10 +211,8 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 			return rep, err
 		}
 		f := Finding{Name: cand.name, Path: cand.path}
-		b, err := c.release(cand)
-		if err == nil {
-			f.Release, err = ParseRelease(b)
-		}
+		var err error
+		f.Release, err = c.release(cand)
 		switch {
 		case errors.Is(err, errNoRelease):
 			// As systemd's validation of an empty extension-release: left out.
@@ -228,7 +227,20 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
-func (c *Checker) release(cand candidate) ([]byte, error) {
+// release reads and parses an extension's extension-release.
+func (c *Checker) release(cand candidate) (osrelease.Release, error) {
+	b, err := c.releaseBytes(cand)
+	if err != nil {
+		return nil, err
+	}
+	r, err := osrelease.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: extension-release.%s: %w", ErrRelease, cand.name, err)
+	}
+	return r, nil
+}
+
+func (c *Checker) releaseBytes(cand candidate) ([]byte, error) {
 	file := "extension-release." + cand.name
 	if cand.dir {
 		p, err := securejoin.SecureJoin(cand.full, "usr/lib/extension-release.d/"+file)
@@ -259,5 +271,5 @@ func readLimited(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, maxRelease+1))
+	return io.ReadAll(io.LimitReader(f, osrelease.MaxSize+1))
 }

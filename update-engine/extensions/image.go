@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cairn-os/cairn/internal/gpt"
+	"github.com/cairn-os/cairn/update-engine/osrelease"
 )
 
 // usrTypes are the Discoverable Partitions Specification's usr partition types, by systemd's
@@ -45,7 +46,7 @@ func ReadImageRelease(r io.ReaderAt, size int64, name, arch string) ([]byte, err
 			if err != nil {
 				return nil, fmt.Errorf("%w: usr partition: %w", ErrRelease, err)
 			}
-			return fs.readFile("lib/extension-release.d/"+file, maxRelease)
+			return fs.readFile("lib/extension-release.d/"+file, osrelease.MaxSize)
 		}
 		return nil, fmt.Errorf("%w: no usr partition (%s) for %s", ErrRelease, want, arch)
 	}
@@ -53,7 +54,7 @@ func ReadImageRelease(r io.ReaderAt, size int64, name, arch string) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: neither a disk image nor an erofs: %w", ErrRelease, err)
 	}
-	return fs.readFile("usr/lib/extension-release.d/"+file, maxRelease)
+	return fs.readFile("usr/lib/extension-release.d/"+file, osrelease.MaxSize)
 }
 
 // erofs reads files from an erofs file system (the kernel's erofs_fs.h): uncompressed

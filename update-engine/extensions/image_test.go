@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/gpt"
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/update-engine/osrelease"
 )
 
 // The fixtures were made with erofs-utils 1.5 from a tree holding
@@ -165,7 +166,7 @@ func FuzzReadImageRelease(f *testing.F) {
 	f.Add(ddi(f, fixture(f, "usr.erofs"), usr))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := ReadImageRelease(boundedDisk{t, b}, int64(len(b)), "demo", "x86-64")
-		if err == nil && len(got) > maxRelease {
+		if err == nil && len(got) > osrelease.MaxSize {
 			t.Fatalf("returned %d bytes", len(got))
 		}
 		if err != nil && !errors.Is(err, ErrRelease) {
