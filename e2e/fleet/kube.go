@@ -44,60 +44,20 @@ type KubeNode struct {
 // KubeNodeName is host n's name, as host and as Kubernetes node.
 func KubeNodeName(n int) string { return fmt.Sprintf("cairn-%d", n) }
 
-// kubeSysctls are the kernel settings a node needs: forwarding (kubeadm's preflight) and the
-// values kubelet insists on (the cluster's kubelet configuration protects kernel defaults, so
-// kubelet checks them instead of writing them).
-const kubeSysctls = `net.ipv4.ip_forward = 1
-net.bridge.bridge-nf-call-iptables = 1
-vm.overcommit_memory = 1
+// kubeletSysctls are the values kubelet insists on (pkg/kubelet/cm's setupKernelTunables):
+// the test cluster's kubelet configuration, which kubeadm join hands every node, protects
+// kernel defaults, so kubelet checks them instead of writing them. (kubeadm's default
+// configuration lets kubelet write them: kube/README.md's configs go without.)
+const (
+	kubeletSysctlPath = "/etc/sysctl.d/91-kubelet.conf"
+	kubeletSysctls    = `vm.overcommit_memory = 1
 vm.panic_on_oom = 0
 kernel.panic = 10
 kernel.panic_on_oops = 1
 kernel.keys.root_maxkeys = 1000000
 kernel.keys.root_maxbytes = 25000000
 `
-
-// sysextUnit fetches and merges the extension once the network is up, as kube/README.md's
-// first-boot configs do.
-const sysextUnit = `[Unit]
-Description=Fetch and merge the Kubernetes system extension
-Wants=network-online.target
-After=network-online.target
-ConditionPathExists=!/var/lib/cairn/kubernetes-sysext.done
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-StateDirectory=cairn
-Environment=URL=%[1]s
-Environment=SHA256=%[2]s
-ExecStart=/usr/lib/systemd/systemd-pull raw --direct --verify=${SHA256} --settings=no --roothash=no --verity=no ${URL} /etc/extensions/.%[3]s.raw.part
-ExecStart=/usr/bin/mv /etc/extensions/.%[3]s.raw.part /etc/extensions/%[3]s.raw
-ExecStart=/usr/bin/systemd-sysext refresh
-ExecStart=/usr/bin/systemctl daemon-reload
-ExecStart=/usr/bin/touch /var/lib/cairn/kubernetes-sysext.done
-
-[Install]
-WantedBy=multi-user.target
-`
-
-// kubeadmJoinUnit runs kubeadm join once rktlet is up: its preflight gives the CRI a few
-// seconds to answer, less than a socket-activated rktlet takes to start in a TCG guest.
-const kubeadmJoinUnit = `[Unit]
-Description=kubeadm join
-Requires=kubernetes-sysext.service
-After=kubernetes-sysext.service rktlet.service network-online.target
-Wants=network-online.target rktlet.service
-ConditionPathExists=!/etc/kubernetes/kubelet.conf
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/bin/kubeadm join --config=/etc/kubernetes/kubeadm-join.yaml
-
-[Install]
-WantedBy=multi-user.target
-`
+)
 
 // JoinConfiguration is kubeadm join's configuration for host n. kubelet's address is the
 // one on the cluster link, where the other node's pods are (flannel's VXLAN runs there too).
@@ -130,7 +90,8 @@ func (f *Fleet) kubeUpdateConf() string {
 }
 
 // KubeConfig is host n's first-boot config as a Kubernetes node: root's ssh key, its address
-// on the cluster link, the Kubernetes extension fetched and merged, kubeadm join, rktlet with
+// on the cluster link, kube/README.md's join config (image/sysext's first-boot pieces: the
+// kernel settings, the Kubernetes extension fetched and merged, kubeadm join), rktlet with
 // the registry mirrors, flanneld -kube-subnet-mgr over the cluster link, and updates whose
 // reboots locksmithd drains the node for.
 func (f *Fleet) KubeConfig(n int, k KubeNode) *Config {
@@ -138,12 +99,13 @@ func (f *Fleet) KubeConfig(n int, k KubeNode) *Config {
 	return NewConfig(f.Key).
 		File("/etc/hostname", 0o644, name+"\n").
 		File("/etc/systemd/network/10-cluster.network", 0o644, clusterNetwork(n)).
-		File("/etc/modules-load.d/kubernetes.conf", 0o644, "br_netfilter\n").
-		File("/etc/sysctl.d/90-kubernetes.conf", 0o644, kubeSysctls).
+		File(sysext.ModulesLoadPath, 0o644, sysext.NodeModules).
+		File(sysext.SysctlPath, 0o644, sysext.NodeSysctls).
+		File(kubeletSysctlPath, 0o644, kubeletSysctls).
 		File("/etc/extensions/"+x.Name+".usrhash", 0o644, x.USRHash+"\n").
-		Unit("kubernetes-sysext.service", fmt.Sprintf(sysextUnit, x.URL, x.SHA256, x.Name), true).
-		File("/etc/kubernetes/kubeadm-join.yaml", 0o600, k.JoinConfiguration(n)).
-		Unit("kubeadm.service", kubeadmJoinUnit, true).
+		Unit(sysext.FetchUnitName, sysext.FetchUnit(x.URL, x.SHA256, x.Name), true).
+		File(sysext.KubeadmConfigPath("join"), 0o600, k.JoinConfiguration(n)).
+		Unit(sysext.KubeadmUnitName, sysext.KubeadmUnit("join"), true).
 		File("/etc/systemd/system/rktlet.service.d/10-mirrors.conf", 0o644, rktletDropIn(k.RegistryMirrors)).
 		File("/etc/cni/net.d/10-flannel.conflist", 0o644, flannelCNI).
 		File("/etc/kube-flannel/net-conf.json", 0o644, `{"Network": "`+k.PodNetwork+`", "Backend": {"Type": "vxlan"}}`+"\n").

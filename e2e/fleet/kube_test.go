@@ -6,6 +6,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/cairn-os/cairn/image/sysext"
 	"github.com/cairn-os/cairn/installer/firstboot"
 	"github.com/cairn-os/cairn/update-engine/payload"
 )
@@ -99,6 +100,8 @@ func TestKubeConfig(t *testing.T) {
 			"/etc/extensions/kubernetes-v1.37.2.usrhash": k.Extension.USRHash + "\n",
 			"/etc/kube-flannel/kubeconfig":               "flannel's",
 			"/etc/kubernetes/locksmithd.conf":            "locksmithd's",
+			sysext.SysctlPath:                            sysext.NodeSysctls,
+			sysext.ModulesLoadPath:                       sysext.NodeModules,
 		} {
 			if files[path] != want {
 				t.Errorf("%s: %s = %q; want %q", tc.name, path, files[path], want)
@@ -111,6 +114,7 @@ func TestKubeConfig(t *testing.T) {
 			"/etc/systemd/system/rktlet.service.d/10-mirrors.conf": "--registry-mirror=192.168.100.1:5000=http://10.0.2.2:40300",
 			"/etc/kube-flannel/net-conf.json":                      `"Network": "10.244.0.0/16"`,
 			"/etc/sysctl.d/90-kubernetes.conf":                     "net.ipv4.ip_forward = 1\n",
+			"/etc/sysctl.d/91-kubelet.conf":                        "kernel.panic = 10\n",
 		} {
 			if !strings.Contains(files[path], want) {
 				t.Errorf("%s: %s = %q; want it to contain %q", tc.name, path, files[path], want)
@@ -122,6 +126,11 @@ func TestKubeConfig(t *testing.T) {
 		}
 		if u, ok := units["kubeadm.service"]; !ok || !strings.Contains(u, "kubeadm join --config=/etc/kubernetes/kubeadm-join.yaml") {
 			t.Errorf("%s: kubeadm.service:\n%s", tc.name, u)
+		}
+		// kube/README.md's join config has the same units (image/sysext's readme test).
+		if units[sysext.FetchUnitName] != sysext.FetchUnit(k.Extension.URL, k.Extension.SHA256, k.Extension.Name) ||
+			units[sysext.KubeadmUnitName] != sysext.KubeadmUnit("join") {
+			t.Errorf("%s: the units are not image/sysext's", tc.name)
 		}
 		if _, ok := units["flanneld.service"]; !ok {
 			t.Errorf("%s: flanneld.service not enabled", tc.name)

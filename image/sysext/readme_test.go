@@ -10,7 +10,8 @@ import (
 )
 
 // The first-boot configs kube/README.md gives for kubeadm init and join are applied as they
-// stand by Cairn's first boot, and name this package's extension and rktlet's socket.
+// stand by Cairn's first boot, name this package's extension and rktlet's socket, and are made
+// of this package's first-boot pieces: the same units and kernel files as e2e's nodes boot.
 func TestReadmeIgnitionConfigs(t *testing.T) {
 	b, err := os.ReadFile("../../kube/README.md")
 	if err != nil {
@@ -56,5 +57,27 @@ func TestReadmeIgnitionConfigs(t *testing.T) {
 			!strings.Contains(u, "After=kubernetes-sysext.service") {
 			t.Errorf("%s config: kubeadm's unit:\n%s", verb, u)
 		}
+		for path, want := range map[string]string{SysctlPath: NodeSysctls, ModulesLoadPath: NodeModules} {
+			if files[path] != want {
+				t.Errorf("%s config: %s = %q; want %q", verb, path, files[path], want)
+			}
+		}
+		fetch := units[FetchUnitName]
+		url, sha := envValue(fetch, "URL"), envValue(fetch, "SHA256")
+		if want := FetchUnit(url, sha, spec.Name); fetch != want {
+			t.Errorf("%s config: %s is not FetchUnit(%q, %q, %q):\n%s\nwant:\n%s", verb, FetchUnitName, url, sha, spec.Name, fetch, want)
+		}
+		if want := KubeadmUnit(verb); units[KubeadmUnitName] != want {
+			t.Errorf("%s config: %s is not KubeadmUnit(%q):\n%s\nwant:\n%s", verb, KubeadmUnitName, verb, units[KubeadmUnitName], want)
+		}
 	}
+}
+
+// envValue is the value of a unit's Environment=KEY=VALUE line.
+func envValue(unit, key string) string {
+	m := regexp.MustCompile(`(?m)^Environment=` + key + `=(.*)$`).FindStringSubmatch(unit)
+	if m == nil {
+		return ""
+	}
+	return m[1]
 }
