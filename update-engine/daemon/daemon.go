@@ -149,7 +149,7 @@ func checkExtensions(ctx context.Context, root string, stdout, stderr io.Writer)
 			fmt.Fprintln(stdout, l)
 		}
 	}
-	if rep.Err() != nil {
+	if rep.Failed() {
 		return 1
 	}
 	return 0

@@ -15,9 +15,9 @@ import (
 	"github.com/cairn-os/cairn/update-engine/osrelease"
 )
 
-// SearchDirs are the directories systemd-sysext (252) merges system extensions from, in its
+// searchDirs are the directories systemd-sysext (252) merges system extensions from, in its
 // order: of two extensions of the same name, the one in the earlier directory is used.
-var SearchDirs = []string{
+var searchDirs = []string{
 	"/etc/extensions",
 	"/run/extensions",
 	"/var/lib/extensions",
@@ -30,7 +30,7 @@ type Finding struct {
 	Name    string            // the extension's name: its extension-release is extension-release.Name
 	Path    string            // NAME.raw or the directory NAME, in the host's view (not under Root)
 	Release osrelease.Release // its extension-release
-	// Misfit is why systemd-sysext leaves it out (see Misfit); "" when it fits.
+	// Misfit is why systemd-sysext leaves it out (see misfit); "" when it fits.
 	Misfit string
 	// Err is set when its extension-release cannot be read.
 	Err error
@@ -56,28 +56,18 @@ func (r Report) Line(f Finding) string {
 		return fmt.Sprintf("%s: %s: not merged; update_engine stages matching extensions under %s", file, f.Misfit, DefaultStoreDir)
 	}
 	return fmt.Sprintf("%s fits %s, this host is %s: not merged; update_engine stages matching extensions under %s",
-		file, Fits(f.Release), Describe(r.Host, r.Arch, f.Release), DefaultStoreDir)
+		file, fits(f.Release), describeHost(r.Host, r.Arch, f.Release), DefaultStoreDir)
 }
 
-// Err is ErrMisfit naming the extensions that do not fit, or ErrRelease naming those whose
-// extension-release cannot be read, or nil.
-func (r Report) Err() error {
-	var misfits, unread []string
+// Failed reports whether an extension does not fit or its extension-release cannot be read:
+// the check fails then.
+func (r Report) Failed() bool {
 	for _, f := range r.Findings {
-		switch {
-		case f.Err != nil:
-			unread = append(unread, f.Name)
-		case f.Misfit != "":
-			misfits = append(misfits, f.Name)
+		if f.Err != nil || f.Misfit != "" {
+			return true
 		}
 	}
-	switch {
-	case len(misfits) > 0:
-		return fmt.Errorf("%w: %s", ErrMisfit, strings.Join(misfits, ", "))
-	case len(unread) > 0:
-		return fmt.Errorf("%w: extension-release of %s", ErrRelease, strings.Join(unread, ", "))
-	}
-	return nil
+	return false
 }
 
 // Checker finds the system extensions systemd-sysext would merge on a host and compares each
@@ -87,7 +77,7 @@ type Checker struct {
 	// Root is the host's tree, as systemd-sysext --root; "" or "/" is the running host, where
 	// (as systemd-sysext without --root) symlinks in the search directories are followed.
 	Root string
-	// Arch is systemd's name of the host's architecture; "" is HostArch().
+	// Arch is systemd's name of the host's architecture; "" is hostArch().
 	Arch string
 }
 
@@ -100,13 +90,13 @@ func (c *Checker) root() string {
 
 func (c *Checker) arch() string {
 	if c.Arch == "" {
-		return HostArch()
+		return hostArch()
 	}
 	return c.Arch
 }
 
-// HostRelease reads the host's os-release: /etc/os-release, else /usr/lib/os-release.
-func (c *Checker) HostRelease() (osrelease.Release, error) {
+// hostRelease reads the host's os-release: /etc/os-release, else /usr/lib/os-release.
+func (c *Checker) hostRelease() (osrelease.Release, error) {
 	var errs []error
 	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
 		full, err := securejoin.SecureJoin(c.root(), p)
@@ -146,7 +136,7 @@ func (c *Checker) candidates() ([]candidate, error) {
 	follow := c.root() == "/"
 	seen := map[string]bool{}
 	var out []candidate
-	for _, d := range SearchDirs {
+	for _, d := range searchDirs {
 		full, err := securejoin.SecureJoin(c.root(), d)
 		if err != nil {
 			return nil, fmt.Errorf("search directory %s: %w", d, err)
@@ -197,7 +187,7 @@ func (c *Checker) candidates() ([]candidate, error) {
 // them. The error is for the host (no os-release, an unreadable search directory); what is
 // wrong with an extension is in its Finding.
 func (c *Checker) Check(ctx context.Context) (Report, error) {
-	host, err := c.HostRelease()
+	host, err := c.hostRelease()
 	if err != nil {
 		return Report{}, err
 	}
@@ -220,7 +210,7 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 		case err != nil:
 			f.Err = err
 		default:
-			f.Misfit = Misfit(host, rep.Arch, f.Release)
+			f.Misfit = misfit(host, rep.Arch, f.Release)
 		}
 		rep.Findings = append(rep.Findings, f)
 	}
@@ -262,7 +252,7 @@ func (c *Checker) releaseBytes(cand candidate) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ReadImageRelease(f, fi.Size(), cand.name, c.arch())
+	return readImageRelease(f, fi.Size(), cand.name, c.arch())
 }
 
 func readLimited(path string) ([]byte, error) {

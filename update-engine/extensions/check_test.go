@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cairn-os/cairn/internal/gpt"
 )
 
 // hostTree makes a host of Cairn version with /usr/lib/extensions linked to its store
@@ -36,6 +38,17 @@ func hostTree(t *testing.T, version string) string {
 	return root
 }
 
+// misfits names the findings that do not fit.
+func misfits(rep Report) []string {
+	var names []string
+	for _, f := range rep.Findings {
+		if f.Misfit != "" {
+			names = append(names, f.Name)
+		}
+	}
+	return names
+}
+
 func write(t *testing.T, path string, b []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -47,8 +60,7 @@ func write(t *testing.T, path string, b []byte) {
 }
 
 func TestCheck(t *testing.T) {
-	usr, _ := UsrType("x86-64")
-	demo := ddi(t, fixture(t, "usr.erofs"), usr) // extension-release.demo: cairn 1.2.0
+	demo := ddi(t, fixture(t, "usr.erofs"), gpt.TypeUSR) // extension-release.demo: cairn 1.2.0
 	root := hostTree(t, "1.3.0")
 	etc := filepath.Join(root, "etc/extensions")
 	store := filepath.Join(root, "var/lib/cairn/extensions/1.3.0")
@@ -85,8 +97,8 @@ func TestCheck(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("findings:\n%q\nwant\n%q", got, want)
 	}
-	if err := rep.Err(); !errors.Is(err, ErrMisfit) || err.Error() != "system extension does not fit this host: demo, bare" {
-		t.Errorf("Err() = %v", err)
+	if !rep.Failed() || !reflect.DeepEqual(misfits(rep), []string{"demo", "bare"}) {
+		t.Errorf("Failed() = %v, misfits %q; want true, demo and bare", rep.Failed(), misfits(rep))
 	}
 
 	// On the version it fits, from the store, only the broken one is left.
@@ -97,14 +109,14 @@ func TestCheck(t *testing.T) {
 	if err != nil || len(rep.Findings) != 2 || rep.Findings[1].Misfit != "" || rep.Findings[1].Err != nil {
 		t.Fatalf("%+v, %v", rep, err)
 	}
-	if err := rep.Err(); !errors.Is(err, ErrRelease) || !strings.Contains(err.Error(), "broken") {
-		t.Errorf("Err() = %v", err)
+	if f := rep.Findings[0]; !rep.Failed() || f.Name != "broken" || !errors.Is(f.Err, ErrRelease) {
+		t.Errorf("Failed() = %v, %+v; want true for broken's unreadable extension-release", rep.Failed(), f)
 	}
 	if err := os.Remove(filepath.Join(root, "etc/extensions/broken.raw")); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = (&Checker{Root: root, Arch: "x86-64"}).Check(context.Background())
-	if err != nil || rep.Err() != nil || len(rep.Findings) != 1 {
+	if err != nil || rep.Failed() || len(rep.Findings) != 1 {
 		t.Errorf("%+v, %v", rep, err)
 	}
 }
@@ -120,13 +132,13 @@ func TestCheckHostRelease(t *testing.T) {
 	}
 	// /etc/os-release wins over /usr/lib/os-release, as for systemd.
 	write(t, filepath.Join(root, "etc/os-release"), []byte("ID=other\nVERSION_ID=1\n"))
-	r, err := (&Checker{Root: root}).HostRelease()
+	r, err := (&Checker{Root: root}).hostRelease()
 	if err != nil || r["ID"] != "other" {
 		t.Errorf("%v, %v", r, err)
 	}
 	// No search directory at all: nothing to check.
 	rep, err := (&Checker{Root: root}).Check(context.Background())
-	if err != nil || len(rep.Findings) != 0 || rep.Err() != nil {
+	if err != nil || len(rep.Findings) != 0 || rep.Failed() {
 		t.Errorf("%+v, %v", rep, err)
 	}
 }

@@ -42,8 +42,6 @@ var (
 	ErrInvalid = errors.New("invalid extension description")
 	// ErrRelease: an extension's extension-release (or the host's os-release) cannot be read.
 	ErrRelease = errors.New("unreadable release file")
-	// ErrMisfit: an extension in systemd-sysext's search directories does not fit the host.
-	ErrMisfit = errors.New("system extension does not fit this host")
 )
 
 // Image describes one extension image built for one OS version: what an update carries for

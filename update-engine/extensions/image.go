@@ -17,19 +17,13 @@ var usrTypes = map[string]gpt.GUID{
 	"x86-64": gpt.TypeUSR,
 }
 
-// UsrType is the usr partition type of an extension image for architecture arch.
-func UsrType(arch string) (gpt.GUID, bool) {
-	t, ok := usrTypes[arch]
-	return t, ok
-}
-
-// ReadImageRelease returns the extension-release.NAME file that an extension image (NAME.raw)
+// readImageRelease returns the extension-release.NAME file that an extension image (NAME.raw)
 // of size bytes carries, read from its erofs file system without mounting it: from the usr
 // partition for arch of a Discoverable Disk Image (image/sysext builds those), or from
 // usr/lib/extension-release.d of an image that is one bare erofs. dm-verity is not checked:
 // systemd-sysext opens the image through it when it merges, and this only reads what the
 // image says it fits.
-func ReadImageRelease(r io.ReaderAt, size int64, name, arch string) ([]byte, error) {
+func readImageRelease(r io.ReaderAt, size int64, name, arch string) ([]byte, error) {
 	file := "extension-release." + name
 	if t, err := gpt.Read(r, size, 0); err == nil {
 		want, ok := usrTypes[arch]

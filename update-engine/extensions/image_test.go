@@ -49,7 +49,7 @@ func ddi(t testing.TB, fs []byte, typ gpt.GUID) []byte {
 }
 
 func TestReadImageRelease(t *testing.T) {
-	usr, _ := UsrType("x86-64")
+	usr := gpt.TypeUSR
 	root := gpt.MustParseGUID("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709") // x86-64 root: not where a sysext's /usr is
 	for _, tc := range []struct {
 		name, ext, arch string
@@ -67,7 +67,7 @@ func TestReadImageRelease(t *testing.T) {
 		{"empty", "demo", "x86-64", nil, "", ErrRelease},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := ReadImageRelease(bytes.NewReader(tc.image), int64(len(tc.image)), tc.ext, tc.arch)
+			b, err := readImageRelease(bytes.NewReader(tc.image), int64(len(tc.image)), tc.ext, tc.arch)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || !errors.Is(err, ErrRelease) {
 					t.Fatalf("got %q, %v; want %v", b, err, tc.wantErr)
@@ -161,11 +161,10 @@ func (d boundedDisk) ReadAt(p []byte, off int64) (int, error) {
 // FuzzReadImageRelease: an image, however made, is read only inside its bounds, and what is
 // returned is no larger than an extension-release may be.
 func FuzzReadImageRelease(f *testing.F) {
-	usr, _ := UsrType("x86-64")
 	f.Add(fixture(f, "bare.erofs"))
-	f.Add(ddi(f, fixture(f, "usr.erofs"), usr))
+	f.Add(ddi(f, fixture(f, "usr.erofs"), gpt.TypeUSR))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := ReadImageRelease(boundedDisk{t, b}, int64(len(b)), "demo", "x86-64")
+		got, err := readImageRelease(boundedDisk{t, b}, int64(len(b)), "demo", "x86-64")
 		if err == nil && len(got) > osrelease.MaxSize {
 			t.Fatalf("returned %d bytes", len(got))
 		}

@@ -20,7 +20,7 @@ const (
 	hostScope    = "system" // systemd-sysext.service runs after the initrd
 )
 
-// Misfit says why systemd-sysext would leave out an extension whose extension-release is ext
+// misfit says why systemd-sysext would leave out an extension whose extension-release is ext
 // on a host whose os-release is host and whose kernel reports architecture arch (systemd's
 // name: x86-64, arm64, ...), or "" when it merges it. The rules are systemd 252's: the
 // extension's ARCHITECTURE, when given and not _any, must be arch; its SYSEXT_SCOPE, when
@@ -28,7 +28,7 @@ const (
 // version); a host without VERSION_ID and SYSEXT_LEVEL (a rolling release) takes any version;
 // when both have SYSEXT_LEVEL the levels must be equal; otherwise, when the host has a
 // VERSION_ID, the extension must have the same one.
-func Misfit(host osrelease.Release, arch string, ext osrelease.Release) string {
+func misfit(host osrelease.Release, arch string, ext osrelease.Release) string {
 	if len(ext) == 0 {
 		return "its extension-release is empty"
 	}
@@ -63,9 +63,9 @@ func Misfit(host osrelease.Release, arch string, ext osrelease.Release) string {
 	return ""
 }
 
-// Fits describes the OS an extension-release names, as "cairn 4081.2.0", "cairn sysext
+// fits describes the OS an extension-release names, as "cairn 4081.2.0", "cairn sysext
 // level 2" or "any OS", with its architecture and scope when it names them.
-func Fits(ext osrelease.Release) string {
+func fits(ext osrelease.Release) string {
 	var s string
 	switch id := ext[keyID]; {
 	case id == anyValue:
@@ -88,9 +88,9 @@ func Fits(ext osrelease.Release) string {
 	return s
 }
 
-// Describe names a host in the terms Fits names ext's OS in: its ID and VERSION_ID, its
+// describeHost names a host in the terms fits names ext's OS in: its ID and VERSION_ID, its
 // sysext level and architecture where ext names one, and the scope where ext names one.
-func Describe(host osrelease.Release, arch string, ext osrelease.Release) string {
+func describeHost(host osrelease.Release, arch string, ext osrelease.Release) string {
 	s := host[keyID] + " " + host[keyVersionID]
 	if ext[keySysextLvl] != "" && host[keySysextLvl] != "" {
 		s = host[keyID] + " sysext level " + host[keySysextLvl]
@@ -105,9 +105,9 @@ func Describe(host osrelease.Release, arch string, ext osrelease.Release) string
 	return s
 }
 
-// HostArch is systemd's name for the architecture this program runs on, which is what the
+// hostArch is systemd's name for the architecture this program runs on, which is what the
 // kernel reports for a native binary.
-func HostArch() string {
+func hostArch() string {
 	if a, ok := systemdArch[runtime.GOARCH]; ok {
 		return a
 	}

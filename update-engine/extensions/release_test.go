@@ -14,8 +14,8 @@ func TestMisfit(t *testing.T) {
 		name      string
 		host, ext osrelease.Release
 		want      string
-		fits      string // Fits(ext)
-		host_     string // Describe(host, "x86-64", ext)
+		fits      string // fits(ext)
+		host_     string // describeHost(host, "x86-64", ext)
 	}{
 		{"same ID and version", cairn, osrelease.Release{"ID": "cairn", "VERSION_ID": "4116.0.0"}, "",
 			"cairn 4116.0.0", "cairn 4116.0.0"},
@@ -54,14 +54,14 @@ func TestMisfit(t *testing.T) {
 			`cairn 4116.0.0 in scope "portable system"`, `cairn 4116.0.0 in scope "system"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Misfit(tc.host, "x86-64", tc.ext); got != tc.want {
-				t.Errorf("Misfit = %q, want %q", got, tc.want)
+			if got := misfit(tc.host, "x86-64", tc.ext); got != tc.want {
+				t.Errorf("misfit = %q, want %q", got, tc.want)
 			}
-			if got := Fits(tc.ext); got != tc.fits {
-				t.Errorf("Fits = %q, want %q", got, tc.fits)
+			if got := fits(tc.ext); got != tc.fits {
+				t.Errorf("fits = %q, want %q", got, tc.fits)
 			}
-			if got := Describe(tc.host, "x86-64", tc.ext); got != tc.host_ {
-				t.Errorf("Describe = %q, want %q", got, tc.host_)
+			if got := describeHost(tc.host, "x86-64", tc.ext); got != tc.host_ {
+				t.Errorf("describeHost = %q, want %q", got, tc.host_)
 			}
 		})
 	}
