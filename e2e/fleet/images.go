@@ -207,30 +207,9 @@ func badPayload(im *Images) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	f, err := os.Open(filepath.Join(im.BadBuild, build.PayloadFile))
+	h, parts, err := extractParts(filepath.Join(im.BadBuild, build.PayloadFile), tmp)
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	h, err := payload.ReadHeader(f)
-	if err != nil {
-		return err
-	}
-	parts := map[string]string{}
-	for _, p := range h.Manifest.Parts {
-		out := filepath.Join(tmp, p.Name)
-		w, err := os.Create(out)
-		if err != nil {
-			return err
-		}
-		err = payload.Extract(w, io.NewSectionReader(f, p.Offset, p.CompressedSize), p)
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("%s payload: %w", Bad, err)
-		}
-		parts[p.Name] = out
 	}
 	usr, ok := parts[payload.PartUSR]
 	if !ok || parts[payload.PartUKI] == "" {
@@ -261,4 +240,35 @@ func badPayload(im *Images) error {
 			USR: payload.FileSource(payload.PartUSR, usr), UKI: payload.FileSource(payload.PartUKI, parts[payload.PartUKI])}, priv)
 		return err
 	})
+}
+
+// extractParts writes each part of the payload at path into dir and returns the payload's
+// header and the parts' files by name.
+func extractParts(path, dir string) (*payload.Header, map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	h, err := payload.ReadHeader(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("payload %s: %w", path, err)
+	}
+	parts := map[string]string{}
+	for _, p := range h.Manifest.Parts {
+		out := filepath.Join(dir, p.Name)
+		w, err := os.Create(out)
+		if err != nil {
+			return nil, nil, err
+		}
+		err = payload.Extract(w, io.NewSectionReader(f, p.Offset, p.CompressedSize), p)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("payload %s: part %s: %w", path, p.Name, err)
+		}
+		parts[p.Name] = out
+	}
+	return h, parts, nil
 }

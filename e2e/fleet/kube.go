@@ -237,37 +237,6 @@ func (im *Images) ExtensionPayload(out string, exts []payload.Extension) error {
 	})
 }
 
-// extractParts writes each part of the payload at path into dir and returns the payload's
-// header and the parts' files by name.
-func extractParts(path, dir string) (*payload.Header, map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	h, err := payload.ReadHeader(f)
-	if err != nil {
-		return nil, nil, fmt.Errorf("payload %s: %w", path, err)
-	}
-	parts := map[string]string{}
-	for _, p := range h.Manifest.Parts {
-		out := filepath.Join(dir, p.Name)
-		w, err := os.Create(out)
-		if err != nil {
-			return nil, nil, err
-		}
-		err = payload.Extract(w, io.NewSectionReader(f, p.Offset, p.CompressedSize), p)
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("payload %s: part %s: %w", path, p.Name, err)
-		}
-		parts[p.Name] = out
-	}
-	return h, parts, nil
-}
-
 // Forward accepts connections on l until it is closed and joins each to one that dial opens:
 // a TCP proxy on the host's loopback for what guests must reach in a network namespace.
 func Forward(l net.Listener, dial func(ctx context.Context) (net.Conn, error)) {
