@@ -73,9 +73,10 @@ const ImageKeyPath = "/usr/share/cairn/signing-keys/cairn-image.pem"
 const ExtensionStore = "/var/lib/cairn/extensions"
 
 // ExtensionLink is the base image's link to its own version's directory in ExtensionStore:
-// systemd-sysext looks for images there (systemd 252 takes only files in /etc/extensions, not
-// symlinks to them, but follows a symlinked search directory). Relative, so that it resolves
-// under systemd-sysext --root too.
+// systemd-sysext looks for images there. One link to the directory rather than a link per
+// image: systemd 252 resolves a symlinked search directory inside the root it merges, while it
+// follows a symlinked image only on the running host, not under --root. Relative, so that it
+// resolves under systemd-sysext --root too.
 const ExtensionLink = "/usr/lib/extensions"
 
 // CairnFiles is what Cairn adds to (and removes from) the Debian tree. present says which

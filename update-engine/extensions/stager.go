@@ -48,8 +48,9 @@ func (s *Stager) log() *slog.Logger {
 	return s.Log
 }
 
-// Read returns what the host has. Only regular NAME.raw files count: systemd 252 skips
-// symlinks in /etc/extensions.
+// Read returns what the host has. Only regular NAME.raw files in the etc directory count:
+// renaming a symlink into the store would move the link, not its image, so a symlinked image
+// (which systemd-sysext follows on the running host) stays where it is and is not staged.
 func (s *Stager) Read() (State, error) {
 	st := State{Store: map[string]map[string]string{}}
 	ents, err := os.ReadDir(s.etc())
