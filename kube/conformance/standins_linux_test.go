@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,9 +11,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -84,13 +85,16 @@ func standins(nnp []byte) []standin {
 	}
 }
 
-// image builds the stand-in over busybox's layer or agnhost's image.
-func (s standin) image(bb []byte, agnhost v1.Image) (v1.Image, error) {
+// image builds the stand-in over busybox's layer and the shell's layers, or over agnhost's
+// image (which has the shell's).
+func (s standin) image(bb []byte, sh []v1.Layer, agnhost v1.Image) (v1.Image, error) {
 	var img v1.Image
 	var err error
 	if s.agnhost {
 		img = agnhost
 	} else if img, err = fixture.OCIImage(s.cmd, bb); err != nil {
+		return nil, err
+	} else if img, err = mutate.AppendLayers(img, sh...); err != nil {
 		return nil, err
 	}
 	if len(s.extra) > 0 {
@@ -134,19 +138,19 @@ func standinImages(t *testing.T, kubeDir string) map[string]v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := shell()
+	sh, err := shell(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if agnhost, err = withExtras(t, agnhost, netutil, sh); err != nil {
+	if agnhost, err = mutate.AppendLayers(agnhost, sh...); err != nil {
+		t.Fatal(err)
+	}
+	if agnhost, err = withExtras(t, agnhost, netutil); err != nil {
 		t.Fatal(err)
 	}
 	imgs := map[string]v1.Image{agnhostRef: agnhost}
 	for _, s := range standins(nnp) {
-		if !s.agnhost {
-			s.extra = append(slices.Clone(sh), s.extra...)
-		}
-		img, err := s.image(bb, agnhost)
+		img, err := s.image(bb, sh, agnhost)
 		if err != nil {
 			t.Fatalf("stand-in %s: %v", s.refs[0], err)
 		}
@@ -178,12 +182,12 @@ func program(t *testing.T, pkg string) []byte {
 // another name (entrypoint-tester); a TLS key and certificate for localhost at
 // /localhost.key and /localhost.crt (netexec's HTTPS, which probes and hooks reach without
 // checking it), made here; /uploads (netexec's); bash, curl and nc, which upstream's Alpine
-// installs and exec hooks, probes and the networking specs run, here Debian's bash (shell)
-// and testdata/netutil (the forms of curl and nc the specs use, built for the test); and
-// what its fake-registry-server serves (prepare_registry.sh):
-// pause 3.10.2, as kube/images makes it, under the tag "testing", in the server's layout
-// under /var/registry/pause.
-func withExtras(t *testing.T, agnhost v1.Image, netutil []byte, sh []fixture.Entry) (v1.Image, error) {
+// installs and exec hooks, probes and the networking specs run, here Debian's bash (shell's
+// layers, which agnhost has below this one) and testdata/netutil (the forms of curl and nc
+// the specs use, built for the test); and what its fake-registry-server serves
+// (prepare_registry.sh): pause 3.10.2, as kube/images makes it, under the tag "testing", in
+// the server's layout under /var/registry/pause.
+func withExtras(t *testing.T, agnhost v1.Image, netutil []byte) (v1.Image, error) {
 	t.Helper()
 	src, err := images.Binaries(t.Context(), repoRoot(t), io.Discard)
 	if err != nil {
@@ -208,7 +212,6 @@ func withExtras(t *testing.T, agnhost v1.Image, netutil []byte, sh []fixture.Ent
 	file := func(p, body string, mode int64) fixture.Entry {
 		return fixture.Entry{Header: tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: mode}, Body: body}
 	}
-	es = append(es, sh...)
 	es = append(es,
 		fixture.Entry{Header: tar.Header{Name: "agnhost-2", Typeflag: tar.TypeSymlink, Linkname: "agnhost", Mode: 0o777}},
 		file("localhost.crt", string(cert), 0o644),
@@ -231,55 +234,45 @@ func withExtras(t *testing.T, agnhost v1.Image, netutil []byte, sh []fixture.Ent
 	return mutate.AppendLayers(agnhost, l)
 }
 
-// hostProgram is this machine's program at src as entries of a layer at dst, with the shared
-// libraries and the loader ldd names for it at their paths.
-func hostProgram(src, dst string) ([]fixture.Entry, error) {
-	out, err := exec.Command("ldd", src).Output()
+// shell is the stand-ins' sh and bash: Debian's bash (sh runs it in POSIX mode), as two
+// layers every stand-in shares: this machine's bash with its libraries (images.HostLayer), and
+// /bin/sh and /bin/bash linking to it over busybox's applets. Busybox-static's ash (Debian's
+// 1.35) will not do: it runs its own applet for a name it has (nc, which has no UDP) before
+// looking in PATH, and leaves environment variables whose names are not shell identifiers
+// (data-1, 1-data: Kubernetes passes them since v1.34) out of what it runs, which four
+// ConfigMap and Secret specs read back with sh -c env. Upstream's images (busybox 1.37,
+// Alpine's) do neither; what bash does differently, one spec sees (knownFailures).
+func shell(ctx context.Context) ([]v1.Layer, error) {
+	// Where bash is, not through /bin: on a merged-/usr machine the layer would bring the
+	// link /bin -> usr/bin, which hides busybox's /bin.
+	bash, err := filepath.EvalSymlinks("/bin/bash")
 	if err != nil {
-		return nil, fmt.Errorf("ldd %s: %w", src, err)
+		return nil, fmt.Errorf("bash: %w", err)
 	}
-	files := map[string]string{dst: src}
-	for line := range strings.Lines(string(out)) {
-		// "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
-		f := strings.Fields(line)
-		if len(f) >= 3 && f[1] == "=>" && path.IsAbs(f[2]) {
-			files[strings.TrimPrefix(f[2], "/")] = f[2]
-		} else if len(f) == 2 && path.IsAbs(f[0]) {
-			files[strings.TrimPrefix(f[0], "/")] = f[0]
-		}
-	}
-	dirs := map[string]bool{}
-	var es []fixture.Entry
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		body, err := os.ReadFile(files[name])
-		if err != nil {
-			return nil, err
-		}
-		for d := path.Dir(name); d != "."; d = path.Dir(d) {
-			dirs[d] = true
-		}
-		es = append(es, fixture.Entry{Header: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o755}, Body: string(body)})
-	}
-	var ds []fixture.Entry
-	for _, d := range slices.Sorted(maps.Keys(dirs)) {
-		ds = append(ds, fixture.Entry{Header: tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}})
-	}
-	return append(ds, es...), nil
-}
-
-// shell is the stand-ins' sh and bash: Debian's bash (sh runs it in POSIX mode), with its
-// libraries. Busybox-static's ash (Debian's 1.35) will not do: it runs its own applet for a
-// name it has (nc, which has no UDP) before looking in PATH, and leaves environment variables
-// whose names are not shell identifiers (data-1, 1-data: Kubernetes passes them since v1.34)
-// out of what it runs, which four ConfigMap and Secret specs read back with sh -c env.
-// Upstream's images (busybox 1.37, Alpine's) do neither; what bash does differently, one
-// spec sees (knownFailures).
-func shell() ([]fixture.Entry, error) {
-	es, err := hostProgram("/bin/bash", "bin/bash")
+	host, err := images.HostLayer(ctx, bash)
 	if err != nil {
 		return nil, err
 	}
-	return append(es, fixture.Entry{Header: tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "bash", Mode: 0o777}}), nil
+	rel, err := filepath.Rel("/bin", bash)
+	if err != nil {
+		return nil, fmt.Errorf("bash: %w", err)
+	}
+	link := func(name string) fixture.Entry {
+		return fixture.Entry{Header: tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: rel, Mode: 0o777}}
+	}
+	es := []fixture.Entry{{Header: tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}}}
+	if bash != "/bin/bash" {
+		es = append(es, link("bin/bash"))
+	}
+	lt, err := fixture.LayerTar(append(es, link("bin/sh")))
+	if err != nil {
+		return nil, err
+	}
+	links, err := fixture.Layer(lt)
+	if err != nil {
+		return nil, err
+	}
+	return []v1.Layer{host, links}, nil
 }
 
 // localhostCert is a self-signed ECDSA key and certificate for localhost, PEM-encoded.
@@ -537,12 +530,12 @@ func TestNetutil(t *testing.T) {
 	}
 }
 
-// TestShell runs the stand-ins' sh chrooted into a tree of just its entries, busybox and a
-// /bin/nc: the shell finds nc in PATH, and passes on environment variables whose names are
-// no shell identifiers.
+// TestShell runs the stand-ins' sh chrooted into a tree of busybox, a /bin/nc and the shell's
+// layers unpacked over them, as a stand-in has them: the shell finds nc in PATH, and passes
+// on environment variables whose names are no shell identifiers.
 func TestShell(t *testing.T) {
 	testenv.RequireRoot(t) // chroot
-	es, err := shell()
+	sh, err := shell(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,25 +543,24 @@ func TestShell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	es = append(es,
-		fixture.Entry{Header: tar.Header{Name: "bin/nc", Typeflag: tar.TypeReg, Mode: 0o755}, Body: "#!/bin/sh\necho nc from PATH: $*\n"},
-		fixture.Entry{Header: tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, Body: string(bb)},
-		fixture.Entry{Header: tar.Header{Name: "bin/env", Typeflag: tar.TypeSymlink, Linkname: "busybox"}},
-	)
+	lt, err := fixture.LayerTar([]fixture.Entry{
+		{Header: tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		{Header: tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, Body: string(bb)},
+		{Header: tar.Header{Name: "bin/env", Typeflag: tar.TypeSymlink, Linkname: "busybox"}},
+		{Header: tar.Header{Name: "bin/nc", Typeflag: tar.TypeReg, Mode: 0o755}, Body: "#!/bin/sh\necho nc from PATH: $*\n"},
+		// Busybox's ash, which would run its own nc applet: the shell's layers replace it.
+		{Header: tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := fixture.Layer(lt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	root := t.TempDir()
-	for _, e := range es {
-		p := filepath.Join(root, e.Header.Name)
-		switch e.Header.Typeflag {
-		case tar.TypeDir:
-			err = os.MkdirAll(p, 0o755)
-		case tar.TypeSymlink:
-			err = os.Symlink(e.Header.Linkname, p)
-		default:
-			err = os.WriteFile(p, []byte(e.Body), os.FileMode(e.Header.Mode))
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, l := range append([]v1.Layer{base}, sh...) {
+		unpack(t, root, l)
 	}
 	cmd := exec.Command("/bin/sh", "-c", "nc -w 1 -u 10.0.0.1 8081; env")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
@@ -581,6 +573,49 @@ func TestShell(t *testing.T) {
 	for _, want := range []string{"nc from PATH: -w 1 -u 10.0.0.1 8081\n", "\n1-data=x\n", "\n$_-data=y\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("sh -c 'nc …; env' in the stand-in's tree printed %q, want %q in it", out, want)
+		}
+	}
+}
+
+// unpack writes l's directories, symlinks and regular files under root, an entry replacing
+// what a lower layer left at its path (the layers here have no whiteouts or hard links).
+func unpack(t *testing.T, root string, l v1.Layer) {
+	t.Helper()
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, hdr.Name)
+		if hdr.Typeflag != tar.TypeDir {
+			if err := os.RemoveAll(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(p, os.FileMode(hdr.Mode).Perm())
+		case tar.TypeSymlink:
+			err = os.Symlink(hdr.Linkname, p)
+		case tar.TypeReg:
+			var b []byte
+			if b, err = io.ReadAll(tr); err == nil {
+				err = os.WriteFile(p, b, os.FileMode(hdr.Mode).Perm())
+			}
+		default:
+			t.Fatalf("%s: tar entry type %c", hdr.Name, hdr.Typeflag)
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }

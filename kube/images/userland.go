@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // A debPackage is a Debian package whose files an image carries, with the commands the
@@ -74,6 +76,29 @@ func userland(ctx context.Context, pkgs []debPackage) ([]string, error) {
 	paths = append(paths, libs...)
 	slices.Sort(paths)
 	return slices.Compact(paths), nil
+}
+
+// HostLayer is a layer of this machine's programs at their paths, with the shared libraries
+// and dynamic loader ldd names for them, each path resolving in the image as it does on the
+// machine (hostTree: a symlink met on the way is the same symlink in the layer). It lets an
+// image over another base run a program of the host. A symlinked directory on a program's
+// path comes with it (on a merged-/usr host, /bin -> usr/bin) and would hide the base's
+// directory of that name, so programs are best named where they are (/usr/bin/bash).
+func HostLayer(ctx context.Context, programs ...string) (v1.Layer, error) {
+	name := strings.Join(programs, " ")
+	libs, err := ldd(ctx, programs)
+	if err != nil {
+		return nil, fmt.Errorf("host layer of %s: %w", name, err)
+	}
+	tree, err := hostTree("/", append(slices.Clone(programs), libs...))
+	if err != nil {
+		return nil, fmt.Errorf("host layer of %s: %w", name, err)
+	}
+	l, err := layer(tree)
+	if err != nil {
+		return nil, fmt.Errorf("host layer of %s: %w", name, err)
+	}
+	return l, nil
 }
 
 // debFiles picks, from a package's file list, what a program needs at run time: the

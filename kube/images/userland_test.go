@@ -1,9 +1,15 @@
 package images
 
 import (
+	"archive/tar"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/cairn-os/cairn/internal/testenv"
 )
@@ -75,5 +81,48 @@ func TestUserlandMissing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHostLayer makes the layer of this machine's bash: the program where it is, its
+// libraries and the loader at the paths ldd names, the symlinks on the way as symlinks.
+func TestHostLayer(t *testing.T) {
+	testenv.RequireCommand(t, "ldd")
+	bash, err := filepath.EvalSymlinks("/bin/bash")
+	if err != nil {
+		t.Skipf("no bash: %v", err)
+	}
+	l, err := HostLayer(t.Context(), bash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, order := layerEntries(t, img)
+	body, err := os.ReadFile(bash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := files[strings.TrimPrefix(bash, "/")]; e.Type != tar.TypeReg || e.Body != string(body) || e.Mode&0o111 == 0 {
+		t.Errorf("%s in the layer: type %c, mode %o, %d bytes; want the program, executable", bash, e.Type, e.Mode, len(e.Body))
+	}
+	var libc, loader bool
+	for _, p := range order {
+		e := files[p]
+		libc = libc || strings.Contains(p, "/libc.so.6")
+		loader = loader || strings.Contains(p, "/ld-linux")
+		if e.Type == tar.TypeSymlink {
+			if fi, err := os.Lstat("/" + p); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+				t.Errorf("%s: a symlink in the layer, not on the machine (%v)", p, err)
+			}
+		}
+	}
+	if !libc || !loader {
+		t.Errorf("libc (%v) or the dynamic loader (%v) missing from %q", libc, loader, order)
+	}
+	if _, err := HostLayer(t.Context(), "/nonexistent/program"); err == nil || !strings.Contains(err.Error(), "/nonexistent/program") {
+		t.Errorf("a missing program: %v; want an error naming it", err)
 	}
 }
