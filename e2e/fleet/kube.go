@@ -173,37 +173,12 @@ func (im *Images) KubeExtension(ctx context.Context, version, kubeBin, url strin
 			return "", payload.Extension{}, err
 		}
 	}
-	x, err := describe(spec.Name, raw, usrhash, url)
-	return raw, x, err
-}
-
-// describe is an extension image's description: its size and SHA-256, and its root hash from
-// the .usrhash file beside it.
-func describe(name, raw, usrhash, url string) (payload.Extension, error) {
-	root, err := os.ReadFile(usrhash)
+	x, err := payload.DescribeExtension(raw)
 	if err != nil {
-		return payload.Extension{}, fmt.Errorf("extension %s: %w", name, err)
+		return "", payload.Extension{}, err
 	}
-	h := sha256.New()
-	if err := hashFile(h, raw); err != nil {
-		return payload.Extension{}, fmt.Errorf("extension %s: %w", name, err)
-	}
-	fi, err := os.Stat(raw)
-	if err != nil {
-		return payload.Extension{}, fmt.Errorf("extension %s: %w", name, err)
-	}
-	return payload.Extension{Name: name, URL: url, Size: fi.Size(), SHA256: hex.EncodeToString(h.Sum(nil)),
-		USRHash: strings.TrimSpace(string(root))}, nil
-}
-
-func hashFile(w io.Writer, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
+	x.URL = url
+	return raw, x, nil
 }
 
 // ExtensionPayload writes to out the new release's payload with exts named in its manifest

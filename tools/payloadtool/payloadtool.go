@@ -4,15 +4,12 @@ package payloadtool
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/cairn-os/cairn/internal/atomicfile"
@@ -110,10 +107,11 @@ func sign(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var described []payload.Extension
 	for _, path := range exts {
-		e, err := describeExtension(path, *extURL)
+		e, err := payload.DescribeExtension(path)
 		if err != nil {
 			return err
 		}
+		e.URL = strings.TrimSuffix(*extURL, "/") + "/" + e.Name + ".raw"
 		described = append(described, e)
 	}
 	kb, err := os.ReadFile(*key)
@@ -138,31 +136,6 @@ func sign(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: version %s board %s\n", *out, m.Version, m.Board)
 	return nil
-}
-
-// describeExtension reads an extension image and its root hash file (cairn-image sysext) into
-// the manifest's description of it.
-func describeExtension(path, baseURL string) (payload.Extension, error) {
-	name, ok := strings.CutSuffix(filepath.Base(path), ".raw")
-	if !ok {
-		return payload.Extension{}, fmt.Errorf("extension %s: want a NAME.raw file", path)
-	}
-	hash, err := os.ReadFile(strings.TrimSuffix(path, ".raw") + ".usrhash")
-	if err != nil {
-		return payload.Extension{}, fmt.Errorf("extension %s: its root hash: %w", path, err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return payload.Extension{}, fmt.Errorf("extension %s: %w", path, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return payload.Extension{}, fmt.Errorf("extension %s: %w", path, err)
-	}
-	return payload.Extension{Name: name, URL: strings.TrimSuffix(baseURL, "/") + "/" + name + ".raw", Size: n,
-		SHA256: hex.EncodeToString(h.Sum(nil)), USRHash: strings.TrimSpace(string(hash))}, nil
 }
 
 func verify(_ context.Context, args []string, stdout, stderr io.Writer) error {
