@@ -528,6 +528,18 @@ func TestNetutil(t *testing.T) {
 			t.Errorf("%q: exit %d, %q; want %d, %q", tc.cmd, code, out, tc.code, tc.want)
 		}
 	}
+	// Input nc cannot read (a directory) is a failed send: exit 1, whatever came back.
+	stdin, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	cmd := exec.Command(filepath.Join(dir, "nc"), "-w", "1", "-u", "127.0.0.1", port(pc.LocalAddr()))
+	cmd.Stdin = stdin
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "send: ") {
+		t.Errorf("nc with a directory as input: %v, %q; want exit 1 and the send's error", err, out)
+	}
 }
 
 // TestShell runs the stand-ins' sh chrooted into a tree of busybox, a /bin/nc and the shell's

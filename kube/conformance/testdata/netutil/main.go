@@ -158,6 +158,9 @@ func curl(args []string, stdout io.Writer) (int, error) {
 	return 0, nil
 }
 
+// sendGrace is how long nc waits, once the peer is done, for its input to be sent.
+const sendGrace = time.Second
+
 // nc sends in to HOST:PORT and copies what comes back to out.
 func nc(args []string, in io.Reader, out io.Writer) (int, error) {
 	udp := false
@@ -213,6 +216,16 @@ func nc(args []string, in io.Reader, out io.Writer) (int, error) {
 		case err == nil:
 			continue
 		case errors.Is(err, io.EOF), errors.As(err, &ne) && ne.Timeout():
+			// The peer is done; a send that failed (stdin unreadable, the connection
+			// refused) fails nc. One still under way a moment later waits on a stdin that
+			// stays open, which does not hold nc up.
+			select {
+			case err := <-sent:
+				if err != nil {
+					return 1, fmt.Errorf("send: %w", err)
+				}
+			case <-time.After(sendGrace):
+			}
 			return 0, nil
 		default:
 			return 1, err
