@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,15 +70,8 @@ func kubeDeadline(now, testDeadline time.Time, ok bool) time.Time {
 }
 
 // kubeWeb is clustertest.WebDeployment (two replicas of agnhost's netexec, one per node),
-// a budget that keeps one of them up, and a NodePort Service in front of them.
-var kubeWeb = clustertest.WebDeployment + `---
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {name: web}
-spec:
-  minAvailable: 1
-  selector: {matchLabels: {app: web}}
----
+// its budget that keeps one of them up, and a NodePort Service in front of them.
+var kubeWeb = clustertest.WebDeployment + "---\n" + clustertest.WebBudget + `---
 apiVersion: v1
 kind: Service
 metadata: {name: web}
@@ -157,7 +149,7 @@ func TestKubernetesNodes(t *testing.T) {
 	// The nodes' credentials: kubeadm join's discovery, flannel's and locksmithd's tokens.
 	k := fleet.KubeNode{APIServer: endpoint.String(), Token: c.BootstrapToken(), CAHash: c.CAHash(),
 		FlannelKubeconfig:    c.FlannelKubeconfig(),
-		LocksmithdKubeconfig: clustertest.Kubeconfig("https://"+endpoint.String(), c.CACert(), "locksmithd", locksmithdToken(t, c)),
+		LocksmithdKubeconfig: c.LocksmithdKubeconfig(),
 		Extension:            exts[fleet.Old], PodNetwork: clustertest.PodNetwork,
 		RegistryMirrors: []string{clustertest.RegistryAddr + "=" + fleet.GuestURL(registryPort(t, c))}}
 	links, err := fleet.ClusterLinks()
@@ -437,30 +429,6 @@ func registryPort(t *testing.T, c *clustertest.Cluster) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// locksmithdToken applies locksmithd's RBAC (update-engine/locksmith/kube/rbac.yaml) and
-// returns its ServiceAccount's token, as update-engine/README.md makes the kubeconfig.
-func locksmithdToken(t *testing.T, c *clustertest.Cluster) string {
-	rbac, err := os.ReadFile("../update-engine/locksmith/kube/rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.MustKubectl(string(rbac), "apply", "-f", "-")
-	var token string
-	fct.Eventually(t, 2*time.Minute, "locksmithd's token", func() error {
-		out, err := c.Kubectl("", "-n", "kube-system", "get", "secret", "locksmithd-token", "-o", "jsonpath={.data.token}")
-		if err != nil {
-			return err
-		}
-		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
-		if err != nil || len(b) == 0 {
-			return fmt.Errorf("not filled in yet (%v)", err)
-		}
-		token = string(b)
-		return nil
-	})
-	return token
 }
 
 // kubeNode is what the test reads of a Node.

@@ -95,3 +95,13 @@ spec:
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, timeoutSeconds: 5}
 `
+
+// WebBudget is a PodDisruptionBudget that keeps one of WebDeployment's pods available: a
+// node's drain evicts its pod only while the other one is Ready.
+const WebBudget = `apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+`

@@ -61,6 +61,8 @@ type Cluster struct {
 	// Kubeconfig is the admin kubeconfig kubeadm init wrote.
 	Kubeconfig string
 
+	root string // the module's root, where tools/ is
+
 	mu          sync.Mutex
 	nodes       []*Node
 	init        *Node          // the node kubeadm init ran on
@@ -124,7 +126,7 @@ func New(t testing.TB) *Cluster {
 	// its timeouts.
 	testenv.HeavyLock(t)
 	root := repoRoot(t)
-	c := &Cluster{T: t, Dir: t.TempDir()}
+	c := &Cluster{T: t, Dir: t.TempDir(), root: root}
 	ctx := t.Context()
 	start := time.Now()
 	src, err := images.Binaries(ctx, root, testWriter{t})

@@ -3,6 +3,7 @@ package clustertest
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -252,6 +253,49 @@ func (c *Cluster) FlannelKubeconfig() string {
 	}
 	token := strings.TrimSpace(c.MustKubectl("", "-n", "kube-flannel", "create", "token", "flannel", "--duration=24h"))
 	return Kubeconfig("https://"+c.endpoint.String(), c.CACert(), "flannel", token)
+}
+
+// LocksmithdKubeconfig is a kubeconfig for locksmithd's kubernetes strategy, made as
+// update-engine/README.md says: update-engine/locksmith/kube/rbac.yaml applied, the token of
+// its ServiceAccount's Secret, kubectl config's commands; the API server at the endpoint.
+func (c *Cluster) LocksmithdKubeconfig() string {
+	t := c.T
+	t.Helper()
+	rbac, err := os.ReadFile(filepath.Join(c.root, "update-engine/locksmith/kube/rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.MustKubectl(string(rbac), "apply", "-f", "-")
+	var token []byte
+	fct.Eventually(t, 2*time.Minute, "locksmithd's token", func() error {
+		out, err := c.Kubectl("", "-n", "kube-system", "get", "secret", "locksmithd-token", "-o", "jsonpath={.data.token}")
+		if err != nil {
+			return err
+		}
+		if token, err = base64.StdEncoding.DecodeString(strings.TrimSpace(out)); err != nil || len(token) == 0 {
+			return fmt.Errorf("not filled in yet (%v)", err)
+		}
+		return nil
+	})
+	path := filepath.Join(c.Dir, "locksmithd.conf")
+	os.Remove(path) // kubectl config adds to a file there: a second call starts afresh
+	kubectl := filepath.Join(c.Kube, "kubectl")
+	for _, args := range [][]string{
+		{"set-cluster", "kubernetes", "--server=https://" + c.endpoint.String(),
+			"--certificate-authority=" + filepath.Join(c.init.Dir, "etc/kubernetes/pki/ca.crt"), "--embed-certs"},
+		{"set-credentials", "locksmithd", "--token=" + string(token)},
+		{"set-context", "locksmithd", "--cluster=kubernetes", "--user=locksmithd"},
+		{"use-context", "locksmithd"},
+	} {
+		if out, err := exec.Command(kubectl, append([]string{"config", "--kubeconfig=" + path}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("kubectl config %s: %v\n%s", args[0], err, out)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // Kubeconfig is a kubeconfig of one cluster at server (its CA given), one user with a bearer

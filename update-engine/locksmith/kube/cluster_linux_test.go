@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,14 +31,7 @@ import (
 
 // web is two replicas of agnhost's netexec, one per node, and a budget that keeps one of
 // them available.
-const web = clustertest.WebDeployment + `---
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {name: web}
-spec:
-  minAvailable: 1
-  selector: {matchLabels: {app: web}}
-`
+const web = clustertest.WebDeployment + "---\n" + clustertest.WebBudget
 
 // restConfig loads a kubeconfig as locksmithd does, with connections opened inside the
 // underlay namespace, where the API server is.
@@ -53,41 +45,6 @@ func restConfig(t *testing.T, c *clustertest.Cluster, path string) *rest.Config 
 		return fct.DialInNS(ctx, c.Net.UnderNS, addr)
 	}
 	return rc
-}
-
-// locksmithdKubeconfig applies rbac.yaml and makes the kubeconfig of its ServiceAccount
-// the way update-engine/README.md says.
-func locksmithdKubeconfig(t *testing.T, c *clustertest.Cluster, admin kubernetes.Interface, apiHost, ca string) string {
-	t.Helper()
-	rbac, err := os.ReadFile("rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.MustKubectl(string(rbac), "apply", "-f", "-")
-	var token []byte
-	fct.Eventually(t, time.Minute, "locksmithd's token", func() error {
-		s, err := admin.CoreV1().Secrets("kube-system").Get(t.Context(), "locksmithd-token", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if token = s.Data["token"]; len(token) == 0 {
-			return errors.New("not filled in yet")
-		}
-		return nil
-	})
-	path := filepath.Join(t.TempDir(), "locksmithd.conf")
-	kubectl := filepath.Join(c.Kube, "kubectl")
-	for _, args := range [][]string{
-		{"set-cluster", "kubernetes", "--server=https://" + apiHost + ":6443", "--certificate-authority=" + ca, "--embed-certs"},
-		{"set-credentials", "locksmithd", "--token=" + string(token)},
-		{"set-context", "locksmithd", "--cluster=kubernetes", "--user=locksmithd"},
-		{"use-context", "locksmithd"},
-	} {
-		if out, err := exec.Command(kubectl, append([]string{"config", "--kubeconfig=" + path}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("kubectl config %s: %v\n%s", args[0], err, out)
-		}
-	}
-	return path
 }
 
 // The kubernetes strategy against a kubeadm cluster of two nodes on Cairn's runtime, with
@@ -111,7 +68,11 @@ func TestKubernetesStrategy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := restConfig(t, c, locksmithdKubeconfig(t, c, admin, n1.Host.IP.String(), filepath.Join(n1.Dir, "etc/kubernetes/pki/ca.crt")))
+	locksmithd := filepath.Join(t.TempDir(), "locksmithd.conf")
+	if err := os.WriteFile(locksmithd, []byte(c.LocksmithdKubeconfig()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rc := restConfig(t, c, locksmithd)
 	core, err := corev1client.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
