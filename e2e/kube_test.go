@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/cairn-os/cairn/e2e/fleet"
 	"github.com/cairn-os/cairn/e2e/fleettest"
 	fct "github.com/cairn-os/cairn/flannel/clustertest"
@@ -206,7 +208,7 @@ func TestKubernetesNodes(t *testing.T) {
 	}
 	stages.done("kubeadm join done on both VMs")
 	names := []string{fleet.KubeNodeName(1), fleet.KubeNodeName(2)}
-	waitNodes(t, ctx, c, 30*time.Minute, names, func(n kubeNode) error { return n.ready() })
+	c.WaitNodes(t, within(ctx, 30*time.Minute), names, clustertest.NodeReady)
 	stages.done("both VMs joined and Ready")
 
 	// What the nodes are, for real: cgroup v2 under systemd, kubelet from the extension of
@@ -298,8 +300,8 @@ func TestKubernetesNodes(t *testing.T) {
 		}
 	}
 	// Back in service: Ready and uncordoned (locksmithd uncordons once the new slot is good).
-	waitNodes(t, ctx, c, 20*time.Minute, names, func(n kubeNode) error {
-		if err := n.ready(); err != nil {
+	c.WaitNodes(t, within(ctx, 20*time.Minute), names, func(n *corev1.Node) error {
+		if err := clustertest.NodeReady(n); err != nil {
 			return err
 		}
 		if n.Spec.Unschedulable {
@@ -431,69 +433,12 @@ func registryPort(t *testing.T, c *clustertest.Cluster) int {
 	return n
 }
 
-// kubeNode is what the test reads of a Node.
-type kubeNode struct {
-	Metadata struct{ Name string }
-	Spec     struct{ Unschedulable bool }
-	Status   struct {
-		Conditions []struct{ Type, Status, Message string }
+// within is d, or what is left before ctx's deadline when that is sooner.
+func within(ctx context.Context, d time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
 	}
-}
-
-func (n kubeNode) ready() error {
-	for _, cd := range n.Status.Conditions {
-		if cd.Type == "Ready" {
-			if cd.Status == "True" {
-				return nil
-			}
-			return fmt.Errorf("not Ready: %s", cd.Message)
-		}
-	}
-	return errors.New("no Ready condition yet")
-}
-
-func getNodes(c *clustertest.Cluster) (map[string]kubeNode, error) {
-	out, err := c.Kubectl("", "get", "nodes", "-o", "json")
-	if err != nil {
-		return nil, err
-	}
-	var list struct{ Items []kubeNode }
-	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		return nil, fmt.Errorf("kubectl get nodes: %w", err)
-	}
-	m := map[string]kubeNode{}
-	for _, n := range list.Items {
-		m[n.Metadata.Name] = n
-	}
-	return m, nil
-}
-
-// waitNodes waits until check passes for each named node.
-func waitNodes(t *testing.T, ctx context.Context, c *clustertest.Cluster, timeout time.Duration, names []string, check func(kubeNode) error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		nodes, err := getNodes(c)
-		var why []string
-		if err != nil {
-			why = append(why, err.Error())
-		}
-		for _, name := range names {
-			n, ok := nodes[name]
-			if !ok {
-				why = append(why, name+": not registered")
-			} else if err := check(n); err != nil {
-				why = append(why, name+": "+err.Error())
-			}
-		}
-		if len(why) == 0 {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("nodes after %v: %s", timeout, strings.Join(why, "; "))
-		}
-		time.Sleep(5 * time.Second)
-	}
+	return d
 }
 
 // webPods are the nodes web's pods run on.
@@ -565,7 +510,7 @@ func (w *nodeWatch) run(ctx context.Context, c *clustertest.Cluster, names []str
 	w.open, w.ivs = map[string]time.Time{}, map[string][]interval{}
 	w.mu.Unlock()
 	for ctx.Err() == nil {
-		if nodes, err := getNodes(c); err == nil {
+		if nodes, err := c.ListNodes(); err == nil {
 			now := time.Now()
 			for _, name := range names {
 				n, ok := nodes[name]

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -53,6 +54,28 @@ func TestQuoteList(t *testing.T) {
 	} {
 		if got := quoteList(tc.in); got != tc.want {
 			t.Errorf("quoteList(%q) = %s; want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestNodeReady(t *testing.T) {
+	cond := func(s corev1.ConditionStatus, msg string) []corev1.NodeCondition {
+		return []corev1.NodeCondition{{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
+			{Type: corev1.NodeReady, Status: s, Message: msg}}
+	}
+	for _, tc := range []struct {
+		name  string
+		conds []corev1.NodeCondition
+		want  string // "" for Ready
+	}{
+		{"ready", cond(corev1.ConditionTrue, ""), ""},
+		{"not ready", cond(corev1.ConditionFalse, "container runtime network not ready"), "not Ready: container runtime network not ready"},
+		{"unknown", cond(corev1.ConditionUnknown, "Kubelet stopped posting node status."), "not Ready: Kubelet stopped posting node status."},
+		{"no condition", nil, "no Ready condition yet"},
+	} {
+		err := NodeReady(&corev1.Node{Status: corev1.NodeStatus{Conditions: tc.conds}})
+		if (err == nil) != (tc.want == "") || err != nil && err.Error() != tc.want {
+			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
 		}
 	}
 }

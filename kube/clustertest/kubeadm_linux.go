@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	fct "github.com/cairn-os/cairn/flannel/clustertest"
 )
@@ -357,39 +360,67 @@ func (c *Cluster) KubectlCmd(args ...string) *exec.Cmd {
 // WaitNodesReady waits until every node is Ready.
 func (c *Cluster) WaitNodesReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	fct.Eventually(t, timeout, "nodes Ready", func() error {
-		out, err := c.Kubectl("", "get", "nodes", "-o", "json")
-		if err != nil {
-			return err
-		}
-		var list struct {
-			Items []struct {
-				Metadata struct{ Name string }
-				Status   struct {
-					Conditions []struct{ Type, Status, Message string }
-				}
-			}
-		}
-		if err := json.Unmarshal([]byte(out), &list); err != nil {
-			return err
-		}
-		ready := map[string]bool{}
+	var names []string
+	for _, n := range c.Nodes() {
+		names = append(names, n.Name)
+	}
+	c.WaitNodes(t, timeout, names, NodeReady)
+}
+
+// WaitNodes waits until check passes for each named Node, polling every second, and fails
+// the test with why not for each one after timeout.
+func (c *Cluster) WaitNodes(t testing.TB, timeout time.Duration, names []string, check func(*corev1.Node) error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		nodes, err := c.ListNodes()
 		var why []string
-		for _, it := range list.Items {
-			for _, cd := range it.Status.Conditions {
-				if cd.Type == "Ready" {
-					ready[it.Metadata.Name] = cd.Status == "True"
-					if cd.Status != "True" {
-						why = append(why, it.Metadata.Name+": "+cd.Message)
-					}
-				}
+		if err != nil {
+			why = append(why, err.Error())
+		}
+		for _, name := range names {
+			if n, ok := nodes[name]; !ok {
+				why = append(why, name+": not registered")
+			} else if err := check(n); err != nil {
+				why = append(why, name+": "+err.Error())
 			}
 		}
-		for _, n := range c.Nodes() {
-			if !ready[n.Name] {
-				return fmt.Errorf("%s not Ready (%s)", n.Name, strings.Join(why, "; "))
-			}
+		if len(why) == 0 {
+			return
 		}
-		return nil
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes %s: not within %v: %s", strings.Join(names, ", "), timeout, strings.Join(why, "; "))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// ListNodes are the cluster's Nodes by name.
+func (c *Cluster) ListNodes() (map[string]*corev1.Node, error) {
+	out, err := c.Kubectl("", "get", "nodes", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var list corev1.NodeList
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return nil, fmt.Errorf("kubectl get nodes: %w", err)
+	}
+	m := map[string]*corev1.Node{}
+	for i := range list.Items {
+		m[list.Items[i].Name] = &list.Items[i]
+	}
+	return m, nil
+}
+
+// NodeReady is nil when n's Ready condition is True, else why it is not.
+func NodeReady(n *corev1.Node) error {
+	for _, cd := range n.Status.Conditions {
+		if cd.Type == corev1.NodeReady {
+			if cd.Status == corev1.ConditionTrue {
+				return nil
+			}
+			return fmt.Errorf("not Ready: %s", cd.Message)
+		}
+	}
+	return errors.New("no Ready condition yet")
 }
