@@ -32,6 +32,9 @@ type Finding struct {
 	Release osrelease.Release // its extension-release
 	// Misfit is why systemd-sysext leaves it out (see misfit); "" when it fits.
 	Misfit string
+	// Unchecked is why an image that systemd-sysext may merge was not checked: it is in a
+	// form the check does not read (errUnsupported).
+	Unchecked string
 	// Err is set when its extension-release cannot be read.
 	Err error
 }
@@ -44,10 +47,13 @@ type Report struct {
 }
 
 // Line is what the check prints for a finding that does not fit or cannot be read, naming
-// the file, the OS it fits and the host; "" for one that fits.
+// the file, the OS it fits and the host, or that was not checked, naming why; "" for one
+// that fits.
 func (r Report) Line(f Finding) string {
 	file := filepath.Base(f.Path)
 	switch {
+	case f.Unchecked != "":
+		return fmt.Sprintf("%s: not checked (%s)", file, f.Unchecked)
 	case f.Err != nil:
 		return fmt.Sprintf("%s: cannot check what it fits: %v", file, f.Err)
 	case f.Misfit == "":
@@ -59,8 +65,8 @@ func (r Report) Line(f Finding) string {
 		file, fits(f.Release), describeHost(r.Host, r.Arch, f.Release), DefaultStoreDir)
 }
 
-// Failed reports whether an extension does not fit or its extension-release cannot be read:
-// the check fails then.
+// Failed reports whether an extension does not fit or its extension-release cannot be read
+// (an image that is corrupt, not one the check does not read): the check fails then.
 func (r Report) Failed() bool {
 	for _, f := range r.Findings {
 		if f.Err != nil || f.Misfit != "" {
@@ -207,6 +213,8 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 		case errors.Is(err, errNoRelease):
 			// As systemd's validation of an empty extension-release: left out.
 			f.Misfit = "it carries no extension-release." + cand.name
+		case errors.Is(err, errUnsupported):
+			f.Unchecked = uncheckedWhy(err)
 		case err != nil:
 			f.Err = err
 		default:

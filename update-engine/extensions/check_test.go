@@ -119,6 +119,16 @@ func TestCheck(t *testing.T) {
 	if err != nil || rep.Failed() || len(rep.Findings) != 1 {
 		t.Errorf("%+v, %v", rep, err)
 	}
+
+	// An image in a form the check does not read, which systemd may merge: named, not failed.
+	write(t, filepath.Join(root, "run/extensions/squash.raw"), blankFS(0, "hsqs"))
+	rep, err = (&Checker{Root: root, Arch: "x86-64"}).Check(context.Background())
+	if err != nil || rep.Failed() || len(rep.Findings) != 2 {
+		t.Fatalf("%+v, %v", rep, err)
+	}
+	if l := rep.Line(rep.Findings[0]); l != "squash.raw: not checked (a bare squashfs, which the check does not read)" {
+		t.Errorf("line %q", l)
+	}
 }
 
 func TestCheckHostRelease(t *testing.T) {

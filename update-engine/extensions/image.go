@@ -17,38 +17,117 @@ var usrTypes = map[string]gpt.GUID{
 	"x86-64": gpt.TypeUSR,
 }
 
+// rootTypes are the Discoverable Partitions Specification's root partition types: an
+// extension image may carry its /usr in a root partition, which this reader does not open.
+var rootTypes = map[string]gpt.GUID{
+	"x86-64": gpt.MustParseGUID("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"),
+}
+
+// errUnsupported: an extension image this reader cannot read, which systemd-sysext may merge
+// all the same. Such errors are *unsupportedError, which also match ErrRelease.
+var errUnsupported = errors.New("not checked")
+
+type unsupportedError struct{ why string }
+
+func (e *unsupportedError) Error() string { return errUnsupported.Error() + ": " + e.why }
+
+func (e *unsupportedError) Is(target error) bool {
+	return target == errUnsupported || target == ErrRelease
+}
+
+func unsupported(format string, a ...any) error {
+	return &unsupportedError{why: fmt.Sprintf(format, a...)}
+}
+
+// uncheckedWhy is why err's image was not checked, or "" when err is no errUnsupported.
+func uncheckedWhy(err error) string {
+	var u *unsupportedError
+	if errors.As(err, &u) {
+		return u.why
+	}
+	return ""
+}
+
 // readImageRelease returns the extension-release.NAME file that an extension image (NAME.raw)
 // of size bytes carries, read from its erofs file system without mounting it: from the usr
 // partition for arch of a Discoverable Disk Image (image/sysext builds those), or from
 // usr/lib/extension-release.d of an image that is one bare erofs. dm-verity is not checked:
 // systemd-sysext opens the image through it when it merges, and this only reads what the
-// image says it fits.
+// image says it fits. An image that systemd can mount and this reader cannot (another file
+// system, a root partition, a compressed file) is errUnsupported.
 func readImageRelease(r io.ReaderAt, size int64, name, arch string) ([]byte, error) {
-	file := "extension-release." + name
-	if t, err := gpt.Read(r, size, 0); err == nil {
-		want, ok := usrTypes[arch]
-		if !ok {
-			return nil, fmt.Errorf("%w: no usr partition type known for architecture %s", ErrRelease, arch)
-		}
-		for _, p := range t.Partitions {
-			if p.Type != want {
-				continue
-			}
-			// gpt.Read keeps every partition inside the disk.
-			off, n := p.Offset(t.SectorSize), p.Size(t.SectorSize)
-			fs, err := openErofs(io.NewSectionReader(r, off, n), n)
-			if err != nil {
-				return nil, fmt.Errorf("%w: usr partition: %w", ErrRelease, err)
-			}
-			return fs.readFile("lib/extension-release.d/"+file, osrelease.MaxSize)
-		}
-		return nil, fmt.Errorf("%w: no usr partition (%s) for %s", ErrRelease, want, arch)
-	}
-	fs, err := openErofs(r, size)
+	fs, err := openImage(r, size, arch)
 	if err != nil {
-		return nil, fmt.Errorf("%w: neither a disk image nor an erofs: %w", ErrRelease, err)
+		return nil, err
 	}
-	return fs.readFile("usr/lib/extension-release.d/"+file, osrelease.MaxSize)
+	return fs.readFile(fs.usrPath("lib/extension-release.d/extension-release."+name), osrelease.MaxSize)
+}
+
+// openImage opens the erofs that systemd-sysext would merge from an image: its usr partition
+// for arch, or the image itself when it has no partition table.
+func openImage(r io.ReaderAt, size int64, arch string) (*erofs, error) {
+	t, err := gpt.Read(r, size, 0)
+	if err != nil {
+		fs, err := openErofs(r, size)
+		if err != nil {
+			if kind := otherFS(r, size); kind != "" {
+				return nil, unsupported("a bare %s, which the check does not read", kind)
+			}
+			return nil, fmt.Errorf("%w: neither a disk image nor an erofs: %w", ErrRelease, err)
+		}
+		return fs, nil
+	}
+	want, ok := usrTypes[arch]
+	if !ok {
+		return nil, unsupported("no usr partition type known to the check for architecture %s", arch)
+	}
+	for _, p := range t.Partitions {
+		if p.Type != want {
+			continue
+		}
+		// gpt.Read keeps every partition inside the disk.
+		off, n := p.Offset(t.SectorSize), p.Size(t.SectorSize)
+		part := io.NewSectionReader(r, off, n)
+		fs, err := openErofs(part, n)
+		if err != nil {
+			if kind := otherFS(part, n); kind != "" {
+				return nil, unsupported("its usr partition is a %s, which the check does not read", kind)
+			}
+			return nil, fmt.Errorf("%w: usr partition: %w", ErrRelease, err)
+		}
+		fs.usr = true
+		return fs, nil
+	}
+	for _, p := range t.Partitions {
+		if p.Type == rootTypes[arch] {
+			return nil, unsupported("a root partition instead of a usr partition, which the check does not read")
+		}
+	}
+	return nil, fmt.Errorf("%w: no usr partition (%s) for %s", ErrRelease, want, arch)
+}
+
+// otherFS names the file system that r holds by its magic number, of those systemd mounts and
+// this reader does not; "" for none of them.
+func otherFS(r io.ReaderAt, size int64) string {
+	for _, m := range []struct {
+		off   int64
+		magic string
+		name  string
+	}{
+		{0, "hsqs", "squashfs"},
+		{1024 + 56, "\x53\xef", "ext4"},
+		{0, "XFSB", "xfs"},
+		{65536 + 64, "_BHRfS_M", "btrfs"},
+	} {
+		b := make([]byte, len(m.magic))
+		if m.off+int64(len(b)) > size {
+			continue
+		}
+		if _, err := r.ReadAt(b, m.off); err == nil && string(b) == m.magic {
+			return m.name
+		}
+	}
+	return ""
 }
 
 // erofs reads files from an erofs file system (the kernel's erofs_fs.h): uncompressed
@@ -60,6 +139,23 @@ type erofs struct {
 	blkBits uint
 	meta    int64 // byte offset of the inode area
 	root    uint64
+	usr     bool // a usr partition, mounted on /usr, rather than a tree holding usr/
+}
+
+// usrPath is where the file at /usr/p is in the file system.
+func (e *erofs) usrPath(p string) string {
+	if e.usr {
+		return p
+	}
+	return "usr/" + p
+}
+
+// show is how path is named in messages: as it is in the merged tree.
+func (e *erofs) show(path string) string {
+	if e.usr {
+		return "/usr/" + path
+	}
+	return "/" + path
 }
 
 const (
@@ -69,15 +165,21 @@ const (
 	direntSize       = 12
 	maxDir           = 4 << 20
 
-	layoutPlain  = 0
-	layoutInline = 2
+	layoutPlain   = 0
+	layoutInline  = 2
+	layoutChunked = 4 // the last known layout; 1 and 3 are compressed
 
 	modeType = 0o170000
 	modeDir  = 0o040000
 	modeReg  = 0o100000
+	modeLink = 0o120000
 )
 
-var errCorrupt = errors.New("corrupt erofs")
+var (
+	errCorrupt = errors.New("corrupt erofs")
+	// errPacked: data stored compressed or in chunks, which systemd reads through the kernel.
+	errPacked = errors.New("compressed or chunked")
+)
 
 func openErofs(r io.ReaderAt, size int64) (*erofs, error) {
 	sb := make([]byte, 128)
@@ -159,8 +261,10 @@ func (e *erofs) data(nid uint64, in inode, limit int64) ([]byte, error) {
 		if size > 0 {
 			head = (size - 1) / blk * blk
 		}
+	case 1, 3, layoutChunked:
+		return nil, fmt.Errorf("inode %d: data layout %d: %w", nid, in.layout, errPacked)
 	default:
-		return nil, fmt.Errorf("inode %d: data layout %d (compressed or chunked) is not read here", nid, in.layout)
+		return nil, fmt.Errorf("%w: inode %d: data layout %d", errCorrupt, nid, in.layout)
 	}
 	out := make([]byte, size)
 	if head > 0 {
@@ -223,42 +327,65 @@ func (e *erofs) lookup(dir []byte, name string) (uint64, bool, error) {
 	return 0, false, nil
 }
 
-// readFile reads the regular file at path (slash-separated, from the root, no symlinks
-// followed), at most limit bytes.
-func (e *erofs) readFile(path string, limit int64) ([]byte, error) {
+// walk finds the inode at path (slash-separated, from the root), following no symlink: one
+// on the way is errUnsupported.
+func (e *erofs) walk(path string) (uint64, inode, error) {
 	nid := e.root
 	parts := strings.Split(path, "/")
-	for i, part := range parts {
+	for i := 0; ; i++ {
 		in, err := e.inode(nid)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrRelease, path, err)
+			return 0, in, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), err)
 		}
-		if in.mode&modeType != modeDir {
-			return nil, fmt.Errorf("%w: %s: %s is not a directory", ErrRelease, path, strings.Join(parts[:i], "/"))
+		if i == len(parts) {
+			return nid, in, nil
+		}
+		here := strings.Join(parts[:i], "/")
+		switch in.mode & modeType {
+		case modeDir:
+		case modeLink:
+			return 0, in, unsupported("%s is a symbolic link, which the check does not follow", e.show(here))
+		default:
+			return 0, in, fmt.Errorf("%w: %s: %s is not a directory", ErrRelease, e.show(path), e.show(here))
 		}
 		dir, err := e.data(nid, in, maxDir)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrRelease, path, err)
+		if errors.Is(err, errPacked) {
+			return 0, in, unsupported("directory %s is compressed or chunked, which the check does not read", e.show(here))
 		}
-		child, ok, err := e.lookup(dir, part)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrRelease, path, err)
+			return 0, in, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), err)
+		}
+		child, ok, err := e.lookup(dir, parts[i])
+		if err != nil {
+			return 0, in, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), err)
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: %s: %w", ErrRelease, path, errNoRelease)
+			return 0, in, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), errNoRelease)
 		}
 		nid = child
 	}
-	in, err := e.inode(nid)
+}
+
+// readFile reads the regular file at path (slash-separated, from the root, no symlinks
+// followed), at most limit bytes.
+func (e *erofs) readFile(path string, limit int64) ([]byte, error) {
+	nid, in, err := e.walk(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrRelease, path, err)
+		return nil, err
 	}
-	if in.mode&modeType != modeReg {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrRelease, path)
+	switch in.mode & modeType {
+	case modeReg:
+	case modeLink:
+		return nil, unsupported("%s is a symbolic link, which the check does not follow", e.show(path))
+	default:
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrRelease, e.show(path))
 	}
 	b, err := e.data(nid, in, limit)
+	if errors.Is(err, errPacked) {
+		return nil, unsupported("%s is compressed or chunked, which the check does not read", e.show(path))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrRelease, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), err)
 	}
 	return b, nil
 }

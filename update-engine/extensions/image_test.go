@@ -48,9 +48,19 @@ func ddi(t testing.TB, fs []byte, typ gpt.GUID) []byte {
 	return d
 }
 
+// blankFS is a file system of 128 KiB that is blank but for its magic number at off: enough
+// for the check to tell what it is.
+func blankFS(off int, magic string) []byte {
+	b := make([]byte, 128<<10)
+	copy(b[off:], magic)
+	return b
+}
+
 func TestReadImageRelease(t *testing.T) {
 	usr := gpt.TypeUSR
 	root := gpt.MustParseGUID("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709") // x86-64 root: not where a sysext's /usr is
+	esp := gpt.MustParseGUID("C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
+	squashfs, ext4 := blankFS(0, "hsqs"), blankFS(1080, "\x53\xef")
 	for _, tc := range []struct {
 		name, ext, arch string
 		image           []byte
@@ -60,8 +70,14 @@ func TestReadImageRelease(t *testing.T) {
 		{"usr partition of a disk image", "demo", "x86-64", ddi(t, fixture(t, "usr.erofs"), usr), demoRelease, nil},
 		{"bare erofs", "demo", "x86-64", fixture(t, "bare.erofs"), demoRelease, nil},
 		{"another name", "other", "x86-64", ddi(t, fixture(t, "usr.erofs"), usr), "", errNoRelease},
-		{"no usr partition", "demo", "x86-64", ddi(t, fixture(t, "usr.erofs"), root), "", ErrRelease},
-		{"architecture without a known usr type", "demo", "mips-le", ddi(t, fixture(t, "usr.erofs"), usr), "", ErrRelease},
+		{"a root partition instead of a usr partition", "demo", "x86-64", ddi(t, fixture(t, "usr.erofs"), root), "", errUnsupported},
+		{"no usr partition nor root partition", "demo", "x86-64", ddi(t, fixture(t, "usr.erofs"), esp), "", ErrRelease},
+		{"architecture without a known usr type", "demo", "mips-le", ddi(t, fixture(t, "usr.erofs"), usr), "", errUnsupported},
+		{"squashfs usr partition", "demo", "x86-64", ddi(t, squashfs, usr), "", errUnsupported},
+		{"ext4 usr partition", "demo", "x86-64", ddi(t, ext4, usr), "", errUnsupported},
+		{"blank usr partition", "demo", "x86-64", ddi(t, make([]byte, 8192), usr), "", ErrRelease},
+		{"bare squashfs", "demo", "x86-64", squashfs, "", errUnsupported},
+		{"bare ext4", "demo", "x86-64", ext4, "", errUnsupported},
 		{"the usr partition's tree without usr/", "demo", "x86-64", fixture(t, "usr.erofs"), "", errNoRelease},
 		{"neither", "demo", "x86-64", make([]byte, 8192), "", ErrRelease},
 		{"empty", "demo", "x86-64", nil, "", ErrRelease},
@@ -71,6 +87,10 @@ func TestReadImageRelease(t *testing.T) {
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || !errors.Is(err, ErrRelease) {
 					t.Fatalf("got %q, %v; want %v", b, err, tc.wantErr)
+				}
+				// Only what systemd may merge is not checked; the rest fails the check.
+				if unchecked := errors.Is(err, errUnsupported); unchecked != (tc.wantErr == errUnsupported) {
+					t.Fatalf("got %v: not checked is %v", err, unchecked)
 				}
 				return
 			}
@@ -83,7 +103,7 @@ func TestReadImageRelease(t *testing.T) {
 
 // The reader against mkfs.erofs: files of every size class around a block, plain and with
 // inline tails, in a directory of several blocks; and the extension-release of a compressed
-// image, as image/sysext makes them.
+// image, as image/sysext makes them. A compressed file and a symlink are errUnsupported.
 func TestErofsReadsWhatMkfsWrites(t *testing.T) {
 	testenv.RequireCommand(t, "mkfs.erofs")
 	tree := t.TempDir()
@@ -107,6 +127,14 @@ func TestErofsReadsWhatMkfsWrites(t *testing.T) {
 		put(fmt.Sprintf("wide/entry-with-a-longish-name-%03d", i), []byte(fmt.Sprint(i)))
 	}
 	put("lib/extension-release.d/extension-release.x", []byte(demoRelease))
+	// Large enough and repetitive: compressed when the image is.
+	big := []byte(strings.Repeat("# a comment line\n", 2000) + demoRelease)
+	put("lib/extension-release.d/extension-release.big", big)
+	for link, target := range map[string]string{"lib/extension-release.d/extension-release.link": "extension-release.x", "liblink": "lib"} {
+		if err := os.Symlink(target, filepath.Join(tree, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, z := range []string{"", "-zlz4hc"} {
 		img := filepath.Join(t.TempDir(), "fs.erofs")
 		args := []string{"--quiet", "-T1", "--all-root", "-x-1", img, tree}
@@ -125,12 +153,20 @@ func TestErofsReadsWhatMkfsWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		for p, w := range want {
-			if z != "" && !strings.HasPrefix(p, "lib/") {
-				continue // compressed files are not read
-			}
 			got, err := fs.readFile(p, 1<<20)
+			if z != "" && p != "lib/extension-release.d/extension-release.x" && errors.Is(err, errUnsupported) {
+				continue // compressed, as mkfs.erofs chose
+			}
 			if err != nil || !bytes.Equal(got, w) {
 				t.Errorf("%s %s: %d bytes, %v; want %d bytes", z, p, len(got), err, len(w))
+			}
+		}
+		if _, err := fs.readFile("lib/extension-release.d/extension-release.big", 1<<20); z != "" && !errors.Is(err, errUnsupported) {
+			t.Errorf("a compressed extension-release: %v; want errUnsupported", err)
+		}
+		for _, p := range []string{"lib/extension-release.d/extension-release.link", "liblink/extension-release.d/extension-release.x"} {
+			if _, err := fs.readFile(p, 1<<20); !errors.Is(err, errUnsupported) || !strings.Contains(err.Error(), "symbolic link") {
+				t.Errorf("%s %s: %v; want errUnsupported for a symlink", z, p, err)
 			}
 		}
 		if _, err := fs.readFile("sizes/f100/x", 1<<20); !errors.Is(err, ErrRelease) || !strings.Contains(err.Error(), "not a directory") {
