@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cairn-os/cairn/console/updates"
 	"github.com/cairn-os/cairn/image/build"
@@ -59,27 +60,13 @@ kernel.keys.root_maxbytes = 25000000
 `
 )
 
-// JoinConfiguration is kubeadm join's configuration for host n. kubelet's address is the
-// one on the cluster link, where the other node's pods are (flannel's VXLAN runs there too).
-// Under TCG kubelet takes minutes to start: kubeadm's waits are longer than its defaults.
-func (k KubeNode) JoinConfiguration(n int) string {
-	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: JoinConfiguration
-discovery:
-  bootstrapToken:
-    apiServerEndpoint: %q
-    token: %q
-    caCertHashes: [%q]
-nodeRegistration:
-  name: %q
-  criSocket: %s
-  kubeletExtraArgs:
-  - {name: node-ip, value: %q}
-timeouts:
-  discovery: 10m0s
-  tlsBootstrap: 15m0s
-  kubeletHealthCheck: 15m0s
-`, k.APIServer, k.Token, k.CAHash, KubeNodeName(n), sysext.KubeletSocket, ClusterLinkIP(n))
+// joinConfig is kubeadm join's configuration for host n. kubelet's address is the one on
+// the cluster link, where the other node's pods are (flannel's VXLAN runs there too). Under
+// TCG kubelet takes minutes to start: kubeadm's waits are longer than its defaults.
+func (k KubeNode) joinConfig(n int) sysext.JoinConfig {
+	return sysext.JoinConfig{APIServer: k.APIServer, Token: k.Token, CAHash: k.CAHash,
+		NodeRegistration: sysext.NodeRegistration{Name: KubeNodeName(n), KubeletExtraArgs: []sysext.KubeletArg{{Name: "node-ip", Value: ClusterLinkIP(n)}}},
+		Timeouts:         sysext.JoinTimeouts{Discovery: 10 * time.Minute, TLSBootstrap: 15 * time.Minute, KubeletHealthCheck: 15 * time.Minute}}
 }
 
 // kubeUpdateConf is a node's update.conf: updates from the fleet's Omaha server, reboots
@@ -104,7 +91,7 @@ func (f *Fleet) KubeConfig(n int, k KubeNode) *Config {
 		File(kubeletSysctlPath, 0o644, kubeletSysctls).
 		File("/etc/extensions/"+x.Name+".usrhash", 0o644, x.USRHash+"\n").
 		Unit(sysext.FetchUnitName, sysext.FetchUnit(x.URL, x.SHA256, x.Name), true).
-		File(sysext.KubeadmConfigPath("join"), 0o600, k.JoinConfiguration(n)).
+		File(sysext.KubeadmConfigPath("join"), 0o600, k.joinConfig(n).YAML()).
 		Unit(sysext.KubeadmUnitName, sysext.KubeadmUnit("join"), true).
 		File("/etc/systemd/system/rktlet.service.d/10-mirrors.conf", 0o644, rktletDropIn(k.RegistryMirrors)).
 		File("/etc/cni/net.d/10-flannel.conflist", 0o644, flannelCNI).

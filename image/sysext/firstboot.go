@@ -1,11 +1,17 @@
 package sysext
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+	"strings"
+	"time"
+)
 
 // What a host's first-boot config adds to make it a Kubernetes node with the extension
-// Kubernetes builds: the kernel settings, the unit that fetches and merges the extension and
-// the unit that runs kubeadm. kube/README.md's Ignition configs and e2e's fleet.KubeConfig are
-// made of these.
+// Kubernetes builds: the kernel settings, the unit that fetches and merges the extension, the
+// unit that runs kubeadm and kubeadm join's configuration. kube/README.md's Ignition configs
+// and e2e's fleet.KubeConfig are made of these, and kube/clustertest's nodes join with the
+// same configuration.
 
 // Names of the first-boot units and paths of the files.
 const (
@@ -80,4 +86,77 @@ ExecStart=/usr/bin/kubeadm %[1]s --config=%[4]s
 [Install]
 WantedBy=multi-user.target
 `, verb, FetchUnitName, done, KubeadmConfigPath(verb))
+}
+
+// KubeletArg is one of kubelet's flags (its name without dashes) that kubeadm writes into
+// kubeadm-flags.env.
+type KubeletArg struct{ Name, Value string }
+
+// NodeRegistration is kubeadm's nodeRegistration, of an InitConfiguration or a
+// JoinConfiguration.
+type NodeRegistration struct {
+	Name             string // "": the host name
+	CRISocket        string // "": rktlet's, KubeletSocket
+	KubeletExtraArgs []KubeletArg
+}
+
+// YAML is the nodeRegistration key and its fields, as kubeadm's v1beta4 configurations have it.
+func (r NodeRegistration) YAML() string {
+	var b strings.Builder
+	b.WriteString("nodeRegistration:\n")
+	if r.Name != "" {
+		fmt.Fprintf(&b, "  name: %q\n", r.Name)
+	}
+	fmt.Fprintf(&b, "  criSocket: %s\n", cmp.Or(r.CRISocket, KubeletSocket))
+	if len(r.KubeletExtraArgs) > 0 {
+		b.WriteString("  kubeletExtraArgs:\n")
+		for _, a := range r.KubeletExtraArgs {
+			fmt.Fprintf(&b, "  - {name: %s, value: %q}\n", a.Name, a.Value)
+		}
+	}
+	return b.String()
+}
+
+// JoinConfig is kubeadm join's configuration for a node that finds the cluster through a
+// bootstrap token and trusts it by its CA's public key hash, as `kubeadm token create
+// --print-join-command` prints them.
+type JoinConfig struct {
+	APIServer string // the API server's HOST:PORT (the cluster's controlPlaneEndpoint)
+	Token     string // the bootstrap token
+	CAHash    string // sha256:HEX of the CA's public key
+	NodeRegistration
+	// Timeouts that are not zero replace kubeadm's defaults: a slow node's kubelet can take
+	// longer to start than kubeadm waits.
+	Timeouts JoinTimeouts
+}
+
+// JoinTimeouts are kubeadm join's waits (v1beta4's timeouts).
+type JoinTimeouts struct {
+	Discovery, TLSBootstrap, KubeletHealthCheck time.Duration
+}
+
+// YAML is the configuration file kubeadm join --config reads.
+func (c JoinConfig) YAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: %q
+    token: %q
+    caCertHashes: [%q]
+`, c.APIServer, c.Token, c.CAHash)
+	b.WriteString(c.NodeRegistration.YAML())
+	if c.Timeouts != (JoinTimeouts{}) {
+		b.WriteString("timeouts:\n")
+		for _, t := range []struct {
+			key string
+			d   time.Duration
+		}{{"discovery", c.Timeouts.Discovery}, {"tlsBootstrap", c.Timeouts.TLSBootstrap}, {"kubeletHealthCheck", c.Timeouts.KubeletHealthCheck}} {
+			if t.d != 0 {
+				fmt.Fprintf(&b, "  %s: %s\n", t.key, t.d)
+			}
+		}
+	}
+	return b.String()
 }

@@ -3,6 +3,7 @@ package sysext
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestKubeadmUnit(t *testing.T) {
@@ -38,6 +39,58 @@ func TestFetchUnit(t *testing.T) {
 	} {
 		if !strings.Contains(u, w) {
 			t.Errorf("FetchUnit lacks %q:\n%s", w, u)
+		}
+	}
+}
+
+func TestJoinConfig(t *testing.T) {
+	const head = `apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: "10.0.2.2:40200"
+    token: "abcdef.0123456789abcdef"
+    caCertHashes: ["sha256:00ff"]
+`
+	base := JoinConfig{APIServer: "10.0.2.2:40200", Token: "abcdef.0123456789abcdef", CAHash: "sha256:00ff"}
+	for _, tc := range []struct {
+		name string
+		edit func(*JoinConfig)
+		want string
+	}{
+		{"kubeadm's defaults, rktlet", func(*JoinConfig) {}, head + "nodeRegistration:\n  criSocket: unix:///run/rktlet/rktlet.sock\n"},
+		{"a TCG guest", func(c *JoinConfig) {
+			c.Name = "cairn-1"
+			c.KubeletExtraArgs = []KubeletArg{{"node-ip", "192.168.76.11"}}
+			c.Timeouts = JoinTimeouts{Discovery: 10 * time.Minute, TLSBootstrap: 15 * time.Minute, KubeletHealthCheck: 15 * time.Minute}
+		}, head + `nodeRegistration:
+  name: "cairn-1"
+  criSocket: unix:///run/rktlet/rktlet.sock
+  kubeletExtraArgs:
+  - {name: node-ip, value: "192.168.76.11"}
+timeouts:
+  discovery: 10m0s
+  tlsBootstrap: 15m0s
+  kubeletHealthCheck: 15m0s
+`},
+		{"a node in a namespace, on containerd", func(c *JoinConfig) {
+			c.Name = "node-2"
+			c.CRISocket = "unix:///run/containerd/containerd.sock"
+			c.KubeletExtraArgs = []KubeletArg{{"node-ip", "192.168.100.12"}, {"cgroup-root", "/c1-node-2"}}
+		}, head + `nodeRegistration:
+  name: "node-2"
+  criSocket: unix:///run/containerd/containerd.sock
+  kubeletExtraArgs:
+  - {name: node-ip, value: "192.168.100.12"}
+  - {name: cgroup-root, value: "/c1-node-2"}
+`},
+		{"one timeout", func(c *JoinConfig) { c.Timeouts.TLSBootstrap = 90 * time.Second },
+			head + "nodeRegistration:\n  criSocket: unix:///run/rktlet/rktlet.sock\ntimeouts:\n  tlsBootstrap: 1m30s\n"},
+	} {
+		c := base
+		tc.edit(&c)
+		if got := c.YAML(); got != tc.want {
+			t.Errorf("%s:\n%s\nwant:\n%s", tc.name, got, tc.want)
 		}
 	}
 }

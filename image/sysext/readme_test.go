@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/cairn-os/cairn/installer/firstboot"
 )
 
@@ -20,6 +22,10 @@ func TestReadmeIgnitionConfigs(t *testing.T) {
 	blocks := regexp.MustCompile("(?s)```json\n(.*?)\n```").FindAllSubmatch(b, -1)
 	if len(blocks) != 2 {
 		t.Fatalf("%d JSON configs in kube/README.md, want init and join", len(blocks))
+	}
+	yamls := regexp.MustCompile("(?s)```yaml\n(.*?\n)```").FindAllSubmatch(b, -1)
+	if len(yamls) != 2 {
+		t.Fatalf("%d kubeadm configurations in kube/README.md, want init's and join's", len(yamls))
 	}
 	spec := Kubernetes(KubernetesVersion, "0.1.0", "", "", 0)
 	for i, verb := range []string{"init", "join"} {
@@ -56,6 +62,32 @@ func TestReadmeIgnitionConfigs(t *testing.T) {
 		if u := units["kubeadm.service"]; !strings.Contains(u, "/usr/bin/kubeadm "+verb+" --config=/etc/kubernetes/kubeadm-"+verb+".yaml") ||
 			!strings.Contains(u, "After=kubernetes-sysext.service") {
 			t.Errorf("%s config: kubeadm's unit:\n%s", verb, u)
+		}
+		// The kubeadm configuration shown above the config is the one in it; join's is
+		// JoinConfig's, as e2e's nodes and kube/clustertest's have it.
+		y := files[KubeadmConfigPath(verb)]
+		if y != string(yamls[i][1]) {
+			t.Errorf("%s config: its kubeadm configuration is not the one shown above it:\n%s", verb, y)
+		}
+		if verb == "join" {
+			var jc struct {
+				Discovery struct {
+					BootstrapToken struct {
+						APIServerEndpoint string   `json:"apiServerEndpoint"`
+						Token             string   `json:"token"`
+						CACertHashes      []string `json:"caCertHashes"`
+					} `json:"bootstrapToken"`
+				} `json:"discovery"`
+			}
+			if err := yaml.Unmarshal([]byte(y), &jc); err != nil || len(jc.Discovery.BootstrapToken.CACertHashes) != 1 {
+				t.Fatalf("join config: kubeadm's configuration: %v, %+v", err, jc)
+			}
+			d := jc.Discovery.BootstrapToken
+			if want := (JoinConfig{APIServer: d.APIServerEndpoint, Token: d.Token, CAHash: d.CACertHashes[0]}).YAML(); y != want {
+				t.Errorf("join config: kubeadm's configuration is not JoinConfig's:\n%s\nwant:\n%s", y, want)
+			}
+		} else if !strings.Contains(y, NodeRegistration{}.YAML()) {
+			t.Errorf("init config: kubeadm's configuration lacks NodeRegistration's:\n%s", y)
 		}
 		for path, want := range map[string]string{SysctlPath: NodeSysctls, ModulesLoadPath: NodeModules} {
 			if files[path] != want {

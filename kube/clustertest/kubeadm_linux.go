@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	fct "github.com/cairn-os/cairn/flannel/clustertest"
+	"github.com/cairn-os/cairn/image/sysext"
 )
 
 // preflightIgnored are kubeadm's preflight checks a node in a namespace cannot pass, each
@@ -39,12 +40,11 @@ func ignoredPreflight() string {
 	return "--ignore-preflight-errors=" + strings.Join(names, ",")
 }
 
-// kubeletArgs are the per-node kubelet flags kubeadm writes into kubeadm-flags.env.
-func (n *Node) kubeletExtraArgs() string {
-	return fmt.Sprintf(`  kubeletExtraArgs:
-  - {name: node-ip, value: %q}
-  - {name: cgroup-root, value: %q}
-`, n.Host.IP, n.CgroupRoot)
+// registration is the node's nodeRegistration in kubeadm's configuration: its name, its
+// runtime's socket and the per-node kubelet flags kubeadm writes into kubeadm-flags.env.
+func (n *Node) registration() sysext.NodeRegistration {
+	return sysext.NodeRegistration{Name: n.Name, CRISocket: "unix://" + n.Runtime.criSocket(),
+		KubeletExtraArgs: []sysext.KubeletArg{{Name: "node-ip", Value: n.Host.IP.String()}, {Name: "cgroup-root", Value: n.CgroupRoot}}}
 }
 
 // bootstrapToken is the token nodes join with (kubeadm's format: 6.16 characters).
@@ -94,9 +94,6 @@ bootstrapTokens:
 localAPIEndpoint:
   advertiseAddress: %q
   bindPort: %d
-nodeRegistration:
-  name: %q
-  criSocket: unix://%s
 %s---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
@@ -130,7 +127,7 @@ conntrack:
   min: 0
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
-%s`, c.token, c.endpoint.Addr(), c.endpoint.Port(), n.Name, n.Runtime.criSocket(), n.kubeletExtraArgs(), KubernetesVersion, RegistryAddr,
+%s`, c.token, c.endpoint.Addr(), c.endpoint.Port(), n.registration().YAML(), KubernetesVersion, RegistryAddr,
 		c.endpoint.String(), PodNetwork, ServiceNetwork, c.etcdTag, proxyExtra)
 	path := filepath.Join(n.Dir, "kubeadm-init.yaml")
 	writeFile(t, path, cfg)
@@ -153,17 +150,7 @@ func (c *Cluster) Join(n *Node) string {
 	if ep := c.endpoint.Addr(); ep != c.init.Host.IP {
 		n.MustExec("ip", "route", "add", ep.String()+"/32", "via", c.init.Host.IP.String())
 	}
-	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: JoinConfiguration
-discovery:
-  bootstrapToken:
-    apiServerEndpoint: %q
-    token: %q
-    caCertHashes: [%q]
-nodeRegistration:
-  name: %q
-  criSocket: unix://%s
-%s`, c.endpoint.String(), c.token, c.CAHash(), n.Name, n.Runtime.criSocket(), n.kubeletExtraArgs())
+	cfg := sysext.JoinConfig{APIServer: c.endpoint.String(), Token: c.token, CAHash: c.CAHash(), NodeRegistration: n.registration()}.YAML()
 	path := filepath.Join(n.Dir, "kubeadm-join.yaml")
 	writeFile(t, path, cfg)
 	start := time.Now()
