@@ -162,9 +162,6 @@ func (c *Cluster) Join(n *Node) string {
 	return out
 }
 
-// Endpoint is the API server's address and port, as kubeconfigs and kubeadm join name it.
-func (c *Cluster) Endpoint() netip.AddrPort { return c.endpoint }
-
 // BootstrapToken is the token nodes join with.
 func (c *Cluster) BootstrapToken() string { return c.token }
 
