@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 )
 
 func TestKubeadmFlags(t *testing.T) {
@@ -44,16 +45,24 @@ func TestKubeconfig(t *testing.T) {
 	}
 }
 
-func TestQuoteList(t *testing.T) {
+func TestKubeProxyExtra(t *testing.T) {
 	for _, tc := range []struct {
 		in   []string
 		want string
 	}{
-		{[]string{"0.0.0.0/0"}, `"0.0.0.0/0"`},
-		{[]string{"10.0.2.0/24", "primary"}, `"10.0.2.0/24", "primary"`},
+		{nil, ""},
+		{[]string{"0.0.0.0/0"}, "nodePortAddresses: [\"0.0.0.0/0\"]\n"},
+		{[]string{"10.0.2.0/24", "primary"}, "nodePortAddresses: [\"10.0.2.0/24\",\"primary\"]\n"},
 	} {
-		if got := quoteList(tc.in); got != tc.want {
-			t.Errorf("quoteList(%q) = %s; want %s", tc.in, got, tc.want)
+		got := InitOptions{NodePortAddresses: tc.in}.kubeProxyExtra()
+		if got != tc.want {
+			t.Errorf("kubeProxyExtra(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+		var back struct {
+			NodePortAddresses []string `json:"nodePortAddresses"`
+		}
+		if err := yaml.Unmarshal([]byte(got), &back); err != nil || !slices.Equal(back.NodePortAddresses, tc.in) {
+			t.Errorf("kubeProxyExtra(%q) reads back as %q, %v", tc.in, back.NodePortAddresses, err)
 		}
 	}
 }

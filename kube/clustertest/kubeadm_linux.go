@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +71,16 @@ type InitOptions struct {
 	NodePortAddresses []string
 }
 
+// kubeProxyExtra is what the options add to kube-proxy's configuration.
+func (o InitOptions) kubeProxyExtra() string {
+	if len(o.NodePortAddresses) == 0 {
+		return ""
+	}
+	// A JSON array of strings is a YAML flow sequence; a []string always marshals.
+	b, _ := json.Marshal(o.NodePortAddresses)
+	return "nodePortAddresses: " + string(b) + "\n"
+}
+
 // InitWith is Init with the options given.
 func (c *Cluster) InitWith(n *Node, o InitOptions) string {
 	t := c.T
@@ -82,10 +91,6 @@ func (c *Cluster) InitWith(n *Node, o InitOptions) string {
 		c.endpoint = o.Endpoint
 		n.MustExec("ip", "addr", "add", o.Endpoint.Addr().String()+"/32", "dev", "lo")
 		fct.Run(t, "ip", "-n", c.Net.UnderNS, "route", "add", o.Endpoint.Addr().String()+"/32", "via", n.Host.IP.String())
-	}
-	proxyExtra := ""
-	if len(o.NodePortAddresses) > 0 {
-		proxyExtra = fmt.Sprintf("nodePortAddresses: [%s]\n", quoteList(o.NodePortAddresses))
 	}
 	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
@@ -128,7 +133,7 @@ conntrack:
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
 %s`, c.token, c.endpoint.Addr(), c.endpoint.Port(), n.registration().YAML(), KubernetesVersion, RegistryAddr,
-		c.endpoint.String(), PodNetwork, ServiceNetwork, c.etcdTag, proxyExtra)
+		c.endpoint.String(), PodNetwork, ServiceNetwork, c.etcdTag, o.kubeProxyExtra())
 	path := filepath.Join(n.Dir, "kubeadm-init.yaml")
 	writeFile(t, path, cfg)
 	start := time.Now()
@@ -301,15 +306,6 @@ contexts:
   context: {cluster: kubernetes, user: %[3]s}
 current-context: %[3]s
 `, server, b64(ca), user, token)
-}
-
-// quoteList is a YAML flow sequence's items, each quoted.
-func quoteList(items []string) string {
-	q := make([]string, len(items))
-	for i, s := range items {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
 }
 
 // Kubectl runs kubectl with the cluster's admin kubeconfig in the underlay namespace,
