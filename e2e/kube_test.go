@@ -153,7 +153,7 @@ func TestKubernetesNodes(t *testing.T) {
 		FlannelKubeconfig:    c.FlannelKubeconfig(),
 		LocksmithdKubeconfig: c.LocksmithdKubeconfig(),
 		Extension:            exts[fleet.Old], PodNetwork: clustertest.PodNetwork,
-		RegistryMirrors: []string{clustertest.RegistryAddr + "=" + fleet.GuestURL(registryPort(t, c))}}
+		RegistryMirrors: []string{clustertest.RegistryAddr + "=" + fleet.GuestURL(c.RegistryPort())}}
 	links, err := fleet.ClusterLinks()
 	if err != nil {
 		t.Fatal(err)
@@ -418,19 +418,6 @@ func joinDone(out string) (done bool, failed string) {
 		}
 	}
 	return states[len(states)-1] == "active", ""
-}
-
-// registryPort is the port of the registry on this machine's loopback.
-func registryPort(t *testing.T, c *clustertest.Cluster) int {
-	_, p, err := net.SplitHostPort(c.RegistryLoopback())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // within is d, or what is left before ctx's deadline when that is sooner.

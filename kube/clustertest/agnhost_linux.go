@@ -56,7 +56,7 @@ func AgnhostImage(kubeDir string) (string, v1.Image, error) {
 // Push uploads images (keyed by references under registry.k8s.io) to the cluster's registry.
 func (c *Cluster) Push(t testing.TB, imgs map[string]v1.Image) {
 	t.Helper()
-	if err := images.Push(t.Context(), imgs, c.pushTo, io.Discard); err != nil {
+	if err := images.Push(t.Context(), imgs, c.pushTo.String(), io.Discard); err != nil {
 		t.Fatalf("push: %v", err)
 	}
 }

@@ -69,8 +69,8 @@ type Cluster struct {
 	endpoint    netip.AddrPort // the API server, as nodes and clients reach it
 	token       string         // the bootstrap token nodes join with
 	flannelRBAC bool
-	pushTo      string // the registry's loopback address
-	etcdTag     string // the etcd image's tag
+	pushTo      *net.TCPAddr // the registry's loopback address
+	etcdTag     string       // the etcd image's tag
 	lock        *os.File
 }
 
@@ -165,14 +165,14 @@ func New(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.pushTo = local.Addr().String()
+	c.pushTo = local.Addr().(*net.TCPAddr)
 	srv := &http.Server{Handler: registry.New(registry.Logger(discardLogger()))}
 	// Serve returns when Close ends it at cleanup; a failure before shows in the pulls.
 	go func() { _ = srv.Serve(l) }()
 	go func() { _ = srv.Serve(local) }()
 	t.Cleanup(func() { srv.Close() })
 	start = time.Now()
-	if err := images.Push(ctx, imgs, c.pushTo, io.Discard); err != nil {
+	if err := images.Push(ctx, imgs, c.pushTo.String(), io.Discard); err != nil {
 		t.Fatalf("push kubeadm's images: %v", err)
 	}
 	t.Logf("%d images pushed to %s in %s", len(imgs), RegistryAddr, time.Since(start).Round(time.Millisecond))
@@ -181,9 +181,9 @@ func New(t testing.TB) *Cluster {
 	return c
 }
 
-// RegistryLoopback is the registry's address on this machine's loopback, where images are
-// pushed, and where a qemu guest reaches it (as 10.0.2.2 and the same port).
-func (c *Cluster) RegistryLoopback() string { return c.pushTo }
+// RegistryPort is the registry's port on this machine's loopback, where images are pushed,
+// and where a qemu guest reaches it (as 10.0.2.2 and the same port).
+func (c *Cluster) RegistryPort() int { return c.pushTo.Port }
 
 // hostDirs are the paths a node has of its own, each bound from a directory of the node.
 var hostDirs = []string{
