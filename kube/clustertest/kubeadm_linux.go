@@ -86,11 +86,13 @@ func (c *Cluster) InitWith(n *Node, o InitOptions) string {
 	t := c.T
 	t.Helper()
 	c.token = bootstrapToken()
-	c.endpoint = netip.AddrPortFrom(n.Host.IP, 6443)
+	c.init, c.endpoint = n, netip.AddrPortFrom(n.Host.IP, 6443)
 	if o.Endpoint.IsValid() {
 		c.endpoint = o.Endpoint
-		n.MustExec("ip", "addr", "add", o.Endpoint.Addr().String()+"/32", "dev", "lo")
-		fct.Run(t, "ip", "-n", c.Net.UnderNS, "route", "add", o.Endpoint.Addr().String()+"/32", "via", n.Host.IP.String())
+	}
+	if ep, ok := c.routedEndpoint(); ok {
+		n.MustExec("ip", "addr", "add", ep+"/32", "dev", "lo")
+		fct.Run(t, "ip", "-n", c.Net.UnderNS, "route", "add", ep+"/32", "via", n.Host.IP.String())
 	}
 	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
@@ -142,9 +144,16 @@ conntrack:
 		t.Fatalf("kubeadm init: %v\nkubelet:\n%s\nrktlet:\n%s", err, n.Log("kubelet", 40), n.Log("rktlet", 40))
 	}
 	t.Logf("kubeadm init on %s: %s", n.Name, time.Since(start).Round(time.Second))
-	c.init = n
 	c.Kubeconfig = filepath.Join(n.Dir, "etc/kubernetes/admin.conf")
 	return out
+}
+
+// routedEndpoint is the API server's address when it is not the init node's underlay
+// address: it is on that node's loopback, and the underlay and every other node route it
+// there.
+func (c *Cluster) routedEndpoint() (string, bool) {
+	ep := c.endpoint.Addr()
+	return ep.String(), ep != c.init.Host.IP
 }
 
 // Join runs `kubeadm join` on the node, discovering the cluster through the bootstrap
@@ -152,8 +161,8 @@ conntrack:
 func (c *Cluster) Join(n *Node) string {
 	t := c.T
 	t.Helper()
-	if ep := c.endpoint.Addr(); ep != c.init.Host.IP {
-		n.MustExec("ip", "route", "add", ep.String()+"/32", "via", c.init.Host.IP.String())
+	if ep, ok := c.routedEndpoint(); ok {
+		n.MustExec("ip", "route", "add", ep+"/32", "via", c.init.Host.IP.String())
 	}
 	cfg := sysext.JoinConfig{APIServer: c.endpoint.String(), Token: c.token, CAHash: c.CAHash(), NodeRegistration: n.registration()}.YAML()
 	path := filepath.Join(n.Dir, "kubeadm-join.yaml")
