@@ -98,14 +98,15 @@ func StartFleet(ctx context.Context, dir string, im *Images) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	if f.ReleasePort, err = f.serve(http.FileServer(http.Dir(im.Release))); err != nil {
+	if f.ReleasePort, err = f.Serve(http.FileServer(http.Dir(im.Release))); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return f, nil
 }
 
-func (f *Fleet) serve(h http.Handler) (int, error) {
+// Serve serves h on a free port of the host's loopback (guests: GuestURL) until Close.
+func (f *Fleet) Serve(h http.Handler) (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -121,9 +122,6 @@ func (f *Fleet) serve(h http.Handler) (int, error) {
 	}()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
-
-// Serve serves h on a free port of the host's loopback (guests: GuestURL) until Close.
-func (f *Fleet) Serve(h http.Handler) (int, error) { return f.serve(h) }
 
 // startConsole starts the fleet's cairn-console.
 func (f *Fleet) startConsole(ctx context.Context) error {
@@ -160,7 +158,7 @@ func (f *Fleet) startConsole(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	f.stopConsole = cancel
 	go f.Console.Run(rctx)
-	f.ConsolePort, err = f.serve(f.Console.Handler())
+	f.ConsolePort, err = f.Serve(f.Console.Handler())
 	return err
 }
 
