@@ -20,6 +20,7 @@ import (
 	"github.com/cairn-os/cairn/image/sysext"
 	"github.com/cairn-os/cairn/internal/atomicfile"
 	"github.com/cairn-os/cairn/update-engine/payload"
+	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 
 // KubeNode is what a Cairn host needs to join a kubeadm cluster as a node: where the API
@@ -70,10 +71,10 @@ func (k KubeNode) joinConfig(n int) sysext.JoinConfig {
 }
 
 // kubeUpdateConf is a node's update.conf: updates from the fleet's Omaha server, reboots
-// coordinated by locksmithd's kubernetes strategy.
+// coordinated by locksmithd's kubernetes strategy with the kubeconfig where it looks by
+// default.
 func (f *Fleet) kubeUpdateConf() string {
-	return fmt.Sprintf("GROUP=stable\nSERVER=%s%s\nREBOOT_STRATEGY=kubernetes\nLOCKSMITHD_KUBECONFIG=/etc/kubernetes/locksmithd.conf\n",
-		GuestURL(f.ConsolePort), updates.UpdatePath)
+	return fmt.Sprintf("GROUP=stable\nSERVER=%s%s\nREBOOT_STRATEGY=%s\n", GuestURL(f.ConsolePort), updates.UpdatePath, updateconf.StrategyKubernetes)
 }
 
 // KubeConfig is host n's first-boot config as a Kubernetes node: root's ssh key, its address
@@ -102,7 +103,7 @@ func (f *Fleet) KubeConfig(n int, k KubeNode) *Config {
 		File("/etc/cairn/flanneld.env", 0o644, fmt.Sprintf("NODE_NAME=%s\nFLANNELD_OPTS=-kube-subnet-mgr -kubeconfig-file=/etc/kube-flannel/kubeconfig -iface=%s -ip-masq\n",
 			name, ClusterLinkIP(n))).
 		Unit("flanneld.service", "", true).
-		File("/etc/kubernetes/locksmithd.conf", 0o600, k.LocksmithdKubeconfig).
+		File(updateconf.Defaults["LOCKSMITHD_KUBECONFIG"], 0o600, k.LocksmithdKubeconfig).
 		File("/etc/cairn/update.conf", 0o644, f.kubeUpdateConf())
 }
 

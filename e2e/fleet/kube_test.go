@@ -1,14 +1,18 @@
 package fleet
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/cairn-os/cairn/console/updates"
 	"github.com/cairn-os/cairn/image/sysext"
 	"github.com/cairn-os/cairn/installer/firstboot"
 	"github.com/cairn-os/cairn/update-engine/payload"
+	"github.com/cairn-os/cairn/update-engine/updateconf"
 )
 
 func TestRktletDropIn(t *testing.T) {
@@ -110,7 +114,6 @@ func TestKubeConfig(t *testing.T) {
 		for path, want := range map[string]string{
 			"/etc/systemd/network/10-cluster.network":              "Address=" + tc.addr + "/24",
 			"/etc/cairn/flanneld.env":                              "NODE_NAME=" + tc.name + "\nFLANNELD_OPTS=-kube-subnet-mgr -kubeconfig-file=/etc/kube-flannel/kubeconfig -iface=" + tc.addr + " ",
-			"/etc/cairn/update.conf":                               "REBOOT_STRATEGY=kubernetes\n",
 			"/etc/systemd/system/rktlet.service.d/10-mirrors.conf": "--registry-mirror=192.168.100.1:5000=http://10.0.2.2:40300",
 			"/etc/kube-flannel/net-conf.json":                      `"Network": "10.244.0.0/16"`,
 			"/etc/sysctl.d/90-kubernetes.conf":                     "net.ipv4.ip_forward = 1\n",
@@ -119,6 +122,19 @@ func TestKubeConfig(t *testing.T) {
 			if !strings.Contains(files[path], want) {
 				t.Errorf("%s: %s = %q; want it to contain %q", tc.name, path, files[path], want)
 			}
+		}
+		// update.conf as update_engine and locksmithd read it, over their defaults.
+		conf := filepath.Join(t.TempDir(), "update.conf")
+		if err := os.WriteFile(conf, []byte(files["/etc/cairn/update.conf"]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		uc, err := updateconf.Load([]string{conf})
+		if err != nil {
+			t.Fatalf("%s: update.conf: %v", tc.name, err)
+		}
+		if uc.RebootStrategy != updateconf.StrategyKubernetes || uc.Server != "http://10.0.2.2:40100"+updates.UpdatePath || uc.Group != "stable" ||
+			uc.Kube.Kubeconfig != "/etc/kubernetes/locksmithd.conf" {
+			t.Errorf("%s: update.conf reads as strategy %q, server %q, group %q, kubeconfig %q", tc.name, uc.RebootStrategy, uc.Server, uc.Group, uc.Kube.Kubeconfig)
 		}
 		if u := units["kubernetes-sysext.service"]; !strings.Contains(u, "Environment=URL="+k.Extension.URL+"\n") ||
 			!strings.Contains(u, "Environment=SHA256="+k.Extension.SHA256+"\n") || !strings.Contains(u, "/etc/extensions/kubernetes-v1.37.2.raw\n") {
