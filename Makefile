@@ -15,16 +15,18 @@ GOFLAGS_TAGS := -tags '$(GOTAGS)'
 TEST_TIMEOUT ?= 40m
 # Kubernetes' e2e node conformance run: its suite is bounded at 4 h (kube/conformance).
 CONFORMANCE_TIMEOUT ?= 5h
+# The Kubernetes nodes' e2e test bounds itself 5 minutes before this (e2e/README.md).
+E2E_KUBE_TIMEOUT ?= 60m
 # golangci-lint, pinned, built once with go install into a cache outside the tree.
 GOLANGCI_LINT_VERSION := v2.15.0
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn-tools
 GOLANGCI_LINT := $(TOOLS_CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test unit conformance demo bench image lint clean
+.PHONY: help deps build test unit conformance e2e-kube demo bench image lint clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## install Debian packages and Go modules the build and tests need (idempotent)
 	@tools/deps/install.sh
@@ -43,6 +45,9 @@ unit: deps ## run only the unit tests (no root needed, no prerequisites; -short 
 conformance: build ## run Kubernetes' e2e node conformance specs against a two-node kubeadm cluster on rktlet (as root; reports in _output/conformance)
 	CAIRN_CONFORMANCE=1 CAIRN_CONFORMANCE_DIR=$(CURDIR)/_output/conformance CAIRN_BIN=$(BIN) \
 		$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout $(CONFORMANCE_TIMEOUT) -run '^TestConformance$$' -v ./kube/conformance/
+
+e2e-kube: build ## boot two Cairn VMs with the Kubernetes extension as nodes of a kubeadm cluster and roll an OS update through them with drains (as root, qemu; apart from make test)
+	CAIRN_E2E_KUBE=1 CAIRN_BIN=$(BIN) $(GO) test $(GOFLAGS_TAGS) -count=1 -timeout $(E2E_KUBE_TIMEOUT) -run '^TestKubernetesNodes$$' -v ./e2e/
 
 demo: build ## build two Cairn releases (cached), boot a two-host cluster in qemu: pods across hosts, an update rolled out from the console (its URL and login printed)
 	$(BIN)/cairn-demo -o _output/demo -bin $(BIN)
