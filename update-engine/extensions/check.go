@@ -58,6 +58,8 @@ func (r Report) Line(f Finding) string {
 		return fmt.Sprintf("%s: cannot check what it fits: %v", file, f.Err)
 	case f.Misfit == "":
 		return ""
+	case f.Misfit == misfitOSRelease:
+		return fmt.Sprintf("%s: %s", file, f.Misfit)
 	case f.Release[keyID] == "":
 		return fmt.Sprintf("%s: %s: not merged; update_engine stages matching extensions under %s", file, f.Misfit, DefaultStoreDir)
 	}
@@ -190,7 +192,8 @@ func (c *Checker) candidates() ([]candidate, error) {
 }
 
 // Check reads the host's os-release and every extension's extension-release and compares
-// them. The error is for the host (no os-release, an unreadable search directory); what is
+// them, after looking for the /usr/lib/os-release that makes systemd-sysext refuse to merge
+// anything. The error is for the host (no os-release, an unreadable search directory); what is
 // wrong with an extension is in its Finding.
 func (c *Checker) Check(ctx context.Context) (Report, error) {
 	host, err := c.hostRelease()
@@ -206,61 +209,114 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		f := Finding{Name: cand.name, Path: cand.path}
-		var err error
-		f.Release, err = c.release(cand)
-		switch {
-		case errors.Is(err, errNoRelease):
-			// As systemd's validation of an empty extension-release: left out.
-			f.Misfit = "it carries no extension-release." + cand.name
-		case errors.Is(err, errUnsupported):
-			f.Unchecked = uncheckedWhy(err)
-		case err != nil:
-			f.Err = err
-		default:
-			f.Misfit = misfit(host, rep.Arch, f.Release)
-		}
-		rep.Findings = append(rep.Findings, f)
+		rep.Findings = append(rep.Findings, c.check(host, rep.Arch, cand))
 	}
 	return rep, nil
 }
 
-// release reads and parses an extension's extension-release.
-func (c *Checker) release(cand candidate) (osrelease.Release, error) {
-	b, err := c.releaseBytes(cand)
-	if err != nil {
-		return nil, err
+// misfitOSRelease is the misfit of an extension that carries /usr/lib/os-release: systemd-sysext
+// 252 refuses the whole merge for it, not only this extension.
+const misfitOSRelease = "it carries /usr/lib/os-release, which systemd-sysext refuses: it merges no extension at all while this one is there"
+
+// check reads one extension as systemd-sysext's merge does: first whether it carries
+// /usr/lib/os-release, then its extension-release against the host's.
+func (c *Checker) check(host osrelease.Release, arch string, cand candidate) Finding {
+	f := Finding{Name: cand.name, Path: cand.path}
+	fail := func(err error) Finding {
+		switch {
+		case errors.Is(err, errAbsent):
+			// As systemd's validation of an empty extension-release: left out.
+			f.Misfit = "it carries no extension-release." + cand.name
+		case errors.Is(err, errUnsupported):
+			f.Unchecked = uncheckedWhy(err)
+		default:
+			f.Err = err
+		}
+		return f
 	}
-	r, err := osrelease.Parse(b)
+	t, done, err := c.open(cand)
 	if err != nil {
-		return nil, fmt.Errorf("%w: extension-release.%s: %w", ErrRelease, cand.name, err)
+		return fail(err)
 	}
-	return r, nil
+	defer done()
+	has, err := t.hasOSRelease()
+	if err != nil {
+		return fail(err)
+	}
+	if has {
+		f.Misfit = misfitOSRelease
+		return f
+	}
+	b, err := t.release(cand.name)
+	if err != nil {
+		return fail(err)
+	}
+	if f.Release, err = osrelease.Parse(b); err != nil {
+		return fail(fmt.Errorf("%w: extension-release.%s: %w", ErrRelease, cand.name, err))
+	}
+	f.Misfit = misfit(host, arch, f.Release)
+	return f
 }
 
-func (c *Checker) releaseBytes(cand candidate) ([]byte, error) {
-	file := "extension-release." + cand.name
+// tree is an extension's content as the check reads it.
+type tree interface {
+	// hasOSRelease reports whether it carries /usr/lib/os-release.
+	hasOSRelease() (bool, error)
+	// release reads its /usr/lib/extension-release.d/extension-release.NAME; errAbsent when
+	// it has none.
+	release(name string) ([]byte, error)
+}
+
+// open opens a candidate's tree; done releases it.
+func (c *Checker) open(cand candidate) (t tree, done func(), err error) {
 	if cand.dir {
-		p, err := securejoin.SecureJoin(cand.full, "usr/lib/extension-release.d/"+file)
-		if err != nil {
-			return nil, err
-		}
-		b, err := readLimited(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: usr/lib/extension-release.d/%s: %w", ErrRelease, file, errNoRelease)
-		}
-		return b, err
+		return dirTree(cand.full), func() {}, nil
 	}
 	f, err := os.Open(cand.full)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
 	fi, err := f.Stat()
+	if err == nil {
+		t, err = openImage(f, fi.Size(), c.arch())
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return t, func() { f.Close() }, nil
+}
+
+// dirTree is a directory extension: systemd-sysext resolves paths in it as in a root of its
+// own.
+type dirTree string
+
+func (d dirTree) hasOSRelease() (bool, error) {
+	p, err := securejoin.SecureJoin(string(d), "usr/lib/os-release")
+	if err != nil {
+		return false, err
+	}
+	_, err = os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("%w: %w", ErrRelease, err)
+	}
+	return true, nil
+}
+
+func (d dirTree) release(name string) ([]byte, error) {
+	file := "extension-release." + name
+	p, err := securejoin.SecureJoin(string(d), "usr/lib/extension-release.d/"+file)
 	if err != nil {
 		return nil, err
 	}
-	return readImageRelease(f, fi.Size(), cand.name, c.arch())
+	b, err := readLimited(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: usr/lib/extension-release.d/%s: %w", ErrRelease, file, errAbsent)
+	}
+	return b, err
 }
 
 func readLimited(path string) ([]byte, error) {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/cairn-os/cairn/internal/gpt"
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 // hostTree makes a host of Cairn version with /usr/lib/extensions linked to its store
@@ -150,5 +152,85 @@ func TestCheckHostRelease(t *testing.T) {
 	rep, err := (&Checker{Root: root}).Check(context.Background())
 	if err != nil || len(rep.Findings) != 0 || rep.Failed() {
 		t.Errorf("%+v, %v", rep, err)
+	}
+}
+
+// mkErofs packs files (path: content) into an erofs with mkfs.erofs, as image/sysext does.
+func mkErofs(t *testing.T, files map[string]string) []byte {
+	testenv.RequireCommand(t, "mkfs.erofs")
+	tree := t.TempDir()
+	for p, b := range files {
+		write(t, filepath.Join(tree, p), []byte(b))
+	}
+	img := filepath.Join(t.TempDir(), "fs.erofs")
+	if o, err := exec.Command("mkfs.erofs", "--quiet", "-zlz4hc", "-T1", "--all-root", "-x-1", img, tree).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.erofs: %v\n%s", err, o)
+	}
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// An extension carrying /usr/lib/os-release makes systemd-sysext 252 refuse the whole merge
+// ("Extension image contains /usr/lib/os-release file, which is not allowed"), whether it fits
+// or not: it is a misfit that says so. /etc/os-release in an extension is allowed, and a
+// dangling link is no file, as systemd resolves it.
+func TestCheckOSRelease(t *testing.T) {
+	const fits = "ID=cairn\nVERSION_ID=1.3.0\n"
+	root := hostTree(t, "1.3.0")
+	ext := filepath.Join(root, "var/lib/extensions")
+	write(t, filepath.Join(ext, "carrier/usr/lib/os-release"), []byte("ID=cairn\nVERSION_ID=1.3.0\n"))
+	write(t, filepath.Join(ext, "carrier/usr/lib/extension-release.d/extension-release.carrier"), []byte(fits))
+	write(t, filepath.Join(ext, "dangling/usr/lib/extension-release.d/extension-release.dangling"), []byte(fits))
+	if err := os.Symlink("../../nowhere", filepath.Join(ext, "dangling/usr/lib/os-release")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(ext, "etc/etc/os-release"), []byte("ID=cairn\n"))
+	write(t, filepath.Join(ext, "etc/usr/lib/extension-release.d/extension-release.etc"), []byte(fits))
+	// Another version as well: the os-release is what it is named for.
+	write(t, filepath.Join(ext, "old/usr/lib/os-release"), []byte("ID=cairn\n"))
+	write(t, filepath.Join(ext, "old/usr/lib/extension-release.d/extension-release.old"), []byte("ID=cairn\nVERSION_ID=1.2.0\n"))
+
+	rep, err := (&Checker{Root: root, Arch: "x86-64"}).Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range rep.Findings {
+		got = append(got, f.Name+": "+rep.Line(f))
+	}
+	const refused = ": it carries /usr/lib/os-release, which systemd-sysext refuses: it merges no extension at all while this one is there"
+	want := []string{"carrier: carrier" + refused, "dangling: ", "etc: ", "old: old" + refused}
+	if !reflect.DeepEqual(got, want) || !rep.Failed() {
+		t.Errorf("failed %v, lines\n%q\nwant\n%q", rep.Failed(), got, want)
+	}
+}
+
+func TestCheckOSReleaseInImages(t *testing.T) {
+	const fits = "ID=cairn\nVERSION_ID=1.3.0\n"
+	root := hostTree(t, "1.3.0")
+	ext := filepath.Join(root, "var/lib/extensions")
+	write(t, filepath.Join(ext, "ddi.raw"), ddi(t, mkErofs(t, map[string]string{
+		"lib/os-release": "ID=cairn\n", "lib/extension-release.d/extension-release.ddi": fits}), gpt.TypeUSR))
+	write(t, filepath.Join(ext, "bare.raw"), mkErofs(t, map[string]string{
+		"usr/lib/os-release": "ID=cairn\n", "usr/lib/extension-release.d/extension-release.bare": fits}))
+	// The same without the os-release: fits.
+	write(t, filepath.Join(ext, "fine.raw"), ddi(t, mkErofs(t, map[string]string{
+		"lib/extension-release.d/extension-release.fine": fits, "etc/os-release": "ID=x\n"}), gpt.TypeUSR))
+
+	rep, err := (&Checker{Root: root, Arch: "x86-64"}).Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range rep.Findings {
+		got = append(got, f.Name+": "+rep.Line(f))
+	}
+	const refused = ": it carries /usr/lib/os-release, which systemd-sysext refuses: it merges no extension at all while this one is there"
+	want := []string{"bare: bare.raw" + refused, "ddi: ddi.raw" + refused, "fine: "}
+	if !reflect.DeepEqual(got, want) || !rep.Failed() {
+		t.Errorf("failed %v, lines\n%q\nwant\n%q", rep.Failed(), got, want)
 	}
 }

@@ -48,23 +48,36 @@ func uncheckedWhy(err error) string {
 	return ""
 }
 
-// readImageRelease returns the extension-release.NAME file that an extension image (NAME.raw)
-// of size bytes carries, read from its erofs file system without mounting it: from the usr
-// partition for arch of a Discoverable Disk Image (image/sysext builds those), or from
-// usr/lib/extension-release.d of an image that is one bare erofs. dm-verity is not checked:
-// systemd-sysext opens the image through it when it merges, and this only reads what the
-// image says it fits. An image that systemd can mount and this reader cannot (another file
-// system, a root partition, a compressed file) is errUnsupported.
-func readImageRelease(r io.ReaderAt, size int64, name, arch string) ([]byte, error) {
-	fs, err := openImage(r, size, arch)
-	if err != nil {
-		return nil, err
+// An extension image (NAME.raw) is read from its erofs file system without mounting it: the
+// usr partition for the host's architecture of a Discoverable Disk Image (image/sysext builds
+// those), or an image that is one bare erofs holding usr/. dm-verity is not checked:
+// systemd-sysext opens the image through it when it merges, and this only reads what the image
+// says it fits. An image that systemd can mount and this reader cannot (another file system, a
+// root partition, a compressed file) is errUnsupported.
+
+// hasOSRelease reports whether the image carries /usr/lib/os-release.
+func (e *erofs) hasOSRelease() (bool, error) {
+	p := e.usrPath("lib/os-release")
+	_, in, err := e.walk(p)
+	switch {
+	case errors.Is(err, errAbsent):
+		return false, nil
+	case err != nil:
+		return false, err
+	case in.mode&modeType == modeLink:
+		// systemd follows it, and a dangling one does not count.
+		return false, unsupported("%s is a symbolic link, which the check does not follow", e.show(p))
 	}
-	return fs.readFile(fs.usrPath("lib/extension-release.d/extension-release."+name), osrelease.MaxSize)
+	return true, nil
 }
 
-// openImage opens the erofs that systemd-sysext would merge from an image: its usr partition
-// for arch, or the image itself when it has no partition table.
+// release reads the image's /usr/lib/extension-release.d/extension-release.NAME.
+func (e *erofs) release(name string) ([]byte, error) {
+	return e.readFile(e.usrPath("lib/extension-release.d/extension-release."+name), osrelease.MaxSize)
+}
+
+// openImage opens the erofs that systemd-sysext would merge from an image of size bytes: its
+// usr partition for arch, or the image itself when it has no partition table.
 func openImage(r io.ReaderAt, size int64, arch string) (*erofs, error) {
 	t, err := gpt.Read(r, size, 0)
 	if err != nil {
@@ -360,7 +373,7 @@ func (e *erofs) walk(path string) (uint64, inode, error) {
 			return 0, in, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), err)
 		}
 		if !ok {
-			return 0, in, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), errNoRelease)
+			return 0, in, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), errAbsent)
 		}
 		nid = child
 	}
@@ -390,5 +403,5 @@ func (e *erofs) readFile(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// errNoRelease: the image carries no extension-release of its name.
-var errNoRelease = errors.New("not in the image")
+// errAbsent: a file the check looks for is not in the extension.
+var errAbsent = errors.New("not in the extension")

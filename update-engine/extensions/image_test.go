@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,16 @@ func ddi(t testing.TB, fs []byte, typ gpt.GUID) []byte {
 	return d
 }
 
+// readImageRelease reads extension-release.NAME from an image of size bytes, as the check
+// does.
+func readImageRelease(r io.ReaderAt, size int64, name, arch string) ([]byte, error) {
+	fs, err := openImage(r, size, arch)
+	if err != nil {
+		return nil, err
+	}
+	return fs.release(name)
+}
+
 // blankFS is a file system of 128 KiB that is blank but for its magic number at off: enough
 // for the check to tell what it is.
 func blankFS(off int, magic string) []byte {
@@ -69,7 +80,7 @@ func TestReadImageRelease(t *testing.T) {
 	}{
 		{"usr partition of a disk image", "demo", "x86-64", ddi(t, fixture(t, "usr.erofs"), usr), demoRelease, nil},
 		{"bare erofs", "demo", "x86-64", fixture(t, "bare.erofs"), demoRelease, nil},
-		{"another name", "other", "x86-64", ddi(t, fixture(t, "usr.erofs"), usr), "", errNoRelease},
+		{"another name", "other", "x86-64", ddi(t, fixture(t, "usr.erofs"), usr), "", errAbsent},
 		{"a root partition instead of a usr partition", "demo", "x86-64", ddi(t, fixture(t, "usr.erofs"), root), "", errUnsupported},
 		{"no usr partition nor root partition", "demo", "x86-64", ddi(t, fixture(t, "usr.erofs"), esp), "", ErrRelease},
 		{"architecture without a known usr type", "demo", "mips-le", ddi(t, fixture(t, "usr.erofs"), usr), "", errUnsupported},
@@ -78,7 +89,7 @@ func TestReadImageRelease(t *testing.T) {
 		{"blank usr partition", "demo", "x86-64", ddi(t, make([]byte, 8192), usr), "", ErrRelease},
 		{"bare squashfs", "demo", "x86-64", squashfs, "", errUnsupported},
 		{"bare ext4", "demo", "x86-64", ext4, "", errUnsupported},
-		{"the usr partition's tree without usr/", "demo", "x86-64", fixture(t, "usr.erofs"), "", errNoRelease},
+		{"the usr partition's tree without usr/", "demo", "x86-64", fixture(t, "usr.erofs"), "", errAbsent},
 		{"neither", "demo", "x86-64", make([]byte, 8192), "", ErrRelease},
 		{"empty", "demo", "x86-64", nil, "", ErrRelease},
 	} {
@@ -195,7 +206,7 @@ func (d boundedDisk) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // FuzzReadImageRelease: an image, however made, is read only inside its bounds, and what is
-// returned is no larger than an extension-release may be.
+// returned is no larger than an extension-release may be; looking for its os-release too.
 func FuzzReadImageRelease(f *testing.F) {
 	f.Add(fixture(f, "bare.erofs"))
 	f.Add(ddi(f, fixture(f, "usr.erofs"), gpt.TypeUSR))
@@ -206,6 +217,11 @@ func FuzzReadImageRelease(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrRelease) {
 			t.Fatalf("error not ErrRelease: %v", err)
+		}
+		if fs, err := openImage(boundedDisk{t, b}, int64(len(b)), "x86-64"); err == nil {
+			if _, err := fs.hasOSRelease(); err != nil && !errors.Is(err, ErrRelease) {
+				t.Fatalf("os-release: error not ErrRelease: %v", err)
+			}
 		}
 	})
 }
