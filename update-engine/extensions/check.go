@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 
@@ -227,6 +228,8 @@ func (c *Checker) check(host osrelease.Release, arch string, cand candidate) Fin
 		case errors.Is(err, errAbsent):
 			// As systemd's validation of an empty extension-release: left out.
 			f.Misfit = "it carries no extension-release." + cand.name
+		case errors.Is(err, errAmbiguous):
+			f.Misfit = "it carries no extension-release." + cand.name + " and " + errAmbiguous.Error()
 		case errors.Is(err, errUnsupported):
 			f.Unchecked = uncheckedWhy(err)
 		default:
@@ -306,17 +309,74 @@ func (d dirTree) hasOSRelease() (bool, error) {
 	return true, nil
 }
 
+// release reads extension-release.NAME. Without it, as systemd 252 does for an extension
+// renamed when it was deployed, it reads the one other regular extension-release.* file whose
+// extended attribute user.extension-release.strict is "false"; with none, or more than one,
+// the extension has no extension-release.
 func (d dirTree) release(name string) ([]byte, error) {
 	file := "extension-release." + name
-	p, err := securejoin.SecureJoin(string(d), "usr/lib/extension-release.d/"+file)
+	p, err := securejoin.SecureJoin(string(d), releaseDir+"/"+file)
 	if err != nil {
 		return nil, err
 	}
 	b, err := readLimited(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: usr/lib/extension-release.d/%s: %w", ErrRelease, file, errAbsent)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return b, err
 	}
-	return b, err
+	dir, err := securejoin.SecureJoin(string(d), releaseDir)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s/%s: %w", ErrRelease, releaseDir, file, errAbsent)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRelease, err)
+	}
+	var lax []string
+	for _, e := range ents {
+		n, ok := strings.CutPrefix(e.Name(), "extension-release.")
+		if !ok || !validImageName(n) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && strictFalse(p) {
+			lax = append(lax, e.Name())
+		}
+	}
+	switch len(lax) {
+	case 0:
+		return nil, fmt.Errorf("%w: %s/%s: %w", ErrRelease, releaseDir, file, errAbsent)
+	case 1:
+		return readLimited(filepath.Join(dir, lax[0]))
+	}
+	return nil, fmt.Errorf("%w: %s/%s: %w: %s", ErrRelease, releaseDir, file, errAmbiguous, strings.Join(lax, ", "))
+}
+
+// errAmbiguous: an extension without its extension-release has more than one file that
+// systemd could take instead, so it takes none.
+var errAmbiguous = errors.New("more than one extension-release marked " + strictAttr + "=false")
+
+// releaseDir is where an extension's extension-release is, in its tree.
+const releaseDir = "usr/lib/extension-release.d"
+
+// strictAttr is the extended attribute of an extension-release file that, set to "false",
+// lets systemd take it for an extension of another name.
+const strictAttr = "user.extension-release.strict"
+
+// validImageName is systemd's image_name_is_valid: a file name of at most 255 bytes, valid
+// UTF-8 without control characters, not "." or "..", not a temporary ".#" file.
+func validImageName(s string) bool {
+	if s == "" || len(s) > 255 || s == "." || s == ".." || strings.HasPrefix(s, ".#") || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r == '/' || r < ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func readLimited(path string) ([]byte, error) {

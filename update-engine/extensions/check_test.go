@@ -234,3 +234,28 @@ func TestCheckOSReleaseInImages(t *testing.T) {
 		t.Errorf("failed %v, lines\n%q\nwant\n%q", rep.Failed(), got, want)
 	}
 }
+
+func TestValidImageName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"kubernetes-v1.37.2", true},
+		{"a", true},
+		{"ünïcode", true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{".#kubernetes", false},
+		{"a/b", false},
+		{"tab\there", false},
+		{"del\x7f", false},
+		{"\xff", false},
+		{strings.Repeat("n", 255), true},
+		{strings.Repeat("n", 256), false},
+	} {
+		if got := validImageName(tc.name); got != tc.want {
+			t.Errorf("validImageName(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

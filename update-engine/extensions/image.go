@@ -71,9 +71,34 @@ func (e *erofs) hasOSRelease() (bool, error) {
 	return true, nil
 }
 
-// release reads the image's /usr/lib/extension-release.d/extension-release.NAME.
+// release reads the image's /usr/lib/extension-release.d/extension-release.NAME. Without
+// it, systemd 252 takes the one other extension-release file whose extended attribute
+// user.extension-release.strict is "false" (an image renamed when it was deployed), which
+// this reader, knowing no extended attributes, cannot tell: an image with such candidates is
+// errUnsupported.
 func (e *erofs) release(name string) ([]byte, error) {
-	return e.readFile(e.usrPath("lib/extension-release.d/extension-release."+name), osrelease.MaxSize)
+	b, err := e.readFile(e.usrPath("lib/extension-release.d/extension-release."+name), osrelease.MaxSize)
+	if !errors.Is(err, errAbsent) {
+		return b, err
+	}
+	ents, derr := e.readDir(e.usrPath("lib/extension-release.d"))
+	switch {
+	case errors.Is(derr, errAbsent):
+		return nil, err
+	case derr != nil:
+		return nil, derr
+	}
+	var others []string
+	for _, d := range ents {
+		if n, ok := strings.CutPrefix(d.name, "extension-release."); ok && d.ftype == ftypeReg && validImageName(n) {
+			others = append(others, d.name)
+		}
+	}
+	if len(others) == 0 {
+		return nil, err
+	}
+	return nil, unsupported("no extension-release.%s but %s, which systemd-sysext takes when its extended attribute user.extension-release.strict is false; the check does not read extended attributes in images",
+		name, strings.Join(others, ", "))
 }
 
 // openImage opens the erofs that systemd-sysext would merge from an image of size bytes: its
@@ -301,19 +326,29 @@ func (e *erofs) data(nid uint64, in inode, limit int64) ([]byte, error) {
 	return out, nil
 }
 
-// lookup finds name in directory data: blocks, each an array of 12-byte entries (nid, name
-// offset, type) followed by the names, the first entry's name offset giving their number.
-func (e *erofs) lookup(dir []byte, name string) (uint64, bool, error) {
+// dirent is one entry of a directory.
+type dirent struct {
+	name  string
+	nid   uint64
+	ftype byte // erofs's file type: 1 a regular file, 2 a directory, 7 a symlink
+}
+
+const ftypeReg = 1
+
+// entries calls fn for each entry of directory data, until it returns false: blocks, each an
+// array of 12-byte entries (nid, name offset, type) followed by the names, the first entry's
+// name offset giving their number.
+func (e *erofs) entries(dir []byte, fn func(dirent) bool) error {
 	le := binary.LittleEndian
 	blk := 1 << e.blkBits
 	for start := 0; start < len(dir); start += blk {
 		b := dir[start:min(start+blk, len(dir))]
 		if len(b) < direntSize {
-			return 0, false, fmt.Errorf("%w: directory block of %d bytes", errCorrupt, len(b))
+			return fmt.Errorf("%w: directory block of %d bytes", errCorrupt, len(b))
 		}
 		first := int(le.Uint16(b[8:]))
 		if first < direntSize || first%direntSize != 0 || first > len(b) {
-			return 0, false, fmt.Errorf("%w: directory block with names at %d", errCorrupt, first)
+			return fmt.Errorf("%w: directory block with names at %d", errCorrupt, first)
 		}
 		n := first / direntSize
 		for i := range n {
@@ -323,7 +358,7 @@ func (e *erofs) lookup(dir []byte, name string) (uint64, bool, error) {
 				end = int(le.Uint16(b[(i+1)*direntSize+8:]))
 			}
 			if off < first || end < off || end > len(b) {
-				return 0, false, fmt.Errorf("%w: directory entry %d's name at %d..%d", errCorrupt, i, off, end)
+				return fmt.Errorf("%w: directory entry %d's name at %d..%d", errCorrupt, i, off, end)
 			}
 			got := b[off:end]
 			if i+1 == n {
@@ -332,12 +367,52 @@ func (e *erofs) lookup(dir []byte, name string) (uint64, bool, error) {
 					got = got[:z]
 				}
 			}
-			if string(got) == name {
-				return le.Uint64(b[i*direntSize:]), true, nil
+			if !fn(dirent{name: string(got), nid: le.Uint64(b[i*direntSize:]), ftype: b[i*direntSize+10]}) {
+				return nil
 			}
 		}
 	}
-	return 0, false, nil
+	return nil
+}
+
+// lookup finds name in directory data.
+func (e *erofs) lookup(dir []byte, name string) (uint64, bool, error) {
+	var nid uint64
+	var found bool
+	err := e.entries(dir, func(d dirent) bool {
+		if d.name == name {
+			nid, found = d.nid, true
+		}
+		return !found
+	})
+	return nid, found, err
+}
+
+// readDir lists the directory at path.
+func (e *erofs) readDir(path string) ([]dirent, error) {
+	nid, in, err := e.walk(path)
+	if err != nil {
+		return nil, err
+	}
+	if in.mode&modeType != modeDir {
+		return nil, fmt.Errorf("%w: %s is not a directory", ErrRelease, e.show(path))
+	}
+	dir, err := e.data(nid, in, maxDir)
+	if errors.Is(err, errPacked) {
+		return nil, unsupported("directory %s is compressed or chunked, which the check does not read", e.show(path))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), err)
+	}
+	var ents []dirent
+	err = e.entries(dir, func(d dirent) bool {
+		ents = append(ents, d)
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrRelease, e.show(path), err)
+	}
+	return ents, nil
 }
 
 // walk finds the inode at path (slash-separated, from the root), following no symlink: one
