@@ -134,11 +134,7 @@ func New(t testing.TB) *Cluster {
 		t.Fatalf("build Kubernetes' binaries: %v", err)
 	}
 	c.Kube, c.etcdTag = src.Kube, src.EtcdTag()
-	out, err := exec.CommandContext(ctx, filepath.Join(root, "tools/kube/build.sh"), "kubeadm", "kubelet", "kubectl", "agnhost").Output()
-	if err != nil {
-		t.Fatalf("tools/kube/build.sh kubeadm kubelet kubectl agnhost: %v", err)
-	}
-	if d := strings.TrimSpace(string(out)); d != c.Kube {
+	if d := testenv.Tool(t, "kube/build.sh", "kubeadm", "kubelet", "kubectl", "agnhost"); d != c.Kube {
 		t.Fatalf("kubeadm in %s, the control plane's binaries in %s", d, c.Kube)
 	}
 	c.Cairn = cairnBin(t, root)
