@@ -228,7 +228,14 @@ func TestKubernetesNodes(t *testing.T) {
 		t.Errorf("web's pods are on %v; want one on each VM", where)
 	}
 	stages.done("web Deployment Ready, one pod per VM")
+	// kube-proxy starts on a VM as web's pod does (both images pulled at once) and writes the
+	// NodePort's rules in its first sync after that: the client starts once both VMs serve it.
+	c.MustKubectl("", "-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=10m")
 	lb := &balancer{ports: lbPorts}
+	if err := lb.serving(ctx, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	stages.done("kube-proxy on both VMs, the NodePort answering on each")
 	lctx, lcancel := context.WithCancel(ctx)
 	lbDone := make(chan struct{})
 	go func() { lb.run(lctx); close(lbDone) }()
@@ -244,7 +251,8 @@ func TestKubernetesNodes(t *testing.T) {
 	}
 	time.Sleep(20 * time.Second)
 	if st := lb.stats(); st.ok == 0 || st.failed > 0 {
-		t.Fatalf("the Service through the VMs' NodePorts: %s", st)
+		t.Fatalf("the Service through the VMs' NodePorts: %s; the last errors: %s\nweb's pods' events:\n%s", st,
+			strings.Join(st.lastErrors, "; "), webEvents(c))
 	} else {
 		t.Logf("the Service answers through both VMs' NodePorts: %s", st)
 	}
@@ -572,9 +580,33 @@ func (b *balancer) stats() balancerStats {
 		lastErrors: slices.Clone(b.errs)}
 }
 
-func (b *balancer) run(ctx context.Context) {
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+// newClient is the balancer's HTTP client: a connection per request, short timeouts.
+func newClient() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}}
+}
+
+// serving waits until each VM's NodePort has answered once, for up to timeout.
+func (b *balancer) serving(ctx context.Context, timeout time.Duration) error {
+	client := newClient()
+	deadline := time.Now().Add(timeout)
+	for i, port := range b.ports {
+		for {
+			_, err := get(ctx, client, fmt.Sprintf("http://127.0.0.1:%d/hostname", port))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("VM %d's NodePort (127.0.0.1:%d) not answering within %v: %w", i+1, port, timeout, err)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	return nil
+}
+
+func (b *balancer) run(ctx context.Context) {
+	client := newClient()
 	for i := 0; ctx.Err() == nil; i++ {
 		pod, tries, err := b.request(ctx, client, i)
 		if ctx.Err() != nil {
