@@ -97,7 +97,9 @@ func hashFiles(h io.Writer, paths []string) error {
 			return err
 		}
 		fmt.Fprintf(h, "%s %d\n", filepath.Base(p), len(b))
-		h.Write(b)
+		if _, err := h.Write(b); err != nil {
+			return err
+		}
 	}
 	return nil
 }

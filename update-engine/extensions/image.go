@@ -41,8 +41,7 @@ func unsupported(format string, a ...any) error {
 
 // uncheckedWhy is why err's image was not checked, or "" when err is no errUnsupported.
 func uncheckedWhy(err error) string {
-	var u *unsupportedError
-	if errors.As(err, &u) {
+	if u, ok := errors.AsType[*unsupportedError](err); ok {
 		return u.why
 	}
 	return ""
