@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -43,7 +42,7 @@ const (
 
 // Cluster is an underlay namespace with a bridge and an etcd, and the hosts on it.
 type Cluster struct {
-	T        testing.TB
+	T        testenv.TB
 	ID       string
 	Dir      string
 	Flanneld string // binary
@@ -73,7 +72,7 @@ type Host struct {
 }
 
 // Require checks what a cluster needs, skipping (or failing under CI) without it.
-func Require(t testing.TB) {
+func Require(t testenv.TB) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip")
@@ -82,7 +81,7 @@ func Require(t testing.TB) {
 }
 
 // Run runs a command and fails the test on error.
-func Run(t testing.TB, name string, args ...string) string {
+func Run(t testenv.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -92,7 +91,7 @@ func Run(t testing.TB, name string, args ...string) string {
 }
 
 // New creates the underlay namespace, its bridge and etcd.
-func New(t testing.TB, flanneld string) *Cluster {
+func New(t testenv.TB, flanneld string) *Cluster {
 	t.Helper()
 	Require(t)
 	var b [3]byte
@@ -427,7 +426,7 @@ func (h *Host) Ping(src, dst netip.Addr, count int, interval string) (string, er
 }
 
 // Eventually polls f every 100 ms until it returns nil or timeout passes.
-func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) time.Duration {
+func Eventually(t testenv.TB, timeout time.Duration, what string, f func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var err error

@@ -155,7 +155,7 @@ func (a *APIServer) Annotations(name string) (map[string]string, error) {
 	return n.Metadata.Annotations, nil
 }
 
-func writeFile(t testing.TB, path, s string) {
+func writeFile(t testenv.TB, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)

@@ -5,13 +5,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
 // PrivateBus starts a dbus-daemon of the test's own (with the session bus policy, which lets
 // the test own any name) and returns its address. It is stopped when the test ends.
-func PrivateBus(t testing.TB) string {
+func PrivateBus(t TB) string {
 	t.Helper()
 	SkipShort(t, "needs a dbus-daemon")
 	bin := RequireCommand(t, "dbus-daemon")

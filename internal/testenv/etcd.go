@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"testing"
 	"time"
 )
 
@@ -18,7 +17,7 @@ import (
 // free ports, with its data in a temporary directory, and returns its client URL. It is
 // killed when the test ends. It runs the etcd binary rather than internal/etcdembed so that
 // the test binaries importing testenv do not all link etcd's server.
-func Etcd(t testing.TB) string {
+func Etcd(t TB) string {
 	t.Helper()
 	SkipShort(t, "needs an etcd")
 	bin := RequireCommand(t, "etcd")
@@ -38,7 +37,7 @@ func Etcd(t testing.TB) string {
 
 // startEtcd runs one etcd with its data and log in dir and waits until it serves clients.
 // On failure the process is gone and the log is returned.
-func startEtcd(t testing.TB, bin, dir string) (string, []byte, error) {
+func startEtcd(t TB, bin, dir string) (string, []byte, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return "", nil, err

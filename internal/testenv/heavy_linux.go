@@ -3,7 +3,6 @@ package testenv
 import (
 	"os"
 	"sync"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,7 +20,7 @@ var heavy struct {
 
 // HeavyLock takes HeavyLockPath once and holds it until the test binary exits: the VM tests
 // of one package are one heavy job. CAIRN_HEAVY_LOCK_HELD=1 says a parent process holds it.
-func HeavyLock(t testing.TB) {
+func HeavyLock(t TB) {
 	heavy.Do(func() {
 		if os.Getenv("CAIRN_HEAVY_LOCK_HELD") != "" {
 			return

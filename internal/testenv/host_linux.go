@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,7 +13,7 @@ import (
 // makes there (veths, addresses, routes, iptables rules, bind mounts) dies with the namespace,
 // so the machine's own network is never touched. It fails t unless inner passed, and returns
 // inner's output.
-func InPrivateHost(t testing.TB, inner string, env ...string) string {
+func InPrivateHost(t TB, inner string, env ...string) string {
 	t.Helper()
 	RequireRoot(t)
 	RequireCommand(t, "unshare")
@@ -32,7 +31,7 @@ func InPrivateHost(t testing.TB, inner string, env ...string) string {
 // SetUpPrivateHost is the first thing the inner test of InPrivateHost does: private tmpfs
 // mounts over dirs (where CNI plugins keep state: /var/lib/cni, /run/flannel, ...), loopback
 // up, and forwarding on, as on a host that runs pods.
-func SetUpPrivateHost(t testing.TB, dirs ...string) {
+func SetUpPrivateHost(t TB, dirs ...string) {
 	t.Helper()
 	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -20,7 +19,7 @@ import (
 // empty database "test" on it. The server runs as the postgres user when the test runs as
 // root (PostgreSQL refuses to run as root), else as the test's own user; it is stopped when
 // the test ends. More databases on the same server: CREATE DATABASE through the DSN.
-func Postgres(t testing.TB) string {
+func Postgres(t TB) string {
 	t.Helper()
 	SkipShort(t, "needs a PostgreSQL server")
 	bin := postgresBin(t)
@@ -90,7 +89,7 @@ func Postgres(t testing.TB) string {
 }
 
 // postgresBin is the directory of the newest PostgreSQL server programs Debian installed.
-func postgresBin(t testing.TB) string {
+func postgresBin(t TB) string {
 	t.Helper()
 	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	Require(t, len(found) > 0, "needs PostgreSQL's server (Debian's postgresql package; make deps installs it)")

@@ -10,13 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 )
 
 // Tool runs the repository's tools/<script> ("kube/build.sh") with args: it builds the
 // binaries named (or finds them in its cache) and prints the directory they are in, which Tool
 // returns. A build that fails fails t. The script's progress goes to the test log as it comes.
-func Tool(t testing.TB, script string, args ...string) string {
+func Tool(t TB, script string, args ...string) string {
 	t.Helper()
 	dir, err := runTool(t.Context(), ".", script, args, &lineLog{t: t})
 	if err != nil {
@@ -28,7 +27,7 @@ func Tool(t testing.TB, script string, args ...string) string {
 // RequireTool is Tool for a test to which the tool is a prerequisite like a command in PATH (a
 // peer built from upstream to compare with): a build that fails, as it does offline with a
 // cold cache, skips t, or fails it under CI=true.
-func RequireTool(t testing.TB, script string, args ...string) string {
+func RequireTool(t TB, script string, args ...string) string {
 	t.Helper()
 	RequireCommand(t, "go")
 	dir, err := runTool(t.Context(), ".", script, args, &lineLog{t: t})
@@ -93,7 +92,7 @@ func toolDir(out []byte) (string, error) {
 
 // lineLog writes each line to the test log.
 type lineLog struct {
-	t   testing.TB
+	t   TB
 	buf []byte
 }
 

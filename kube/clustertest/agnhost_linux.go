@@ -6,11 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/kube/images"
 	"github.com/cairn-os/cairn/runtime/fixture"
 )
@@ -54,7 +54,7 @@ func AgnhostImage(kubeDir string) (string, v1.Image, error) {
 }
 
 // Push uploads images (keyed by references under registry.k8s.io) to the cluster's registry.
-func (c *Cluster) Push(t testing.TB, imgs map[string]v1.Image) {
+func (c *Cluster) Push(t testenv.TB, imgs map[string]v1.Image) {
 	t.Helper()
 	if err := images.Push(t.Context(), imgs, c.pushTo.String(), io.Discard); err != nil {
 		t.Fatalf("push: %v", err)
@@ -62,7 +62,7 @@ func (c *Cluster) Push(t testing.TB, imgs map[string]v1.Image) {
 }
 
 // PushAgnhost builds and pushes AgnhostImage.
-func (c *Cluster) PushAgnhost(t testing.TB) {
+func (c *Cluster) PushAgnhost(t testenv.TB) {
 	t.Helper()
 	ref, img, err := AgnhostImage(c.Kube)
 	if err != nil {

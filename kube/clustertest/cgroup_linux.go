@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 const cgroupFS = "/sys/fs/cgroup"
@@ -32,7 +33,7 @@ func hierarchies() []string {
 // makeCgroupRoot makes kubelet's --cgroup-root in every hierarchy (kubelet requires it to
 // exist); a cpuset cgroup gets its parent's CPUs and memory nodes, as v1 leaves them empty.
 // The cluster's cleanup removes it, once the node's processes are gone.
-func makeCgroupRoot(t testing.TB, root string) {
+func makeCgroupRoot(t testenv.TB, root string) {
 	t.Helper()
 	for _, h := range hierarchies() {
 		d := filepath.Join(h, root)
@@ -54,7 +55,7 @@ func makeCgroupRoot(t testing.TB, root string) {
 }
 
 // killCgroupTree kills every process in the cgroups under root.
-func killCgroupTree(t testing.TB, root string) {
+func killCgroupTree(t testenv.TB, root string) {
 	for range 20 {
 		any := false
 		for _, h := range hierarchies() {
@@ -81,7 +82,7 @@ func killCgroupTree(t testing.TB, root string) {
 }
 
 // removeCgroupTree removes the cgroups under root, deepest first.
-func removeCgroupTree(t testing.TB, root string) {
+func removeCgroupTree(t testenv.TB, root string) {
 	for _, h := range hierarchies() {
 		var dirs []string
 		_ = filepath.WalkDir(filepath.Join(h, root), func(p string, d fs.DirEntry, err error) error {

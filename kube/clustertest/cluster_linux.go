@@ -26,7 +26,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -52,7 +51,7 @@ const (
 
 // Cluster is a set of nodes on one underlay, with the registry kubeadm pulls from.
 type Cluster struct {
-	T     testing.TB
+	T     testenv.TB
 	Net   *fct.Cluster
 	Dir   string
 	Kube  string // directory of kubeadm, kubelet, kubectl
@@ -107,7 +106,7 @@ type Node struct {
 }
 
 // Require checks what a cluster needs, skipping (or failing under CI) without it.
-func Require(t testing.TB) {
+func Require(t testenv.TB) {
 	t.Helper()
 	fct.Require(t)
 	testenv.RequireCommand(t, "nsenter")
@@ -118,7 +117,7 @@ func Require(t testing.TB) {
 
 // New builds (or finds cached) Kubernetes' and Cairn's binaries and kubeadm's images, and
 // starts the underlay with its registry. progress gets the builds' lines.
-func New(t testing.TB) *Cluster {
+func New(t testenv.TB) *Cluster {
 	t.Helper()
 	Require(t)
 	// A cluster keeps both cores busy while it starts and whenever it schedules: it takes
@@ -608,7 +607,7 @@ func sandboxes(sock string) (map[string]string, error) {
 
 // cairnBin is $CAIRN_BIN when it has rktlet (make test builds it), else rktlet, rkt, flanneld
 // and the flannel CNI plugin built for this test.
-func cairnBin(t testing.TB, root string) string {
+func cairnBin(t testenv.TB, root string) string {
 	if d := os.Getenv("CAIRN_BIN"); d != "" {
 		if _, err := os.Stat(filepath.Join(d, "rktlet")); err == nil {
 			return d
@@ -624,7 +623,7 @@ func cairnBin(t testing.TB, root string) string {
 }
 
 // repoRoot is the module's root, where tools/ is.
-func repoRoot(t testing.TB) string {
+func repoRoot(t testenv.TB) string {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
 	if err != nil {
 		t.Fatalf("go list -m: %v", err)
@@ -632,7 +631,7 @@ func repoRoot(t testing.TB) string {
 	return strings.TrimSpace(string(out))
 }
 
-func writeFile(t testing.TB, path, s string) {
+func writeFile(t testenv.TB, path, s string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -660,7 +659,7 @@ func randomHex(n int) string {
 }
 
 // testWriter writes each line to the test log.
-type testWriter struct{ t testing.TB }
+type testWriter struct{ t testenv.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

@@ -5,15 +5,16 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 // daemon is a long-running program of a node, started inside the node's namespaces; with
 // restart set it is started again a second after it exits, as systemd's Restart=always
 // does for kubelet's unit.
 type daemon struct {
-	t       testing.TB
+	t       testenv.TB
 	name    string
 	logPath string
 	argv    func() ([]string, bool) // the command line; false: not yet (a restarting daemon waits)

@@ -14,13 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	fct "github.com/cairn-os/cairn/flannel/clustertest"
 	"github.com/cairn-os/cairn/image/sysext"
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 // preflightIgnored are kubeadm's preflight checks a node in a namespace cannot pass, each
@@ -347,7 +347,7 @@ func (c *Cluster) KubectlCmd(args ...string) *exec.Cmd {
 }
 
 // WaitNodesReady waits until every node is Ready.
-func (c *Cluster) WaitNodesReady(t testing.TB, timeout time.Duration) {
+func (c *Cluster) WaitNodesReady(t testenv.TB, timeout time.Duration) {
 	t.Helper()
 	var names []string
 	for _, n := range c.Nodes() {
@@ -358,7 +358,7 @@ func (c *Cluster) WaitNodesReady(t testing.TB, timeout time.Duration) {
 
 // WaitNodes waits until check passes for each named Node, polling every second, and fails
 // the test with why not for each one after timeout.
-func (c *Cluster) WaitNodes(t testing.TB, timeout time.Duration, names []string, check func(*corev1.Node) error) {
+func (c *Cluster) WaitNodes(t testenv.TB, timeout time.Duration, names []string, check func(*corev1.Node) error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
