@@ -49,7 +49,7 @@ conformance: build ## run Kubernetes' e2e node conformance specs against a two-n
 e2e-kube: build ## boot two Cairn VMs with the Kubernetes extension as nodes of a kubeadm cluster and roll an OS update through them with drains (as root, qemu; apart from make test)
 	CAIRN_E2E_KUBE=1 CAIRN_BIN=$(BIN) $(GO) test $(GOFLAGS_TAGS) -count=1 -timeout $(E2E_KUBE_TIMEOUT) -run '^TestKubernetesNodes$$' -v ./e2e/
 
-demo: build ## build two Cairn releases (cached), boot a two-host cluster in qemu: pods across hosts, an update rolled out from the console (its URL and login printed)
+demo: build ## two Cairn releases (cached) booted in qemu as Kubernetes nodes: pods across hosts, a Service, an update rolled out from the console with drains (its URL and login printed)
 	$(BIN)/cairn-demo -o _output/demo -bin $(BIN)
 
 image: build ## build the OS: disk, qcow2, PXE pair, signed payload into _output/image

@@ -23,29 +23,39 @@ import (
 	"github.com/cairn-os/cairn/update-engine/slots"
 )
 
-// HelloServerUnit is host 1's pod on the flannel network, answering HTTP on 8080.
-const HelloServerUnit = `[Unit]
+// HelloServerUnit is host 1's pod on rkt's network named network (flannel's), answering
+// HTTP on 8080. It starts once flanneld has written its subnet (after kubeadm join, for a
+// Kubernetes node's flanneld: longer than a unit's start timeout under TCG), and is
+// restarted for as long as it fails.
+func HelloServerUnit(network string) string {
+	return `[Unit]
 Description=The example pod, serving on the overlay
 After=flanneld.service
-Requires=flanneld.service
+Wants=flanneld.service
+StartLimitIntervalSec=0
 
 [Service]
-ExecStart=/usr/bin/rkt run --net=flannel --insecure-options=image /usr/share/cairn/examples/hello.aci --exec=/hello -- serve :8080
+ExecStartPre=/bin/sh -c 'until [ -s /run/flannel/subnet.env ]; do sleep 1; done'
+TimeoutStartSec=infinity
+ExecStart=/usr/bin/rkt run --net=` + network + ` --insecure-options=image /usr/share/cairn/examples/hello.aci --exec=/hello -- serve :8080
 Delegate=yes
 KillMode=mixed
 Restart=on-failure
+RestartSec=5
 
 [Install]
 WantedBy=multi-user.target
 `
+}
 
 // Cluster is two Cairn hosts on one cable, with the fleet's services: the demo, and the
 // scenarios of TestCluster.
 type Cluster struct {
-	Fleet *Fleet
-	Hosts [2]*Host
-	Out   io.Writer // what happens, step by step
-	ids   map[*Host]string
+	Fleet   *Fleet
+	Hosts   [2]*Host
+	Out     io.Writer // what happens, step by step
+	Network string    // rkt's network on flannel, which the pods of Overlay join
+	ids     map[*Host]string
 }
 
 // NewCluster makes the fleet and the two hosts (not booted yet), with state under dir.
@@ -58,7 +68,7 @@ func NewCluster(ctx context.Context, dir string, im *Images, out io.Writer) (*Cl
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Fleet: f, Out: out, ids: map[*Host]string{}}
+	c := ClusterOf(f, [2]*Host{}, out)
 	if err := f.SetFlannelConfig(ctx); err != nil {
 		f.Close()
 		return nil, err
@@ -71,7 +81,7 @@ func NewCluster(ctx context.Context, dir string, im *Images, out io.Writer) (*Cl
 	for i := range c.Hosts {
 		cfg := f.ClusterConfig(i + 1)
 		if i == 0 {
-			cfg.Unit("hello-server.service", HelloServerUnit, true)
+			cfg.Unit("hello-server.service", HelloServerUnit(c.Network), true)
 		}
 		if c.Hosts[i], err = f.NewHost(fmt.Sprintf("cairn-%d", i+1), fmt.Sprintf("%s/cairn-%d", dir, i+1), cfg, links[i]); err != nil {
 			f.Close()
@@ -80,6 +90,15 @@ func NewCluster(ctx context.Context, dir string, im *Images, out io.Writer) (*Cl
 		c.Hosts[i].Notes = c.Out
 	}
 	return c, nil
+}
+
+// ClusterOf is a Cluster of hosts made elsewhere (Kubernetes nodes), for its scenarios: its
+// pods join rkt's network "flannel" unless Network is set.
+func ClusterOf(f *Fleet, hosts [2]*Host, out io.Writer) *Cluster {
+	if out == nil {
+		out = io.Discard
+	}
+	return &Cluster{Fleet: f, Hosts: hosts, Out: out, Network: "flannel", ids: map[*Host]string{}}
 }
 
 // Close stops the machines and the fleet.
@@ -134,7 +153,10 @@ type OverlayResult struct {
 	Took    time.Duration
 }
 
-var podIP = regexp.MustCompile(`flannel:ip4=([0-9.]+)`)
+// podIP finds a pod's address on rkt's network named network in `rkt list`.
+func podIP(network string) *regexp.Regexp {
+	return regexp.MustCompile(regexp.QuoteMeta(network) + `:ip4=([0-9.]+)`)
+}
 
 // Overlay waits for flanneld's subnets on both hosts and for host 1's server pod, then runs a
 // pod on host 2 that fetches from it across the overlay.
@@ -151,16 +173,17 @@ func (c *Cluster) Overlay(ctx context.Context) (*OverlayResult, error) {
 				r.Subnets[i] = v
 			}
 		}
-		c.say("%s: flanneld leased %s from etcd", h.Name, r.Subnets[i])
+		c.say("%s: flanneld leased %s", h.Name, r.Subnets[i])
 	}
 	h1, h2 := c.Hosts[0], c.Hosts[1]
-	out, err := Eventually(ctx, h1, "rkt list --no-legend", func(s string) bool { return podIP.MatchString(s) && strings.Contains(s, "running") })
+	ip := podIP(c.Network)
+	out, err := Eventually(ctx, h1, "rkt list --no-legend", func(s string) bool { return ip.MatchString(s) && strings.Contains(s, "running") })
 	if err != nil {
 		return nil, err
 	}
-	r.PodIP = podIP.FindStringSubmatch(out)[1]
+	r.PodIP = ip.FindStringSubmatch(out)[1]
 	c.say("%s: the hello-server pod (a systemd unit) serves on %s:8080", h1.Name, r.PodIP)
-	cmd := "rkt run --net=flannel --insecure-options=image /usr/share/cairn/examples/hello.aci --exec=/hello -- get http://" + r.PodIP + ":8080/ 2>/dev/null"
+	cmd := "rkt run --net=" + c.Network + " --insecure-options=image /usr/share/cairn/examples/hello.aci --exec=/hello -- get http://" + r.PodIP + ":8080/ 2>/dev/null"
 	c.say("%s: $ %s", h2.Name, cmd)
 	if r.Answer, err = h2.Run(ctx, cmd); err != nil {
 		return r, err
@@ -215,8 +238,7 @@ func (c *Cluster) Update(ctx context.Context, payloadPath string) (*UpdateResult
 	errs := make(chan error, len(c.Hosts))
 	for _, h := range c.Hosts {
 		wg.Go(func() {
-			go c.followProgress(wctx, h)
-			go c.recheckWhileHeld(wctx, h, r.Offered)
+			c.Follow(wctx, h, r.Offered)
 			if err := h.WaitExit(ctx); err != nil {
 				errs <- err
 				return
@@ -269,6 +291,19 @@ func (c *Cluster) Update(ctx context.Context, payloadPath string) (*UpdateResult
 	slices.SortFunc(r.Reboots, func(a, b Reboot) int { return a.Down.Compare(b.Down) })
 	r.MaxHolders = sem.maxHolders()
 	return r, nil
+}
+
+// Follow says h's update progress and asks it to check again while the console's rollout
+// holds it back from the update offered at offered, until ctx ends or h's boot does. It
+// returns once it knows h's machine ID (the console's instance ID), the rest going on in the
+// background. Calls for different hosts run at once only once each host's ID is known.
+func (c *Cluster) Follow(ctx context.Context, h *Host, offered time.Time) {
+	if _, err := c.MachineID(ctx, h); err != nil {
+		c.say("%s: its machine ID: %v (its progress goes unsaid)", h.Name, err)
+		return
+	}
+	go c.followProgress(ctx, h)
+	go c.recheckWhileHeld(ctx, h, offered)
 }
 
 // HeldBack says whether the console's rollout holds a machine back from the version

@@ -1,9 +1,13 @@
-// Command cairn-demo is `make demo`: it builds two releases of Cairn (cached), boots a
-// two-host cluster in qemu with first-boot configs, shows a pod on one host answering a pod on
-// the other over flannel's overlay, and updates both hosts as a rollout of the fleet's
-// console (cairn-console: a canary first, one host at a time), rebooting them one at a time
-// through etcd. The console's pages are served on the host's loopback for a browser to watch
-// it; everything it starts stays on the loopback.
+// Command cairn-demo is `make demo`: it builds two releases of Cairn (cached) and the
+// Kubernetes system extension for each, starts Kubernetes' control plane (kubeadm init in a
+// network namespace of this machine), boots two Cairn hosts in qemu whose first-boot configs
+// make them its nodes, shows a pod on one host answering a pod on the other over flannel's
+// overlay, `kubectl get nodes`, and a Deployment's pods answering across hosts through a
+// Service, then updates both hosts as a rollout of the fleet's console (cairn-console), each
+// node drained by locksmithd's kubernetes strategy before it reboots, one at a time, while a
+// client counts the Service's answers. The console's pages are
+// served on the host's loopback for a browser to watch it; everything it starts stays on the
+// loopback.
 package main
 
 import (
@@ -17,13 +21,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cairn-os/cairn/console/rollout"
 	"github.com/cairn-os/cairn/e2e/fleet"
+	"github.com/cairn-os/cairn/e2e/kubenodes"
 	"github.com/cairn-os/cairn/image/qemu"
-	"github.com/cairn-os/cairn/internal/disklayout"
+	"github.com/cairn-os/cairn/image/sysext"
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 func main() {
@@ -45,12 +52,15 @@ func step(format string, args ...any) {
 	fmt.Printf("\n\033[1m==> %s\033[0m\n", fmt.Sprintf(format, args...))
 }
 
-// DemoPolicy is the rollout the demo's update goes through: a canary that must complete (run
-// the new version, blessed good) before the other host is offered it, one host updating at a
-// time, and a group that halts itself at the first failure.
+// DemoPolicy is the rollout the demo's update goes through: offered to both hosts at once,
+// which download and write it side by side, the group halting itself at the first failure.
+// One host at a time is the nodes' own doing: locksmithd's kubernetes strategy takes a
+// coordination.k8s.io Lease before it drains a node and releases it once the node is back,
+// as Kubernetes' reboot daemons do. (A canary would hold the second host's download until the
+// first is back: a minute and a half more under TCG.)
 var DemoPolicy = func() rollout.Policy {
 	p := rollout.DefaultPolicy()
-	p.Canaries, p.MaxInFlight, p.HaltErrors = 1, 1, 1
+	p.HaltErrors = 1
 	return p
 }()
 
@@ -66,14 +76,14 @@ func consoleLogin(ctx context.Context, f *fleet.Fleet, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "Open %s — user admin, password %s\n", f.ConsoleURL(), pw)
 	fmt.Fprintf(w, "(the fleet's update service and console; from another machine: ssh -L %d:127.0.0.1:%d to this one)\n", f.ConsolePort, f.ConsolePort)
-	fmt.Fprintf(w, "group stable's rollout policy: %d canary, at most %d updating at a time, halt after %d failure\n",
-		DemoPolicy.Canaries, DemoPolicy.MaxInFlight, DemoPolicy.HaltErrors)
+	fmt.Fprintf(w, "group stable's rollout policy: every host at once, halt after %d failure (the nodes' reboot Lease lets one reboot at a time)\n",
+		DemoPolicy.HaltErrors)
 	return nil
 }
 
 func run(ctx context.Context, out, bin, src string, hold bool) error {
 	if os.Geteuid() != 0 {
-		return errors.New("the demo builds disk images and boots VMs: run it as root")
+		return errors.New("the demo builds disk images, boots VMs and runs Kubernetes' control plane in network namespaces: run it as root")
 	}
 	for _, c := range []string{"qemu-system-x86_64", "qemu-img", "mmdebstrap"} {
 		if _, err := exec.LookPath(c); err != nil {
@@ -93,80 +103,140 @@ func run(ctx context.Context, out, bin, src string, hold bool) error {
 	if err := os.RemoveAll(out); err != nil {
 		return err
 	}
-	start := time.Now()
+	// The control plane's node runs this tree's rktlet and flanneld.
+	if err := os.Setenv("CAIRN_BIN", bin); err != nil {
+		return err
+	}
+	d := &demo{start: time.Now(), out: out}
 
 	step("Build Cairn %s and %s (and %s, the tests' bad update) with this tree's binaries (cached in /var/cache/cairn-image; cold: ~7 min)", fleet.Old, fleet.New, fleet.Bad)
 	im, err := fleet.Prepare(ctx, fleet.Options{Source: src, BinDir: bin, Progress: os.Stdout})
 	if err != nil {
 		return err
 	}
-	built := time.Since(start)
+	d.lap("images")
 
 	step("Start the fleet's services on the host's loopback: etcd, the update console (cairn-console), a release server")
-	c, err := fleet.NewCluster(ctx, out, im, os.Stdout)
+	f, err := fleet.StartFleet(ctx, filepath.Join(out, "fleet"), im)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	fmt.Printf("etcd %s, console (Omaha at /v1/update/) %s for the hosts, flannel network %s in etcd\n", c.Fleet.Etcd.Endpoint,
-		fleet.GuestURL(c.Fleet.ConsolePort), fleet.FlannelNetwork)
-	if err := consoleLogin(ctx, c.Fleet, os.Stdout); err != nil {
+	defer f.Close()
+	fmt.Printf("etcd %s, console (Omaha at /v1/update/) %s for the hosts\n", f.Etcd.Endpoint, fleet.GuestURL(f.ConsolePort))
+	if err := consoleLogin(ctx, f, os.Stdout); err != nil {
 		return err
 	}
-	cfg := filepath.Join(out, "cairn-1", "config.ign")
-	fmt.Printf("first-boot configs (Ignition 3.4): %s, %s\n", cfg, filepath.Join(out, "cairn-2", "config.ign"))
-	fmt.Println("they set root's ssh key, an address on the cluster cable, flanneld against etcd, the flannel")
-	fmt.Println("CNI network, updates from the console with REBOOT_STRATEGY=etcd-lock, and on cairn-1 a pod unit")
-
-	step("Boot both hosts in qemu (UEFI, systemd-boot, dm-verity /usr; TCG, so expect ~1 min)")
-	bootStart := time.Now()
-	if err := c.Boot(ctx, fleet.Old, "A"); err != nil {
-		return err
-	}
-	booted := time.Since(bootStart)
-	for _, h := range c.Hosts {
-		fmt.Printf("log in: %s\n", h.SSHCommand(c.Fleet.KeyFile()))
-	}
-
-	step("Pods talk across hosts over flannel's VXLAN overlay")
-	ov, err := c.Overlay(ctx)
-	if err != nil {
-		return err
-	}
-
-	step("Update both hosts to Cairn %s as a rollout: a canary first, then the other host; each downloads, verifies, writes slot B and reboots (etcd lock)", fleet.New)
-	if u, err := c.Fleet.GroupURL(ctx); err == nil {
-		fmt.Printf("watch it live: %s (the canary's progress, the other host held back \"waiting for canaries\", the versions changing)\n", u)
-		fmt.Printf("the hosts' flannel leases and the reboot lock: %scluster\n", c.Fleet.ConsoleURL())
-	}
-	up, err := c.Update(ctx, im.NewPayload())
-	if err != nil {
-		return err
-	}
-	for _, h := range c.Hosts {
-		st, err := fleet.WaitGood(ctx, h, disklayout.SlotB)
-		if err != nil {
-			return err
+	return testenv.RunScript(ctx, "cairn-demo", os.Stdout, func(t testenv.TB) {
+		d.kubernetes(t, ctx, f, im)
+		if t.Failed() {
+			return
 		}
-		fmt.Printf("%s: running %s from slot %s, marked %s (systemd-bless-boot); slot A keeps %s for a rollback\n",
-			h.Name, st.Slot(st.Active).Version, st.Active, st.Slot(st.Active).State, st.Slot(disklayout.SlotA).Version)
-	}
-	for _, rb := range up.Reboots {
-		fmt.Printf("%s held the reboot lock from +%v (went down) to +%v (back up, released)\n", rb.Host.Name,
-			rb.Down.Sub(up.Offered).Round(time.Second), rb.Released.Sub(up.Offered).Round(time.Second))
-	}
-	updated := up.Reboots[len(up.Reboots)-1].Up.Sub(up.Offered)
+		d.report(f)
+		if hold {
+			fmt.Println("the console, the control plane and the hosts keep running: Ctrl-C stops them")
+			<-ctx.Done()
+		} else {
+			fmt.Println("the console, the control plane and the hosts stop now; cairn-demo -hold keeps them running until Ctrl-C")
+		}
+	})
+}
 
-	step("Done in %v", time.Since(start).Round(time.Second))
-	fmt.Printf("images %v, boot %v, pod to pod across hosts %v, update of both hosts %v (TCG, %d CPUs)\n",
-		built.Round(time.Second), booted.Round(time.Second), ov.Took.Round(time.Second), updated.Round(time.Second), runtime.NumCPU())
-	fmt.Printf("state: %s (VM consoles in cairn-*/console-*.log)\n", out)
-	fmt.Printf("the rollout in the console: %s (its activity log: %sactivity)\n", c.Fleet.ConsoleURL(), c.Fleet.ConsoleURL())
-	if !hold {
-		fmt.Println("the console and the hosts stop now; cairn-demo -hold keeps them running until Ctrl-C")
-		return nil
+// demo times the stages.
+type demo struct {
+	out   string
+	start time.Time
+	last  time.Time
+	laps  []string
+}
+
+// lap ends the stage named what.
+func (d *demo) lap(what string) {
+	now := time.Now()
+	prev := d.last
+	if prev.IsZero() {
+		prev = d.start
 	}
-	fmt.Println("the console and the hosts keep running: Ctrl-C stops them")
-	<-ctx.Done()
-	return nil
+	d.last = now
+	d.laps = append(d.laps, fmt.Sprintf("%s %v", what, now.Sub(prev).Round(time.Second)))
+}
+
+// helloNetwork is rkt's network for the demo's own pods on the nodes: flannel's, under the
+// name of the CNI network kubelet's pods join (cbr0), so that both allocate their addresses
+// from one host-local store of the node's flannel subnet.
+const helloNetwork = "cbr0"
+
+// demoConfig adds the overlay's example to host n's node config: rkt's network on flannel,
+// and on host 1 a pod unit serving on it.
+func demoConfig(n int, cfg *fleet.Config) {
+	cfg.File("/etc/rkt/net.d/10-"+helloNetwork+".conf", 0o644,
+		`{"cniVersion":"1.0.0","name":"`+helloNetwork+`","type":"flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true}}`+"\n")
+	if n == 1 {
+		cfg.Unit("hello-server.service", fleet.HelloServerUnit(helloNetwork), true)
+	}
+}
+
+func (d *demo) kubernetes(t testenv.TB, ctx context.Context, f *fleet.Fleet, im *fleet.Images) {
+	step("Start Kubernetes %s's control plane: kubeadm init on a node in a network namespace of this machine (TCG guests are too slow for it), on rktlet, its images from a local registry; build the Kubernetes system extension for each release", sysext.KubernetesVersion)
+	n := kubenodes.Start(t, ctx, f, im, kubenodes.Options{Dir: d.out, Out: os.Stdout, Configure: demoConfig})
+	n.VMs.Network = helloNetwork
+	d.lap("control plane and extensions")
+	fmt.Printf("first-boot configs (Ignition 3.4): %s, %s\n", filepath.Join(d.out, n.Names[0], "config.ign"), filepath.Join(d.out, n.Names[1], "config.ign"))
+	fmt.Println("they set root's ssh key, an address on the cluster cable, the Kubernetes extension (fetched, checked")
+	fmt.Println("against its sha256 and dm-verity root hash, merged by systemd-sysext), kubeadm join, flanneld")
+	fmt.Println("-kube-subnet-mgr, updates from the console with REBOOT_STRATEGY=kubernetes, and on cairn-1 a pod unit")
+
+	step("Boot both hosts in qemu (UEFI, systemd-boot, dm-verity /usr; TCG, so expect ~1.5 min): each merges the extension and joins the cluster")
+	n.Join(ctx)
+	d.lap("boot and join")
+	for _, h := range n.Hosts {
+		fmt.Printf("log in: %s\n", h.SSHCommand(f.KeyFile()))
+	}
+
+	step("Pods talk across hosts over flannel's VXLAN overlay (rkt, a systemd unit on cairn-1, a pod run on cairn-2)")
+	ov, err := n.VMs.Overlay(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.lap("pod to pod across hosts")
+
+	step("kubectl get nodes")
+	fmt.Print(n.C.MustKubectl("", "get", "nodes", "-o", "wide"))
+
+	step("A Deployment of 2 pods (one per host, a PodDisruptionBudget keeping one up) behind a NodePort Service")
+	n.ServeWeb(ctx)
+	a, err := n.AcrossHosts(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(a)
+	if !a.Crossed() {
+		t.Errorf("a NodePort sent no request to the other host's pod")
+	}
+	fmt.Print(n.C.MustKubectl("", "get", "pods", "-o", "wide"))
+	d.lap("Deployment answering")
+
+	step("Update both hosts to Cairn %s as a rollout of the console: both download it and write slot B; one at a time, each node takes the reboot Lease, is cordoned and drained, reboots, and is uncordoned; a client requests the Service through both hosts all along", fleet.New)
+	if u, err := f.GroupURL(ctx); err == nil {
+		fmt.Printf("watch it live: %s (the hosts' progress, the versions changing)\n", u)
+	}
+	r := n.Update(ctx)
+	d.lap("update with drains")
+	for _, c := range r.Cordons {
+		fmt.Println(c)
+	}
+	for _, c := range r.NoEndpoints {
+		fmt.Println(c)
+	}
+	fmt.Printf("the client through the NodePorts: %s\n", r.Client)
+	fmt.Printf("failed requests: %d of %d\n", r.Client.Failed, r.Client.Total)
+	fmt.Print(n.C.MustKubectl("", "get", "nodes", "-o", "wide"))
+	fmt.Printf("pod to pod across hosts took %v\n", ov.Took.Round(time.Second))
+}
+
+// report says how long each stage took, where the state is and where the console is.
+func (d *demo) report(f *fleet.Fleet) {
+	step("Done in %v", time.Since(d.start).Round(time.Second))
+	fmt.Printf("%s (TCG, %d CPUs)\n", strings.Join(d.laps, ", "), runtime.NumCPU())
+	fmt.Printf("state: %s (VM consoles in cairn-*/console-*.log)\n", d.out)
+	fmt.Printf("the rollout in the console: %s (its activity log: %sactivity)\n", f.ConsoleURL(), f.ConsoleURL())
 }

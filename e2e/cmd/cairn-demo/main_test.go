@@ -47,7 +47,7 @@ func TestConsoleLogin(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no URL and login in:\n%s", out.String())
 	}
-	if !strings.Contains(out.String(), "1 canary, at most 1 updating at a time, halt after 1 failure") {
+	if !strings.Contains(out.String(), "every host at once, halt after 1 failure") {
 		t.Errorf("the policy is not said:\n%s", out.String())
 	}
 	g, err := f.Group(ctx)
@@ -74,7 +74,7 @@ func TestConsoleLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ url, want string }{
-		{u, "the rest wait for them"},
+		{u, "halts at 1"},
 		{m[1] + "cluster", f.Etcd.Endpoint},
 	} {
 		deadline := time.Now().Add(20 * time.Second)
