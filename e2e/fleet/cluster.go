@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -372,15 +373,26 @@ func (c *Cluster) followProgress(ctx context.Context, h *Host) {
 				prog = v
 			}
 		}
-		if line := op + " " + prog; op != "" && line != last {
+		if line := progressLine(op, prog); op != "" && line != last {
 			last = line
-			c.say("%s: update_engine %s progress %s", h.Name, op, prog)
+			c.say("%s: update_engine %s", h.Name, line)
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(3 * time.Second):
 		}
 	}
+}
+
+// progressLine is update_engine's state and its progress in quarters ("DOWNLOADING 50%"),
+// so that a line is said when the state changes or its progress passes a quarter.
+func progressLine(op, prog string) string {
+	op = strings.TrimPrefix(op, "UPDATE_STATUS_")
+	p, err := strconv.ParseFloat(prog, 64)
+	if err != nil || p <= 0 {
+		return op
+	}
+	return fmt.Sprintf("%s %d%%", op, int(p*4)*25)
 }
 
 // Slots is h's A/B slots as its update engine sees them.

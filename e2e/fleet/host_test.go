@@ -27,3 +27,18 @@ func TestHungBeforeInit(t *testing.T) {
 		})
 	}
 }
+
+func TestProgressLine(t *testing.T) {
+	for _, tc := range []struct{ op, prog, want string }{
+		{"UPDATE_STATUS_IDLE", "0.000000", "IDLE"},
+		{"UPDATE_STATUS_DOWNLOADING", "0.049441", "DOWNLOADING 0%"},
+		{"UPDATE_STATUS_DOWNLOADING", "0.274228", "DOWNLOADING 25%"},
+		{"UPDATE_STATUS_FINALIZING", "0.960000", "FINALIZING 75%"},
+		{"UPDATE_STATUS_UPDATED_NEED_REBOOT", "1.000000", "UPDATED_NEED_REBOOT 100%"},
+		{"UPDATE_STATUS_VERIFYING", "", "VERIFYING"},
+	} {
+		if got := progressLine(tc.op, tc.prog); got != tc.want {
+			t.Errorf("progressLine(%q, %q) = %q, want %q", tc.op, tc.prog, got, tc.want)
+		}
+	}
+}
