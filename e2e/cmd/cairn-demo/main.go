@@ -21,7 +21,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -114,7 +113,7 @@ func run(ctx context.Context, out, bin, src string, hold bool) error {
 	if err != nil {
 		return err
 	}
-	d.lap("images")
+	d.images = time.Since(d.start)
 
 	step("Start the fleet's services on the host's loopback: etcd, the update console (cairn-console), a release server")
 	f, err := fleet.StartFleet(ctx, filepath.Join(out, "fleet"), im)
@@ -127,11 +126,11 @@ func run(ctx context.Context, out, bin, src string, hold bool) error {
 		return err
 	}
 	return testenv.RunScript(ctx, "cairn-demo", os.Stdout, func(t testenv.TB) {
-		d.kubernetes(t, ctx, f, im)
+		n := d.kubernetes(t, ctx, f, im)
 		if t.Failed() {
 			return
 		}
-		d.report(f)
+		d.report(f, n.Stages)
 		if hold {
 			fmt.Println("the console, the control plane and the hosts keep running: Ctrl-C stops them")
 			<-ctx.Done()
@@ -141,23 +140,11 @@ func run(ctx context.Context, out, bin, src string, hold bool) error {
 	})
 }
 
-// demo times the stages.
+// demo is the run's output directory and its times.
 type demo struct {
-	out   string
-	start time.Time
-	last  time.Time
-	laps  []string
-}
-
-// lap ends the stage named what.
-func (d *demo) lap(what string) {
-	now := time.Now()
-	prev := d.last
-	if prev.IsZero() {
-		prev = d.start
-	}
-	d.last = now
-	d.laps = append(d.laps, fmt.Sprintf("%s %v", what, now.Sub(prev).Round(time.Second)))
+	out    string
+	start  time.Time
+	images time.Duration
 }
 
 // helloNetwork is rkt's network for the demo's own pods on the nodes: flannel's, under the
@@ -175,11 +162,10 @@ func demoConfig(n int, cfg *fleet.Config) {
 	}
 }
 
-func (d *demo) kubernetes(t testenv.TB, ctx context.Context, f *fleet.Fleet, im *fleet.Images) {
+func (d *demo) kubernetes(t testenv.TB, ctx context.Context, f *fleet.Fleet, im *fleet.Images) *kubenodes.Nodes {
 	step("Start Kubernetes %s's control plane: kubeadm init on a node in a network namespace of this machine (TCG guests are too slow for it), on rktlet, its images from a local registry; build the Kubernetes system extension for each release", sysext.KubernetesVersion)
 	n := kubenodes.Start(t, ctx, f, im, kubenodes.Options{Dir: d.out, Out: os.Stdout, Configure: demoConfig})
 	n.VMs.Network = helloNetwork
-	d.lap("control plane and extensions")
 	fmt.Printf("first-boot configs (Ignition 3.4): %s, %s\n", filepath.Join(d.out, n.Names[0], "config.ign"), filepath.Join(d.out, n.Names[1], "config.ign"))
 	fmt.Println("they set root's ssh key, an address on the cluster cable, the Kubernetes extension (fetched, checked")
 	fmt.Println("against its sha256 and dm-verity root hash, merged by systemd-sysext), kubeadm join, flanneld")
@@ -187,7 +173,6 @@ func (d *demo) kubernetes(t testenv.TB, ctx context.Context, f *fleet.Fleet, im 
 
 	step("Boot both hosts in qemu (UEFI, systemd-boot, dm-verity /usr; TCG, so expect ~1.5 min): each merges the extension and joins the cluster")
 	n.Join(ctx)
-	d.lap("boot and join")
 	for _, h := range n.Hosts {
 		fmt.Printf("log in: %s\n", h.SSHCommand(f.KeyFile()))
 	}
@@ -197,7 +182,7 @@ func (d *demo) kubernetes(t testenv.TB, ctx context.Context, f *fleet.Fleet, im 
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.lap("pod to pod across hosts")
+	n.Stages.Done("pod to pod across hosts over flannel (rkt)")
 
 	step("kubectl get nodes")
 	fmt.Print(n.C.MustKubectl("", "get", "nodes", "-o", "wide"))
@@ -213,14 +198,13 @@ func (d *demo) kubernetes(t testenv.TB, ctx context.Context, f *fleet.Fleet, im 
 		t.Errorf("a NodePort sent no request to the other host's pod")
 	}
 	fmt.Print(n.C.MustKubectl("", "get", "pods", "-o", "wide"))
-	d.lap("Deployment answering")
+	n.Stages.Done("the Service answering across hosts")
 
 	step("Update both hosts to Cairn %s as a rollout of the console: both download it and write slot B; one at a time, each node takes the reboot Lease, is cordoned and drained, reboots, and is uncordoned; a client requests the Service through both hosts all along", fleet.New)
 	if u, err := f.GroupURL(ctx); err == nil {
 		fmt.Printf("watch it live: %s (the hosts' progress, the versions changing)\n", u)
 	}
 	r := n.Update(ctx)
-	d.lap("update with drains")
 	for _, c := range r.Cordons {
 		fmt.Println(c)
 	}
@@ -231,12 +215,13 @@ func (d *demo) kubernetes(t testenv.TB, ctx context.Context, f *fleet.Fleet, im 
 	fmt.Printf("failed requests: %d of %d\n", r.Client.Failed, r.Client.Total)
 	fmt.Print(n.C.MustKubectl("", "get", "nodes", "-o", "wide"))
 	fmt.Printf("pod to pod across hosts took %v\n", ov.Took.Round(time.Second))
+	return n
 }
 
 // report says how long each stage took, where the state is and where the console is.
-func (d *demo) report(f *fleet.Fleet) {
+func (d *demo) report(f *fleet.Fleet, stages *kubenodes.Stages) {
 	step("Done in %v", time.Since(d.start).Round(time.Second))
-	fmt.Printf("%s (TCG, %d CPUs)\n", strings.Join(d.laps, ", "), runtime.NumCPU())
+	fmt.Printf("stages (TCG, %d CPUs), after the images (%v):\n%s\n", runtime.NumCPU(), d.images.Round(time.Second), stages.Report())
 	fmt.Printf("state: %s (VM consoles in cairn-*/console-*.log)\n", d.out)
 	fmt.Printf("the rollout in the console: %s (its activity log: %sactivity)\n", f.ConsoleURL(), f.ConsoleURL())
 }
