@@ -469,6 +469,7 @@ type Stages struct {
 
 // Done ends the stage named what.
 func (s *Stages) Done(what string) {
+	s.t.Helper()
 	now := time.Now()
 	prev := s.last
 	if prev.IsZero() {
