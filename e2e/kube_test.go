@@ -67,7 +67,7 @@ func TestKubernetesNodes(t *testing.T) {
 		return
 	}
 	r := n.Update(ctx)
-	n.Stages.Done("stage (b): both nodes updated, Ready and uncordoned")
+	n.Stages.Done("stage (b): versions, extensions and slots checked")
 	for _, c := range r.Cordons {
 		t.Log(c)
 	}
