@@ -202,7 +202,8 @@ type Watcher struct {
 	Endpoints []string
 	// FlannelPrefix is flannel's etcd prefix (DefaultFlannelPrefix when empty).
 	FlannelPrefix string
-	// Kube reads the Kubernetes nodes; nil: not configured.
+	// Kube reads the Kubernetes nodes; nil: not configured. Once polling has started,
+	// SetKube changes it.
 	Kube *Kube
 	// Interval between polls (5 s when 0).
 	Interval time.Duration
@@ -248,11 +249,19 @@ func (w *Watcher) Snapshot() Snapshot {
 	return w.snap
 }
 
+// SetKube has the watcher read the Kubernetes nodes through k from its next poll on (nil:
+// no longer), for a cluster that comes up after the console does.
+func (w *Watcher) SetKube(k *Kube) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.Kube = k
+}
+
 // Poll reads etcd and Kubernetes now, keeps the result and returns it.
 func (w *Watcher) Poll(ctx context.Context) Snapshot {
 	s := Snapshot{Etcd: w.Etcd != nil, Endpoints: w.Endpoints, At: w.now().UTC(), Locks: []Lock{}, Leases: []Lease{}}
 	w.mu.Lock()
-	prev, hadPrev := w.snap, w.done
+	prev, hadPrev, kube := w.snap, w.done, w.Kube
 	w.mu.Unlock()
 	if w.Etcd != nil {
 		if err := w.readEtcd(ctx, &s); err != nil {
@@ -262,8 +271,8 @@ func (w *Watcher) Poll(ctx context.Context) Snapshot {
 			}
 		}
 	}
-	if w.Kube != nil {
-		n := w.Kube.Nodes(ctx)
+	if kube != nil {
+		n := kube.Nodes(ctx)
 		s.Kubernetes = &n
 	}
 	w.mu.Lock()

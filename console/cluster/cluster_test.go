@@ -278,6 +278,31 @@ func TestKubeNodes(t *testing.T) {
 	}
 }
 
+// A watcher polling without Kubernetes reads its nodes once SetKube gives it a cluster, and
+// stops at SetKube(nil).
+func TestWatcherSetKube(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(nodeListJSON))
+	}))
+	defer srv.Close()
+	w := &Watcher{}
+	ctx := context.Background()
+	if s := w.Poll(ctx); s.Kubernetes != nil {
+		t.Fatalf("no cluster yet: %+v", s.Kubernetes)
+	}
+	w.SetKube(&Kube{Server: srv.URL, HTTP: srv.Client()})
+	if s := w.Poll(ctx); s.Kubernetes == nil || len(s.Kubernetes.Items) != 2 || s.Kubernetes.Error != "" {
+		t.Fatalf("after SetKube: %+v", s.Kubernetes)
+	}
+	if s := w.Snapshot(); s.Kubernetes == nil || len(s.Kubernetes.Items) != 2 {
+		t.Errorf("snapshot after SetKube: %+v", s.Kubernetes)
+	}
+	w.SetKube(nil)
+	if s := w.Poll(ctx); s.Kubernetes != nil {
+		t.Errorf("after SetKube(nil): %+v", s.Kubernetes)
+	}
+}
+
 func TestLoadKubeconfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ name, body, want string }{

@@ -48,6 +48,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/cairn-os/cairn/console/cluster"
 	"github.com/cairn-os/cairn/e2e/fleet"
 	fct "github.com/cairn-os/cairn/flannel/clustertest"
 	"github.com/cairn-os/cairn/image/sysext"
@@ -126,6 +127,23 @@ func Start(t testenv.TB, ctx context.Context, f *fleet.Fleet, im *fleet.Images, 
 	c.InitWith(n1, clustertest.InitOptions{Endpoint: endpoint, NodePortAddresses: []string{"0.0.0.0/0"}})
 	c.StartFlannelOn(n1)
 	n.Stages.Done("control plane (kubeadm init on node-1, a namespace of this machine)")
+
+	// The fleet's console shows the nodes beside the machines. The admin kubeconfig names the
+	// API server as the guests reach it, 10.0.2.2:P (on its certificate); from here that is
+	// the proxy on 127.0.0.1:P.
+	kc, err := cluster.LoadKubeconfig(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, ok := kc.HTTP.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("the console's Kubernetes client has a %T, not an *http.Transport", kc.HTTP.Transport)
+	}
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, api.Addr().String())
+	}
+	f.Console.Cluster.SetKube(kc)
 
 	// The extension for each release, served to the guests.
 	served := filepath.Join(dir, "extensions")
@@ -232,6 +250,7 @@ func (n *Nodes) Join(ctx context.Context) {
 	n.Stages.Done("kubeadm join done on both VMs")
 	n.C.WaitNodes(t, within(ctx, 30*time.Minute), n.Names, clustertest.NodeReady)
 	n.Stages.Done("both VMs joined and Ready")
+	n.consoleShowsNodes(ctx)
 
 	// What the nodes are, for real: cgroup v2 under systemd, kubelet from the extension of
 	// their version.
@@ -427,6 +446,28 @@ func (c Cordon) String() string {
 		return fmt.Sprintf("%s from +%v for %v", c.Node, r(c.From), r(c.For))
 	}
 	return fmt.Sprintf("%s: cordoned from +%v for %v (down +%v, up +%v)", c.Node, r(c.From), r(c.For), r(c.Down), r(c.Up))
+}
+
+// consoleShowsNodes checks that the fleet's console reads both VMs as Ready nodes, each
+// with its machine ID (which ties a node to the console's instance).
+func (n *Nodes) consoleShowsNodes(ctx context.Context) {
+	t := n.t
+	t.Helper()
+	s := n.Fleet.Console.Cluster.Poll(ctx)
+	if s.Kubernetes == nil || s.Kubernetes.Error != "" {
+		t.Errorf("the console's Kubernetes nodes: %+v", s.Kubernetes)
+		return
+	}
+	for _, name := range n.Names {
+		i := slices.IndexFunc(s.Kubernetes.Items, func(x cluster.Node) bool { return x.Name == name })
+		if i < 0 {
+			t.Errorf("the console does not show node %s: %+v", name, s.Kubernetes.Items)
+			continue
+		}
+		if x := s.Kubernetes.Items[i]; x.Ready != "True" || x.MachineID == "" {
+			t.Errorf("the console shows node %s as %+v; want Ready, with its machine ID", name, x)
+		}
+	}
 }
 
 // run is h.Run that fails t.

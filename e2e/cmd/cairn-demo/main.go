@@ -202,6 +202,7 @@ func (d *demo) kubernetes(t testenv.TB, ctx context.Context, f *fleet.Fleet, im 
 	step("Update both hosts to Cairn %s as a rollout of the console: both download it and write slot B; one at a time, each node takes the reboot Lease, is cordoned and drained, reboots, and is uncordoned; a client requests the Service through both hosts all along", fleet.New)
 	if u, err := f.GroupURL(ctx); err == nil {
 		fmt.Printf("watch it live: %s (the hosts' progress, the versions changing)\n", u)
+		fmt.Printf("and the nodes, cordoned in turn: %scluster\n", f.ConsoleURL())
 	}
 	r := n.Update(ctx)
 	for _, c := range r.Cordons {
