@@ -109,15 +109,31 @@ func rolloutTest(t *testing.T, dsn string, fl fleet) {
 
 	records := f.Records()
 	checkCanaries(t, records, fl.canaries)
-	var grantsAfterHalt int
+	// A grant is a machine's first offer of the version. One whose check was sent after the
+	// halt was decided was decided by a halted group: a new grant reads the group locked, so
+	// it waits for the halting check to commit. A repeat of a grant in progress (the machine
+	// asking again before its first event) reads the group unlocked, and can be answered
+	// between the halt's decision (PausedAt) and its commit: it takes no slot and is not a
+	// grant.
+	var grantsAfterHalt, repeatsAfterHalt int
+	offered := map[int]bool{}
 	for _, r := range records {
-		// Sent after the halt committed: decided by a halted group.
-		if r.Kind == sim.KindOffered && r.Sent.After(halted.PausedAt) {
+		if r.Kind != sim.KindOffered {
+			continue
+		}
+		switch after := r.Sent.After(halted.PausedAt); {
+		case offered[r.Host] && after:
+			repeatsAfterHalt++
+		case !offered[r.Host] && after:
 			grantsAfterHalt++
 		}
+		offered[r.Host] = true
+	}
+	if repeatsAfterHalt > 0 {
+		t.Logf("%d repeated offers of grants in progress sent after the halt's decision, before its commit", repeatsAfterHalt)
 	}
 	if grantsAfterHalt > 0 {
-		t.Errorf("%d offers after the halt at %v", grantsAfterHalt, halted.PausedAt)
+		t.Errorf("%d grants after the halt at %v", grantsAfterHalt, halted.PausedAt)
 	}
 
 	// The halt, against the failure reports the machines had acknowledged. The console
