@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -35,6 +34,7 @@ import (
 	"github.com/cairn-os/cairn/kube/clustertest"
 	"github.com/cairn-os/cairn/kube/images"
 	"github.com/cairn-os/cairn/runtime/fixture"
+	"github.com/cairn-os/cairn/runtime/tarx"
 )
 
 // e2eImages is where the suite's own test images live (test/utils/image's
@@ -589,8 +589,8 @@ func TestShell(t *testing.T) {
 	}
 }
 
-// unpack writes l's directories, symlinks and regular files under root, an entry replacing
-// what a lower layer left at its path (the layers here have no whiteouts or hard links).
+// unpack extracts l under root (tarx, as the runtime unpacks layers), an entry replacing
+// what a lower layer left at its path.
 func unpack(t *testing.T, root string, l v1.Layer) {
 	t.Helper()
 	rc, err := l.Uncompressed()
@@ -598,36 +598,7 @@ func unpack(t *testing.T, root string, l v1.Layer) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(root, hdr.Name)
-		if hdr.Typeflag != tar.TypeDir {
-			if err := os.RemoveAll(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			err = os.MkdirAll(p, os.FileMode(hdr.Mode).Perm())
-		case tar.TypeSymlink:
-			err = os.Symlink(hdr.Linkname, p)
-		case tar.TypeReg:
-			var b []byte
-			if b, err = io.ReadAll(tr); err == nil {
-				err = os.WriteFile(p, b, os.FileMode(hdr.Mode).Perm())
-			}
-		default:
-			t.Fatalf("%s: tar entry type %c", hdr.Name, hdr.Typeflag)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if _, err := tarx.Extract(t.Context(), rc, root, tarx.Options{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,10 +1,8 @@
 package images
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -19,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/runtime/tarx"
 )
 
 func repoRoot(t *testing.T) string {
@@ -30,38 +29,17 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// extract unpacks img's file system into a new directory (the images here have no
-// whiteouts or hard links).
+// extract unpacks img's file system into a new directory (tarx, as the runtime unpacks
+// layers).
 func extract(t *testing.T, img v1.Image) string {
 	t.Helper()
 	dir := t.TempDir()
 	rc := mutate.Extract(img)
 	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return dir
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, hdr.Name)
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			err = os.MkdirAll(p, os.FileMode(hdr.Mode).Perm())
-		case tar.TypeSymlink:
-			err = os.Symlink(hdr.Linkname, p)
-		case tar.TypeReg:
-			var b []byte
-			if b, err = io.ReadAll(tr); err == nil {
-				err = os.WriteFile(p, b, os.FileMode(hdr.Mode).Perm())
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if _, err := tarx.Extract(t.Context(), rc, dir, tarx.Options{}); err != nil {
+		t.Fatal(err)
 	}
+	return dir
 }
 
 // pauseFromImage builds kube/images/pause as Binaries does, makes the pause image of it and
