@@ -193,19 +193,29 @@ func TestCheckOSRelease(t *testing.T) {
 	write(t, filepath.Join(ext, "old/usr/lib/os-release"), []byte("ID=cairn\n"))
 	write(t, filepath.Join(ext, "old/usr/lib/extension-release.d/extension-release.old"), []byte("ID=cairn\nVERSION_ID=1.2.0\n"))
 
-	rep, err := (&Checker{Root: root, Arch: "x86-64"}).Check(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, f := range rep.Findings {
-		got = append(got, f.Name+": "+rep.Line(f))
-	}
-	const refused = ": it carries /usr/lib/os-release, which systemd-sysext refuses: it merges no extension at all while this one is there"
+	rep, got := nameLines(t, root)
 	want := []string{"carrier: carrier" + refused, "dangling: ", "etc: ", "old: old" + refused}
 	if !reflect.DeepEqual(got, want) || !rep.Failed() {
 		t.Errorf("failed %v, lines\n%q\nwant\n%q", rep.Failed(), got, want)
 	}
+}
+
+// refused is the line's end for an extension carrying an os-release.
+const refused = ": it carries /usr/lib/os-release, which systemd-sysext refuses: it merges no extension at all while this one is there"
+
+// nameLines checks root's extensions for an x86-64 host: the report, and "NAME: LINE" for
+// each finding.
+func nameLines(t *testing.T, root string) (Report, []string) {
+	t.Helper()
+	rep, err := (&Checker{Root: root, Arch: "x86-64"}).Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, f := range rep.Findings {
+		lines = append(lines, f.Name+": "+rep.Line(f))
+	}
+	return rep, lines
 }
 
 func TestCheckOSReleaseInImages(t *testing.T) {
@@ -220,15 +230,7 @@ func TestCheckOSReleaseInImages(t *testing.T) {
 	write(t, filepath.Join(ext, "fine.raw"), ddi(t, mkErofs(t, map[string]string{
 		"lib/extension-release.d/extension-release.fine": fits, "etc/os-release": "ID=x\n"}), gpt.TypeUSR))
 
-	rep, err := (&Checker{Root: root, Arch: "x86-64"}).Check(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, f := range rep.Findings {
-		got = append(got, f.Name+": "+rep.Line(f))
-	}
-	const refused = ": it carries /usr/lib/os-release, which systemd-sysext refuses: it merges no extension at all while this one is there"
+	rep, got := nameLines(t, root)
 	want := []string{"bare: bare.raw" + refused, "ddi: ddi.raw" + refused, "fine: "}
 	if !reflect.DeepEqual(got, want) || !rep.Failed() {
 		t.Errorf("failed %v, lines\n%q\nwant\n%q", rep.Failed(), got, want)
