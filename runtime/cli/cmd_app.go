@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage0"
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 // rkt app: the app-level API, a pod (rkt app sandbox) whose apps are added, started,
@@ -49,6 +50,7 @@ func appSandboxCommand(env *Env) *cobra.Command {
 				return err
 			}
 			cfg.InsecureSeccomp = ins.Has(insecure.Seccomp)
+			stage1.PrimeCgroupMigration()
 			h, err := host(env, "never")
 			if err != nil {
 				return err

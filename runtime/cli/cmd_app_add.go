@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairn-os/cairn/runtime/podapi"
 	"github.com/cairn-os/cairn/runtime/stage0"
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 // appAddArgs is rkt app add's command line: the pod, then one image with its app flags and
@@ -139,6 +140,8 @@ func appAddCommand(env *Env) *cobra.Command {
 			return fmt.Errorf("rkt app add adds one app, not %d", len(a.cfg.Apps))
 		}
 		a.extra.App = a.cfg.Apps[0]
+		// The sandbox's supervisor starts the app's container once the image is checked.
+		stage1.PrimeCgroupMigration()
 		// As rkt's: the image comes from the store (rkt fetch it first).
 		h, err := host(env, "never")
 		if err != nil {

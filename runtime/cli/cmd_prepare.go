@@ -8,6 +8,7 @@ import (
 
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage0"
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 func init() {
@@ -33,6 +34,7 @@ what the pod was prepared with; those not given keep it.`,
 			Args: cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				warnMDSRegister(env, f.mdsRegister)
+				stage1.PrimeCgroupMigration()
 				h := &stage0.Host{Pods: pod.NewStore(env.G.Dir), Log: env.Log}
 				p, err := h.LockPrepared(args[0], f.changes(c))
 				if err != nil {

@@ -154,6 +154,10 @@ func podCommand(env *Env, use, short string, withRun bool, done func(*pod.Pod, *
 			}
 			return err
 		}
+		if withRun {
+			// The pod's container starts once the pod is prepared.
+			stage1.PrimeCgroupMigration()
+		}
 		h, err := host(env, p.pullPolicy)
 		if err != nil {
 			return err
