@@ -21,7 +21,7 @@ const appRuns = 30
 // already (`rkt app add` then `rkt app start`: the image resolved and checked, the root
 // mounted, the container created and exec'd; no namespace or network left to make) against
 // `rkt run --net=none` of the same image and `runc run` of the same tree, interleaved,
-// 30 runs each, and prints the medians and ratios.
+// 30 runs each, spaced and back to back (see the package comment), and prints the medians and ratios.
 func BenchmarkAppStart(b *testing.B) {
 	testenv.RequireRoot(b)
 	testenv.RequireFile(b, fixture.BusyboxPath)
@@ -63,13 +63,11 @@ func BenchmarkAppStart(b *testing.B) {
 		b.Fatalf("sandbox not ready: %v %s", err, out)
 	}
 
-	type peer struct {
-		name string
-		run  func(i int) time.Duration
-	}
+	var added int
 	peers := []peer{
-		{"app add + app start", func(i int) time.Duration {
-			name := fmt.Sprintf("true-%d", i)
+		{"app add + app start", func(int) time.Duration {
+			added++ // app rm leaves nothing behind, but each app gets a name of its own
+			name := fmt.Sprintf("true-%d", added)
 			d := timed(b, "app add", rktCmd("app", "add", uuid, fixture.ACIName, "--name="+name))
 			d += timed(b, "app start", rktCmd("app", "start", uuid, "--app="+name))
 			// Not timed: the app is taken out again, so the pod stays the same size.
@@ -86,8 +84,10 @@ func BenchmarkAppStart(b *testing.B) {
 		bdir := filepath.Join(dir, "bundle")
 		os.MkdirAll(bdir, 0o755)
 		bundle(b, bdir)
-		peers = append(peers, peer{"runc run", func(i int) time.Duration {
-			c := exec.Command("runc", "--root", filepath.Join(dir, "runc-state"), "run", fmt.Sprintf("bench-%d", i))
+		var n int
+		peers = append(peers, peer{"runc run", func(int) time.Duration {
+			n++ // runc run removes its container when it exits; each gets a name of its own
+			c := exec.Command("runc", "--root", filepath.Join(dir, "runc-state"), "run", fmt.Sprintf("bench-%d", n))
 			c.Dir = bdir
 			return timed(b, "runc run", c)
 		}})
@@ -97,23 +97,19 @@ func BenchmarkAppStart(b *testing.B) {
 	for _, p := range peers { // warm caches once
 		p.run(-1)
 	}
-	b.ResetTimer()
-	times := make([][]time.Duration, len(peers))
-	for i := range appRuns {
-		for j, p := range peers { // interleaved
-			times[j] = append(times[j], p.run(i))
-		}
+	gc := func(i int) {
 		if i%10 == 9 {
 			rktCmd("gc", "--grace-period=0s").Run()
 		}
 	}
+	b.ResetTimer()
+	spaced := interleave(peers, appRuns, gap, gc)
+	burst := interleave(peers, appRuns, 0, gc)
 	b.StopTimer()
-	app := median(times[0])
-	var lines []string
-	for j, p := range peers {
-		m := median(times[j])
-		lines = append(lines, fmt.Sprintf("%-22s median %8.1f ms  (app/peer %.2f)", p.name, float64(m.Microseconds())/1000, float64(app)/float64(m)))
+	r := report(fmt.Sprintf("app start in a running sandbox vs pod start, busybox /bin/true, %d interleaved runs each, %v before each", appRuns, gap), "app/peer", peers, spaced)
+	report(fmt.Sprintf("the same, %d runs each back to back", appRuns), "app/peer", peers, burst)
+	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, "app-ms")
+	if len(r) > 2 {
+		b.ReportMetric(r[2], "app/runc")
 	}
-	fmt.Printf("app start in a running sandbox vs pod start, busybox /bin/true, %d interleaved runs each:\n  %s\n", appRuns, strings.Join(lines, "\n  "))
-	b.ReportMetric(float64(app.Microseconds())/1000, "app-ms")
 }
