@@ -12,10 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-os/cairn/runtime/cgprime"
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage0"
-	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 // rkt app: the app-level API, a pod (rkt app sandbox) whose apps are added, started,
@@ -50,7 +50,7 @@ func appSandboxCommand(env *Env) *cobra.Command {
 				return err
 			}
 			cfg.InsecureSeccomp = ins.Has(insecure.Seccomp)
-			stage1.PrimeCgroupMigration()
+			cgprime.Start()
 			h, err := host(env, "never")
 			if err != nil {
 				return err

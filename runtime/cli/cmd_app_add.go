@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/cairn-os/cairn/runtime/cgprime"
 	"github.com/cairn-os/cairn/runtime/podapi"
 	"github.com/cairn-os/cairn/runtime/stage0"
-	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 // appAddArgs is rkt app add's command line: the pod, then one image with its app flags and
@@ -141,7 +141,7 @@ func appAddCommand(env *Env) *cobra.Command {
 		}
 		a.extra.App = a.cfg.Apps[0]
 		// The sandbox's supervisor starts the app's container once the image is checked.
-		stage1.PrimeCgroupMigration()
+		cgprime.Start()
 		// As rkt's: the image comes from the store (rkt fetch it first).
 		h, err := host(env, "never")
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-os/cairn/runtime/cgprime"
 	"github.com/cairn-os/cairn/runtime/fetch"
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/image"
@@ -156,7 +157,7 @@ func podCommand(env *Env, use, short string, withRun bool, done func(*pod.Pod, *
 		}
 		if withRun {
 			// The pod's container starts once the pod is prepared.
-			stage1.PrimeCgroupMigration()
+			cgprime.Start()
 		}
 		h, err := host(env, p.pullPolicy)
 		if err != nil {

@@ -224,19 +224,6 @@ func (r cgroupRecord) addNested(own, parent string) {
 	}
 }
 
-// primeCgroupDir is where PrimeCgroupMigration moves the caller, into the cgroup it is in
-// already: its v1 pids cgroup where it has one, else its cgroup in the unified hierarchy on a
-// v2 host (unified says the host is one), else "" (nothing to write to).
-func primeCgroupDir(pc ProcCgroup, unified bool) string {
-	if p, ok := pc.V1["pids"]; ok {
-		return filepath.Join(unifiedMount, "pids", p)
-	}
-	if unified && pc.Unified != "" {
-		return filepath.Join(unifiedMount, pc.Unified)
-	}
-	return ""
-}
-
 // unifiedRecord is a v2 plan's record, in the hierarchy mounted at mount.
 func (p CgroupPlan) unifiedRecord(mount string) cgroupRecord {
 	rec := cgroupRecord{"": filepath.Join(mount, p.Parent)}

@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/opencontainers/cgroups"
 	cgmanager "github.com/opencontainers/cgroups/manager"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-os/cairn/runtime/cgprime"
 	"github.com/cairn-os/cairn/runtime/pod"
 )
 
@@ -106,7 +106,7 @@ func (m cgroupMover) enter(plan CgroupPlan, own string) (string, error) {
 		return "", fmt.Errorf("create %s: %w", leaf, err)
 	}
 	if m.PID == os.Getpid() {
-		waitPrimed()
+		cgprime.Wait()
 	}
 	if err := writeProcs(leaf, m.PID); err != nil {
 		return "", removeLeaf(leaf, fmt.Errorf("move pid %d into %s: %w", m.PID, leaf, err))
@@ -128,55 +128,6 @@ func removeLeaf(leaf string, err error) error {
 		return errors.Join(err, fmt.Errorf("remove %s: %w", leaf, rerr))
 	}
 	return err
-}
-
-// primed is PrimeCgroupMigration's move: done is closed once it is over (nil: none started).
-var primed struct {
-	sync.Mutex
-	done chan struct{}
-}
-
-// PrimeCgroupMigration starts, in the background, a cgroup migration that moves nothing: the
-// calling process into the cgroup it is in. Every migration takes the kernel's
-// cgroup_threadgroup_rwsem for writing, and the first one after a quiet spell waits for an RCU
-// grace period (8-25 ms measured here) before it can; those that follow within a grace period
-// of it do not wait. A command about to start a container, whose cgroups libcontainer joins
-// some milliseconds later (writing cgroup.procs in each hierarchy), calls it first, so that
-// the wait passes while it prepares the pod instead of while the container starts. It changes
-// nothing; a failure only leaves the wait where it was. Moves of the caller itself (rkt run
-// into its leaf on v2) wait for it first, so that the no-op move cannot undo them.
-func PrimeCgroupMigration() {
-	primed.Lock()
-	defer primed.Unlock()
-	if primed.done != nil {
-		return
-	}
-	done := make(chan struct{})
-	primed.done = done
-	go func() {
-		defer close(done)
-		b, err := os.ReadFile("/proc/self/cgroup")
-		if err != nil {
-			return
-		}
-		pc, err := ParseProcCgroup(string(b))
-		if err != nil {
-			return
-		}
-		if dir := primeCgroupDir(pc, cgroups.IsCgroup2UnifiedMode()); dir != "" {
-			_ = writeProcs(dir, os.Getpid())
-		}
-	}()
-}
-
-// waitPrimed returns once PrimeCgroupMigration's move, if one was started, is over.
-func waitPrimed() {
-	primed.Lock()
-	done := primed.done
-	primed.Unlock()
-	if done != nil {
-		<-done
-	}
 }
 
 func writeProcs(dir string, pid int) error {

@@ -22,35 +22,6 @@ import (
 // process stands for rkt run in a unit: it moves into <tree>/unit first.
 const cgroup2InnerEnv = "CAIRN_STAGE1_CGROUP2_INNER"
 
-// PrimeCgroupMigration's move leaves the process where it was, in every hierarchy, and a
-// second call starts nothing more.
-func TestPrimeCgroupMigration(t *testing.T) {
-	testenv.RequireRoot(t)
-	before, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	PrimeCgroupMigration()
-	primed.Lock()
-	first := primed.done
-	primed.Unlock()
-	PrimeCgroupMigration()
-	primed.Lock()
-	second := primed.done
-	primed.Unlock()
-	if first == nil || first != second {
-		t.Fatalf("the second call started another move (or the first none): %v, %v", first, second)
-	}
-	waitPrimed()
-	after, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(after) != string(before) {
-		t.Errorf("the process moved:\n%s\nnow:\n%s", before, after)
-	}
-}
-
 func TestCgroup2Move(t *testing.T) {
 	testenv.RequireRoot(t)
 	b, _ := os.ReadFile("/proc/filesystems")

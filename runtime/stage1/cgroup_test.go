@@ -114,27 +114,6 @@ func TestCgroupRecord(t *testing.T) {
 	}
 }
 
-func TestPrimeCgroupDir(t *testing.T) {
-	for _, c := range []struct {
-		name, procCgroup string
-		unified          bool
-		want             string
-	}{
-		{"v1", "9:pids:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n", false, "/sys/fs/cgroup/pids/user.slice"},
-		{"hybrid", "8:pids:/\n4:memory:/a/b\n0::/\n", false, "/sys/fs/cgroup/pids"},
-		{"hybrid without pids", "4:memory:/a/b\n0::/system.slice/pod.service\n", false, ""},
-		{"v2", "0::/system.slice/pod.service\n", true, "/sys/fs/cgroup/system.slice/pod.service"},
-	} {
-		pc, err := ParseProcCgroup(c.procCgroup)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		if got := primeCgroupDir(pc, c.unified); got != c.want {
-			t.Errorf("%s: %q, want %q", c.name, got, c.want)
-		}
-	}
-}
-
 func TestCgroupRecordNested(t *testing.T) {
 	const root = "/sys/fs/cgroup/unified/rkt-u1"
 	for _, c := range []struct {

@@ -14,6 +14,9 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 
 	"github.com/cairn-os/cairn/runtime/cli"
+	// Starts the cgroup migration's wait for the commands that start a container, before the
+	// packages that come after it are initialised.
+	_ "github.com/cairn-os/cairn/runtime/cmd/rkt/earlyprime"
 )
 
 func init() {
