@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -35,7 +36,14 @@ type Env struct {
 	Stderr io.Writer
 	G      Globals
 	Log    *slog.Logger
+
+	// pending is the work that goes on beside a command, waited for before Run returns.
+	pending sync.WaitGroup
 }
+
+// background runs f beside the command: work whose result the command does not need but that
+// must be done before rkt exits.
+func (e *Env) background(f func()) { e.pending.Go(f) }
 
 // ExitError carries a process exit status out of a subcommand (rkt run returns the app's).
 // An ExitError with a nil Err prints nothing.
@@ -113,6 +121,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	env.Log = slog.New(slog.NewTextHandler(stderr, nil))
 
 	err := root.ExecuteContext(ctx)
+	env.pending.Wait()
 	if err == nil {
 		return 0
 	}

@@ -211,3 +211,27 @@ func TestPreparePullPolicy(t *testing.T) {
 		}
 	}
 }
+
+// The image's use is recorded in the background, and recorded before rkt returns.
+func TestPrepareRecordsImageUse(t *testing.T) {
+	e := newRktEnv(t)
+	withBusybox(t, e)
+	st, err := store.Open(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := st.Get(context.Background(), fixture.ACIName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := e.rkt(t, "", "prepare", "--net=none", fixture.ACIName); code != 0 {
+		t.Fatalf("prepare: code %d stdout %q stderr %q", code, out, errOut)
+	}
+	after, err := st.Get(context.Background(), fixture.ACIName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.LastUsed.After(before.LastUsed) {
+		t.Errorf("last used %v, imported and last used before %v", after.LastUsed, before.LastUsed)
+	}
+}
