@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	// Device cgroup rules (specconv.AllowedDevices) need the devices controller's implementation.
@@ -124,10 +125,7 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	if err := p.WritePID(os.Getpid()); err != nil {
 		return ExitFailure, err
 	}
-	cg, err := setupCgroups(log, dir, p.UUID, opts.CgroupParent)
-	if err != nil {
-		return ExitFailure, err
-	}
+	// Registered first: the steps below run at once, and any of them may leave something.
 	defer func() {
 		if cerr := CleanWithLog(context.WithoutCancel(ctx), dir, log); cerr != nil {
 			log.Warn("pod cleanup incomplete; rkt gc will retry", "pod", p.UUID, "err", cerr)
@@ -141,8 +139,34 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 			}
 		}
 	}()
-	plan, err := r.preparePod(dir, man, opts)
-	if err != nil {
+	apps := make([]*app, 0, len(man.Apps))
+	for i, ra := range man.Apps {
+		apps = append(apps, &app{name: string(ra.Name), image: opts.Apps[i], runtime: ra})
+	}
+	// The pod's cgroups, its namespaces and files, and the apps' roots do not depend on each
+	// other: they are made at once (about 1 ms each).
+	var (
+		cg   CgroupPlan
+		plan *PodPlan
+	)
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		cg, err = setupCgroups(log, dir, p.UUID, opts.CgroupParent)
+		return err
+	})
+	g.Go(func() (err error) {
+		plan, err = r.preparePod(dir, man, opts)
+		return err
+	})
+	g.Go(func() error {
+		for _, a := range apps {
+			if err := r.mountApp(dir, p.UUID, opts, a); err != nil {
+				return fmt.Errorf("pod %s: app %s: %w", p.UUID, a.name, err)
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
 		return ExitFailure, err
 	}
 	plan.CgroupParent = cg.Parent
@@ -159,7 +183,6 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 		// to report; when Run fails before asking, Run's own error is the one that matters.
 		_, _ = join.wait()
 	}()
-	apps := make([]*app, 0, len(man.Apps))
 	defer func() {
 		for _, a := range apps {
 			if a.container == nil {
@@ -183,14 +206,9 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 			return ExitFailure, err
 		}
 	}
-	for i, ra := range man.Apps {
-		a := &app{name: string(ra.Name), image: opts.Apps[i], runtime: ra}
-		apps = append(apps, a)
-		if err := r.mountApp(plan, opts, a); err != nil {
-			return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
-		}
+	for _, a := range apps {
 		if err := r.startApp(plan, opts, a); err != nil {
-			return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, ra.Name, err)
+			return ExitFailure, fmt.Errorf("pod %s: app %s: %w", p.UUID, a.name, err)
 		}
 	}
 	if !opts.Interactive {
@@ -478,9 +496,9 @@ func (r *Runner) networksJoined(plan *PodPlan, sel network.Selection, opts *Opti
 	return setResolvConf(plan, opts, sel, cniDNS)
 }
 
-// mountApp makes an app's root and checks its user and command.
-func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
-	dir := plan.Dir
+// mountApp makes the root of an app of pod uuid (whose directory is dir) and checks its user
+// and command.
+func (r *Runner) mountApp(dir, uuid string, opts *Options, a *app) error {
 	img := a.image
 	base := filepath.Join(dir, appsDir, a.name)
 	for _, d := range []string{"rootfs", "upper", "work"} {
@@ -521,7 +539,7 @@ func (r *Runner) mountApp(plan *PodPlan, opts *Options, a *app) error {
 	}
 	if u := opts.PrivateUsers; u != nil {
 		var err error
-		if rootfs, err = u.exposeRoot(plan.UUID, a.name, rootfs); err != nil {
+		if rootfs, err = u.exposeRoot(uuid, a.name, rootfs); err != nil {
 			return fmt.Errorf("private users: %w", err)
 		}
 	}

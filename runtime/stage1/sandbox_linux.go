@@ -271,7 +271,7 @@ func (s *sandbox) create(a *sandboxApp, req *podapi.AddRequest, plan PodPlan) (p
 	plan.Volumes = append(plan.Volumes, a.volumes...)
 	a.c = &app{name: a.name, runtime: req.App,
 		image: AppImage{Name: a.name, ImageID: req.Image.ImageID, Layers: req.Image.Layers}}
-	if err := s.r.mountApp(&plan, s.base, a.c); err != nil {
+	if err := s.r.mountApp(plan.Dir, plan.UUID, s.base, a.c); err != nil {
 		return pod.AppRecord{}, err
 	}
 	a.c.plan.Linux = req.Linux
