@@ -40,6 +40,23 @@ func Start() {
 	}()
 }
 
+// Started takes a move that something other than Start began (rkt's constructor, before the
+// Go runtime was up) as Start's: wait returns once it is over. Wait waits for it, and Start
+// does nothing more. When a move was started already, it is the one kept.
+func Started(wait func()) {
+	move.Lock()
+	defer move.Unlock()
+	if move.done != nil {
+		return
+	}
+	done := make(chan struct{})
+	move.done = done
+	go func() {
+		defer close(done)
+		wait()
+	}()
+}
+
 // Wait returns once Start's move, if one was started, is over. Code that moves its own
 // process to another cgroup waits first, so that the move that moves nothing cannot come
 // after it and undo it.
