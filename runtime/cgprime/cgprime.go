@@ -18,52 +18,40 @@ import (
 // mount is where the cgroup hierarchies are mounted.
 const mount = "/sys/fs/cgroup"
 
-// move is Start's move: done is closed once it is over (nil: none started).
-var move struct {
+// moved is the process's move: done is closed once it is over (nil: none started).
+var moved struct {
 	sync.Mutex
 	done chan struct{}
 }
 
 // Start starts the move in the background, once per process. It changes nothing; a failure
 // (or a host without a cgroup it can write) only leaves the wait where it was.
-func Start() {
-	move.Lock()
-	defer move.Unlock()
-	if move.done != nil {
+func Start() { Started(prime) }
+
+// Started makes move, run in the background, the process's move, unless one was started
+// already: Wait waits for it, and Start does nothing more. rkt's constructor starts the move
+// before the Go runtime is up, and hands Started a move that returns once that one is over.
+func Started(move func()) {
+	moved.Lock()
+	defer moved.Unlock()
+	if moved.done != nil {
 		return
 	}
 	done := make(chan struct{})
-	move.done = done
+	moved.done = done
 	go func() {
 		defer close(done)
-		prime()
+		move()
 	}()
 }
 
-// Started takes a move that something other than Start began (rkt's constructor, before the
-// Go runtime was up) as Start's: wait returns once it is over. Wait waits for it, and Start
-// does nothing more. When a move was started already, it is the one kept.
-func Started(wait func()) {
-	move.Lock()
-	defer move.Unlock()
-	if move.done != nil {
-		return
-	}
-	done := make(chan struct{})
-	move.done = done
-	go func() {
-		defer close(done)
-		wait()
-	}()
-}
-
-// Wait returns once Start's move, if one was started, is over. Code that moves its own
+// Wait returns once the process's move, if one was started, is over. Code that moves its own
 // process to another cgroup waits first, so that the move that moves nothing cannot come
 // after it and undo it.
 func Wait() {
-	move.Lock()
-	done := move.done
-	move.Unlock()
+	moved.Lock()
+	done := moved.done
+	moved.Unlock()
 	if done != nil {
 		<-done
 	}

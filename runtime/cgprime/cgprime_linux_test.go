@@ -16,13 +16,13 @@ func TestStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	Start()
-	move.Lock()
-	first := move.done
-	move.Unlock()
+	moved.Lock()
+	first := moved.done
+	moved.Unlock()
 	Start()
-	move.Lock()
-	second := move.done
-	move.Unlock()
+	moved.Lock()
+	second := moved.done
+	moved.Unlock()
 	if first == nil || first != second {
 		t.Fatalf("the second Start started another move (or the first none): %v, %v", first, second)
 	}
