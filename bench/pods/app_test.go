@@ -20,7 +20,7 @@ const appRuns = 30
 // BenchmarkAppStart times adding and starting busybox /bin/true in a sandbox that runs
 // already (`rkt app add` then `rkt app start`: the image resolved and checked, the root
 // mounted, the container created and exec'd; no namespace or network left to make) against
-// `rkt run --net=none` of the same image and `runc run` of the same tree, interleaved,
+// `rkt run --net=none` of the same image and `runc run` of the same tree (each runc), interleaved,
 // 30 runs each, spaced and back to back (see the package comment), and prints the medians and ratios.
 func BenchmarkAppStart(b *testing.B) {
 	testenv.RequireRoot(b)
@@ -80,19 +80,17 @@ func BenchmarkAppStart(b *testing.B) {
 			return timed(b, "rkt run", rktCmd("run", "--net=none", "--pull-policy=never", fixture.ACIName))
 		}},
 	}
-	if _, err := exec.LookPath("runc"); err == nil {
-		bdir := filepath.Join(dir, "bundle")
-		os.MkdirAll(bdir, 0o755)
-		bundle(b, bdir)
+	bdir := filepath.Join(dir, "bundle")
+	for i, rc := range runcs(b) {
+		if i == 0 {
+			os.MkdirAll(bdir, 0o755)
+			bundle(b, rc.path, bdir)
+		}
 		var n int
-		peers = append(peers, peer{"runc run", func(int) time.Duration {
-			n++ // runc run removes its container when it exits; each gets a name of its own
-			c := exec.Command("runc", "--root", filepath.Join(dir, "runc-state"), "run", fmt.Sprintf("bench-%d", n))
-			c.Dir = bdir
-			return timed(b, "runc run", c)
+		peers = append(peers, peer{rc.name, func(int) time.Duration {
+			n++
+			return timed(b, rc.name, rc.run(filepath.Join(dir, fmt.Sprintf("runc-state-%d", i)), bdir, n))
 		}})
-	} else {
-		b.Log("runc not installed: skipping that peer")
 	}
 	for _, p := range peers { // warm caches once
 		p.run(-1)
@@ -109,7 +107,9 @@ func BenchmarkAppStart(b *testing.B) {
 	r := report(fmt.Sprintf("app start in a running sandbox vs pod start, busybox /bin/true, %d interleaved runs each, %v before each", appRuns, gap), "app/peer", peers, spaced)
 	report(fmt.Sprintf("the same, %d runs each back to back", appRuns), "app/peer", peers, burst)
 	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, "app-ms")
-	if len(r) > 2 {
-		b.ReportMetric(r[2], "app/runc")
+	for i, p := range peers {
+		if strings.HasPrefix(p.name, "runc run ") {
+			b.ReportMetric(r[i], "app/"+strings.ReplaceAll(strings.TrimPrefix(p.name, "runc run "), " ", "-"))
+		}
 	}
 }

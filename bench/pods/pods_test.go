@@ -1,7 +1,8 @@
 // Package pods benchmarks starting a pod against its peers on one machine: `rkt run --net=none`
-// of busybox /bin/true (image already in the store) against `runc run` (Debian's runc) on a
-// bundle of the same busybox tree and `podman run --rootfs` of that tree, interleaved, 50 runs
-// each, and prints the medians and ratios. Run it with `make bench` (go test -bench); `go test`
+// of busybox /bin/true (image already in the store) against `runc run` on a bundle of the same
+// busybox tree, Debian's runc and one of the libcontainer rkt runs pods on (tools/runc), and
+// `podman run --rootfs` of that tree, interleaved, 50 runs each, and prints the medians and
+// ratios. Run it with `make bench` (go test -bench); `go test`
 // alone does not.
 //
 // Each benchmark measures twice: spaced, each run after a pause (gap), and back to back. The
@@ -89,8 +90,74 @@ func rktBinary(b *testing.B) string {
 	return p
 }
 
-// bundle makes a runc bundle whose rootfs is the busybox tree of the fixture layer.
-func bundle(b *testing.B, dir string) string {
+// runc is a runc to compare with: its name in the report, with its version, and its path.
+type runc struct{ name, path string }
+
+// runcs are the runcs to compare with: Debian's (in PATH), and one built at the version of the
+// libcontainer that rkt runs pods on (tools/runc), whose container start does what rkt's does
+// (Debian's 1.1.5 predates, among others, the hardened path resolution of mounts). A runc that
+// is not there, or does not build, is logged and left out.
+func runcs(b *testing.B) []runc {
+	var rs []runc
+	if p, err := exec.LookPath("runc"); err == nil {
+		rs = append(rs, runc{"runc run " + runcVersion(p), p})
+	} else {
+		b.Log("runc not installed: skipping that peer")
+	}
+	var stderr bytes.Buffer
+	build := exec.Command("../../tools/runc/build.sh")
+	build.Stderr = &stderr
+	if out, err := build.Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "runc")
+		rs = append(rs, runc{"runc run " + runcVersion(p), p})
+	} else {
+		b.Logf("tools/runc/build.sh: %v: skipping runc of rkt's libcontainer\n%s", err, stderr.String())
+	}
+	return rs
+}
+
+// runcVersion is what runc --version says its version is (its first line's last word).
+func runcVersion(path string) string {
+	out, _ := exec.Command(path, "--version").Output()
+	line, _, _ := strings.Cut(string(out), "\n")
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return "(version unknown)"
+	}
+	return f[len(f)-1]
+}
+
+// run is the command that runs bundle's container, once, with a name of its own (runc run
+// removes the container when it exits).
+func (r runc) run(state, bundle string, n int) *exec.Cmd {
+	c := exec.Command(r.path, "--root", state, "run", fmt.Sprintf("bench-%d", n))
+	c.Dir = bundle
+	return c
+}
+
+// bundle makes a runc bundle in dir whose rootfs is the busybox tree of the fixture layer, its
+// config from runc's spec command, and returns the rootfs.
+func bundle(b *testing.B, runc, dir string) string {
+	rootfs := tree(b, dir)
+	spec := exec.Command(runc, "spec")
+	spec.Dir = dir
+	if out, err := spec.CombinedOutput(); err != nil {
+		b.Fatalf("runc spec: %v %s", err, out)
+	}
+	// Same process as the pod: /bin/true, no terminal.
+	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	var cfg map[string]any
+	json.Unmarshal(raw, &cfg)
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/true"}
+	raw, _ = json.Marshal(cfg)
+	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	return rootfs
+}
+
+// tree unpacks the busybox tree of the fixture layer into dir/rootfs and returns that.
+func tree(b *testing.B, dir string) string {
 	layer, err := fixture.BusyboxLayerTar()
 	if err != nil {
 		b.Fatal(err)
@@ -105,20 +172,6 @@ func bundle(b *testing.B, dir string) string {
 	for _, d := range []string{"proc", "sys", "dev", "tmp"} {
 		os.MkdirAll(filepath.Join(rootfs, d), 0o755)
 	}
-	spec := exec.Command("runc", "spec")
-	spec.Dir = dir
-	if out, err := spec.CombinedOutput(); err != nil {
-		b.Fatalf("runc spec: %v %s", err, out)
-	}
-	// Same process as the pod: /bin/true, no terminal.
-	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	var cfg map[string]any
-	json.Unmarshal(raw, &cfg)
-	proc := cfg["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"/bin/true"}
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
 	return rootfs
 }
 
@@ -166,8 +219,6 @@ func BenchmarkPodStart(b *testing.B) {
 	bdir := filepath.Join(dir, "bundle")
 	os.MkdirAll(bdir, 0o755)
 
-	// Each runc container has a name of its own (runc run removes it when it exits).
-	var runcRuns int
 	type command struct {
 		name string
 		cmd  func() *exec.Cmd
@@ -175,21 +226,20 @@ func BenchmarkPodStart(b *testing.B) {
 	cmds := []command{{"rkt run", func() *exec.Cmd {
 		return exec.Command(rkt, "--dir="+data, "run", "--net=none", "--pull-policy=never", fixture.ACIName)
 	}}}
-	if _, err := exec.LookPath("runc"); err == nil {
-		bundle(b, bdir)
-		cmds = append(cmds, command{"runc run", func() *exec.Cmd {
-			runcRuns++
-			c := exec.Command("runc", "--root", filepath.Join(dir, "runc-state"), "run", fmt.Sprintf("bench-%d", runcRuns))
-			c.Dir = bdir
-			return c
+	rootfs := ""
+	for i, rc := range runcs(b) {
+		if rootfs == "" {
+			rootfs = bundle(b, rc.path, bdir)
+		}
+		var n int
+		cmds = append(cmds, command{rc.name, func() *exec.Cmd {
+			n++
+			return rc.run(filepath.Join(dir, fmt.Sprintf("runc-state-%d", i)), bdir, n)
 		}})
-	} else {
-		b.Log("runc not installed: skipping that peer")
 	}
 	if _, err := exec.LookPath("podman"); err == nil {
-		rootfs := filepath.Join(bdir, "rootfs")
-		if _, err := os.Stat(rootfs); err != nil {
-			rootfs = bundle(b, bdir)
+		if rootfs == "" {
+			rootfs = tree(b, bdir)
 		}
 		cmds = append(cmds, command{"podman run --rootfs", func() *exec.Cmd {
 			return exec.Command("podman", "run", "--rm", "--network", "none",
@@ -220,7 +270,9 @@ func BenchmarkPodStart(b *testing.B) {
 	r := report(fmt.Sprintf("pod start, busybox /bin/true, %d interleaved runs each, %v before each", runs, gap), "rkt/peer", peers, spaced)
 	report(fmt.Sprintf("the same, %d runs each back to back", runs), "rkt/peer", peers, burst)
 	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, "rkt-ms")
-	if len(r) > 1 && peers[1].name == "runc run" {
-		b.ReportMetric(r[1], "rkt/runc")
+	for i, p := range peers {
+		if strings.HasPrefix(p.name, "runc run ") {
+			b.ReportMetric(r[i], "rkt/"+strings.ReplaceAll(strings.TrimPrefix(p.name, "runc run "), " ", "-"))
+		}
 	}
 }
