@@ -57,6 +57,16 @@ func Wait() {
 	}
 }
 
+// listed says whether the cgroup.procs text procs has the line pid.
+func listed(procs, pid string) bool {
+	for line := range strings.SplitSeq(procs, "\n") {
+		if line == pid {
+			return true
+		}
+	}
+	return false
+}
+
 // dir is the cgroup directory the move writes to, from the process's /proc/self/cgroup
 // text: its cgroup in the v1 pids hierarchy where it has one, else its cgroup in the unified
 // hierarchy on a host that has only that one (unified), else "".

@@ -2,6 +2,22 @@ package cgprime
 
 import "testing"
 
+func TestListed(t *testing.T) {
+	for _, c := range []struct {
+		procs, pid string
+		want       bool
+	}{
+		{"1\n42\n", "42", true},
+		{"1\n142\n", "42", false},
+		{"42", "42", true},
+		{"", "42", false},
+	} {
+		if got := listed(c.procs, c.pid); got != c.want {
+			t.Errorf("%q in %q: %v, want %v", c.pid, c.procs, got, c.want)
+		}
+	}
+}
+
 func TestDir(t *testing.T) {
 	for _, c := range []struct {
 		name, procCgroup string

@@ -80,16 +80,44 @@ static int prime_path(char *out, size_t size)
 	return n > 0 && (size_t)n < size;
 }
 
+/* listed says whether the cgroup.procs file at path has the line pid. */
+static int listed(const char *path, const char *pid)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[4096], line[16];
+	size_t n = 0;
+	int found = 0;
+	ssize_t r;
+	while (!found && (r = read(fd, buf, sizeof buf)) > 0) {
+		for (ssize_t i = 0; i < r && !found; i++) {
+			if (buf[i] != '\n') {
+				if (n < sizeof line - 1)
+					line[n++] = buf[i];
+				continue;
+			}
+			line[n] = '\0';
+			found = strcmp(line, pid) == 0;
+			n = 0;
+		}
+	}
+	close(fd);
+	return found;
+}
+
+/* prime moves the process into the cgroup it is in, as cgprime's prime does: only into a
+ * cgroup that lists it already (under a cgroup namespace with the host's hierarchy mounted,
+ * the path would name another cgroup, and the write would be a real move). */
 static void *prime(void *arg)
 {
 	(void)arg;
-	char path[4200];
-	if (prime_path(path, sizeof path)) {
+	char path[4200], pid[16];
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	if (prime_path(path, sizeof path) && listed(path, pid)) {
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
 		if (fd >= 0) {
-			char pid[16];
-			int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
-			if (write(fd, pid, n) < 0) {
+			if (write(fd, pid, strlen(pid)) < 0) {
 				/* Nothing moved: the wait stays where it was. */
 			}
 			close(fd);
