@@ -107,9 +107,5 @@ func BenchmarkAppStart(b *testing.B) {
 	r := report(fmt.Sprintf("app start in a running sandbox vs pod start, busybox /bin/true, %d interleaved runs each, %v before each", appRuns, gap), "app/peer", peers, spaced)
 	report(fmt.Sprintf("the same, %d runs each back to back", appRuns), "app/peer", peers, burst)
 	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, "app-ms")
-	for i, p := range peers {
-		if strings.HasPrefix(p.name, "runc run ") {
-			b.ReportMetric(r[i], "app/"+strings.ReplaceAll(strings.TrimPrefix(p.name, "runc run "), " ", "-"))
-		}
-	}
+	reportRuncRatios(b, "app/", peers, r)
 }

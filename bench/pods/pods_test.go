@@ -116,6 +116,16 @@ func runcs(b *testing.B) []runc {
 	return rs
 }
 
+// reportRuncRatios reports the ratios r of the runc peers as metrics named prefix and the
+// runc's version ("rkt/1.5.2").
+func reportRuncRatios(b *testing.B, prefix string, peers []peer, r []float64) {
+	for i, p := range peers {
+		if v, ok := strings.CutPrefix(p.name, "runc run "); ok {
+			b.ReportMetric(r[i], prefix+strings.ReplaceAll(v, " ", "-"))
+		}
+	}
+}
+
 // runcVersion is what runc --version says its version is (its first line's last word).
 func runcVersion(path string) string {
 	out, _ := exec.Command(path, "--version").Output()
@@ -270,9 +280,5 @@ func BenchmarkPodStart(b *testing.B) {
 	r := report(fmt.Sprintf("pod start, busybox /bin/true, %d interleaved runs each, %v before each", runs, gap), "rkt/peer", peers, spaced)
 	report(fmt.Sprintf("the same, %d runs each back to back", runs), "rkt/peer", peers, burst)
 	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, "rkt-ms")
-	for i, p := range peers {
-		if strings.HasPrefix(p.name, "runc run ") {
-			b.ReportMetric(r[i], "rkt/"+strings.ReplaceAll(strings.TrimPrefix(p.name, "runc run "), " ", "-"))
-		}
-	}
+	reportRuncRatios(b, "rkt/", peers, r)
 }
