@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -576,9 +578,19 @@ func propagation(t *testing.T, e *criEnv) {
 func resourcesAndOOM(t *testing.T, e *criEnv) {
 	parent := "/cairn-cri-test-" + fmt.Sprint(os.Getpid())
 	t.Cleanup(func() {
+		// The pod's cgroups below it go with the pod, some a moment after its removal returns
+		// (a cgroup is busy until its last process is reaped).
 		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
 		for _, d := range dirs {
-			os.Remove(d)
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				err := os.Remove(d)
+				if err == nil || errors.Is(err, fs.ErrNotExist) || time.Now().After(deadline) {
+					if err != nil && !errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("cgroup parent left behind: %v", err)
+					}
+					break
+				}
+			}
 		}
 	})
 	pcfg := e.podConfig("res", func(c *runtimeapi.PodSandboxConfig) {
