@@ -92,20 +92,10 @@ func BenchmarkAppStart(b *testing.B) {
 			return timed(b, rc.name, rc.run(filepath.Join(dir, fmt.Sprintf("runc-state-%d", i)), bdir, n))
 		}})
 	}
-	for _, p := range peers { // warm caches once
-		p.run(-1)
-	}
 	gc := func(i int) {
 		if i%10 == 9 {
 			rktCmd("gc", "--grace-period=0s").Run()
 		}
 	}
-	b.ResetTimer()
-	spaced := interleave(peers, appRuns, gap, gc)
-	burst := interleave(peers, appRuns, 0, gc)
-	b.StopTimer()
-	r := report(fmt.Sprintf("app start in a running sandbox vs pod start, busybox /bin/true, %d interleaved runs each, %v before each", appRuns, gap), "app/peer", peers, spaced)
-	report(fmt.Sprintf("the same, %d runs each back to back", appRuns), "app/peer", peers, burst)
-	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, "app-ms")
-	reportRuncRatios(b, "app/", peers, r)
+	measure(b, "app start in a running sandbox vs pod start, busybox /bin/true", "app", peers, appRuns, gc)
 }

@@ -116,12 +116,23 @@ func runcs(b *testing.B) []runc {
 	return rs
 }
 
-// reportRuncRatios reports the ratios r of the runc peers as metrics named prefix and the
-// runc's version ("rkt/1.5.2").
-func reportRuncRatios(b *testing.B, prefix string, peers []peer, r []float64) {
+// measure runs each peer once to warm caches, then times them rounds times interleaved,
+// spaced and back to back, prints both under title and reports the first peer's spaced median
+// ("<first>-ms") and its ratio to each runc ("<first>/<runc version>").
+func measure(b *testing.B, title, first string, peers []peer, rounds int, between func(i int)) {
+	for _, p := range peers {
+		p.run(-1)
+	}
+	b.ResetTimer()
+	spaced := interleave(peers, rounds, gap, between)
+	burst := interleave(peers, rounds, 0, between)
+	b.StopTimer()
+	r := report(fmt.Sprintf("%s, %d interleaved runs each, %v before each", title, rounds, gap), first+"/peer", peers, spaced)
+	report(fmt.Sprintf("the same, %d runs each back to back", rounds), first+"/peer", peers, burst)
+	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, first+"-ms")
 	for i, p := range peers {
 		if v, ok := strings.CutPrefix(p.name, "runc run "); ok {
-			b.ReportMetric(r[i], prefix+strings.ReplaceAll(v, " ", "-"))
+			b.ReportMetric(r[i], first+"/"+strings.ReplaceAll(v, " ", "-"))
 		}
 	}
 }
@@ -270,15 +281,5 @@ func BenchmarkPodStart(b *testing.B) {
 		}
 	}
 
-	for _, p := range peers { // warm caches once
-		p.run(-1)
-	}
-	b.ResetTimer()
-	spaced := interleave(peers, runs, gap, gc)
-	burst := interleave(peers, runs, 0, gc)
-	b.StopTimer()
-	r := report(fmt.Sprintf("pod start, busybox /bin/true, %d interleaved runs each, %v before each", runs, gap), "rkt/peer", peers, spaced)
-	report(fmt.Sprintf("the same, %d runs each back to back", runs), "rkt/peer", peers, burst)
-	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, "rkt-ms")
-	reportRuncRatios(b, "rkt/", peers, r)
+	measure(b, "pod start, busybox /bin/true", "rkt", peers, runs, gc)
 }
