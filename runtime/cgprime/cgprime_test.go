@@ -1,39 +1,41 @@
 package cgprime
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
-func TestListed(t *testing.T) {
-	for _, c := range []struct {
-		procs, pid string
-		want       bool
-	}{
-		{"1\n42\n", "42", true},
-		{"1\n142\n", "42", false},
-		{"42", "42", true},
-		{"", "42", false},
-	} {
-		if got := listed(c.procs, c.pid); got != c.want {
-			t.Errorf("%q in %q: %v, want %v", c.pid, c.procs, got, c.want)
-		}
+// Wait waits for the move Started was given; a second Started runs nothing.
+func TestStarted(t *testing.T) {
+	Wait() // none started: returns at once
+	release := make(chan struct{})
+	finished := make(chan struct{})
+	Started(func() {
+		<-release
+		close(finished)
+	})
+	second := make(chan struct{})
+	Started(func() { close(second) })
+	waited := make(chan struct{})
+	go func() {
+		Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		t.Fatal("Wait returned before the move was over")
+	case <-time.After(50 * time.Millisecond):
 	}
-}
-
-func TestDir(t *testing.T) {
-	for _, c := range []struct {
-		name, procCgroup string
-		unified          bool
-		want             string
-	}{
-		{"v1", "9:pids:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n", false, "/sys/fs/cgroup/pids/user.slice"},
-		{"hybrid", "8:pids:/\n4:memory:/a/b\n0::/\n", false, "/sys/fs/cgroup/pids"},
-		{"hybrid without pids", "4:memory:/a/b\n0::/system.slice/pod.service\n", false, ""},
-		{"v2", "0::/system.slice/pod.service\n", true, "/sys/fs/cgroup/system.slice/pod.service"},
-		{"v2 path with a colon", "0::/a:b\n", true, "/sys/fs/cgroup/a:b"},
-		{"merged controllers are not pids", "3:pids,cpu:/x\n", false, ""},
-		{"garbage", "no cgroups here\n::\n", true, ""},
-	} {
-		if got := dir(c.procCgroup, c.unified); got != c.want {
-			t.Errorf("%s: %q, want %q", c.name, got, c.want)
-		}
+	close(release)
+	<-waited
+	select {
+	case <-finished:
+	default:
+		t.Error("Wait returned, the move not over")
+	}
+	select {
+	case <-second:
+		t.Error("the second Started ran its move")
+	case <-time.After(50 * time.Millisecond):
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-os/cairn/runtime/cgprime"
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage0"
@@ -50,7 +49,6 @@ func appSandboxCommand(env *Env) *cobra.Command {
 				return err
 			}
 			cfg.InsecureSeccomp = ins.Has(insecure.Seccomp)
-			cgprime.Start()
 			h, err := host(env, "never")
 			if err != nil {
 				return err

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/cairn-os/cairn/runtime/cgprime"
 	"github.com/cairn-os/cairn/runtime/podapi"
 	"github.com/cairn-os/cairn/runtime/stage0"
 )
@@ -140,8 +139,6 @@ func appAddCommand(env *Env) *cobra.Command {
 			return fmt.Errorf("rkt app add adds one app, not %d", len(a.cfg.Apps))
 		}
 		a.extra.App = a.cfg.Apps[0]
-		// The sandbox's supervisor starts the app's container once the image is checked.
-		cgprime.Start()
 		// As rkt's: the image comes from the store (rkt fetch it first).
 		h, err := host(env, "never")
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-os/cairn/runtime/cgprime"
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage0"
 )
@@ -34,7 +33,6 @@ what the pod was prepared with; those not given keep it.`,
 			Args: cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				warnMDSRegister(env, f.mdsRegister)
-				cgprime.Start()
 				h := &stage0.Host{Pods: pod.NewStore(env.G.Dir), Log: env.Log}
 				p, err := h.LockPrepared(args[0], f.changes(c))
 				if err != nil {

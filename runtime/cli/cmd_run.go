@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-os/cairn/runtime/cgprime"
 	"github.com/cairn-os/cairn/runtime/fetch"
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
 	"github.com/cairn-os/cairn/runtime/image"
@@ -158,10 +157,6 @@ func podCommand(env *Env, use, short string, withRun bool, done func(*pod.Pod, *
 				return nil
 			}
 			return err
-		}
-		if withRun {
-			// The pod's container starts once the pod is prepared.
-			cgprime.Start()
 		}
 		h, err := host(env, p.pullPolicy)
 		if err != nil {

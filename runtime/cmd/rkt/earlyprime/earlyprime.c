@@ -1,8 +1,8 @@
 //go:build linux && cgo
 
-// The move of runtime/cgprime, started by a constructor as rkt's process starts: before the Go
-// runtime and rkt's packages are initialised (about 3 ms of a start of rkt), for the commands
-// that start a container.
+// The move of runtime/cgprime (rkt into the cgroup it is in, which moves nothing), started by
+// a constructor as rkt's process starts, before the Go runtime and rkt's packages are
+// initialised (about 3 ms of a start of rkt), for the commands that start a container.
 
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -15,110 +15,113 @@
 
 #define CGROUP2_SUPER_MAGIC 0x63677270
 
+/* How many of rkt's first words (not flags) are looked at for the command. */
+#define COMMAND_WORDS 4
+
 /* The pipe whose write end the thread closes once the move is over. */
 static int done_r = -1, done_w = -1;
 
 /* earlyprime_starts_container says whether rkt's arguments name run, run-prepared, app add or
- * app sandbox. Global flags before the command count only as --flag=value. */
+ * app sandbox among their first words. The values of global flags given apart (--dir /x run)
+ * are words too, so an image named like a command (rkt fetch run) is taken for one: the move
+ * is then made for nothing, which costs that process nothing it waits for. */
 int earlyprime_starts_container(int argc, char **argv)
 {
-	const char *words[2];
+	const char *words[COMMAND_WORDS];
 	int n = 0;
-	for (int i = 1; i < argc && n < 2; i++) {
+	for (int i = 1; i < argc && n < COMMAND_WORDS; i++) {
 		if (strcmp(argv[i], "--") == 0)
 			break;
-		if (argv[i][0] == '-')
-			continue;
-		words[n++] = argv[i];
+		if (argv[i][0] != '-')
+			words[n++] = argv[i];
 	}
-	if (n == 0)
-		return 0;
-	if (strcmp(words[0], "run") == 0 || strcmp(words[0], "run-prepared") == 0)
-		return 1;
-	return n == 2 && strcmp(words[0], "app") == 0 &&
-	       (strcmp(words[1], "add") == 0 || strcmp(words[1], "sandbox") == 0);
+	for (int i = 0; i < n; i++) {
+		if (strcmp(words[i], "run") == 0 || strcmp(words[i], "run-prepared") == 0)
+			return 1;
+		if (strcmp(words[i], "app") == 0 && i + 1 < n &&
+		    (strcmp(words[i + 1], "add") == 0 || strcmp(words[i + 1], "sandbox") == 0))
+			return 1;
+	}
+	return 0;
 }
 
-/* prime_path puts into out the cgroup.procs file the move writes to: the process's v1 pids
- * cgroup, else its unified one on a host with only that hierarchy. It returns 0 when there is
- * none. cgprime's dir says the same in Go. */
-static int prime_path(char *out, size_t size)
+/* earlyprime_procs_path puts into out the cgroup.procs file the move writes to, from the
+ * text of /proc/self/cgroup: the process's cgroup in the v1 pids hierarchy where it has one,
+ * else its cgroup in the unified hierarchy on a host that has only that one (unified). It
+ * returns 0 when there is none. cgroup is changed. */
+int earlyprime_procs_path(char *cgroup, int unified, char *out, size_t size)
 {
-	char buf[8192], pids[4096] = "", v2[4096] = "";
-	int have_pids = 0, have_v2 = 0;
-	int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	size_t len = 0;
-	ssize_t r;
-	while (len < sizeof buf - 1 && (r = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
-		len += r;
-	close(fd);
-	buf[len] = '\0';
-	for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+	const char *pids = NULL, *v2 = NULL;
+	for (char *save = NULL, *line = strtok_r(cgroup, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *c1 = strchr(line, ':');
 		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-		if (!c2 || c2[1] != '/' || strlen(c2 + 1) >= sizeof pids)
+		if (!c2 || c2[1] != '/')
 			continue;
 		*c1 = *c2 = '\0';
-		if (strcmp(line, "0") == 0 && c1[1] == '\0') {
-			strcpy(v2, c2 + 1);
-			have_v2 = 1;
-		} else if (strcmp(c1 + 1, "pids") == 0) {
-			strcpy(pids, c2 + 1);
-			have_pids = 1;
-		}
+		if (strcmp(line, "0") == 0 && c1[1] == '\0')
+			v2 = c2 + 1;
+		else if (strcmp(c1 + 1, "pids") == 0)
+			pids = c2 + 1;
 	}
-	int n = -1;
-	if (have_pids) {
-		n = snprintf(out, size, "/sys/fs/cgroup/pids%s/cgroup.procs", pids);
-	} else if (have_v2) {
-		struct statfs st;
-		if (statfs("/sys/fs/cgroup", &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC)
-			n = snprintf(out, size, "/sys/fs/cgroup%s/cgroup.procs", v2);
+	const char *base = "/sys/fs/cgroup/pids", *p = pids;
+	if (!p && unified && v2) {
+		base = "/sys/fs/cgroup";
+		p = v2;
 	}
+	if (!p)
+		return 0;
+	int n = snprintf(out, size, "%s%s/cgroup.procs", base, strcmp(p, "/") == 0 ? "" : p);
 	return n > 0 && (size_t)n < size;
 }
 
-/* listed says whether the cgroup.procs file at path has the line pid. */
-static int listed(const char *path, const char *pid)
+/* earlyprime_listed says whether the cgroup.procs text procs has the line pid. */
+int earlyprime_listed(const char *procs, const char *pid)
+{
+	size_t n = strlen(pid);
+	for (const char *line = procs; *line; line++) {
+		if (strncmp(line, pid, n) == 0 && (line[n] == '\n' || line[n] == '\0'))
+			return 1;
+		line = strchr(line, '\n');
+		if (!line)
+			break;
+	}
+	return 0;
+}
+
+/* read_file reads path into buf (at most size-1 bytes, NUL-terminated); 0 when it cannot. */
+static int read_file(const char *path, char *buf, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	char buf[4096], line[16];
-	size_t n = 0;
-	int found = 0;
+	size_t len = 0;
 	ssize_t r;
-	while (!found && (r = read(fd, buf, sizeof buf)) > 0) {
-		for (ssize_t i = 0; i < r && !found; i++) {
-			if (buf[i] != '\n') {
-				if (n < sizeof line - 1)
-					line[n++] = buf[i];
-				continue;
-			}
-			line[n] = '\0';
-			found = strcmp(line, pid) == 0;
-			n = 0;
-		}
-	}
+	while (len < size - 1 && (r = read(fd, buf + len, size - 1 - len)) > 0)
+		len += r;
 	close(fd);
-	return found;
+	buf[len] = '\0';
+	return 1;
 }
 
-/* prime moves the process into the cgroup it is in, as cgprime's prime does: only into a
- * cgroup that lists it already (under a cgroup namespace with the host's hierarchy mounted,
- * the path would name another cgroup, and the write would be a real move). */
+/* prime moves the process into the cgroup it is in: only into a cgroup that lists it
+ * already (under a cgroup namespace with the host's hierarchy mounted, the path would name
+ * another cgroup, and the write would be a real move). A failure only leaves the wait where
+ * it was. */
 static void *prime(void *arg)
 {
 	(void)arg;
-	char path[4200], pid[16];
+	static char cgroup[8192], procs[1 << 16];
+	char path[8300], pid[16];
 	snprintf(pid, sizeof pid, "%d", (int)getpid());
-	if (prime_path(path, sizeof path) && listed(path, pid)) {
+	struct statfs st;
+	int unified = statfs("/sys/fs/cgroup", &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
+	if (read_file("/proc/self/cgroup", cgroup, sizeof cgroup) &&
+	    earlyprime_procs_path(cgroup, unified, path, sizeof path) &&
+	    read_file(path, procs, sizeof procs) && earlyprime_listed(procs, pid)) {
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
 		if (fd >= 0) {
 			if (write(fd, pid, strlen(pid)) < 0) {
-				/* Nothing moved: the wait stays where it was. */
+				/* Nothing moved. */
 			}
 			close(fd);
 		}

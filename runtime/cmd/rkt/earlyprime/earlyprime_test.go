@@ -22,18 +22,56 @@ func TestStartsContainer(t *testing.T) {
 		"run-prepared 1234":                             true,
 		"app add 1234 img --name=a":                     true,
 		"--insecure-options=image app sandbox":          true,
+		"--dir /x run img":                              true, // a global flag's value given apart
+		"--dir /x --local-config /y app add 1234 img":   true,
 		"app start 1234 --app=a":                        false,
 		"app":                                           false,
 		"prepare img":                                   false,
 		"list --format=json":                            false,
 		"":                                              false,
-		"--dir /x run img":                              false, // --dir's value is read as the command
-		"fetch run":                                     false,
 		"-- run":                                        false,
 		"init":                                          false, // libcontainer's re-execution
+		"fetch run":                                     true,  // an image named run: the move is made for nothing
 	} {
 		if got := startsContainer(strings.Fields(args)); got != want {
 			t.Errorf("%q: %v, want %v", args, got, want)
+		}
+	}
+}
+
+func TestProcsPath(t *testing.T) {
+	for _, c := range []struct {
+		name, procCgroup string
+		unified          bool
+		want             string
+	}{
+		{"v1", "9:pids:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n", false, "/sys/fs/cgroup/pids/user.slice/cgroup.procs"},
+		{"hybrid", "8:pids:/\n4:memory:/a/b\n0::/\n", false, "/sys/fs/cgroup/pids/cgroup.procs"},
+		{"hybrid without pids", "4:memory:/a/b\n0::/system.slice/pod.service\n", false, ""},
+		{"v2", "0::/system.slice/pod.service\n", true, "/sys/fs/cgroup/system.slice/pod.service/cgroup.procs"},
+		{"v2 path with a colon", "0::/a:b\n", true, "/sys/fs/cgroup/a:b/cgroup.procs"},
+		{"merged controllers are not pids", "3:pids,cpu:/x\n", false, ""},
+		{"garbage", "no cgroups here\n::\n", true, ""},
+	} {
+		if got := procsPath(c.procCgroup, c.unified); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestListed(t *testing.T) {
+	for _, c := range []struct {
+		procs, pid string
+		want       bool
+	}{
+		{"1\n42\n", "42", true},
+		{"1\n142\n", "42", false},
+		{"1\n421\n", "42", false},
+		{"42", "42", true},
+		{"", "42", false},
+	} {
+		if got := listed(c.procs, c.pid); got != c.want {
+			t.Errorf("%q in %q: %v, want %v", c.pid, c.procs, got, c.want)
 		}
 	}
 }
