@@ -143,28 +143,29 @@ func (r *Runner) Run(ctx context.Context) (code int, err error) {
 	for i, ra := range man.Apps {
 		apps = append(apps, &app{name: string(ra.Name), image: opts.Apps[i], runtime: ra})
 	}
-	// The pod's cgroups, its namespaces and files, and the apps' roots do not depend on each
-	// other: they are made at once (about 1 ms each).
+	// The pod's namespaces and files do not depend on its cgroups and the apps' roots: the two
+	// are made at once (about 1 ms each). The roots come after the cgroups: a root for
+	// --private-users starts a process, which rkt's move into its leaf (v2) must not find
+	// beside rkt in its cgroup.
 	var (
 		cg   CgroupPlan
 		plan *PodPlan
 	)
 	var g errgroup.Group
 	g.Go(func() (err error) {
-		cg, err = setupCgroups(log, dir, p.UUID, opts.CgroupParent)
-		return err
-	})
-	g.Go(func() (err error) {
-		plan, err = r.preparePod(dir, man, opts)
-		return err
-	})
-	g.Go(func() error {
+		if cg, err = setupCgroups(log, dir, p.UUID, opts.CgroupParent); err != nil {
+			return err
+		}
 		for _, a := range apps {
 			if err := r.mountApp(dir, p.UUID, opts, a); err != nil {
 				return fmt.Errorf("pod %s: app %s: %w", p.UUID, a.name, err)
 			}
 		}
 		return nil
+	})
+	g.Go(func() (err error) {
+		plan, err = r.preparePod(dir, man, opts)
+		return err
 	})
 	if err := g.Wait(); err != nil {
 		return ExitFailure, err
