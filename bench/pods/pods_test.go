@@ -104,14 +104,11 @@ func runcs(b *testing.B) []runc {
 	} else {
 		b.Log("runc not installed: skipping that peer")
 	}
-	var stderr bytes.Buffer
-	build := exec.Command("../../tools/runc/build.sh")
-	build.Stderr = &stderr
-	if out, err := build.Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "runc")
+	if dir, err := testenv.TryTool(b, "runc/build.sh"); err == nil {
+		p := filepath.Join(dir, "runc")
 		rs = append(rs, runc{"runc run " + runcVersion(p), p})
 	} else {
-		b.Logf("tools/runc/build.sh: %v: skipping runc of rkt's libcontainer\n%s", err, stderr.String())
+		b.Logf("%v: skipping runc of rkt's libcontainer", err)
 	}
 	return rs
 }

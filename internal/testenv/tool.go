@@ -17,7 +17,7 @@ import (
 // returns. A build that fails fails t. The script's progress goes to the test log as it comes.
 func Tool(t TB, script string, args ...string) string {
 	t.Helper()
-	dir, err := runTool(t.Context(), ".", script, args, &lineLog{t: t})
+	dir, err := TryTool(t, script, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,9 +30,16 @@ func Tool(t TB, script string, args ...string) string {
 func RequireTool(t TB, script string, args ...string) string {
 	t.Helper()
 	RequireCommand(t, "go")
-	dir, err := runTool(t.Context(), ".", script, args, &lineLog{t: t})
+	dir, err := TryTool(t, script, args...)
 	Require(t, err == nil, "%v", err)
 	return dir
+}
+
+// TryTool is Tool for a tool that t can do without (a benchmark's optional peer): a build
+// that fails returns its error, the script's output in t's log.
+func TryTool(t TB, script string, args ...string) (string, error) {
+	t.Helper()
+	return runTool(t.Context(), ".", script, args, &lineLog{t: t})
 }
 
 // runTool finds tools/<script> in from or the nearest directory above it that has one, runs
