@@ -80,18 +80,8 @@ func BenchmarkAppStart(b *testing.B) {
 			return timed(b, "rkt run", rktCmd("run", "--net=none", "--pull-policy=never", fixture.ACIName))
 		}},
 	}
-	bdir := filepath.Join(dir, "bundle")
-	for i, rc := range runcs(b) {
-		if i == 0 {
-			os.MkdirAll(bdir, 0o755)
-			bundle(b, rc.path, bdir)
-		}
-		var n int
-		peers = append(peers, peer{rc.name, func(int) time.Duration {
-			n++
-			return timed(b, rc.name, rc.run(filepath.Join(dir, fmt.Sprintf("runc-state-%d", i)), bdir, n))
-		}})
-	}
+	rs, _ := runcPeers(b, dir)
+	peers = append(peers, rs...)
 	gc := func(i int) {
 		if i%10 == 9 {
 			rktCmd("gc", "--grace-period=0s").Run()

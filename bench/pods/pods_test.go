@@ -113,6 +113,24 @@ func runcs(b *testing.B) []runc {
 	return rs
 }
 
+// runcPeers are `runc run` of each runc (runcs) on one bundle of the busybox tree under dir,
+// and the bundle's rootfs ("" when there is no runc).
+func runcPeers(b *testing.B, dir string) (peers []peer, rootfs string) {
+	bdir := filepath.Join(dir, "bundle")
+	for i, rc := range runcs(b) {
+		if rootfs == "" {
+			rootfs = bundle(b, rc.path, bdir)
+		}
+		state := filepath.Join(dir, fmt.Sprintf("runc-state-%d", i))
+		var n int
+		peers = append(peers, peer{rc.name, func(int) time.Duration {
+			n++
+			return timed(b, rc.name, rc.run(state, bdir, n))
+		}})
+	}
+	return peers, rootfs
+}
+
 // measure runs each peer once to warm caches, then times them rounds times interleaved,
 // spaced and back to back, prints both under title and reports the first peer's spaced median
 // ("<first>-ms") and its ratio to each runc ("<first>/<runc version>").
@@ -234,41 +252,21 @@ func BenchmarkPodStart(b *testing.B) {
 	rkt := rktBinary(b)
 	dir := b.TempDir()
 	data := trueImage(b, dir)
-	bdir := filepath.Join(dir, "bundle")
-	os.MkdirAll(bdir, 0o755)
-
-	type command struct {
-		name string
-		cmd  func() *exec.Cmd
-	}
-	cmds := []command{{"rkt run", func() *exec.Cmd {
-		return exec.Command(rkt, "--dir="+data, "run", "--net=none", "--pull-policy=never", fixture.ACIName)
+	peers := []peer{{"rkt run", func(int) time.Duration {
+		return timed(b, "rkt run", exec.Command(rkt, "--dir="+data, "run", "--net=none", "--pull-policy=never", fixture.ACIName))
 	}}}
-	rootfs := ""
-	for i, rc := range runcs(b) {
-		if rootfs == "" {
-			rootfs = bundle(b, rc.path, bdir)
-		}
-		var n int
-		cmds = append(cmds, command{rc.name, func() *exec.Cmd {
-			n++
-			return rc.run(filepath.Join(dir, fmt.Sprintf("runc-state-%d", i)), bdir, n)
-		}})
-	}
+	rs, rootfs := runcPeers(b, dir)
+	peers = append(peers, rs...)
 	if _, err := exec.LookPath("podman"); err == nil {
 		if rootfs == "" {
-			rootfs = tree(b, bdir)
+			rootfs = tree(b, filepath.Join(dir, "bundle"))
 		}
-		cmds = append(cmds, command{"podman run --rootfs", func() *exec.Cmd {
-			return exec.Command("podman", "run", "--rm", "--network", "none",
-				"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000", "--rootfs", rootfs, "/bin/true")
+		peers = append(peers, peer{"podman run --rootfs", func(int) time.Duration {
+			return timed(b, "podman run", exec.Command("podman", "run", "--rm", "--network", "none",
+				"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000", "--rootfs", rootfs, "/bin/true"))
 		}})
 	} else {
 		b.Log("podman not installed: skipping that peer")
-	}
-	var peers []peer
-	for _, c := range cmds {
-		peers = append(peers, peer{c.name, func(int) time.Duration { return timed(b, c.name, c.cmd()) }})
 	}
 	gc := func(i int) {
 		if i%10 == 9 {
