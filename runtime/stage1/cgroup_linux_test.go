@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,4 +190,49 @@ func ownCgroup2(t *testing.T) string {
 		t.Fatalf("own cgroup2 path: %v %q", err, b)
 	}
 	return pc.Unified
+}
+
+// TestRemoveEmptyCgroups removes empty cgroups with one rmdir each, on a real hierarchy (v1's
+// pids, or the unified one), and leaves one with a process or a child to the slow path.
+func TestRemoveEmptyCgroups(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := "/sys/fs/cgroup/pids"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
+		root = "/sys/fs/cgroup"
+	}
+	base := filepath.Join(root, fmt.Sprintf("cairn-stage1-test-%d", os.Getpid()))
+	empty, busy, parent, gone := base+"-empty", base+"-busy", base+"-parent", base+"-gone"
+	for _, d := range []string{empty, busy, filepath.Join(parent, "child")} {
+		err := os.MkdirAll(d, 0o755)
+		testenv.Require(t, err == nil, "no writable cgroup hierarchy at %s: %v", root, err)
+	}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sleeper.Process.Kill()
+		sleeper.Wait()
+		if err := emptyCgroups(context.Background(), cgroupRecord{"a": busy, "b": parent, "c": empty}); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if err := writeProcs(busy, sleeper.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	left := removeEmptyCgroups([]string{empty, busy, parent, gone})
+	if !slices.Equal(left, []string{busy, parent}) {
+		t.Errorf("left %v, want the busy cgroup and the parent", left)
+	}
+	if _, err := os.Stat(empty); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("empty cgroup still there: %v", err)
+	}
+	for _, d := range []string{busy, filepath.Join(parent, "child")} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+	if pids := cgroupPIDs(busy); !slices.Equal(pids, []int{sleeper.Process.Pid}) {
+		t.Errorf("busy cgroup holds %v, want the sleeper %d", pids, sleeper.Process.Pid)
+	}
 }

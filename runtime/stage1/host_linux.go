@@ -245,13 +245,27 @@ func kill(pids []int, sig unix.Signal) error {
 	return errors.Join(errs...)
 }
 
+// removeEmptyCgroups removes each of cgroups that holds no process and has no child (the
+// kernel refuses to remove one that does) and returns the others. A pod whose apps have exited
+// and whose containers libcontainer destroyed costs one rmdir per cgroup, where listing them
+// and reading their processes to find nothing costs several calls per v1 hierarchy.
+func removeEmptyCgroups(cgroups []string) (left []string) {
+	for _, p := range cgroups {
+		if err := unix.Rmdir(p); err != nil && !errors.Is(err, unix.ENOENT) {
+			left = append(left, p)
+		}
+	}
+	return left
+}
+
 // emptyCgroups kills what is left in the pod's cgroups and removes them, deepest first, then
 // rkt run's own leaf if it is empty (v2).
 func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
+	cgroups := removeEmptyCgroups(rec.podCgroups())
 	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for len(cgroups) > 0 {
 		var pids []int
-		for _, p := range rec.podCgroups() {
+		for _, p := range cgroups {
 			dirs, err := cgroupDirs(p)
 			if err != nil {
 				return err
@@ -270,7 +284,7 @@ func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var errs []error
-	for _, p := range rec.podCgroups() {
+	for _, p := range cgroups {
 		dirs, err := cgroupDirs(p)
 		if err != nil {
 			errs = append(errs, err)
@@ -327,8 +341,9 @@ func CleanWithLog(ctx context.Context, podDir string, log *slog.Logger) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if rec != nil {
-		// Kill first: processes pin the namespaces and mounts.
+	// Kill first: processes pin the namespaces and mounts. At the end of a rkt run whose apps
+	// have exited the pod's cgroups are empty, and go here.
+	if rec != nil && len(removeEmptyCgroups(rec.podCgroups())) > 0 {
 		_ = KillPod(podDir, unix.SIGKILL)
 	}
 	// Leaving the networks runs plugin processes, the slow part, so the mounts and cgroups
