@@ -121,7 +121,7 @@ func TestCgroup2MoveInner(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := plan.unifiedRecord(mnt)
-		if err := emptyCgroups(context.Background(), rec); err != nil {
+		if err := emptyCgroups(context.Background(), rec, removeEmptyCgroups(rec.podCgroups())); err != nil {
 			t.Fatalf("emptyCgroups: %v", err)
 		}
 		if _, err := os.Stat(filepath.Join(mnt, plan.Parent)); !errors.Is(err, os.ErrNotExist) {
@@ -137,7 +137,7 @@ func TestCgroup2MoveInner(t *testing.T) {
 		if err := writeProcs(filepath.Join(mnt, start), os.Getpid()); err != nil {
 			t.Fatal(err)
 		}
-		if err := emptyCgroups(context.Background(), rec); err != nil {
+		if err := emptyCgroups(context.Background(), rec, removeEmptyCgroups(rec.podCgroups())); err != nil {
 			t.Fatalf("emptyCgroups again: %v", err)
 		}
 		if _, err := os.Stat(filepath.Join(mnt, plan.Stage1)); !errors.Is(err, os.ErrNotExist) {
@@ -213,7 +213,7 @@ func TestRemoveEmptyCgroups(t *testing.T) {
 	t.Cleanup(func() {
 		sleeper.Process.Kill()
 		sleeper.Wait()
-		if err := emptyCgroups(context.Background(), cgroupRecord{"a": busy, "b": parent, "c": empty}); err != nil {
+		if err := emptyCgroups(context.Background(), nil, []string{busy, parent, empty}); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})

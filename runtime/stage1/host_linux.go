@@ -258,10 +258,9 @@ func removeEmptyCgroups(cgroups []string) (left []string) {
 	return left
 }
 
-// emptyCgroups kills what is left in the pod's cgroups and removes them, deepest first, then
-// rkt run's own leaf if it is empty (v2).
-func emptyCgroups(ctx context.Context, rec cgroupRecord) error {
-	cgroups := removeEmptyCgroups(rec.podCgroups())
+// emptyCgroups kills what is left in cgroups, the pod's that removeEmptyCgroups left, and
+// removes them, deepest first, then rkt run's own leaf (rec's) if it is empty (v2).
+func emptyCgroups(ctx context.Context, rec cgroupRecord, cgroups []string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for len(cgroups) > 0 {
 		var pids []int
@@ -343,7 +342,11 @@ func CleanWithLog(ctx context.Context, podDir string, log *slog.Logger) error {
 	}
 	// Kill first: processes pin the namespaces and mounts. At the end of a rkt run whose apps
 	// have exited the pod's cgroups are empty, and go here.
-	if rec != nil && len(removeEmptyCgroups(rec.podCgroups())) > 0 {
+	var left []string
+	if rec != nil {
+		left = removeEmptyCgroups(rec.podCgroups())
+	}
+	if len(left) > 0 {
 		_ = KillPod(podDir, unix.SIGKILL)
 	}
 	// Leaving the networks runs plugin processes, the slow part, so the mounts and cgroups
@@ -373,7 +376,7 @@ func CleanWithLog(ctx context.Context, podDir string, log *slog.Logger) error {
 		errs = append(errs, err)
 	}
 	if rec != nil {
-		if err := emptyCgroups(ctx, rec); err != nil {
+		if err := emptyCgroups(ctx, rec, left); err != nil {
 			errs = append(errs, err)
 		}
 	}
