@@ -665,3 +665,34 @@ func TestNetHostAndNone(t *testing.T) {
 		t.Fatalf("--net=host: %q interfaces, host has %d (%s)", r.out, len(host), r.err)
 	}
 }
+
+// TestExeCopyWarning: rkt run from a directory that holds the pod's state warns that
+// libcontainer copies the binary for each app (it cannot seal it through an overlay); run
+// from elsewhere it does not.
+func TestExeCopyWarning(t *testing.T) {
+	e := newEnv(t)
+	const warning = "copies it for every app"
+	if r := e.run("run", "--net=none", e.aci); r.code != 0 || strings.Contains(r.err, warning) {
+		t.Fatalf("rkt run from %s: rc %d, stderr %q", filepath.Dir(e.rkt), r.code, r.err)
+	}
+	bin, err := os.ReadFile(e.rkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside := filepath.Join(e.dir, "rkt")
+	if err := os.WriteFile(inside, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	c := exec.Command(inside, "--dir="+e.dir, "run", "--net=none", e.aci)
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		t.Fatalf("rkt run from the data directory: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "hello from aci") {
+		t.Errorf("the app did not run: stdout %q", stdout.String())
+	}
+	if n := strings.Count(stderr.String(), warning); n != 1 {
+		t.Errorf("%d warnings, want 1: stderr %q", n, stderr.String())
+	}
+}

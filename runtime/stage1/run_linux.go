@@ -562,7 +562,7 @@ func mountOverlayRoot(layers []string, podDir, app string) error {
 
 // newContainer creates an app's container (a.container) from its spec and returns the
 // process that starts it, not started yet.
-func newContainer(plan *PodPlan, opts *Options, a *app) (*libcontainer.Process, error) {
+func newContainer(log *slog.Logger, plan *PodPlan, opts *Options, a *app) (*libcontainer.Process, error) {
 	spec, err := Spec(plan, a.plan)
 	if err != nil {
 		return nil, err
@@ -576,7 +576,9 @@ func newContainer(plan *PodPlan, opts *Options, a *app) (*libcontainer.Process, 
 	if err != nil {
 		return nil, fmt.Errorf("container config: %w", err)
 	}
-	c, err := libcontainer.Create(filepath.Join(plan.Dir, libcontainerDir), a.name, cfg)
+	root := filepath.Join(plan.Dir, libcontainerDir)
+	warnExeCopy(log, root)
+	c, err := libcontainer.Create(root, a.name, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -588,7 +590,7 @@ func newContainer(plan *PodPlan, opts *Options, a *app) (*libcontainer.Process, 
 // the caller does with a.container.Exec (an interactive app is exec'd here).
 func (r *Runner) startApp(plan *PodPlan, opts *Options, a *app) error {
 	dir := plan.Dir
-	proc, err := newContainer(plan, opts, a)
+	proc, err := newContainer(r.Log, plan, opts, a)
 	if err != nil {
 		return err
 	}

@@ -325,7 +325,7 @@ func (s *sandbox) create(a *sandboxApp, req *podapi.AddRequest, plan PodPlan) (p
 // startContainer creates the app's container and starts its process up to just before the
 // exec, on the app's stdio.
 func (s *sandbox) startContainer(plan *PodPlan, a *sandboxApp, stdin podapi.StdinMode) error {
-	proc, err := newContainer(plan, s.base, a.c)
+	proc, err := newContainer(s.log, plan, s.base, a.c)
 	if err != nil {
 		return err
 	}
