@@ -37,8 +37,9 @@ func BenchmarkPodStartNetDefaultVsNone(b *testing.B) {
 	testenv.RequireFile(b, "/usr/lib/cni/ptp")
 	rkt := filepath.Join(os.Getenv("CAIRN_BIN"), "rkt")
 	if os.Getenv("CAIRN_BIN") == "" {
-		rkt = filepath.Join(b.TempDir(), "rkt")
-		if out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", rkt, "github.com/cairn-os/cairn/runtime/cmd/rkt").CombinedOutput(); err != nil {
+		dir := b.TempDir()
+		rkt = filepath.Join(dir, "rkt")
+		if out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", dir+"/", "github.com/cairn-os/cairn/runtime/cmd/rkt", "github.com/cairn-os/cairn/runtime/cmd/rkt-fetch").CombinedOutput(); err != nil {
 			b.Fatalf("build rkt: %v\n%s", err, out)
 		}
 	}

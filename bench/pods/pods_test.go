@@ -82,8 +82,9 @@ func rktBinary(b *testing.B) string {
 	if d := os.Getenv("CAIRN_BIN"); d != "" {
 		return filepath.Join(d, "rkt")
 	}
-	p := filepath.Join(b.TempDir(), "rkt")
-	out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", p, "github.com/cairn-os/cairn/runtime/cmd/rkt").CombinedOutput()
+	dir := b.TempDir()
+	p := filepath.Join(dir, "rkt")
+	out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", dir+"/", "github.com/cairn-os/cairn/runtime/cmd/rkt", "github.com/cairn-os/cairn/runtime/cmd/rkt-fetch").CombinedOutput()
 	if err != nil {
 		b.Fatalf("build rkt: %v\n%s", err, out)
 	}

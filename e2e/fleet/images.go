@@ -110,7 +110,7 @@ func Prepare(ctx context.Context, o Options) (*Images, error) {
 	if o.CacheDir == "" {
 		o.CacheDir = "/var/cache/cairn-image"
 	}
-	for _, b := range []string{"rkt", "update_engine", "cairn-install", "cairn-firstboot", "cairn-hello", "flanneld"} {
+	for _, b := range []string{"rkt", "rkt-fetch", "update_engine", "cairn-install", "cairn-firstboot", "cairn-hello", "flanneld"} {
 		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("e2e images need Cairn's binaries (make build): %w", err)
 		}

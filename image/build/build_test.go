@@ -38,7 +38,10 @@ func TestLoadConfigRefusesUnknownFields(t *testing.T) {
 
 func TestCairnFiles(t *testing.T) {
 	b := &Builder{Config: Config{Version: "9.8.7", BinDir: "/nonexistent"}.Defaults()}
-	ops, err := b.CairnFiles(map[string]bool{"rkt": true, "rktlet": true, "update_engine": true, "flanneld": true})
+	if _, err := b.CairnFiles(map[string]bool{"rkt": true}); err == nil || !strings.Contains(err.Error(), "rkt needs rkt-fetch") {
+		t.Errorf("rkt without rkt-fetch: %v", err)
+	}
+	ops, err := b.CairnFiles(map[string]bool{"rkt": true, "rkt-fetch": true, "rktlet": true, "update_engine": true, "flanneld": true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +56,7 @@ func TestCairnFiles(t *testing.T) {
 		t.Errorf("update.conf %q", op.Data)
 	}
 	for _, want := range []string{
-		"/usr/bin/rkt", "/usr/sbin/update_engine",
+		"/usr/bin/rkt", "/usr/bin/rkt-fetch", "/usr/sbin/update_engine",
 		"/usr/lib/systemd/system/rkt-gc.timer", "/usr/lib/systemd/system/timers.target.wants/rkt-gc.timer",
 		"/usr/lib/systemd/system/multi-user.target.wants/update-engine.service",
 		"/usr/lib/systemd/system/multi-user.target.wants/cairn-booted.service",

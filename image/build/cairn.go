@@ -31,11 +31,15 @@ type Binary struct {
 	Off bool
 	// Static programs run from the initramfs (the first-boot hook), where there is no loader.
 	Static bool
+	// Needs are the binaries this one runs, which must come with it.
+	Needs []string
 }
 
 // Binaries are the Cairn programs an image carries when `make build` made them.
 var Binaries = []Binary{
-	{Name: "rkt", Dest: "/usr/bin/rkt", Units: []string{"rkt-gc.service", "rkt-gc.timer"}},
+	// rkt executes rkt-fetch (the full binary, beside it) to fetch images and trust keys.
+	{Name: "rkt", Dest: "/usr/bin/rkt", Units: []string{"rkt-gc.service", "rkt-gc.timer"}, Needs: []string{"rkt-fetch"}},
+	{Name: "rkt-fetch", Dest: "/usr/bin/rkt-fetch"},
 	// The socket is enabled; the first CRI client (kubelet, crictl) starts the service.
 	{Name: "rktlet", Dest: "/usr/bin/rktlet", Units: []string{"rktlet.service", "rktlet.socket"}},
 	{Name: "flanneld", Dest: "/usr/bin/flanneld", Units: []string{"flanneld.service"}, Off: true},
@@ -109,6 +113,11 @@ func (b *Builder) CairnFiles(present map[string]bool) ([]FileOp, error) {
 	for _, bin := range Binaries {
 		if !present[bin.Name] {
 			continue
+		}
+		for _, n := range bin.Needs {
+			if !present[n] {
+				return nil, fmt.Errorf("%s needs %s beside it in %s (make build makes both)", bin.Name, n, c.BinDir)
+			}
 		}
 		ops = append(ops, FileOp{Path: bin.Dest, Mode: 0o755, Source: filepath.Join(c.BinDir, bin.Name)})
 		units = append(units, bin.Units...)

@@ -605,8 +605,8 @@ func sandboxes(sock string) (map[string]string, error) {
 	return m, nil
 }
 
-// cairnBin is $CAIRN_BIN when it has rktlet (make test builds it), else rktlet, rkt, flanneld
-// and the flannel CNI plugin built for this test.
+// cairnBin is $CAIRN_BIN when it has rktlet (make test builds it), else rktlet, rkt, rkt-fetch,
+// flanneld and the flannel CNI plugin built for this test.
 func cairnBin(t testenv.TB, root string) string {
 	if d := os.Getenv("CAIRN_BIN"); d != "" {
 		if _, err := os.Stat(filepath.Join(d, "rktlet")); err == nil {
@@ -614,10 +614,10 @@ func cairnBin(t testenv.TB, root string) string {
 		}
 	}
 	d := filepath.Join(t.TempDir(), "bin")
-	cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", d+"/", "./runtime/cmd/rktlet", "./runtime/cmd/rkt", "./flannel/cmd/flanneld", "./flannel/cmd/flannel")
+	cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", d+"/", "./runtime/cmd/rktlet", "./runtime/cmd/rkt", "./runtime/cmd/rkt-fetch", "./flannel/cmd/flanneld", "./flannel/cmd/flannel")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build rktlet rkt flanneld flannel: %v\n%s", err, out)
+		t.Fatalf("go build rktlet rkt rkt-fetch flanneld flannel: %v\n%s", err, out)
 	}
 	return d
 }

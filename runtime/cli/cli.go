@@ -1,5 +1,7 @@
 // Package cli is the rkt command line: flag parsing and output only. Each subcommand lives
 // in its own file (cmd_*.go) and registers itself; the work is done by the runtime packages.
+// What needs the network or OpenPGP is a Remote (package cli/remote), which the binary gives
+// to Run, or not.
 package cli
 
 import (
@@ -9,12 +11,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/cairn-os/cairn/runtime/fetch/pull"
+	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/stage1"
+	"github.com/cairn-os/cairn/runtime/store"
 )
 
 // Globals are rkt's global flags, shared by every subcommand.
@@ -39,6 +47,8 @@ type Env struct {
 
 	// pending is the work that goes on beside a command, waited for before Run returns.
 	pending sync.WaitGroup
+	// remote fetches what the store lacks; nil in the lean rkt.
+	remote Remote
 }
 
 // background runs f beside the command: work whose result the command does not need but that
@@ -80,9 +90,58 @@ func refuseStage1Image(flags *pflag.FlagSet) error {
 	return nil
 }
 
-// Run executes rkt with args (without the program name) and returns its exit status.
-func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	env := &Env{Ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: stderr}
+// Remote is the part of rkt that needs the network or OpenPGP: the commands fetch, trust and
+// config, and fetching the images that run and prepare do not find in the store (package
+// remote). Its registry clients, OpenPGP, discovery and HTTP stack are most of what the Go
+// runtime initialises when rkt starts, and rkt starts twice for every app (the command, then
+// libcontainer's init, which is the same binary executed again), so the rkt that starts pods
+// is built without it and executes the full binary in its place for what needs it.
+type Remote interface {
+	// Commands are the commands named in remoteCommands, complete.
+	Commands(env *Env) []*cobra.Command
+	// Fetch brings ref into st by policy and returns it.
+	Fetch(ctx context.Context, env *Env, st *store.Store, policy pull.Policy, ref string) (*image.Image, error)
+}
+
+// Options are what the binary that runs the command line gives it.
+type Options struct {
+	// Remote makes the binary the full rkt.
+	Remote Remote
+	// Full is the full rkt binary, executed with the same arguments in place of this one
+	// when a command needs a Remote and there is none: a path, or a name in this binary's
+	// directory.
+	Full string
+}
+
+// remoteCommands are the commands that only a Remote has: their use lines and summaries,
+// which rkt's help lists with or without one.
+var remoteCommands = []struct{ use, short string }{
+	{"fetch IMAGE...", "Fetch image(s) and store them in the local store"},
+	{"trust [--prefix=PREFIX] [--root] [PUBKEY...]", "Trust a key for image verification"},
+	{"config", "Print configuration for each stage in JSON format"},
+}
+
+// RemoteCommand is a new command named name, one of remoteCommands, with its use line and
+// summary, for a Remote to complete.
+func RemoteCommand(name string) *cobra.Command {
+	for _, c := range remoteCommands {
+		if n, _, _ := strings.Cut(c.use, " "); n == name {
+			return &cobra.Command{Use: c.use, Short: c.short}
+		}
+	}
+	panic("cli: no remote command " + name)
+}
+
+// errRemote is returned by a command that needs a Remote where there is none.
+var errRemote = errors.New("needs fetching or key trust, which this rkt binary lacks")
+
+// needRemote is the error of what needs a Remote where there is none.
+func needRemote(what string) error { return fmt.Errorf("%s: %w", what, errRemote) }
+
+// Run executes rkt with args (without the program name) and returns its exit status. What
+// needs a Remote, without one, executes opts.Full with args in its place.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, opts Options) int {
+	env := &Env{Ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: stderr, remote: opts.Remote}
 	root := &cobra.Command{
 		Use:           "rkt",
 		Short:         "rkt, the pod-native container engine of Cairn",
@@ -118,10 +177,27 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	for _, f := range commands {
 		root.AddCommand(f(env))
 	}
+	if opts.Remote != nil {
+		root.AddCommand(opts.Remote.Commands(env)...)
+	} else {
+		for _, c := range remoteCommands {
+			name, _, _ := strings.Cut(c.use, " ")
+			stub := RemoteCommand(name)
+			stub.DisableFlagParsing = true // the full binary parses them, --help included
+			stub.RunE = func(*cobra.Command, []string) error { return needRemote("rkt " + name) }
+			stub.SetHelpFunc(func(*cobra.Command, []string) {
+				fmt.Fprintf(stderr, "rkt: %v\n", execFull(opts.Full, args, needRemote("rkt help "+name)))
+			})
+			root.AddCommand(stub)
+		}
+	}
 	env.Log = slog.New(slog.NewTextHandler(stderr, nil))
 
 	err := root.ExecuteContext(ctx)
 	env.pending.Wait()
+	if errors.Is(err, errRemote) {
+		err = execFull(opts.Full, args, err)
+	}
 	if err == nil {
 		return 0
 	}
@@ -133,6 +209,25 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stderr, "rkt: %v\n", err)
 	return stage1.ExitFailure
+}
+
+// execFull executes the full rkt binary with args in place of this process, for what needs a
+// Remote (err says what); it returns only if it could not.
+func execFull(full string, args []string, err error) error {
+	if full == "" {
+		return err
+	}
+	if !filepath.IsAbs(full) {
+		self, xerr := os.Executable()
+		if xerr != nil {
+			return fmt.Errorf("%w; finding %s beside this binary: %w", err, full, xerr)
+		}
+		full = filepath.Join(filepath.Dir(self), full)
+	}
+	if xerr := syscall.Exec(full, append([]string{"rkt"}, args...), os.Environ()); xerr != nil {
+		return fmt.Errorf("%w; executing %s, the rkt binary that has them: %w", err, full, xerr)
+	}
+	return nil
 }
 
 func envOr(key, def string) string {

@@ -5,12 +5,14 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := Run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	code := Run(context.Background(), args, strings.NewReader(""), &out, &errb, Options{})
 	return out.String(), errb.String(), code
 }
 
@@ -46,5 +48,28 @@ func TestStage1ImageFlagsRefused(t *testing.T) {
 		if code != 254 || !strings.Contains(errOut, c.flag+": Cairn's stage1 is built in") {
 			t.Errorf("rkt %q: code %d, stderr %q; want 254 naming %s", c.args, code, errOut, c.flag)
 		}
+	}
+}
+
+// Without a Remote (and no full binary to execute), what needs one fails and says so; the
+// rest of the command line, its help included, is all there.
+func TestWithoutRemote(t *testing.T) {
+	out, _, code := run(t, "help")
+	for _, c := range []string{"fetch", "trust", "config", "run", "app"} {
+		if code != 0 || !strings.Contains(out, "\n  "+c+" ") {
+			t.Errorf("help: code %d, no %s in %q", code, c, out)
+		}
+	}
+	for _, args := range [][]string{{"fetch", "example.com/app"}, {"trust", "--root", "k.asc"}, {"config"}, {"fetch", "--help"}} {
+		if _, errOut, code := run(t, args...); code != stage1.ExitFailure || !strings.Contains(errOut, "rkt "+args[0]+": "+errRemote.Error()) {
+			t.Errorf("%v: code %d, stderr %q", args, code, errOut)
+		}
+	}
+	e := newRktEnv(t)
+	if _, errOut, code := e.rkt(t, "", "prepare", "--net=none", "--pull-policy=new", "example.com/app"); code != stage1.ExitFailure || !strings.Contains(errOut, "image example.com/app: "+errRemote.Error()) {
+		t.Errorf("prepare of an image not in the store: code %d, stderr %q", code, errOut)
+	}
+	if ps := e.pods(t); len(ps) != 0 {
+		t.Errorf("pods left: %v", ps)
 	}
 }

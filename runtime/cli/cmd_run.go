@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-os/cairn/runtime/fetch"
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
+	"github.com/cairn-os/cairn/runtime/fetch/pull"
 	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/network"
 	"github.com/cairn-os/cairn/runtime/pod"
@@ -56,7 +56,7 @@ var errHelp = errors.New("help shown")
 
 // host is stage0's view of this rkt: its pods, its store and fetcher, its network configs.
 func host(env *Env, pullPolicy string) (*stage0.Host, error) {
-	pull, err := fetch.ParsePullPolicy(pullPolicy)
+	policy, err := pull.Parse(pullPolicy)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func host(env *Env, pullPolicy string) (*stage0.Host, error) {
 	st.Log = env.Log
 	return &stage0.Host{
 		Pods:        podStore(env),
-		Images:      &storeImages{env: env, st: st, pull: pull},
+		Images:      &storeImages{env: env, st: st, pull: policy},
 		NetConfDirs: []string{filepath.Join(env.G.LocalConfig, "net.d"), filepath.Join(env.G.SystemConfig, "net.d")},
 		// As rkt: third-party plugins beside the local configs first, then Cairn's and the
 		// distribution's.
@@ -82,7 +82,7 @@ func host(env *Env, pullPolicy string) (*stage0.Host, error) {
 type storeImages struct {
 	env  *Env
 	st   *store.Store
-	pull fetch.PullPolicy
+	pull pull.Policy
 }
 
 func (s *storeImages) Image(ctx context.Context, ref string) (*image.Image, error) {
@@ -101,12 +101,8 @@ func (s *storeImages) Image(ctx context.Context, ref string) (*image.Image, erro
 }
 
 func (s *storeImages) get(ctx context.Context, ref string) (*image.Image, error) {
-	if s.pull == fetch.PullUpdate {
-		f, err := newFetcher(s.env, s.st, fetch.PullUpdate)
-		if err != nil {
-			return nil, err
-		}
-		return f.Fetch(ctx, fetch.Request{Image: ref})
+	if s.pull == pull.Update {
+		return s.fetch(ctx, ref, pull.Update)
 	}
 	img, err := s.st.Get(ctx, ref)
 	if err == nil {
@@ -115,22 +111,26 @@ func (s *storeImages) get(ctx context.Context, ref string) (*image.Image, error)
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
-	f, ferr := newFetcher(s.env, s.st, s.pull)
-	if ferr != nil {
-		return nil, ferr
-	}
-	if s.pull == fetch.PullNever {
+	if s.pull == pull.Never {
 		// The fetcher also knows stored images by the path or URL they came from.
-		if img, ferr := f.Fetch(ctx, fetch.Request{Image: ref}); ferr == nil {
-			return img, nil
+		if img, ferr := s.fetch(ctx, ref, pull.Never); ferr == nil || errors.Is(ferr, errRemote) {
+			return img, ferr
 		}
 		return nil, fmt.Errorf("image %s: %w (rkt fetch it first)", ref, err)
 	}
-	img, err = f.Fetch(ctx, fetch.Request{Image: ref})
-	if err != nil {
+	img, err = s.fetch(ctx, ref, s.pull)
+	if err != nil && !errors.Is(err, errRemote) {
 		return nil, fmt.Errorf("image %s: not in the store, and fetching it failed: %w", ref, err)
 	}
-	return img, nil
+	return img, err
+}
+
+// fetch fetches ref by policy through the Remote; without one, rkt goes on as the full binary.
+func (s *storeImages) fetch(ctx context.Context, ref string, policy pull.Policy) (*image.Image, error) {
+	if s.env.remote == nil {
+		return nil, needRemote("image " + ref)
+	}
+	return s.env.remote.Fetch(ctx, s.env, s.st, policy, ref)
 }
 
 // runPod runs a prepared pod, locked, in the foreground.

@@ -17,6 +17,26 @@ import (
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
+// rktEnv runs rkt in-process, without a Remote, against a scratch data dir and config dirs.
+type rktEnv struct {
+	dir, local, system string
+}
+
+func newRktEnv(t *testing.T) *rktEnv {
+	t.Helper()
+	d := t.TempDir()
+	return &rktEnv{dir: filepath.Join(d, "var/lib/rkt"), local: filepath.Join(d, "etc/rkt"), system: filepath.Join(d, "usr/lib/rkt")}
+}
+
+func (e *rktEnv) rkt(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	all := append([]string{"--dir=" + e.dir, "--local-config=" + e.local, "--system-config=" + e.system}, args...)
+	code := Run(context.Background(), all, strings.NewReader(stdin), &out, &errb, Options{})
+	t.Logf("rkt %s -> %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
+	return out.String(), errb.String(), code
+}
+
 // withBusybox imports the busybox ACI (app /bin/sh, users root and app, mount point data)
 // into e's store and returns its ID.
 func withBusybox(t *testing.T, e *rktEnv) string {
@@ -186,28 +206,6 @@ func TestRunPreparedRefusedChange(t *testing.T) {
 		}
 		if left := e.pods(t); len(left) != 1 || left[0] != "prepared/"+uuid {
 			t.Fatalf("run-prepared %q: pods %v, want the pod still prepared", args, left)
-		}
-	}
-}
-
-// rkt's pull policies for run and prepare: never (the store), new (fetch what is not
-// there), update (ask each time).
-func TestPreparePullPolicy(t *testing.T) {
-	e := newRktEnv(t)
-	testenv.RequireFile(t, fixture.BusyboxPath)
-	aci := filepath.Join(t.TempDir(), "hello.aci")
-	if _, err := fixture.BuildACI(aci, fixture.HelloACI("example.com/hello", "hi")); err != nil {
-		t.Fatal(err)
-	}
-	if _, errOut, code := e.rkt(t, "", "prepare", "--net=none", "--pull-policy=never", "example.com/hello"); code != stage1.ExitFailure || !strings.Contains(errOut, "example.com/hello") {
-		t.Errorf("never, not in the store: code %d stderr %q", code, errOut)
-	}
-	if _, errOut, code := e.rkt(t, "", "prepare", "--net=none", "--pull-policy=sometimes", aci); code != stage1.ExitFailure || !strings.Contains(errOut, "sometimes") {
-		t.Errorf("unknown policy: code %d stderr %q", code, errOut)
-	}
-	for _, policy := range []string{"update", "new", "never"} {
-		if out, errOut, code := e.rkt(t, "", "--insecure-options=image", "prepare", "--net=none", "--pull-policy="+policy, aci); code != 0 || len(strings.TrimSpace(out)) != 36 {
-			t.Errorf("--pull-policy=%s: code %d stdout %q stderr %q", policy, code, out, errOut)
 		}
 	}
 }

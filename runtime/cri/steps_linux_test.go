@@ -1100,6 +1100,6 @@ func capMask(caps []string) string {
 // stdout and stderr, and its exit code.
 func (e *criEnv) rkt(args ...string) (string, int) {
 	var out bytes.Buffer
-	code := cli.Run(e.ctx(), append([]string{"--dir=" + e.dir}, args...), nil, &out, &out)
+	code := cli.Run(e.ctx(), append([]string{"--dir=" + e.dir}, args...), nil, &out, &out, cli.Options{})
 	return out.String(), code
 }

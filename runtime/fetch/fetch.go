@@ -21,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cairn-os/cairn/runtime/fetch/insecure"
+	"github.com/cairn-os/cairn/runtime/fetch/pull"
 	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/store"
 	"github.com/cairn-os/cairn/runtime/trust"
@@ -35,23 +36,17 @@ type Store interface {
 	ImportFile(ctx context.Context, path string, opts store.ImportOptions) (*image.Image, error)
 }
 
-// PullPolicy says when to go to the network, with rkt's values.
-type PullPolicy string
+// PullPolicy says when to go to the network, with rkt's values (package pull).
+type PullPolicy = pull.Policy
 
 const (
-	PullNew    PullPolicy = "new"    // use the stored image when there is one, else fetch
-	PullUpdate PullPolicy = "update" // always ask the remote (a same-content image is not re-imported)
-	PullNever  PullPolicy = "never"  // only the store
+	PullNew    = pull.New    // use the stored image when there is one, else fetch
+	PullUpdate = pull.Update // always ask the remote (a same-content image is not re-imported)
+	PullNever  = pull.Never  // only the store
 )
 
 // ParsePullPolicy checks a --pull-policy value.
-func ParsePullPolicy(s string) (PullPolicy, error) {
-	switch p := PullPolicy(s); p {
-	case PullNew, PullUpdate, PullNever:
-		return p, nil
-	}
-	return "", fmt.Errorf("unknown --pull-policy %q (new, update, never)", s)
-}
+func ParsePullPolicy(s string) (PullPolicy, error) { return pull.Parse(s) }
 
 // Sentinel errors, checked with errors.Is.
 var (

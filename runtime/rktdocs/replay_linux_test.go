@@ -53,6 +53,8 @@ func TestDocReplay(t *testing.T) {
 		requireSeccomp(t, rkt)
 	} else {
 		goBuild(t, rkt, "github.com/cairn-os/cairn/runtime/cmd/rkt", "-tags", "seccomp")
+		// rkt executes it, from beside itself, for fetch and trust.
+		goBuild(t, filepath.Join(tools, "rkt-fetch"), "github.com/cairn-os/cairn/runtime/cmd/rkt-fetch", "-tags", "seccomp")
 	}
 	goBuild(t, filepath.Join(tools, "actool"), "github.com/appc/spec/actool")
 	images := filepath.Join(tools, "images")

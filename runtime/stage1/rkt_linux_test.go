@@ -58,7 +58,8 @@ func rktBinary(t *testing.T) string {
 			return
 		}
 		rktPath = filepath.Join(rktTmpDir, "rkt")
-		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", rktPath, "github.com/cairn-os/cairn/runtime/cmd/rkt")
+		// rkt-fetch beside it: rkt executes it for fetch and trust.
+		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", rktTmpDir+"/", "github.com/cairn-os/cairn/runtime/cmd/rkt", "github.com/cairn-os/cairn/runtime/cmd/rkt-fetch")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			rktErr = &buildError{err, string(out)}
 		}

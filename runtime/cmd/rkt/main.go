@@ -1,46 +1,13 @@
-// Command rkt is Cairn's daemonless, rkt-compatible pod runtime.
+// Command rkt is Cairn's daemonless, rkt-compatible pod runtime. It is built without what
+// needs the network or OpenPGP (fetching images, trusting keys: package cli/remote), which
+// most of all makes a Go program slow to start, and rkt starts twice for every app it runs
+// (the command, then the container's init); for those it executes rkt-fetch, the full
+// binary installed beside it, with the same arguments.
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"runtime"
-	"syscall"
-
-	"github.com/opencontainers/runc/libcontainer"
-	// nsenter's C constructor joins a container's namespaces when rkt is re-executed as a
-	// container's init (libcontainer), before the Go runtime starts.
-	_ "github.com/opencontainers/runc/libcontainer/nsenter"
-
 	"github.com/cairn-os/cairn/runtime/cli"
-	// Starts the cgroup migration's wait for the commands that start a container, before the
-	// packages that come after it are initialised.
-	_ "github.com/cairn-os/cairn/runtime/cmd/rkt/earlyprime"
+	"github.com/cairn-os/cairn/runtime/cli/rktmain"
 )
 
-func init() {
-	// The main goroutine keeps the main thread (the one /proc/self shows): libcontainer
-	// lets threads it moved into a container's namespaces exit locked, and Go cannot end the
-	// main thread, so it would stay in that container's namespaces for good.
-	runtime.LockOSThread()
-	// libcontainer re-executes this binary as "rkt init" to set up each app's container.
-	if len(os.Args) > 1 && os.Args[1] == "init" && os.Getenv("_LIBCONTAINER_SYNCPIPE") != "" {
-		libcontainer.Init() // does not return
-	}
-}
-
-func main() {
-	ctx, cancel := context.WithCancel(context.Background())
-	// SIGTERM and SIGINT cancel ctx: rkt run stops its pod. Installing the handler waits for a
-	// thread that Go starts for it (0.3 ms here), so it goes on beside the command's start.
-	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		<-sig
-		cancel()
-	}()
-	code := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	cancel()
-	os.Exit(code)
-}
+func main() { rktmain.Main(cli.Options{Full: rktmain.FullName}) }

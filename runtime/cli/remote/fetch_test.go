@@ -1,4 +1,4 @@
-package cli
+package remote
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/runtime/cli"
 	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
@@ -41,7 +42,7 @@ func (e *rktEnv) rkt(t *testing.T, stdin string, args ...string) (string, string
 	t.Helper()
 	var out, errb bytes.Buffer
 	all := append([]string{"--dir=" + e.dir, "--local-config=" + e.local, "--system-config=" + e.system}, args...)
-	code := Run(context.Background(), all, strings.NewReader(stdin), &out, &errb)
+	code := cli.Run(context.Background(), all, strings.NewReader(stdin), &out, &errb, cli.Options{Remote: Remote{}})
 	t.Logf("rkt %s -> %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
 	return out.String(), errb.String(), code
 }
@@ -285,7 +286,7 @@ func TestConfig(t *testing.T) {
 	write(e.system, "stage1.d", "s1.json", `{"rktKind":"stage1","rktVersion":"v1","name":"example.com/stage1","version":"1.0","location":"/usr/lib/rkt/s1/stage1.aci"}`)
 	write(e.local, "auth.d", "a.json", `{"rktKind":"auth","rktVersion":"v1","domains":["example.com"],"type":"oauth","credentials":{"token":"t0k"}}`)
 	var out bytes.Buffer
-	code := Run(context.Background(), []string{"--local-config=" + e.local, "--system-config=" + e.system, "config"}, strings.NewReader(""), &out, &bytes.Buffer{})
+	code := cli.Run(context.Background(), []string{"--local-config=" + e.local, "--system-config=" + e.system, "config"}, strings.NewReader(""), &out, &bytes.Buffer{}, cli.Options{Remote: Remote{}})
 	if code != 0 {
 		t.Fatalf("config: code %d", code)
 	}
@@ -313,7 +314,7 @@ func TestConfig(t *testing.T) {
 	}
 	// --dir wins over paths.d.
 	out.Reset()
-	Run(context.Background(), []string{"--dir=/tmp/x", "--local-config=" + e.local, "--system-config=" + e.system, "config"}, strings.NewReader(""), &out, &bytes.Buffer{})
+	cli.Run(context.Background(), []string{"--dir=/tmp/x", "--local-config=" + e.local, "--system-config=" + e.system, "config"}, strings.NewReader(""), &out, &bytes.Buffer{}, cli.Options{Remote: Remote{}})
 	if !strings.Contains(out.String(), `"data": "/tmp/x"`) {
 		t.Errorf("--dir not reflected: %s", out.String())
 	}

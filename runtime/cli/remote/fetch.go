@@ -1,6 +1,11 @@
-package cli
+// Package remote is the part of rkt's command line that needs the network or OpenPGP: rkt
+// fetch, trust and config, and fetching the images that run and prepare do not find in the
+// store (cli.Remote). The full rkt binary (cmd/rkt-fetch) links it; cmd/rkt does not, and
+// executes the full binary in its place for those.
+package remote
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,9 +15,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-os/cairn/runtime/cli"
 	"github.com/cairn-os/cairn/runtime/fetch"
 	insecureopt "github.com/cairn-os/cairn/runtime/fetch/insecure"
+	"github.com/cairn-os/cairn/runtime/fetch/pull"
 	"github.com/cairn-os/cairn/runtime/fetch/rktconfig"
+	"github.com/cairn-os/cairn/runtime/image"
 	"github.com/cairn-os/cairn/runtime/store"
 	"github.com/cairn-os/cairn/runtime/trust"
 )
@@ -26,8 +34,21 @@ var newTransport = func() *http.Transport {
 	return tr
 }
 
-func init() {
-	register(newFetchCommand)
+// Remote is rkt's cli.Remote.
+type Remote struct{}
+
+// Commands are fetch, trust and config.
+func (Remote) Commands(env *cli.Env) []*cobra.Command {
+	return []*cobra.Command{fetchCommand(env), trustCommand(env), configCommand(env)}
+}
+
+// Fetch brings ref into st by policy, as rkt fetch does.
+func (Remote) Fetch(ctx context.Context, env *cli.Env, st *store.Store, policy pull.Policy, ref string) (*image.Image, error) {
+	f, err := newFetcher(env, st, policy)
+	if err != nil {
+		return nil, err
+	}
+	return f.Fetch(ctx, fetch.Request{Image: ref})
 }
 
 type fetchFlags struct {
@@ -39,54 +60,51 @@ type fetchFlags struct {
 	allowOffDomain bool
 }
 
-func newFetchCommand(env *Env) *cobra.Command {
+func fetchCommand(env *cli.Env) *cobra.Command {
 	var fl fetchFlags
-	cmd := &cobra.Command{
-		Use:   "fetch IMAGE...",
-		Short: "Fetch image(s) and store them in the local store",
-		Long: `Fetches images into the store and prints their IDs: a local .aci (checked against the
+	cmd := cli.RemoteCommand("fetch")
+	cmd.Long = `Fetches images into the store and prints their IDs: a local .aci (checked against the
 detached signature beside it, IMAGE.asc), an OCI image layout, OCI archive or docker-archive,
 an https:// URL of an ACI (its signature at URL.asc), an appc name found by meta discovery
 (example.com/app:v1), or docker://registry/repository:tag.
 
 ACIs must be signed by a key trusted for their name (see rkt trust). OCI and Docker images
-carry no such signature and need --insecure-options=image.`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			policy, err := pullPolicy(env, fl)
+carry no such signature and need --insecure-options=image.`
+	cmd.Args = cobra.MinimumNArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		policy, err := pullPolicy(env, fl)
+		if err != nil {
+			return err
+		}
+		if len(fl.signatures) > len(args) {
+			return fmt.Errorf("%d --signature flags for %d images", len(fl.signatures), len(args))
+		}
+		st, err := store.Open(env.G.Dir)
+		if err != nil {
+			return err
+		}
+		st.Log = env.Log
+		f, err := newFetcher(env, st, policy)
+		if err != nil {
+			return err
+		}
+		f.AllowOffDomain = fl.allowOffDomain
+		for i, a := range args {
+			req := fetch.Request{Image: a}
+			if i < len(fl.signatures) {
+				req.Signature = fl.signatures[i]
+			}
+			img, err := f.Fetch(env.Ctx, req)
 			if err != nil {
 				return err
 			}
-			if len(fl.signatures) > len(args) {
-				return fmt.Errorf("%d --signature flags for %d images", len(fl.signatures), len(args))
+			id := img.ShortID()
+			if fl.full {
+				id = img.ID
 			}
-			st, err := store.Open(env.G.Dir)
-			if err != nil {
-				return err
-			}
-			st.Log = env.Log
-			f, err := newFetcher(env, st, policy)
-			if err != nil {
-				return err
-			}
-			f.AllowOffDomain = fl.allowOffDomain
-			for i, a := range args {
-				req := fetch.Request{Image: a}
-				if i < len(fl.signatures) {
-					req.Signature = fl.signatures[i]
-				}
-				img, err := f.Fetch(env.Ctx, req)
-				if err != nil {
-					return err
-				}
-				id := img.ShortID()
-				if fl.full {
-					id = img.ID
-				}
-				fmt.Fprintln(env.Stdout, id)
-			}
-			return nil
-		},
+			fmt.Fprintln(env.Stdout, id)
+		}
+		return nil
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&fl.pullPolicy, "pull-policy", string(fetch.PullUpdate), "when to pull an image: new (if not in the store), update (always check), never (store only)")
@@ -103,7 +121,7 @@ carry no such signature and need --insecure-options=image.`,
 	return cmd
 }
 
-func pullPolicy(env *Env, fl fetchFlags) (fetch.PullPolicy, error) {
+func pullPolicy(env *cli.Env, fl fetchFlags) (fetch.PullPolicy, error) {
 	switch {
 	case fl.noStore && fl.storeOnly:
 		return "", errors.New("both --store-only and --no-store specified")
@@ -118,7 +136,7 @@ func pullPolicy(env *Env, fl fetchFlags) (fetch.PullPolicy, error) {
 }
 
 // loadConfig reads the effective rkt configuration from the system, local and user dirs.
-func loadConfig(env *Env) (*rktconfig.Config, error) {
+func loadConfig(env *cli.Env) (*rktconfig.Config, error) {
 	return rktconfig.Load(
 		rktconfig.Dir{Path: env.G.SystemConfig},
 		rktconfig.Dir{Path: env.G.LocalConfig},
@@ -139,10 +157,10 @@ func storeLimits(cfg *rktconfig.Config, localConfig string) store.Limits {
 	}
 }
 
-func trustStore(env *Env) *trust.Store { return trust.New(env.G.LocalConfig, env.G.SystemConfig) }
+func trustStore(env *cli.Env) *trust.Store { return trust.New(env.G.LocalConfig, env.G.SystemConfig) }
 
 // newFetcher wires a fetcher from the global flags and the configuration.
-func newFetcher(env *Env, st fetch.Store, policy fetch.PullPolicy) (*fetch.Fetcher, error) {
+func newFetcher(env *cli.Env, st fetch.Store, policy fetch.PullPolicy) (*fetch.Fetcher, error) {
 	ins, err := insecureopt.Parse(env.G.InsecureOptions)
 	if err != nil {
 		return nil, err
