@@ -66,10 +66,10 @@ func TestWithoutRemote(t *testing.T) {
 		}
 	}
 	e := newRktEnv(t)
-	if _, errOut, code := e.rkt(t, "", "prepare", "--net=none", "--pull-policy=new", "example.com/app"); code != stage1.ExitFailure || !strings.Contains(errOut, "image example.com/app: "+errRemote.Error()) {
+	if _, errOut, code := e.Rkt(t, "", "prepare", "--net=none", "--pull-policy=new", "example.com/app"); code != stage1.ExitFailure || !strings.Contains(errOut, "image example.com/app: "+errRemote.Error()) {
 		t.Errorf("prepare of an image not in the store: code %d, stderr %q", code, errOut)
 	}
-	if ps := e.pods(t); len(ps) != 0 {
+	if ps := pods(t, e); len(ps) != 0 {
 		t.Errorf("pods left: %v", ps)
 	}
 }

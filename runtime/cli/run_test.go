@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,38 +12,26 @@ import (
 	"github.com/appc/spec/schema/types"
 
 	"github.com/cairn-os/cairn/internal/testenv"
+	"github.com/cairn-os/cairn/runtime/cli/clitest"
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/pod"
 	"github.com/cairn-os/cairn/runtime/stage1"
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
-// rktEnv runs rkt in-process, without a Remote, against a scratch data dir and config dirs.
-type rktEnv struct {
-	dir, local, system string
-}
-
-func newRktEnv(t *testing.T) *rktEnv {
-	t.Helper()
-	d := t.TempDir()
-	return &rktEnv{dir: filepath.Join(d, "var/lib/rkt"), local: filepath.Join(d, "etc/rkt"), system: filepath.Join(d, "usr/lib/rkt")}
-}
-
-func (e *rktEnv) rkt(t *testing.T, stdin string, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	all := append([]string{"--dir=" + e.dir, "--local-config=" + e.local, "--system-config=" + e.system}, args...)
-	code := Run(context.Background(), all, strings.NewReader(stdin), &out, &errb, Options{})
-	t.Logf("rkt %s -> %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
-	return out.String(), errb.String(), code
+// newRktEnv runs rkt in-process, without a Remote, against scratch directories.
+func newRktEnv(t *testing.T) *clitest.Env {
+	return clitest.New(t, func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		return Run(ctx, args, stdin, stdout, stderr, Options{})
+	})
 }
 
 // withBusybox imports the busybox ACI (app /bin/sh, users root and app, mount point data)
 // into e's store and returns its ID.
-func withBusybox(t *testing.T, e *rktEnv) string {
+func withBusybox(t *testing.T, e *clitest.Env) string {
 	t.Helper()
 	testenv.RequireFile(t, fixture.BusyboxPath)
-	st, err := store.Open(e.dir)
+	st, err := store.Open(e.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +53,11 @@ func withBusybox(t *testing.T, e *rktEnv) string {
 }
 
 // pods lists every pod directory, in any phase.
-func (e *rktEnv) pods(t *testing.T) []string {
+func pods(t *testing.T, e *clitest.Env) []string {
 	t.Helper()
 	var all []string
 	for _, ph := range pod.Phases {
-		ents, err := os.ReadDir(filepath.Join(e.dir, "pods", string(ph)))
+		ents, err := os.ReadDir(filepath.Join(e.Dir, "pods", string(ph)))
 		if err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
 		}
@@ -112,16 +101,16 @@ func TestRunChecksBeforeThePodExists(t *testing.T) {
 			if !strings.HasPrefix(c.args[0], "--net=") {
 				args = append([]string{cmd, "--net=none"}, c.args...)
 			}
-			_, errOut, code := e.rkt(t, "", args...)
+			_, errOut, code := e.Rkt(t, "", args...)
 			if code != stage1.ExitFailure || !strings.Contains(errOut, c.want) {
 				t.Errorf("rkt %s: code %d, stderr %q; want %d and an error naming %q", strings.Join(args, " "), code, errOut, stage1.ExitFailure, c.want)
 			}
-			if left := e.pods(t); len(left) > 0 {
+			if left := pods(t, e); len(left) > 0 {
 				t.Fatalf("rkt %s left pods behind: %v", strings.Join(args, " "), left)
 			}
 		}
 	}
-	if out, _, code := e.rkt(t, "", "list", "--no-legend"); code != 0 || strings.TrimSpace(out) != "" {
+	if out, _, code := e.Rkt(t, "", "list", "--no-legend"); code != 0 || strings.TrimSpace(out) != "" {
 		t.Errorf("rkt list after the failures: code %d, %q", code, out)
 	}
 }
@@ -159,20 +148,20 @@ func TestPodManifest(t *testing.T) {
 		{[]string{"--interactive", "--pod-manifest=" + write("two.json", `{"acKind":"PodManifest","acVersion":"0.8.11","apps":[`+app+`,`+strings.Replace(app, `"web"`, `"web2"`, 1)+`]}`)}, "--interactive"},
 	} {
 		args := append([]string{"run", "--net=none"}, c.args...)
-		_, errOut, code := e.rkt(t, "", args...)
+		_, errOut, code := e.Rkt(t, "", args...)
 		if code != stage1.ExitFailure || !strings.Contains(errOut, c.want) {
 			t.Errorf("rkt %s: code %d, stderr %q; want an error naming %q", strings.Join(args, " "), code, errOut, c.want)
 		}
-		if left := e.pods(t); len(left) > 0 {
+		if left := pods(t, e); len(left) > 0 {
 			t.Fatalf("rkt %s left pods behind: %v", strings.Join(args, " "), left)
 		}
 	}
-	out, errOut, code := e.rkt(t, "", "prepare", "--quiet", "--net=none", "--pod-manifest="+good)
+	out, errOut, code := e.Rkt(t, "", "prepare", "--quiet", "--net=none", "--pod-manifest="+good)
 	uuid := strings.TrimSpace(out)
 	if code != 0 || len(uuid) != 36 {
 		t.Fatalf("prepare --pod-manifest: code %d out %q err %q", code, out, errOut)
 	}
-	m, _, _ := e.rkt(t, "", "cat-manifest", uuid)
+	m, _, _ := e.Rkt(t, "", "cat-manifest", uuid)
 	for _, want := range []string{`"echo from the manifest"`, `"tier": "1"`, `"name": "plain-data"`, `"echo hello"`, `"cairn-os.org/image-id"`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("prepared pod's manifest has no %s:\n%s", want, m)
@@ -185,7 +174,7 @@ func TestPodManifest(t *testing.T) {
 func TestRunPreparedRefusedChange(t *testing.T) {
 	e := newRktEnv(t)
 	withBusybox(t, e)
-	out, errOut, code := e.rkt(t, "", "prepare", "--quiet", "--net=none", fixture.ACIName)
+	out, errOut, code := e.Rkt(t, "", "prepare", "--quiet", "--net=none", fixture.ACIName)
 	uuid := strings.TrimSpace(out)
 	if code != 0 || len(uuid) != 36 {
 		t.Fatalf("prepare --quiet: code %d stdout %q stderr %q", code, out, errOut)
@@ -200,11 +189,11 @@ func TestRunPreparedRefusedChange(t *testing.T) {
 		{[]string{"--hostname=two words"}, "two words"},
 	} {
 		args := c.args
-		_, errOut, code := e.rkt(t, "", append(append([]string{"run-prepared"}, args...), uuid)...)
+		_, errOut, code := e.Rkt(t, "", append(append([]string{"run-prepared"}, args...), uuid)...)
 		if code != stage1.ExitFailure || !strings.Contains(errOut, c.want) {
 			t.Errorf("run-prepared %q: code %d, stderr %q, want an error naming %q", args, code, errOut, c.want)
 		}
-		if left := e.pods(t); len(left) != 1 || left[0] != "prepared/"+uuid {
+		if left := pods(t, e); len(left) != 1 || left[0] != "prepared/"+uuid {
 			t.Fatalf("run-prepared %q: pods %v, want the pod still prepared", args, left)
 		}
 	}
@@ -214,7 +203,7 @@ func TestRunPreparedRefusedChange(t *testing.T) {
 func TestPrepareRecordsImageUse(t *testing.T) {
 	e := newRktEnv(t)
 	withBusybox(t, e)
-	st, err := store.Open(e.dir)
+	st, err := store.Open(e.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +211,7 @@ func TestPrepareRecordsImageUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, errOut, code := e.rkt(t, "", "prepare", "--net=none", fixture.ACIName); code != 0 {
+	if out, errOut, code := e.Rkt(t, "", "prepare", "--net=none", fixture.ACIName); code != 0 {
 		t.Fatalf("prepare: code %d stdout %q stderr %q", code, out, errOut)
 	}
 	after, err := st.Get(context.Background(), fixture.ACIName)

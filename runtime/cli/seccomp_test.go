@@ -16,11 +16,11 @@ func TestRunUnknownSyscall(t *testing.T) {
 	e := newRktEnv(t)
 	withBusybox(t, e)
 	for _, sc := range []string{"mode=retain,nosuchsyscall", "mode=remove,nosuchsyscall"} {
-		_, errOut, code := e.rkt(t, "", "run", "--net=none", fixture.ACIName, "--seccomp="+sc)
+		_, errOut, code := e.Rkt(t, "", "run", "--net=none", fixture.ACIName, "--seccomp="+sc)
 		if code != stage1.ExitFailure || !strings.Contains(errOut, "nosuchsyscall") {
 			t.Errorf("--seccomp=%s: code %d, stderr %q", sc, code, errOut)
 		}
-		if left := e.pods(t); len(left) > 0 {
+		if left := pods(t, e); len(left) > 0 {
 			t.Fatalf("--seccomp=%s left pods behind: %v", sc, left)
 		}
 	}

@@ -28,28 +28,28 @@ func TestFetchStoreLimits(t *testing.T) {
 	if err := fixture.WriteOCILayout(layout, oimg, "example.com/sparse:1"); err != nil {
 		t.Fatal(err)
 	}
-	_, errOut, code := e.rkt(t, "", "--insecure-options=image", "fetch", layout)
-	storeD := filepath.Join(e.local, "store.d")
+	_, errOut, code := e.Rkt(t, "", "--insecure-options=image", "fetch", layout)
+	storeD := filepath.Join(e.Local, "store.d")
 	for _, want := range []string{"image too large: extracts to more than 16 GiB (a file of 1.0 TiB)", `"var/log/lastlog"`,
 		"store limit maxImageSize, the default; raise it in a file in " + storeD} {
 		if code != stage1.ExitFailure || !strings.Contains(errOut, want) {
 			t.Fatalf("fetch of a TiB sparse file: code %d, stderr %q; want it to say %q", code, errOut, want)
 		}
 	}
-	if n := e.images(t); n != 0 {
+	if n := images(t, e); n != 0 {
 		t.Fatalf("%d images after a refused fetch", n)
 	}
 	// rkt prepare (and run) fetch a missing image the same way, within the same limits.
-	_, errOut, code = e.rkt(t, "", "--insecure-options=image", "prepare", layout)
+	_, errOut, code = e.Rkt(t, "", "--insecure-options=image", "prepare", layout)
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "image too large: extracts to more than 16 GiB") {
 		t.Fatalf("prepare of a TiB sparse file: code %d, stderr %q", code, errOut)
 	}
-	if n := e.images(t); n != 0 {
+	if n := images(t, e); n != 0 {
 		t.Fatalf("%d images after a refused prepare", n)
 	}
 
 	im := fixturetest.Build(t)
-	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix="+fixture.ACIName, im.PublicKeyPath); code != 0 {
+	if _, _, code := e.Rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix="+fixture.ACIName, im.PublicKeyPath); code != 0 {
 		t.Fatalf("trust: code %d", code)
 	}
 	if err := os.MkdirAll(storeD, 0o755); err != nil {
@@ -63,21 +63,21 @@ func TestFetchStoreLimits(t *testing.T) {
 		}
 	}
 	setLimit("1MiB")
-	_, errOut, code = e.rkt(t, "", "fetch", im.ACI)
+	_, errOut, code = e.Rkt(t, "", "fetch", im.ACI)
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "extracts to more than 1.0 MiB") ||
 		!strings.Contains(errOut, "store limit maxImageSize, set in "+conf) {
 		t.Fatalf("fetch over a configured limit: code %d, stderr %q", code, errOut)
 	}
-	if n := e.images(t); n != 0 {
+	if n := images(t, e); n != 0 {
 		t.Fatalf("%d images after a refused fetch", n)
 	}
-	out, _, code := e.rkt(t, "", "config")
+	out, _, code := e.Rkt(t, "", "config")
 	if code != 0 || !strings.Contains(out, `"rktKind": "store"`) || !strings.Contains(out, `"maxImageSize": "1MiB"`) ||
 		!strings.Contains(out, `"maxImageEntries": 100000`) {
 		t.Fatalf("config: code %d, %s", code, out)
 	}
 	setLimit("64MiB")
-	if out, _, code := e.rkt(t, "", "fetch", "--full", im.ACI); code != 0 || strings.TrimSpace(out) != im.ACIID {
+	if out, _, code := e.Rkt(t, "", "fetch", "--full", im.ACI); code != 0 || strings.TrimSpace(out) != im.ACIID {
 		t.Fatalf("fetch under a raised limit: code %d, stdout %q", code, out)
 	}
 }

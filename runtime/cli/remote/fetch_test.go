@@ -20,6 +20,7 @@ import (
 
 	"github.com/cairn-os/cairn/internal/testenv"
 	"github.com/cairn-os/cairn/runtime/cli"
+	"github.com/cairn-os/cairn/runtime/cli/clitest"
 	"github.com/cairn-os/cairn/runtime/fetch/fetchtest"
 	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/fixture/fixturetest"
@@ -27,29 +28,17 @@ import (
 	"github.com/cairn-os/cairn/runtime/store"
 )
 
-// rktEnv runs rkt in-process against a scratch data dir and config dirs.
-type rktEnv struct {
-	dir, local, system string
+// newRktEnv runs the full rkt in-process against scratch directories.
+func newRktEnv(t *testing.T) *clitest.Env {
+	return clitest.New(t, func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		return cli.Run(ctx, args, stdin, stdout, stderr, cli.Options{Remote: Remote{}})
+	})
 }
 
-func newRktEnv(t *testing.T) *rktEnv {
+// images is the number of images in e's store.
+func images(t *testing.T, e *clitest.Env) int {
 	t.Helper()
-	d := t.TempDir()
-	return &rktEnv{dir: filepath.Join(d, "var/lib/rkt"), local: filepath.Join(d, "etc/rkt"), system: filepath.Join(d, "usr/lib/rkt")}
-}
-
-func (e *rktEnv) rkt(t *testing.T, stdin string, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	all := append([]string{"--dir=" + e.dir, "--local-config=" + e.local, "--system-config=" + e.system}, args...)
-	code := cli.Run(context.Background(), all, strings.NewReader(stdin), &out, &errb, cli.Options{Remote: Remote{}})
-	t.Logf("rkt %s -> %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
-	return out.String(), errb.String(), code
-}
-
-func (e *rktEnv) images(t *testing.T) int {
-	t.Helper()
-	st, err := store.Open(e.dir)
+	st, err := store.Open(e.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,34 +62,34 @@ func TestFetchSignedACI(t *testing.T) {
 	im := fixturetest.Build(t)
 	e := newRktEnv(t)
 
-	out, errOut, code := e.rkt(t, "", "fetch", im.ACI)
+	out, errOut, code := e.Rkt(t, "", "fetch", im.ACI)
 	if code != stage1.ExitFailure || out != "" || !strings.Contains(errOut, "no trusted keys") ||
 		!strings.Contains(errOut, "rkt trust --prefix="+fixture.ACIName) {
 		t.Fatalf("fetch without the key: code %d, stderr %q", code, errOut)
 	}
-	if n := e.images(t); n != 0 {
+	if n := images(t, e); n != 0 {
 		t.Fatalf("%d images in the store after a refused fetch", n)
 	}
 
-	out, errOut, code = e.rkt(t, "yes\n", "trust", "--prefix="+fixture.ACIName, im.PublicKeyPath)
+	out, errOut, code = e.Rkt(t, "yes\n", "trust", "--prefix="+fixture.ACIName, im.PublicKeyPath)
 	if code != 0 || !strings.Contains(errOut, "GPG key fingerprint is: ") || !strings.Contains(out, "Added key for prefix") {
 		t.Fatalf("trust: code %d", code)
 	}
-	want := filepath.Join(e.local, "trustedkeys/prefix.d", fixture.ACIName, im.Fingerprint)
+	want := filepath.Join(e.Local, "trustedkeys/prefix.d", fixture.ACIName, im.Fingerprint)
 	if _, err := os.Stat(want); err != nil {
 		t.Fatalf("key file: %v", err)
 	}
 
-	out, _, code = e.rkt(t, "", "fetch", im.ACI)
+	out, _, code = e.Rkt(t, "", "fetch", im.ACI)
 	if code != 0 || strings.TrimSpace(out) != im.ACIID[:len("sha512-")+32] {
 		t.Fatalf("fetch: code %d, stdout %q, want short ID of %s", code, out, im.ACIID)
 	}
-	out, _, code = e.rkt(t, "", "fetch", "--full", "--pull-policy=new", im.ACI)
+	out, _, code = e.Rkt(t, "", "fetch", "--full", "--pull-policy=new", im.ACI)
 	if code != 0 || strings.TrimSpace(out) != im.ACIID {
 		t.Fatalf("fetch --full: code %d, stdout %q", code, out)
 	}
 	// rkt's deprecated spelling of --pull-policy=never finds it by name.
-	out, errOut, code = e.rkt(t, "", "fetch", "--store-only", fixture.ACIName+":"+fixture.ACIVersion)
+	out, errOut, code = e.Rkt(t, "", "fetch", "--store-only", fixture.ACIName+":"+fixture.ACIVersion)
 	if code != 0 || strings.TrimSpace(out) != im.ACIID[:len("sha512-")+32] || !strings.Contains(errOut, "deprecated") {
 		t.Fatalf("fetch --store-only: code %d, stdout %q", code, out)
 	}
@@ -110,16 +99,16 @@ func TestFetchUnsignedFormats(t *testing.T) {
 	im := fixturetest.Build(t)
 	e := newRktEnv(t)
 	for _, p := range []string{im.OCILayout, im.OCIArchive, im.DockerArchive} {
-		_, errOut, code := e.rkt(t, "", "fetch", p)
+		_, errOut, code := e.Rkt(t, "", "fetch", p)
 		if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=image") {
 			t.Fatalf("fetch %s without --insecure-options=image: code %d, stderr %q", p, code, errOut)
 		}
-		out, _, code := e.rkt(t, "", "--insecure-options=image", "fetch", p)
+		out, _, code := e.Rkt(t, "", "--insecure-options=image", "fetch", p)
 		if code != 0 || !strings.HasPrefix(out, "sha256:") {
 			t.Fatalf("fetch %s: code %d, stdout %q", p, code, out)
 		}
 	}
-	if n := e.images(t); n != 2 { // layout and archive hold the same image
+	if n := images(t, e); n != 2 { // layout and archive hold the same image
 		t.Fatalf("%d images, want 2", n)
 	}
 }
@@ -134,18 +123,18 @@ func TestFetchDockerRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newRktEnv(t)
-	_, errOut, code := e.rkt(t, "", "fetch", "docker://"+ref.String())
+	_, errOut, code := e.Rkt(t, "", "fetch", "docker://"+ref.String())
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=image") {
 		t.Fatalf("code %d stderr %q", code, errOut)
 	}
-	out, _, code := e.rkt(t, "", "--insecure-options=image", "fetch", "--full", "docker://"+ref.String())
+	out, _, code := e.Rkt(t, "", "--insecure-options=image", "fetch", "--full", "docker://"+ref.String())
 	d, _ := img.Digest()
 	if code != 0 || strings.TrimSpace(out) != d.String() {
 		t.Fatalf("code %d stdout %q want %s", code, out, d)
 	}
 	// The store has it: never does not go out.
 	srv.Close()
-	out, _, code = e.rkt(t, "", "--insecure-options=image", "fetch", "--pull-policy=never", "docker://"+ref.String())
+	out, _, code = e.Rkt(t, "", "--insecure-options=image", "fetch", "--pull-policy=never", "docker://"+ref.String())
 	if code != 0 || !strings.HasPrefix(d.String(), strings.TrimSpace(out)) {
 		t.Fatalf("never: code %d stdout %q", code, out)
 	}
@@ -165,25 +154,25 @@ func TestFetchDiscoveryAndURL(t *testing.T) {
 	e := newRktEnv(t)
 
 	// No key and no --trust-keys-from-https: refused.
-	_, errOut, code := e.rkt(t, "", "fetch", "example.com/busybox:1.36")
+	_, errOut, code := e.Rkt(t, "", "fetch", "example.com/busybox:1.36")
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "no trusted keys") {
 		t.Fatalf("code %d stderr %q", code, errOut)
 	}
-	out, _, code := e.rkt(t, "", "--trust-keys-from-https", "fetch", "--full", "example.com/busybox:1.36")
+	out, _, code := e.Rkt(t, "", "--trust-keys-from-https", "fetch", "--full", "example.com/busybox:1.36")
 	if code != 0 || strings.TrimSpace(out) != im.ACIID {
 		t.Fatalf("discovery fetch: code %d stdout %q", code, out)
 	}
 	// The same image by URL, the key now trusted.
-	out, _, code = e.rkt(t, "", "fetch", "--full", "https://example.com/dl/example.com/busybox-1.36.aci")
+	out, _, code = e.Rkt(t, "", "fetch", "--full", "https://example.com/dl/example.com/busybox-1.36.aci")
 	if code != 0 || strings.TrimSpace(out) != im.ACIID {
 		t.Fatalf("URL fetch: code %d stdout %q", code, out)
 	}
 	// Plain http needs --insecure-options=http.
-	_, errOut, code = e.rkt(t, "", "fetch", "http://example.com/dl/example.com/busybox-1.36.aci")
+	_, errOut, code = e.Rkt(t, "", "fetch", "http://example.com/dl/example.com/busybox-1.36.aci")
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=http") {
 		t.Fatalf("http: code %d stderr %q", code, errOut)
 	}
-	if _, _, code = e.rkt(t, "", "--insecure-options=http", "fetch", "http://example.com/dl/example.com/busybox-1.36.aci"); code != 0 {
+	if _, _, code = e.Rkt(t, "", "--insecure-options=http", "fetch", "http://example.com/dl/example.com/busybox-1.36.aci"); code != 0 {
 		t.Fatalf("http allowed: code %d", code)
 	}
 }
@@ -200,7 +189,7 @@ func TestFetchBadFlags(t *testing.T) {
 		{[]string{"fetch"}, "requires at least 1 arg"},
 		{[]string{"fetch", "ftp://example.com/x.aci"}, `scheme "ftp" not supported`},
 	} {
-		_, errOut, code := e.rkt(t, "", tc.args...)
+		_, errOut, code := e.Rkt(t, "", tc.args...)
 		if code != stage1.ExitFailure || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("rkt %v: code %d stderr %q; want one line with %q", tc.args, code, errOut, tc.want)
 		}
@@ -227,17 +216,17 @@ func TestFetchUsesAuthConfig(t *testing.T) {
 	e := newRktEnv(t)
 	keyFile := filepath.Join(t.TempDir(), "pub.asc")
 	os.WriteFile(keyFile, pub.Public, 0o644)
-	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/private", keyFile); code != 0 {
+	if _, _, code := e.Rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/private", keyFile); code != 0 {
 		t.Fatal("trust failed")
 	}
-	_, errOut, code := e.rkt(t, "", "fetch", "https://example.com/private.aci")
+	_, errOut, code := e.Rkt(t, "", "fetch", "https://example.com/private.aci")
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "401") {
 		t.Fatalf("without credentials: code %d stderr %q", code, errOut)
 	}
-	os.MkdirAll(filepath.Join(e.local, "auth.d"), 0o755)
-	os.WriteFile(filepath.Join(e.local, "auth.d/example.json"), []byte(`{"rktKind":"auth","rktVersion":"v1",
+	os.MkdirAll(filepath.Join(e.Local, "auth.d"), 0o755)
+	os.WriteFile(filepath.Join(e.Local, "auth.d/example.json"), []byte(`{"rktKind":"auth","rktVersion":"v1",
 "domains":["example.com"],"type":"basic","credentials":{"user":"alice","password":"s3cret"}}`), 0o600)
-	if _, _, code := e.rkt(t, "", "fetch", "https://example.com/private.aci"); code != 0 {
+	if _, _, code := e.Rkt(t, "", "fetch", "https://example.com/private.aci"); code != 0 {
 		t.Fatalf("with credentials: code %d", code)
 	}
 }
@@ -263,14 +252,14 @@ func TestFetchUsesDockerAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newRktEnv(t)
-	_, errOut, code := e.rkt(t, "", "--insecure-options=image", "fetch", "docker://"+ref.String())
+	_, errOut, code := e.Rkt(t, "", "--insecure-options=image", "fetch", "docker://"+ref.String())
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "UNAUTHORIZED") && !strings.Contains(errOut, "401") {
 		t.Fatalf("without credentials: code %d stderr %q", code, errOut)
 	}
-	os.MkdirAll(filepath.Join(e.system, "auth.d"), 0o755)
-	os.WriteFile(filepath.Join(e.system, "auth.d/registry.json"), []byte(`{"rktKind":"dockerAuth","rktVersion":"v1",
+	os.MkdirAll(filepath.Join(e.System, "auth.d"), 0o755)
+	os.WriteFile(filepath.Join(e.System, "auth.d/registry.json"), []byte(`{"rktKind":"dockerAuth","rktVersion":"v1",
 "registries":["`+host+`"],"credentials":{"user":"bob","password":"hunter2"}}`), 0o600)
-	if _, _, code := e.rkt(t, "", "--insecure-options=image", "fetch", "docker://"+ref.String()); code != 0 {
+	if _, _, code := e.Rkt(t, "", "--insecure-options=image", "fetch", "docker://"+ref.String()); code != 0 {
 		t.Fatalf("with credentials: code %d", code)
 	}
 }
@@ -281,12 +270,12 @@ func TestConfig(t *testing.T) {
 		os.MkdirAll(filepath.Join(dir, sub), 0o755)
 		os.WriteFile(filepath.Join(dir, sub, file), []byte(body), 0o644)
 	}
-	write(e.system, "paths.d", "paths.json", `{"rktKind":"paths","rktVersion":"v1","data":"/srv/rkt","stage1-images":"/usr/lib/rkt/s1"}`)
-	write(e.local, "paths.d", "paths.json", `{"rktKind":"paths","rktVersion":"v1","data":"/var/lib/other"}`)
-	write(e.system, "stage1.d", "s1.json", `{"rktKind":"stage1","rktVersion":"v1","name":"example.com/stage1","version":"1.0","location":"/usr/lib/rkt/s1/stage1.aci"}`)
-	write(e.local, "auth.d", "a.json", `{"rktKind":"auth","rktVersion":"v1","domains":["example.com"],"type":"oauth","credentials":{"token":"t0k"}}`)
+	write(e.System, "paths.d", "paths.json", `{"rktKind":"paths","rktVersion":"v1","data":"/srv/rkt","stage1-images":"/usr/lib/rkt/s1"}`)
+	write(e.Local, "paths.d", "paths.json", `{"rktKind":"paths","rktVersion":"v1","data":"/var/lib/other"}`)
+	write(e.System, "stage1.d", "s1.json", `{"rktKind":"stage1","rktVersion":"v1","name":"example.com/stage1","version":"1.0","location":"/usr/lib/rkt/s1/stage1.aci"}`)
+	write(e.Local, "auth.d", "a.json", `{"rktKind":"auth","rktVersion":"v1","domains":["example.com"],"type":"oauth","credentials":{"token":"t0k"}}`)
 	var out bytes.Buffer
-	code := cli.Run(context.Background(), []string{"--local-config=" + e.local, "--system-config=" + e.system, "config"}, strings.NewReader(""), &out, &bytes.Buffer{}, cli.Options{Remote: Remote{}})
+	code := cli.Run(context.Background(), []string{"--local-config=" + e.Local, "--system-config=" + e.System, "config"}, strings.NewReader(""), &out, &bytes.Buffer{}, cli.Options{Remote: Remote{}})
 	if code != 0 {
 		t.Fatalf("config: code %d", code)
 	}
@@ -314,13 +303,13 @@ func TestConfig(t *testing.T) {
 	}
 	// --dir wins over paths.d.
 	out.Reset()
-	cli.Run(context.Background(), []string{"--dir=/tmp/x", "--local-config=" + e.local, "--system-config=" + e.system, "config"}, strings.NewReader(""), &out, &bytes.Buffer{}, cli.Options{Remote: Remote{}})
+	cli.Run(context.Background(), []string{"--dir=/tmp/x", "--local-config=" + e.Local, "--system-config=" + e.System, "config"}, strings.NewReader(""), &out, &bytes.Buffer{}, cli.Options{Remote: Remote{}})
 	if !strings.Contains(out.String(), `"data": "/tmp/x"`) {
 		t.Errorf("--dir not reflected: %s", out.String())
 	}
 	// A broken file is an error that names it.
-	write(e.local, "stage1.d", "broken.json", `{"rktKind":"stage1","rktVersion":"v2"}`)
-	_, errOut, code := e.rkt(t, "", "config")
+	write(e.Local, "stage1.d", "broken.json", `{"rktKind":"stage1","rktVersion":"v2"}`)
+	_, errOut, code := e.Rkt(t, "", "config")
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "broken.json") || !strings.Contains(errOut, "v2") {
 		t.Fatalf("broken config: code %d stderr %q", code, errOut)
 	}
@@ -344,11 +333,11 @@ func TestFetchTLSOption(t *testing.T) {
 	srv.Handle("/busybox.aci", aci)
 	srv.Handle("/busybox.aci.asc", []byte("unused"))
 	e := newRktEnv(t)
-	_, errOut, code := e.rkt(t, "", "--insecure-options=image", "fetch", "https://example.com/busybox.aci")
+	_, errOut, code := e.Rkt(t, "", "--insecure-options=image", "fetch", "https://example.com/busybox.aci")
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=tls") {
 		t.Fatalf("untrusted certificate: code %d stderr %q", code, errOut)
 	}
-	if _, errOut, code = e.rkt(t, "", "--insecure-options=image,tls", "fetch", "https://example.com/busybox.aci"); code != 0 {
+	if _, errOut, code = e.Rkt(t, "", "--insecure-options=image,tls", "fetch", "https://example.com/busybox.aci"); code != 0 {
 		t.Fatalf("with tls check off: code %d stderr %q", code, errOut)
 	}
 	// stderr is no terminal here: no progress bar, only the warning about the disabled check.

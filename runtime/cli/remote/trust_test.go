@@ -19,23 +19,23 @@ func TestTrust(t *testing.T) {
 	os.WriteFile(keyFile, k.Public, 0o644)
 	e := newRktEnv(t)
 
-	_, errOut, code := e.rkt(t, "no\n", "trust", "--prefix=example.com/app", keyFile)
+	_, errOut, code := e.Rkt(t, "no\n", "trust", "--prefix=example.com/app", keyFile)
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "not confirmed") {
 		t.Fatalf("declined: code %d stderr %q", code, errOut)
 	}
-	prefixDir := filepath.Join(e.local, "trustedkeys/prefix.d/example.com/app")
+	prefixDir := filepath.Join(e.Local, "trustedkeys/prefix.d/example.com/app")
 	if _, err := os.Stat(filepath.Join(prefixDir, k.Fingerprint)); err == nil {
 		t.Fatal("declined key was stored")
 	}
 	grouped := strings.ToUpper(k.Fingerprint[:4]) + " " + strings.ToUpper(k.Fingerprint[4:8])
-	out, errOut, code := e.rkt(t, "yes\n", "trust", "--prefix=example.com/app", keyFile)
+	out, errOut, code := e.Rkt(t, "yes\n", "trust", "--prefix=example.com/app", keyFile)
 	if code != 0 || !strings.Contains(errOut, grouped) || !strings.Contains(errOut, "publisher@example.com") ||
 		!strings.Contains(out, filepath.Join(prefixDir, k.Fingerprint)) ||
 		!strings.Contains(errOut, fmt.Sprintf("Trusting %q for prefix \"example.com/app\" after fingerprint review.\n", keyFile)) {
 		t.Fatalf("accepted: code %d stderr %q", code, errOut)
 	}
-	out, errOut, code = e.rkt(t, "", "trust", "--root", "--skip-fingerprint-review", keyFile)
-	if code != 0 || !strings.Contains(out, filepath.Join(e.local, "trustedkeys/root.d", k.Fingerprint)) ||
+	out, errOut, code = e.Rkt(t, "", "trust", "--root", "--skip-fingerprint-review", keyFile)
+	if code != 0 || !strings.Contains(out, filepath.Join(e.Local, "trustedkeys/root.d", k.Fingerprint)) ||
 		!strings.Contains(errOut, fmt.Sprintf("Trusting %q for every image without fingerprint review.\n", keyFile)) {
 		t.Fatalf("root: code %d stdout %q stderr %q", code, out, errOut)
 	}
@@ -49,29 +49,29 @@ func TestTrustFromURLAndDiscovery(t *testing.T) {
 	srv.Handle("/app", []byte(`<meta name="ac-discovery-pubkeys" content="example.com/app https://example.com/key.asc">`))
 	e := newRktEnv(t)
 
-	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app", "https://example.com/key.asc"); code != 0 {
+	if _, _, code := e.Rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app", "https://example.com/key.asc"); code != 0 {
 		t.Fatal("trust from https failed")
 	}
-	_, errOut, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app", "http://example.com/key.asc")
+	_, errOut, code := e.Rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app", "http://example.com/key.asc")
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "http") {
 		t.Fatalf("http without --insecure-allow-http: code %d stderr %q", code, errOut)
 	}
-	if _, _, code := e.rkt(t, "", "trust", "--skip-fingerprint-review", "--insecure-allow-http", "--prefix=example.com/app", "http://example.com/key.asc"); code != 0 {
+	if _, _, code := e.Rkt(t, "", "trust", "--skip-fingerprint-review", "--insecure-allow-http", "--prefix=example.com/app", "http://example.com/key.asc"); code != 0 {
 		t.Fatal("trust over allowed http failed")
 	}
 	e2 := newRktEnv(t)
-	out, _, code := e2.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app")
+	out, _, code := e2.Rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/app")
 	if code != 0 || !strings.Contains(out, k.Fingerprint) {
 		t.Fatalf("discovered key: code %d stdout %q", code, out)
 	}
 
 	// Keys announced on plain http need --insecure-allow-http.
 	srv.Handle("/other", []byte(`<meta name="ac-discovery-pubkeys" content="example.com/other http://example.com/key.asc">`))
-	_, errOut, code = e2.rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/other")
+	_, errOut, code = e2.Rkt(t, "", "trust", "--skip-fingerprint-review", "--prefix=example.com/other")
 	if code != stage1.ExitFailure || !strings.Contains(errOut, "--insecure-options=http") {
 		t.Fatalf("http key without the flag: code %d stderr %q", code, errOut)
 	}
-	if _, _, code = e2.rkt(t, "", "trust", "--skip-fingerprint-review", "--insecure-allow-http", "--prefix=example.com/other"); code != 0 {
+	if _, _, code = e2.Rkt(t, "", "trust", "--skip-fingerprint-review", "--insecure-allow-http", "--prefix=example.com/other"); code != 0 {
 		t.Fatalf("http key with --insecure-allow-http: code %d", code)
 	}
 }
@@ -99,7 +99,7 @@ func TestTrustRefuses(t *testing.T) {
 		{[]string{"trust", "--prefix=example.com", "--skip-fingerprint-review", garbage}, "not an ASCII-armored OpenPGP key"},
 		{[]string{"trust", "--prefix=example.com", "--skip-fingerprint-review", filepath.Join(dir, "missing.asc")}, "no such file"},
 	} {
-		_, errOut, code := e.rkt(t, "", tc.args...)
+		_, errOut, code := e.Rkt(t, "", tc.args...)
 		if code != stage1.ExitFailure || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("rkt %v: code %d stderr %q; want one line with %q", tc.args, code, errOut, tc.want)
 		}

@@ -58,14 +58,10 @@ func TestFull(t *testing.T) {
 		var out, errb bytes.Buffer
 		c := exec.Command(bin, args...)
 		c.Stdout, c.Stderr = &out, &errb
-		err := c.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
+		if err := c.Run(); c.ProcessState == nil {
+			t.Fatal(err) // not started
 		}
-		return out.String(), errb.String(), code
+		return out.String(), errb.String(), c.ProcessState.ExitCode()
 	}
 	data := filepath.Join(t.TempDir(), "rkt")
 	if out, errOut, code := run(rkt, "--dir="+data, "--insecure-options=image", "fetch", "--full", aci); code != 0 || strings.TrimSpace(out) != id {
