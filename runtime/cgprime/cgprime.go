@@ -4,7 +4,7 @@
 // measured on a 2-CPU host); those within a grace period of the last one do not wait. rkt,
 // about to start a container whose cgroups libcontainer joins some milliseconds later, moves
 // itself into the cgroup it is in (which moves nothing) on a thread a constructor starts
-// (runtime/cmd/rkt/earlyprime), so that the wait passes while the pod is prepared instead of
+// (runtime/cgprime/earlyprime), so that the wait passes while the pod is prepared instead of
 // while its container starts, and hands that move here: code that moves rkt itself to
 // another cgroup waits for it first.
 package cgprime

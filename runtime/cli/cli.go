@@ -92,7 +92,7 @@ func refuseStage1Image(flags *pflag.FlagSet) error {
 
 // Remote is the part of rkt that needs the network or OpenPGP: the commands fetch, trust and
 // config, and fetching the images that run and prepare do not find in the store (package
-// remote). Its registry clients, OpenPGP, discovery and HTTP stack are most of what the Go
+// remote). Its registry clients, OpenPGP and appc discovery are most of what the Go
 // runtime initialises when rkt starts, and rkt starts twice for every app (the command, then
 // libcontainer's init, which is the same binary executed again), so the rkt that starts pods
 // is built without it and executes the full binary in its place for what needs it.
@@ -177,7 +177,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	for _, f := range commands {
 		root.AddCommand(f(env))
 	}
+	// helpErr is why `rkt help CMD` of a Remote's command could not be shown.
+	var helpErr error
 	if opts.Remote != nil {
+		// Not for the apps of the pods this rkt starts.
+		_ = os.Unsetenv(fullExecEnv) // fails only for a name with "=" or NUL
 		root.AddCommand(opts.Remote.Commands(env)...)
 	} else {
 		for _, c := range remoteCommands {
@@ -186,7 +190,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			stub.DisableFlagParsing = true // the full binary parses them, --help included
 			stub.RunE = func(*cobra.Command, []string) error { return needRemote("rkt " + name) }
 			stub.SetHelpFunc(func(*cobra.Command, []string) {
-				fmt.Fprintf(stderr, "rkt: %v\n", execFull(opts.Full, args, needRemote("rkt help "+name)))
+				helpErr = execFull(ctx, opts.Full, args, needRemote("rkt help "+name))
 			})
 			root.AddCommand(stub)
 		}
@@ -196,7 +200,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	err := root.ExecuteContext(ctx)
 	env.pending.Wait()
 	if errors.Is(err, errRemote) {
-		err = execFull(opts.Full, args, err)
+		err = execFull(ctx, opts.Full, args, err)
+	}
+	if err == nil {
+		err = helpErr
 	}
 	if err == nil {
 		return 0
@@ -211,11 +218,23 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return stage1.ExitFailure
 }
 
+// fullExecEnv is set, to the full binary's path, in the environment of the full binary that a
+// rkt without a Remote executes: one that finds it set has been executed as the full binary and
+// is not, and says so rather than executing it again, forever.
+const fullExecEnv = "_CAIRN_RKT_FULL"
+
 // execFull executes the full rkt binary with args in place of this process, for what needs a
-// Remote (err says what); it returns only if it could not.
-func execFull(full string, args []string, err error) error {
+// Remote (err says what); it returns only if it could not, or should not: after a stop signal
+// (ctx done) the command is not carried on.
+func execFull(ctx context.Context, full string, args []string, err error) error {
 	if full == "" {
 		return err
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w; stopped before executing %s, the rkt binary that has them", err, full)
+	}
+	if prev := os.Getenv(fullExecEnv); prev != "" {
+		return fmt.Errorf("%w; and %s, executed as the rkt binary that has them, lacks them too", err, prev)
 	}
 	if !filepath.IsAbs(full) {
 		self, xerr := os.Executable()
@@ -224,7 +243,7 @@ func execFull(full string, args []string, err error) error {
 		}
 		full = filepath.Join(filepath.Dir(self), full)
 	}
-	if xerr := syscall.Exec(full, append([]string{"rkt"}, args...), os.Environ()); xerr != nil {
+	if xerr := syscall.Exec(full, append([]string{"rkt"}, args...), append(os.Environ(), fullExecEnv+"="+full)); xerr != nil {
 		return fmt.Errorf("%w; executing %s, the rkt binary that has them: %w", err, full, xerr)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairn-os/cairn/runtime/fixture"
 	"github.com/cairn-os/cairn/runtime/stage1"
 )
 
@@ -65,9 +66,27 @@ func TestWithoutRemote(t *testing.T) {
 			t.Errorf("%v: code %d, stderr %q", args, code, errOut)
 		}
 	}
+	if _, errOut, code := run(t, "help", "fetch"); code != stage1.ExitFailure || !strings.Contains(errOut, "rkt help fetch: "+errRemote.Error()) {
+		t.Errorf("help fetch: code %d, stderr %q", code, errOut)
+	}
 	e := newRktEnv(t)
 	if _, errOut, code := e.Rkt(t, "", "prepare", "--net=none", "--pull-policy=new", "example.com/app"); code != stage1.ExitFailure || !strings.Contains(errOut, "image example.com/app: "+errRemote.Error()) {
 		t.Errorf("prepare of an image not in the store: code %d, stderr %q", code, errOut)
+	}
+	// An image that must be fetched is found out before any work on the others: the full rkt,
+	// executed in this one's place, would do it again (the warning about the stored image's
+	// mount point that no volume satisfies, twice).
+	withBusybox(t, e)
+	if _, errOut, code := e.Rkt(t, "", "prepare", "--net=none", fixture.ACIName, "example.com/app"); code != stage1.ExitFailure || !strings.Contains(errOut, errRemote.Error()) || strings.Contains(errOut, "WARN") {
+		t.Errorf("prepare of a stored image and one to fetch: code %d, stderr %q", code, errOut)
+	}
+	if _, errOut, code := e.Rkt(t, "", "prepare", "--net=none", "--pull-policy=update", fixture.ACIName); code != stage1.ExitFailure || !strings.Contains(errOut, errRemote.Error()) {
+		t.Errorf("prepare --pull-policy=update: code %d, stderr %q", code, errOut)
+	}
+	// An ID names what is in the store: nothing fetches it, so it fails here.
+	missing := "sha512-" + strings.Repeat("0", 64)
+	if _, errOut, code := e.Rkt(t, "", "prepare", "--net=none", missing); code != stage1.ExitFailure || strings.Contains(errOut, errRemote.Error()) || !strings.Contains(errOut, missing) {
+		t.Errorf("prepare of a missing ID: code %d, stderr %q", code, errOut)
 	}
 	if ps := pods(t, e); len(ps) != 0 {
 		t.Errorf("pods left: %v", ps)

@@ -56,6 +56,38 @@ var errHelp = errors.New("help shown")
 
 // host is stage0's view of this rkt: its pods, its store and fetcher, its network configs.
 func host(env *Env, pullPolicy string) (*stage0.Host, error) {
+	imgs, err := newStoreImages(env, pullPolicy)
+	if err != nil {
+		return nil, err
+	}
+	return hostWith(env, imgs), nil
+}
+
+// hostWith is host with its images found by imgs.
+func hostWith(env *Env, imgs *storeImages) *stage0.Host {
+	return &stage0.Host{
+		Pods:        podStore(env),
+		Images:      imgs,
+		NetConfDirs: []string{filepath.Join(env.G.LocalConfig, "net.d"), filepath.Join(env.G.SystemConfig, "net.d")},
+		// As rkt: third-party plugins beside the local configs first, then Cairn's and the
+		// distribution's.
+		NetPluginDirs: append([]string{filepath.Join(env.G.LocalConfig, "net.d")}, network.DefaultPluginDirs...),
+		Environ:       os.Environ(),
+		Log:           env.Log,
+	}
+}
+
+// storeImages finds images by rkt's pull policies: never looks only in the store, new fetches
+// what is not there, update asks the remote each time. It records their use.
+type storeImages struct {
+	env  *Env
+	st   *store.Store
+	pull pull.Policy
+	// found are the images needRemote found in the store, by reference.
+	found map[string]*image.Image
+}
+
+func newStoreImages(env *Env, pullPolicy string) (*storeImages, error) {
 	policy, err := pull.Parse(pullPolicy)
 	if err != nil {
 		return nil, err
@@ -65,24 +97,32 @@ func host(env *Env, pullPolicy string) (*stage0.Host, error) {
 		return nil, err
 	}
 	st.Log = env.Log
-	return &stage0.Host{
-		Pods:        podStore(env),
-		Images:      &storeImages{env: env, st: st, pull: policy},
-		NetConfDirs: []string{filepath.Join(env.G.LocalConfig, "net.d"), filepath.Join(env.G.SystemConfig, "net.d")},
-		// As rkt: third-party plugins beside the local configs first, then Cairn's and the
-		// distribution's.
-		NetPluginDirs: append([]string{filepath.Join(env.G.LocalConfig, "net.d")}, network.DefaultPluginDirs...),
-		Environ:       os.Environ(),
-		Log:           env.Log,
-	}, nil
+	return &storeImages{env: env, st: st, pull: policy}, nil
 }
 
-// storeImages finds images by rkt's pull policies: never looks only in the store, new fetches
-// what is not there, update asks the remote each time. It records their use.
-type storeImages struct {
-	env  *Env
-	st   *store.Store
-	pull pull.Policy
+// needRemote is errRemote when this rkt has no Remote and one of refs needs it (by the pull
+// policy, or not being in the store under that name): found before anything else is done, so
+// that the full rkt, executed in this one's place, does not do it again.
+func (s *storeImages) needRemote(ctx context.Context, refs []string) error {
+	if s.env.remote != nil {
+		return nil
+	}
+	for _, ref := range refs {
+		if s.pull == pull.Update {
+			return needRemote("image " + ref)
+		}
+		img, err := s.st.Get(ctx, ref)
+		if errors.Is(err, store.ErrNotFound) && !image.IsID(ref) {
+			return needRemote("image " + ref)
+		}
+		if err == nil {
+			if s.found == nil {
+				s.found = map[string]*image.Image{}
+			}
+			s.found[ref] = img
+		}
+	}
+	return nil
 }
 
 func (s *storeImages) Image(ctx context.Context, ref string) (*image.Image, error) {
@@ -104,11 +144,15 @@ func (s *storeImages) get(ctx context.Context, ref string) (*image.Image, error)
 	if s.pull == pull.Update {
 		return s.fetch(ctx, ref, pull.Update)
 	}
+	if img, ok := s.found[ref]; ok {
+		return img, nil
+	}
 	img, err := s.st.Get(ctx, ref)
 	if err == nil {
 		return img, nil
 	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if !errors.Is(err, store.ErrNotFound) || image.IsID(ref) {
+		// An ID names what is in the store; no fetcher finds it elsewhere.
 		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
 	if s.pull == pull.Never {
@@ -158,11 +202,18 @@ func podCommand(env *Env, use, short string, withRun bool, done func(*pod.Pod, *
 			}
 			return err
 		}
-		h, err := host(env, p.pullPolicy)
+		imgs, err := newStoreImages(env, p.pullPolicy)
 		if err != nil {
 			return err
 		}
-		pd, err := h.Prepare(env.Ctx, &p.cfg)
+		var refs []string
+		for _, a := range p.cfg.Apps {
+			refs = append(refs, a.Image)
+		}
+		if err := imgs.needRemote(env.Ctx, refs); err != nil {
+			return err
+		}
+		pd, err := hostWith(env, imgs).Prepare(env.Ctx, &p.cfg)
 		if err != nil {
 			return err
 		}

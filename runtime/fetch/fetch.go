@@ -136,7 +136,7 @@ func Classify(arg string) (Kind, error) {
 		return "", fmt.Errorf("%w: empty image argument", ErrUnknownArgType)
 	case strings.HasPrefix(arg, "docker://"):
 		return KindDocker, nil
-	case isID(arg):
+	case image.IsID(arg):
 		return KindID, nil
 	}
 	if u, err := url.Parse(arg); err == nil && u.Scheme != "" && strings.Contains(arg, "://") {
@@ -161,15 +161,6 @@ func Classify(arg string) (Kind, error) {
 		return KindPath, nil
 	}
 	return KindName, nil
-}
-
-func isID(s string) bool {
-	for _, p := range []string{"sha512-", "sha256:", "sha256-"} {
-		if strings.HasPrefix(s, p) && len(s) > len(p) && strings.Trim(s[len(p):], "0123456789abcdef") == "" {
-			return true
-		}
-	}
-	return false
 }
 
 // Fetch brings the image that req names into the store (or finds it there, as the pull

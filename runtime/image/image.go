@@ -4,6 +4,7 @@
 package image
 
 import (
+	"strings"
 	"time"
 
 	"github.com/appc/spec/schema"
@@ -52,6 +53,17 @@ type Image struct {
 	Trusted bool
 	// Signer names the key that signed the image (its fingerprint), when Trusted.
 	Signer string
+}
+
+// IsID says whether s is an image ID, full or shortened: "sha512-", "sha256:" or "sha256-"
+// and hex digits.
+func IsID(s string) bool {
+	for _, p := range []string{"sha512-", "sha256:", "sha256-"} {
+		if strings.HasPrefix(s, p) && len(s) > len(p) && strings.Trim(s[len(p):], "0123456789abcdef") == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // ShortID is the ID as rkt prints it: "sha512-" and 32 hex digits, or "sha256:" and 12.

@@ -111,12 +111,15 @@ func startSystemd(t *testing.T, rktBin, recipe, sub string, cleanup func()) *gue
 	if out, err := exec.Command("cp", "-a", cached, root).CombinedOutput(); err != nil {
 		t.Fatalf("copy rootfs: %v %s", err, out)
 	}
-	b, err := os.ReadFile(rktBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "usr/local/bin/rkt"), b, 0o755); err != nil {
-		t.Fatal(err)
+	// rkt and the full binary it executes to fetch, side by side as installed.
+	for _, name := range []string{"rkt", "rkt-fetch"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(rktBin), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "usr/local/bin", name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cmd := exec.Command("bash", recipe, root)
 	cmd.Env = append(os.Environ(), "SUB="+sub)

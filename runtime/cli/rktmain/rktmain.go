@@ -17,7 +17,7 @@ import (
 	"github.com/cairn-os/cairn/runtime/cli"
 	// Starts the cgroup migration's wait for the commands that start a container, before the
 	// packages that come after it are initialised.
-	_ "github.com/cairn-os/cairn/runtime/cmd/rkt/earlyprime"
+	_ "github.com/cairn-os/cairn/runtime/cgprime/earlyprime"
 )
 
 // FullName is the full rkt binary (cmd/rkt-fetch), installed beside rkt.

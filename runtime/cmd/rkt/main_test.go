@@ -92,4 +92,35 @@ func TestFull(t *testing.T) {
 	if _, errOut, code := run(alone, "--dir="+data, "--insecure-options=image", "fetch", aci); code != 254 || !strings.Contains(errOut, missing) {
 		t.Errorf("fetch without rkt-fetch: code %d, stderr %q (want it named)", code, errOut)
 	}
+	if _, errOut, code := run(alone, "help", "fetch"); code != 254 || !strings.Contains(errOut, missing) {
+		t.Errorf("help fetch without rkt-fetch: code %d, stderr %q", code, errOut)
+	}
+	// A rkt-fetch that is rkt itself (a packaging mistake) fails once, not in a loop.
+	if err := os.WriteFile(missing, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := run(alone, "--dir="+data, "--insecure-options=image", "fetch", aci); code != 254 || !strings.Contains(errOut, missing+", executed as the rkt binary that has them, lacks them too") {
+		t.Errorf("fetch with rkt as rkt-fetch: code %d, stderr %q", code, errOut)
+	}
+}
+
+// A pod of an image that must be fetched (a path) runs: rkt-fetch fetches it and runs the pod.
+func TestRunThroughFull(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireFile(t, fixture.BusyboxPath)
+	rkt := binaries(t)
+	aci := filepath.Join(t.TempDir(), "hello.aci")
+	if _, err := fixture.BuildACI(aci, fixture.HelloACI("example.com/hello", "hello through rkt-fetch")); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(t.TempDir(), "rkt")
+	t.Cleanup(func() {
+		for range 2 {
+			exec.Command(rkt, "--dir="+data, "gc", "--grace-period=0s").Run()
+		}
+	})
+	out, err := exec.Command(rkt, "--dir="+data, "--insecure-options=image", "run", "--net=none", aci).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "hello through rkt-fetch") {
+		t.Errorf("rkt run of a path: %v\n%s", err, out)
+	}
 }
