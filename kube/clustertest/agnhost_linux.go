@@ -75,7 +75,12 @@ func (c *Cluster) PushAgnhost(t testenv.TB) {
 // serving on 8080, kept one per node by a topology spread constraint (cordoned nodes do not
 // count), Ready once /healthz answers. The probe allows 5 s: a node busy with an update, or a
 // TCG guest with the other's boot, has been seen to answer later than the default second
-// three times in a row, which takes the pod out of its Service while it serves.
+// three times in a row, which takes the pod out of its Service while it serves. A pod told to
+// stop (a drain's eviction) serves on for 5 s (netexec's --delay-shutdown, within the 10 s
+// grace period), as a Deployment meant to lose no request does: its endpoint leaves every
+// node's kube-proxy rules only after the kubelet has begun to stop it, and a connection sent
+// to it in between was refused or reset (the demo once saw every retry of one request, on
+// both nodes, reset in the second after an eviction).
 const WebDeployment = `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
@@ -87,11 +92,11 @@ spec:
     spec:
       topologySpreadConstraints:
       - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: web}}}
-      terminationGracePeriodSeconds: 5
+      terminationGracePeriodSeconds: 10
       containers:
       - name: netexec
         image: ` + RegistryAddr + `/e2e-test-images/agnhost:` + AgnhostTag + `
-        args: [netexec, --http-port=8080]
+        args: [netexec, --http-port=8080, --delay-shutdown=5]
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, timeoutSeconds: 5}
 `
