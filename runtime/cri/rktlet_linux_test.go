@@ -102,22 +102,33 @@ func TestRktletListen(t *testing.T) {
 	args := []string{"--dir=" + filepath.Join(dir, "rkt"), "--cni-conf-dir=" + filepath.Join(dir, "net.d"), "--listen=unix://" + sock,
 		"--stream-address=127.0.0.1", "--stream-port=" + streamPort}
 	go func() { done <- Run(ctx, args, os.Stdout, &stderr) }()
+	exited := false
+	defer func() { // a failed check stops rktlet before its directory is removed
+		if !exited {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+			}
+		}
+	}()
+	// The socket listens before the server is made (a second rktlet is refused first by the
+	// socket), and the streaming server's port once it is: wait for both.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("unix", sock); err == nil {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
 			c.Close()
-			break
+			if c, err = net.Dial("tcp", streamAddr); err == nil {
+				c.Close()
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no socket: %s", stderr.String())
+			t.Fatalf("no socket or no streaming server on %s: %v; %s", streamAddr, err, stderr.String())
 		}
 	}
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %v %v", fi.Mode(), err)
-	}
-	if c, err := net.Dial("tcp", streamAddr); err != nil {
-		t.Fatalf("streaming server on %s: %v", streamAddr, err)
-	} else {
-		c.Close()
 	}
 	var second bytes.Buffer
 	if code := Run(context.Background(), args, os.Stdout, &second); code == 0 || !strings.Contains(second.String(), "another server answers") {
@@ -129,6 +140,7 @@ func TestRktletListen(t *testing.T) {
 		t.Fatalf("a second rktlet on the same data directory: %d %s", code, second.String())
 	}
 	cancel()
+	exited = true
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
