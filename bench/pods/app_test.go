@@ -26,7 +26,7 @@ func BenchmarkAppStart(b *testing.B) {
 	testenv.RequireRoot(b)
 	testenv.RequireFile(b, fixture.BusyboxPath)
 	rkt := rktBinary(b)
-	dir := b.TempDir()
+	dir, where := workDir(b)
 	data := trueImage(b, dir)
 	rktCmd := func(args ...string) *exec.Cmd {
 		return exec.Command(rkt, append([]string{"--dir=" + data}, args...)...)
@@ -87,5 +87,5 @@ func BenchmarkAppStart(b *testing.B) {
 			rktCmd("gc", "--grace-period=0s").Run()
 		}
 	}
-	measure(b, "app start in a running sandbox vs pod start, busybox /bin/true", "app", peers, appRuns, gc)
+	measure(b, "app start in a running sandbox vs pod start, busybox /bin/true, on "+where, "app", peers, appRuns, gc)
 }
