@@ -15,10 +15,10 @@ import (
 //
 // By default it is an ext4 with a journal, made on a loop device for the benchmark, as a
 // host's /var is (Cairn's ROOT is made so). An ext4 without a journal, as some VMs' root
-// file systems are, skips every inode deleted in the last 60-300 s when it allocates one
-// (find_inode_bit's recently_deleted check, made only without a journal), so each file a
-// pod start creates there costs in proportion to what the whole machine deleted in the
-// last minutes: builds, tests, this benchmark's own gc. rkt creates about thirty files and
+// file systems are, skips the inodes deleted in the last 60 s (300 s while their inode table
+// block is not written back) when it allocates one (find_inode_bit's recently_deleted check,
+// made only without a journal), so each file a pod start creates there costs more the more
+// the whole machine deleted lately: builds, tests, this benchmark's own gc. rkt creates about thirty files and
 // directories per pod (its pod directory and the overlay's), runc three, so such a file
 // system measures the machine's recent past more than either runtime.
 //
@@ -33,7 +33,6 @@ func workDir(b *testing.B) (dir, where string) {
 		return dir, d + " (" + fsType(d) + ", CAIRN_BENCH_DIR)"
 	}
 	mkfs := testenv.RequireCommand(b, "mkfs.ext4")
-	testenv.RequireCommand(b, "losetup")
 	tmp := b.TempDir()
 	img, dir := filepath.Join(tmp, "fs.img"), filepath.Join(tmp, "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -49,41 +48,48 @@ func workDir(b *testing.B) (dir, where string) {
 	if out, err := exec.Command(mkfs, "-q", "-F", "-O", "has_journal", img).CombinedOutput(); err != nil {
 		b.Fatalf("mkfs.ext4: %v\n%s", err, out)
 	}
-	out, err := exec.Command("losetup", "-f", "--show", img).Output()
-	if err != nil {
-		b.Fatalf("losetup: %v", err)
+	// mount -o loop sets the loop device to detach itself when the file system is unmounted,
+	// so that a benchmark killed before its cleanup leaves only the mount.
+	if out, err := exec.Command("mount", "-t", "ext4", "-o", "loop", img, dir).CombinedOutput(); err != nil {
+		b.Fatalf("mount %s: %v %s", img, err, out)
 	}
-	loop := strings.TrimSpace(string(out))
 	b.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
-			b.Errorf("losetup -d %s: %v %s", loop, err, out)
+		if exec.Command("umount", dir).Run() == nil {
+			return
 		}
-	})
-	if out, err := exec.Command("mount", "-t", "ext4", loop, dir).CombinedOutput(); err != nil {
-		b.Fatalf("mount %s: %v %s", loop, err, out)
-	}
-	// Registered after losetup -d's, so run before it; lazily, in case a pod's mount is left.
-	b.Cleanup(func() {
+		// Something is left mounted under it (a pod gc did not take down): say what, then
+		// detach the whole tree.
+		left, _ := exec.Command("findmnt", "-R", dir).CombinedOutput()
+		b.Errorf("mounts left under %s:\n%s", dir, left)
 		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			b.Errorf("umount %s: %v %s", dir, err, out)
+			b.Errorf("umount -l %s: %v %s", dir, err, out)
 		}
 	})
-	return dir, "an ext4 with a journal on " + loop
+	src, _ := exec.Command("findmnt", "-n", "-o", "SOURCE", dir).Output()
+	return dir, "an ext4 with a journal on " + strings.TrimSpace(string(src))
 }
 
-// fsType names the file system dir is on, and whether it has a journal when it is ext4.
+// fsType names the file system dir is on, and whether it has a journal when it is ext4 (from
+// /sys/fs/ext4/<its block device's kernel name>/journal_task).
 func fsType(dir string) string {
-	out, err := exec.Command("findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", dir).Output()
+	out, err := exec.Command("findmnt", "-n", "-o", "FSTYPE,SOURCE,MAJ:MIN", "-T", dir).Output()
 	if err != nil {
 		return "file system unknown"
 	}
 	f := strings.Fields(string(out))
-	if len(f) < 2 || f[0] != "ext4" {
-		return strings.Join(f, " on ")
+	if len(f) < 3 || f[0] != "ext4" {
+		return strings.Join(f, " ")
 	}
-	dev := strings.TrimPrefix(f[1], "/dev/")
-	if task, err := os.ReadFile(filepath.Join("/sys/fs/ext4", dev, "journal_task")); err == nil && strings.TrimSpace(string(task)) == "<none>" {
+	dev, err := os.Readlink(filepath.Join("/sys/dev/block", f[2]))
+	if err != nil {
+		return "ext4 on " + f[1]
+	}
+	task, err := os.ReadFile(filepath.Join("/sys/fs/ext4", filepath.Base(dev), "journal_task"))
+	switch {
+	case err != nil:
+		return "ext4 on " + f[1]
+	case strings.TrimSpace(string(task)) == "<none>":
 		return "ext4 without a journal on " + f[1]
 	}
-	return "ext4 on " + f[1]
+	return "ext4 with a journal on " + f[1]
 }
