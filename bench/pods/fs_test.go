@@ -10,17 +10,17 @@ import (
 	"github.com/cairn-os/cairn/internal/testenv"
 )
 
-// workDir is the directory a benchmark keeps its rkt data directory, runc bundle and runc
-// state in, and a few words saying where that is, for the report.
+// workDir is the directory a benchmark keeps its rkt data directory, runc bundles and state
+// and podman's storage in, and a few words saying which file system that is, for the report.
 //
 // By default it is an ext4 with a journal, made on a loop device for the benchmark, as a
-// host's /var is (Cairn's ROOT is made so). An ext4 without a journal, as some VMs' root
-// file systems are, skips the inodes deleted in the last 60 s (300 s while their inode table
-// block is not written back) when it allocates one (find_inode_bit's recently_deleted check,
-// made only without a journal), so each file a pod start creates there costs more the more
-// the whole machine deleted lately: builds, tests, this benchmark's own gc. rkt creates about thirty files and
-// directories per pod (its pod directory and the overlay's), runc three, so such a file
-// system measures the machine's recent past more than either runtime.
+// host's /var is (Cairn's ROOT is made so). An ext4 without a journal, as some VMs' root file
+// systems are, skips the inodes deleted in the last 60 s (300 s while their inode table block
+// is not written back) when it allocates one (find_inode_bit's recently_deleted check, made
+// only without a journal), so each file a pod start creates there costs more the more the
+// whole machine deleted lately: builds, tests, this benchmark's own gc. rkt creates about
+// thirty files and directories per pod (its pod directory and the overlay's), runc three, so
+// such a file system measures the machine's recent past more than either runtime.
 //
 // CAIRN_BENCH_DIR=DIR uses DIR as it is instead (the report says which file system it is on).
 func workDir(b *testing.B) (dir, where string) {
@@ -65,8 +65,11 @@ func workDir(b *testing.B) (dir, where string) {
 			b.Errorf("umount -l %s: %v %s", dir, err, out)
 		}
 	})
-	src, _ := exec.Command("findmnt", "-n", "-o", "SOURCE", dir).Output()
-	return dir, "an ext4 with a journal on " + strings.TrimSpace(string(src))
+	where = fsType(dir)
+	if !strings.HasPrefix(where, "ext4 with a journal") {
+		b.Fatalf("the benchmark's file system on %s is %s, not an ext4 with a journal", dir, where)
+	}
+	return dir, where
 }
 
 // fsType names the file system dir is on, and whether it has a journal when it is ext4 (from
