@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cairn-os/cairn/internal/testenv"
 )
 
 // rktlet as systemd runs it: on the socket systemd passes (LISTEN_FDS), saying READY=1
@@ -44,7 +46,7 @@ func TestRktletUnderSystemd(t *testing.T) {
 		"--dir="+filepath.Join(dir, "rkt"), "--cni-conf-dir="+filepath.Join(dir, "net.d"), "--listen=unix:///nonexistent/never.sock", "--log-level=debug")
 	cmd.ExtraFiles = []*os.File{lf}
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
-	var stderr bytes.Buffer
+	var stderr testenv.Buffer // written by rktlet while the test reads it
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -90,7 +92,7 @@ func TestRktletListen(t *testing.T) {
 	os.MkdirAll(filepath.Dir(sock), 0o700)
 	os.WriteFile(sock, nil, 0o644) // stale
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr bytes.Buffer
+	var stderr testenv.Buffer // written by rktlet while the test reads it
 	done := make(chan int, 1)
 	free, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
