@@ -1,7 +1,7 @@
 #!/bin/bash
 # Boots systemd as PID 1 in new pid/mount/uts/ipc/cgroup namespaces, confined to a delegated
 # sub-cgroup, with a private /sys/fs/cgroup (so that systemd's remounts never touch the
-# host's). Used by the systemd-unit test: usage: systemd-in-namespace.sh ROOTFS
+# host's). Run by sdguest.Boot for the tests of units: usage: systemd-in-namespace.sh ROOTFS
 set -e
 R=${1:?usage: systemd-in-namespace.sh ROOTFS (a tree with systemd, e.g. debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus)}; SUB=${SUB:-sd-sandbox}; CON=$(tty 2>/dev/null) || CON=/dev/null  # no terminal (CI): console output is dropped; read the journal
 HS="cpu cpuacct cpuset memory devices freezer blkio pids systemd"

@@ -2,8 +2,8 @@
 # Boots systemd as PID 1 in new pid/mount/uts/ipc/cgroup namespaces with cgroup v2 alone, as
 # in a Cairn guest (unified layout), confined to a sub-cgroup of the machine's cgroup2 hierarchy
 # (/sys/fs/cgroup on a v2 host, /sys/fs/cgroup/unified on a hybrid one; without controllers
-# there, systemd and libcontainer still make, join and remove cgroups). Used by the cgroup v2
-# systemd-unit test: usage: systemd-in-namespace-cgroup2.sh ROOTFS
+# there, systemd and libcontainer still make, join and remove cgroups). Run by sdguest.Boot for
+# the cgroup v2 tests of units: usage: systemd-in-namespace-cgroup2.sh ROOTFS
 set -e
 R=${1:?usage: systemd-in-namespace-cgroup2.sh ROOTFS (a tree with systemd)}; SUB=${SUB:-sd-sandbox-v2}; CON=$(tty 2>/dev/null) || CON=/dev/null
 if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then U=/sys/fs/cgroup

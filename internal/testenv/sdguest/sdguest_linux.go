@@ -1,0 +1,302 @@
+// Package sdguest boots systemd as PID 1 in namespaces on a copy of a small Debian, for tests
+// of units under a real systemd on a machine whose own PID 1 is not systemd.
+package sdguest
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/internal/testenv"
+)
+
+var (
+	//go:embed systemd-in-namespace.sh
+	hybridRecipe []byte
+	//go:embed systemd-in-namespace-cgroup2.sh
+	cgroup2Recipe []byte
+)
+
+// CacheDir is where the Debian the guests boot is kept between runs ($CAIRN_CACHE or
+// /var/cache/cairn-pods).
+func CacheDir() string {
+	if d := os.Getenv("CAIRN_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/cairn-pods"
+}
+
+// Rootfs is a minimal Debian with systemd, dbus and machined, built once with mmdebstrap
+// into CacheDir and reused (read-only: every boot copies it).
+func Rootfs(t testenv.TB) string {
+	t.Helper()
+	root := filepath.Join(CacheDir(), "systemd-rootfs")
+	if _, err := os.Stat(filepath.Join(root, "lib/systemd/systemd")); err == nil {
+		return root
+	}
+	testenv.RequireCommand(t, "mmdebstrap")
+	sources := aptSources()
+	testenv.Require(t, sources != "", "needs the machine's apt sources (/etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list)")
+	testenv.SkipShort(t, "building the systemd rootfs takes minutes")
+	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(CacheDir(), ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	unix.Flock(int(lock.Fd()), unix.LOCK_EX)
+	if _, err := os.Stat(filepath.Join(root, "lib/systemd/systemd")); err == nil {
+		return root
+	}
+	tmp := root + ".tmp"
+	os.RemoveAll(tmp)
+	// Packages come through the machine's own apt configuration, as for the OS image.
+	cmd := exec.Command("mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
+		"--include=systemd,systemd-sysv,dbus,systemd-container", "bookworm", tmp, sources)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mmdebstrap: %v\n%s", err, out)
+	}
+	// No consoles to serve in a namespace.
+	for _, u := range []string{"console-getty.service", "getty@.service", "getty.target", "systemd-timesyncd.service"} {
+		os.Symlink("/dev/null", filepath.Join(tmp, "etc/systemd/system", u))
+	}
+	if err := os.Rename(tmp, root); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// aptSources returns the machine's apt sources file, which mmdebstrap takes as its mirror.
+func aptSources() string {
+	for _, p := range []string{"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"} {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// Options says how to boot a guest.
+type Options struct {
+	// Cgroup2 boots the guest on cgroup v2 alone (a cgroup2 mount of a sub-cgroup of the
+	// machine's unified hierarchy, in a cgroup namespace), as in a Cairn host; otherwise it
+	// gets the machine's v1 hierarchies and the unified one, each confined to a sub-cgroup.
+	Cgroup2 bool
+	// Name names the guest's sub-cgroups (a unique suffix is added).
+	Name string
+	// NetNS is a network namespace (a path such as /var/run/netns/NAME) to boot the guest in;
+	// empty, it shares the test's.
+	NetNS string
+	// Files are copied into the guest before it boots: guest path to host path, mode kept.
+	Files map[string]string
+}
+
+// Guest is systemd booted as PID 1 in namespaces, on a copy of Rootfs.
+type Guest struct {
+	T    testenv.TB
+	Root string // the guest's root, on the host
+	Pid  int    // systemd's pid on the host
+}
+
+// Boot starts a guest and waits until systemd says it is running (or degraded). The guest,
+// and what it left in the cgroups, are removed when the test ends.
+func Boot(t testenv.TB, o Options) *Guest {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "nsenter")
+	testenv.RequireCommand(t, "unshare")
+	name := o.Name
+	if name == "" {
+		name = "sdguest"
+	}
+	sub := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	recipe, cleanup := hybridRecipe, func() { removeSandboxCgroups(t, sub) }
+	if o.Cgroup2 {
+		u, ok := UnifiedHierarchy()
+		testenv.Require(t, ok, "needs a cgroup2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+		own, _ := os.ReadFile("/proc/self/cgroup")
+		cur := "/"
+		for l := range strings.SplitSeq(string(own), "\n") {
+			if p, ok := strings.CutPrefix(l, "0::"); ok {
+				cur = p
+			}
+		}
+		recipe, cleanup = cgroup2Recipe, func() { RemoveCgroupTree(t, filepath.Join(u, cur, sub)) }
+	}
+	cached := Rootfs(t)
+	work := t.TempDir()
+	root := filepath.Join(work, "root")
+	// A copy, not an overlay: pods' own overlays in the guest need a real upper filesystem.
+	if out, err := exec.Command("cp", "-a", cached, root).CombinedOutput(); err != nil {
+		t.Fatalf("copy rootfs: %v %s", err, out)
+	}
+	for dst, src := range o.Files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, dst)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := filepath.Join(work, "boot.sh")
+	if err := os.WriteFile(script, recipe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"bash", script, root}
+	if o.NetNS != "" {
+		args = append([]string{"nsenter", "--net=" + o.NetNS, "--"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "SUB="+sub)
+	logf, err := os.Create(filepath.Join(work, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g := &Guest{T: t, Root: root}
+	t.Cleanup(func() {
+		cmd.Process.Kill() // unshare --kill-child takes systemd and the guest with it
+		cmd.Wait()
+		logf.Close()
+		cleanup()
+	})
+	console := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+	deadline := time.Now().Add(30 * time.Second)
+	for g.Pid == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd did not start:\n%s", console())
+		}
+		time.Sleep(50 * time.Millisecond)
+		g.Pid = findSystemd(cmd.Process.Pid, 3)
+	}
+	for {
+		out, _ := g.Exec("systemctl", "is-system-running")
+		if s := strings.TrimSpace(out); s == "running" || s == "degraded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd not running: %q\n%s", out, console())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return g
+}
+
+// findSystemd returns the pid of the systemd among pid's descendants up to depth levels
+// down (the recipe's bash, or nsenter and then bash, execs unshare, whose child it is), or 0.
+func findSystemd(pid, depth int) int {
+	if depth == 0 {
+		return 0
+	}
+	kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for f := range strings.FieldsSeq(string(kids)) {
+		kid, _ := strconv.Atoi(f)
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", kid)); strings.HasSuffix(exe, "/systemd") {
+			return kid
+		}
+		if p := findSystemd(kid, depth-1); p != 0 {
+			return p
+		}
+	}
+	return 0
+}
+
+// Exec runs a command inside the guest, in all of systemd's namespaces.
+func (g *Guest) Exec(args ...string) (string, error) {
+	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(g.Pid), "-m", "-u", "-i", "-p", "-C", "-n", "-r", "-w", "--"}, args...)...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0"}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// Must is Exec that fails the test on an error.
+func (g *Guest) Must(args ...string) string {
+	g.T.Helper()
+	out, err := g.Exec(args...)
+	if err != nil {
+		g.T.Fatalf("guest %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// UnifiedHierarchy is where this machine mounts its cgroup2 hierarchy: /sys/fs/cgroup on a v2
+// host, /sys/fs/cgroup/unified on a hybrid one.
+func UnifiedHierarchy() (string, bool) {
+	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(d, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return d, true
+		}
+	}
+	return "", false
+}
+
+// removeSandboxCgroups removes the hybrid recipe's delegated sub-cgroup, in every hierarchy,
+// and what systemd made in it.
+func removeSandboxCgroups(t testenv.TB, sub string) {
+	own, _ := os.ReadFile("/proc/self/cgroup")
+	for line := range strings.SplitSeq(strings.TrimSpace(string(own)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		h := strings.TrimPrefix(strings.Split(parts[1], ",")[0], "name=")
+		if parts[1] == "" {
+			h = "unified"
+		}
+		RemoveCgroupTree(t, filepath.Join("/sys/fs/cgroup", h, parts[2], sub))
+	}
+}
+
+// RemoveCgroupTree removes a cgroup and everything below it, deepest first, waiting for each
+// to empty; what cannot be removed is a test error (a leak).
+func RemoveCgroupTree(t testenv.TB, dir string) {
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for _, dir := range slices.Backward(dirs) {
+		for try := 0; ; try++ {
+			err := unix.Rmdir(dir)
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			if busy := errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST); !busy || try == 99 {
+				t.Errorf("cgroup left: %s: %v", dir, err)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
