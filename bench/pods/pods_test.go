@@ -75,7 +75,7 @@ func report(title, ratio string, peers []peer, times [][]time.Duration) []float6
 		m := median(times[j])
 		r := float64(base) / float64(m)
 		ratios = append(ratios, r)
-		lines = append(lines, fmt.Sprintf("%-22s median %8.1f ms  (%s %.2f)", p.name, float64(m.Microseconds())/1000, ratio, r))
+		lines = append(lines, fmt.Sprintf("%-22s median %8.1f ms  (%s %.2f)", p.name, msf(m), ratio, r))
 	}
 	fmt.Printf("%s:\n  %s\n", title, strings.Join(lines, "\n  "))
 	return ratios
@@ -148,7 +148,7 @@ func measure(b *testing.B, title, first string, peers []peer, rounds int, betwee
 	b.StopTimer()
 	r := report(fmt.Sprintf("%s, %d interleaved runs each, %v before each", title, rounds, gap), first+"/peer", peers, spaced)
 	report(fmt.Sprintf("the same, %d runs each back to back", rounds), first+"/peer", peers, burst)
-	b.ReportMetric(float64(median(spaced[0]).Microseconds())/1000, first+"-ms")
+	b.ReportMetric(msf(median(spaced[0])), first+"-ms")
 	for i, p := range peers {
 		if v, ok := strings.CutPrefix(p.name, "runc run "); ok {
 			b.ReportMetric(r[i], first+"/"+strings.ReplaceAll(v, " ", "-"))
@@ -214,6 +214,10 @@ func tree(b *testing.B, dir string) string {
 	}
 	return rootfs
 }
+
+// msf is d in milliseconds, to the microsecond; ms prints it to a tenth, as the reports do.
+func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func ms(d time.Duration) string   { return fmt.Sprintf("%.1f ms", msf(d)) }
 
 func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)

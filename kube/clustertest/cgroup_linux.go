@@ -5,7 +5,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,29 +80,10 @@ func killCgroupTree(t testenv.TB, root string) {
 	t.Errorf("processes left in cgroup %s after SIGKILL", root)
 }
 
-// removeCgroupTree removes the cgroups under root, deepest first.
+// removeCgroupTree removes the cgroups under root in every hierarchy, deepest first.
 func removeCgroupTree(t testenv.TB, root string) {
 	for _, h := range hierarchies() {
-		var dirs []string
-		_ = filepath.WalkDir(filepath.Join(h, root), func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		slices.Reverse(dirs)
-		for _, d := range dirs {
-			var err error
-			for range 50 { // a cgroup whose last process just died may be busy a moment
-				if err = os.Remove(d); err == nil || os.IsNotExist(err) {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			if err != nil && !os.IsNotExist(err) {
-				t.Errorf("remove cgroup: %v", err)
-			}
-		}
+		testenv.RemoveCgroupTree(t, filepath.Join(h, root))
 	}
 }
 

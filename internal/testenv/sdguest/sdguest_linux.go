@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,20 +27,20 @@ var (
 	cgroup2Recipe []byte
 )
 
-// CacheDir is where the Debian the guests boot is kept between runs ($CAIRN_CACHE or
+// cacheDir is where the Debian the guests boot is kept between runs ($CAIRN_CACHE or
 // /var/cache/cairn-pods).
-func CacheDir() string {
+func cacheDir() string {
 	if d := os.Getenv("CAIRN_CACHE"); d != "" {
 		return d
 	}
 	return "/var/cache/cairn-pods"
 }
 
-// Rootfs is a minimal Debian with systemd, dbus and machined, built once with mmdebstrap
+// rootfs is a minimal Debian with systemd, dbus and machined, built once with mmdebstrap
 // into CacheDir and reused (read-only: every boot copies it).
-func Rootfs(t testenv.TB) string {
+func rootfs(t testenv.TB) string {
 	t.Helper()
-	root := filepath.Join(CacheDir(), "systemd-rootfs")
+	root := filepath.Join(cacheDir(), "systemd-rootfs")
 	if _, err := os.Stat(filepath.Join(root, "lib/systemd/systemd")); err == nil {
 		return root
 	}
@@ -49,15 +48,17 @@ func Rootfs(t testenv.TB) string {
 	sources := aptSources()
 	testenv.Require(t, sources != "", "needs the machine's apt sources (/etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list)")
 	testenv.SkipShort(t, "building the systemd rootfs takes minutes")
-	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
+	if err := os.MkdirAll(cacheDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	lock, err := os.OpenFile(filepath.Join(CacheDir(), ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(cacheDir(), ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lock.Close()
-	unix.Flock(int(lock.Fd()), unix.LOCK_EX)
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(filepath.Join(root, "lib/systemd/systemd")); err == nil {
 		return root
 	}
@@ -71,7 +72,9 @@ func Rootfs(t testenv.TB) string {
 	}
 	// No consoles to serve in a namespace.
 	for _, u := range []string{"console-getty.service", "getty@.service", "getty.target", "systemd-timesyncd.service"} {
-		os.Symlink("/dev/null", filepath.Join(tmp, "etc/systemd/system", u))
+		if err := os.Symlink("/dev/null", filepath.Join(tmp, "etc/systemd/system", u)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.Rename(tmp, root); err != nil {
 		t.Fatal(err)
@@ -104,7 +107,7 @@ type Options struct {
 	Files map[string]string
 }
 
-// Guest is systemd booted as PID 1 in namespaces, on a copy of Rootfs.
+// Guest is systemd booted as PID 1 in namespaces, on a copy of the cached Debian.
 type Guest struct {
 	T    testenv.TB
 	Root string // the guest's root, on the host
@@ -122,10 +125,15 @@ func Boot(t testenv.TB, o Options) *Guest {
 	if name == "" {
 		name = "sdguest"
 	}
+	if o.NetNS != "" {
+		if _, err := os.Stat(o.NetNS); err != nil {
+			t.Fatalf("guest network namespace: %v", err)
+		}
+	}
 	sub := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
 	recipe, cleanup := hybridRecipe, func() { removeSandboxCgroups(t, sub) }
 	if o.Cgroup2 {
-		u, ok := UnifiedHierarchy()
+		u, ok := unifiedHierarchy()
 		testenv.Require(t, ok, "needs a cgroup2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
 		own, _ := os.ReadFile("/proc/self/cgroup")
 		cur := "/"
@@ -134,31 +142,20 @@ func Boot(t testenv.TB, o Options) *Guest {
 				cur = p
 			}
 		}
-		recipe, cleanup = cgroup2Recipe, func() { RemoveCgroupTree(t, filepath.Join(u, cur, sub)) }
+		recipe, cleanup = cgroup2Recipe, func() { testenv.RemoveCgroupTree(t, filepath.Join(u, cur, sub)) }
+	} else {
+		_, err := os.Stat("/sys/fs/cgroup/systemd/cgroup.procs")
+		testenv.Require(t, err == nil, "needs the cgroup v1 hybrid layout (a name=systemd hierarchy at /sys/fs/cgroup/systemd)")
 	}
-	cached := Rootfs(t)
+	cached := rootfs(t)
 	work := t.TempDir()
 	root := filepath.Join(work, "root")
 	// A copy, not an overlay: pods' own overlays in the guest need a real upper filesystem.
 	if out, err := exec.Command("cp", "-a", cached, root).CombinedOutput(); err != nil {
 		t.Fatalf("copy rootfs: %v %s", err, out)
 	}
-	for dst, src := range o.Files {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, err := os.Stat(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(root, dst)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, fi.Mode().Perm()); err != nil {
-			t.Fatal(err)
-		}
+	if err := install(root, o.Files); err != nil {
+		t.Fatal(err)
 	}
 	script := filepath.Join(work, "boot.sh")
 	if err := os.WriteFile(script, recipe, 0o755); err != nil {
@@ -179,49 +176,87 @@ func Boot(t testenv.TB, o Options) *Guest {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	g := &Guest{T: t, Root: root}
 	t.Cleanup(func() {
 		cmd.Process.Kill() // unshare --kill-child takes systemd and the guest with it
-		cmd.Wait()
+		<-exited
 		logf.Close()
 		cleanup()
 	})
 	console := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
 	deadline := time.Now().Add(30 * time.Second)
-	for g.Pid == 0 {
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("the guest's boot script exited: %v\n%s", cmd.ProcessState, console())
+		default:
+		}
+		if g.Pid == 0 {
+			g.Pid = systemdChild(cmd.Process.Pid)
+		} else {
+			out, _ := g.Exec("systemctl", "is-system-running")
+			if s := strings.TrimSpace(out); s == "running" || s == "degraded" {
+				return g
+			}
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("systemd did not start:\n%s", console())
+			t.Fatalf("systemd not running after 30 s (pid %d):\n%s", g.Pid, console())
 		}
 		time.Sleep(50 * time.Millisecond)
-		g.Pid = findSystemd(cmd.Process.Pid, 3)
 	}
-	for {
-		out, _ := g.Exec("systemctl", "is-system-running")
-		if s := strings.TrimSpace(out); s == "running" || s == "degraded" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("systemd not running: %q\n%s", out, console())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return g
 }
 
-// findSystemd returns the pid of the systemd among pid's descendants up to depth levels
-// down (the recipe's bash, or nsenter and then bash, execs unshare, whose child it is), or 0.
-func findSystemd(pid, depth int) int {
-	if depth == 0 {
-		return 0
+// install copies files (guest path to host path) into the guest's root, never through a
+// symbolic link that leaves it, with the host files' modes, and masks the units that would
+// change the machine's own settings (sysctls such as kernel.pid_max are not all per namespace).
+func install(root string, files map[string]string) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
 	}
+	defer r.Close()
+	for dst, src := range files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return err
+		}
+		rel := strings.TrimPrefix(filepath.Clean(dst), "/")
+		if err := r.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+			return err
+		}
+		if err := r.WriteFile(rel, b, fi.Mode().Perm()); err != nil {
+			return err
+		}
+		if err := r.Chmod(rel, fi.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	for _, u := range []string{"systemd-sysctl.service", "systemd-binfmt.service"} {
+		p := filepath.Join("etc/systemd/system", u)
+		if err := r.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := r.Symlink("/dev/null", p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// systemdChild returns the pid of the systemd that is a child of pid (the boot script's
+// process: nsenter, bash and unshare each exec in its place, and unshare forks systemd), or 0.
+func systemdChild(pid int) int {
 	kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 	for f := range strings.FieldsSeq(string(kids)) {
 		kid, _ := strconv.Atoi(f)
 		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", kid)); strings.HasSuffix(exe, "/systemd") {
 			return kid
-		}
-		if p := findSystemd(kid, depth-1); p != 0 {
-			return p
 		}
 	}
 	return 0
@@ -247,9 +282,9 @@ func (g *Guest) Must(args ...string) string {
 	return out
 }
 
-// UnifiedHierarchy is where this machine mounts its cgroup2 hierarchy: /sys/fs/cgroup on a v2
+// unifiedHierarchy is where this machine mounts its cgroup2 hierarchy: /sys/fs/cgroup on a v2
 // host, /sys/fs/cgroup/unified on a hybrid one.
-func UnifiedHierarchy() (string, bool) {
+func unifiedHierarchy() (string, bool) {
 	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
 		var st unix.Statfs_t
 		if unix.Statfs(d, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
@@ -272,31 +307,6 @@ func removeSandboxCgroups(t testenv.TB, sub string) {
 		if parts[1] == "" {
 			h = "unified"
 		}
-		RemoveCgroupTree(t, filepath.Join("/sys/fs/cgroup", h, parts[2], sub))
-	}
-}
-
-// RemoveCgroupTree removes a cgroup and everything below it, deepest first, waiting for each
-// to empty; what cannot be removed is a test error (a leak).
-func RemoveCgroupTree(t testenv.TB, dir string) {
-	var dirs []string
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for _, dir := range slices.Backward(dirs) {
-		for try := 0; ; try++ {
-			err := unix.Rmdir(dir)
-			if err == nil || errors.Is(err, unix.ENOENT) {
-				break
-			}
-			if busy := errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST); !busy || try == 99 {
-				t.Errorf("cgroup left: %s: %v", dir, err)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.RemoveCgroupTree(t, filepath.Join("/sys/fs/cgroup", h, parts[2], sub))
 	}
 }
