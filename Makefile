@@ -4,7 +4,9 @@
 GO        ?= go
 BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X github.com/cairn-os/cairn/runtime/cli.Version=$(VERSION)
+# -w: no DWARF, as distributions ship their binaries (a fifth of each; stack traces, perf's
+# symbols and `go version -m` do not need it, a source-level debugger does).
+LDFLAGS   := -w -X github.com/cairn-os/cairn/runtime/cli.Version=$(VERSION)
 CMDS      := $(sort $(dir $(wildcard */cmd/*/main.go)))
 # Programs that run in the initramfs or alone in an example ACI, where there is no dynamic loader: always static.
 STATIC_CMDS := image/cmd/cairn-init/ installer/cmd/cairn-firstboot/ image/cmd/cairn-hello/
