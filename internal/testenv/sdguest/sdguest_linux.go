@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,12 @@ type Options struct {
 	NetNS string
 	// Files are copied into the guest before it boots: guest path to host path, mode kept.
 	Files map[string]string
+	// Links are symbolic links made in the guest before it boots (guest path to target), such
+	// as a unit's enablement in a target's .wants directory.
+	Links map[string]string
+	// Booting returns as soon as systemd answers, while the boot may still be waiting for
+	// units (is-system-running says starting); otherwise Boot waits for running or degraded.
+	Booting bool
 }
 
 // Guest is systemd booted as PID 1 in namespaces, on a copy of the cached Debian.
@@ -154,7 +161,7 @@ func Boot(t testenv.TB, o Options) *Guest {
 	if out, err := exec.Command("cp", "-a", cached, root).CombinedOutput(); err != nil {
 		t.Fatalf("copy rootfs: %v %s", err, out)
 	}
-	if err := install(root, o.Files); err != nil {
+	if err := install(root, o.Files, o.Links); err != nil {
 		t.Fatal(err)
 	}
 	script := filepath.Join(work, "boot.sh")
@@ -197,7 +204,7 @@ func Boot(t testenv.TB, o Options) *Guest {
 			g.Pid = systemdChild(cmd.Process.Pid)
 		} else {
 			out, _ := g.Exec("systemctl", "is-system-running")
-			if s := strings.TrimSpace(out); s == "running" || s == "degraded" {
+			if s := strings.TrimSpace(out); s == "running" || s == "degraded" || o.Booting && s == "starting" {
 				return g
 			}
 		}
@@ -209,9 +216,10 @@ func Boot(t testenv.TB, o Options) *Guest {
 }
 
 // install copies files (guest path to host path) into the guest's root, never through a
-// symbolic link that leaves it, with the host files' modes, and masks the units that would
-// change the machine's own settings (sysctls such as kernel.pid_max are not all per namespace).
-func install(root string, files map[string]string) error {
+// symbolic link that leaves it, with the host files' modes, makes links (guest path to
+// target), and masks the units that would change the machine's own settings (sysctls such as
+// kernel.pid_max are not all per namespace).
+func install(root string, files, links map[string]string) error {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return err
@@ -237,12 +245,22 @@ func install(root string, files map[string]string) error {
 			return err
 		}
 	}
+	links = maps.Clone(links)
+	if links == nil {
+		links = map[string]string{}
+	}
 	for _, u := range []string{"systemd-sysctl.service", "systemd-binfmt.service"} {
-		p := filepath.Join("etc/systemd/system", u)
-		if err := r.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		links[filepath.Join("/etc/systemd/system", u)] = "/dev/null"
+	}
+	for p, target := range links {
+		rel := strings.TrimPrefix(filepath.Clean(p), "/")
+		if err := r.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
 			return err
 		}
-		if err := r.Symlink("/dev/null", p); err != nil {
+		if err := r.Remove(rel); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := r.Symlink(target, rel); err != nil {
 			return err
 		}
 	}
