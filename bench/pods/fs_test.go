@@ -80,8 +80,11 @@ func fsType(dir string) string {
 		return "file system unknown"
 	}
 	f := strings.Fields(string(out))
-	if len(f) < 3 || f[0] != "ext4" {
-		return strings.Join(f, " ")
+	if len(f) < 3 {
+		return strings.Join(f, " on ")
+	}
+	if f[0] != "ext4" {
+		return f[0] + " on " + f[1]
 	}
 	dev, err := os.Readlink(filepath.Join("/sys/dev/block", f[2]))
 	if err != nil {
