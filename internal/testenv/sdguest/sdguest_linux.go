@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	imgrootfs "github.com/cairn-os/cairn/image/rootfs"
 	"github.com/cairn-os/cairn/internal/testenv"
 )
 
@@ -37,17 +39,24 @@ func cacheDir() string {
 	return "/var/cache/cairn-pods"
 }
 
-// rootfs is a minimal Debian with systemd, dbus and machined, built once with mmdebstrap
-// into CacheDir and reused (read-only: every boot copies it).
+// rootfs is a small Debian with systemd, dbus and machined, built once by image/rootfs (the
+// image builder's mmdebstrap, with the machine's own apt sources) into cacheDir and reused
+// (read-only: every boot copies it). A lock keeps test packages that boot guests at once
+// from building it twice.
 func rootfs(t testenv.TB) string {
 	t.Helper()
-	root := filepath.Join(cacheDir(), "systemd-rootfs")
-	if _, err := os.Stat(filepath.Join(root, "lib/systemd/systemd")); err == nil {
-		return root
-	}
-	testenv.RequireCommand(t, "mmdebstrap")
 	sources := aptSources()
 	testenv.Require(t, sources != "", "needs the machine's apt sources (/etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list)")
+	spec := imgrootfs.Spec{Suite: "bookworm", Sources: sources, Packages: []string{"systemd", "systemd-sysv", "dbus", "systemd-container"},
+		DebCache: filepath.Join(cacheDir(), "debs")}
+	key, err := spec.Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := filepath.Join(cacheDir(), "rootfs", key); exists(filepath.Join(dir, "lib/systemd/systemd")) {
+		return dir
+	}
+	testenv.RequireCommand(t, "mmdebstrap")
 	testenv.SkipShort(t, "building the systemd rootfs takes minutes")
 	if err := os.MkdirAll(cacheDir(), 0o755); err != nil {
 		t.Fatal(err)
@@ -60,28 +69,14 @@ func rootfs(t testenv.TB) string {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "lib/systemd/systemd")); err == nil {
-		return root
+	dir, _, err := imgrootfs.Build(t.Context(), spec, cacheDir(), io.Discard)
+	if err != nil {
+		t.Fatalf("systemd rootfs: %v", err)
 	}
-	tmp := root + ".tmp"
-	os.RemoveAll(tmp)
-	// Packages come through the machine's own apt configuration, as for the OS image.
-	cmd := exec.Command("mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
-		"--include=systemd,systemd-sysv,dbus,systemd-container", "bookworm", tmp, sources)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mmdebstrap: %v\n%s", err, out)
-	}
-	// No consoles to serve in a namespace.
-	for _, u := range []string{"console-getty.service", "getty@.service", "getty.target", "systemd-timesyncd.service"} {
-		if err := os.Symlink("/dev/null", filepath.Join(tmp, "etc/systemd/system", u)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Rename(tmp, root); err != nil {
-		t.Fatal(err)
-	}
-	return root
+	return dir
 }
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // aptSources returns the machine's apt sources file, which mmdebstrap takes as its mirror.
 func aptSources() string {
@@ -217,8 +212,8 @@ func Boot(t testenv.TB, o Options) *Guest {
 
 // install copies files (guest path to host path) into the guest's root, never through a
 // symbolic link that leaves it, with the host files' modes, makes links (guest path to
-// target), and masks the units that would change the machine's own settings (sysctls such as
-// kernel.pid_max are not all per namespace).
+// target), and masks the units a guest in namespaces has no use for or that would change the
+// machine's own settings (sysctls such as kernel.pid_max are not all per namespace).
 func install(root string, files, links map[string]string) error {
 	r, err := os.OpenRoot(root)
 	if err != nil {
@@ -249,7 +244,9 @@ func install(root string, files, links map[string]string) error {
 	if links == nil {
 		links = map[string]string{}
 	}
-	for _, u := range []string{"systemd-sysctl.service", "systemd-binfmt.service"} {
+	// No consoles to serve in a namespace, no clock to set, and no machine-wide settings.
+	for _, u := range []string{"console-getty.service", "getty@.service", "getty.target", "systemd-timesyncd.service",
+		"systemd-sysctl.service", "systemd-binfmt.service"} {
 		links[filepath.Join("/etc/systemd/system", u)] = "/dev/null"
 	}
 	for p, target := range links {
